@@ -1,0 +1,3 @@
+//! Hub backends: where configurations and device twins come from and go to.
+
+pub mod wire;
