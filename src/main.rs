@@ -1,1 +1,283 @@
-fn main() {}
+//! The `fleetform` command line: argument parsing and printing over the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fleetform::manifest::{self, ProcessEnv, SecretMode};
+use fleetform::spec::{self, Problem, Workspace};
+
+/// GitOps for Azure IoT Edge fleets: deployments as KDL files, checked, planned per
+/// device and applied in priority order.
+#[derive(Parser)]
+#[command(name = "fleetform", version, about, max_term_width = 100)]
+struct Cli {
+    /// When to use colour: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every .kdl file under PATHs and report every problem with its location.
+    Validate {
+        /// Files or directories (searched recursively for *.kdl).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the Configuration JSON the hub will receive for one deployment.
+    Render {
+        /// The deployment's name.
+        name: String,
+        /// Files or directories (searched recursively for *.kdl).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// Show registry passwords and (secret) values instead of "(sensitive)".
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Rewrite .kdl files into the canonical layout, keeping comments.
+    Fmt {
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let unicode = std::io::stderr().is_terminal();
+    let width = if std::io::stderr().is_terminal() {
+        None
+    } else {
+        Some(100)
+    };
+    let _ = miette::set_hook(Box::new(move |_| {
+        let mut opts = miette::MietteHandlerOpts::new()
+            .color(color)
+            .unicode(unicode)
+            .terminal_links(false);
+        if let Some(w) = width {
+            opts = opts.width(w);
+        }
+        Box::new(opts.build())
+    }));
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> miette::Result<ExitCode> {
+    match command {
+        Command::Validate { paths, format } => validate(&paths, format),
+        Command::Render {
+            name,
+            paths,
+            show_secrets,
+        } => render(&name, &paths, show_secrets),
+        Command::Fmt { check, paths } => fmt(check, &paths),
+    }
+}
+
+fn print_problems(problems: &[Problem]) {
+    let mut err = std::io::stderr().lock();
+    for p in problems {
+        let _ = writeln!(err, "{:?}", miette::Report::new(p.clone()));
+    }
+}
+
+fn validate(paths: &[PathBuf], format: Format) -> miette::Result<ExitCode> {
+    let ws = Workspace::load(paths)?;
+    let ok = ws.problems.is_empty();
+    match format {
+        Format::Json => {
+            let out = serde_json::json!({
+                "valid": ok,
+                "files": ws.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+                "deployments": ws.deployments.iter().map(|d| serde_json::json!({"name": d.name, "kind": d.kind, "priority": d.priority})).collect::<Vec<_>>(),
+                "problems": ws.problems.iter().map(Problem::to_json).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        Format::Text => {
+            print_problems(&ws.problems);
+            if ok {
+                println!(
+                    "{} deployment{} in {} file{}: valid",
+                    ws.deployments.len(),
+                    plural(ws.deployments.len()),
+                    ws.files.len(),
+                    plural(ws.files.len())
+                );
+            } else {
+                eprintln!(
+                    "{} problem{} found",
+                    ws.problems.len(),
+                    plural(ws.problems.len())
+                );
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn render(name: &str, paths: &[PathBuf], show_secrets: bool) -> miette::Result<ExitCode> {
+    let ws = Workspace::load(paths)?;
+    if !ws.problems.is_empty() {
+        print_problems(&ws.problems);
+        eprintln!(
+            "{} problem{} found; fix them before rendering",
+            ws.problems.len(),
+            plural(ws.problems.len())
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let Some(d) = ws.find(name) else {
+        let names: Vec<&str> = ws.deployments.iter().map(|d| d.name.0.as_str()).collect();
+        let hint = match spec::diag::did_you_mean(name, names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if names.is_empty() => {
+                "no deployments were found under the given paths".to_string()
+            }
+            None => format!("declared deployments: {}", names.join(", ")),
+        };
+        return Err(miette::miette!(
+            help = hint,
+            "no deployment named \"{name}\""
+        ));
+    };
+    let mode = if show_secrets {
+        SecretMode::Reveal
+    } else {
+        SecretMode::Mask
+    };
+    match manifest::render(d, &ProcessEnv, mode) {
+        Ok(r) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.configuration).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            print_problems(&problems);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
+    let mut unformatted = Vec::new();
+    let mut failed = false;
+    for root in paths {
+        for path in spec::kdl_files(root)? {
+            let display = path.display().to_string();
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let formatted = match spec::fmt::format_source(&text) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Syntax errors are reported the same way `validate` reports them.
+                    let file =
+                        std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
+                    let mut problems = Vec::new();
+                    for d in e.diagnostics {
+                        problems.push(
+                            Problem::new(
+                                spec::Code::Syntax,
+                                &file,
+                                d.span,
+                                d.message.unwrap_or_else(|| "invalid KDL".into()),
+                                d.label.unwrap_or_default(),
+                            )
+                            .with_help_opt(d.help),
+                        );
+                    }
+                    print_problems(&problems);
+                    failed = true;
+                    continue;
+                }
+            };
+            if formatted == text {
+                continue;
+            }
+            if check {
+                println!("{display}");
+            } else {
+                write_atomically(&path, &formatted)
+                    .map_err(|e| miette::miette!("{display}: {e}"))?;
+                eprintln!("formatted {display}");
+            }
+            unformatted.push(display);
+        }
+    }
+    if check && !unformatted.is_empty() {
+        eprintln!(
+            "{} file{} not formatted; run `fleetform fmt` to fix",
+            unformatted.len(),
+            plural(unformatted.len())
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Replaces a file without ever leaving it half-written.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

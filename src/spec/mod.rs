@@ -1,1 +1,119 @@
-//! spec
+//! The deployment language: `.kdl` files -> typed [`Deployment`]s, with every problem
+//! reported as a spanned miette diagnostic ([`Problem`]).
+
+mod checks;
+pub mod diag;
+pub mod fmt;
+pub mod model;
+mod parse;
+pub mod rules;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use diag::{Code, Problem};
+pub use model::*;
+pub use source::SourceFile;
+
+/// Failure to read the files at all (as opposed to problems inside them).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    #[error("{path}: no such file or directory")]
+    #[diagnostic(
+        code(fleetform::io),
+        help("pass a directory of .kdl files or a .kdl file")
+    )]
+    NotFound { path: String },
+    #[error("{path}: {source}")]
+    #[diagnostic(code(fleetform::io))]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not UTF-8 text")]
+    #[diagnostic(
+        code(fleetform::io),
+        help("KDL files are UTF-8; re-save the file as UTF-8")
+    )]
+    NotUtf8 { path: String },
+}
+
+/// Every deployment found under some paths, and every problem found on the way.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    pub files: Vec<Arc<SourceFile>>,
+    pub deployments: Vec<Deployment>,
+    pub problems: Vec<Problem>,
+}
+
+impl Workspace {
+    /// Reads every `*.kdl` file under each path (recursively, in name order, skipping
+    /// hidden folders), so that output is the same on every machine.
+    pub fn load(paths: &[PathBuf]) -> Result<Workspace, LoadError> {
+        let mut sources = Vec::new();
+        for root in paths {
+            for path in kdl_files(root)? {
+                let display = path.display().to_string();
+                let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+                    path: display.clone(),
+                    source,
+                })?;
+                let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+                    path: display.clone(),
+                })?;
+                sources.push(SourceFile::new(display, path, text));
+            }
+        }
+        Ok(Workspace::from_sources(sources))
+    }
+
+    /// Builds the model from files already in memory (a git tree, a test).
+    pub fn from_sources(sources: Vec<SourceFile>) -> Workspace {
+        let mut ws = Workspace::default();
+        for file in sources {
+            let file = Arc::new(file);
+            let found = parse::parse_file(&file, &mut ws.problems);
+            ws.deployments.extend(found);
+            ws.files.push(file);
+        }
+        checks::check_workspace(&ws.deployments, &mut ws.problems);
+        ws
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.name.0 == name)
+    }
+}
+
+/// The `.kdl` files a path stands for: itself if it is a file, else those below it.
+pub fn kdl_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    if !root.exists() {
+        return Err(LoadError::NotFound {
+            path: root.display().to_string(),
+        });
+    }
+    if root.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = entry.map_err(|e| LoadError::Read {
+            path: e
+                .path()
+                .map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("file system loop")),
+        })?;
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "kdl") {
+            out.push(entry.into_path());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,237 @@
+//! `fleetform fmt`: one canonical layout for deployment files, keeping every comment.
+//!
+//! The `kdl` crate's own autoformat drops end-of-line comments and rewrites raw strings
+//! (which makes JSON create options unreadable), so the layout is printed here from the
+//! parsed document and the decoration it preserves: indentation is four spaces per level,
+//! one node per line, one space between entries, at most one blank line in a row, and
+//! values exactly as written.
+
+use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode};
+
+const INDENT: &str = "    ";
+
+/// Formats a whole file. Errors when the text is not valid KDL (nothing is changed then).
+pub fn format_source(text: &str) -> Result<String, KdlError> {
+    let doc: KdlDocument = text.parse()?;
+    let mut out = String::with_capacity(text.len());
+    write_nodes(&doc, 0, true, &mut out);
+    if let Some(fmt) = doc.format() {
+        write_comment_lines(&fmt.trailing, 0, !doc.nodes().is_empty(), true, &mut out);
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+fn write_nodes(doc: &KdlDocument, level: usize, mut at_line_start: bool, out: &mut String) {
+    for (i, node) in doc.nodes().iter().enumerate() {
+        let fmt = node.format();
+        let leading = fmt.map_or("", |f| f.leading.as_str());
+        write_comment_lines(leading, level, i > 0, at_line_start, out);
+        write_node(node, level, out);
+        at_line_start = fmt.is_none_or(|f| f.terminator.ends_with('\n') || f.terminator.is_empty());
+    }
+}
+
+/// Writes the comments (and at most one blank line) held in whitespace-and-comment text.
+/// `blank_ok` says whether a blank line may be kept before the first comment;
+/// `at_line_start` says whether the text starts on a fresh line.
+fn write_comment_lines(
+    text: &str,
+    level: usize,
+    blank_ok: bool,
+    at_line_start: bool,
+    out: &mut String,
+) {
+    let segments: Vec<&str> = text.split('\n').collect();
+    let last = segments.len() - 1;
+    let mut pending_blank = false;
+    let mut emitted_any = false;
+    let mut base_indent: Option<usize> = None;
+    for (i, seg) in segments.iter().enumerate() {
+        // The first segment is the rest of the previous line unless that line had ended.
+        let whole_line = i < last && (i > 0 || at_line_start);
+        let trimmed = seg.trim();
+        if trimmed.is_empty() {
+            if whole_line {
+                pending_blank = true;
+                base_indent = None;
+            }
+            continue;
+        }
+        if pending_blank && (emitted_any || blank_ok) {
+            out.push('\n');
+        }
+        pending_blank = false;
+        emitted_any = true;
+        let indent = seg.len() - seg.trim_start().len();
+        let base = *base_indent.get_or_insert(indent);
+        let keep = &seg[indent.min(base)..];
+        for _ in 0..level {
+            out.push_str(INDENT);
+        }
+        out.push_str(keep.trim_end());
+        out.push('\n');
+    }
+    if pending_blank && (emitted_any || blank_ok) {
+        out.push('\n');
+    }
+}
+
+fn write_node(node: &KdlNode, level: usize, out: &mut String) {
+    for _ in 0..level {
+        out.push_str(INDENT);
+    }
+    if let Some(ty) = node.ty() {
+        out.push('(');
+        out.push_str(ty.repr().unwrap_or(ty.value()));
+        out.push(')');
+    }
+    out.push_str(&node.name().to_string());
+    for entry in node.entries() {
+        write_entry(entry, out);
+    }
+    let fmt = node.format();
+    if let Some(f) = fmt {
+        let before_terminator = f.before_terminator.trim();
+        if !before_terminator.is_empty() && node.children().is_none() {
+            out.push(' ');
+            out.push_str(before_terminator);
+        }
+    }
+    if let Some(children) = node.children() {
+        if let Some(f) = fmt {
+            let c = f.before_children.trim();
+            if !c.is_empty() {
+                out.push(' ');
+                out.push_str(c);
+            }
+        }
+        let doc_fmt = children.format();
+        let inner_trailing = doc_fmt.map_or("", |f| f.trailing.as_str());
+        if children.nodes().is_empty() && inner_trailing.trim().is_empty() {
+            let inner_leading = doc_fmt.map_or("", |f| f.leading.trim());
+            if inner_leading.is_empty() {
+                out.push_str(" {}");
+            } else {
+                out.push_str(" {\n");
+                write_comment_lines(inner_leading, level + 1, false, false, out);
+                indent(level, out);
+                out.push('}');
+            }
+        } else {
+            out.push_str(" {");
+            // A comment right after `{` stays on that line.
+            let leading = doc_fmt.map_or("", |f| f.leading.as_str());
+            let first_line = leading.split('\n').next().unwrap_or("").trim();
+            if !first_line.is_empty() {
+                out.push(' ');
+                out.push_str(first_line);
+            }
+            out.push('\n');
+            write_nodes(children, level + 1, false, out);
+            write_comment_lines(inner_trailing, level + 1, true, true, out);
+            while out.ends_with("\n\n") {
+                out.pop();
+            }
+            indent(level, out);
+            out.push('}');
+        }
+        if let Some(f) = fmt {
+            let after = f.before_terminator.trim();
+            if !after.is_empty() {
+                out.push(' ');
+                out.push_str(after);
+            }
+        }
+    }
+    if let Some(f) = fmt {
+        // An end-of-line comment is kept by the parser in the terminator.
+        let term = f
+            .terminator
+            .trim_end_matches('\n')
+            .trim_start_matches(';')
+            .trim();
+        let trailing = f.trailing.trim();
+        for c in [term, trailing] {
+            if !c.is_empty() {
+                out.push(' ');
+                out.push_str(c);
+            }
+        }
+    }
+    out.push('\n');
+}
+
+fn indent(level: usize, out: &mut String) {
+    for _ in 0..level {
+        out.push_str(INDENT);
+    }
+}
+
+fn write_entry(entry: &KdlEntry, out: &mut String) {
+    out.push(' ');
+    if let Some(f) = entry.format() {
+        // Inline comments and slashdashed values written before the entry.
+        let lead = f.leading.trim();
+        if !lead.is_empty() {
+            out.push_str(lead);
+            out.push(' ');
+        }
+    }
+    if let Some(name) = entry.name() {
+        out.push_str(&name.to_string());
+        out.push('=');
+    }
+    if let Some(ty) = entry.ty() {
+        out.push('(');
+        out.push_str(ty.repr().unwrap_or(ty.value()));
+        out.push(')');
+    }
+    match entry.format() {
+        Some(f) if !f.value_repr.is_empty() => out.push_str(&f.value_repr),
+        _ => out.push_str(&entry.value().to_string()),
+    }
+    if let Some(f) = entry.format() {
+        let trail = f.trailing.trim();
+        if !trail.is_empty() {
+            out.push(' ');
+            out.push_str(trail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MESSY: &str = "// head comment\n\n  deployment   \"a\"   {\n  target  \"tags.x='1'\" // why this target\n /- priority 3\n  reg password=(env)\"X\"    k=#\"raw\"# \n\n\n  bad \"x\" /* inline */ y=1 ; z 2\n   // before close\n}\n\n// between\nlayered b { priority 1; }\nempty {}\n";
+
+    #[test]
+    fn canonical_layout_keeps_comments_and_raw_strings() {
+        let out = format_source(MESSY).unwrap();
+        let expected = "// head comment\n\ndeployment \"a\" {\n    target \"tags.x='1'\" // why this target\n    /- priority 3\n    reg password=(env)\"X\" k=#\"raw\"#\n\n    bad \"x\" /* inline */ y=1\n    z 2\n    // before close\n}\n\n// between\nlayered b {\n    priority 1\n}\nempty {}\n";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn formatting_is_idempotent_and_meaning_preserving() {
+        let once = format_source(MESSY).unwrap();
+        let twice = format_source(&once).unwrap();
+        assert_eq!(once, twice);
+        let mut a: KdlDocument = MESSY.parse().unwrap();
+        let mut b: KdlDocument = once.parse().unwrap();
+        a.clear_format_recursive();
+        b.clear_format_recursive();
+        assert_eq!(a.to_string(), b.to_string());
+    }
+
+    #[test]
+    fn invalid_kdl_is_an_error() {
+        assert!(format_source("node {").is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! The typed model of a deployment, as declared in KDL.
+//!
+//! Every value keeps the span it came from so that later stages (rendering, plan) can
+//! point back into the file, and every value that may be a secret knows it is one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use miette::SourceSpan;
+use serde::Serialize;
+
+use super::source::SourceFile;
+
+/// A deployment's name as written in KDL. The hub id is this plus a content hash.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DeploymentName(pub String);
+
+impl fmt::Display for DeploymentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A configuration id on the hub (`<name>-<8 hex>` for managed deployments).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DeploymentId(pub String);
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Deployment priority: a non-negative int32 (the hub accepts 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Priority(pub i32);
+
+/// Standard deployments carry the runtime; layered ones add to a standard one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentKind {
+    Standard,
+    Layered,
+}
+
+impl DeploymentKind {
+    /// The KDL node name that declares this kind.
+    pub fn node_name(self) -> &'static str {
+        match self {
+            DeploymentKind::Standard => "deployment",
+            DeploymentKind::Layered => "layered",
+        }
+    }
+}
+
+/// Where something was declared: the file and the byte span in it.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: Arc<SourceFile>,
+    pub span: SourceSpan,
+}
+
+impl Origin {
+    /// `file:line:col`, 1-based, as editors and CI annotations expect.
+    pub fn location(&self) -> String {
+        let (line, col) = self.file.line_col(self.span.offset());
+        format!("{}:{}:{}", self.file.name, line, col)
+    }
+}
+
+impl PartialEq for Origin {
+    // Two models are equal when they declare the same thing, wherever it was written.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A target condition or metric query, with the span of the string's *contents* so that
+/// a parse error can point at the exact character inside the KDL string.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryText {
+    pub text: String,
+    /// Source offset of each byte of `text` (plus one past the end), when the string was
+    /// written in a form whose bytes can be mapped (quoted or raw, single line).
+    pub offsets: Option<Arc<[usize]>>,
+    pub origin: Origin,
+}
+
+impl QueryText {
+    /// The source span of `len` bytes of the string starting at byte `start`, falling back
+    /// to the whole string's span when the mapping is unknown.
+    pub fn span_of(&self, start: usize, len: usize) -> SourceSpan {
+        match &self.offsets {
+            Some(map) if start < map.len() => {
+                let end = (start + len).min(map.len() - 1);
+                let from = map[start];
+                let to = map[end].max(from + 1);
+                SourceSpan::new(from.into(), to - from)
+            }
+            _ => self.origin.span,
+        }
+    }
+}
+
+/// Where a scalar value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    /// Written in the file.
+    Literal,
+    /// `(env)"NAME"`: read from the environment variable `NAME` when rendering.
+    Env(String),
+}
+
+/// A scalar as declared: JSON-compatible value plus whether it is a secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scalar {
+    /// For `ValueSource::Env` this is the variable's name as a string until resolved.
+    pub value: serde_json::Value,
+    pub source: ValueSource,
+    /// Registry passwords and values marked `(secret)`: masked in every output.
+    pub sensitive: bool,
+    pub origin: Origin,
+}
+
+impl Scalar {
+    pub fn literal(value: serde_json::Value, origin: Origin) -> Self {
+        Scalar {
+            value,
+            source: ValueSource::Literal,
+            sensitive: false,
+            origin,
+        }
+    }
+}
+
+/// A JSON document declared in KDL (twin properties, create options): the value plus the
+/// scalars inside it that need resolving or masking, keyed by JSON pointer.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct JsonDoc {
+    pub value: serde_json::Value,
+    pub scalars: Vec<(String, Scalar)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registry {
+    pub name: String,
+    pub address: Scalar,
+    pub username: Scalar,
+    pub password: Scalar,
+    pub origin: Origin,
+}
+
+/// `createOptions`: a JSON document the agent passes to Docker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreateOptions {
+    pub doc: JsonDoc,
+    pub origin: Origin,
+}
+
+/// Settings shared by custom modules and the two system modules.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ModuleSettings {
+    pub image: Option<Scalar>,
+    pub create_options: Option<CreateOptions>,
+    pub env: BTreeMap<String, Scalar>,
+    pub status: Option<String>,
+    pub restart_policy: Option<String>,
+    pub startup_order: Option<u32>,
+    pub image_pull_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Module {
+    pub name: String,
+    pub version: Option<String>,
+    pub settings: ModuleSettings,
+    pub origin: Origin,
+}
+
+/// The runtime section of a standard deployment: `$edgeAgent`'s runtime and system modules,
+/// and the `$edgeHub` settings that are not routes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Runtime {
+    pub agent_schema: String,
+    pub hub_schema: String,
+    pub min_docker_version: String,
+    pub logging_options: String,
+    pub registries: BTreeMap<String, Registry>,
+    pub edge_agent: ModuleSettings,
+    pub edge_hub: ModuleSettings,
+    pub store_and_forward_ttl: u32,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub text: QueryText,
+    pub priority: Option<u8>,
+    pub ttl: Option<u32>,
+    pub origin: Origin,
+}
+
+/// Desired properties written into one module twin: the whole `properties.desired`
+/// (`path` empty) or one subsection (`properties.desired.<path>`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TwinSetting {
+    pub module: String,
+    pub path: Vec<String>,
+    pub doc: JsonDoc,
+    pub origin: Origin,
+}
+
+impl TwinSetting {
+    pub fn key(&self) -> String {
+        if self.path.is_empty() {
+            "properties.desired".to_string()
+        } else {
+            format!("properties.desired.{}", self.path.join("."))
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub query: QueryText,
+    pub origin: Origin,
+}
+
+/// One declared deployment, standard or layered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deployment {
+    pub name: DeploymentName,
+    pub kind: DeploymentKind,
+    pub priority: Priority,
+    /// `None` is `target #null`: deliberately targets no device.
+    pub target: Option<QueryText>,
+    pub labels: BTreeMap<String, String>,
+    pub metrics: Vec<Metric>,
+    /// Standard deployments only.
+    pub runtime: Option<Runtime>,
+    /// Layered deployments may add registry credentials of their own.
+    pub registries: BTreeMap<String, Registry>,
+    pub modules: BTreeMap<String, Module>,
+    pub routes: BTreeMap<String, Route>,
+    pub twins: Vec<TwinSetting>,
+    pub origin: Origin,
+}
