@@ -69,22 +69,12 @@ fn main() -> ExitCode {
     let color = match cli.color {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => {
-            std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     let unicode = std::io::stderr().is_terminal();
-    let width = if std::io::stderr().is_terminal() {
-        None
-    } else {
-        Some(100)
-    };
+    let width = if std::io::stderr().is_terminal() { None } else { Some(100) };
     let _ = miette::set_hook(Box::new(move |_| {
-        let mut opts = miette::MietteHandlerOpts::new()
-            .color(color)
-            .unicode(unicode)
-            .terminal_links(false);
+        let mut opts = miette::MietteHandlerOpts::new().color(color).unicode(unicode).terminal_links(false);
         if let Some(w) = width {
             opts = opts.width(w);
         }
@@ -102,11 +92,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> miette::Result<ExitCode> {
     match command {
         Command::Validate { paths, format } => validate(&paths, format),
-        Command::Render {
-            name,
-            paths,
-            show_secrets,
-        } => render(&name, &paths, show_secrets),
+        Command::Render { name, paths, show_secrets } => render(&name, &paths, show_secrets),
         Command::Fmt { check, paths } => fmt(check, &paths),
     }
 }
@@ -142,19 +128,11 @@ fn validate(paths: &[PathBuf], format: Format) -> miette::Result<ExitCode> {
                     plural(ws.files.len())
                 );
             } else {
-                eprintln!(
-                    "{} problem{} found",
-                    ws.problems.len(),
-                    plural(ws.problems.len())
-                );
+                eprintln!("{} problem{} found", ws.problems.len(), plural(ws.problems.len()));
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn plural(n: usize) -> &'static str {
@@ -165,38 +143,22 @@ fn render(name: &str, paths: &[PathBuf], show_secrets: bool) -> miette::Result<E
     let ws = Workspace::load(paths)?;
     if !ws.problems.is_empty() {
         print_problems(&ws.problems);
-        eprintln!(
-            "{} problem{} found; fix them before rendering",
-            ws.problems.len(),
-            plural(ws.problems.len())
-        );
+        eprintln!("{} problem{} found; fix them before rendering", ws.problems.len(), plural(ws.problems.len()));
         return Ok(ExitCode::from(1));
     }
     let Some(d) = ws.find(name) else {
         let names: Vec<&str> = ws.deployments.iter().map(|d| d.name.0.as_str()).collect();
         let hint = match spec::diag::did_you_mean(name, names.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
-            None if names.is_empty() => {
-                "no deployments were found under the given paths".to_string()
-            }
+            None if names.is_empty() => "no deployments were found under the given paths".to_string(),
             None => format!("declared deployments: {}", names.join(", ")),
         };
-        return Err(miette::miette!(
-            help = hint,
-            "no deployment named \"{name}\""
-        ));
+        return Err(miette::miette!(help = hint, "no deployment named \"{name}\""));
     };
-    let mode = if show_secrets {
-        SecretMode::Reveal
-    } else {
-        SecretMode::Mask
-    };
+    let mode = if show_secrets { SecretMode::Reveal } else { SecretMode::Mask };
     match manifest::render(d, &ProcessEnv, mode) {
         Ok(r) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&r.configuration).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&r.configuration).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
@@ -212,14 +174,12 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
     for root in paths {
         for path in spec::kdl_files(root)? {
             let display = path.display().to_string();
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
             let formatted = match spec::fmt::format_source(&text) {
                 Ok(f) => f,
                 Err(e) => {
                     // Syntax errors are reported the same way `validate` reports them.
-                    let file =
-                        std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
+                    let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
                     let mut problems = Vec::new();
                     for d in e.diagnostics {
                         problems.push(
@@ -244,34 +204,22 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
             if check {
                 println!("{display}");
             } else {
-                write_atomically(&path, &formatted)
-                    .map_err(|e| miette::miette!("{display}: {e}"))?;
+                write_atomically(&path, &formatted).map_err(|e| miette::miette!("{display}: {e}"))?;
                 eprintln!("formatted {display}");
             }
             unformatted.push(display);
         }
     }
     if check && !unformatted.is_empty() {
-        eprintln!(
-            "{} file{} not formatted; run `fleetform fmt` to fix",
-            unformatted.len(),
-            plural(unformatted.len())
-        );
+        eprintln!("{} file{} not formatted; run `fleetform fmt` to fix", unformatted.len(), plural(unformatted.len()));
         return Ok(ExitCode::from(1));
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Replaces a file without ever leaving it half-written.
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;

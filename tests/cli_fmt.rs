@@ -6,10 +6,7 @@ use common::*;
 
 #[test]
 fn examples_are_formatted() {
-    let out = fleetform()
-        .args(["fmt", "--check", "examples"])
-        .output()
-        .unwrap();
+    let out = fleetform().args(["fmt", "--check", "examples"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
 }
 
@@ -20,24 +17,12 @@ fn check_names_files_then_fmt_fixes_them_keeping_comments() {
     let file = dir.path().join("a.kdl");
     std::fs::write(&file, messy).unwrap();
     let tidy = dir.path().join("b.kdl");
-    std::fs::write(
-        &tidy,
-        "layered \"b\" {\n    priority 1\n    target \"*\"\n}\n",
-    )
-    .unwrap();
+    std::fs::write(&tidy, "layered \"b\" {\n    priority 1\n    target \"*\"\n}\n").unwrap();
 
-    let out = fleetform()
-        .args(["fmt", "--check"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = fleetform().args(["fmt", "--check"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out).trim(), file.display().to_string());
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        messy,
-        "--check changes nothing"
-    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), messy, "--check changes nothing");
 
     let out = fleetform().arg("fmt").arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
@@ -46,11 +31,7 @@ fn check_names_files_then_fmt_fixes_them_keeping_comments() {
         formatted,
         "// why this exists\ndeployment \"a\" {\n    priority 10 // bump for the canary\n    target \"*\"\n    runtime {\n        edge-agent image=\"x\"\n        edge-hub image=\"y\"\n    }\n}\n"
     );
-    let out = fleetform()
-        .args(["fmt", "--check"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = fleetform().args(["fmt", "--check"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -62,8 +43,5 @@ fn fmt_leaves_invalid_files_alone() {
     let out = fleetform().arg("fmt").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("fleetform::syntax"));
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "deployment \"a\" {\n"
-    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "deployment \"a\" {\n");
 }

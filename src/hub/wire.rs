@@ -81,9 +81,7 @@ impl Configuration {
         match &self.content.modules_content {
             None => ConfigurationKind::DeviceManagement,
             Some(mc) => match mc.get("$edgeAgent") {
-                Some(agent) if agent.contains_key("properties.desired") => {
-                    ConfigurationKind::Standard
-                }
+                Some(agent) if agent.contains_key("properties.desired") => ConfigurationKind::Standard,
                 _ => ConfigurationKind::Layered,
             },
         }
@@ -120,10 +118,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(layered.kind(), ConfigurationKind::Layered);
-        let adm: Configuration = serde_json::from_str(
-            r#"{"id":"c","content":{"deviceContent":{"properties.desired.x":1}}}"#,
-        )
-        .unwrap();
+        let adm: Configuration =
+            serde_json::from_str(r#"{"id":"c","content":{"deviceContent":{"properties.desired.x":1}}}"#).unwrap();
         assert_eq!(adm.kind(), ConfigurationKind::DeviceManagement);
     }
 }

@@ -29,11 +29,7 @@ pub fn chunk_create_options(compact: &str) -> Vec<(String, String)> {
         .chunks(crate::spec::rules::CREATE_OPTIONS_CHUNK)
         .enumerate()
         .map(|(i, piece)| {
-            let key = if i == 0 {
-                "createOptions".to_string()
-            } else {
-                format!("createOptions{i:02}")
-            };
+            let key = if i == 0 { "createOptions".to_string() } else { format!("createOptions{i:02}") };
             (key, piece.iter().collect())
         })
         .collect()
@@ -41,9 +37,7 @@ pub fn chunk_create_options(compact: &str) -> Vec<(String, String)> {
 
 /// Joins createOptions pieces back, as the agent does. Returns `None` when a piece is
 /// missing from the sequence.
-pub fn join_create_options(
-    settings: &serde_json::Map<String, serde_json::Value>,
-) -> Option<Result<String, String>> {
+pub fn join_create_options(settings: &serde_json::Map<String, serde_json::Value>) -> Option<Result<String, String>> {
     let first = settings.get("createOptions")?;
     let mut out = match first.as_str() {
         Some(s) => s.to_string(),
@@ -73,10 +67,7 @@ mod tests {
         );
         assert_eq!(pieces[0].1.chars().count(), 512);
         assert_eq!(pieces[2].1.chars().count(), 1100 - 1024);
-        let map: serde_json::Map<_, _> = pieces
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
+        let map: serde_json::Map<_, _> = pieces.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
         assert_eq!(join_create_options(&map).unwrap().unwrap(), long);
     }
 }

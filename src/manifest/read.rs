@@ -15,10 +15,7 @@ use crate::spec::source::SourceFile;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ReadError {
     #[error("configuration {id} is not an IoT Edge deployment (it has no modulesContent)")]
-    #[diagnostic(
-        code(fleetform::not_edge),
-        help("automatic device management configurations are left alone")
-    )]
+    #[diagnostic(code(fleetform::not_edge), help("automatic device management configurations are left alone"))]
     NotEdge { id: String },
     #[error("configuration {id}: {path}: {problem}")]
     #[diagnostic(
@@ -27,11 +24,7 @@ pub enum ReadError {
             "this part of the deployment has no KDL form yet; keep managing it outside fleetform, or simplify it on the hub"
         )
     )]
-    Unsupported {
-        id: String,
-        path: String,
-        problem: String,
-    },
+    Unsupported { id: String, path: String, problem: String },
 }
 
 /// Reads a Configuration (standard or layered) into a [`Deployment`].
@@ -49,26 +42,12 @@ type R<T> = Result<T, ReadError>;
 
 impl<'a> Reader<'a> {
     fn new(config: &'a Configuration) -> Self {
-        let file = Arc::new(SourceFile::new(
-            format!("hub:{}", config.id),
-            "",
-            String::new(),
-        ));
-        Reader {
-            config,
-            origin: Origin {
-                file,
-                span: SourceSpan::new(0.into(), 0),
-            },
-        }
+        let file = Arc::new(SourceFile::new(format!("hub:{}", config.id), "", String::new()));
+        Reader { config, origin: Origin { file, span: SourceSpan::new(0.into(), 0) } }
     }
 
     fn bad(&self, path: &str, problem: impl Into<String>) -> ReadError {
-        ReadError::Unsupported {
-            id: self.config.id.clone(),
-            path: path.to_string(),
-            problem: problem.into(),
-        }
+        ReadError::Unsupported { id: self.config.id.clone(), path: path.to_string(), problem: problem.into() }
     }
 
     fn literal(&self, v: Value) -> Scalar {
@@ -84,8 +63,7 @@ impl<'a> Reader<'a> {
     }
 
     fn obj<'v>(&self, v: &'v Value, path: &str) -> R<&'v Map<String, Value>> {
-        v.as_object()
-            .ok_or_else(|| self.bad(path, "expected an object"))
+        v.as_object().ok_or_else(|| self.bad(path, "expected an object"))
     }
 
     fn deployment(&self) -> R<Deployment> {
@@ -97,18 +75,9 @@ impl<'a> Reader<'a> {
                 return Err(ReadError::NotEdge { id: c.id.clone() });
             }
         };
-        let content = c
-            .content
-            .modules_content
-            .as_ref()
-            .ok_or_else(|| ReadError::NotEdge { id: c.id.clone() })?;
-        let name = c
-            .labels
-            .get(LABEL_NAME)
-            .cloned()
-            .unwrap_or_else(|| c.id.clone());
-        let priority = i32::try_from(c.priority)
-            .map_err(|_| self.bad("priority", "out of the int32 range"))?;
+        let content = c.content.modules_content.as_ref().ok_or_else(|| ReadError::NotEdge { id: c.id.clone() })?;
+        let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.clone());
+        let priority = i32::try_from(c.priority).map_err(|_| self.bad("priority", "out of the int32 range"))?;
         let labels = c
             .labels
             .iter()
@@ -119,11 +88,7 @@ impl<'a> Reader<'a> {
             .metrics
             .iter()
             .flat_map(|m| m.queries.iter())
-            .map(|(n, q)| Metric {
-                name: n.clone(),
-                query: self.query(q),
-                origin: self.origin.clone(),
-            })
+            .map(|(n, q)| Metric { name: n.clone(), query: self.query(q), origin: self.origin.clone() })
             .collect();
         let target = (!c.target_condition.is_empty()).then(|| self.query(&c.target_condition));
         let mut d = Deployment {
@@ -148,101 +113,45 @@ impl<'a> Reader<'a> {
     }
 
     fn query(&self, text: &str) -> QueryText {
-        QueryText {
-            text: text.to_string(),
-            offsets: None,
-            origin: self.origin.clone(),
-        }
+        QueryText { text: text.to_string(), offsets: None, origin: self.origin.clone() }
     }
 
-    fn standard(
-        &self,
-        content: &BTreeMap<String, Map<String, Value>>,
-        d: &mut Deployment,
-    ) -> R<()> {
+    fn standard(&self, content: &BTreeMap<String, Map<String, Value>>, d: &mut Deployment) -> R<()> {
         let agent_twin = &content["$edgeAgent"];
         only_keys(self, agent_twin, &["properties.desired"], "$edgeAgent")?;
-        let agent = self.obj(
-            &agent_twin["properties.desired"],
-            "$edgeAgent.properties.desired",
-        )?;
+        let agent = self.obj(&agent_twin["properties.desired"], "$edgeAgent.properties.desired")?;
         let p = "$edgeAgent.properties.desired";
-        only_keys(
-            self,
-            agent,
-            &["schemaVersion", "runtime", "systemModules", "modules"],
-            p,
-        )?;
-        let agent_schema = self
-            .str_at(agent, "schemaVersion", p)?
-            .unwrap_or("1.1")
-            .to_string();
-        let runtime = self.obj(
-            agent.get("runtime").unwrap_or(&Value::Null),
-            &format!("{p}.runtime"),
-        )?;
-        only_keys(
-            self,
-            runtime,
-            &["type", "settings"],
-            &format!("{p}.runtime"),
-        )?;
+        only_keys(self, agent, &["schemaVersion", "runtime", "systemModules", "modules"], p)?;
+        let agent_schema = self.str_at(agent, "schemaVersion", p)?.unwrap_or("1.1").to_string();
+        let runtime = self.obj(agent.get("runtime").unwrap_or(&Value::Null), &format!("{p}.runtime"))?;
+        only_keys(self, runtime, &["type", "settings"], &format!("{p}.runtime"))?;
         let empty = Map::new();
         let rs = match runtime.get("settings") {
             Some(v) => self.obj(v, &format!("{p}.runtime.settings"))?,
             None => &empty,
         };
         let rsp = format!("{p}.runtime.settings");
-        only_keys(
-            self,
-            rs,
-            &["minDockerVersion", "loggingOptions", "registryCredentials"],
-            &rsp,
-        )?;
+        only_keys(self, rs, &["minDockerVersion", "loggingOptions", "registryCredentials"], &rsp)?;
         let mut registries = BTreeMap::new();
         if let Some(creds) = rs.get("registryCredentials") {
             for (name, r) in self.obj(creds, &format!("{rsp}.registryCredentials"))? {
-                registries.insert(
-                    name.clone(),
-                    self.registry(name, r, &format!("{rsp}.registryCredentials.{name}"))?,
-                );
+                registries.insert(name.clone(), self.registry(name, r, &format!("{rsp}.registryCredentials.{name}"))?);
             }
         }
-        let system = self.obj(
-            agent.get("systemModules").unwrap_or(&Value::Null),
-            &format!("{p}.systemModules"),
-        )?;
-        only_keys(
-            self,
-            system,
-            &["edgeAgent", "edgeHub"],
-            &format!("{p}.systemModules"),
-        )?;
+        let system = self.obj(agent.get("systemModules").unwrap_or(&Value::Null), &format!("{p}.systemModules"))?;
+        only_keys(self, system, &["edgeAgent", "edgeHub"], &format!("{p}.systemModules"))?;
         let edge_agent = self
-            .settings(
-                system.get("edgeAgent").unwrap_or(&Value::Null),
-                &format!("{p}.systemModules.edgeAgent"),
-                false,
-            )?
+            .settings(system.get("edgeAgent").unwrap_or(&Value::Null), &format!("{p}.systemModules.edgeAgent"), false)?
             .0;
         let edge_hub = self
-            .settings(
-                system.get("edgeHub").unwrap_or(&Value::Null),
-                &format!("{p}.systemModules.edgeHub"),
-                false,
-            )?
+            .settings(system.get("edgeHub").unwrap_or(&Value::Null), &format!("{p}.systemModules.edgeHub"), false)?
             .0;
         if let Some(mods) = agent.get("modules") {
             for (name, m) in self.obj(mods, &format!("{p}.modules"))? {
                 let (settings, version) = self.settings(m, &format!("{p}.modules.{name}"), true)?;
                 d.modules.insert(
                     name.clone(),
-                    Module {
-                        name: name.clone(),
-                        version,
-                        settings,
-                        origin: self.origin.clone(),
-                    },
+                    Module { name: name.clone(), version, settings, origin: self.origin.clone() },
                 );
             }
         }
@@ -251,25 +160,14 @@ impl<'a> Reader<'a> {
         if let Some(hub_twin) = content.get("$edgeHub") {
             only_keys(self, hub_twin, &["properties.desired"], "$edgeHub")?;
             let hp = "$edgeHub.properties.desired";
-            let hub = self.obj(
-                hub_twin.get("properties.desired").unwrap_or(&Value::Null),
-                hp,
-            )?;
-            only_keys(
-                self,
-                hub,
-                &["schemaVersion", "routes", "storeAndForwardConfiguration"],
-                hp,
-            )?;
+            let hub = self.obj(hub_twin.get("properties.desired").unwrap_or(&Value::Null), hp)?;
+            only_keys(self, hub, &["schemaVersion", "routes", "storeAndForwardConfiguration"], hp)?;
             if let Some(s) = self.str_at(hub, "schemaVersion", hp)? {
                 hub_schema = s.to_string();
             }
             if let Some(routes) = hub.get("routes") {
                 for (name, r) in self.obj(routes, &format!("{hp}.routes"))? {
-                    d.routes.insert(
-                        name.clone(),
-                        self.route(name, r, &format!("{hp}.routes.{name}"))?,
-                    );
+                    d.routes.insert(name.clone(), self.route(name, r, &format!("{hp}.routes.{name}"))?);
                 }
             }
             if let Some(sf) = hub.get("storeAndForwardConfiguration") {
@@ -280,23 +178,15 @@ impl<'a> Reader<'a> {
                     ttl = v
                         .as_u64()
                         .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| {
-                            self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number")
-                        })?;
+                        .ok_or_else(|| self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number"))?;
                 }
             }
         }
         d.runtime = Some(Runtime {
             agent_schema,
             hub_schema,
-            min_docker_version: self
-                .str_at(rs, "minDockerVersion", &rsp)?
-                .unwrap_or("v1.25")
-                .to_string(),
-            logging_options: self
-                .str_at(rs, "loggingOptions", &rsp)?
-                .unwrap_or("")
-                .to_string(),
+            min_docker_version: self.str_at(rs, "minDockerVersion", &rsp)?.unwrap_or("v1.25").to_string(),
+            logging_options: self.str_at(rs, "loggingOptions", &rsp)?.unwrap_or("").to_string(),
             registries,
             edge_agent,
             edge_hub,
@@ -321,18 +211,14 @@ impl<'a> Reader<'a> {
                 let (settings, version) = self.settings(v, &path, true)?;
                 d.modules.insert(
                     name.to_string(),
-                    Module {
-                        name: name.to_string(),
-                        version,
-                        settings,
-                        origin: self.origin.clone(),
-                    },
+                    Module { name: name.to_string(), version, settings, origin: self.origin.clone() },
                 );
             } else if let Some(name) = key.strip_prefix(REGISTRY).filter(|n| !n.contains('.')) {
-                d.registries
-                    .insert(name.to_string(), self.registry(name, v, &path)?);
+                d.registries.insert(name.to_string(), self.registry(name, v, &path)?);
             } else {
-                return Err(self.bad(&path, "layered deployments may only add modules and registry credentials to $edgeAgent"));
+                return Err(
+                    self.bad(&path, "layered deployments may only add modules and registry credentials to $edgeAgent")
+                );
             }
         }
         for (key, v) in content.get("$edgeHub").into_iter().flatten() {
@@ -340,8 +226,7 @@ impl<'a> Reader<'a> {
             let Some(name) = key.strip_prefix(ROUTE).filter(|n| !n.contains('.')) else {
                 return Err(self.bad(&path, "layered deployments may only add routes to $edgeHub"));
             };
-            d.routes
-                .insert(name.to_string(), self.route(name, v, &path)?);
+            d.routes.insert(name.to_string(), self.route(name, v, &path)?);
         }
         for (module, twin) in content.iter().filter(|(k, _)| !k.starts_with('$')) {
             for (key, value) in twin {
@@ -357,18 +242,12 @@ impl<'a> Reader<'a> {
         } else if let Some(rest) = key.strip_prefix("properties.desired.") {
             rest.split('.').map(str::to_string).collect()
         } else {
-            return Err(self.bad(
-                &format!("{module}.{key}"),
-                "module content keys start with properties.desired",
-            ));
+            return Err(self.bad(&format!("{module}.{key}"), "module content keys start with properties.desired"));
         };
         Ok(TwinSetting {
             module: module.to_string(),
             path,
-            doc: JsonDoc {
-                value: value.clone(),
-                scalars: Vec::new(),
-            },
+            doc: JsonDoc { value: value.clone(), scalars: Vec::new() },
             origin: self.origin.clone(),
         })
     }
@@ -377,9 +256,7 @@ impl<'a> Reader<'a> {
         let m = self.obj(v, path)?;
         only_keys(self, m, &["address", "username", "password"], path)?;
         let field = |k: &str| -> R<String> {
-            self.str_at(m, k, path)?
-                .map(str::to_string)
-                .ok_or_else(|| self.bad(&format!("{path}.{k}"), "missing"))
+            self.str_at(m, k, path)?.map(str::to_string).ok_or_else(|| self.bad(&format!("{path}.{k}"), "missing"))
         };
         let mut password = self.literal(Value::String(field("password")?));
         password.sensitive = true;
@@ -397,9 +274,8 @@ impl<'a> Reader<'a> {
             Value::String(s) => (s.clone(), None, None),
             Value::Object(m) => {
                 only_keys(self, m, &["route", "priority", "timeToLiveSecs"], path)?;
-                let text = self
-                    .str_at(m, "route", path)?
-                    .ok_or_else(|| self.bad(path, "route object without `route`"))?;
+                let text =
+                    self.str_at(m, "route", path)?.ok_or_else(|| self.bad(path, "route object without `route`"))?;
                 let priority = match m.get("priority") {
                     Some(p) => Some(
                         p.as_u64()
@@ -410,41 +286,24 @@ impl<'a> Reader<'a> {
                     None => None,
                 };
                 let ttl = match m.get("timeToLiveSecs") {
-                    Some(t) => Some(t.as_u64().and_then(|t| u32::try_from(t).ok()).ok_or_else(
-                        || self.bad(&format!("{path}.timeToLiveSecs"), "expected a whole number"),
-                    )?),
+                    Some(t) => Some(
+                        t.as_u64()
+                            .and_then(|t| u32::try_from(t).ok())
+                            .ok_or_else(|| self.bad(&format!("{path}.timeToLiveSecs"), "expected a whole number"))?,
+                    ),
                     None => None,
                 };
                 (text.to_string(), priority, ttl)
             }
             _ => return Err(self.bad(path, "a route is a string or an object")),
         };
-        Ok(Route {
-            name: name.to_string(),
-            text: self.query(&text),
-            priority,
-            ttl,
-            origin: self.origin.clone(),
-        })
+        Ok(Route { name: name.to_string(), text: self.query(&text), priority, ttl, origin: self.origin.clone() })
     }
 
     /// A module's (or system module's) JSON -> settings and version.
-    fn settings(
-        &self,
-        v: &Value,
-        path: &str,
-        allow_version: bool,
-    ) -> R<(ModuleSettings, Option<String>)> {
+    fn settings(&self, v: &Value, path: &str, allow_version: bool) -> R<(ModuleSettings, Option<String>)> {
         let m = self.obj(v, path)?;
-        let mut allowed = vec![
-            "type",
-            "status",
-            "restartPolicy",
-            "startupOrder",
-            "imagePullPolicy",
-            "settings",
-            "env",
-        ];
+        let mut allowed = vec!["type", "status", "restartPolicy", "startupOrder", "imagePullPolicy", "settings", "env"];
         if allow_version {
             allowed.push("version");
         }
@@ -452,65 +311,46 @@ impl<'a> Reader<'a> {
         if let Some(t) = self.str_at(m, "type", path)?
             && t != "docker"
         {
-            return Err(self.bad(
-                &format!("{path}.type"),
-                format!("module type \"{t}\" (only docker exists)"),
-            ));
+            return Err(self.bad(&format!("{path}.type"), format!("module type \"{t}\" (only docker exists)")));
         }
-        let settings_map = self.obj(
-            m.get("settings").unwrap_or(&Value::Null),
-            &format!("{path}.settings"),
-        )?;
+        let settings_map = self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?;
         let sp = format!("{path}.settings");
         for k in settings_map.keys() {
-            let chunk = k.strip_prefix("createOptions").is_some_and(|n| {
-                n.is_empty() || (n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
-            });
+            let chunk = k
+                .strip_prefix("createOptions")
+                .is_some_and(|n| n.is_empty() || (n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit())));
             if k != "image" && !chunk {
                 return Err(self.bad(&format!("{sp}.{k}"), "unknown setting"));
             }
         }
-        let image = self
-            .str_at(settings_map, "image", &sp)?
-            .map(|s| self.literal(Value::String(s.to_string())));
+        let image = self.str_at(settings_map, "image", &sp)?.map(|s| self.literal(Value::String(s.to_string())));
         let create_options = match join_create_options(settings_map) {
             None => None,
             Some(Err(e)) => return Err(self.bad(&sp, e)),
             Some(Ok(text)) => {
-                let doc: Value = serde_json::from_str(&text).map_err(|e| {
-                    self.bad(&format!("{sp}.createOptions"), format!("not JSON: {e}"))
-                })?;
-                Some(CreateOptions {
-                    doc: JsonDoc {
-                        value: doc,
-                        scalars: Vec::new(),
-                    },
-                    origin: self.origin.clone(),
-                })
+                let doc: Value = serde_json::from_str(&text)
+                    .map_err(|e| self.bad(&format!("{sp}.createOptions"), format!("not JSON: {e}")))?;
+                Some(CreateOptions { doc: JsonDoc { value: doc, scalars: Vec::new() }, origin: self.origin.clone() })
             }
         };
         let mut env = BTreeMap::new();
         if let Some(e) = m.get("env") {
             for (k, v) in self.obj(e, &format!("{path}.env"))? {
-                let val = v
-                    .get("value")
-                    .filter(|v| v.is_string() || v.is_number() || v.is_boolean())
-                    .ok_or_else(|| {
-                        self.bad(
-                            &format!("{path}.env.{k}"),
-                            "expected {\"value\": string, number or boolean}",
-                        )
+                let val =
+                    v.get("value").filter(|v| v.is_string() || v.is_number() || v.is_boolean()).ok_or_else(|| {
+                        self.bad(&format!("{path}.env.{k}"), "expected {\"value\": string, number or boolean}")
                     })?;
                 env.insert(k.clone(), self.literal(val.clone()));
             }
         }
-        let startup_order =
-            match m.get("startupOrder") {
-                Some(v) => Some(v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(
-                    || self.bad(&format!("{path}.startupOrder"), "expected a whole number"),
-                )?),
-                None => None,
-            };
+        let startup_order = match m.get("startupOrder") {
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| self.bad(&format!("{path}.startupOrder"), "expected a whole number"))?,
+            ),
+            None => None,
+        };
         let version = self.str_at(m, "version", path)?.map(str::to_string);
         let settings = ModuleSettings {
             image,

@@ -54,11 +54,7 @@ pub struct Rendered {
 }
 
 /// Renders every deployment, collecting every problem (missing variables).
-pub fn render_all(
-    deployments: &[Deployment],
-    env: &dyn Env,
-    mode: SecretMode,
-) -> Result<Vec<Rendered>, Vec<Problem>> {
+pub fn render_all(deployments: &[Deployment], env: &dyn Env, mode: SecretMode) -> Result<Vec<Rendered>, Vec<Problem>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for d in deployments {
@@ -67,22 +63,14 @@ pub fn render_all(
             Err(p) => problems.extend(p),
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
 }
 
 /// Renders one deployment. The id hash is computed over the revealed content, so that a
 /// changed secret changes the id (content is immutable on the hub) without the output
 /// ever showing the secret.
 pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendered, Vec<Problem>> {
-    let mut r = Renderer {
-        env,
-        problems: Vec::new(),
-        sensitive: Vec::new(),
-    };
+    let mut r = Renderer { env, problems: Vec::new(), sensitive: Vec::new() };
     let modules_content = match d.kind {
         DeploymentKind::Standard => r.standard(d),
         DeploymentKind::Layered => r.layered(d),
@@ -105,11 +93,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
     labels.insert(LABEL_HASH.to_string(), hash.clone());
     let metrics = (!d.metrics.is_empty()).then(|| Metrics {
         results: BTreeMap::new(),
-        queries: d
-            .metrics
-            .iter()
-            .map(|m| (m.name.clone(), m.query.text.clone()))
-            .collect(),
+        queries: d.metrics.iter().map(|m| (m.name.clone(), m.query.text.clone())).collect(),
     });
     let modules_content: BTreeMap<String, Map<String, Value>> = modules_content
         .into_iter()
@@ -127,24 +111,13 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         id: format!("{}-{}", d.name, &hash[..8]),
         schema_version: Some("1.0".to_string()),
         labels,
-        content: ConfigurationContent {
-            modules_content: Some(modules_content),
-            ..Default::default()
-        },
-        target_condition: d
-            .target
-            .as_ref()
-            .map(|t| t.text.clone())
-            .unwrap_or_default(),
+        content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },
+        target_condition: d.target.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
         priority: i64::from(d.priority.0),
         metrics,
         ..Default::default()
     };
-    Ok(Rendered {
-        configuration,
-        hash,
-        sensitive,
-    })
+    Ok(Rendered { configuration, hash, sensitive })
 }
 
 /// Replaces the values at `pointers` by the mask.
@@ -206,14 +179,8 @@ impl Renderer<'_> {
         let mut m = Map::new();
         m.insert("type".into(), json!("docker"));
         if with_status {
-            m.insert(
-                "status".into(),
-                json!(s.status.clone().unwrap_or_else(|| "running".into())),
-            );
-            m.insert(
-                "restartPolicy".into(),
-                json!(s.restart_policy.clone().unwrap_or_else(|| "always".into())),
-            );
+            m.insert("status".into(), json!(s.status.clone().unwrap_or_else(|| "running".into())));
+            m.insert("restartPolicy".into(), json!(s.restart_policy.clone().unwrap_or_else(|| "always".into())));
         }
         if let Some(o) = s.startup_order {
             m.insert("startupOrder".into(), json!(o));
@@ -288,13 +255,7 @@ impl Renderer<'_> {
         let base = "/$edgeAgent/properties.desired";
         let mut registries = Map::new();
         for (name, r) in &rt.registries {
-            let v = self.registry(
-                r,
-                &format!(
-                    "{base}/runtime/settings/registryCredentials/{}",
-                    escape_pointer(name)
-                ),
-            );
+            let v = self.registry(r, &format!("{base}/runtime/settings/registryCredentials/{}", escape_pointer(name)));
             registries.insert(name.clone(), v);
         }
         let mut runtime_settings = Map::new();
@@ -303,11 +264,7 @@ impl Renderer<'_> {
         if !registries.is_empty() {
             runtime_settings.insert("registryCredentials".into(), Value::Object(registries));
         }
-        let agent = self.settings(
-            &rt.edge_agent,
-            &format!("{base}/systemModules/edgeAgent"),
-            false,
-        );
+        let agent = self.settings(&rt.edge_agent, &format!("{base}/systemModules/edgeAgent"), false);
         let hub = self.settings(&rt.edge_hub, &format!("{base}/systemModules/edgeHub"), true);
         let mut modules = Map::new();
         for (name, m) in &d.modules {
@@ -323,11 +280,7 @@ impl Renderer<'_> {
                 "modules": modules,
             }}),
         );
-        let routes: Map<String, Value> = d
-            .routes
-            .iter()
-            .map(|(n, r)| (n.clone(), Self::route(r)))
-            .collect();
+        let routes: Map<String, Value> = d.routes.iter().map(|(n, r)| (n.clone(), Self::route(r))).collect();
         content.insert(
             "$edgeHub".into(),
             json!({ "properties.desired": {
@@ -343,10 +296,7 @@ impl Renderer<'_> {
             let pointer = format!(
                 "/{}/properties.desired{}",
                 escape_pointer(&t.module),
-                t.path
-                    .iter()
-                    .map(|s| format!("/{}", escape_pointer(s)))
-                    .collect::<String>()
+                t.path.iter().map(|s| format!("/{}", escape_pointer(s))).collect::<String>()
             );
             let v = self.doc(&t.doc, &pointer);
             let root = twins.entry(t.module.as_str()).or_insert_with(|| json!({}));
@@ -374,19 +324,13 @@ impl Renderer<'_> {
         // The hub requires `$edgeAgent` in every edge deployment, even when empty.
         content.insert("$edgeAgent".into(), Value::Object(agent));
         if !d.routes.is_empty() {
-            let hub: Map<String, Value> = d
-                .routes
-                .iter()
-                .map(|(n, r)| (format!("properties.desired.routes.{n}"), Self::route(r)))
-                .collect();
+            let hub: Map<String, Value> =
+                d.routes.iter().map(|(n, r)| (format!("properties.desired.routes.{n}"), Self::route(r))).collect();
             content.insert("$edgeHub".into(), Value::Object(hub));
         }
         for t in &d.twins {
             let key = t.key();
-            let v = self.doc(
-                &t.doc,
-                &format!("/{}/{}", escape_pointer(&t.module), escape_pointer(&key)),
-            );
+            let v = self.doc(&t.doc, &format!("/{}/{}", escape_pointer(&t.module), escape_pointer(&key)));
             let entry = content.entry(t.module.clone()).or_insert_with(|| json!({}));
             if let Value::Object(m) = entry {
                 m.insert(key, v);

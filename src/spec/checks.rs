@@ -40,21 +40,23 @@ fn check_query_text(q: &QueryText, what: &str, problems: &mut Vec<Problem>) {
     let file = &q.origin.file;
     if q.text.len() > MAX_QUERY_LEN {
         problems.push(
-            Problem::new(Code::InvalidQuery, file, q.origin.span, format!("{what} is {} characters long", q.text.len()), format!("at most {MAX_QUERY_LEN}"))
-                .with_help("the hub accepts queries of at most 8192 characters; split the deployment or simplify the condition"),
+            Problem::new(
+                Code::InvalidQuery,
+                file,
+                q.origin.span,
+                format!("{what} is {} characters long", q.text.len()),
+                format!("at most {MAX_QUERY_LEN}"),
+            )
+            .with_help(
+                "the hub accepts queries of at most 8192 characters; split the deployment or simplify the condition",
+            ),
         );
         return;
     }
     if let Some(i) = q.text.find('"') {
         problems.push(
-            Problem::new(
-                Code::InvalidQuery,
-                file,
-                q.span_of(i, 1),
-                format!("double quote in {what}"),
-                "double quote",
-            )
-            .with_help("double quotes are not allowed in target conditions; use single quotes"),
+            Problem::new(Code::InvalidQuery, file, q.span_of(i, 1), format!("double quote in {what}"), "double quote")
+                .with_help("double quotes are not allowed in target conditions; use single quotes"),
         );
         return;
     }

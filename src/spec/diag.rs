@@ -79,14 +79,7 @@ impl Problem {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> Self {
-        Problem {
-            code,
-            message: message.into(),
-            file: file.clone(),
-            span,
-            label: label.into(),
-            help: None,
-        }
+        Problem { code, message: message.into(), file: file.clone(), span, label: label.into(), help: None }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
@@ -153,9 +146,7 @@ impl Diagnostic for Problem {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -163,26 +154,16 @@ impl Diagnostic for Problem {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span),
-        )))
+        Some(Box::new(std::iter::once(LabeledSpan::new_primary_with_span(Some(self.label.clone()), self.span))))
     }
 }
 
 /// The closest candidate to a misspelled name, if one is close enough to suggest.
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let given_lower = given.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&given_lower, &c.to_ascii_lowercase()),
-                c,
-            )
-        })
+        .map(|c| (strsim::jaro_winkler(&given_lower, &c.to_ascii_lowercase()), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

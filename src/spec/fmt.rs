@@ -40,13 +40,7 @@ fn write_nodes(doc: &KdlDocument, level: usize, mut at_line_start: bool, out: &m
 /// Writes the comments (and at most one blank line) held in whitespace-and-comment text.
 /// `blank_ok` says whether a blank line may be kept before the first comment;
 /// `at_line_start` says whether the text starts on a fresh line.
-fn write_comment_lines(
-    text: &str,
-    level: usize,
-    blank_ok: bool,
-    at_line_start: bool,
-    out: &mut String,
-) {
+fn write_comment_lines(text: &str, level: usize, blank_ok: bool, at_line_start: bool, out: &mut String) {
     let segments: Vec<&str> = text.split('\n').collect();
     let last = segments.len() - 1;
     let mut pending_blank = false;
@@ -151,11 +145,7 @@ fn write_node(node: &KdlNode, level: usize, out: &mut String) {
     }
     if let Some(f) = fmt {
         // An end-of-line comment is kept by the parser in the terminator.
-        let term = f
-            .terminator
-            .trim_end_matches('\n')
-            .trim_start_matches(';')
-            .trim();
+        let term = f.terminator.trim_end_matches('\n').trim_start_matches(';').trim();
         let trailing = f.trailing.trim();
         for c in [term, trailing] {
             if !c.is_empty() {

@@ -20,10 +20,7 @@ pub use source::SourceFile;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
     #[error("{path}: no such file or directory")]
-    #[diagnostic(
-        code(fleetform::io),
-        help("pass a directory of .kdl files or a .kdl file")
-    )]
+    #[diagnostic(code(fleetform::io), help("pass a directory of .kdl files or a .kdl file"))]
     NotFound { path: String },
     #[error("{path}: {source}")]
     #[diagnostic(code(fleetform::io))]
@@ -33,10 +30,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error("{path} is not UTF-8 text")]
-    #[diagnostic(
-        code(fleetform::io),
-        help("KDL files are UTF-8; re-save the file as UTF-8")
-    )]
+    #[diagnostic(code(fleetform::io), help("KDL files are UTF-8; re-save the file as UTF-8"))]
     NotUtf8 { path: String },
 }
 
@@ -56,13 +50,8 @@ impl Workspace {
         for root in paths {
             for path in kdl_files(root)? {
                 let display = path.display().to_string();
-                let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
-                    path: display.clone(),
-                    source,
-                })?;
-                let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
-                    path: display.clone(),
-                })?;
+                let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path: display.clone(), source })?;
+                let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: display.clone() })?;
                 sources.push(SourceFile::new(display, path, text));
             }
         }
@@ -90,9 +79,7 @@ impl Workspace {
 /// The `.kdl` files a path stands for: itself if it is a file, else those below it.
 pub fn kdl_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
     if !root.exists() {
-        return Err(LoadError::NotFound {
-            path: root.display().to_string(),
-        });
+        return Err(LoadError::NotFound { path: root.display().to_string() });
     }
     if root.is_file() {
         return Ok(vec![root.to_path_buf()]);
@@ -104,12 +91,8 @@ pub fn kdl_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
         let entry = entry.map_err(|e| LoadError::Read {
-            path: e
-                .path()
-                .map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("file system loop")),
+            path: e.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+            source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")),
         })?;
         if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "kdl") {
             out.push(entry.into_path());

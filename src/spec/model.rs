@@ -128,12 +128,7 @@ pub struct Scalar {
 
 impl Scalar {
     pub fn literal(value: serde_json::Value, origin: Origin) -> Self {
-        Scalar {
-            value,
-            source: ValueSource::Literal,
-            sensitive: false,
-            origin,
-        }
+        Scalar { value, source: ValueSource::Literal, sensitive: false, origin }
     }
 }
 

@@ -12,33 +12,15 @@ use super::model::*;
 use super::rules::{self, *};
 use super::source::{SourceFile, string_offsets};
 
-const DEPLOYMENT_CHILDREN: &[&str] = &[
-    "priority", "target", "label", "metric", "runtime", "module", "route", "twin",
-];
-const LAYERED_CHILDREN: &[&str] = &[
-    "priority", "target", "label", "metric", "registry", "module", "route", "twin",
-];
+const DEPLOYMENT_CHILDREN: &[&str] = &["priority", "target", "label", "metric", "runtime", "module", "route", "twin"];
+const LAYERED_CHILDREN: &[&str] = &["priority", "target", "label", "metric", "registry", "module", "route", "twin"];
 const RUNTIME_PROPS: &[&str] = &["schema", "min-docker-version", "logging-options"];
 const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub"];
 const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy"];
-const HUB_CHILDREN: &[&str] = &[
-    "create-options",
-    "env",
-    "image-pull-policy",
-    "startup-order",
-    "status",
-    "restart-policy",
-    "store-and-forward",
-];
-const MODULE_CHILDREN: &[&str] = &[
-    "status",
-    "restart-policy",
-    "startup-order",
-    "image-pull-policy",
-    "env",
-    "create-options",
-    "twin",
-];
+const HUB_CHILDREN: &[&str] =
+    &["create-options", "env", "image-pull-policy", "startup-order", "status", "restart-policy", "store-and-forward"];
+const MODULE_CHILDREN: &[&str] =
+    &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin"];
 const ANNOTATIONS: &[&str] = &["env", "secret", "secret-env"];
 
 /// Parses one file into deployments, appending every problem found to `problems`.
@@ -49,25 +31,16 @@ pub fn parse_file(file: &Arc<SourceFile>, problems: &mut Vec<Problem>) -> Vec<De
             for d in err.diagnostics {
                 let message = d.message.unwrap_or_else(|| "invalid KDL".to_string());
                 problems.push(
-                    Problem::new(
-                        Code::Syntax,
-                        file,
-                        d.span,
-                        message,
-                        d.label.unwrap_or_default(),
-                    )
-                    .with_help(d.help.unwrap_or_else(|| {
-                        "fix the KDL syntax; see https://kdl.dev for the language".to_string()
-                    })),
+                    Problem::new(Code::Syntax, file, d.span, message, d.label.unwrap_or_default()).with_help(
+                        d.help
+                            .unwrap_or_else(|| "fix the KDL syntax; see https://kdl.dev for the language".to_string()),
+                    ),
                 );
             }
             return Vec::new();
         }
     };
-    let mut cx = Cx {
-        file: file.clone(),
-        problems,
-    };
+    let mut cx = Cx { file: file.clone(), problems };
     let mut out = Vec::new();
     for node in doc.nodes() {
         let kind = match node.name().value() {
@@ -76,7 +49,8 @@ pub fn parse_file(file: &Arc<SourceFile>, problems: &mut Vec<Problem>) -> Vec<De
             other => {
                 let help = match did_you_mean(other, ["deployment", "layered"]) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => "a file holds `deployment \"name\" { … }` (standard) and `layered \"name\" { … }` nodes".to_string(),
+                    None => "a file holds `deployment \"name\" { … }` (standard) and `layered \"name\" { … }` nodes"
+                        .to_string(),
                 };
                 cx.err(
                     Code::UnknownNode,
@@ -109,15 +83,11 @@ impl Cx<'_> {
         label: impl Into<String>,
         help: Option<String>,
     ) {
-        self.problems
-            .push(Problem::new(code, &self.file, span, message, label).with_help_opt(help));
+        self.problems.push(Problem::new(code, &self.file, span, message, label).with_help_opt(help));
     }
 
     fn origin(&self, span: SourceSpan) -> Origin {
-        Origin {
-            file: self.file.clone(),
-            span,
-        }
+        Origin { file: self.file.clone(), span }
     }
 
     /// The span of an entry's value alone (not `key=` or the annotation).
@@ -205,16 +175,11 @@ impl Cx<'_> {
     }
 
     fn args<'n>(&self, node: &'n KdlNode) -> Vec<&'n KdlEntry> {
-        node.entries()
-            .iter()
-            .filter(|e| e.name().is_none())
-            .collect()
+        node.entries().iter().filter(|e| e.name().is_none()).collect()
     }
 
     fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
-        node.entries()
-            .iter()
-            .find(|e| e.name().map(|n| n.value()) == Some(key))
+        node.entries().iter().find(|e| e.name().map(|n| n.value()) == Some(key))
     }
 
     /// The node's children, reporting any that are not in `allowed`.
@@ -234,16 +199,9 @@ impl Cx<'_> {
                 out.push(child);
                 continue;
             }
-            let help = extra_help(name).or_else(|| {
-                did_you_mean(name, allowed.iter().copied()).map(|s| format!("did you mean `{s}`?"))
-            });
-            let help = help.unwrap_or_else(|| {
-                format!(
-                    "`{}` may contain: {}",
-                    node.name().value(),
-                    allowed.join(", ")
-                )
-            });
+            let help = extra_help(name)
+                .or_else(|| did_you_mean(name, allowed.iter().copied()).map(|s| format!("did you mean `{s}`?")));
+            let help = help.unwrap_or_else(|| format!("`{}` may contain: {}", node.name().value(), allowed.join(", ")));
             self.err(
                 Code::UnknownNode,
                 child.name().span(),
@@ -270,7 +228,13 @@ impl Cx<'_> {
 
     fn no_annotation(&mut self, entry: &KdlEntry, what: &str) -> bool {
         if let Some(ty) = entry.ty() {
-            self.err(Code::UnknownAnnotation, ty.span(), format!("{what} can't be annotated with `({})`", ty.value()), "not allowed here", Some("remove the annotation; `(env)` and `(secret)` are for values sent to the device".into()));
+            self.err(
+                Code::UnknownAnnotation,
+                ty.span(),
+                format!("{what} can't be annotated with `({})`", ty.value()),
+                "not allowed here",
+                Some("remove the annotation; `(env)` and `(secret)` are for values sent to the device".into()),
+            );
             return false;
         }
         true
@@ -339,29 +303,15 @@ impl Cx<'_> {
         }
         let span = self.value_span(entry);
         let help = match did_you_mean(&s, allowed.iter().copied()) {
-            Some(m) => format!(
-                "did you mean \"{m}\"? ({what} is one of: {})",
-                allowed.join(", ")
-            ),
+            Some(m) => format!("did you mean \"{m}\"? ({what} is one of: {})", allowed.join(", ")),
             None => format!("{what} is one of: {}", allowed.join(", ")),
         };
-        self.err(
-            Code::InvalidEnum,
-            span,
-            format!("\"{s}\" is not a valid {what}"),
-            "not allowed",
-            Some(help),
-        );
+        self.err(Code::InvalidEnum, span, format!("\"{s}\" is not a valid {what}"), "not allowed", Some(help));
         None
     }
 
     /// The node's single positional value, reporting when it is missing.
-    fn single_arg<'n>(
-        &mut self,
-        node: &'n KdlNode,
-        what: &str,
-        example: &str,
-    ) -> Option<&'n KdlEntry> {
+    fn single_arg<'n>(&mut self, node: &'n KdlNode, what: &str, example: &str) -> Option<&'n KdlEntry> {
         let args = self.args(node);
         if args.is_empty() {
             self.err(
@@ -376,12 +326,7 @@ impl Cx<'_> {
         Some(args[0])
     }
 
-    fn named_arg(
-        &mut self,
-        node: &KdlNode,
-        what: &str,
-        example: &str,
-    ) -> Option<(String, SourceSpan)> {
+    fn named_arg(&mut self, node: &KdlNode, what: &str, example: &str) -> Option<(String, SourceSpan)> {
         let entry = self.single_arg(node, what, example)?;
         let s = self.string(entry, what)?;
         Some((s, self.value_span(entry)))
@@ -400,8 +345,7 @@ impl Cx<'_> {
             Some((other, ty_span)) => {
                 let help = match did_you_mean(other, ANNOTATIONS.iter().copied()) {
                     Some(s) => format!("did you mean `({s})`?"),
-                    None => "use `(env)\"VAR\"`, `(secret)\"value\"` or `(secret-env)\"VAR\"`"
-                        .to_string(),
+                    None => "use `(env)\"VAR\"`, `(secret)\"value\"` or `(secret-env)\"VAR\"`".to_string(),
                 };
                 self.err(
                     Code::UnknownAnnotation,
@@ -442,12 +386,7 @@ impl Cx<'_> {
             });
         }
         let value = self.json_scalar(entry, what)?;
-        Some(Scalar {
-            value,
-            source: ValueSource::Literal,
-            sensitive,
-            origin,
-        })
+        Some(Scalar { value, source: ValueSource::Literal, sensitive, origin })
     }
 
     fn json_scalar(&mut self, entry: &KdlEntry, what: &str) -> Option<Value> {
@@ -480,9 +419,7 @@ impl Cx<'_> {
                         span,
                         format!("{what} must be a finite number"),
                         "not representable in JSON",
-                        Some(
-                            "JSON has no infinity or NaN; write a finite number or a string".into(),
-                        ),
+                        Some("JSON has no infinity or NaN; write a finite number or a string".into()),
                     );
                     None
                 }
@@ -491,12 +428,7 @@ impl Cx<'_> {
     }
 
     /// A scalar that must end up a string (images, registry fields).
-    fn string_scalar(
-        &mut self,
-        entry: &KdlEntry,
-        what: &str,
-        sensitive_slot: bool,
-    ) -> Option<Scalar> {
+    fn string_scalar(&mut self, entry: &KdlEntry, what: &str, sensitive_slot: bool) -> Option<Scalar> {
         let s = self.scalar(entry, what, sensitive_slot)?;
         if !s.value.is_string() {
             self.wrong_type(entry, what, "a string", entry.value());
@@ -505,12 +437,7 @@ impl Cx<'_> {
         Some(s)
     }
 
-    fn required_prop<'n>(
-        &mut self,
-        node: &'n KdlNode,
-        key: &str,
-        example: &str,
-    ) -> Option<&'n KdlEntry> {
+    fn required_prop<'n>(&mut self, node: &'n KdlNode, key: &str, example: &str) -> Option<&'n KdlEntry> {
         let found = self.prop(node, key);
         // A misspelling of `key` was already reported with a suggestion; don't pile on.
         let misspelled = node
@@ -532,11 +459,7 @@ impl Cx<'_> {
 
     fn query_text(&mut self, entry: &KdlEntry, what: &str) -> Option<QueryText> {
         let text = self.string(entry, what)?;
-        Some(QueryText {
-            text,
-            offsets: self.string_map(entry),
-            origin: self.origin(self.value_span(entry)),
-        })
+        Some(QueryText { text, offsets: self.string_map(entry), origin: self.origin(self.value_span(entry)) })
     }
 
     // ---- deployments --------------------------------------------------------------------
@@ -544,32 +467,24 @@ impl Cx<'_> {
     fn deployment(&mut self, node: &KdlNode, kind: DeploymentKind) -> Option<Deployment> {
         let kw = kind.node_name();
         self.check_entries(node, 1, &[]);
-        let (name, name_span) =
-            self.named_arg(node, "a name", &format!("{kw} \"my-deployment\" {{ … }}"))?;
+        let (name, name_span) = self.named_arg(node, "a name", &format!("{kw} \"my-deployment\" {{ … }}"))?;
         let name_ok = self.check_deployment_name(&name, name_span);
 
         // `runtime` is accepted here in layered deployments only to say why it can't be.
-        let layered_allowed: Vec<&str> = LAYERED_CHILDREN
-            .iter()
-            .copied()
-            .chain(["runtime"])
-            .collect();
+        let layered_allowed: Vec<&str> = LAYERED_CHILDREN.iter().copied().chain(["runtime"]).collect();
         let allowed = match kind {
             DeploymentKind::Standard => DEPLOYMENT_CHILDREN,
             DeploymentKind::Layered => &layered_allowed[..],
         };
         let children = self.children(node, allowed, |child| match (kind, child) {
-            (DeploymentKind::Standard, "registry") => Some(
-                "registry credentials of a standard deployment go inside `runtime { registry … }`"
-                    .into(),
-            ),
-            (_, "edge-agent" | "edge-hub") => Some(format!(
-                "`{child}` belongs inside `runtime {{ … }}` of a standard deployment"
-            )),
-            (_, "routes") => Some("write one `route \"name\" \"FROM … INTO …\"` per route".into()),
-            (_, "modules") => {
-                Some("write one `module \"name\" image=\"…\" { … }` per module".into())
+            (DeploymentKind::Standard, "registry") => {
+                Some("registry credentials of a standard deployment go inside `runtime { registry … }`".into())
             }
+            (_, "edge-agent" | "edge-hub") => {
+                Some(format!("`{child}` belongs inside `runtime {{ … }}` of a standard deployment"))
+            }
+            (_, "routes") => Some("write one `route \"name\" \"FROM … INTO …\"` per route".into()),
+            (_, "modules") => Some("write one `module \"name\" image=\"…\" { … }` per module".into()),
             _ => None,
         });
         let mut priority = None;
@@ -592,9 +507,7 @@ impl Cx<'_> {
                     self.check_entries(child, 1, &[]);
                     self.no_children(child);
                     if let Some(e) = self.single_arg(child, "a priority", "priority 10") {
-                        priority = self
-                            .integer(e, "priority", 0, i32::MAX as i128)
-                            .map(|p| Priority(p as i32));
+                        priority = self.integer(e, "priority", 0, i32::MAX as i128).map(|p| Priority(p as i32));
                     }
                 }
                 "target" => {
@@ -603,11 +516,8 @@ impl Cx<'_> {
                     }
                     self.check_entries(child, 1, &[]);
                     self.no_children(child);
-                    if let Some(e) = self.single_arg(
-                        child,
-                        "a target condition",
-                        "target \"tags.environment='prod'\"",
-                    ) {
+                    if let Some(e) = self.single_arg(child, "a target condition", "target \"tags.environment='prod'\"")
+                    {
                         if matches!(e.value(), KdlValue::Null) {
                             target = Some(None);
                         } else if let Some(q) = self.query_text(e, "the target condition") {
@@ -638,7 +548,13 @@ impl Cx<'_> {
                         };
                         let k = key.value().to_string();
                         if k.starts_with(RESERVED_LABEL_PREFIX) {
-                            self.err(Code::InvalidName, key.span(), format!("label `{k}` is reserved"), "reserved by fleetform", Some("fleetform writes `fleetform-*` labels itself; choose another key".into()));
+                            self.err(
+                                Code::InvalidName,
+                                key.span(),
+                                format!("label `{k}` is reserved"),
+                                "reserved by fleetform",
+                                Some("fleetform writes `fleetform-*` labels itself; choose another key".into()),
+                            );
                         } else if labels.insert(k.clone(), value).is_some() {
                             self.err(
                                 Code::Duplicate,
@@ -655,13 +571,18 @@ impl Cx<'_> {
                     self.no_children(child);
                     let args = self.args(child);
                     if args.len() < 2 {
-                        self.err(Code::MissingValue, child.name().span(), "`metric` needs a name and a query", "incomplete metric", Some("write `metric \"healthy\" \"SELECT deviceId FROM devices.modules WHERE …\"`".into()));
+                        self.err(
+                            Code::MissingValue,
+                            child.name().span(),
+                            "`metric` needs a name and a query",
+                            "incomplete metric",
+                            Some("write `metric \"healthy\" \"SELECT deviceId FROM devices.modules WHERE …\"`".into()),
+                        );
                         continue;
                     }
-                    let (Some(mname), Some(q)) = (
-                        self.string(args[0], "a metric name"),
-                        self.query_text(args[1], "a metric query"),
-                    ) else {
+                    let (Some(mname), Some(q)) =
+                        (self.string(args[0], "a metric name"), self.query_text(args[1], "a metric query"))
+                    else {
                         continue;
                     };
                     let span = self.value_span(args[0]);
@@ -672,18 +593,11 @@ impl Cx<'_> {
                             qspan,
                             "empty metric query",
                             "empty",
-                            Some(
-                                "write a query such as \"SELECT deviceId FROM devices WHERE …\""
-                                    .into(),
-                            ),
+                            Some("write a query such as \"SELECT deviceId FROM devices WHERE …\"".into()),
                         );
                         continue;
                     }
-                    if mname.is_empty()
-                        || mname
-                            .chars()
-                            .any(|c| c.is_whitespace() || ".$#".contains(c))
-                    {
+                    if mname.is_empty() || mname.chars().any(|c| c.is_whitespace() || ".$#".contains(c)) {
                         self.err(
                             Code::InvalidName,
                             span,
@@ -709,17 +623,11 @@ impl Cx<'_> {
                             child.name().span(),
                             format!("more than {MAX_METRICS} metrics"),
                             "one too many",
-                            Some(format!(
-                                "the hub allows at most {MAX_METRICS} custom metrics per deployment"
-                            )),
+                            Some(format!("the hub allows at most {MAX_METRICS} custom metrics per deployment")),
                         );
                         continue;
                     }
-                    metrics.push(Metric {
-                        name: mname,
-                        query: q,
-                        origin: self.origin(child.span()),
-                    });
+                    metrics.push(Metric { name: mname, query: q, origin: self.origin(child.span()) });
                 }
                 "runtime" if kind == DeploymentKind::Layered => {
                     self.err(Code::NotInLayered, child.name().span(), "a layered deployment can't set the runtime", "runtime in a layered deployment", Some("the runtime and system modules come from the standard deployment under it; move this into a `deployment`, or add only modules, routes and twin settings here".into()));
@@ -792,7 +700,16 @@ impl Cx<'_> {
                         continue;
                     };
                     if !valid_module_name(&module) {
-                        self.err(Code::InvalidName, span, format!("\"{module}\" is not a module name"), "invalid module name", Some("module twins are set for custom modules; routes and runtime have their own nodes".into()));
+                        self.err(
+                            Code::InvalidName,
+                            span,
+                            format!("\"{module}\" is not a module name"),
+                            "invalid module name",
+                            Some(
+                                "module twins are set for custom modules; routes and runtime have their own nodes"
+                                    .into(),
+                            ),
+                        );
                         continue;
                     }
                     if let Some(t) = self.twin(child, module, 1) {
@@ -804,24 +721,32 @@ impl Cx<'_> {
         }
 
         if priority.is_none()
-            && !node
-                .children()
-                .is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "priority"))
+            && !node.children().is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "priority"))
         {
-            self.err(Code::MissingValue, name_span, format!("{kw} \"{name}\" has no priority"), "priority missing", Some("add `priority 10` (higher wins; layered deployments must be above the standard one they extend)".into()));
+            self.err(
+                Code::MissingValue,
+                name_span,
+                format!("{kw} \"{name}\" has no priority"),
+                "priority missing",
+                Some(
+                    "add `priority 10` (higher wins; layered deployments must be above the standard one they extend)"
+                        .into(),
+                ),
+            );
         }
-        if target.is_none()
-            && !node
-                .children()
-                .is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "target"))
+        if target.is_none() && !node.children().is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "target"))
         {
-            self.err(Code::MissingValue, name_span, format!("{kw} \"{name}\" has no target condition"), "target missing", Some("add `target \"tags.environment='prod'\"` (or `target #null` to target nothing)".into()));
+            self.err(
+                Code::MissingValue,
+                name_span,
+                format!("{kw} \"{name}\" has no target condition"),
+                "target missing",
+                Some("add `target \"tags.environment='prod'\"` (or `target #null` to target nothing)".into()),
+            );
         }
         if kind == DeploymentKind::Standard
             && runtime.is_none()
-            && !node
-                .children()
-                .is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "runtime"))
+            && !node.children().is_some_and(|c| c.nodes().iter().any(|n| n.name().value() == "runtime"))
         {
             self.err(Code::MissingValue, name_span, format!("standard deployment \"{name}\" has no runtime"), "runtime missing", Some("add `runtime { edge-agent image=\"mcr.microsoft.com/azureiotedge-agent:1.5\"; edge-hub image=\"mcr.microsoft.com/azureiotedge-hub:1.5\" }`, or make it `layered`".into()));
         }
@@ -835,11 +760,7 @@ impl Cx<'_> {
             target: target?,
             labels,
             metrics,
-            runtime: if kind == DeploymentKind::Standard {
-                Some(runtime?)
-            } else {
-                None
-            },
+            runtime: if kind == DeploymentKind::Standard { Some(runtime?) } else { None },
             registries,
             modules,
             routes,
@@ -878,10 +799,7 @@ impl Cx<'_> {
         if let Some((i, c)) = rules::first_bad_char(name, valid_deployment_char) {
             let at = span.offset() + 1 + i;
             let help = if c.is_ascii_uppercase() {
-                format!(
-                    "hub ids are lowercase; write \"{}\"",
-                    name.to_ascii_lowercase()
-                )
+                format!("hub ids are lowercase; write \"{}\"", name.to_ascii_lowercase())
             } else {
                 "use lowercase letters, digits and `- + % _ * ! '`".to_string()
             };
@@ -904,10 +822,17 @@ impl Cx<'_> {
     fn registry(&mut self, node: &KdlNode) -> Option<Registry> {
         self.check_entries(node, 1, &["address", "username", "password"]);
         self.no_children(node);
-        let example = "registry \"contoso\" address=\"contoso.azurecr.io\" username=\"contoso\" password=(env)\"ACR_PASSWORD\"";
+        let example =
+            "registry \"contoso\" address=\"contoso.azurecr.io\" username=\"contoso\" password=(env)\"ACR_PASSWORD\"";
         let (name, span) = self.named_arg(node, "a name", example)?;
         if !valid_route_or_registry_name(&name) {
-            self.err(Code::InvalidName, span, format!("registry name \"{name}\" is not allowed"), "invalid name", Some("registry names can't contain `.`, `$`, `#` or spaces; the address goes in `address=`".into()));
+            self.err(
+                Code::InvalidName,
+                span,
+                format!("registry name \"{name}\" is not allowed"),
+                "invalid name",
+                Some("registry names can't contain `.`, `$`, `#` or spaces; the address goes in `address=`".into()),
+            );
         }
         let address = self
             .required_prop(node, "address", example)
@@ -916,8 +841,7 @@ impl Cx<'_> {
             .required_prop(node, "username", example)
             .and_then(|e| self.string_scalar(e, "the registry username", false));
         let password_entry = self.required_prop(node, "password", example);
-        let password =
-            password_entry.and_then(|e| self.string_scalar(e, "the registry password", true));
+        let password = password_entry.and_then(|e| self.string_scalar(e, "the registry password", true));
         if let (Some(e), Some(p)) = (password_entry, password.as_ref())
             && p.source == ValueSource::Literal
         {
@@ -1001,18 +925,13 @@ impl Cx<'_> {
                     }
                     self.check_entries(child, 0, &["image"]);
                     let image = self
-                        .required_prop(
-                            child,
-                            "image",
-                            "edge-agent image=\"mcr.microsoft.com/azureiotedge-agent:1.5\"",
-                        )
+                        .required_prop(child, "image", "edge-agent image=\"mcr.microsoft.com/azureiotedge-agent:1.5\"")
                         .and_then(|e| self.string_scalar(e, "the image", false));
-                    let mut s = ModuleSettings {
-                        image,
-                        ..Default::default()
-                    };
+                    let mut s = ModuleSettings { image, ..Default::default() };
                     let kids = self.children(child, AGENT_CHILDREN, |c| match c {
-                        "status" | "restart-policy" | "startup-order" => Some("the agent always runs; it takes no status, restart policy or startup order".into()),
+                        "status" | "restart-policy" | "startup-order" => {
+                            Some("the agent always runs; it takes no status, restart policy or startup order".into())
+                        }
                         _ => None,
                     });
                     ok &= self.settings_children(&kids, &mut s);
@@ -1025,11 +944,7 @@ impl Cx<'_> {
                     }
                     self.check_entries(child, 0, &["image", "schema"]);
                     let image = self
-                        .required_prop(
-                            child,
-                            "image",
-                            "edge-hub image=\"mcr.microsoft.com/azureiotedge-hub:1.5\"",
-                        )
+                        .required_prop(child, "image", "edge-hub image=\"mcr.microsoft.com/azureiotedge-hub:1.5\"")
                         .and_then(|e| self.string_scalar(e, "the image", false));
                     if let Some(e) = self.prop(child, "schema") {
                         match self.enumerated(e, "edgeHub schema version", HUB_SCHEMAS) {
@@ -1037,20 +952,14 @@ impl Cx<'_> {
                             None => ok = false,
                         }
                     }
-                    let mut s = ModuleSettings {
-                        image,
-                        ..Default::default()
-                    };
+                    let mut s = ModuleSettings { image, ..Default::default() };
                     let kids = self.children(child, HUB_CHILDREN, |_| None);
                     for k in &kids {
                         if k.name().value() == "store-and-forward" {
                             self.check_entries(k, 0, &["ttl"]);
                             self.no_children(k);
-                            if let Some(e) =
-                                self.required_prop(k, "ttl", "store-and-forward ttl=7200")
-                            {
-                                match self.integer(e, "store-and-forward ttl", 0, u32::MAX as i128)
-                                {
+                            if let Some(e) = self.required_prop(k, "ttl", "store-and-forward ttl=7200") {
+                                match self.integer(e, "store-and-forward ttl", 0, u32::MAX as i128) {
                                     Some(v) => ttl = v as u32,
                                     None => ok = false,
                                 }
@@ -1076,9 +985,7 @@ impl Cx<'_> {
                     node.name().span(),
                     format!("runtime has no `{which}`"),
                     format!("{which} missing"),
-                    Some(format!(
-                        "add `{which} image=\"{example}\"` inside `runtime {{ … }}`"
-                    )),
+                    Some(format!("add `{which} image=\"{example}\"` inside `runtime {{ … }}`")),
                 );
                 ok = false;
             }
@@ -1132,19 +1039,11 @@ impl Cx<'_> {
                     };
                     match name {
                         "status" => s.status = self.enumerated(e, "status", STATUSES),
-                        "restart-policy" => {
-                            s.restart_policy =
-                                self.enumerated(e, "restart policy", RESTART_POLICIES)
-                        }
+                        "restart-policy" => s.restart_policy = self.enumerated(e, "restart policy", RESTART_POLICIES),
                         "image-pull-policy" => {
-                            s.image_pull_policy =
-                                self.enumerated(e, "image pull policy", IMAGE_PULL_POLICIES)
+                            s.image_pull_policy = self.enumerated(e, "image pull policy", IMAGE_PULL_POLICIES)
                         }
-                        _ => {
-                            s.startup_order = self
-                                .integer(e, "startup order", 0, u32::MAX as i128)
-                                .map(|v| v as u32)
-                        }
+                        _ => s.startup_order = self.integer(e, "startup order", 0, u32::MAX as i128).map(|v| v as u32),
                     }
                 }
                 "create-options" => s.create_options = self.create_options(k),
@@ -1169,8 +1068,7 @@ impl Cx<'_> {
             };
             let k = key.value();
             if let Some((i, c)) =
-                rules::first_bad_char(k, |c| !("+#$.".contains(c) || c.is_whitespace()))
-                    .filter(|_| !k.is_empty())
+                rules::first_bad_char(k, |c| !("+#$.".contains(c) || c.is_whitespace())).filter(|_| !k.is_empty())
             {
                 let _ = i;
                 self.err(
@@ -1185,15 +1083,9 @@ impl Cx<'_> {
             let Some(v) = self.scalar(e, "an environment value", false) else {
                 continue;
             };
-            if v.source == ValueSource::Literal
-                && !(v.value.is_string() || v.value.is_number() || v.value.is_boolean())
+            if v.source == ValueSource::Literal && !(v.value.is_string() || v.value.is_number() || v.value.is_boolean())
             {
-                self.wrong_type(
-                    e,
-                    "an environment value",
-                    "a string, number or boolean",
-                    e.value(),
-                );
+                self.wrong_type(e, "an environment value", "a string, number or boolean", e.value());
                 continue;
             }
             if env.insert(k.to_string(), v).is_some() {
@@ -1236,13 +1128,8 @@ impl Cx<'_> {
                 );
                 return None;
             }
-            return Some(CreateOptions {
-                doc: JsonDoc {
-                    value: doc,
-                    scalars: Vec::new(),
-                },
-                origin,
-            });
+            self.create_options_size(&doc, node)?;
+            return Some(CreateOptions { doc: JsonDoc { value: doc, scalars: Vec::new() }, origin });
         }
         let Some(children) = node.children() else {
             self.err(
@@ -1265,10 +1152,25 @@ impl Cx<'_> {
             self.err(Code::UnknownAnnotation, span, "create-options can't read values from the environment or hold secrets", "annotated value", Some("create options are stored in clear on the hub; pass secrets to the module through `env` with `(secret-env)`".into()));
             return None;
         }
-        Some(CreateOptions {
-            doc: JsonDoc { value, scalars },
-            origin,
-        })
+        self.create_options_size(&value, node)?;
+        Some(CreateOptions { doc: JsonDoc { value, scalars }, origin })
+    }
+
+    /// The agent joins at most 100 pieces of 512 characters.
+    fn create_options_size(&mut self, value: &Value, node: &KdlNode) -> Option<()> {
+        let chars = serde_json::to_string(value).map_or(0, |s| s.chars().count());
+        let max = CREATE_OPTIONS_CHUNK * MAX_CREATE_OPTIONS_CHUNKS;
+        if chars > max {
+            self.err(
+                Code::TooMany,
+                node.name().span(),
+                format!("create-options is {chars} characters long once compacted"),
+                format!("at most {max}"),
+                Some("the agent joins at most 100 pieces of 512 characters; move large configuration into the module twin".into()),
+            );
+            return None;
+        }
+        Some(())
     }
 
     /// Parses a JSON string written in KDL, pointing a syntax error at the exact character.
@@ -1288,42 +1190,22 @@ impl Cx<'_> {
         }
     }
 
-    fn module(
-        &mut self,
-        node: &KdlNode,
-        kind: DeploymentKind,
-    ) -> Option<(Module, Vec<TwinSetting>)> {
+    fn module(&mut self, node: &KdlNode, kind: DeploymentKind) -> Option<(Module, Vec<TwinSetting>)> {
         self.check_entries(node, 1, &["image", "version"]);
-        let (name, span) = self.named_arg(
-            node,
-            "a name",
-            "module \"Monitor\" image=\"contoso.azurecr.io/monitor:2.1\"",
-        )?;
+        let (name, span) =
+            self.named_arg(node, "a name", "module \"Monitor\" image=\"contoso.azurecr.io/monitor:2.1\"")?;
         let mut ok = true;
         if SYSTEM_MODULES.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
             let help = match kind {
                 DeploymentKind::Layered => {
                     "layered deployments can't change system modules; set edgeAgent and edgeHub in the standard deployment's `runtime`"
                 }
-                DeploymentKind::Standard => {
-                    "system modules are set in `runtime { edge-agent …; edge-hub … }`"
-                }
+                DeploymentKind::Standard => "system modules are set in `runtime { edge-agent …; edge-hub … }`",
             };
-            let code = if kind == DeploymentKind::Layered {
-                Code::NotInLayered
-            } else {
-                Code::InvalidName
-            };
-            self.err(
-                code,
-                span,
-                format!("\"{name}\" is a system module"),
-                "system module",
-                Some(help.into()),
-            );
+            let code = if kind == DeploymentKind::Layered { Code::NotInLayered } else { Code::InvalidName };
+            self.err(code, span, format!("\"{name}\" is a system module"), "system module", Some(help.into()));
             ok = false;
-        } else if let Some((i, c)) =
-            rules::first_bad_char(&name, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        } else if let Some((i, c)) = rules::first_bad_char(&name, |c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             self.err(
                 Code::InvalidName,
@@ -1335,26 +1217,17 @@ impl Cx<'_> {
             ok = false;
         }
         let image = self
-            .required_prop(
-                node,
-                "image",
-                &format!("module \"{name}\" image=\"registry/image:tag\""),
-            )
+            .required_prop(node, "image", &format!("module \"{name}\" image=\"registry/image:tag\""))
             .and_then(|e| self.string_scalar(e, "the image", false));
         let version = match self.prop(node, "version") {
             Some(e) => Some(self.string(e, "the module version")?),
             None => None,
         };
         let kids = self.children(node, MODULE_CHILDREN, |c| match c {
-            "image" => Some(format!(
-                "the image is a property: `module \"{name}\" image=\"…\"`"
-            )),
+            "image" => Some(format!("the image is a property: `module \"{name}\" image=\"…\"`")),
             _ => None,
         });
-        let mut settings = ModuleSettings {
-            image,
-            ..Default::default()
-        };
+        let mut settings = ModuleSettings { image, ..Default::default() };
         ok &= self.settings_children(&kids, &mut settings);
         let mut twins = Vec::new();
         for k in kids.iter().filter(|k| k.name().value() == "twin") {
@@ -1367,15 +1240,7 @@ impl Cx<'_> {
         if !ok || settings.image.is_none() {
             return None;
         }
-        Some((
-            Module {
-                name,
-                version,
-                settings,
-                origin: self.origin(span),
-            },
-            twins,
-        ))
+        Some((Module { name, version, settings, origin: self.origin(span) }, twins))
     }
 
     /// A `twin` node: desired properties for a module twin, whole or under `path=`.
@@ -1393,7 +1258,13 @@ impl Cx<'_> {
                 path.push(seg.to_string());
             }
             if path.first().is_some_and(|s| s == "properties") {
-                self.err(Code::InvalidName, span, "twin path starts with `properties`", "already inside properties.desired", Some("paths are relative to properties.desired; drop the `properties.desired.` prefix".into()));
+                self.err(
+                    Code::InvalidName,
+                    span,
+                    "twin path starts with `properties`",
+                    "already inside properties.desired",
+                    Some("paths are relative to properties.desired; drop the `properties.desired.` prefix".into()),
+                );
                 return None;
             }
         }
@@ -1418,7 +1289,13 @@ impl Cx<'_> {
         } else if let Some(children) = node.children() {
             Value::Object(self.jik_object(children, "", &mut scalars, true))
         } else {
-            self.err(Code::MissingValue, node.name().span(), "twin sets no properties", "empty", Some("write properties as children: `twin { interval 30 }` (or `twin {}` to clear them)".into()));
+            self.err(
+                Code::MissingValue,
+                node.name().span(),
+                "twin sets no properties",
+                "empty",
+                Some("write properties as children: `twin { interval 30 }` (or `twin {}` to clear them)".into()),
+            );
             return None;
         };
         if path.is_empty() && !value.is_object() {
@@ -1427,31 +1304,27 @@ impl Cx<'_> {
                 node.name().span(),
                 "the whole desired-properties document must be an object",
                 "not an object",
-                Some(
-                    "give properties as children, or add path=\"name\" to set one property".into(),
-                ),
+                Some("give properties as children, or add path=\"name\" to set one property".into()),
             );
             return None;
         }
         if self.problems.len() != before {
             return None;
         }
-        Some(TwinSetting {
-            module,
-            path,
-            doc: JsonDoc { value, scalars },
-            origin: self.origin(node.span()),
-        })
+        Some(TwinSetting { module, path, doc: JsonDoc { value, scalars }, origin: self.origin(node.span()) })
     }
 
     fn check_twin_keys(&mut self, v: &Value, span: SourceSpan) {
         if let Value::Object(map) = v {
             for (k, child) in map {
-                if k.is_empty()
-                    || k.chars()
-                        .any(|c| c == '.' || c == '$' || c == ' ' || c.is_control())
-                {
-                    self.err(Code::InvalidName, span, format!("twin property name \"{k}\" is not allowed"), "invalid property name", Some("twin property names can't contain `.`, `$`, spaces or control characters".into()));
+                if k.is_empty() || k.chars().any(|c| c == '.' || c == '$' || c == ' ' || c.is_control()) {
+                    self.err(
+                        Code::InvalidName,
+                        span,
+                        format!("twin property name \"{k}\" is not allowed"),
+                        "invalid property name",
+                        Some("twin property names can't contain `.`, `$`, spaces or control characters".into()),
+                    );
                 }
                 self.check_twin_keys(child, span);
             }
@@ -1484,21 +1357,14 @@ impl Cx<'_> {
                 );
                 continue;
             }
-            if twin_keys
-                && (key.is_empty()
-                    || key
-                        .chars()
-                        .any(|c| c == '.' || c == '$' || c == ' ' || c.is_control()))
+            if twin_keys && (key.is_empty() || key.chars().any(|c| c == '.' || c == '$' || c == ' ' || c.is_control()))
             {
                 self.err(
                     Code::InvalidName,
                     node.name().span(),
                     format!("twin property name \"{key}\" is not allowed"),
                     "invalid property name",
-                    Some(
-                        "twin property names can't contain `.`, `$`, spaces or control characters"
-                            .into(),
-                    ),
+                    Some("twin property names can't contain `.`, `$`, spaces or control characters".into()),
                 );
                 continue;
             }
@@ -1527,11 +1393,7 @@ impl Cx<'_> {
         twin_keys: bool,
     ) -> Option<Value> {
         let args = self.args(node);
-        let props: Vec<&KdlEntry> = node
-            .entries()
-            .iter()
-            .filter(|e| e.name().is_some())
-            .collect();
+        let props: Vec<&KdlEntry> = node.entries().iter().filter(|e| e.name().is_some()).collect();
         if let Some(children) = node.children() {
             if !args.is_empty() {
                 self.err(
@@ -1587,9 +1449,7 @@ impl Cx<'_> {
                     node.name().span(),
                     format!("\"{}\" has no value", node.name().value()),
                     "no value",
-                    Some(
-                        "give it a value (`key 5`), properties, or `{}` for an empty object".into(),
-                    ),
+                    Some("give it a value (`key 5`), properties, or `{}` for an empty object".into()),
                 );
                 None
             }
@@ -1620,12 +1480,7 @@ impl Cx<'_> {
         Some(map)
     }
 
-    fn jik_scalar(
-        &mut self,
-        entry: &KdlEntry,
-        pointer: &str,
-        scalars: &mut Vec<(String, Scalar)>,
-    ) -> Option<Value> {
+    fn jik_scalar(&mut self, entry: &KdlEntry, pointer: &str, scalars: &mut Vec<(String, Scalar)>) -> Option<Value> {
         let s = self.scalar(entry, "a value", false)?;
         let v = s.value.clone();
         if s.source != ValueSource::Literal || s.sensitive {
@@ -1670,34 +1525,18 @@ impl Cx<'_> {
             Some(e) => Some(self.integer(e, "route ttl", 0, u32::MAX as i128)? as u32),
             None => None,
         };
-        Some(Route {
-            name,
-            text,
-            priority,
-            ttl,
-            origin: self.origin(name_span),
-        })
+        Some(Route { name, text, priority, ttl, origin: self.origin(name_span) })
     }
 
-    fn check_twins(
-        &mut self,
-        kind: DeploymentKind,
-        modules: &BTreeMap<String, Module>,
-        twins: &[TwinSetting],
-    ) {
+    fn check_twins(&mut self, kind: DeploymentKind, modules: &BTreeMap<String, Module>, twins: &[TwinSetting]) {
         for (i, t) in twins.iter().enumerate() {
             if kind == DeploymentKind::Standard && !modules.contains_key(&t.module) {
                 self.err(
                     Code::UnknownNode,
                     t.origin.span,
-                    format!(
-                        "twin settings for module \"{}\", which this deployment does not declare",
-                        t.module
-                    ),
+                    format!("twin settings for module \"{}\", which this deployment does not declare", t.module),
                     "unknown module",
-                    Some(
-                        "declare the module here, or set its twin from a layered deployment".into(),
-                    ),
+                    Some("declare the module here, or set its twin from a layered deployment".into()),
                 );
             }
             for earlier in &twins[..i] {
@@ -1723,7 +1562,13 @@ impl Cx<'_> {
         }
         for r in routes.values() {
             if r.priority.is_some() || r.ttl.is_some() {
-                self.err(Code::OutOfRange, r.origin.span, format!("route \"{}\" has a priority or ttl, which edgeHub schema 1.0 does not support", r.name), "needs schema 1.1 or later", Some("set `edge-hub … schema=\"1.2\"` or drop priority= and ttl=".into()));
+                self.err(
+                    Code::OutOfRange,
+                    r.origin.span,
+                    format!("route \"{}\" has a priority or ttl, which edgeHub schema 1.0 does not support", r.name),
+                    "needs schema 1.1 or later",
+                    Some("set `edge-hub … schema=\"1.2\"` or drop priority= and ttl=".into()),
+                );
             }
         }
     }

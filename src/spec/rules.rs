@@ -30,9 +30,7 @@ pub fn valid_deployment_char(c: char) -> bool {
 
 /// Module names: `^[a-zA-Z0-9_-]+$`.
 pub fn valid_module_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Environment variable names: `^[^+#$\s.]+$`.

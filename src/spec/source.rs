@@ -18,19 +18,11 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>, text: String) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         let name = name.into();
         let text = Arc::new(text);
         let named = NamedSource::new(&name, text.clone()).with_language("kdl");
-        SourceFile {
-            name,
-            path: path.into(),
-            text,
-            named,
-            line_starts,
-        }
+        SourceFile { name, path: path.into(), text, named, line_starts }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -38,10 +30,7 @@ impl SourceFile {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
+        let col = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
         (line + 1, col + 1)
     }
 
@@ -51,9 +40,7 @@ impl SourceFile {
     }
 
     pub fn slice(&self, span: SourceSpan) -> &str {
-        self.text
-            .get(span.offset()..span.offset() + span.len())
-            .unwrap_or("")
+        self.text.get(span.offset()..span.offset() + span.len()).unwrap_or("")
     }
 }
 

@@ -42,9 +42,7 @@ pub fn stderr(o: &Output) -> String {
 pub fn transcript(o: &Output) -> String {
     format!(
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        o.status
-            .code()
-            .map_or("signal".to_string(), |c| c.to_string()),
+        o.status.code().map_or("signal".to_string(), |c| c.to_string()),
         stdout(o),
         stderr(o)
     )
