@@ -1603,3 +1603,52 @@ fn strip_position(msg: &str) -> String {
         None => msg.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_in(doc: &KdlDocument, kind: &str, out: &mut std::collections::BTreeSet<String>) {
+        for n in doc.nodes() {
+            if n.name().value() == kind
+                && let Some(KdlValue::String(s)) = n.entries().first().filter(|e| e.name().is_none()).map(|e| e.value())
+            {
+                out.insert(s.clone());
+            }
+            if let Some(c) = n.children() {
+                names_in(c, kind, out);
+            }
+        }
+    }
+
+    /// schema/fleetform.kdl documents exactly the nodes and properties the parser accepts.
+    #[test]
+    fn schema_file_matches_the_parser() {
+        let doc: KdlDocument = include_str!("../../schema/fleetform.kdl").parse().unwrap();
+        let mut nodes = std::collections::BTreeSet::new();
+        names_in(&doc, "node", &mut nodes);
+        let mut props = std::collections::BTreeSet::new();
+        names_in(&doc, "prop", &mut props);
+        let parser_nodes: std::collections::BTreeSet<String> = [
+            DEPLOYMENT_CHILDREN,
+            LAYERED_CHILDREN,
+            RUNTIME_CHILDREN,
+            AGENT_CHILDREN,
+            HUB_CHILDREN,
+            MODULE_CHILDREN,
+            &["deployment", "layered"],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+        assert_eq!(nodes, parser_nodes);
+        let parser_props: std::collections::BTreeSet<String> =
+            [RUNTIME_PROPS, &["image", "version", "schema", "ttl", "path", "priority", "address", "username", "password"]]
+                .concat()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        assert_eq!(props, parser_props);
+    }
+}
