@@ -8,5 +8,6 @@
 pub mod hub;
 pub mod manifest;
 pub mod merge;
+pub mod plan;
 pub mod query;
 pub mod spec;
