@@ -1003,16 +1003,35 @@ impl AtomicFile {
             .unwrap_or_default();
         // A dot-prefixed name keeps an interrupted write out of listings and out of the
         // snapshot reader's file names.
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(write_error)?;
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temp files are private (0600) by default; the file replaces a snapshot file that
+        // others may read, so keep the target's permissions, or make it like any new
+        // file (0666 less the umask).
+        match fs::metadata(target) {
+            Ok(meta) => {
+                builder.permissions(meta.permissions());
+            }
+            Err(_) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    builder.permissions(fs::Permissions::from_mode(0o666));
+                }
+            }
+        }
+        let temp = builder.tempfile_in(dir).map_err(write_error)?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             writer: BufWriter::with_capacity(READ_BUFFER, temp),
             bytes: 0,
         })
+    }
+
+    /// The file this will replace on commit.
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     /// Makes the new content durable and visible; returns the bytes written.
@@ -1131,8 +1150,8 @@ impl SnapshotWriter {
 
     fn write_twins<I>(
         &self,
-        json: &str,
-        jsonl: &str,
+        json: &'static str,
+        jsonl: &'static str,
         format: TwinFormat,
         twins: I,
     ) -> Result<u64, SnapshotError>
@@ -1140,57 +1159,119 @@ impl SnapshotWriter {
         I: IntoIterator,
         I::Item: Serialize,
     {
+        let mut file = self.twin_file(json, jsonl, format)?;
+        for twin in twins {
+            file.push(&twin)?;
+        }
+        file.commit()
+    }
+
+    /// Opens `devices.jsonl` / `devices.json` for writing twin by twin; for writers that
+    /// produce twins alongside something else (the generator writes device and module
+    /// twins in one pass).
+    pub fn devices_file(&self, format: TwinFormat) -> Result<TwinFileWriter, SnapshotError> {
+        self.twin_file(DEVICES_JSON, DEVICES_JSONL, format)
+    }
+
+    /// Opens `modules.jsonl` / `modules.json` for writing twin by twin.
+    pub fn module_twins_file(&self, format: TwinFormat) -> Result<TwinFileWriter, SnapshotError> {
+        self.twin_file(MODULES_JSON, MODULES_JSONL, format)
+    }
+
+    fn twin_file(
+        &self,
+        json: &'static str,
+        jsonl: &'static str,
+        format: TwinFormat,
+    ) -> Result<TwinFileWriter, SnapshotError> {
         let (name, other) = match format {
             TwinFormat::Json => (json, jsonl),
             TwinFormat::JsonLines => (jsonl, json),
         };
-        let path = self.dir.join(name);
-        let mut file = AtomicFile::create(&path)?;
-        write_twin_stream(&mut file, format, twins).map_err(|source| SnapshotError::Write {
-            path: path.clone(),
+        Ok(TwinFileWriter {
+            file: AtomicFile::create(&self.dir.join(name))?,
+            format,
+            other: self.dir.join(other),
+            records: 0,
+            scratch: Vec::new(),
+        })
+    }
+}
+
+/// A twin file being written, one twin at a time, atomically: nothing is visible until
+/// [`TwinFileWriter::commit`], which also removes the other format's file (`devices.json`
+/// when writing `devices.jsonl` and vice versa) so the directory stays unambiguous.
+pub struct TwinFileWriter {
+    file: AtomicFile,
+    format: TwinFormat,
+    other: PathBuf,
+    records: u64,
+    scratch: Vec<u8>,
+}
+
+impl TwinFileWriter {
+    /// Appends one twin (any `Serialize`: a `&Value`, `Twin::value()`, a generator struct).
+    pub fn push<T: Serialize + ?Sized>(&mut self, twin: &T) -> Result<(), SnapshotError> {
+        let result = match self.format {
+            TwinFormat::JsonLines => serde_json::to_writer(&mut self.file, twin)
+                .map_err(io::Error::from)
+                .and_then(|()| self.file.write_all(b"\n")),
+            TwinFormat::Json => self.push_pretty(twin),
+        };
+        result.map_err(|source| SnapshotError::Write {
+            path: self.file.target.clone(),
             source,
         })?;
-        let bytes = file.commit()?;
-        let other = self.dir.join(other);
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Pretty elements are rendered alone and indented one level, so that the array reads
+    /// like one pretty document. Indenting after every newline is safe because JSON
+    /// strings cannot hold a raw newline.
+    fn push_pretty<T: Serialize + ?Sized>(&mut self, twin: &T) -> io::Result<()> {
+        self.scratch.clear();
+        serde_json::to_writer_pretty(&mut self.scratch, twin)?;
+        let opening: &[u8] = if self.records == 0 { b"[\n  " } else { b",\n  " };
+        self.file.write_all(opening)?;
+        for (i, line) in self.scratch.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.file.write_all(b"\n  ")?;
+            }
+            self.file.write_all(line)?;
+        }
+        Ok(())
+    }
+
+    /// Twins pushed so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Closes the array (for `.json`), makes the file durable and visible, removes the
+    /// other format's file; returns the bytes written.
+    pub fn commit(mut self) -> Result<u64, SnapshotError> {
+        if self.format == TwinFormat::Json {
+            let closing: &[u8] = if self.records == 0 { b"[]\n" } else { b"\n]\n" };
+            self.file
+                .write_all(closing)
+                .map_err(|source| SnapshotError::Write {
+                    path: self.file.target.clone(),
+                    source,
+                })?;
+        }
+        let bytes = self.file.commit()?;
+        let other = self.other;
         match fs::remove_file(&other) {
             Ok(()) => sync_parent(&other).map_err(|source| SnapshotError::Write {
                 path: other.clone(),
                 source,
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(SnapshotError::Write {
-                    path: other,
-                    source,
-                });
-            }
+            Err(source) => return Err(SnapshotError::Write { path: other, source }),
         }
         Ok(bytes)
     }
-}
-
-/// Serialises twins one at a time: `collect_seq` pulls from the iterator as it writes,
-/// so a generator or a reader can feed a million twins without collecting them.
-pub fn write_twin_stream<W, I>(out: &mut W, format: TwinFormat, twins: I) -> io::Result<()>
-where
-    W: Write,
-    I: IntoIterator,
-    I::Item: Serialize,
-{
-    match format {
-        TwinFormat::JsonLines => {
-            for twin in twins {
-                serde_json::to_writer(&mut *out, &twin)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        TwinFormat::Json => {
-            let mut serializer = serde_json::Serializer::pretty(&mut *out);
-            serde::Serializer::collect_seq(&mut serializer, twins)?;
-            out.write_all(b"\n")?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1390,7 +1471,13 @@ mod tests {
         let writer = SnapshotWriter::create(dir.path()).unwrap();
         let twins = [json!({"deviceId": "a"}), json!({"deviceId": "b"})];
         writer.write_devices(TwinFormat::Json, &twins).unwrap();
-        assert!(dir.path().join(DEVICES_JSON).is_file());
+        assert_eq!(
+            fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(),
+            "[\n  {\n    \"deviceId\": \"a\"\n  },\n  {\n    \"deviceId\": \"b\"\n  }\n]\n"
+        );
+        writer.write_devices(TwinFormat::Json, [0u8; 0]).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(), "[]\n");
+        writer.write_devices(TwinFormat::Json, &twins).unwrap();
         writer.write_devices(TwinFormat::JsonLines, &twins).unwrap();
         assert!(!dir.path().join(DEVICES_JSON).exists());
         let ids: Vec<String> = Snapshot::open(dir.path())
@@ -1420,5 +1507,13 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["x.json"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).unwrap();
+            AtomicFile::create(&target).unwrap().commit().unwrap();
+            let mode = fs::metadata(&target).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o640, "keeps the replaced file's permissions");
+        }
     }
 }
