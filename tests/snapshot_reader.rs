@@ -61,14 +61,20 @@ fn json_and_jsonl_read_the_same_twins() {
     let array: Vec<Value> = (0..n)
         .map(|i| serde_json::from_str(&twin_json(i)).unwrap())
         .collect();
-    let (_b, pretty) = snapshot_with("devices.json", &serde_json::to_string_pretty(&array).unwrap());
+    let (_b, pretty) = snapshot_with(
+        "devices.json",
+        &serde_json::to_string_pretty(&array).unwrap(),
+    );
     let from_lines: Vec<Twin> = lines.devices().unwrap().map(Result::unwrap).collect();
     let from_array: Vec<Twin> = pretty.devices().unwrap().map(Result::unwrap).collect();
     assert_eq!(from_lines.len(), n);
     assert_eq!(from_lines, from_array);
     assert_eq!(from_lines[7].device_id(), "d-000007");
     assert_eq!(from_lines[7].value(), &array[7]);
-    assert_eq!(from_lines.iter().filter(|t| t.is_edge()).count(), n - n / 10);
+    assert_eq!(
+        from_lines.iter().filter(|t| t.is_edge()).count(),
+        n - n / 10
+    );
     for snap in [&lines, &pretty] {
         for threads in [1, 2, 3] {
             let ids = parallel_ids(snap, threads).unwrap();
@@ -106,7 +112,10 @@ fn reads_50k_lines_lazily_before_a_broken_tail() {
 #[test]
 fn malformed_line_names_file_line_and_column() {
     let mut text = jsonl(5);
-    text.insert_str(text.find("{\"deviceId\":\"d-000002\"").unwrap() + 12, " nope");
+    text.insert_str(
+        text.find("{\"deviceId\":\"d-000002\"").unwrap() + 12,
+        " nope",
+    );
     let (dir, snap) = snapshot_with("devices.jsonl", &text);
     let e = serial_ids(&snap).unwrap_err();
     let expected = format!("{}:3:15", dir.path().join("devices.jsonl").display());
@@ -115,7 +124,10 @@ fn malformed_line_names_file_line_and_column() {
     let help = miette::Diagnostic::help(&e).unwrap().to_string();
     assert!(help.contains(".jsonl"), "{help}");
     // The parallel reader reports the same error.
-    assert_eq!(parallel_ids(&snap, 2).unwrap_err().to_string(), e.to_string());
+    assert_eq!(
+        parallel_ids(&snap, 2).unwrap_err().to_string(),
+        e.to_string()
+    );
 }
 
 #[test]
@@ -145,7 +157,10 @@ fn twin_without_device_id_is_an_error_not_skipped() {
             && e.to_string().ends_with("devices.jsonl:17"),
         "{e}"
     );
-    assert_eq!(parallel_ids(&snap, 2).unwrap_err().to_string(), e.to_string());
+    assert_eq!(
+        parallel_ids(&snap, 2).unwrap_err().to_string(),
+        e.to_string()
+    );
 }
 
 #[test]
@@ -168,7 +183,10 @@ fn duplicate_device_ids_are_reported_with_both_lines() {
         other => panic!("{other:?}"),
     }
     for threads in [2, 3] {
-        assert_eq!(parallel_ids(&snap, threads).unwrap_err().to_string(), e.to_string());
+        assert_eq!(
+            parallel_ids(&snap, threads).unwrap_err().to_string(),
+            e.to_string()
+        );
     }
 }
 
@@ -180,9 +198,15 @@ fn parallel_reader_reports_the_first_of_several_errors() {
     lines[35_000] = "[1, 2]".into();
     let (_d, snap) = snapshot_with("devices.jsonl", &(lines.join("\n") + "\n"));
     let serial = serial_ids(&snap).unwrap_err();
-    assert!(serial.to_string().ends_with("devices.jsonl:31001"), "{serial}");
+    assert!(
+        serial.to_string().ends_with("devices.jsonl:31001"),
+        "{serial}"
+    );
     for threads in [1, 2, 4] {
-        assert_eq!(parallel_ids(&snap, threads).unwrap_err().to_string(), serial.to_string());
+        assert_eq!(
+            parallel_ids(&snap, threads).unwrap_err().to_string(),
+            serial.to_string()
+        );
     }
 }
 
@@ -198,7 +222,9 @@ fn writer_is_atomic_and_leaves_no_temp_files() {
         ..Configuration::default()
     }];
     writer.write_configurations(&configs).unwrap();
-    let twins: Vec<Value> = (0..100).map(|i| json!({"deviceId": format!("d{i}")})).collect();
+    let twins: Vec<Value> = (0..100)
+        .map(|i| json!({"deviceId": format!("d{i}")}))
+        .collect();
     writer.write_devices(TwinFormat::JsonLines, &twins).unwrap();
     writer
         .write_module_twins(
@@ -216,12 +242,18 @@ fn writer_is_atomic_and_leaves_no_temp_files() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["configurations.json", "devices.jsonl", "modules.jsonl"]);
+    assert_eq!(
+        names,
+        ["configurations.json", "devices.jsonl", "modules.jsonl"]
+    );
     let snap = Snapshot::open(&out).unwrap();
     assert_eq!(snap.configurations().unwrap(), updated);
     assert_eq!(snap.devices().unwrap().count(), 100);
     let module = snap.module_twins().unwrap().next().unwrap().unwrap();
-    assert_eq!((module.device_id(), module.module_id()), ("d1", "$edgeAgent"));
+    assert_eq!(
+        (module.device_id(), module.module_id()),
+        ("d1", "$edgeAgent")
+    );
 }
 
 #[test]
@@ -275,9 +307,7 @@ fn campus_example_matches_its_readme() {
     assert_eq!(edge.len(), 286);
     let base = count(&prod);
     let canary = count(&|t| {
-        prod(t)
-            && in_building(t, "20")
-            && t.get_path("tags.location.floor") == Some(&json!(3))
+        prod(t) && in_building(t, "20") && t.get_path("tags.location.floor") == Some(&json!(3))
     });
     let monitoring = count(&|t| in_building(t, "20") || in_building(t, "21"));
     let camera = count(&|t| text(t, "tags.roomtype") == Some("conference"));
@@ -291,7 +321,15 @@ fn campus_example_matches_its_readme() {
                 || text(t, "tags.roomtype") == Some("conference"))
     });
     assert_eq!(
-        (base, canary, monitoring, camera, route, staging, layered_without_base),
+        (
+            base,
+            canary,
+            monitoring,
+            camera,
+            route,
+            staging,
+            layered_without_base
+        ),
         (266, 8, 131, 59, 48, 18, 15)
     );
 
@@ -310,6 +348,10 @@ fn campus_example_matches_its_readme() {
 
     let agents: Vec<_> = snap.module_twins().unwrap().map(Result::unwrap).collect();
     assert_eq!(agents.len(), edge.len());
-    assert!(agents.iter().all(|m| m.module_id() == "$edgeAgent"
-        && m.configurations().is_some_and(|c| c.is_empty())));
+    assert!(
+        agents
+            .iter()
+            .all(|m| m.module_id() == "$edgeAgent"
+                && m.configurations().is_some_and(|c| c.is_empty()))
+    );
 }

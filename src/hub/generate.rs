@@ -466,7 +466,12 @@ fn device_twin<'a>(
         (false, _, _) => write!(s.id, "dev-{:06}", spec.seq),
         (true, None, _) => write!(s.id, "edge-{:06}", spec.seq),
         (true, Some(b), None) => {
-            write!(s.id, "b{b}-{}-{:06}", room_abbreviation(place.roomtype), spec.seq)
+            write!(
+                s.id,
+                "b{b}-{}-{:06}",
+                room_abbreviation(place.roomtype),
+                spec.seq
+            )
         }
         (true, Some(b), Some(f)) => write!(
             s.id,
@@ -525,7 +530,11 @@ fn device_twin<'a>(
         device_etag: &s.device_etag,
         status: "enabled",
         status_update_time: "0001-01-01T00:00:00Z",
-        connection_state: if connected { "Connected" } else { "Disconnected" },
+        connection_state: if connected {
+            "Connected"
+        } else {
+            "Disconnected"
+        },
         last_activity_time: &s.last_activity,
         cloud_to_device_message_count: 0,
         authentication_type: "sas",
@@ -914,8 +923,14 @@ mod tests {
         for name in ["devices.jsonl", "modules.jsonl", "configurations.json"] {
             assert_eq!(read(a.path(), name), read(b.path(), name), "{name}");
         }
-        assert_ne!(read(a.path(), "devices.jsonl"), read(c.path(), "devices.jsonl"));
-        assert_ne!(read(a.path(), "modules.jsonl"), read(c.path(), "modules.jsonl"));
+        assert_ne!(
+            read(a.path(), "devices.jsonl"),
+            read(c.path(), "devices.jsonl")
+        );
+        assert_ne!(
+            read(a.path(), "modules.jsonl"),
+            read(c.path(), "modules.jsonl")
+        );
     }
 
     #[test]
@@ -927,14 +942,21 @@ mod tests {
         });
         let snap = Snapshot::open(dir.path()).unwrap();
         assert!(snap.configurations().unwrap().is_empty());
-        assert_eq!(fs::read_to_string(dir.path().join("configurations.json")).unwrap(), "[]\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("configurations.json")).unwrap(),
+            "[]\n"
+        );
         let mut buildings: BTreeMap<String, usize> = BTreeMap::new();
         let (mut edge, mut staging, mut untagged, mut floorless) = (0, 0, 0, 0);
         for twin in snap.devices().unwrap() {
             let twin = twin.unwrap();
             edge += usize::from(twin.is_edge());
             let id = twin.device_id();
-            assert!(id.starts_with(if twin.is_edge() { "b" } else { "dev-" }) || id.starts_with("edge-"), "{id}");
+            assert!(
+                id.starts_with(if twin.is_edge() { "b" } else { "dev-" })
+                    || id.starts_with("edge-"),
+                "{id}"
+            );
             let Some(tags) = twin.tags() else {
                 untagged += 1;
                 continue;
@@ -946,7 +968,15 @@ mod tests {
                 Some(f) => assert!((1..=8).contains(&f.as_u64().unwrap())),
                 None => floorless += 1,
             }
-            assert!(MODELS.contains(&twin.get_path("properties.reported.hardware.model").unwrap().as_str().unwrap()));
+            assert!(
+                MODELS.contains(
+                    &twin
+                        .get_path("properties.reported.hardware.model")
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                )
+            );
         }
         assert_eq!(edge, summary.edge_devices);
         assert_eq!(staging, summary.staging_devices);
@@ -969,7 +999,10 @@ mod tests {
             assert!(m.configurations().unwrap().is_empty());
             let reported = &m.value()["properties"]["reported"];
             assert_eq!(reported["lastDesiredStatus"]["code"], 200);
-            assert_eq!(reported["lastDesiredVersion"], m.value()["properties"]["desired"]["$version"]);
+            assert_eq!(
+                reported["lastDesiredVersion"],
+                m.value()["properties"]["desired"]["$version"]
+            );
         }
         assert_eq!(agents, summary.module_twins);
         assert_eq!(agents, edge);
@@ -983,7 +1016,10 @@ mod tests {
     #[test]
     fn big_fleets_spread_over_more_buildings() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(Campus::new(10, &mut rng).buildings, ["20", "21", "40", "43"]);
+        assert_eq!(
+            Campus::new(10, &mut rng).buildings,
+            ["20", "21", "40", "43"]
+        );
         let campus = Campus::new(1_000_000, &mut rng);
         assert_eq!(campus.buildings.len(), 120);
         assert!(campus.buildings.iter().any(|b| b == "120"));
@@ -1000,7 +1036,10 @@ mod tests {
         };
         assert!(matches!(
             generate(&bad, dir.path()),
-            Err(GenerateError::InvalidOption { name: "edge share", .. })
+            Err(GenerateError::InvalidOption {
+                name: "edge share",
+                ..
+            })
         ));
         let opts = GenerateOptions {
             devices: 10,

@@ -191,6 +191,7 @@ pub struct Snapshot {
     configurations: Option<PathBuf>,
     devices: Option<TwinFile>,
     modules: Option<TwinFile>,
+    projection: Projection,
 }
 
 impl Snapshot {
@@ -217,7 +218,18 @@ impl Snapshot {
             configurations,
             devices,
             modules,
+            projection: Projection::Full,
         })
+    }
+
+    /// Reads device twins with `projection` from now on (module twins are always whole).
+    pub fn with_projection(mut self, projection: Projection) -> Snapshot {
+        self.projection = projection;
+        self
+    }
+
+    pub fn projection(&self) -> Projection {
+        self.projection
     }
 
     pub fn dir(&self) -> &Path {
@@ -244,12 +256,12 @@ impl Snapshot {
     /// Streams the device twins in file order. The reader keeps one twin's bytes and the
     /// set of ids seen (for the duplicate check), never the twins themselves.
     pub fn devices(&self) -> Result<DeviceReader, SnapshotError> {
-        TwinReader::open(self.devices.as_ref())
+        TwinReader::open(self.devices.as_ref(), self.projection)
     }
 
     /// Streams the module twins; empty when the snapshot has none.
     pub fn module_twins(&self) -> Result<ModuleReader, SnapshotError> {
-        TwinReader::open(self.modules.as_ref())
+        TwinReader::open(self.modules.as_ref(), Projection::Full)
     }
 
     /// Parses device twins on `threads` worker threads (0 = one per available core) and
@@ -267,7 +279,7 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, Twin) + Sync,
     {
-        par_fold::<Twin, A, I, F>(self.devices.as_ref(), threads, init, fold)
+        par_fold::<Twin, A, I, F>(self.devices.as_ref(), self.projection, threads, init, fold)
     }
 
     /// [`Snapshot::par_fold_devices`] for module twins.
@@ -282,7 +294,13 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, ModuleTwin) + Sync,
     {
-        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), threads, init, fold)
+        par_fold::<ModuleTwin, A, I, F>(
+            self.modules.as_ref(),
+            Projection::Full,
+            threads,
+            init,
+            fold,
+        )
     }
 
     /// Calls `f` for every device twin on `threads` worker threads (0 = all cores).
@@ -658,13 +676,144 @@ fn syntax_error(file: &Path, pos: RecordPos, e: &serde_json::Error, help: String
     }
 }
 
+/// How much of each device twin the readers keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Projection {
+    /// The whole twin as the hub returned it.
+    #[default]
+    Full,
+    /// Only what an IoT Edge target condition may reference (IOTHUB.md §3: `deviceId`,
+    /// `tags`, `properties.reported`) and `capabilities` (which devices are Edge). The
+    /// rest is checked as JSON but never built into values, which is most of the cost
+    /// of reading a twin: the plan over a million devices reads with this.
+    Targeting,
+}
+
+/// Top-level twin members [`Projection::Targeting`] keeps, besides `properties.reported`.
+const TARGETING_MEMBERS: [&str; 3] = ["deviceId", "capabilities", "tags"];
+
+/// A map key, borrowed from the input when it has no escapes (most keys): skipped
+/// members then cost no allocation at all.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Builds the projected twin. Anything that is not an object becomes `null`, so that the
+/// caller reports "not a JSON object" exactly as for a full read.
+struct TargetingVisitor {
+    /// Inside `properties`: keep `reported` only.
+    properties: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TargetingVisitor {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a twin object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        use serde::de::IgnoredAny;
+        let mut out = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            // Property names are case-insensitive in the query language.
+            let is = |name: &str| key.eq_ignore_ascii_case(name);
+            if self.properties {
+                if is("reported") {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            } else if TARGETING_MEMBERS.iter().any(|m| is(m)) {
+                out.insert(key.into_owned(), map.next_value::<Value>()?);
+            } else if is("properties") {
+                let properties = map.next_value_seed(TargetingVisitor { properties: true })?;
+                out.insert(key.into_owned(), properties);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+fn parse_value(bytes: &[u8], projection: Projection) -> Result<Value, serde_json::Error> {
+    match projection {
+        Projection::Full => serde_json::from_slice(bytes),
+        Projection::Targeting => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let value = serde::de::DeserializeSeed::deserialize(
+                TargetingVisitor { properties: false },
+                &mut de,
+            )?;
+            de.end()?;
+            Ok(value)
+        }
+    }
+}
+
 fn parse_record<T: TwinRecord>(
     bytes: &[u8],
     pos: RecordPos,
     file: &Path,
     format: TwinFormat,
+    projection: Projection,
 ) -> Result<T, SnapshotError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value = parse_value(bytes, projection).map_err(|e| {
         let help = match format {
             TwinFormat::JsonLines => {
                 "each line of a .jsonl file is one complete twin object; a pretty-printed array belongs in a .json file"
@@ -733,6 +882,7 @@ fn duplicate(
 /// Streams twins of one kind from a snapshot file, in file order. After the first error
 /// the iterator ends: a file with a syntax error cannot be trusted past it.
 pub struct TwinReader<T> {
+    projection: Projection,
     splitter: Option<Splitter<BufReader<File>>>,
     record: Vec<u8>,
     seen: SeenIds,
@@ -743,8 +893,9 @@ pub type DeviceReader = TwinReader<Twin>;
 pub type ModuleReader = TwinReader<ModuleTwin>;
 
 impl<T: TwinRecord> TwinReader<T> {
-    fn open(file: Option<&TwinFile>) -> Result<Self, SnapshotError> {
+    fn open(file: Option<&TwinFile>, projection: Projection) -> Result<Self, SnapshotError> {
         Ok(TwinReader {
+            projection,
             splitter: file.map(open_splitter).transpose()?,
             record: Vec::new(),
             seen: SeenIds::default(),
@@ -760,7 +911,13 @@ impl<T: TwinRecord> TwinReader<T> {
         let Some(pos) = splitter.next_record(&mut self.record)? else {
             return Ok(None);
         };
-        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format)?;
+        let twin: T = parse_record(
+            &self.record,
+            pos,
+            &splitter.path,
+            splitter.format,
+            self.projection,
+        )?;
         if let Some(dup) = self.seen.check(&twin, pos.line) {
             return Err(duplicate(T::WHAT, &splitter.path, dup));
         }
@@ -811,6 +968,7 @@ fn keep_first(slot: &mut Option<SnapshotError>, e: SnapshotError) {
 /// the batches in flight plus the id set, whatever the fleet size.
 fn par_fold<T, A, I, F>(
     file: Option<&TwinFile>,
+    projection: Projection,
     threads: usize,
     init: I,
     fold: F,
@@ -839,7 +997,7 @@ where
                 let (receiver, stop, init, fold) = (&receiver, &stop, &init, &fold);
                 let path = file.path.as_path();
                 scope.spawn(move || {
-                    worker::<T, A, F>(receiver, stop, init(), fold, path, file.format)
+                    worker::<T, A, F>(receiver, stop, init(), fold, path, file.format, projection)
                 })
             })
             .collect();
@@ -932,6 +1090,7 @@ fn worker<T, A, F>(
     fold: &F,
     path: &Path,
     format: TwinFormat,
+    projection: Projection,
 ) -> WorkerResult<A>
 where
     T: TwinRecord,
@@ -951,7 +1110,7 @@ where
         for &(end, pos) in &batch.ends {
             let bytes = &batch.bytes[start..end];
             start = end;
-            let twin = match parse_record::<T>(bytes, pos, path, format) {
+            let twin = match parse_record::<T>(bytes, pos, path, format, projection) {
                 Ok(twin) => twin,
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
@@ -1232,7 +1391,11 @@ impl TwinFileWriter {
     fn push_pretty<T: Serialize + ?Sized>(&mut self, twin: &T) -> io::Result<()> {
         self.scratch.clear();
         serde_json::to_writer_pretty(&mut self.scratch, twin)?;
-        let opening: &[u8] = if self.records == 0 { b"[\n  " } else { b",\n  " };
+        let opening: &[u8] = if self.records == 0 {
+            b"[\n  "
+        } else {
+            b",\n  "
+        };
         self.file.write_all(opening)?;
         for (i, line) in self.scratch.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
@@ -1268,7 +1431,12 @@ impl TwinFileWriter {
                 source,
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(SnapshotError::Write { path: other, source }),
+            Err(source) => {
+                return Err(SnapshotError::Write {
+                    path: other,
+                    source,
+                });
+            }
         }
         Ok(bytes)
     }
@@ -1357,6 +1525,7 @@ mod tests {
             pos(10, 5),
             file,
             TwinFormat::Json,
+            Projection::Full,
         )
         .unwrap_err();
         match e {
@@ -1371,8 +1540,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let e = parse_record::<Twin>(b"{\"deviceId\": x}", pos(10, 5), file, TwinFormat::Json)
-            .unwrap_err();
+        let e = parse_record::<Twin>(
+            b"{\"deviceId\": x}",
+            pos(10, 5),
+            file,
+            TwinFormat::Json,
+            Projection::Full,
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -1382,6 +1557,83 @@ mod tests {
                     ..
                 }
             ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn targeting_projection_keeps_what_conditions_can_reference() {
+        let file = Path::new("devices.jsonl");
+        let text = br#"{"deviceId":"d","etag":"AAA=","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
+            "properties":{"desired":{"x":1,"$version":2},"reported":{"fw":"2.4.1"}},"x509Thumbprint":{"p":null}}"#;
+        let twin: Twin = parse_record(
+            text,
+            pos(1, 1),
+            file,
+            TwinFormat::JsonLines,
+            Projection::Targeting,
+        )
+        .unwrap();
+        assert_eq!(
+            twin.value(),
+            &json!({"deviceId":"d","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
+                "properties":{"reported":{"fw":"2.4.1"}}})
+        );
+        assert!(twin.is_edge());
+        // Skipped members are still checked as JSON, and positions stay exact.
+        let e = parse_record::<Twin>(
+            br#"{"deviceId":"d","etag":[1,}"#,
+            pos(4, 1),
+            file,
+            TwinFormat::JsonLines,
+            Projection::Targeting,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SnapshotError::Syntax {
+                    line: 4,
+                    column: 27,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = parse_record::<Twin>(
+            b"[1]",
+            pos(2, 1),
+            file,
+            TwinFormat::JsonLines,
+            Projection::Targeting,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, SnapshotError::NotAnObject { line: 2, .. }),
+            "{e:?}"
+        );
+        let e = parse_record::<Twin>(
+            b"{} x",
+            pos(2, 1),
+            file,
+            TwinFormat::JsonLines,
+            Projection::Targeting,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, SnapshotError::Syntax { column: 4, .. }),
+            "{e:?}"
+        );
+        let e = parse_record::<Twin>(
+            br#"{"tags":{}}"#,
+            pos(3, 1),
+            file,
+            TwinFormat::JsonLines,
+            Projection::Targeting,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, SnapshotError::MissingId { line: 3, .. }),
             "{e:?}"
         );
     }
@@ -1476,7 +1728,10 @@ mod tests {
             "[\n  {\n    \"deviceId\": \"a\"\n  },\n  {\n    \"deviceId\": \"b\"\n  }\n]\n"
         );
         writer.write_devices(TwinFormat::Json, [0u8; 0]).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(), "[]\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(),
+            "[]\n"
+        );
         writer.write_devices(TwinFormat::Json, &twins).unwrap();
         writer.write_devices(TwinFormat::JsonLines, &twins).unwrap();
         assert!(!dir.path().join(DEVICES_JSON).exists());
