@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 fn twin_json(i: usize) -> String {
     format!(
         r#"{{"deviceId":"d-{i:06}","capabilities":{{"iotEdge":{}}},"tags":{{"environment":"prod","location":{{"building":"{}","floor":{}}}}},"properties":{{"desired":{{}},"reported":{{"firmware":"2.4.1"}}}}}}"#,
-        i % 10 != 0,
+        !i.is_multiple_of(10),
         20 + i % 3,
         1 + i % 8
     )
@@ -353,5 +353,22 @@ fn campus_example_matches_its_readme() {
             .iter()
             .all(|m| m.module_id() == "$edgeAgent"
                 && m.configurations().is_some_and(|c| c.is_empty()))
+    );
+}
+
+#[test]
+#[should_panic(expected = "fold failed")]
+fn a_panic_in_the_fold_reaches_the_caller_instead_of_hanging() {
+    // One worker and far more batches than the queue holds: the producer would block
+    // forever if the worker's exit went unnoticed.
+    let (_d, snap) = snapshot_with("devices.jsonl", &jsonl(60_000));
+    let _ = snap.par_fold_devices(
+        1,
+        || (),
+        |_, twin: Twin| {
+            if twin.device_id() == "d-000010" {
+                panic!("fold failed");
+            }
+        },
     );
 }

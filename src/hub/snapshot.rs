@@ -22,7 +22,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -989,18 +989,22 @@ where
     let mut splitter = open_splitter(file)?;
     let stop = AtomicBool::new(false);
     let (sender, receiver) = mpsc::sync_channel::<Batch>(threads * 2);
-    let receiver = Mutex::new(receiver);
+    // Workers own the receiver: if they all stop (a panic in `fold`), it is dropped and
+    // the producer's `send` fails instead of blocking on a full queue forever.
+    let receiver = Arc::new(Mutex::new(receiver));
 
     let (producer_error, results) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                let (receiver, stop, init, fold) = (&receiver, &stop, &init, &fold);
+                let receiver = Arc::clone(&receiver);
+                let (stop, init, fold) = (&stop, &init, &fold);
                 let path = file.path.as_path();
                 scope.spawn(move || {
-                    worker::<T, A, F>(receiver, stop, init(), fold, path, file.format, projection)
+                    worker::<T, A, F>(&receiver, stop, init(), fold, path, file.format, projection)
                 })
             })
             .collect();
+        drop(receiver);
 
         let mut producer_error = None;
         loop {
