@@ -9,7 +9,7 @@
 //!
 //! Twins are never all held at once: a plan over 1,000,000 devices reads each twin, folds
 //! it into its result and drops it. Both twin formats are cut into records (one twin's
-//! bytes) by [`Splitter`] before serde_json sees them, which keeps memory bounded by the
+//! bytes) by `Splitter` before serde_json sees them, which keeps memory bounded by the
 //! largest twin, lets the parallel reader hand records to worker threads, and lets every
 //! error name the file, line and column where the twin starts.
 //!
