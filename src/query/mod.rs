@@ -56,6 +56,8 @@ mod error;
 mod eval;
 mod lexer;
 mod parser;
+#[cfg(test)]
+mod proptests;
 mod run;
 
 pub use ast::{
