@@ -358,10 +358,11 @@ impl Condition {
     /// The source text of `span`, or the canonical text of `expr` when there is no source.
     pub(crate) fn text_of(&self, expr: &Expr) -> String {
         let end = expr.span.offset + expr.span.len;
-        if !self.source.is_empty() && expr.span.len > 0 {
-            if let Some(text) = self.source.get(expr.span.offset..end) {
-                return text.to_string();
-            }
+        if !self.source.is_empty()
+            && expr.span.len > 0
+            && let Some(text) = self.source.get(expr.span.offset..end)
+        {
+            return text.to_string();
         }
         expr.to_string()
     }
@@ -570,12 +571,11 @@ impl fmt::Display for Expr {
             }
             ExprKind::Neg(inner) => {
                 f.write_str("-")?;
-                // A number right after '-' would be read back as a negative literal, and
-                // a '-' right after '-' is fine but parenthesising keeps the text obvious.
-                let needs_paren = matches!(
-                    inner.kind,
-                    ExprKind::Literal(Literal::Number(_)) | ExprKind::Neg(_)
-                ) || inner.kind.precedence() < PREC_UNARY;
+                // A non-negative number right after '-' would be read back as a negative
+                // literal. Nothing else gets extra parentheses, so the printed text nests no
+                // deeper than the parsed one (the parser bounds nesting).
+                let needs_paren = matches!(inner.kind, ExprKind::Literal(Literal::Number(n)) if !n.is_sign_negative())
+                    || inner.kind.precedence() < PREC_UNARY;
                 if needs_paren {
                     write!(f, "({inner})")
                 } else {

@@ -42,7 +42,11 @@ pub(crate) fn compile_expr(e: &Expr, slot: &mut dyn FnMut(&Path) -> u32) -> Node
             operand,
             list,
             negated,
-        } => Node::In(Box::new(compile_expr(operand, slot)), lit_set(list), *negated),
+        } => Node::In(
+            Box::new(compile_expr(operand, slot)),
+            lit_set(list),
+            *negated,
+        ),
         ExprKind::Call(f, args) => {
             Node::Func(*f, args.iter().map(|a| compile_expr(a, slot)).collect())
         }
@@ -288,6 +292,15 @@ impl ConditionSet {
         Self::default()
     }
 
+    /// A set holding `conditions`, with ids in iteration order.
+    pub fn with_conditions<'c>(conditions: impl IntoIterator<Item = &'c Condition>) -> Self {
+        let mut set = Self::new();
+        for c in conditions {
+            set.add(c);
+        }
+        set
+    }
+
     /// Adds a condition; returns its id (ids count up from 0 in insertion order).
     pub fn add(&mut self, condition: &Condition) -> ConditionId {
         let root = match &condition.root {
@@ -382,7 +395,7 @@ impl<'t> Scratch<'t> {
     pub fn recycle<'u>(mut self) -> Scratch<'u> {
         self.slots.clear();
         Scratch {
-            slots: self.slots.into_iter().filter_map(|_| None).collect(),
+            slots: self.slots.into_iter().map(|_| Cell::new(None)).collect(),
         }
     }
 }
@@ -397,9 +410,7 @@ pub struct Resolved<'s, 't> {
 impl<'s, 't> Resolved<'s, 't> {
     #[inline]
     fn slot(&self, id: u32) -> Option<&'t Value> {
-        let Some(cell) = self.slots.get(id as usize) else {
-            return None;
-        };
+        let cell = self.slots.get(id as usize)?;
         if let Some(v) = cell.get() {
             return v;
         }
@@ -519,17 +530,30 @@ mod tests {
         let paths: Vec<String> = c.paths().iter().map(|p| p.to_string()).collect();
         assert_eq!(
             paths,
-            ["tags.environment", "tags.missing", "properties.reported.temp"]
+            [
+                "tags.environment",
+                "tags.missing",
+                "properties.reported.temp"
+            ]
         );
     }
 
     #[test]
     fn targets_device_rules() {
         let t = twin();
-        assert!(targets_device(&CompiledCondition::new(&Condition::all()), &t));
-        assert!(!targets_device(&CompiledCondition::new(&Condition::nothing()), &t));
+        assert!(targets_device(
+            &CompiledCondition::new(&Condition::all()),
+            &t
+        ));
+        assert!(!targets_device(
+            &CompiledCondition::new(&Condition::nothing()),
+            &t
+        ));
         let mut leaf = t.clone();
         leaf["capabilities"]["iotEdge"] = json!(false);
-        assert!(!targets_device(&CompiledCondition::parse("*").unwrap(), &leaf));
+        assert!(!targets_device(
+            &CompiledCondition::parse("*").unwrap(),
+            &leaf
+        ));
     }
 }

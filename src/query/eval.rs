@@ -379,7 +379,12 @@ mod tests {
         let v = json!({"Env": 1, "env": 2, "Région": 3});
         assert_eq!(lookup(&v, "env"), Some(&json!(2)));
         assert_eq!(lookup(&v, "Env"), Some(&json!(1)));
-        assert_eq!(lookup(&v, "ENV").and_then(Value::as_i64).map(|n| n == 1 || n == 2), Some(true));
+        assert_eq!(
+            lookup(&v, "ENV")
+                .and_then(Value::as_i64)
+                .map(|n| n == 1 || n == 2),
+            Some(true)
+        );
         assert_eq!(lookup(&v, "RÉGION"), Some(&json!(3)));
         assert_eq!(lookup(&v, "missing"), None);
         assert_eq!(lookup(&json!([1]), "0"), None);
@@ -402,10 +407,22 @@ mod tests {
 
     #[test]
     fn arithmetic_edges() {
-        assert_eq!(arith(ArithOp::Div, Val::Num(1.0), Val::Num(0.0)), Val::Undef);
-        assert_eq!(arith(ArithOp::Rem, Val::Num(7.0), Val::Num(4.0)), Val::Num(3.0));
-        assert_eq!(arith(ArithOp::Add, Val::Str("a"), Val::Num(1.0)), Val::Undef);
-        assert_eq!(arith(ArithOp::Mul, Val::Num(1e308), Val::Num(10.0)), Val::Undef);
+        assert_eq!(
+            arith(ArithOp::Div, Val::Num(1.0), Val::Num(0.0)),
+            Val::Undef
+        );
+        assert_eq!(
+            arith(ArithOp::Rem, Val::Num(7.0), Val::Num(4.0)),
+            Val::Num(3.0)
+        );
+        assert_eq!(
+            arith(ArithOp::Add, Val::Str("a"), Val::Num(1.0)),
+            Val::Undef
+        );
+        assert_eq!(
+            arith(ArithOp::Mul, Val::Num(1e308), Val::Num(10.0)),
+            Val::Undef
+        );
     }
 
     #[test]
@@ -419,7 +436,9 @@ mod tests {
     fn edge_detection() {
         assert!(is_edge_device(&json!({"capabilities": {"iotEdge": true}})));
         assert!(is_edge_device(&json!({"Capabilities": {"IOTEDGE": true}})));
-        assert!(!is_edge_device(&json!({"capabilities": {"iotEdge": "true"}})));
+        assert!(!is_edge_device(
+            &json!({"capabilities": {"iotEdge": "true"}})
+        ));
         assert!(!is_edge_device(&json!({})));
     }
 }

@@ -393,7 +393,10 @@ mod tests {
     #[test]
     fn unexpected_characters() {
         let e = lex("a && b").unwrap_err();
-        assert_eq!((e.offset, e.kind.clone()), (2, QueryErrorKind::UnexpectedChar('&')));
+        assert_eq!(
+            (e.offset, e.kind.clone()),
+            (2, QueryErrorKind::UnexpectedChar('&'))
+        );
         assert_eq!(e.help().as_deref(), Some("use AND"));
         let e = lex("a == 1").unwrap_err();
         assert_eq!((e.offset, e.len), (2, 2));

@@ -61,12 +61,11 @@ mod proptests;
 mod run;
 
 pub use ast::{
-    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal,
-    Path, Query, Segment, SelectExpr, SelectItem, Selection, Span,
+    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path,
+    Query, Segment, SelectExpr, SelectItem, Selection, Span,
 };
 pub use compile::{
-    ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch,
-    targets_device,
+    ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device,
 };
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
@@ -175,15 +174,27 @@ mod tests {
         let errs = check_target_condition(&c);
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].offset, 64);
-        assert_eq!(errs[0].kind, QueryErrorKind::ForbiddenPath("properties.desired.y".into()));
+        assert_eq!(
+            errs[0].kind,
+            QueryErrorKind::ForbiddenPath("properties.desired.y".into())
+        );
         assert_eq!(
             errs[0].help().unwrap(),
             "target conditions may only use tags, properties.reported and deviceId"
         );
-        assert_eq!(errs[1].kind, QueryErrorKind::ForbiddenPath("capabilities.iotEdge".into()));
+        assert_eq!(
+            errs[1].kind,
+            QueryErrorKind::ForbiddenPath("capabilities.iotEdge".into())
+        );
         assert!(check_target_condition(&parse_condition("*").unwrap()).is_empty());
-        assert!(check_target_condition(&parse_condition("TAGS.x = 1 and DEVICEID = 'a'").unwrap()).is_empty());
-        assert_eq!(check_target_condition(&parse_condition("deviceId.x = 1").unwrap()).len(), 1);
+        assert!(
+            check_target_condition(&parse_condition("TAGS.x = 1 and DEVICEID = 'a'").unwrap())
+                .is_empty()
+        );
+        assert_eq!(
+            check_target_condition(&parse_condition("deviceId.x = 1").unwrap()).len(),
+            1
+        );
     }
 
     #[test]

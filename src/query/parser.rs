@@ -14,7 +14,11 @@ pub const MAX_DEPTH: usize = 128;
 pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     let toks = lex(text)?;
     if toks.is_empty() {
-        return Err(QueryError::new(0, text.len(), QueryErrorKind::EmptyCondition));
+        return Err(QueryError::new(
+            0,
+            text.len(),
+            QueryErrorKind::EmptyCondition,
+        ));
     }
     if toks.len() == 1 && toks[0].tok == Tok::Star {
         return Ok(Condition {
@@ -133,9 +137,11 @@ impl<'s> Parser<'s> {
     fn finish(&self) -> Result<(), QueryError> {
         match self.peek() {
             None => Ok(()),
-            Some(t) if t.tok == Tok::RParen => {
-                Err(QueryError::new(t.offset, t.len, QueryErrorKind::UnmatchedParen))
-            }
+            Some(t) if t.tok == Tok::RParen => Err(QueryError::new(
+                t.offset,
+                t.len,
+                QueryErrorKind::UnmatchedParen,
+            )),
             Some(t) => Err(QueryError::new(
                 t.offset,
                 t.len,
@@ -472,7 +478,9 @@ impl<'s> Parser<'s> {
 
     fn path(&mut self) -> Result<Path, QueryError> {
         let mut segments = Vec::new();
-        let first = self.bump().ok_or_else(|| self.expected("a property path"))?;
+        let first = self
+            .bump()
+            .ok_or_else(|| self.expected("a property path"))?;
         let mut span = Self::tok_span(&first);
         match first.tok {
             Tok::Word(w) | Tok::Quoted(w) => segments.push(Segment {
@@ -486,7 +494,9 @@ impl<'s> Parser<'s> {
                     segments.push(Segment {
                         name: w.to_string(),
                     });
-                    let t = self.bump().ok_or_else(|| self.expected("a property name"))?;
+                    let t = self
+                        .bump()
+                        .ok_or_else(|| self.expected("a property name"))?;
                     span = span.to(Self::tok_span(&t));
                 }
                 _ => return Err(self.expected("a property name after '.'")),
@@ -720,7 +730,10 @@ mod tests {
             roundtrip("a=1 or b=2 and not c=3"),
             "a = 1 OR b = 2 AND NOT c = 3"
         );
-        assert_eq!(roundtrip("(a=1 or b=2) and c=3"), "(a = 1 OR b = 2) AND c = 3");
+        assert_eq!(
+            roundtrip("(a=1 or b=2) and c=3"),
+            "(a = 1 OR b = 2) AND c = 3"
+        );
         assert_eq!(roundtrip("a + b * c - d"), "a + b * c - d");
         assert_eq!(roundtrip("(a + b) * c"), "(a + b) * c");
         assert_eq!(roundtrip("a - (b - c)"), "a - (b - c)");
@@ -788,9 +801,15 @@ mod tests {
     #[test]
     fn parens() {
         let e = err("(tags.a = 1 AND (tags.b = 2)");
-        assert_eq!((e.offset, e.kind.clone()), (0, QueryErrorKind::UnclosedParen));
+        assert_eq!(
+            (e.offset, e.kind.clone()),
+            (0, QueryErrorKind::UnclosedParen)
+        );
         let e = err("tags.a = 1)");
-        assert_eq!((e.offset, e.kind.clone()), (10, QueryErrorKind::UnmatchedParen));
+        assert_eq!(
+            (e.offset, e.kind.clone()),
+            (10, QueryErrorKind::UnmatchedParen)
+        );
         let e = err("IS_DEFINED(tags.a");
         assert_eq!((e.offset, e.kind), (10, QueryErrorKind::UnclosedParen));
     }
@@ -856,7 +875,10 @@ mod tests {
         let e = parse_query("SELECT * FROM devices.jobs").unwrap_err();
         assert_eq!((e.offset, e.len), (14, 12));
         let e = parse_query("SELECT deviceId, COUNT() AS n FROM devices").unwrap_err();
-        assert_eq!((e.offset, e.kind), (7, QueryErrorKind::NotGrouped("deviceId".into())));
+        assert_eq!(
+            (e.offset, e.kind),
+            (7, QueryErrorKind::NotGrouped("deviceId".into()))
+        );
         let e = parse_query("SELECT * FROM devices GROUP BY tags.a").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::StarWithGroupBy);
         let e = parse_query("SELECT TOP 1.5 * FROM devices").unwrap_err();

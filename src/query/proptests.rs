@@ -83,16 +83,18 @@ fn arb_expr() -> impl Strategy<Value = Expr> {
             ArithOp::Rem,
         ]);
         prop_oneof![
-            inner.clone().prop_map(|e| Expr::new(ExprKind::Not(Box::new(e)))),
-            inner.clone().prop_map(|e| Expr::new(ExprKind::Neg(Box::new(e)))),
+            inner
+                .clone()
+                .prop_map(|e| Expr::new(ExprKind::Not(Box::new(e)))),
+            inner
+                .clone()
+                .prop_map(|e| Expr::new(ExprKind::Neg(Box::new(e)))),
             prop::collection::vec(inner.clone(), 2..4).prop_map(|v| Expr::new(ExprKind::And(v))),
             prop::collection::vec(inner.clone(), 2..4).prop_map(|v| Expr::new(ExprKind::Or(v))),
-            (cmp, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Expr::new(
-                ExprKind::Compare(op, Box::new(a), Box::new(b))
-            )),
-            (arith, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Expr::new(
-                ExprKind::Arith(op, Box::new(a), Box::new(b))
-            )),
+            (cmp, inner.clone(), inner.clone())
+                .prop_map(|(op, a, b)| Expr::new(ExprKind::Compare(op, Box::new(a), Box::new(b)))),
+            (arith, inner.clone(), inner.clone())
+                .prop_map(|(op, a, b)| Expr::new(ExprKind::Arith(op, Box::new(a), Box::new(b)))),
             (
                 inner.clone(),
                 prop::collection::vec(arb_literal(), 0..4),
@@ -127,9 +129,14 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-50i64..50).prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        prop_oneof![Just("20".to_string()), Just("prod".to_string()), "\\PC{0,4}"]
-            .prop_map(Value::String),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop_oneof![
+            Just("20".to_string()),
+            Just("prod".to_string()),
+            "\\PC{0,4}"
+        ]
+        .prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
@@ -141,9 +148,9 @@ fn arb_json() -> impl Strategy<Value = Value> {
 }
 
 fn arb_query() -> impl Strategy<Value = Query> {
-    let alias = prop::option::of("[a-z][a-zA-Z0-9]{0,4}".prop_filter("reserved", |a| {
-        !super::ast::is_reserved(a)
-    }));
+    let alias = prop::option::of(
+        "[a-z][a-zA-Z0-9]{0,4}".prop_filter("reserved", |a| !super::ast::is_reserved(a)),
+    );
     let plain = (
         prop::option::of(0u64..50),
         prop::option::of(prop::collection::vec((arb_expr(), alias.clone()), 1..3)),
@@ -174,8 +181,8 @@ fn arb_query() -> impl Strategy<Value = Query> {
             group_by: Vec::new(),
             source: String::new(),
         });
-    let grouped = (arb_path(), alias, prop::option::of(arb_expr())).prop_map(
-        |(path, alias, filter)| Query {
+    let grouped =
+        (arb_path(), alias, prop::option::of(arb_expr())).prop_map(|(path, alias, filter)| Query {
             top: None,
             selection: Selection::Items(vec![
                 SelectItem {
@@ -193,8 +200,7 @@ fn arb_query() -> impl Strategy<Value = Query> {
             filter,
             group_by: vec![path],
             source: String::new(),
-        },
-    );
+        });
     prop_oneof![plain, grouped]
 }
 

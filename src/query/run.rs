@@ -85,7 +85,9 @@ impl Query {
     /// Groups come out in order of first appearance.
     pub fn run<'a>(&self, rows: impl IntoIterator<Item = &'a Value>) -> Vec<Value> {
         let c = self.compile();
-        let limit = self.top.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let limit = self
+            .top
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let passing = rows.into_iter().filter(|row| match &c.filter {
             None => true,
             Some(f) => {
@@ -214,8 +216,14 @@ mod tests {
             ]
         );
         assert_eq!(run("SELECT TOP 1 * FROM devices").len(), 1);
-        assert_eq!(run("SELECT deviceId FROM devices WHERE tags.b = '20'").len(), 2);
-        assert_eq!(run("SELECT tags.x FROM devices WHERE deviceId = 'd'"), vec![json!({})]);
+        assert_eq!(
+            run("SELECT deviceId FROM devices WHERE tags.b = '20'").len(),
+            2
+        );
+        assert_eq!(
+            run("SELECT tags.x FROM devices WHERE deviceId = 'd'"),
+            vec![json!({})]
+        );
         assert_eq!(
             run("SELECT 1 + 2, 'x' FROM devices WHERE deviceId = 'a'"),
             vec![json!({"$1": 3, "$2": "x"})]
@@ -233,7 +241,9 @@ mod tests {
             vec![json!({"n": 0})]
         );
         assert_eq!(
-            run("SELECT properties.reported.s AS status, COUNT() AS n FROM devices GROUP BY properties.reported.s"),
+            run(
+                "SELECT properties.reported.s AS status, COUNT() AS n FROM devices GROUP BY properties.reported.s"
+            ),
             vec![
                 json!({"status": "Success", "n": 2}),
                 json!({"status": "Error", "n": 1}),
