@@ -445,6 +445,18 @@ impl Query {
         self.from == Collection::Modules
     }
 
+    /// The WHERE clause as a [`Condition`] (spans still point into the query text), so it can
+    /// be compiled into a [`crate::query::ConditionSet`]; `*` when there is no WHERE.
+    pub fn where_condition(&self) -> Condition {
+        match &self.filter {
+            Some(e) => Condition {
+                root: ConditionRoot::Expr(e.clone()),
+                source: self.source.clone(),
+            },
+            None => Condition::all(),
+        }
+    }
+
     /// True when the SELECT list uses `COUNT()` (the query returns aggregated rows).
     pub fn is_aggregate(&self) -> bool {
         matches!(&self.selection, Selection::Items(items)

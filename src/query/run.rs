@@ -216,6 +216,11 @@ mod tests {
             ]
         );
         assert_eq!(run("SELECT TOP 1 * FROM devices").len(), 1);
+        let q =
+            parse_query("SELECT * FROM devices WHERE tags.b = '40' AND deviceId = 'c'").unwrap();
+        let w = q.where_condition();
+        assert_eq!(w.clauses().len(), 2);
+        assert_eq!(w.text_of(w.clauses()[0]), "tags.b = '40'");
         assert_eq!(
             run("SELECT deviceId FROM devices WHERE tags.b = '20'").len(),
             2
