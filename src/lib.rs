@@ -9,4 +9,5 @@ pub mod hub;
 pub mod manifest;
 pub mod merge;
 pub mod query;
+pub mod route;
 pub mod spec;
