@@ -255,7 +255,9 @@ pub fn parse_route(text: &str) -> Result<Route, RouteError> {
             text.len(),
             0,
             "missing INTO <sink>",
-            Some("end the route with `INTO $upstream` or `INTO BrokeredEndpoint(\"/modules/<module>/inputs/<input>\")`"),
+            Some(
+                "end the route with `INTO $upstream` or `INTO BrokeredEndpoint(\"/modules/<module>/inputs/<input>\")`",
+            ),
         ));
     } else {
         return Err(err(
@@ -632,7 +634,10 @@ mod tests {
     fn parses_every_documented_source() {
         let cases = [
             ("/*", RouteSource::All),
-            ("/twinChangeNotifications", RouteSource::TwinChangeNotifications),
+            (
+                "/twinChangeNotifications",
+                RouteSource::TwinChangeNotifications,
+            ),
             ("/messages/*", RouteSource::Messages),
             ("/messages/events", RouteSource::Events),
             ("/messages/modules/*", RouteSource::AllModules),
@@ -660,7 +665,13 @@ mod tests {
             let text = format!("FROM {src} INTO $upstream");
             let route = parse_route(&text).unwrap();
             assert_eq!(route.source, expected, "{text}");
-            assert_eq!(route.source_span, Span { offset: 5, len: src.len() });
+            assert_eq!(
+                route.source_span,
+                Span {
+                    offset: 5,
+                    len: src.len()
+                }
+            );
             assert_eq!(route.source.to_string(), src);
             assert_eq!(route.sink, Sink::Upstream);
         }
