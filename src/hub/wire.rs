@@ -120,10 +120,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(layered.kind(), ConfigurationKind::Layered);
-        let adm: Configuration = serde_json::from_str(
-            r#"{"id":"c","content":{"deviceContent":{"properties.desired.x":1}}}"#,
-        )
-        .unwrap();
+        let adm: Configuration =
+            serde_json::from_str(r#"{"id":"c","content":{"deviceContent":{"properties.desired.x":1}}}"#)
+                .unwrap();
         assert_eq!(adm.kind(), ConfigurationKind::DeviceManagement);
     }
 }
