@@ -66,7 +66,7 @@ fn all(n: u32) -> MatchSet {
 
 fn origin(m: &EffectiveManifest, twin: &str, path: &[&str]) -> (String, String, Vec<String>) {
     let (at, o) = m.provenance.origin(twin, path).unwrap();
-    (at.join("."), o.from.clone(), o.overrode.clone())
+    (at.dotted(), o.from.clone(), o.overrode.clone())
 }
 
 fn skipped(id: &str, reason: SkipReason) -> Skipped {

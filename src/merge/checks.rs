@@ -263,36 +263,34 @@ fn origin_id(manifest: &EffectiveManifest, twin: &str, path: &[&str]) -> String 
         .unwrap_or_default()
 }
 
-fn oversized_strings(
+fn oversized_strings<'v>(
     manifest: &EffectiveManifest,
     twin: &str,
-    path: &mut Vec<String>,
-    value: &Value,
+    path: &mut Vec<&'v str>,
+    value: &'v Value,
     out: &mut Vec<Check>,
 ) {
     match value {
         Value::String(s) if s.len() > TWIN_VALUE_LIMIT => {
-            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
             out.push(Check::TwinValueTooLarge {
                 twin: twin.to_owned(),
                 path: path.join("."),
                 bytes: s.len(),
                 limit: TWIN_VALUE_LIMIT,
-                from: origin_id(manifest, twin, &segments),
+                from: origin_id(manifest, twin, path),
             });
         }
         Value::Object(map) => {
             for (k, v) in map {
-                path.push(k.clone());
+                path.push(k);
                 oversized_strings(manifest, twin, path, v, out);
                 path.pop();
             }
         }
         Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                path.push(i.to_string());
+            // An array is one twin value: its elements have no path of their own.
+            for v in items {
                 oversized_strings(manifest, twin, path, v, out);
-                path.pop();
             }
         }
         _ => {}

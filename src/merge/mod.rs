@@ -42,7 +42,7 @@ use crate::hub::wire::{Configuration, ConfigurationKind};
 pub use apply::merge;
 pub use checks::{Check, DeviceSample, Warning};
 pub use group::{Fleet, Group, GroupId, Grouper, ManifestId, merge_fleet};
-pub use provenance::{Conflict, Origin, PathOrigin, Provenance};
+pub use provenance::{Conflict, Origin, PathOrigin, ProvPath, Provenance};
 pub use stack::{SkipReason, Skipped, Stack, stack};
 pub use view::{Entry, ExplainView, ManifestView, RemovedPart, RouteEntry, TwinView, explain};
 

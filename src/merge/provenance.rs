@@ -13,6 +13,7 @@
 //! by longest-prefix lookup ([`Provenance::origin`]).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -64,12 +65,47 @@ pub struct Conflict {
 
 /// Provenance of a merged manifest: (twin, path) → [`Origin`].
 ///
-/// Paths are segment vectors, so that everything under a path is one contiguous range of
-/// the ordered map. JSON: `{twin: [{path, from, overrode, removed?}, ...]}` with twins and
-/// paths in order.
+/// A path is stored as one string, its segments joined by NUL: one allocation per entry,
+/// and since NUL sorts below every other character, everything under a path is one
+/// contiguous range of the ordered map, right after the path itself. JSON:
+/// `{twin: [{path, from, overrode, removed?}, ...]}` with twins and paths in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Provenance {
-    twins: BTreeMap<String, BTreeMap<Vec<String>, Origin>>,
+    twins: BTreeMap<String, BTreeMap<String, Origin>>,
+}
+
+const SEP: char = '\0';
+
+/// A path inside a twin, as stored in [`Provenance`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProvPath<'a>(&'a str);
+
+impl<'a> ProvPath<'a> {
+    /// The path's segments (none for the whole twin).
+    pub fn segments(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let key = self.0;
+        key.split(SEP).filter(move |_| !key.is_empty())
+    }
+
+    /// Number of segments.
+    pub fn depth(&self) -> usize {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.matches(SEP).count() + 1
+        }
+    }
+
+    /// The dotted form (`modules.sensor.settings.image`; `""` for the whole twin).
+    pub fn dotted(&self) -> String {
+        self.0.replace(SEP, ".")
+    }
+}
+
+impl std::fmt::Display for ProvPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.dotted())
+    }
 }
 
 /// The identity of the deployment performing a write.
@@ -79,9 +115,38 @@ pub(crate) struct Writer<'a> {
     pub id: &'a str,
 }
 
+fn key_of<S: AsRef<str>>(path: &[S]) -> String {
+    let mut key = String::with_capacity(path.iter().map(|s| s.as_ref().len() + 1).sum());
+    for (i, seg) in path.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.push_str(seg.as_ref());
+    }
+    key
+}
+
+/// Whether `key` is `prefix` or lies below it.
+fn is_under(key: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || (key.starts_with(prefix)
+            && (key.len() == prefix.len() || key.as_bytes()[prefix.len()] == 0))
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    is_under(a, b) || is_under(b, a)
+}
+
+/// The strict ancestors of a key, nearest first (the whole-twin key `""` last).
+fn ancestors(key: &str) -> impl Iterator<Item = &str> {
+    let cuts = key.match_indices(SEP).map(|(i, _)| i).collect::<Vec<_>>();
+    let whole = (!key.is_empty()).then_some("");
+    cuts.into_iter().rev().map(move |i| &key[..i]).chain(whole)
+}
+
 /// The unit depth of a path: a write stops expanding into entries at this many segments.
-fn unit_len(twin: &str, path: &[String]) -> usize {
-    let seg = |i: usize| path.get(i).map(String::as_str);
+fn unit_len(twin: &str, path: &[&str]) -> usize {
+    let seg = |i: usize| path.get(i).copied();
     match twin {
         EDGE_AGENT => match seg(0) {
             Some("modules" | "systemModules") => 2,
@@ -100,12 +165,12 @@ fn unit_len(twin: &str, path: &[String]) -> usize {
     }
 }
 
-/// The unit paths a value written at `path` consists of.
-fn expand(twin: &str, path: &mut Vec<String>, value: &Value, out: &mut Vec<Vec<String>>) {
+/// The unit keys a value written at `path` consists of.
+fn expand<'v>(twin: &str, path: &mut Vec<&'v str>, value: &'v Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) if !map.is_empty() && path.len() < unit_len(twin, path) => {
             for (k, v) in map {
-                path.push(k.clone());
+                path.push(k);
                 expand(twin, path, v, out);
                 path.pop();
             }
@@ -113,12 +178,8 @@ fn expand(twin: &str, path: &mut Vec<String>, value: &Value, out: &mut Vec<Vec<S
         // Nulls inside a written value are dropped from the document (a null deletes a
         // desired property), so they supply nothing.
         Value::Null => {}
-        _ => out.push(path.clone()),
+        _ => out.push(key_of(path)),
     }
-}
-
-fn overlaps(a: &[String], b: &[String]) -> bool {
-    a.starts_with(b) || b.starts_with(a)
 }
 
 fn push_unique(list: &mut Vec<String>, id: &str) {
@@ -137,42 +198,43 @@ impl Provenance {
         path: &[String],
         value: &Value,
         by: Writer<'_>,
-    ) -> Vec<(Vec<String>, Origin)> {
-        let entries = self.twins.entry(twin.to_owned()).or_default();
+    ) -> Vec<Origin> {
+        let entries = match self.twins.get_mut(twin) {
+            Some(entries) => entries,
+            None => self.twins.entry(twin.to_owned()).or_default(),
+        };
+        let key = key_of(path);
 
         // Everything at or under the path is replaced.
-        let under: Vec<Vec<String>> = entries
-            .range(path.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(path))
+        let under: Vec<String> = entries
+            .range::<str, _>((Bound::Included(key.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| is_under(k, &key))
             .map(|(k, _)| k.clone())
             .collect();
-        let mut replaced: Vec<(Vec<String>, Origin)> = under
+        let replaced: Vec<(String, Origin)> = under
             .into_iter()
             .filter_map(|k| entries.remove(&k).map(|o| (k, o)))
             .collect();
         // An entry above the path (the unit this write patches) stays, but the write
         // overrides part of it.
-        let ancestor = (0..path.len()).rev().find_map(|n| {
-            entries
-                .get(&path[..n])
-                .map(|o| (path[..n].to_vec(), o.clone()))
-        });
+        let ancestor = ancestors(&key).find_map(|a| entries.get(a)).cloned();
 
-        let mut new_paths = Vec::new();
+        let mut new_keys = Vec::new();
         if value.is_null() {
-            new_paths.push(path.to_vec());
+            new_keys.push(key.clone());
         } else {
-            expand(twin, &mut path.to_vec(), value, &mut new_paths);
+            let mut segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            expand(twin, &mut segments, value, &mut new_keys);
         }
         let removed_write = value.is_null();
 
-        let overrode_for = |target: &[String], replaced: &[(Vec<String>, Origin)]| {
+        let overrode_for = |target: &str| {
             let mut ids = Vec::new();
             let sources = replaced
                 .iter()
                 .filter(|(k, _)| overlaps(k, target))
                 .map(|(_, o)| o)
-                .chain(ancestor.as_ref().map(|(_, o)| o));
+                .chain(ancestor.as_ref());
             for o in sources {
                 for id in o.overrode.iter().chain(std::iter::once(&o.from)) {
                     if id != by.id {
@@ -183,10 +245,10 @@ impl Provenance {
             ids
         };
 
-        for p in &new_paths {
-            let overrode = overrode_for(p, &replaced);
+        for k in &new_keys {
+            let overrode = overrode_for(k);
             entries.insert(
-                p.clone(),
+                k.clone(),
                 Origin {
                     from: by.id.to_owned(),
                     overrode,
@@ -199,7 +261,7 @@ impl Provenance {
         // module, a route or a twin key) leaves a tombstone, so a reader can say who
         // removed it.
         for (k, o) in &replaced {
-            if o.from_index == by.index || new_paths.iter().any(|p| overlaps(p, k)) {
+            if o.from_index == by.index || new_keys.iter().any(|n| overlaps(n, k)) {
                 continue;
             }
             let mut overrode = o.overrode.clone();
@@ -218,21 +280,22 @@ impl Provenance {
         if entries.is_empty() {
             self.twins.remove(twin);
         }
-        replaced.extend(ancestor);
         replaced
+            .into_iter()
+            .map(|(_, o)| o)
+            .chain(ancestor)
+            .collect()
     }
 
     /// The most specific origin covering `path` of `twin`: the entry at the path or at its
     /// longest recorded prefix. Returns the entry's path with it.
-    pub fn origin(&self, twin: &str, path: &[&str]) -> Option<(&[String], &Origin)> {
+    pub fn origin(&self, twin: &str, path: &[&str]) -> Option<(ProvPath<'_>, &Origin)> {
         let entries = self.twins.get(twin)?;
-        let mut key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        loop {
-            if let Some((k, o)) = entries.get_key_value(&key) {
-                return Some((k.as_slice(), o));
-            }
-            key.pop()?;
-        }
+        let key = key_of(path);
+        std::iter::once(key.as_str())
+            .chain(ancestors(&key))
+            .find_map(|k| entries.get_key_value(k))
+            .map(|(k, o)| (ProvPath(k), o))
     }
 
     /// Entries at or below `prefix` of `twin`, in path order.
@@ -240,15 +303,17 @@ impl Provenance {
         &'a self,
         twin: &str,
         prefix: &[&str],
-    ) -> impl Iterator<Item = (&'a [String], &'a Origin)> + 'a {
-        let start: Vec<String> = prefix.iter().map(|s| (*s).to_owned()).collect();
-        let prefix_owned = start.clone();
+    ) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
+        let key = key_of(prefix);
+        let start = key.clone();
         self.twins
             .get(twin)
             .into_iter()
-            .flat_map(move |m| m.range(start.clone()..))
-            .take_while(move |(k, _)| k.starts_with(&prefix_owned))
-            .map(|(k, o)| (k.as_slice(), o))
+            .flat_map(move |m| {
+                m.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded))
+            })
+            .take_while(move |(k, _)| is_under(k, &key))
+            .map(|(k, o)| (ProvPath(k), o))
     }
 
     /// Twins with recorded provenance.
@@ -257,18 +322,21 @@ impl Provenance {
     }
 
     /// Every entry of one twin, in path order.
-    pub fn entries<'a>(&'a self, twin: &str) -> impl Iterator<Item = (&'a [String], &'a Origin)> {
+    pub fn entries<'a>(
+        &'a self,
+        twin: &str,
+    ) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
         self.twins
             .get(twin)
             .into_iter()
-            .flat_map(|m| m.iter().map(|(k, o)| (k.as_slice(), o)))
+            .flat_map(|m| m.iter().map(|(k, o)| (ProvPath(k), o)))
     }
 
     /// Entries of one twin in their serialised form.
     pub fn path_origins(&self, twin: &str) -> Vec<PathOrigin> {
         self.entries(twin)
             .map(|(k, o)| PathOrigin {
-                path: k.join("."),
+                path: k.dotted(),
                 origin: o.clone(),
             })
             .collect()
@@ -281,13 +349,13 @@ impl Provenance {
 
 impl Serialize for Provenance {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Entries<'a>(&'a BTreeMap<Vec<String>, Origin>);
+        struct Entries<'a>(&'a BTreeMap<String, Origin>);
         impl Serialize for Entries<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(Some(self.0.len()))?;
                 for (k, o) in self.0 {
                     seq.serialize_element(&PathOrigin {
-                        path: k.join("."),
+                        path: ProvPath(k).dotted(),
                         origin: o.clone(),
                     })?;
                 }
@@ -322,7 +390,7 @@ mod tests {
 
     fn paths(prov: &Provenance, twin: &str) -> Vec<(String, String, Vec<String>, bool)> {
         prov.entries(twin)
-            .map(|(k, o)| (k.join("."), o.from.clone(), o.overrode.clone(), o.removed))
+            .map(|(k, o)| (k.dotted(), o.from.clone(), o.overrode.clone(), o.removed))
             .collect()
     }
 
@@ -337,7 +405,7 @@ mod tests {
             "modules": {"m1": {"settings": {"image": "x"}}, "m2": {}}
         });
         prov.record(EDGE_AGENT, &[], &doc, w(0, "base"));
-        let got: Vec<String> = prov.entries(EDGE_AGENT).map(|(k, _)| k.join(".")).collect();
+        let got: Vec<String> = prov.entries(EDGE_AGENT).map(|(k, _)| k.dotted()).collect();
         assert_eq!(
             got,
             vec![
@@ -374,17 +442,14 @@ mod tests {
             .origin(EDGE_AGENT, &["modules", "m", "settings", "image"])
             .unwrap();
         assert_eq!(
-            (at.join("."), o.from.as_str()),
+            (at.dotted(), o.from.as_str()),
             ("modules.m.settings.image".into(), "patch")
         );
         assert_eq!(o.overrode, vec!["base"]);
         let (at, o) = prov
             .origin(EDGE_AGENT, &["modules", "m", "status"])
             .unwrap();
-        assert_eq!(
-            (at.join("."), o.from.as_str()),
-            ("modules.m".into(), "base")
-        );
+        assert_eq!((at.dotted(), o.from.as_str()), ("modules.m".into(), "base"));
         assert_eq!(prov.under(EDGE_AGENT, &["modules", "m"]).count(), 2);
         assert_eq!(prov.under(EDGE_AGENT, &["modules", "n"]).count(), 0);
         // Replacing the whole module again collects the full history.
@@ -411,7 +476,7 @@ mod tests {
         );
         assert_eq!(
             prov.entries("filter")
-                .map(|(k, _)| k.join("."))
+                .map(|(k, _)| k.dotted())
                 .collect::<Vec<_>>(),
             vec!["a.b", "a.c", "d", "e"]
         );

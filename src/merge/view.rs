@@ -94,9 +94,9 @@ fn entry(manifest: &EffectiveManifest, twin: &str, path: &[&str], value: &Value)
     let covering = prov.origin(twin, path).map(|(_, o)| o);
     let details: Vec<PathOrigin> = prov
         .under(twin, path)
-        .filter(|(k, _)| k.len() > path.len())
+        .filter(|(k, _)| k.depth() > path.len())
         .map(|(k, o)| PathOrigin {
-            path: k.join("."),
+            path: k.dotted(),
             origin: o.clone(),
         })
         .collect();
