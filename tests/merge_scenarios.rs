@@ -765,6 +765,23 @@ mod properties {
                     prop_assert!(w.is_some(), "missing {:?}", check);
                 }
             }
+            // Dropping manifests changes nothing but the kept documents.
+            let mut lean = fleetform::merge::Grouper::new(&ds);
+            for (i, s) in sets.iter().enumerate() {
+                lean.add(&format!("dev{i:03}"), s);
+            }
+            let lean = lean.finish_without_manifests();
+            prop_assert!(lean.manifests.is_empty());
+            prop_assert_eq!(&lean.warnings, &fleet.warnings);
+            prop_assert_eq!(&lean.device_groups, &fleet.device_groups);
+            for g in &lean.groups {
+                let kept = &fleet.groups[g.id.0 as usize];
+                prop_assert_eq!(g.manifest, kept.manifest);
+                prop_assert_eq!(
+                    json_of(&lean.merged(&ds, g)),
+                    json_of(&fleet.merged(&ds, kept))
+                );
+            }
             let unmanaged = sets.iter().filter(|s| s.is_empty()).count() as u64;
             let reported = fleet
                 .warnings

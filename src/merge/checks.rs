@@ -297,9 +297,25 @@ fn oversized_strings<'v>(
     }
 }
 
-/// Checks that depend only on the merged manifest: routes against modules, sizes.
+/// Checks that depend only on the merged manifest: unmanaged devices, equal-priority
+/// layered overlaps, routes against modules, sizes.
 pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
     let mut out = Vec::new();
+    if manifest.unmanaged {
+        out.push(Check::Unmanaged);
+    }
+    out.extend(
+        manifest
+            .conflicts
+            .iter()
+            .map(|c| Check::EqualPriorityLayeredOverlap {
+                twin: c.twin.clone(),
+                path: c.path.clone(),
+                priority: c.priority,
+                winner: c.winner.clone(),
+                loser: c.loser.clone(),
+            }),
+    );
     if !manifest.is_managed() {
         return out;
     }
@@ -366,16 +382,9 @@ pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
 }
 
 /// Checks that depend on the stack: equal-priority standards, layered deployments without
-/// a standard, equal-priority layered overlaps, unmanaged devices.
-pub fn stack_checks(
-    deployments: &[MergeDeployment],
-    stack: &Stack,
-    manifest: &EffectiveManifest,
-) -> Vec<Check> {
+/// a standard.
+pub fn stack_checks(deployments: &[MergeDeployment], stack: &Stack) -> Vec<Check> {
     let mut out = Vec::new();
-    if manifest.unmanaged {
-        out.push(Check::Unmanaged);
-    }
     let mut losers = Vec::new();
     for skipped in &stack.skipped {
         match &skipped.reason {
@@ -395,18 +404,6 @@ pub fn stack_checks(
             losers,
         });
     }
-    out.extend(
-        manifest
-            .conflicts
-            .iter()
-            .map(|c| Check::EqualPriorityLayeredOverlap {
-                twin: c.twin.clone(),
-                path: c.path.clone(),
-                priority: c.priority,
-                winner: c.winner.clone(),
-                loser: c.loser.clone(),
-            }),
-    );
     out
 }
 
@@ -419,7 +416,7 @@ pub fn device_checks(
     manifest: &EffectiveManifest,
 ) -> Vec<Check> {
     let mut out = manifest_checks(manifest);
-    out.extend(stack_checks(deployments, stack, manifest));
+    out.extend(stack_checks(deployments, stack));
     out.sort();
     out.dedup();
     out

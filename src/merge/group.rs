@@ -6,6 +6,7 @@
 //! skipped deployment changes the set, not the result). Per device only a 4-byte group
 //! index is kept, so a million devices cost a few megabytes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
@@ -40,7 +41,8 @@ pub struct Group {
 
 /// The merged fleet.
 ///
-/// JSON: `groups` (in first-seen order), `manifests` (one per distinct stack),
+/// JSON: `groups` (in first-seen order), `manifests` (one per distinct stack, unless
+/// dropped by [`Grouper::finish_without_manifests`]),
 /// `warnings` (sorted). The per-device index is not serialised.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Fleet {
@@ -59,8 +61,21 @@ impl Fleet {
         self.groups.get(id.0 as usize)
     }
 
+    /// A kept manifest (`None` after [`Grouper::finish_without_manifests`]).
     pub fn manifest(&self, id: ManifestId) -> Option<&EffectiveManifest> {
         self.manifests.get(id.0 as usize)
+    }
+
+    /// A group's manifest: the kept one when there is one, else merged again.
+    pub fn merged<'a>(
+        &'a self,
+        deployments: &[MergeDeployment],
+        group: &Group,
+    ) -> Cow<'a, EffectiveManifest> {
+        match self.manifest(group.manifest) {
+            Some(m) => Cow::Borrowed(m),
+            None => Cow::Owned(merge(deployments, &group.stack)),
+        }
     }
 
     /// The manifest of the `ordinal`-th device added.
@@ -113,8 +128,22 @@ impl<'d> Grouper<'d> {
         self.groups.len()
     }
 
-    /// Stacks, merges and checks every group.
+    /// Stacks, merges and checks every group, keeping every distinct manifest in
+    /// [`Fleet::manifests`].
     pub fn finish(self) -> Fleet {
+        self.finish_with(true)
+    }
+
+    /// Like [`Grouper::finish`], but drops each manifest once it is checked:
+    /// [`Fleet::manifests`] stays empty and [`Group::manifest`] only tells which groups
+    /// share a manifest. Merged documents are large next to a stack (a JSON tree per
+    /// module and twin), so with tens of thousands of distinct stacks this keeps memory
+    /// to the groups; re-merge a group on demand with [`Fleet::merged`].
+    pub fn finish_without_manifests(self) -> Fleet {
+        self.finish_with(false)
+    }
+
+    fn finish_with(self, keep_manifests: bool) -> Fleet {
         let deployments = self.deployments;
         let mut manifests: Vec<EffectiveManifest> = Vec::new();
         let mut manifest_findings: Vec<Vec<Check>> = Vec::new();
@@ -139,14 +168,15 @@ impl<'d> Grouper<'d> {
             let manifest_id = *by_stack.entry(key).or_insert_with(|| {
                 let manifest = merge(deployments, &stack);
                 manifest_findings.push(manifest_checks(&manifest));
-                manifests.push(manifest);
-                ManifestId(manifests.len() as u32 - 1)
+                if keep_manifests {
+                    manifests.push(manifest);
+                }
+                ManifestId(manifest_findings.len() as u32 - 1)
             });
-            let manifest = &manifests[manifest_id.0 as usize];
             for check in manifest_findings[manifest_id.0 as usize]
                 .iter()
                 .cloned()
-                .chain(stack_checks(deployments, &stack, manifest))
+                .chain(stack_checks(deployments, &stack))
             {
                 findings.entry(check).or_default().merge(&devices);
             }
