@@ -148,6 +148,15 @@ pub struct RouteError {
     pub help: Option<String>,
 }
 
+impl RouteError {
+    /// The same error with its offset moved by `base`: for a route that sits at byte
+    /// `base` of a larger text (a KDL string's contents, a JSON file).
+    pub fn offset_by(mut self, base: usize) -> Self {
+        self.offset += base;
+        self
+    }
+}
+
 const SHAPE_HELP: &str = "a route reads `FROM <source> [WHERE <condition>] INTO <sink>`, e.g. `FROM /messages/* INTO $upstream`";
 const SINK_MESSAGE: &str =
     "sink must be $upstream or BrokeredEndpoint(\"/modules/<module>/inputs/<input>\")";
@@ -712,6 +721,16 @@ mod tests {
         let spaced =
             parse_route(r#"FROM /* INTO BrokeredEndpoint ( "/modules/m/inputs/i" ) "#).unwrap();
         assert_eq!(spaced.sink, module_sink("m", "i"));
+    }
+
+    #[test]
+    fn errors_shift_into_an_enclosing_text() {
+        let kdl = r#"route "up" "FROM /messages/* INTO upstream""#;
+        let at = kdl.find("FROM").unwrap();
+        let e = parse_route(&kdl[at..kdl.len() - 1])
+            .unwrap_err()
+            .offset_by(at);
+        assert_eq!(&kdl[e.offset..e.offset + e.len], "upstream");
     }
 
     fn error(text: &str) -> RouteError {
