@@ -10,4 +10,5 @@ pub mod manifest;
 pub mod merge;
 pub mod plan;
 pub mod query;
+pub mod route;
 pub mod spec;

@@ -1,0 +1,212 @@
+//! Replaying a stack's writes into merged desired documents (IOTHUB.md §1 "Layered
+//! deployment content", §2.3).
+//!
+//! Every content key is a write into one module twin's desired properties:
+//! `properties.desired` replaces the whole document; `properties.desired.<a>.<b>` replaces
+//! exactly the value at `a.b`, creating intermediate objects. A `null` deletes, as it does
+//! in any desired-properties patch. Writes are replayed deployment by deployment in the
+//! order the stack applies them, so the last write of a path wins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::provenance::Writer;
+use super::{
+    Conflict, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, Provenance, SkipReason,
+    Stack,
+};
+use crate::hub::wire::ConfigurationKind;
+
+/// The desired-properties path a content key writes, or `None` for keys that are not
+/// desired properties (which the hub would reject; the manifest layer reports them).
+pub(crate) fn desired_path(key: &str) -> Option<Vec<String>> {
+    if key == "properties.desired" {
+        return Some(Vec::new());
+    }
+    let rest = key.strip_prefix("properties.desired.")?;
+    let segments: Vec<String> = rest.split('.').map(str::to_owned).collect();
+    if segments.iter().any(String::is_empty) {
+        return None;
+    }
+    Some(segments)
+}
+
+/// A copy of `value` without `null` members: a null in desired properties means "absent".
+/// Cloned first and pruned in place, because cloning a JSON map copies its tree wholesale
+/// while rebuilding it key by key costs far more.
+fn without_nulls(value: &Value) -> Value {
+    fn prune(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(prune);
+            }
+            Value::Array(items) => items.iter_mut().for_each(prune),
+            _ => {}
+        }
+    }
+    let mut copy = value.clone();
+    prune(&mut copy);
+    copy
+}
+
+/// Makes `value` an object (replacing a scalar that is in the way, as a deeper write does
+/// on the hub) and returns its map.
+fn force_object(value: &mut Value) -> &mut Map<String, Value> {
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("the value was made an object just above"),
+    }
+}
+
+/// Writes `value` at `path` of `doc`.
+pub(crate) fn write_path(doc: &mut Value, path: &[String], value: &Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *doc = if value.is_null() {
+            Value::Object(Map::new())
+        } else {
+            without_nulls(value)
+        };
+        return;
+    };
+    if value.is_null() {
+        // Deleting under a path that does not exist changes nothing: walk without creating.
+        let mut cur = doc;
+        for seg in parents {
+            match cur.get_mut(seg.as_str()) {
+                Some(next) => cur = next,
+                None => return,
+            }
+        }
+        if let Some(map) = cur.as_object_mut() {
+            map.remove(last.as_str());
+        }
+        return;
+    }
+    let mut cur = doc;
+    for seg in parents {
+        cur = force_object(cur)
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    force_object(cur).insert(last.clone(), without_nulls(value));
+}
+
+/// Merges the stack into the effective manifest: the standard deployment's documents, then
+/// every applied layered deployment's writes in the order applied, with provenance.
+///
+/// With no standard deployment the manifest is empty and flagged: `no_standard` when
+/// layered deployments matched (the device gets no full manifest), `unmanaged` when nothing
+/// did (the device keeps what it runs).
+pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifest {
+    if stack.standard_index().is_none() {
+        let no_standard = stack
+            .skipped
+            .iter()
+            .any(|s| s.reason == SkipReason::NoStandard);
+        return EffectiveManifest::empty(no_standard, !no_standard);
+    }
+    let mut docs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut provenance = Provenance::default();
+    let mut conflicts = BTreeSet::new();
+    for index in stack.applied_indices() {
+        let Some(d) = deployments.get(index as usize) else {
+            continue;
+        };
+        let writer = Writer { index, id: &d.id };
+        for (twin, keys) in &d.content {
+            // Sorted by path so that, within one deployment, a parent is written before its
+            // children whatever order the JSON map keeps its keys in.
+            let mut writes: Vec<(Vec<String>, &Value)> = keys
+                .iter()
+                .filter_map(|(k, v)| Some((desired_path(k)?, v)))
+                .collect();
+            writes.sort_by(|a, b| a.0.cmp(&b.0));
+            for (path, value) in writes {
+                let doc = docs
+                    .entry(twin.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                write_path(doc, &path, value);
+                let replaced = provenance.record(twin, &path, value, writer);
+                if d.kind != ConfigurationKind::Layered {
+                    continue;
+                }
+                for origin in replaced {
+                    let Some(other) = deployments.get(origin.from_index() as usize) else {
+                        continue;
+                    };
+                    if origin.from_index() != index
+                        && other.kind == ConfigurationKind::Layered
+                        && other.priority == d.priority
+                    {
+                        conflicts.insert(Conflict {
+                            twin: twin.clone(),
+                            path: path.join("."),
+                            priority: d.priority,
+                            winner: d.id.clone(),
+                            loser: other.id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let empty = || Value::Object(Map::new());
+    EffectiveManifest {
+        no_standard: false,
+        unmanaged: false,
+        edge_agent: docs.remove(EDGE_AGENT).unwrap_or_else(empty),
+        edge_hub: docs.remove(EDGE_HUB).unwrap_or_else(empty),
+        twins: docs,
+        provenance,
+        conflicts: conflicts.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn p(s: &str) -> Vec<String> {
+        s.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn desired_paths() {
+        assert_eq!(desired_path("properties.desired"), Some(vec![]));
+        assert_eq!(
+            desired_path("properties.desired.routes.r"),
+            Some(p("routes.r"))
+        );
+        assert_eq!(desired_path("properties.desired."), None);
+        assert_eq!(desired_path("properties.desired.a..b"), None);
+        assert_eq!(desired_path("properties.desiredx"), None);
+        assert_eq!(desired_path("tags.x"), None);
+    }
+
+    #[test]
+    fn path_writes_create_replace_and_delete() {
+        let mut doc = json!({"a": {"b": 1, "keep": true}, "s": "scalar"});
+        write_path(&mut doc, &p("a.b"), &json!({"c": 2, "gone": null}));
+        write_path(&mut doc, &p("x.y.z"), &json!([1, null]));
+        write_path(&mut doc, &p("s.t"), &json!(3));
+        assert_eq!(
+            doc,
+            json!({"a": {"b": {"c": 2}, "keep": true}, "x": {"y": {"z": [1, null]}}, "s": {"t": 3}})
+        );
+        write_path(&mut doc, &p("a.keep"), &Value::Null);
+        write_path(&mut doc, &p("nothing.here"), &Value::Null);
+        assert_eq!(doc["a"], json!({"b": {"c": 2}}));
+        assert!(doc.get("nothing").is_none());
+        write_path(&mut doc, &[], &json!({"fresh": 1}));
+        assert_eq!(doc, json!({"fresh": 1}));
+        write_path(&mut doc, &[], &Value::Null);
+        assert_eq!(doc, json!({}));
+    }
+}

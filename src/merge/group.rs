@@ -1,0 +1,235 @@
+//! Fleet-wide merging, grouped so that cost grows with distinct stacks, not devices.
+//!
+//! Devices that match the same set of deployments get the same stack, the same manifest
+//! and the same findings, so each distinct [`MatchSet`] is stacked and checked once, and
+//! each distinct stack is merged once (different match sets often give one stack: a
+//! skipped deployment changes the set, not the result). Per device only a 4-byte group
+//! index is kept, so a million devices cost a few megabytes.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::checks::{Check, DeviceSample, Warning, manifest_checks, stack_checks};
+use super::{EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Stack, merge, stack};
+use crate::hub::wire::ConfigurationKind;
+
+/// Index of a group in [`Fleet::groups`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct GroupId(pub u32);
+
+/// Index of a manifest in [`Fleet::manifests`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ManifestId(pub u32);
+
+/// Devices sharing one match set.
+///
+/// JSON: `id`, `matches` (deployment indices), `stack`, `manifest` (index into the
+/// fleet's `manifests`), `devices` (count), `samples` (up to 5 ids, smallest first).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Group {
+    pub id: GroupId,
+    pub matches: MatchSet,
+    pub stack: Stack,
+    pub manifest: ManifestId,
+    pub devices: u64,
+    pub samples: Vec<String>,
+}
+
+/// The merged fleet.
+///
+/// JSON: `groups` (in first-seen order), `manifests` (one per distinct stack, unless
+/// dropped by [`Grouper::finish_without_manifests`]),
+/// `warnings` (sorted). The per-device index is not serialised.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fleet {
+    pub groups: Vec<Group>,
+    pub manifests: Vec<EffectiveManifest>,
+    pub warnings: Vec<Warning>,
+    /// Group of each device, by the order devices were added.
+    #[serde(skip)]
+    pub device_groups: Vec<GroupId>,
+}
+
+impl Fleet {
+    /// The group of the `ordinal`-th device added.
+    pub fn group_of(&self, ordinal: usize) -> Option<&Group> {
+        let id = self.device_groups.get(ordinal)?;
+        self.groups.get(id.0 as usize)
+    }
+
+    /// A kept manifest (`None` after [`Grouper::finish_without_manifests`]).
+    pub fn manifest(&self, id: ManifestId) -> Option<&EffectiveManifest> {
+        self.manifests.get(id.0 as usize)
+    }
+
+    /// A group's manifest: the kept one when there is one, else merged again.
+    pub fn merged<'a>(
+        &'a self,
+        deployments: &[MergeDeployment],
+        group: &Group,
+    ) -> Cow<'a, EffectiveManifest> {
+        match self.manifest(group.manifest) {
+            Some(m) => Cow::Borrowed(m),
+            None => Cow::Owned(merge(deployments, &group.stack)),
+        }
+    }
+
+    /// The manifest of the `ordinal`-th device added.
+    pub fn manifest_of(&self, ordinal: usize) -> Option<&EffectiveManifest> {
+        self.manifest(self.group_of(ordinal)?.manifest)
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.device_groups.len()
+    }
+}
+
+/// Collects devices by match set, then merges each distinct set once.
+pub struct Grouper<'d> {
+    deployments: &'d [MergeDeployment],
+    index: HashMap<MatchSet, GroupId>,
+    groups: Vec<(MatchSet, DeviceSample)>,
+    device_groups: Vec<GroupId>,
+}
+
+impl<'d> Grouper<'d> {
+    pub fn new(deployments: &'d [MergeDeployment]) -> Self {
+        Grouper {
+            deployments,
+            index: HashMap::new(),
+            groups: Vec::new(),
+            device_groups: Vec::new(),
+        }
+    }
+
+    /// Adds one device. The match set is borrowed, so a caller can reuse one buffer for
+    /// every device; it is copied only when it starts a new group.
+    pub fn add(&mut self, device_id: &str, matches: &MatchSet) -> GroupId {
+        let id = match self.index.get(matches) {
+            Some(&id) => id,
+            None => {
+                let id = GroupId(self.groups.len() as u32);
+                self.index.insert(matches.clone(), id);
+                self.groups.push((matches.clone(), DeviceSample::default()));
+                id
+            }
+        };
+        self.groups[id.0 as usize].1.add(device_id);
+        self.device_groups.push(id);
+        id
+    }
+
+    /// Number of distinct match sets seen so far.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Stacks, merges and checks every group, keeping every distinct manifest in
+    /// [`Fleet::manifests`].
+    pub fn finish(self) -> Fleet {
+        self.finish_with(true)
+    }
+
+    /// Like [`Grouper::finish`], but drops each manifest once it is checked:
+    /// [`Fleet::manifests`] stays empty and [`Group::manifest`] only tells which groups
+    /// share a manifest. Merged documents are large next to a stack (a JSON tree per
+    /// module and twin), so with tens of thousands of distinct stacks this keeps memory
+    /// to the groups; re-merge a group on demand with [`Fleet::merged`].
+    pub fn finish_without_manifests(self) -> Fleet {
+        self.finish_with(false)
+    }
+
+    fn finish_with(self, keep_manifests: bool) -> Fleet {
+        let deployments = self.deployments;
+        let mut manifests: Vec<EffectiveManifest> = Vec::new();
+        let mut manifest_findings: Vec<Vec<Check>> = Vec::new();
+        let mut by_stack: HashMap<(Option<u32>, Vec<u32>, bool), ManifestId> = HashMap::new();
+        let mut findings: BTreeMap<Check, DeviceSample> = BTreeMap::new();
+        // Per deployment: the devices it matches, and how many it applies to.
+        let mut matched: Vec<DeviceSample> = vec![DeviceSample::default(); deployments.len()];
+        let mut applied: Vec<u64> = vec![0; deployments.len()];
+
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for (i, (matches, devices)) in self.groups.into_iter().enumerate() {
+            let stack = stack(deployments, &matches);
+            let (standard, layered) = stack.merge_key();
+            // With no standard, whether a layered deployment matched decides the flags
+            // (`no_standard` or `unmanaged`): key on it.
+            let no_standard = standard.is_none()
+                && stack
+                    .skipped
+                    .iter()
+                    .any(|s| s.reason == SkipReason::NoStandard);
+            let key = (standard, layered, no_standard);
+            let manifest_id = *by_stack.entry(key).or_insert_with(|| {
+                let manifest = merge(deployments, &stack);
+                manifest_findings.push(manifest_checks(&manifest));
+                if keep_manifests {
+                    manifests.push(manifest);
+                }
+                ManifestId(manifest_findings.len() as u32 - 1)
+            });
+            for check in manifest_findings[manifest_id.0 as usize]
+                .iter()
+                .cloned()
+                .chain(stack_checks(deployments, &stack))
+            {
+                findings.entry(check).or_default().merge(&devices);
+            }
+            for d in matches.iter() {
+                if let Some(m) = matched.get_mut(d as usize) {
+                    m.merge(&devices);
+                }
+            }
+            for &d in stack.layered_indices() {
+                applied[d as usize] += devices.count;
+            }
+            groups.push(Group {
+                id: GroupId(i as u32),
+                matches,
+                stack,
+                manifest: manifest_id,
+                devices: devices.count,
+                samples: devices.samples,
+            });
+        }
+
+        for (i, d) in deployments.iter().enumerate() {
+            if d.kind == ConfigurationKind::Layered && matched[i].count > 0 && applied[i] == 0 {
+                findings.insert(
+                    Check::LayeredNeverApplies {
+                        deployment: d.id.clone(),
+                    },
+                    matched[i].clone(),
+                );
+            }
+        }
+
+        Fleet {
+            groups,
+            manifests,
+            warnings: findings
+                .into_iter()
+                .map(|(check, devices)| Warning::new(check, &devices))
+                .collect(),
+            device_groups: self.device_groups,
+        }
+    }
+}
+
+/// Groups and merges a whole fleet: `(device id, match set)` for every device.
+pub fn merge_fleet<I, S>(deployments: &[MergeDeployment], devices: I) -> Fleet
+where
+    I: IntoIterator<Item = (S, MatchSet)>,
+    S: AsRef<str>,
+{
+    let mut grouper = Grouper::new(deployments);
+    for (id, matches) in devices {
+        grouper.add(id.as_ref(), &matches);
+    }
+    grouper.finish()
+}
