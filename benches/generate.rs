@@ -23,15 +23,7 @@ use fleetform::hub::snapshot::{Projection, Snapshot};
 
 fn run_generate(dir: &Path, devices: usize) {
     let start = Instant::now();
-    let summary = generate(
-        &GenerateOptions {
-            devices,
-            seed: 1,
-            ..GenerateOptions::default()
-        },
-        dir,
-    )
-    .expect("generate");
+    let summary = generate(&GenerateOptions { devices, seed: 1, ..GenerateOptions::default() }, dir).expect("generate");
     let secs = start.elapsed().as_secs_f64();
     println!(
         "generate: {} devices ({} edge) in {secs:.2} s = {:.0} devices/s; devices.jsonl {:.1} MiB, modules.jsonl {:.1} MiB",
@@ -45,9 +37,7 @@ fn run_generate(dir: &Path, devices: usize) {
 
 /// `threads == 0` reads serially with the iterator; otherwise with `par_fold_devices`.
 fn run_read(dir: &Path, threads: usize, projection: Projection) {
-    let snapshot = Snapshot::open(dir)
-        .expect("open")
-        .with_projection(projection);
+    let snapshot = Snapshot::open(dir).expect("open").with_projection(projection);
     let start = Instant::now();
     let (devices, edge) = if threads == 0 {
         let mut counts = (0usize, 0usize);
@@ -84,15 +74,8 @@ fn run_read(dir: &Path, threads: usize, projection: Projection) {
 
 fn main() {
     // `cargo bench` passes `--bench`; flags are not ours.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let number = |i: usize, default: usize| {
-        args.get(i)
-            .map(|s| s.parse().expect("a number"))
-            .unwrap_or(default)
-    };
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let number = |i: usize, default: usize| args.get(i).map(|s| s.parse().expect("a number")).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("generate") => run_generate(Path::new(&args[1]), number(2, 1_000_000)),
         Some("read") => {

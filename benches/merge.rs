@@ -73,13 +73,8 @@ fn pick_modules(rng: &mut ChaCha8Rng) -> Vec<usize> {
 fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
     let created = |i: usize| {
         CreatedAt::Existing(
-            HubTime::parse(&format!(
-                "2024-{:02}-{:02}T10:00:00.{}Z",
-                1 + i % 12,
-                1 + i % 28,
-                1234567 + i
-            ))
-            .expect("valid timestamp"),
+            HubTime::parse(&format!("2024-{:02}-{:02}T10:00:00.{}Z", 1 + i % 12, 1 + i % 28, 1234567 + i))
+                .expect("valid timestamp"),
         )
     };
     let mut out = Vec::with_capacity(STANDARD + LAYERED);
@@ -91,12 +86,8 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         for (k, &m) in picked.iter().enumerate() {
             let name = module_name(m);
             modules.insert(name.clone(), module_definition(rng, &name, 1));
-            routes.insert(
-                format!("{name}Up"),
-                json!(format!(
-                    "FROM /messages/modules/{name}/outputs/* INTO $upstream"
-                )),
-            );
+            routes
+                .insert(format!("{name}Up"), json!(format!("FROM /messages/modules/{name}/outputs/* INTO $upstream")));
             if let Some(&next) = picked.get(k + 1) {
                 routes.insert(
                     format!("{name}To{}", module_name(next)),
@@ -145,10 +136,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         let mut content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         for m in pick_modules(rng) {
             let name = module_name(m);
-            agent.insert(
-                format!("properties.desired.modules.{name}"),
-                module_definition(rng, &name, 2),
-            );
+            agent.insert(format!("properties.desired.modules.{name}"), module_definition(rng, &name, 2));
             hub.insert(
                 format!("properties.desired.routes.{name}Up"),
                 json!(format!("FROM /messages/modules/{name}/* INTO $upstream")),
@@ -159,27 +147,17 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
                     twin.insert("properties.desired".into(), module_twin(rng));
                 }
                 1 => {
-                    twin.insert(
-                        "properties.desired.reporting".into(),
-                        json!({"interval": rng.gen_range(5..60)}),
-                    );
+                    twin.insert("properties.desired.reporting".into(), json!({"interval": rng.gen_range(5..60)}));
                 }
                 _ => {
-                    twin.insert(
-                        "properties.desired.thresholds.temperature.high".into(),
-                        json!(rng.gen_range(60..80)),
-                    );
+                    twin.insert("properties.desired.thresholds.temperature.high".into(), json!(rng.gen_range(60..80)));
                 }
             }
         }
         content.insert("$edgeAgent".into(), agent);
         content.insert("$edgeHub".into(), hub);
         // Mostly above every base; a few at low priorities, which some stacks skip.
-        let priority = if l % 15 == 0 {
-            rng.gen_range(1..=10)
-        } else {
-            20 + (l as i64 % 30)
-        };
+        let priority = if l % 15 == 0 { rng.gen_range(1..=10) } else { 20 + (l as i64 % 30) };
         out.push(MergeDeployment {
             id: format!("layer-{l:02}"),
             kind: ConfigurationKind::Layered,
@@ -198,8 +176,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
 fn fleet(rng: &mut ChaCha8Rng, devices: usize) -> Vec<(String, MatchSet)> {
     const SITES: usize = 600;
     let base = WeightedIndex::new((0..STANDARD).map(|r| 1.0 / (r as f64 + 1.0))).expect("weights");
-    let layer = WeightedIndex::new((0..LAYERED).map(|r| 1.0 / (r as f64 + 1.0).powf(1.1)))
-        .expect("weights");
+    let layer = WeightedIndex::new((0..LAYERED).map(|r| 1.0 / (r as f64 + 1.0).powf(1.1))).expect("weights");
     let layers_per_site = WeightedIndex::new([10.0, 25.0, 30.0, 20.0, 10.0, 5.0]).expect("weights");
     let sites: Vec<MatchSet> = (0..SITES)
         .map(|_| {
@@ -239,20 +216,11 @@ fn run(
     for (id, set) in devices {
         grouper.add(id, set);
     }
-    if keep_manifests {
-        grouper.finish()
-    } else {
-        grouper.finish_without_manifests()
-    }
+    if keep_manifests { grouper.finish() } else { grouper.finish_without_manifests() }
 }
 
 fn distinct_manifests(fleet: &fleetform::merge::Fleet) -> u32 {
-    fleet
-        .groups
-        .iter()
-        .map(|g| g.manifest.0 + 1)
-        .max()
-        .unwrap_or(0)
+    fleet.groups.iter().map(|g| g.manifest.0 + 1).max().unwrap_or(0)
 }
 
 fn bench(c: &mut Criterion) {
@@ -270,9 +238,7 @@ fn bench(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("merge_fleet");
     group.sample_size(10);
-    group.bench_function("100000_devices_100_deployments", |b| {
-        b.iter(|| black_box(run(&deployments, &devices, true)))
-    });
+    group.bench_function("100000_devices_100_deployments", |b| b.iter(|| black_box(run(&deployments, &devices, true))));
     group.bench_function("100000_devices_100_deployments_lean", |b| {
         b.iter(|| black_box(run(&deployments, &devices, false)))
     });

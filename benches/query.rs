@@ -112,9 +112,7 @@ fn bench(c: &mut Criterion) {
     assert!(one.matches(&t));
     let mut g = c.benchmark_group("single");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("compiled_3_clauses_match", |b| {
-        b.iter(|| black_box(&one).matches(black_box(&t)))
-    });
+    g.bench_function("compiled_3_clauses_match", |b| b.iter(|| black_box(&one).matches(black_box(&t))));
     g.finish();
 
     // (b) 100 conditions × 1,000 twins through one ConditionSet.

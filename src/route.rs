@@ -157,18 +157,13 @@ impl RouteError {
     }
 }
 
-const SHAPE_HELP: &str = "a route reads `FROM <source> [WHERE <condition>] INTO <sink>`, e.g. `FROM /messages/* INTO $upstream`";
-const SINK_MESSAGE: &str =
-    "sink must be $upstream or BrokeredEndpoint(\"/modules/<module>/inputs/<input>\")";
+const SHAPE_HELP: &str =
+    "a route reads `FROM <source> [WHERE <condition>] INTO <sink>`, e.g. `FROM /messages/* INTO $upstream`";
+const SINK_MESSAGE: &str = "sink must be $upstream or BrokeredEndpoint(\"/modules/<module>/inputs/<input>\")";
 const SOURCE_HELP: &str = "valid sources: /*, /twinChangeNotifications, /messages/*, /messages/events, /messages/modules/*, /messages/modules/<module>/*, /messages/modules/<module>/outputs/*, /messages/modules/<module>/outputs/<output>";
 
 fn err(offset: usize, len: usize, message: impl Into<String>, help: Option<&str>) -> RouteError {
-    RouteError {
-        offset,
-        len,
-        message: message.into(),
-        help: help.map(str::to_owned),
-    }
+    RouteError { offset, len, message: message.into(), help: help.map(str::to_owned) }
 }
 
 /// A small cursor over the route text; all positions are byte offsets.
@@ -222,11 +217,8 @@ pub fn parse_route(text: &str) -> Result<Route, RouteError> {
 
     let (at, word) = c.peek_word();
     if !word.eq_ignore_ascii_case("FROM") {
-        let message = if word.is_empty() {
-            "missing FROM <source>".to_owned()
-        } else {
-            format!("expected FROM, found `{word}`")
-        };
+        let message =
+            if word.is_empty() { "missing FROM <source>".to_owned() } else { format!("expected FROM, found `{word}`") };
         return Err(err(at, word.len().max(1), message, Some(SHAPE_HELP)));
     }
     c.pos = at + word.len();
@@ -234,18 +226,10 @@ pub fn parse_route(text: &str) -> Result<Route, RouteError> {
 
     let (source_at, source_text) = c.peek_word();
     if source_text.is_empty() {
-        return Err(err(
-            source_at,
-            0,
-            "missing source after FROM",
-            Some(SOURCE_HELP),
-        ));
+        return Err(err(source_at, 0, "missing source after FROM", Some(SOURCE_HELP)));
     }
     let source = parse_source(source_text, source_at)?;
-    let source_span = Span {
-        offset: source_at,
-        len: source_text.len(),
-    };
+    let source_span = Span { offset: source_at, len: source_text.len() };
     c.pos = source_at + source_text.len();
     c.skip_ws();
 
@@ -280,13 +264,7 @@ pub fn parse_route(text: &str) -> Result<Route, RouteError> {
     c.pos = sink_start;
     c.skip_ws();
     let (sink, sink_span) = parse_sink(text, c.pos)?;
-    Ok(Route {
-        source,
-        source_span,
-        condition,
-        sink,
-        sink_span,
-    })
+    Ok(Route { source, source_span, condition, sink, sink_span })
 }
 
 /// Checks a module name against the agent's pattern `^[a-zA-Z0-9_-]+$` (IOTHUB.md §1).
@@ -294,9 +272,7 @@ fn check_module_name(name: &str, offset: usize) -> Result<(), RouteError> {
     if name.is_empty() {
         return Err(err(offset, 0, "missing module name", None));
     }
-    if let Some((i, ch)) = name
-        .char_indices()
-        .find(|(_, ch)| !(ch.is_ascii_alphanumeric() || *ch == '_' || *ch == '-'))
+    if let Some((i, ch)) = name.char_indices().find(|(_, ch)| !(ch.is_ascii_alphanumeric() || *ch == '_' || *ch == '-'))
     {
         return Err(err(
             offset + i,
@@ -314,16 +290,10 @@ fn check_endpoint_name(name: &str, offset: usize, what: &str) -> Result<(), Rout
     if name.is_empty() {
         return Err(err(offset, 0, format!("missing {what} name"), None));
     }
-    if let Some((i, ch)) = name
-        .char_indices()
-        .find(|(_, ch)| matches!(ch, '"' | '\'' | '(' | ')' | '*') || ch.is_whitespace())
+    if let Some((i, ch)) =
+        name.char_indices().find(|(_, ch)| matches!(ch, '"' | '\'' | '(' | ')' | '*') || ch.is_whitespace())
     {
-        return Err(err(
-            offset + i,
-            ch.len_utf8(),
-            format!("`{ch}` is not allowed in an {what} name"),
-            None,
-        ));
+        return Err(err(offset + i, ch.len_utf8(), format!("`{ch}` is not allowed in an {what} name"), None));
     }
     Ok(())
 }
@@ -340,11 +310,7 @@ fn parse_source(text: &str, offset: usize) -> Result<RouteSource, RouteError> {
         segments.push((seg, at));
         at += seg.len() + 1;
     }
-    let is = |i: usize, word: &str| {
-        segments
-            .get(i)
-            .is_some_and(|(s, _)| s.eq_ignore_ascii_case(word))
-    };
+    let is = |i: usize, word: &str| segments.get(i).is_some_and(|(s, _)| s.eq_ignore_ascii_case(word));
     let n = segments.len();
     if n == 1 && segments[0].0 == "*" {
         return Ok(RouteSource::All);
@@ -378,10 +344,7 @@ fn parse_source(text: &str, offset: usize) -> Result<RouteSource, RouteError> {
                 Ok(RouteSource::ModuleOutputs { module })
             } else {
                 check_endpoint_name(output, output_at, "output")?;
-                Ok(RouteSource::ModuleOutput {
-                    module,
-                    output: output.to_owned(),
-                })
+                Ok(RouteSource::ModuleOutput { module, output: output.to_owned() })
             }
         }
         _ => Err(bad(format!(
@@ -428,10 +391,7 @@ fn scan_condition(text: &str, start: usize) -> Result<((String, usize), usize), 
                         return Err(err(
                             i,
                             1,
-                            format!(
-                                "`{}` does not close the `{}` opened at byte {at}",
-                                b as char, o as char
-                            ),
+                            format!("`{}` does not close the `{}` opened at byte {at}", b as char, o as char),
                             Some("check the brackets in the WHERE condition"),
                         ));
                     }
@@ -476,12 +436,7 @@ fn scan_condition(text: &str, start: usize) -> Result<((String, usize), usize), 
         ));
     }
     let Some(into_at) = into_at else {
-        return Err(err(
-            text.len(),
-            0,
-            "missing INTO <sink> after the WHERE condition",
-            Some(SHAPE_HELP),
-        ));
+        return Err(err(text.len(), 0, "missing INTO <sink> after the WHERE condition", Some(SHAPE_HELP)));
     };
     let raw = &text[start..into_at];
     let trimmed = raw.trim();
@@ -517,17 +472,9 @@ fn parse_sink(text: &str, at: usize) -> Result<(Sink, Span), RouteError> {
             return Err(sink_error(at, end));
         }
         trailing(text, at + end)?;
-        return Ok((
-            Sink::Upstream,
-            Span {
-                offset: at,
-                len: end,
-            },
-        ));
+        return Ok((Sink::Upstream, Span { offset: at, len: end }));
     }
-    let name_end = body
-        .find(|ch: char| ch == '(' || ch.is_whitespace())
-        .unwrap_or(body.len());
+    let name_end = body.find(|ch: char| ch == '(' || ch.is_whitespace()).unwrap_or(body.len());
     if !body[..name_end].eq_ignore_ascii_case("BrokeredEndpoint") {
         return Err(sink_error(at, name_end.max(1)));
     }
@@ -538,62 +485,32 @@ fn parse_sink(text: &str, at: usize) -> Result<(Sink, Span), RouteError> {
     };
     skip(&mut pos);
     if !text[pos..].starts_with('(') {
-        return Err(err(
-            pos,
-            1,
-            "expected `(` after BrokeredEndpoint",
-            Some(SINK_MESSAGE),
-        ));
+        return Err(err(pos, 1, "expected `(` after BrokeredEndpoint", Some(SINK_MESSAGE)));
     }
     pos += 1;
     skip(&mut pos);
     if !text[pos..].starts_with('"') {
-        return Err(err(
-            pos,
-            1,
-            "the endpoint must be a double-quoted string",
-            Some(SINK_MESSAGE),
-        ));
+        return Err(err(pos, 1, "the endpoint must be a double-quoted string", Some(SINK_MESSAGE)));
     }
     let str_at = pos + 1;
     let Some(close) = text[str_at..].find('"') else {
-        return Err(err(
-            pos,
-            1,
-            "unclosed \" in BrokeredEndpoint",
-            Some(SINK_MESSAGE),
-        ));
+        return Err(err(pos, 1, "unclosed \" in BrokeredEndpoint", Some(SINK_MESSAGE)));
     };
     let endpoint = &text[str_at..str_at + close];
     pos = str_at + close + 1;
     skip(&mut pos);
     if !text[pos..].starts_with(')') {
-        return Err(err(
-            pos,
-            1,
-            "expected `)` to close BrokeredEndpoint",
-            Some(SINK_MESSAGE),
-        ));
+        return Err(err(pos, 1, "expected `)` to close BrokeredEndpoint", Some(SINK_MESSAGE)));
     }
     pos += 1;
-    let span = Span {
-        offset: at,
-        len: pos - at,
-    };
+    let span = Span { offset: at, len: pos - at };
     let (module, input) = parse_endpoint(endpoint, str_at)?;
     trailing(text, pos)?;
     Ok((Sink::Module { module, input }, span))
 }
 
 fn parse_endpoint(endpoint: &str, offset: usize) -> Result<(String, String), RouteError> {
-    let bad = || {
-        err(
-            offset,
-            endpoint.len(),
-            format!("`{endpoint}` is not a module input"),
-            Some(SINK_MESSAGE),
-        )
-    };
+    let bad = || err(offset, endpoint.len(), format!("`{endpoint}` is not a module input"), Some(SINK_MESSAGE));
     let Some(rest) = endpoint.strip_prefix("/modules/") else {
         return Err(bad());
     };
@@ -620,12 +537,7 @@ fn trailing(text: &str, at: usize) -> Result<(), RouteError> {
         return Ok(());
     }
     let start = at + rest.len() - trimmed.len();
-    Err(err(
-        start,
-        trimmed.trim_end().len(),
-        "unexpected text after the sink",
-        Some("a route ends with its sink"),
-    ))
+    Err(err(start, trimmed.trim_end().len(), "unexpected text after the sink", Some("a route ends with its sink")))
 }
 
 #[cfg(test)]
@@ -633,54 +545,29 @@ mod tests {
     use super::*;
 
     fn module_sink(m: &str, i: &str) -> Sink {
-        Sink::Module {
-            module: m.into(),
-            input: i.into(),
-        }
+        Sink::Module { module: m.into(), input: i.into() }
     }
 
     #[test]
     fn parses_every_documented_source() {
         let cases = [
             ("/*", RouteSource::All),
-            (
-                "/twinChangeNotifications",
-                RouteSource::TwinChangeNotifications,
-            ),
+            ("/twinChangeNotifications", RouteSource::TwinChangeNotifications),
             ("/messages/*", RouteSource::Messages),
             ("/messages/events", RouteSource::Events),
             ("/messages/modules/*", RouteSource::AllModules),
-            (
-                "/messages/modules/filter/*",
-                RouteSource::Module {
-                    module: "filter".into(),
-                },
-            ),
-            (
-                "/messages/modules/filter/outputs/*",
-                RouteSource::ModuleOutputs {
-                    module: "filter".into(),
-                },
-            ),
+            ("/messages/modules/filter/*", RouteSource::Module { module: "filter".into() }),
+            ("/messages/modules/filter/outputs/*", RouteSource::ModuleOutputs { module: "filter".into() }),
             (
                 "/messages/modules/filter/outputs/output1",
-                RouteSource::ModuleOutput {
-                    module: "filter".into(),
-                    output: "output1".into(),
-                },
+                RouteSource::ModuleOutput { module: "filter".into(), output: "output1".into() },
             ),
         ];
         for (src, expected) in cases {
             let text = format!("FROM {src} INTO $upstream");
             let route = parse_route(&text).unwrap();
             assert_eq!(route.source, expected, "{text}");
-            assert_eq!(
-                route.source_span,
-                Span {
-                    offset: 5,
-                    len: src.len()
-                }
-            );
+            assert_eq!(route.source_span, Span { offset: 5, len: src.len() });
             assert_eq!(route.source.to_string(), src);
             assert_eq!(route.sink, Sink::Upstream);
         }
@@ -708,18 +595,12 @@ mod tests {
 
     #[test]
     fn keywords_are_case_insensitive_and_spacing_is_free() {
-        let route = parse_route(
-            "  From /messages/*   wHeRe NOT IS_DEFINED($connectionModuleId)  Into  $UPSTREAM ",
-        )
-        .unwrap();
+        let route =
+            parse_route("  From /messages/*   wHeRe NOT IS_DEFINED($connectionModuleId)  Into  $UPSTREAM ").unwrap();
         assert_eq!(route.source, RouteSource::Messages);
-        assert_eq!(
-            route.condition.as_ref().map(|c| c.0.as_str()),
-            Some("NOT IS_DEFINED($connectionModuleId)")
-        );
+        assert_eq!(route.condition.as_ref().map(|c| c.0.as_str()), Some("NOT IS_DEFINED($connectionModuleId)"));
         assert_eq!(route.sink, Sink::Upstream);
-        let spaced =
-            parse_route(r#"FROM /* INTO BrokeredEndpoint ( "/modules/m/inputs/i" ) "#).unwrap();
+        let spaced = parse_route(r#"FROM /* INTO BrokeredEndpoint ( "/modules/m/inputs/i" ) "#).unwrap();
         assert_eq!(spaced.sink, module_sink("m", "i"));
     }
 
@@ -727,9 +608,7 @@ mod tests {
     fn errors_shift_into_an_enclosing_text() {
         let kdl = r#"route "up" "FROM /messages/* INTO upstream""#;
         let at = kdl.find("FROM").unwrap();
-        let e = parse_route(&kdl[at..kdl.len() - 1])
-            .unwrap_err()
-            .offset_by(at);
+        let e = parse_route(&kdl[at..kdl.len() - 1]).unwrap_err().offset_by(at);
         assert_eq!(&kdl[e.offset..e.offset + e.len], "upstream");
     }
 

@@ -2,8 +2,8 @@
 
 use fleetform::hub::wire::{Configuration, ConfigurationKind};
 use fleetform::merge::{
-    Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack,
-    explain, merge, merge_fleet, stack,
+    Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
+    merge_fleet, stack,
 };
 use serde_json::{Value, json};
 
@@ -22,9 +22,7 @@ fn config(id: &str, priority: i64, created: Option<&str>, modules_content: Value
 }
 
 fn existing(id: &str, priority: i64, created: &str, content: Value) -> MergeDeployment {
-    MergeDeployment::existing(&config(id, priority, Some(created), content))
-        .unwrap()
-        .unwrap()
+    MergeDeployment::existing(&config(id, priority, Some(created), content)).unwrap().unwrap()
 }
 
 fn pending(id: &str, priority: i64, apply_index: u32, content: Value) -> MergeDeployment {
@@ -70,10 +68,7 @@ fn origin(m: &EffectiveManifest, twin: &str, path: &[&str]) -> (String, String, 
 }
 
 fn skipped(id: &str, reason: SkipReason) -> Skipped {
-    Skipped {
-        id: id.into(),
-        reason,
-    }
+    Skipped { id: id.into(), reason }
 }
 
 fn checks(ds: &[MergeDeployment], s: &Stack, m: &EffectiveManifest) -> Vec<Check> {
@@ -83,19 +78,9 @@ fn checks(ds: &[MergeDeployment], s: &Stack, m: &EffectiveManifest) -> Vec<Check
 #[test]
 fn standard_tie_goes_to_the_newest_and_pending_is_newest_of_all() {
     let mut ds = vec![
-        existing(
-            "older",
-            10,
-            "2024-05-01T10:00:00.5Z",
-            base_content("sensor:old"),
-        ),
+        existing("older", 10, "2024-05-01T10:00:00.5Z", base_content("sensor:old")),
         // Fewer fraction digits but a later instant.
-        existing(
-            "newer",
-            10,
-            "2024-05-01T10:00:01Z",
-            base_content("sensor:new"),
-        ),
+        existing("newer", 10, "2024-05-01T10:00:01Z", base_content("sensor:new")),
         existing("low", 5, "2025-01-01T00:00:00Z", base_content("sensor:low")),
     ];
     let s = stack(&ds, &all(3));
@@ -108,36 +93,21 @@ fn standard_tie_goes_to_the_newest_and_pending_is_newest_of_all() {
         ]
     );
     let m = merge(&ds, &s);
-    assert_eq!(
-        m.modules().unwrap()["sensor"]["settings"]["image"],
-        "sensor:new"
-    );
+    assert_eq!(m.modules().unwrap()["sensor"]["settings"]["image"], "sensor:new");
     assert_eq!(
         origin(&m, "$edgeAgent", &["modules", "sensor", "settings"]),
         ("modules.sensor".into(), "newer".into(), vec![])
     );
     assert_eq!(
         checks(&ds, &s, &m),
-        vec![Check::EqualPriorityStandards {
-            priority: 10,
-            winner: "newer".into(),
-            losers: vec!["older".into()]
-        }]
+        vec![Check::EqualPriorityStandards { priority: 10, winner: "newer".into(), losers: vec!["older".into()] }]
     );
 
-    ds.push(pending(
-        "replacement",
-        10,
-        0,
-        base_content("sensor:pending"),
-    ));
+    ds.push(pending("replacement", 10, 0, base_content("sensor:pending")));
     let s = stack(&ds, &all(4));
     assert_eq!(s.standard.as_deref(), Some("replacement"));
     let m = merge(&ds, &s);
-    assert_eq!(
-        m.modules().unwrap()["sensor"]["settings"]["image"],
-        "sensor:pending"
-    );
+    assert_eq!(m.modules().unwrap()["sensor"]["settings"]["image"], "sensor:pending");
 }
 
 #[test]
@@ -159,24 +129,13 @@ fn layered_at_or_below_the_base_is_skipped() {
     let s = stack(&ds, &all(4));
     assert_eq!(s.standard.as_deref(), Some("base"));
     assert_eq!(s.layered, vec!["above"]);
-    let not_above = SkipReason::LayeredNotAboveStandard {
-        standard: "base".into(),
-    };
-    assert_eq!(
-        s.skipped,
-        vec![
-            skipped("below", not_above.clone()),
-            skipped("equal", not_above)
-        ]
-    );
+    let not_above = SkipReason::LayeredNotAboveStandard { standard: "base".into() };
+    assert_eq!(s.skipped, vec![skipped("below", not_above.clone()), skipped("equal", not_above)]);
     let m = merge(&ds, &s);
     assert_eq!(m.modules().unwrap()["extra"]["settings"]["image"], "above");
 
     // Fleet-wide: `below` and `equal` never apply anywhere they land.
-    let fleet = merge_fleet(
-        &ds,
-        [("dev-1", all(4)), ("dev-2", MatchSet::from_indices([0, 1]))],
-    );
+    let fleet = merge_fleet(&ds, [("dev-1", all(4)), ("dev-2", MatchSet::from_indices([0, 1]))]);
     let never: Vec<_> = fleet
         .warnings
         .iter()
@@ -187,19 +146,11 @@ fn layered_at_or_below_the_base_is_skipped() {
         never,
         vec![
             (
-                Check::LayeredNeverApplies {
-                    deployment: "below".into()
-                },
+                Check::LayeredNeverApplies { deployment: "below".into() },
                 2,
                 vec!["dev-1".to_string(), "dev-2".to_string()]
             ),
-            (
-                Check::LayeredNeverApplies {
-                    deployment: "equal".into()
-                },
-                1,
-                vec!["dev-1".to_string()]
-            ),
+            (Check::LayeredNeverApplies { deployment: "equal".into() }, 1, vec!["dev-1".to_string()]),
         ]
     );
 }
@@ -224,34 +175,20 @@ fn layered_overwrites_a_route_and_a_twin_subsection() {
     let m = merge(&ds, &s);
 
     // Route replaced whole (object form gone), the other route untouched.
-    assert_eq!(
-        m.routes().unwrap()["filterUp"],
-        "FROM /messages/modules/filter/outputs/alerts INTO $upstream"
-    );
+    assert_eq!(m.routes().unwrap()["filterUp"], "FROM /messages/modules/filter/outputs/alerts INTO $upstream");
     assert_eq!(
         origin(&m, "$edgeHub", &["routes", "filterUp"]),
         ("routes.filterUp".into(), "tune".into(), vec!["base".into()])
     );
-    assert_eq!(
-        origin(&m, "$edgeHub", &["routes", "sensorToFilter"]).1,
-        "base"
-    );
+    assert_eq!(origin(&m, "$edgeHub", &["routes", "sensorToFilter"]).1, "base");
 
     // One field of a module patched: the module unit stays the base's.
     let sensor = &m.modules().unwrap()["sensor"];
     assert_eq!(sensor["settings"]["image"], "s:2");
     assert_eq!(sensor["restartPolicy"], "always");
     assert_eq!(
-        origin(
-            &m,
-            "$edgeAgent",
-            &["modules", "sensor", "settings", "image"]
-        ),
-        (
-            "modules.sensor.settings.image".into(),
-            "tune".into(),
-            vec!["base".into()]
-        )
+        origin(&m, "$edgeAgent", &["modules", "sensor", "settings", "image"]),
+        ("modules.sensor.settings.image".into(), "tune".into(), vec!["base".into()])
     );
     assert_eq!(
         origin(&m, "$edgeAgent", &["modules", "sensor", "status"]),
@@ -259,14 +196,8 @@ fn layered_overwrites_a_route_and_a_twin_subsection() {
     );
 
     // Twin subsection replaced: `settings.b` is gone, `threshold` kept.
-    assert_eq!(
-        m.twins["filter"],
-        json!({"threshold": 10, "settings": {"a": 5}})
-    );
-    assert_eq!(
-        origin(&m, "filter", &["settings", "a"]),
-        ("settings.a".into(), "tune".into(), vec!["base".into()])
-    );
+    assert_eq!(m.twins["filter"], json!({"threshold": 10, "settings": {"a": 5}}));
+    assert_eq!(origin(&m, "filter", &["settings", "a"]), ("settings.a".into(), "tune".into(), vec!["base".into()]));
     assert_eq!(origin(&m, "filter", &["threshold"]).1, "base");
     let (_, b) = m.provenance.origin("filter", &["settings", "b"]).unwrap();
     assert!(b.removed && b.from == "tune");
@@ -284,10 +215,7 @@ fn layered_overwrites_a_route_and_a_twin_subsection() {
         json!([{"path": "modules.sensor.settings.image", "from": "tune", "overrode": ["base"]}])
     );
     assert_eq!(view["manifest"]["routes"]["filterUp"]["from"], "tune");
-    assert_eq!(
-        view["manifest"]["routes"]["filterUp"]["overrode"],
-        json!(["base"])
-    );
+    assert_eq!(view["manifest"]["routes"]["filterUp"]["overrode"], json!(["base"]));
     assert_eq!(
         view["manifest"]["routes"]["sensorToFilter"]["route"],
         "FROM /messages/modules/sensor/outputs/temp INTO BrokeredEndpoint(\"/modules/filter/inputs/in\")"
@@ -295,14 +223,8 @@ fn layered_overwrites_a_route_and_a_twin_subsection() {
     assert_eq!(view["manifest"]["runtime"]["from"], "base");
     assert_eq!(view["manifest"]["runtime"]["value"]["type"], "docker");
     assert_eq!(view["manifest"]["store_and_forward"]["from"], "base");
-    assert_eq!(
-        view["manifest"]["system_modules"]["edgeHub"]["from"],
-        "base"
-    );
-    assert_eq!(
-        view["manifest"]["twins"]["filter"]["desired"],
-        json!({"threshold": 10, "settings": {"a": 5}})
-    );
+    assert_eq!(view["manifest"]["system_modules"]["edgeHub"]["from"], "base");
+    assert_eq!(view["manifest"]["twins"]["filter"]["desired"], json!({"threshold": 10, "settings": {"a": 5}}));
     assert_eq!(
         view["manifest"]["twins"]["filter"]["provenance"][0],
         json!({"path": "settings.a", "from": "tune", "overrode": ["base"]})
@@ -323,23 +245,14 @@ fn whole_desired_replaces_lower_deployments_twin() {
     let s = stack(&ds, &all(2));
     let m = merge(&ds, &s);
     assert_eq!(m.twins["filter"], json!({"mode": "strict"}));
-    assert_eq!(
-        origin(&m, "filter", &["mode"]),
-        ("mode".into(), "reset".into(), vec![])
-    );
+    assert_eq!(origin(&m, "filter", &["mode"]), ("mode".into(), "reset".into(), vec![]));
     for gone in [&["threshold"][..], &["settings", "a"], &["settings", "b"]] {
         let (_, o) = m.provenance.origin("filter", gone).unwrap();
         assert!(o.removed, "{gone:?}");
-        assert_eq!(
-            (o.from.as_str(), o.overrode.clone()),
-            ("reset", vec!["base".to_string()])
-        );
+        assert_eq!((o.from.as_str(), o.overrode.clone()), ("reset", vec!["base".to_string()]));
     }
     // `$edgeAgent: {}` writes nothing: the agent document is the base's.
-    assert_eq!(
-        m.edge_agent,
-        base_content("s:1")["$edgeAgent"]["properties.desired"]
-    );
+    assert_eq!(m.edge_agent, base_content("s:1")["$edgeAgent"]["properties.desired"]);
 }
 
 #[test]
@@ -357,34 +270,17 @@ fn layered_without_a_base_gives_no_manifest() {
     assert!(m.no_standard && !m.unmanaged && !m.is_managed());
     assert_eq!(m.edge_agent, json!({}));
     assert!(m.provenance.is_empty());
-    assert_eq!(
-        checks(&ds, &s, &m),
-        vec![Check::LayeredWithoutStandard {
-            deployment: "monitor".into()
-        }]
-    );
+    assert_eq!(checks(&ds, &s, &m), vec![Check::LayeredWithoutStandard { deployment: "monitor".into() }]);
 }
 
 #[test]
 fn a_device_matching_nothing_is_unmanaged() {
-    let ds = vec![existing(
-        "base",
-        10,
-        "2024-01-01T00:00:00Z",
-        base_content("s:1"),
-    )];
+    let ds = vec![existing("base", 10, "2024-01-01T00:00:00Z", base_content("s:1"))];
     let s = stack(&ds, &MatchSet::new());
     let m = merge(&ds, &s);
     assert!(m.unmanaged && !m.no_standard);
     assert_eq!(s.standard, None);
-    let fleet = merge_fleet(
-        &ds,
-        [
-            ("z-dev", MatchSet::new()),
-            ("a-dev", MatchSet::new()),
-            ("m-dev", all(1)),
-        ],
-    );
+    let fleet = merge_fleet(&ds, [("z-dev", MatchSet::new()), ("a-dev", MatchSet::new()), ("m-dev", all(1))]);
     assert_eq!(fleet.groups.len(), 2);
     assert_eq!(fleet.warnings.len(), 1);
     assert_eq!(fleet.warnings[0].check, Check::Unmanaged);
@@ -415,11 +311,7 @@ fn equal_priority_layered_overlap_newest_wins_and_is_warned() {
     assert_eq!(m.modules().unwrap()["mon"]["settings"]["image"], "mon:2");
     assert_eq!(
         origin(&m, "$edgeAgent", &["modules", "mon"]),
-        (
-            "modules.mon".into(),
-            "mon-new".into(),
-            vec!["mon-old".into()]
-        )
+        ("modules.mon".into(), "mon-new".into(), vec!["mon-old".into()])
     );
     let overlap = |twin: &str, path: &str| Check::EqualPriorityLayeredOverlap {
         twin: twin.into(),
@@ -428,13 +320,7 @@ fn equal_priority_layered_overlap_newest_wins_and_is_warned() {
         winner: "mon-new".into(),
         loser: "mon-old".into(),
     };
-    assert_eq!(
-        checks(&ds, &s, &m),
-        vec![
-            overlap("$edgeAgent", "modules.mon"),
-            overlap("$edgeHub", "routes.monUp")
-        ]
-    );
+    assert_eq!(checks(&ds, &s, &m), vec![overlap("$edgeAgent", "modules.mon"), overlap("$edgeHub", "routes.monUp")]);
 }
 
 #[test]
@@ -458,11 +344,7 @@ fn routes_to_and_from_missing_modules_are_warned() {
     assert_eq!(
         got,
         vec![
-            Check::RouteToMissingModule {
-                route: "toGhost".into(),
-                module: "ghost".into(),
-                from: "wiring".into()
-            },
+            Check::RouteToMissingModule { route: "toGhost".into(), module: "ghost".into(), from: "wiring".into() },
             Check::RouteFromMissingModule {
                 route: "fromPhantom".into(),
                 module: "phantom".into(),
@@ -475,12 +357,7 @@ fn routes_to_and_from_missing_modules_are_warned() {
             },
         ]
     );
-    assert!(
-        fleet
-            .warnings
-            .iter()
-            .all(|w| w.devices == 7 && w.samples.len() == 5)
-    );
+    assert!(fleet.warnings.iter().all(|w| w.devices == 7 && w.samples.len() == 5));
     let json = serde_json::to_value(&fleet.warnings[0]).unwrap();
     assert_eq!(
         json,
@@ -494,14 +371,8 @@ fn oversized_documents_and_values_are_warned() {
     let big = "x".repeat(5000);
     let mut content = base_content("s:1");
     content["filter"]["properties.desired"]["blob"] = json!(big);
-    let many: serde_json::Map<String, Value> = (0..40)
-        .map(|i| {
-            (
-                format!("m{i}"),
-                json!({"settings": {"image": "y".repeat(900)}}),
-            )
-        })
-        .collect();
+    let many: serde_json::Map<String, Value> =
+        (0..40).map(|i| (format!("m{i}"), json!({"settings": {"image": "y".repeat(900)}}))).collect();
     content["$edgeAgent"]["properties.desired"]["modules"] = Value::Object(many);
     let ds = vec![existing("base", 10, "2024-01-01T00:00:00Z", content)];
     let s = stack(&ds, &all(1));
@@ -520,20 +391,11 @@ fn oversized_documents_and_values_are_warned() {
 
 #[test]
 fn device_management_configurations_stay_out() {
-    let adm: Configuration =
-        serde_json::from_value(json!({"id": "adm", "content": {"deviceContent": {}}})).unwrap();
+    let adm: Configuration = serde_json::from_value(json!({"id": "adm", "content": {"deviceContent": {}}})).unwrap();
     assert_eq!(adm.kind(), ConfigurationKind::DeviceManagement);
     assert!(MergeDeployment::pending(&adm, 0).is_none());
-    let c = config(
-        "c",
-        1,
-        None,
-        json!({"$edgeAgent": {"properties.desired": {}}}),
-    );
-    assert_eq!(
-        MergeDeployment::pending(&c, 3).unwrap().created,
-        CreatedAt::Pending(3)
-    );
+    let c = config("c", 1, None, json!({"$edgeAgent": {"properties.desired": {}}}));
+    assert_eq!(MergeDeployment::pending(&c, 3).unwrap().created, CreatedAt::Pending(3));
 }
 
 mod properties {
@@ -574,17 +436,14 @@ mod properties {
     fn created(n: u8) -> CreatedAt {
         // Half existing (with clashing instants), half pending.
         if n < 3 {
-            CreatedAt::Existing(
-                fleetform::merge::HubTime::parse(&format!("2024-01-01T00:00:0{n}.5Z")).unwrap(),
-            )
+            CreatedAt::Existing(fleetform::merge::HubTime::parse(&format!("2024-01-01T00:00:0{n}.5Z")).unwrap())
         } else {
             CreatedAt::Pending(u32::from(n - 3))
         }
     }
 
     fn build(i: usize, s: &Spec) -> MergeDeployment {
-        let module =
-            |m: usize, v: u8| json!({"settings": {"image": format!("{}:{v}", MODULES[m])}});
+        let module = |m: usize, v: u8| json!({"settings": {"image": format!("{}:{v}", MODULES[m])}});
         let route = |from: usize, to: usize| {
             Value::String(format!(
                 "FROM /messages/modules/{}/* INTO BrokeredEndpoint(\"/modules/{}/inputs/in\")",
@@ -595,10 +454,7 @@ mod properties {
         if s.layered {
             let mut agent = serde_json::Map::new();
             for &(m, v) in &s.modules {
-                agent.insert(
-                    format!("properties.desired.modules.{}", MODULES[m]),
-                    module(m, v),
-                );
+                agent.insert(format!("properties.desired.modules.{}", MODULES[m]), module(m, v));
             }
             content.insert("$edgeAgent".into(), Value::Object(agent));
             let mut hub = serde_json::Map::new();
@@ -607,43 +463,25 @@ mod properties {
             }
             content.insert("$edgeHub".into(), Value::Object(hub));
         } else {
-            let modules: serde_json::Map<String, Value> = s
-                .modules
-                .iter()
-                .map(|&(m, v)| (MODULES[m].to_string(), module(m, v)))
-                .collect();
-            let routes: serde_json::Map<String, Value> = s
-                .routes
-                .iter()
-                .map(|&(f, t)| (format!("r{f}{t}"), route(f, t)))
-                .collect();
+            let modules: serde_json::Map<String, Value> =
+                s.modules.iter().map(|&(m, v)| (MODULES[m].to_string(), module(m, v))).collect();
+            let routes: serde_json::Map<String, Value> =
+                s.routes.iter().map(|&(f, t)| (format!("r{f}{t}"), route(f, t))).collect();
             content.insert(
                 "$edgeAgent".into(),
                 json!({"properties.desired": {"schemaVersion": "1.1", "modules": modules}}),
             );
-            content.insert(
-                "$edgeHub".into(),
-                json!({"properties.desired": {"schemaVersion": "1.1", "routes": routes}}),
-            );
+            content
+                .insert("$edgeHub".into(), json!({"properties.desired": {"schemaVersion": "1.1", "routes": routes}}));
         }
         for &(m, v, whole) in &s.twin {
-            let twin = content
-                .entry(MODULES[m].to_string())
-                .or_insert_with(|| json!({}));
-            let key = if whole {
-                "properties.desired".to_string()
-            } else {
-                format!("properties.desired.k{v}")
-            };
+            let twin = content.entry(MODULES[m].to_string()).or_insert_with(|| json!({}));
+            let key = if whole { "properties.desired".to_string() } else { format!("properties.desired.k{v}") };
             twin[key] = json!({"v": v, "by": i});
         }
         MergeDeployment {
             id: format!("d{i}"),
-            kind: if s.layered {
-                ConfigurationKind::Layered
-            } else {
-                ConfigurationKind::Standard
-            },
+            kind: if s.layered { ConfigurationKind::Layered } else { ConfigurationKind::Standard },
             priority: s.priority,
             created: created(s.created),
             content: serde_json::from_value(Value::Object(content)).unwrap(),

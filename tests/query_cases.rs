@@ -8,8 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use fleetform::query::{
-    CompiledCondition, Condition, ConditionSet, QueryErrorKind, Scratch, Tri,
-    check_target_condition, parse_condition, parse_query, targets_device,
+    CompiledCondition, Condition, ConditionSet, QueryErrorKind, Scratch, Tri, check_target_condition, parse_condition,
+    parse_query, targets_device,
 };
 use serde_json::{Value, json};
 
@@ -113,39 +113,18 @@ const U: Tri = Tri::Undefined;
 const NULLS: &str = r#"{"tags":{"owner":null}}"#;
 const ARRAYS: &str = r#"{"tags":{"list":["a","b"],"n":5,"enabled":true}}"#;
 const QUOTES: &str = r#"{"deviceId":"it's-a-device","tags":{"name":"O'Brien","n":5}}"#;
-const ESCAPED: &str =
-    r#"{"tags":{"a.b":"dot","my-tag":1},"configurations":{"my-config":{"status":"Applied"}}}"#;
+const ESCAPED: &str = r#"{"tags":{"a.b":"dot","my-tag":1},"configurations":{"my-config":{"status":"Applied"}}}"#;
 const UNICODE: &str = r#"{"tags":{"Région":"EU","env":"a","ENV":"b"}}"#;
 
 /// (condition, twin, expected value)
 const CONDITIONS: &[(&str, &str, Tri)] = &[
     // Examples from the query-language docs.
     ("tags.location.region = 'US'", "doc", T),
-    (
-        "tags.location.region = 'US' AND properties.reported.telemetryConfig.sendFrequencyInSecs >= 60",
-        "doc",
-        T,
-    ),
-    (
-        "properties.reported.telemetryConfig.sendFrequencyInSecs < 60",
-        "doc",
-        F,
-    ),
-    (
-        "properties.reported.connectivity.type IN ['wired', 'wifi']",
-        "doc",
-        F,
-    ),
-    (
-        "properties.reported.connectivity.type IN ['wired', 'cellular']",
-        "doc",
-        T,
-    ),
-    (
-        "properties.reported.connectivity.type NIN ['wired', 'wifi']",
-        "doc",
-        T,
-    ),
+    ("tags.location.region = 'US' AND properties.reported.telemetryConfig.sendFrequencyInSecs >= 60", "doc", T),
+    ("properties.reported.telemetryConfig.sendFrequencyInSecs < 60", "doc", F),
+    ("properties.reported.connectivity.type IN ['wired', 'wifi']", "doc", F),
+    ("properties.reported.connectivity.type IN ['wired', 'cellular']", "doc", T),
+    ("properties.reported.connectivity.type NIN ['wired', 'wifi']", "doc", T),
     ("is_defined(properties.reported.connectivity)", "doc", T),
     ("IS_DEFINED(properties.reported.battery)", "doc", F),
     ("tags.location.plant = 'Redmond43'", "doc", T),
@@ -154,36 +133,16 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
         "doc",
         T,
     ),
-    (
-        "properties.desired.telemetryConfig.configId = properties.reported.telemetryConfig.configId",
-        "doc",
-        T,
-    ),
+    ("properties.desired.telemetryConfig.configId = properties.reported.telemetryConfig.configId", "doc", T),
     ("properties.desired.$version = 4", "doc", T),
     // Target conditions from the IoT Edge deployment docs.
     ("tags.environment='prod'", "edge", T),
-    (
-        "tags.environment='prod' AND tags.operator='John'",
-        "edge",
-        T,
-    ),
-    (
-        "tags.environment='prod' OR tags.location='westus'",
-        "edge",
-        T,
-    ),
-    (
-        "tags.operator='John' AND tags.environment='prod' AND NOT deviceId='linuxprod1'",
-        "edge",
-        F,
-    ),
+    ("tags.environment='prod' AND tags.operator='John'", "edge", T),
+    ("tags.environment='prod' OR tags.location='westus'", "edge", T),
+    ("tags.operator='John' AND tags.environment='prod' AND NOT deviceId='linuxprod1'", "edge", F),
     ("properties.reported.devicemodel='4000x'", "edge", T),
     ("deviceId='linuxprod1'", "edge", T),
-    (
-        "tags.environment='prod' AND tags.location.building='20' AND properties.reported.firmware >= '2.0'",
-        "edge",
-        T,
-    ),
+    ("tags.environment='prod' AND tags.location.building='20' AND properties.reported.firmware >= '2.0'", "edge", T),
     ("capabilities.iotEdge = true", "edge", T),
     ("*", "edge", T),
     // Case: names insensitive, strings sensitive.
@@ -191,11 +150,7 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
     ("TAGS.Location.REGION = 'US'", "doc", T),
     ("status = 'enabled'", "doc", T),
     ("Status = 'Enabled'", "doc", F),
-    (
-        "configurations.[[MY-CONFIG]].STATUS = 'Applied'",
-        ESCAPED,
-        T,
-    ),
+    ("configurations.[[MY-CONFIG]].STATUS = 'Applied'", ESCAPED, T),
     ("tags.RÉGION = 'EU'", UNICODE, T),
     ("tags.ENV = 'b'", UNICODE, T),
     ("tags.env = 'a'", UNICODE, T),
@@ -204,11 +159,7 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
     ("properties.desired.$version != '4'", "doc", T),
     ("properties.desired.$version <> 4", "doc", F),
     ("properties.desired.$version > '3'", "doc", U),
-    (
-        "properties.desired.telemetryConfig = properties.reported.telemetryConfig",
-        "doc",
-        U,
-    ),
+    ("properties.desired.telemetryConfig = properties.reported.telemetryConfig", "doc", U),
     ("tags.enabled = true", ARRAYS, T),
     ("tags.enabled > false", ARRAYS, U),
     ("tags.n = '5'", ARRAYS, F),
@@ -218,26 +169,10 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
     ("NOT properties.reported.missing = 'x'", "doc", U),
     ("NOT tags.location.region = 'EU'", "doc", T),
     ("NOT NOT tags.location.region = 'US'", "doc", T),
-    (
-        "properties.reported.missing = 'x' AND tags.location.region = 'EU'",
-        "doc",
-        F,
-    ),
-    (
-        "properties.reported.missing = 'x' OR tags.location.region = 'US'",
-        "doc",
-        T,
-    ),
-    (
-        "properties.reported.missing = 'x' OR tags.location.region = 'EU'",
-        "doc",
-        U,
-    ),
-    (
-        "properties.reported.missing = 'x' AND tags.location.region = 'US'",
-        "doc",
-        U,
-    ),
+    ("properties.reported.missing = 'x' AND tags.location.region = 'EU'", "doc", F),
+    ("properties.reported.missing = 'x' OR tags.location.region = 'US'", "doc", T),
+    ("properties.reported.missing = 'x' OR tags.location.region = 'EU'", "doc", U),
+    ("properties.reported.missing = 'x' AND tags.location.region = 'US'", "doc", U),
     ("tags.missing.deeper.still = 1", "doc", U),
     ("deviceId.length = 1", "doc", U),
     // Non-boolean conditions are never true.
@@ -280,11 +215,7 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
     // [[ ]] segments.
     ("tags.[[a.b]] = 'dot'", ESCAPED, T),
     ("tags.[[my-tag]] = 1", ESCAPED, T),
-    (
-        "configurations.[[my-config]].status = 'Applied'",
-        ESCAPED,
-        T,
-    ),
+    ("configurations.[[my-config]].status = 'Applied'", ESCAPED, T),
     ("tags.a.b = 'dot'", ESCAPED, U),
     // Numbers: hex, exponent, negative, arithmetic.
     ("cloudToDeviceMessageCount = 0", "doc", T),
@@ -329,26 +260,17 @@ fn condition_table() {
 #[test]
 fn condition_set_agrees_with_the_table() {
     let mut set = ConditionSet::new();
-    let parsed: Vec<Condition> = CONDITIONS
-        .iter()
-        .map(|(t, _, _)| parse_condition(t).expect("parses"))
-        .collect();
+    let parsed: Vec<Condition> = CONDITIONS.iter().map(|(t, _, _)| parse_condition(t).expect("parses")).collect();
     for c in &parsed {
         set.add(c);
     }
-    let twins: Vec<Value> = ["doc", "edge", NULLS, ARRAYS, QUOTES, ESCAPED, UNICODE]
-        .iter()
-        .map(|n| twin_named(n))
-        .collect();
+    let twins: Vec<Value> =
+        ["doc", "edge", NULLS, ARRAYS, QUOTES, ESCAPED, UNICODE].iter().map(|n| twin_named(n)).collect();
     let mut scratch = Scratch::new();
     for twin in &twins {
         let r = set.resolve(twin, &mut scratch);
         for (id, c) in parsed.iter().enumerate() {
-            assert_eq!(
-                r.evaluate(id),
-                CompiledCondition::new(c).evaluate(twin),
-                "{c}"
-            );
+            assert_eq!(r.evaluate(id), CompiledCondition::new(c).evaluate(twin), "{c}");
         }
     }
 }
@@ -379,16 +301,9 @@ fn explain_names_the_failing_clause() {
     let summary: Vec<(&str, Tri)> = out.iter().map(|o| (o.text.as_str(), o.value)).collect();
     assert_eq!(
         summary,
-        [
-            ("tags.environment='prod'", T),
-            ("tags.location.building='40'", F),
-            ("properties.reported.battery > 10", U)
-        ]
+        [("tags.environment='prod'", T), ("tags.location.building='40'", F), ("properties.reported.battery > 10", U)]
     );
-    assert_eq!(
-        &text[out[1].offset..out[1].offset + out[1].len],
-        out[1].text
-    );
+    assert_eq!(&text[out[1].offset..out[1].offset + out[1].len], out[1].text);
 }
 
 #[test]
@@ -406,28 +321,12 @@ fn target_condition_rules() {
 #[test]
 fn parse_errors_carry_spans_and_help() {
     let cases: &[(&str, usize, &str)] = &[
-        (
-            "tags.a = \"x\"",
-            9,
-            "double quotes are not allowed in target conditions; use single quotes",
-        ),
-        (
-            "STARTS_WITH(deviceId, 'a')",
-            0,
-            "unknown function STARTS_WITH — did you mean STARTSWITH?",
-        ),
-        (
-            "tags.a = 'abc",
-            9,
-            "close the string with a single quote; write '' for a quote inside a string",
-        ),
+        ("tags.a = \"x\"", 9, "double quotes are not allowed in target conditions; use single quotes"),
+        ("STARTS_WITH(deviceId, 'a')", 0, "unknown function STARTS_WITH — did you mean STARTSWITH?"),
+        ("tags.a = 'abc", 9, "close the string with a single quote; write '' for a quote inside a string"),
         ("(tags.a = 1", 0, "add the missing ')'"),
         ("tags.a = 1)", 10, "remove this ')' or add the matching '('"),
-        (
-            "",
-            0,
-            "an empty target condition targets no device; use '*' to target every IoT Edge device",
-        ),
+        ("", 0, "an empty target condition targets no device; use '*' to target every IoT Edge device"),
     ];
     for &(text, offset, help) in cases {
         let e = parse_condition(text).unwrap_err();
@@ -497,18 +396,12 @@ fn query_cases() -> Vec<(&'static str, Value)> {
                 {"numberOfDevices": 1}
             ]),
         ),
-        (
-            "SELECT COUNT() AS totalNumberOfDevices FROM devices",
-            json!([{"totalNumberOfDevices": 5}]),
-        ),
+        ("SELECT COUNT() AS totalNumberOfDevices FROM devices", json!([{"totalNumberOfDevices": 5}])),
         (
             "select count() as n from devices where capabilities.iotEdge = true and tags.location.region = 'US'",
             json!([{"n": 2}]),
         ),
-        (
-            "SELECT TOP 2 deviceId FROM devices",
-            json!([{"deviceId": "d1"}, {"deviceId": "d2"}]),
-        ),
+        ("SELECT TOP 2 deviceId FROM devices", json!([{"deviceId": "d1"}, {"deviceId": "d2"}])),
         ("SELECT TOP 0 * FROM devices", json!([])),
         (
             "SELECT tags.location.region, COUNT() AS n FROM devices WHERE IS_DEFINED(tags.location) GROUP BY tags.location.region",
@@ -530,10 +423,7 @@ fn query_cases() -> Vec<(&'static str, Value)> {
             "SELECT * FROM devices WHERE deviceId = 'd5'",
             json!([{"deviceId": "d5", "capabilities": {"iotEdge": false}, "status": "enabled"}]),
         ),
-        (
-            "SELECT LastActivityTime, DEVICEID FROM devices WHERE status = 'disabled'",
-            json!([{"DEVICEID": "d3"}]),
-        ),
+        ("SELECT LastActivityTime, DEVICEID FROM devices WHERE status = 'disabled'", json!([{"DEVICEID": "d3"}])),
         (
             "SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND configurations.[[dep-1]].status = 'Applied'",
             json!([{"deviceId": "d1"}, {"deviceId": "d2"}]),
@@ -552,10 +442,7 @@ fn query_cases() -> Vec<(&'static str, Value)> {
             "SELECT deviceId, moduleId FROM devices.modules WHERE properties.reported.status = 'scanning' AND deviceId IN ['d1', 'd2']",
             json!([{"deviceId": "d1", "moduleId": "scanner"}]),
         ),
-        (
-            "SELECT COUNT() AS n FROM devices.modules WHERE moduleId = '$edgeAgent'",
-            json!([{"n": 3}]),
-        ),
+        ("SELECT COUNT() AS n FROM devices.modules WHERE moduleId = '$edgeAgent'", json!([{"n": 3}])),
     ]
 }
 

@@ -82,11 +82,7 @@ pub enum GenerateError {
         code(fleetform::generate::invalid_option),
         help("shares are fractions between 0 and 1, e.g. --edge-share 0.9")
     )]
-    InvalidOption {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidOption { name: &'static str, value: String, reason: &'static str },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -126,12 +122,7 @@ pub fn generate(opts: &GenerateOptions, out: &Path) -> Result<GenerateSummary, G
         let place = campus.place(&dists, &mut rng);
         // An untagged twin has no environment either.
         let staging = staging && place.building.is_some();
-        let spec = DeviceSpec {
-            seq,
-            edge,
-            environment: if staging { "staging" } else { "prod" },
-            place,
-        };
+        let spec = DeviceSpec { seq, edge, environment: if staging { "staging" } else { "prod" }, place };
         let twin = device_twin(&spec, &dists, &mut rng, &mut scratch);
         devices.push(&twin)?;
         summary.devices += 1;
@@ -156,11 +147,7 @@ fn check_share(name: &'static str, value: f64) -> Result<(), GenerateError> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(GenerateError::InvalidOption {
-            name,
-            value: value.to_string(),
-            reason: "must be between 0 and 1",
-        })
+        Err(GenerateError::InvalidOption { name, value: value.to_string(), reason: "must be between 0 and 1" })
     }
 }
 
@@ -229,14 +216,8 @@ impl Distributions {
     fn new() -> Distributions {
         // The weights are non-empty constants with a positive sum, which is all
         // `WeightedIndex::new` checks.
-        let index = |weights: &[u32]| {
-            WeightedIndex::new(weights.iter().copied()).expect("constant weights are valid")
-        };
-        Distributions {
-            room: index(&ROOM_WEIGHTS),
-            model: index(&MODEL_WEIGHTS),
-            firmware: index(&FIRMWARE_WEIGHTS),
-        }
+        let index = |weights: &[u32]| WeightedIndex::new(weights.iter().copied()).expect("constant weights are valid");
+        Distributions { room: index(&ROOM_WEIGHTS), model: index(&MODEL_WEIGHTS), firmware: index(&FIRMWARE_WEIGHTS) }
     }
 }
 
@@ -257,12 +238,8 @@ impl Campus {
                 .take(count - LEAD_BUILDINGS.len()),
         );
         // Building 20 keeps at least three floors: the canary deployment targets floor 3.
-        let floors = buildings
-            .iter()
-            .map(|b| if b == "20" { 6 } else { rng.gen_range(1..=8) })
-            .collect();
-        let weights =
-            (0..buildings.len()).map(|rank| 1.0 / ((rank + 1) as f64).powf(BUILDING_SKEW));
+        let floors = buildings.iter().map(|b| if b == "20" { 6 } else { rng.gen_range(1..=8) }).collect();
+        let weights = (0..buildings.len()).map(|rank| 1.0 / ((rank + 1) as f64).powf(BUILDING_SKEW));
         Campus {
             // At least four finite positive weights, so this cannot fail.
             building_index: WeightedIndex::new(weights).expect("Zipf weights are valid"),
@@ -275,9 +252,7 @@ impl Campus {
         let b = self.building_index.sample(rng);
         let roomtype = ROOM_TYPES[dists.room.sample(rng)];
         let floor = rng.gen_range(1..=self.floors[b]);
-        let owner = rng
-            .gen_bool(0.75)
-            .then(|| OWNERS[rng.gen_range(0..OWNERS.len())]);
+        let owner = rng.gen_bool(0.75).then(|| OWNERS[rng.gen_range(0..OWNERS.len())]);
         // A few twins were registered without a floor (1 %), or without any tags (0.3 %).
         let shape = rng.gen_range(0..1000);
         Place {
@@ -347,10 +322,7 @@ struct Thumbprint {
     secondary_thumbprint: Option<&'static str>,
 }
 
-const NO_THUMBPRINT: Thumbprint = Thumbprint {
-    primary_thumbprint: None,
-    secondary_thumbprint: None,
-};
+const NO_THUMBPRINT: Thumbprint = Thumbprint { primary_thumbprint: None, secondary_thumbprint: None };
 
 #[derive(Serialize)]
 struct Tags<'a> {
@@ -466,19 +438,9 @@ fn device_twin<'a>(
         (false, _, _) => write!(s.id, "dev-{:06}", spec.seq),
         (true, None, _) => write!(s.id, "edge-{:06}", spec.seq),
         (true, Some(b), None) => {
-            write!(
-                s.id,
-                "b{b}-{}-{:06}",
-                room_abbreviation(place.roomtype),
-                spec.seq
-            )
+            write!(s.id, "b{b}-{}-{:06}", room_abbreviation(place.roomtype), spec.seq)
         }
-        (true, Some(b), Some(f)) => write!(
-            s.id,
-            "b{b}-f{f}-{}-{:06}",
-            room_abbreviation(place.roomtype),
-            spec.seq
-        ),
+        (true, Some(b), Some(f)) => write!(s.id, "b{b}-f{f}-{}-{:06}", room_abbreviation(place.roomtype), spec.seq),
     };
     let version = rng.gen_range(2..500);
     twin_etag(version, &mut s.etag);
@@ -489,24 +451,10 @@ fn device_twin<'a>(
     let model = MODELS[dists.model.sample(rng)];
     let firmware = FIRMWARE[dists.firmware.sample(rng)];
     s.serial.clear();
-    let _ = write!(
-        s.serial,
-        "{}{:08X}",
-        model.split('-').next().unwrap_or("x").to_uppercase(),
-        rng.r#gen::<u32>()
-    );
+    let _ = write!(s.serial, "{}{:08X}", model.split('-').next().unwrap_or("x").to_uppercase(), rng.r#gen::<u32>());
     s.ip.clear();
-    let octet = |v: Option<TagValue<'_>>| {
-        v.and_then(|v| v.to_string().parse::<u8>().ok())
-            .unwrap_or(0)
-    };
-    let _ = write!(
-        s.ip,
-        "10.{}.{}.{}",
-        octet(place.building),
-        octet(place.floor),
-        rng.gen_range(2..255)
-    );
+    let octet = |v: Option<TagValue<'_>>| v.and_then(|v| v.to_string().parse::<u8>().ok()).unwrap_or(0);
+    let _ = write!(s.ip, "10.{}.{}.{}", octet(place.building), octet(place.floor), rng.gen_range(2..255));
     let rpi = model == "rpi-4";
     let wifi = rpi || rng.gen_bool(0.2);
     let telemetry_interval = [15, 30, 60][rng.gen_range(0..3)];
@@ -530,11 +478,7 @@ fn device_twin<'a>(
         device_etag: &s.device_etag,
         status: "enabled",
         status_update_time: "0001-01-01T00:00:00Z",
-        connection_state: if connected {
-            "Connected"
-        } else {
-            "Disconnected"
-        },
+        connection_state: if connected { "Connected" } else { "Disconnected" },
         last_activity_time: &s.last_activity,
         cloud_to_device_message_count: 0,
         authentication_type: "sas",
@@ -543,18 +487,12 @@ fn device_twin<'a>(
         version,
         tags: place.building.map(|building| Tags {
             environment: spec.environment,
-            location: Location {
-                building,
-                floor: place.floor,
-            },
+            location: Location { building, floor: place.floor },
             roomtype: place.roomtype,
             owner: place.owner,
         }),
         properties: DeviceProperties {
-            desired: DeviceDesired {
-                telemetry_interval,
-                version: desired_version,
-            },
+            desired: DeviceDesired { telemetry_interval, version: desired_version },
             reported: DeviceReported {
                 hardware: Hardware {
                     model,
@@ -563,24 +501,14 @@ fn device_twin<'a>(
                     memory_mb: if rpi { 4096 } else { 16384 },
                 },
                 firmware,
-                os: Os {
-                    name: "Ubuntu",
-                    version: "22.04",
-                    architecture: if rpi { "aarch64" } else { "x86_64" },
-                },
-                network: Network {
-                    ip_address: &s.ip,
-                    interface: if wifi { "wlan0" } else { "eth0" },
-                    signal_dbm,
-                },
+                os: Os { name: "Ubuntu", version: "22.04", architecture: if rpi { "aarch64" } else { "x86_64" } },
+                network: Network { ip_address: &s.ip, interface: if wifi { "wlan0" } else { "eth0" }, signal_dbm },
                 telemetry_interval,
                 uptime_seconds,
                 version: reported_version,
             },
         },
-        capabilities: Capabilities {
-            iot_edge: spec.edge,
-        },
+        capabilities: Capabilities { iot_edge: spec.edge },
         device_scope: spec.edge.then_some(s.scope.as_str()),
         parent_scopes: spec.edge.then_some([]),
     }
@@ -705,15 +633,8 @@ fn edge_agent_twin<'a>(
             desired: AgentDesired { version: 1 },
             reported: AgentReported {
                 schema_version: "1.1",
-                version: AgentVersion {
-                    version: "1.5.7",
-                    build: "95118429",
-                    commit: "3dc2f1b6a9a4",
-                },
-                last_desired_status: DesiredStatus {
-                    code: 200,
-                    description: "",
-                },
+                version: AgentVersion { version: "1.5.7", build: "95118429", commit: "3dc2f1b6a9a4" },
+                last_desired_status: DesiredStatus { code: 200, description: "" },
                 last_desired_version: 1,
                 runtime: AgentRuntime {
                     platform: AgentPlatform {
@@ -757,13 +678,7 @@ const fn group(
     edge: bool,
     count: usize,
 ) -> CampusGroup {
-    CampusGroup {
-        building,
-        floors,
-        environment,
-        edge,
-        count,
-    }
+    CampusGroup { building, floors, environment, edge, count }
 }
 
 /// The campus example's fleet, shaped against the example deployments (campus-base:
@@ -787,18 +702,8 @@ const CAMPUS_GROUPS: [CampusGroup; 12] = [
 
 /// Room types cycle through this within a group, so counts are exact: 2 in 10 devices
 /// are in conference rooms.
-const CAMPUS_ROOMS: [&str; 10] = [
-    "office",
-    "conference",
-    "office",
-    "lab",
-    "office",
-    "conference",
-    "lobby",
-    "office",
-    "datacenter",
-    "office",
-];
+const CAMPUS_ROOMS: [&str; 10] =
+    ["office", "conference", "office", "lab", "office", "conference", "lobby", "office", "datacenter", "office"];
 
 const CAMPUS_SEED: u64 = 20;
 
@@ -811,10 +716,7 @@ pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError
     let dists = Distributions::new();
     let mut devices = writer.devices_file(TwinFormat::Json)?;
     let mut modules = writer.module_twins_file(TwinFormat::Json)?;
-    let mut summary = GenerateSummary {
-        buildings: 5,
-        ..GenerateSummary::default()
-    };
+    let mut summary = GenerateSummary { buildings: 5, ..GenerateSummary::default() };
     let mut scratch = DeviceScratch::default();
     let mut agent_scratch = AgentScratch::default();
     let mut specs = Vec::new();
@@ -840,39 +742,19 @@ pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError
         // `tags.location` without `floor`: building-monitoring applies, the canary not.
         ("prod", Some(TagValue::Text("20")), None, "office"),
         // `floor: "3"`, a string: never equal to the number 3, so no canary.
-        (
-            "prod",
-            Some(TagValue::Text("20")),
-            Some(TagValue::Text("3")),
-            "lab",
-        ),
+        ("prod", Some(TagValue::Text("20")), Some(TagValue::Text("3")), "lab"),
         // `building: 20`, a number: never equal to '20', so only base and camera.
-        (
-            "prod",
-            Some(TagValue::Number(20)),
-            Some(TagValue::Number(3)),
-            "conference",
-        ),
+        ("prod", Some(TagValue::Number(20)), Some(TagValue::Number(3)), "conference"),
         // `environment: "Prod"`: comparison is case-sensitive, so no base under
         // building-monitoring.
-        (
-            "Prod",
-            Some(TagValue::Text("21")),
-            Some(TagValue::Number(2)),
-            "office",
-        ),
+        ("Prod", Some(TagValue::Text("21")), Some(TagValue::Number(2)), "office"),
     ];
     for (environment, building, floor, roomtype) in oddballs {
         specs.push(DeviceSpec {
             seq: specs.len() + 1,
             edge: true,
             environment,
-            place: Place {
-                building,
-                floor,
-                roomtype,
-                owner: Some("facilities"),
-            },
+            place: Place { building, floor, roomtype, owner: Some("facilities") },
         });
     }
     for spec in &specs {
@@ -911,11 +793,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {
-        let opts = GenerateOptions {
-            devices: 500,
-            seed: 7,
-            ..GenerateOptions::default()
-        };
+        let opts = GenerateOptions { devices: 500, seed: 7, ..GenerateOptions::default() };
         let (a, sa) = generate_into(&opts);
         let (b, sb) = generate_into(&opts);
         let (c, _) = generate_into(&GenerateOptions { seed: 8, ..opts });
@@ -923,40 +801,23 @@ mod tests {
         for name in ["devices.jsonl", "modules.jsonl", "configurations.json"] {
             assert_eq!(read(a.path(), name), read(b.path(), name), "{name}");
         }
-        assert_ne!(
-            read(a.path(), "devices.jsonl"),
-            read(c.path(), "devices.jsonl")
-        );
-        assert_ne!(
-            read(a.path(), "modules.jsonl"),
-            read(c.path(), "modules.jsonl")
-        );
+        assert_ne!(read(a.path(), "devices.jsonl"), read(c.path(), "devices.jsonl"));
+        assert_ne!(read(a.path(), "modules.jsonl"), read(c.path(), "modules.jsonl"));
     }
 
     #[test]
     fn generated_fleet_reads_back_with_its_shape() {
-        let (dir, summary) = generate_into(&GenerateOptions {
-            devices: 4000,
-            seed: 3,
-            ..GenerateOptions::default()
-        });
+        let (dir, summary) = generate_into(&GenerateOptions { devices: 4000, seed: 3, ..GenerateOptions::default() });
         let snap = Snapshot::open(dir.path()).unwrap();
         assert!(snap.configurations().unwrap().is_empty());
-        assert_eq!(
-            fs::read_to_string(dir.path().join("configurations.json")).unwrap(),
-            "[]\n"
-        );
+        assert_eq!(fs::read_to_string(dir.path().join("configurations.json")).unwrap(), "[]\n");
         let mut buildings: BTreeMap<String, usize> = BTreeMap::new();
         let (mut edge, mut staging, mut untagged, mut floorless) = (0, 0, 0, 0);
         for twin in snap.devices().unwrap() {
             let twin = twin.unwrap();
             edge += usize::from(twin.is_edge());
             let id = twin.device_id();
-            assert!(
-                id.starts_with(if twin.is_edge() { "b" } else { "dev-" })
-                    || id.starts_with("edge-"),
-                "{id}"
-            );
+            assert!(id.starts_with(if twin.is_edge() { "b" } else { "dev-" }) || id.starts_with("edge-"), "{id}");
             let Some(tags) = twin.tags() else {
                 untagged += 1;
                 continue;
@@ -968,15 +829,7 @@ mod tests {
                 Some(f) => assert!((1..=8).contains(&f.as_u64().unwrap())),
                 None => floorless += 1,
             }
-            assert!(
-                MODELS.contains(
-                    &twin
-                        .get_path("properties.reported.hardware.model")
-                        .unwrap()
-                        .as_str()
-                        .unwrap()
-                )
-            );
+            assert!(MODELS.contains(&twin.get_path("properties.reported.hardware.model").unwrap().as_str().unwrap()));
         }
         assert_eq!(edge, summary.edge_devices);
         assert_eq!(staging, summary.staging_devices);
@@ -999,10 +852,7 @@ mod tests {
             assert!(m.configurations().unwrap().is_empty());
             let reported = &m.value()["properties"]["reported"];
             assert_eq!(reported["lastDesiredStatus"]["code"], 200);
-            assert_eq!(
-                reported["lastDesiredVersion"],
-                m.value()["properties"]["desired"]["$version"]
-            );
+            assert_eq!(reported["lastDesiredVersion"], m.value()["properties"]["desired"]["$version"]);
         }
         assert_eq!(agents, summary.module_twins);
         assert_eq!(agents, edge);
@@ -1016,10 +866,7 @@ mod tests {
     #[test]
     fn big_fleets_spread_over_more_buildings() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(
-            Campus::new(10, &mut rng).buildings,
-            ["20", "21", "40", "43"]
-        );
+        assert_eq!(Campus::new(10, &mut rng).buildings, ["20", "21", "40", "43"]);
         let campus = Campus::new(1_000_000, &mut rng);
         assert_eq!(campus.buildings.len(), 120);
         assert!(campus.buildings.iter().any(|b| b == "120"));
@@ -1030,26 +877,13 @@ mod tests {
     #[test]
     fn options_are_checked_and_configurations_written() {
         let dir = tempfile::tempdir().unwrap();
-        let bad = GenerateOptions {
-            edge_share: 1.5,
-            ..GenerateOptions::default()
-        };
-        assert!(matches!(
-            generate(&bad, dir.path()),
-            Err(GenerateError::InvalidOption {
-                name: "edge share",
-                ..
-            })
-        ));
+        let bad = GenerateOptions { edge_share: 1.5, ..GenerateOptions::default() };
+        assert!(matches!(generate(&bad, dir.path()), Err(GenerateError::InvalidOption { name: "edge share", .. })));
         let opts = GenerateOptions {
             devices: 10,
             module_twins: false,
             edge_share: 1.0,
-            configurations: vec![Configuration {
-                id: "campus-base".into(),
-                priority: 10,
-                ..Configuration::default()
-            }],
+            configurations: vec![Configuration { id: "campus-base".into(), priority: 10, ..Configuration::default() }],
             ..GenerateOptions::default()
         };
         let summary = generate(&opts, dir.path()).unwrap();

@@ -52,9 +52,7 @@ pub enum SnapshotError {
     #[error("snapshot directory {} does not exist or is not a directory", dir.display())]
     #[diagnostic(
         code(fleetform::snapshot::not_a_directory),
-        help(
-            "--hub takes a directory holding configurations.json and devices.json or devices.jsonl"
-        )
+        help("--hub takes a directory holding configurations.json and devices.json or devices.jsonl")
     )]
     NotADirectory { dir: PathBuf },
 
@@ -75,21 +73,14 @@ pub enum SnapshotError {
         code(fleetform::snapshot::ambiguous),
         help("keep one of them: .json holds a JSON array of twins, .jsonl one twin per line")
     )]
-    Ambiguous {
-        dir: PathBuf,
-        first: &'static str,
-        second: &'static str,
-    },
+    Ambiguous { dir: PathBuf, first: &'static str, second: &'static str },
 
     #[error("cannot read {}: {source}", path.display())]
     #[diagnostic(code(fleetform::snapshot::read))]
     Read { path: PathBuf, source: io::Error },
 
     #[error("cannot write {}: {source}", path.display())]
-    #[diagnostic(
-        code(fleetform::snapshot::write),
-        help("the previous file, if any, is left untouched")
-    )]
+    #[diagnostic(code(fleetform::snapshot::write), help("the previous file, if any, is left untouched"))]
     Write { path: PathBuf, source: io::Error },
 
     #[error("malformed JSON at {}:{line}:{column}: {message}", file.display())]
@@ -106,15 +97,9 @@ pub enum SnapshotError {
     #[error("{what} at {}:{line} is not a JSON object", file.display())]
     #[diagnostic(
         code(fleetform::snapshot::not_an_object),
-        help(
-            "each twin is one JSON object; .json files hold an array of them, .jsonl files one per line"
-        )
+        help("each twin is one JSON object; .json files hold an array of them, .jsonl files one per line")
     )]
-    NotAnObject {
-        what: &'static str,
-        file: PathBuf,
-        line: u64,
-    },
+    NotAnObject { what: &'static str, file: PathBuf, line: u64 },
 
     #[error("twin without {field} at {}:{line}", file.display())]
     #[diagnostic(
@@ -123,27 +108,14 @@ pub enum SnapshotError {
             "every {what} needs a non-empty string `{field}`; export twins with `SELECT * FROM devices` so that ids are included"
         )
     )]
-    MissingId {
-        what: &'static str,
-        field: &'static str,
-        file: PathBuf,
-        line: u64,
-    },
+    MissingId { what: &'static str, field: &'static str, file: PathBuf, line: u64 },
 
     #[error("duplicate {what} {key:?} at {}:{line} (first at line {first_line})", file.display())]
     #[diagnostic(
         code(fleetform::snapshot::duplicate),
-        help(
-            "a hub holds one twin per id; the snapshot was probably concatenated from overlapping exports"
-        )
+        help("a hub holds one twin per id; the snapshot was probably concatenated from overlapping exports")
     )]
-    Duplicate {
-        what: &'static str,
-        key: String,
-        file: PathBuf,
-        line: u64,
-        first_line: u64,
-    },
+    Duplicate { what: &'static str, key: String, file: PathBuf, line: u64, first_line: u64 },
 
     #[error("duplicate configuration id {id:?} in {}", file.display())]
     #[diagnostic(
@@ -201,25 +173,15 @@ impl Snapshot {
     /// since silently preferring one would plan against the wrong fleet.
     pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
         if !dir.is_dir() {
-            return Err(SnapshotError::NotADirectory {
-                dir: dir.to_path_buf(),
-            });
+            return Err(SnapshotError::NotADirectory { dir: dir.to_path_buf() });
         }
         let configurations = Some(dir.join(CONFIGURATIONS_FILE)).filter(|p| p.is_file());
         let devices = find_twin_file(dir, DEVICES_JSON, DEVICES_JSONL)?;
         let modules = find_twin_file(dir, MODULES_JSON, MODULES_JSONL)?;
         if configurations.is_none() && devices.is_none() {
-            return Err(SnapshotError::NotASnapshot {
-                dir: dir.to_path_buf(),
-            });
+            return Err(SnapshotError::NotASnapshot { dir: dir.to_path_buf() });
         }
-        Ok(Snapshot {
-            dir: dir.to_path_buf(),
-            configurations,
-            devices,
-            modules,
-            projection: Projection::Full,
-        })
+        Ok(Snapshot { dir: dir.to_path_buf(), configurations, devices, modules, projection: Projection::Full })
     }
 
     /// Reads device twins with `projection` from now on (module twins are always whole).
@@ -268,12 +230,7 @@ impl Snapshot {
     /// folds each into a per-worker accumulator made by `init`; returns the accumulators.
     /// Twins reach `fold` in no particular order. Errors are the ones the serial reader
     /// would report first (lowest line), and then no accumulator is returned.
-    pub fn par_fold_devices<A, I, F>(
-        &self,
-        threads: usize,
-        init: I,
-        fold: F,
-    ) -> Result<Vec<A>, SnapshotError>
+    pub fn par_fold_devices<A, I, F>(&self, threads: usize, init: I, fold: F) -> Result<Vec<A>, SnapshotError>
     where
         A: Send,
         I: Fn() -> A + Sync,
@@ -283,24 +240,13 @@ impl Snapshot {
     }
 
     /// [`Snapshot::par_fold_devices`] for module twins.
-    pub fn par_fold_module_twins<A, I, F>(
-        &self,
-        threads: usize,
-        init: I,
-        fold: F,
-    ) -> Result<Vec<A>, SnapshotError>
+    pub fn par_fold_module_twins<A, I, F>(&self, threads: usize, init: I, fold: F) -> Result<Vec<A>, SnapshotError>
     where
         A: Send,
         I: Fn() -> A + Sync,
         F: Fn(&mut A, ModuleTwin) + Sync,
     {
-        par_fold::<ModuleTwin, A, I, F>(
-            self.modules.as_ref(),
-            Projection::Full,
-            threads,
-            init,
-            fold,
-        )
+        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), Projection::Full, threads, init, fold)
     }
 
     /// Calls `f` for every device twin on `threads` worker threads (0 = all cores).
@@ -308,32 +254,17 @@ impl Snapshot {
     where
         F: Fn(Twin) + Sync,
     {
-        self.par_fold_devices(threads, || (), |_, twin| f(twin))
-            .map(drop)
+        self.par_fold_devices(threads, || (), |_, twin| f(twin)).map(drop)
     }
 }
 
-fn find_twin_file(
-    dir: &Path,
-    json: &'static str,
-    jsonl: &'static str,
-) -> Result<Option<TwinFile>, SnapshotError> {
+fn find_twin_file(dir: &Path, json: &'static str, jsonl: &'static str) -> Result<Option<TwinFile>, SnapshotError> {
     let array = dir.join(json);
     let lines = dir.join(jsonl);
     match (array.is_file(), lines.is_file()) {
-        (true, true) => Err(SnapshotError::Ambiguous {
-            dir: dir.to_path_buf(),
-            first: json,
-            second: jsonl,
-        }),
-        (true, false) => Ok(Some(TwinFile {
-            path: array,
-            format: TwinFormat::Json,
-        })),
-        (false, true) => Ok(Some(TwinFile {
-            path: lines,
-            format: TwinFormat::JsonLines,
-        })),
+        (true, true) => Err(SnapshotError::Ambiguous { dir: dir.to_path_buf(), first: json, second: jsonl }),
+        (true, false) => Ok(Some(TwinFile { path: array, format: TwinFormat::Json })),
+        (false, true) => Ok(Some(TwinFile { path: lines, format: TwinFormat::JsonLines })),
         (false, false) => Ok(None),
     }
 }
@@ -341,10 +272,7 @@ fn find_twin_file(
 /// Reads a `configurations.json` file (also usable on `az iot edge deployment list`
 /// output, which is the same array).
 pub fn read_configurations(path: &Path) -> Result<Vec<Configuration>, SnapshotError> {
-    let bytes = fs::read(path).map_err(|source| SnapshotError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = fs::read(path).map_err(|source| SnapshotError::Read { path: path.to_path_buf(), source })?;
     let text = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
     let configurations: Vec<Configuration> = serde_json::from_slice(text).map_err(|e| {
         syntax_error(
@@ -357,10 +285,7 @@ pub fn read_configurations(path: &Path) -> Result<Vec<Configuration>, SnapshotEr
     let mut ids = HashSet::new();
     for c in &configurations {
         if !ids.insert(c.id.as_str()) {
-            return Err(SnapshotError::DuplicateConfiguration {
-                file: path.to_path_buf(),
-                id: c.id.clone(),
-            });
+            return Err(SnapshotError::DuplicateConfiguration { file: path.to_path_buf(), id: c.id.clone() });
         }
     }
     Ok(configurations)
@@ -425,10 +350,7 @@ impl<R: BufRead> Splitter<R> {
     fn next_line(&mut self, out: &mut Vec<u8>) -> Result<Option<RecordPos>, SnapshotError> {
         loop {
             let start = out.len();
-            let n = self
-                .reader
-                .read_until(b'\n', out)
-                .map_err(|source| self.read_error(source))?;
+            let n = self.reader.read_until(b'\n', out).map_err(|source| self.read_error(source))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -448,10 +370,7 @@ impl<R: BufRead> Splitter<R> {
                 out.truncate(start);
                 continue;
             }
-            return Ok(Some(RecordPos {
-                line: self.line,
-                column,
-            }));
+            return Ok(Some(RecordPos { line: self.line, column }));
         }
     }
 
@@ -459,10 +378,7 @@ impl<R: BufRead> Splitter<R> {
         loop {
             match self.state {
                 ArrayState::Start => {
-                    let buf = self
-                        .reader
-                        .fill_buf()
-                        .map_err(|e| Self::io(&self.path, e))?;
+                    let buf = self.reader.fill_buf().map_err(|e| Self::io(&self.path, e))?;
                     if buf.starts_with(UTF8_BOM) {
                         self.reader.consume(UTF8_BOM.len());
                     }
@@ -510,16 +426,10 @@ impl<R: BufRead> Splitter<R> {
 
     /// Copies one object, starting at the `{` under the cursor, into `out`.
     fn element(&mut self, out: &mut Vec<u8>) -> Result<RecordPos, SnapshotError> {
-        let pos = RecordPos {
-            line: self.line,
-            column: self.column + 1,
-        };
+        let pos = RecordPos { line: self.line, column: self.column + 1 };
         let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
         loop {
-            let buf = self
-                .reader
-                .fill_buf()
-                .map_err(|e| Self::io(&self.path, e))?;
+            let buf = self.reader.fill_buf().map_err(|e| Self::io(&self.path, e))?;
             if buf.is_empty() {
                 return Err(SnapshotError::Syntax {
                     file: self.path.clone(),
@@ -575,10 +485,7 @@ impl<R: BufRead> Splitter<R> {
     /// Skips whitespace and returns the next byte without consuming it.
     fn peek_non_ws(&mut self) -> Result<Option<u8>, SnapshotError> {
         loop {
-            let buf = self
-                .reader
-                .fill_buf()
-                .map_err(|e| Self::io(&self.path, e))?;
+            let buf = self.reader.fill_buf().map_err(|e| Self::io(&self.path, e))?;
             if buf.is_empty() {
                 return Ok(None);
             }
@@ -618,9 +525,7 @@ impl<R: BufRead> Splitter<R> {
             line: self.line,
             column: self.column + 1,
             message: format!("expected {expected}, found {found}"),
-            help:
-                "a .json twin file holds one JSON array of twin objects: [{\"deviceId\": ...}, ...]"
-                    .into(),
+            help: "a .json twin file holds one JSON array of twin objects: [{\"deviceId\": ...}, ...]".into(),
         }
     }
 
@@ -629,23 +534,13 @@ impl<R: BufRead> Splitter<R> {
     }
 
     fn io(path: &Path, source: io::Error) -> SnapshotError {
-        SnapshotError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
+        SnapshotError::Read { path: path.to_path_buf(), source }
     }
 }
 
 fn open_splitter(file: &TwinFile) -> Result<Splitter<BufReader<File>>, SnapshotError> {
-    let handle = File::open(&file.path).map_err(|source| SnapshotError::Read {
-        path: file.path.clone(),
-        source,
-    })?;
-    Ok(Splitter::new(
-        BufReader::with_capacity(READ_BUFFER, handle),
-        file.path.clone(),
-        file.format,
-    ))
+    let handle = File::open(&file.path).map_err(|source| SnapshotError::Read { path: file.path.clone(), source })?;
+    Ok(Splitter::new(BufReader::with_capacity(READ_BUFFER, handle), file.path.clone(), file.format))
 }
 
 /// The part of a serde_json error message without its " at line L column C" suffix,
@@ -662,18 +557,9 @@ fn serde_message(e: &serde_json::Error) -> String {
 /// Maps a serde_json error inside a record to a position in the file.
 fn syntax_error(file: &Path, pos: RecordPos, e: &serde_json::Error, help: String) -> SnapshotError {
     let (line, column) = (e.line() as u64, e.column() as u64);
-    let (line, column) = if line <= 1 {
-        (pos.line, pos.column + column.saturating_sub(1))
-    } else {
-        (pos.line + line - 1, column)
-    };
-    SnapshotError::Syntax {
-        file: file.to_path_buf(),
-        line,
-        column,
-        message: serde_message(e),
-        help,
-    }
+    let (line, column) =
+        if line <= 1 { (pos.line, pos.column + column.saturating_sub(1)) } else { (pos.line + line - 1, column) };
+    SnapshotError::Syntax { file: file.to_path_buf(), line, column, message: serde_message(e), help }
 }
 
 /// How much of each device twin the readers keep.
@@ -796,10 +682,7 @@ fn parse_value(bytes: &[u8], projection: Projection) -> Result<Value, serde_json
         Projection::Full => serde_json::from_slice(bytes),
         Projection::Targeting => {
             let mut de = serde_json::Deserializer::from_slice(bytes);
-            let value = serde::de::DeserializeSeed::deserialize(
-                TargetingVisitor { properties: false },
-                &mut de,
-            )?;
+            let value = serde::de::DeserializeSeed::deserialize(TargetingVisitor { properties: false }, &mut de)?;
             de.end()?;
             Ok(value)
         }
@@ -823,17 +706,12 @@ fn parse_record<T: TwinRecord>(
         syntax_error(file, pos, &e, help.into())
     })?;
     T::from_value(value).map_err(|e| match e {
-        TwinShapeError::NotAnObject => SnapshotError::NotAnObject {
-            what: T::WHAT,
-            file: file.to_path_buf(),
-            line: pos.line,
-        },
-        TwinShapeError::MissingField(field) => SnapshotError::MissingId {
-            what: T::WHAT,
-            field,
-            file: file.to_path_buf(),
-            line: pos.line,
-        },
+        TwinShapeError::NotAnObject => {
+            SnapshotError::NotAnObject { what: T::WHAT, file: file.to_path_buf(), line: pos.line }
+        }
+        TwinShapeError::MissingField(field) => {
+            SnapshotError::MissingId { what: T::WHAT, field, file: file.to_path_buf(), line: pos.line }
+        }
     })
 }
 
@@ -865,18 +743,8 @@ impl SeenIds {
     }
 }
 
-fn duplicate(
-    what: &'static str,
-    file: &Path,
-    (key, first_line, line): (String, u64, u64),
-) -> SnapshotError {
-    SnapshotError::Duplicate {
-        what,
-        key,
-        file: file.to_path_buf(),
-        line,
-        first_line,
-    }
+fn duplicate(what: &'static str, file: &Path, (key, first_line, line): (String, u64, u64)) -> SnapshotError {
+    SnapshotError::Duplicate { what, key, file: file.to_path_buf(), line, first_line }
 }
 
 /// Streams twins of one kind from a snapshot file, in file order. After the first error
@@ -911,13 +779,7 @@ impl<T: TwinRecord> TwinReader<T> {
         let Some(pos) = splitter.next_record(&mut self.record)? else {
             return Ok(None);
         };
-        let twin: T = parse_record(
-            &self.record,
-            pos,
-            &splitter.path,
-            splitter.format,
-            self.projection,
-        )?;
+        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format, self.projection)?;
         if let Some(dup) = self.seen.check(&twin, pos.line) {
             return Err(duplicate(T::WHAT, &splitter.path, dup));
         }
@@ -999,9 +861,7 @@ where
                 let receiver = Arc::clone(&receiver);
                 let (stop, init, fold) = (&stop, &init, &fold);
                 let path = file.path.as_path();
-                scope.spawn(move || {
-                    worker::<T, A, F>(&receiver, stop, init(), fold, path, file.format, projection)
-                })
+                scope.spawn(move || worker::<T, A, F>(&receiver, stop, init(), fold, path, file.format, projection))
             })
             .collect();
         drop(receiver);
@@ -1037,13 +897,8 @@ where
             }
         }
         drop(sender);
-        let results: Vec<WorkerResult<A>> = workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect();
+        let results: Vec<WorkerResult<A>> =
+            workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect();
         (producer_error, results)
     });
 
@@ -1069,10 +924,7 @@ where
                 Some(first) => {
                     let pair = ((*first).min(line), (*first).max(line));
                     *first = pair.0;
-                    keep_first(
-                        &mut first_error,
-                        duplicate(T::WHAT, &file.path, (key.into(), pair.0, pair.1)),
-                    );
+                    keep_first(&mut first_error, duplicate(T::WHAT, &file.path, (key.into(), pair.0, pair.1)));
                 }
                 None => {
                     big.lines.insert(key, line);
@@ -1134,11 +986,7 @@ where
             }
         }
     }
-    WorkerResult {
-        acc,
-        seen,
-        first_error,
-    }
+    WorkerResult { acc, seen, first_error }
 }
 
 /// A file written atomically: bytes go to a temp file beside the target, and
@@ -1152,18 +1000,12 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile, SnapshotError> {
-        let write_error = |source| SnapshotError::Write {
-            path: target.to_path_buf(),
-            source,
-        };
+        let write_error = |source| SnapshotError::Write { path: target.to_path_buf(), source };
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         // A dot-prefixed name keeps an interrupted write out of listings and out of the
         // snapshot reader's file names.
         let prefix = format!(".{name}.");
@@ -1185,11 +1027,7 @@ impl AtomicFile {
             }
         }
         let temp = builder.tempfile_in(dir).map_err(write_error)?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            writer: BufWriter::with_capacity(READ_BUFFER, temp),
-            bytes: 0,
-        })
+        Ok(AtomicFile { target: target.to_path_buf(), writer: BufWriter::with_capacity(READ_BUFFER, temp), bytes: 0 })
     }
 
     /// The file this will replace on commit.
@@ -1200,14 +1038,8 @@ impl AtomicFile {
     /// Makes the new content durable and visible; returns the bytes written.
     pub fn commit(self) -> Result<u64, SnapshotError> {
         let target = self.target;
-        let write_error = |source| SnapshotError::Write {
-            path: target.clone(),
-            source,
-        };
-        let temp = self
-            .writer
-            .into_inner()
-            .map_err(|e| write_error(e.into_error()))?;
+        let write_error = |source| SnapshotError::Write { path: target.clone(), source };
+        let temp = self.writer.into_inner().map_err(|e| write_error(e.into_error()))?;
         temp.as_file().sync_all().map_err(write_error)?;
         temp.persist(&target).map_err(|e| write_error(e.error))?;
         sync_parent(&target).map_err(write_error)?;
@@ -1261,13 +1093,8 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     /// Creates `dir` (and its parents) if needed.
     pub fn create(dir: &Path) -> Result<SnapshotWriter, SnapshotError> {
-        fs::create_dir_all(dir).map_err(|source| SnapshotError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(SnapshotWriter {
-            dir: dir.to_path_buf(),
-        })
+        fs::create_dir_all(dir).map_err(|source| SnapshotError::Write { path: dir.to_path_buf(), source })?;
+        Ok(SnapshotWriter { dir: dir.to_path_buf() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -1275,19 +1102,13 @@ impl SnapshotWriter {
     }
 
     /// Writes `configurations.json`, pretty-printed (people read and diff it).
-    pub fn write_configurations(
-        &self,
-        configurations: &[Configuration],
-    ) -> Result<u64, SnapshotError> {
+    pub fn write_configurations(&self, configurations: &[Configuration]) -> Result<u64, SnapshotError> {
         let path = self.dir.join(CONFIGURATIONS_FILE);
         let mut file = AtomicFile::create(&path)?;
         serde_json::to_writer_pretty(&mut file, configurations)
             .map_err(io::Error::from)
             .and_then(|()| file.write_all(b"\n"))
-            .map_err(|source| SnapshotError::Write {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| SnapshotError::Write { path: path.clone(), source })?;
         file.commit()
     }
 
@@ -1381,10 +1202,7 @@ impl TwinFileWriter {
                 .and_then(|()| self.file.write_all(b"\n")),
             TwinFormat::Json => self.push_pretty(twin),
         };
-        result.map_err(|source| SnapshotError::Write {
-            path: self.file.target.clone(),
-            source,
-        })?;
+        result.map_err(|source| SnapshotError::Write { path: self.file.target.clone(), source })?;
         self.records += 1;
         Ok(())
     }
@@ -1395,11 +1213,7 @@ impl TwinFileWriter {
     fn push_pretty<T: Serialize + ?Sized>(&mut self, twin: &T) -> io::Result<()> {
         self.scratch.clear();
         serde_json::to_writer_pretty(&mut self.scratch, twin)?;
-        let opening: &[u8] = if self.records == 0 {
-            b"[\n  "
-        } else {
-            b",\n  "
-        };
+        let opening: &[u8] = if self.records == 0 { b"[\n  " } else { b",\n  " };
         self.file.write_all(opening)?;
         for (i, line) in self.scratch.split(|&b| b == b'\n').enumerate() {
             if i > 0 {
@@ -1422,24 +1236,15 @@ impl TwinFileWriter {
             let closing: &[u8] = if self.records == 0 { b"[]\n" } else { b"\n]\n" };
             self.file
                 .write_all(closing)
-                .map_err(|source| SnapshotError::Write {
-                    path: self.file.target.clone(),
-                    source,
-                })?;
+                .map_err(|source| SnapshotError::Write { path: self.file.target.clone(), source })?;
         }
         let bytes = self.file.commit()?;
         let other = self.other;
         match fs::remove_file(&other) {
-            Ok(()) => sync_parent(&other).map_err(|source| SnapshotError::Write {
-                path: other.clone(),
-                source,
-            })?,
+            Ok(()) => sync_parent(&other).map_err(|source| SnapshotError::Write { path: other.clone(), source })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(SnapshotError::Write {
-                    path: other,
-                    source,
-                });
+                return Err(SnapshotError::Write { path: other, source });
             }
         }
         Ok(bytes)
@@ -1451,10 +1256,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn split_all(
-        format: TwinFormat,
-        text: &str,
-    ) -> Result<Vec<(RecordPos, String)>, SnapshotError> {
+    fn split_all(format: TwinFormat, text: &str) -> Result<Vec<(RecordPos, String)>, SnapshotError> {
         let mut s = Splitter::new(text.as_bytes(), PathBuf::from("t"), format);
         let mut out = Vec::new();
         let mut records = Vec::new();
@@ -1493,12 +1295,7 @@ mod tests {
         ];
         for (text, line, column, needle) in cases {
             match split_all(TwinFormat::Json, text) {
-                Err(SnapshotError::Syntax {
-                    line: l,
-                    column: c,
-                    message,
-                    ..
-                }) => {
+                Err(SnapshotError::Syntax { line: l, column: c, message, .. }) => {
                     assert_eq!((l, c), (line, column), "{text:?}: {message}");
                     assert!(message.contains(needle), "{text:?}: {message}");
                 }
@@ -1509,60 +1306,27 @@ mod tests {
 
     #[test]
     fn splits_lines_skipping_blank_ones_and_crlf() {
-        let records = split_all(
-            TwinFormat::JsonLines,
-            "{\"a\":1}\r\n\n   \n{\"b\":2}\n{\"c\":3}",
-        )
-        .unwrap();
+        let records = split_all(TwinFormat::JsonLines, "{\"a\":1}\r\n\n   \n{\"b\":2}\n{\"c\":3}").unwrap();
         let lines: Vec<_> = records.iter().map(|(p, r)| (p.line, r.as_str())).collect();
-        assert_eq!(
-            lines,
-            [(1, "{\"a\":1}"), (4, "{\"b\":2}"), (5, "{\"c\":3}")]
-        );
+        assert_eq!(lines, [(1, "{\"a\":1}"), (4, "{\"b\":2}"), (5, "{\"c\":3}")]);
     }
 
     #[test]
     fn error_inside_a_record_is_mapped_to_file_position() {
         let file = Path::new("devices.json");
-        let e = parse_record::<Twin>(
-            b"{\"deviceId\":\n  \"a\" x}",
-            pos(10, 5),
-            file,
-            TwinFormat::Json,
-            Projection::Full,
-        )
-        .unwrap_err();
+        let e =
+            parse_record::<Twin>(b"{\"deviceId\":\n  \"a\" x}", pos(10, 5), file, TwinFormat::Json, Projection::Full)
+                .unwrap_err();
         match e {
-            SnapshotError::Syntax {
-                line,
-                column,
-                message,
-                ..
-            } => {
+            SnapshotError::Syntax { line, column, message, .. } => {
                 assert_eq!((line, column), (11, 7));
                 assert!(!message.contains("at line"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        let e = parse_record::<Twin>(
-            b"{\"deviceId\": x}",
-            pos(10, 5),
-            file,
-            TwinFormat::Json,
-            Projection::Full,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                SnapshotError::Syntax {
-                    line: 10,
-                    column: 18,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        let e = parse_record::<Twin>(b"{\"deviceId\": x}", pos(10, 5), file, TwinFormat::Json, Projection::Full)
+            .unwrap_err();
+        assert!(matches!(e, SnapshotError::Syntax { line: 10, column: 18, .. }), "{e:?}");
     }
 
     #[test]
@@ -1570,14 +1334,7 @@ mod tests {
         let file = Path::new("devices.jsonl");
         let text = br#"{"deviceId":"d","etag":"AAA=","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
             "properties":{"desired":{"x":1,"$version":2},"reported":{"fw":"2.4.1"}},"x509Thumbprint":{"p":null}}"#;
-        let twin: Twin = parse_record(
-            text,
-            pos(1, 1),
-            file,
-            TwinFormat::JsonLines,
-            Projection::Targeting,
-        )
-        .unwrap();
+        let twin: Twin = parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, Projection::Targeting).unwrap();
         assert_eq!(
             twin.value(),
             &json!({"deviceId":"d","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
@@ -1593,53 +1350,16 @@ mod tests {
             Projection::Targeting,
         )
         .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                SnapshotError::Syntax {
-                    line: 4,
-                    column: 27,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-        let e = parse_record::<Twin>(
-            b"[1]",
-            pos(2, 1),
-            file,
-            TwinFormat::JsonLines,
-            Projection::Targeting,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, SnapshotError::NotAnObject { line: 2, .. }),
-            "{e:?}"
-        );
-        let e = parse_record::<Twin>(
-            b"{} x",
-            pos(2, 1),
-            file,
-            TwinFormat::JsonLines,
-            Projection::Targeting,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, SnapshotError::Syntax { column: 4, .. }),
-            "{e:?}"
-        );
-        let e = parse_record::<Twin>(
-            br#"{"tags":{}}"#,
-            pos(3, 1),
-            file,
-            TwinFormat::JsonLines,
-            Projection::Targeting,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, SnapshotError::MissingId { line: 3, .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, SnapshotError::Syntax { line: 4, column: 27, .. }), "{e:?}");
+        let e =
+            parse_record::<Twin>(b"[1]", pos(2, 1), file, TwinFormat::JsonLines, Projection::Targeting).unwrap_err();
+        assert!(matches!(e, SnapshotError::NotAnObject { line: 2, .. }), "{e:?}");
+        let e =
+            parse_record::<Twin>(b"{} x", pos(2, 1), file, TwinFormat::JsonLines, Projection::Targeting).unwrap_err();
+        assert!(matches!(e, SnapshotError::Syntax { column: 4, .. }), "{e:?}");
+        let e = parse_record::<Twin>(br#"{"tags":{}}"#, pos(3, 1), file, TwinFormat::JsonLines, Projection::Targeting)
+            .unwrap_err();
+        assert!(matches!(e, SnapshotError::MissingId { line: 3, .. }), "{e:?}");
     }
 
     #[test]
@@ -1655,20 +1375,11 @@ mod tests {
     #[test]
     fn open_needs_snapshot_files_and_rejects_ambiguity() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Snapshot::open(&dir.path().join("nope")),
-            Err(SnapshotError::NotADirectory { .. })
-        ));
+        assert!(matches!(Snapshot::open(&dir.path().join("nope")), Err(SnapshotError::NotADirectory { .. })));
         let e = Snapshot::open(dir.path()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("expected configurations.json and devices.json or devices.jsonl")
-        );
+        assert!(e.to_string().contains("expected configurations.json and devices.json or devices.jsonl"));
         fs::write(dir.path().join(MODULES_JSONL), "").unwrap();
-        assert!(matches!(
-            Snapshot::open(dir.path()),
-            Err(SnapshotError::NotASnapshot { .. })
-        ));
+        assert!(matches!(Snapshot::open(dir.path()), Err(SnapshotError::NotASnapshot { .. })));
 
         fs::write(dir.path().join(DEVICES_JSONL), "{\"deviceId\":\"a\"}\n").unwrap();
         let snap = Snapshot::open(dir.path()).unwrap();
@@ -1677,13 +1388,7 @@ mod tests {
         assert_eq!(snap.module_twins().unwrap().count(), 0);
 
         fs::write(dir.path().join(DEVICES_JSON), "[]").unwrap();
-        assert!(matches!(
-            Snapshot::open(dir.path()),
-            Err(SnapshotError::Ambiguous {
-                first: DEVICES_JSON,
-                ..
-            })
-        ));
+        assert!(matches!(Snapshot::open(dir.path()), Err(SnapshotError::Ambiguous { first: DEVICES_JSON, .. })));
     }
 
     #[test]
@@ -1697,21 +1402,13 @@ mod tests {
                 target_condition: "tags.environment='prod'".into(),
                 ..Default::default()
             },
-            Configuration {
-                id: "canary".into(),
-                priority: 20,
-                ..Default::default()
-            },
+            Configuration { id: "canary".into(), priority: 20, ..Default::default() },
         ];
         writer.write_configurations(&configs).unwrap();
         let snap = Snapshot::open(dir.path()).unwrap();
         assert_eq!(snap.configurations().unwrap(), configs);
 
-        fs::write(
-            dir.path().join(CONFIGURATIONS_FILE),
-            r#"[{"id":"a"},{"id":"a"}]"#,
-        )
-        .unwrap();
+        fs::write(dir.path().join(CONFIGURATIONS_FILE), r#"[{"id":"a"},{"id":"a"}]"#).unwrap();
         assert!(matches!(
             snap.configurations(),
             Err(SnapshotError::DuplicateConfiguration { id, .. }) if id == "a"
@@ -1732,10 +1429,7 @@ mod tests {
             "[\n  {\n    \"deviceId\": \"a\"\n  },\n  {\n    \"deviceId\": \"b\"\n  }\n]\n"
         );
         writer.write_devices(TwinFormat::Json, [0u8; 0]).unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(),
-            "[]\n"
-        );
+        assert_eq!(fs::read_to_string(dir.path().join(DEVICES_JSON)).unwrap(), "[]\n");
         writer.write_devices(TwinFormat::Json, &twins).unwrap();
         writer.write_devices(TwinFormat::JsonLines, &twins).unwrap();
         assert!(!dir.path().join(DEVICES_JSON).exists());
@@ -1761,10 +1455,7 @@ mod tests {
         f.write_all(b"new").unwrap();
         assert_eq!(f.commit().unwrap(), 3);
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["x.json"]);
         #[cfg(unix)]
         {

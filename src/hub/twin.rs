@@ -54,11 +54,7 @@ impl Twin {
     /// `capabilities.iotEdge = true`: only such devices are targeted by IoT Edge
     /// deployments (IOTHUB.md §2.1). Anything else (absent, `false`, a string) is not Edge.
     pub fn is_edge(&self) -> bool {
-        self.value
-            .get("capabilities")
-            .and_then(|c| c.get("iotEdge"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.value.get("capabilities").and_then(|c| c.get("iotEdge")).and_then(Value::as_bool).unwrap_or(false)
     }
 
     /// The `tags` object, if the twin has one.
@@ -69,9 +65,7 @@ impl Twin {
     /// A value by dotted path (`tags.location.building`), exact-case. The query engine
     /// does its own case-insensitive lookup; this is for reports and tests.
     pub fn get_path(&self, dotted: &str) -> Option<&Value> {
-        dotted
-            .split('.')
-            .try_fold(&self.value, |v, segment| v.get(segment))
+        dotted.split('.').try_fold(&self.value, |v, segment| v.get(segment))
     }
 }
 
@@ -80,11 +74,7 @@ impl ModuleTwin {
     pub fn from_value(value: Value) -> Result<Self, TwinShapeError> {
         let device_id = required_str(&value, "deviceId")?.to_owned();
         let module_id = required_str(&value, "moduleId")?.to_owned();
-        Ok(ModuleTwin {
-            device_id,
-            module_id,
-            value,
-        })
+        Ok(ModuleTwin { device_id, module_id, value })
     }
 
     pub fn device_id(&self) -> &str {
@@ -178,24 +168,14 @@ mod tests {
         assert!(t.is_edge());
         assert_eq!(t.get_path("tags.location.building"), Some(&json!("20")));
         assert_eq!(t.get_path("tags.location.floor"), None);
-        assert_eq!(
-            Twin::from_value(json!({"deviceId": 5})),
-            Err(TwinShapeError::MissingField("deviceId"))
-        );
-        assert_eq!(
-            Twin::from_value(json!({"deviceId": ""})),
-            Err(TwinShapeError::MissingField("deviceId"))
-        );
-        assert_eq!(
-            Twin::from_value(json!(["d1"])),
-            Err(TwinShapeError::NotAnObject)
-        );
+        assert_eq!(Twin::from_value(json!({"deviceId": 5})), Err(TwinShapeError::MissingField("deviceId")));
+        assert_eq!(Twin::from_value(json!({"deviceId": ""})), Err(TwinShapeError::MissingField("deviceId")));
+        assert_eq!(Twin::from_value(json!(["d1"])), Err(TwinShapeError::NotAnObject));
     }
 
     #[test]
     fn iot_edge_must_be_boolean_true() {
-        let plain = Twin::from_value(json!({"deviceId": "d", "capabilities": {"iotEdge": "true"}}))
-            .unwrap();
+        let plain = Twin::from_value(json!({"deviceId": "d", "capabilities": {"iotEdge": "true"}})).unwrap();
         assert!(!plain.is_edge());
         let none = Twin::from_value(json!({"deviceId": "d"})).unwrap();
         assert!(!none.is_edge());
@@ -203,17 +183,12 @@ mod tests {
 
     #[test]
     fn module_twin_key_joins_device_and_module() {
-        let m = ModuleTwin::from_value(
-            json!({"deviceId": "d", "moduleId": "$edgeAgent", "configurations": {}}),
-        )
-        .unwrap();
+        let m =
+            ModuleTwin::from_value(json!({"deviceId": "d", "moduleId": "$edgeAgent", "configurations": {}})).unwrap();
         let mut key = String::new();
         m.write_key(&mut key);
         assert_eq!(key, "d/$edgeAgent");
         assert!(m.configurations().unwrap().is_empty());
-        assert_eq!(
-            ModuleTwin::from_value(json!({"deviceId": "d"})),
-            Err(TwinShapeError::MissingField("moduleId"))
-        );
+        assert_eq!(ModuleTwin::from_value(json!({"deviceId": "d"})), Err(TwinShapeError::MissingField("moduleId")));
     }
 }

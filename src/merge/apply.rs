@@ -12,10 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::provenance::Writer;
-use super::{
-    Conflict, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, Provenance, SkipReason,
-    Stack,
-};
+use super::{Conflict, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, Provenance, SkipReason, Stack};
 use crate::hub::wire::ConfigurationKind;
 
 /// The desired-properties path a content key writes, or `None` for keys that are not
@@ -66,11 +63,7 @@ fn force_object(value: &mut Value) -> &mut Map<String, Value> {
 /// Writes `value` at `path` of `doc`.
 pub(crate) fn write_path(doc: &mut Value, path: &[String], value: &Value) {
     let Some((last, parents)) = path.split_last() else {
-        *doc = if value.is_null() {
-            Value::Object(Map::new())
-        } else {
-            without_nulls(value)
-        };
+        *doc = if value.is_null() { Value::Object(Map::new()) } else { without_nulls(value) };
         return;
     };
     if value.is_null() {
@@ -89,9 +82,7 @@ pub(crate) fn write_path(doc: &mut Value, path: &[String], value: &Value) {
     }
     let mut cur = doc;
     for seg in parents {
-        cur = force_object(cur)
-            .entry(seg.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+        cur = force_object(cur).entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
     }
     force_object(cur).insert(last.clone(), without_nulls(value));
 }
@@ -104,10 +95,7 @@ pub(crate) fn write_path(doc: &mut Value, path: &[String], value: &Value) {
 /// did (the device keeps what it runs).
 pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifest {
     if stack.standard_index().is_none() {
-        let no_standard = stack
-            .skipped
-            .iter()
-            .any(|s| s.reason == SkipReason::NoStandard);
+        let no_standard = stack.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
         return EffectiveManifest::empty(no_standard, !no_standard);
     }
     let mut docs: BTreeMap<String, Value> = BTreeMap::new();
@@ -121,15 +109,11 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
         for (twin, keys) in &d.content {
             // Sorted by path so that, within one deployment, a parent is written before its
             // children whatever order the JSON map keeps its keys in.
-            let mut writes: Vec<(Vec<String>, &Value)> = keys
-                .iter()
-                .filter_map(|(k, v)| Some((desired_path(k)?, v)))
-                .collect();
+            let mut writes: Vec<(Vec<String>, &Value)> =
+                keys.iter().filter_map(|(k, v)| Some((desired_path(k)?, v))).collect();
             writes.sort_by(|a, b| a.0.cmp(&b.0));
             for (path, value) in writes {
-                let doc = docs
-                    .entry(twin.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let doc = docs.entry(twin.clone()).or_insert_with(|| Value::Object(Map::new()));
                 write_path(doc, &path, value);
                 let replaced = provenance.record(twin, &path, value, writer);
                 if d.kind != ConfigurationKind::Layered {
@@ -180,10 +164,7 @@ mod tests {
     #[test]
     fn desired_paths() {
         assert_eq!(desired_path("properties.desired"), Some(vec![]));
-        assert_eq!(
-            desired_path("properties.desired.routes.r"),
-            Some(p("routes.r"))
-        );
+        assert_eq!(desired_path("properties.desired.routes.r"), Some(p("routes.r")));
         assert_eq!(desired_path("properties.desired."), None);
         assert_eq!(desired_path("properties.desired.a..b"), None);
         assert_eq!(desired_path("properties.desiredx"), None);
@@ -196,10 +177,7 @@ mod tests {
         write_path(&mut doc, &p("a.b"), &json!({"c": 2, "gone": null}));
         write_path(&mut doc, &p("x.y.z"), &json!([1, null]));
         write_path(&mut doc, &p("s.t"), &json!(3));
-        assert_eq!(
-            doc,
-            json!({"a": {"b": {"c": 2}, "keep": true}, "x": {"y": {"z": [1, null]}}, "s": {"t": 3}})
-        );
+        assert_eq!(doc, json!({"a": {"b": {"c": 2}, "keep": true}, "x": {"y": {"z": [1, null]}}, "s": {"t": 3}}));
         write_path(&mut doc, &p("a.keep"), &Value::Null);
         write_path(&mut doc, &p("nothing.here"), &Value::Null);
         assert_eq!(doc["a"], json!({"b": {"c": 2}}));

@@ -10,9 +10,7 @@ use std::io;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, SkipReason, Stack, route_text,
-};
+use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, SkipReason, Stack, route_text};
 use crate::route::parse_route;
 
 /// Desired properties of one twin are limited to 32 KB (IOTHUB.md §4 limits).
@@ -30,53 +28,21 @@ pub const SAMPLE_SIZE: usize = 5;
 pub enum Check {
     /// A route delivers to `BrokeredEndpoint("/modules/<module>/...")` but the merged
     /// manifest has no module `<module>`.
-    RouteToMissingModule {
-        route: String,
-        module: String,
-        from: String,
-    },
+    RouteToMissingModule { route: String, module: String, from: String },
     /// A route reads `/messages/modules/<module>/...` but the merged manifest has no
     /// module `<module>`.
-    RouteFromMissingModule {
-        route: String,
-        module: String,
-        from: String,
-    },
+    RouteFromMissingModule { route: String, module: String, from: String },
     /// A merged route does not parse; the edge hub would reject the whole configuration.
-    InvalidRoute {
-        route: String,
-        from: String,
-        message: String,
-    },
+    InvalidRoute { route: String, from: String, message: String },
     /// A twin's merged desired properties exceed 32 KB.
-    TwinDesiredTooLarge {
-        twin: String,
-        bytes: usize,
-        limit: usize,
-    },
+    TwinDesiredTooLarge { twin: String, bytes: usize, limit: usize },
     /// A single string value exceeds 4 KB.
-    TwinValueTooLarge {
-        twin: String,
-        path: String,
-        bytes: usize,
-        limit: usize,
-        from: String,
-    },
+    TwinValueTooLarge { twin: String, path: String, bytes: usize, limit: usize, from: String },
     /// Several standard deployments of the same priority match: the newest wins, so the
     /// result depends on creation time.
-    EqualPriorityStandards {
-        priority: i64,
-        winner: String,
-        losers: Vec<String>,
-    },
+    EqualPriorityStandards { priority: i64, winner: String, losers: Vec<String> },
     /// Two layered deployments of equal priority write the same path: the newest wins.
-    EqualPriorityLayeredOverlap {
-        twin: String,
-        path: String,
-        priority: i64,
-        winner: String,
-        loser: String,
-    },
+    EqualPriorityLayeredOverlap { twin: String, path: String, priority: i64, winner: String, loser: String },
     /// A layered deployment lands on devices with no standard deployment: those devices
     /// get no full manifest (the agent reports 417).
     LayeredWithoutStandard { deployment: String },
@@ -90,57 +56,27 @@ pub enum Check {
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Check::RouteToMissingModule {
-                route,
-                module,
-                from,
-            } => write!(
-                f,
-                "route `{route}` (from `{from}`) sends to module `{module}`, which the device does not run"
-            ),
-            Check::RouteFromMissingModule {
-                route,
-                module,
-                from,
-            } => write!(
-                f,
-                "route `{route}` (from `{from}`) reads from module `{module}`, which the device does not run"
-            ),
-            Check::InvalidRoute {
-                route,
-                from,
-                message,
-            } => write!(f, "route `{route}` (from `{from}`) is invalid: {message}"),
-            Check::TwinDesiredTooLarge { twin, bytes, limit } => write!(
-                f,
-                "merged desired properties of `{twin}` are {bytes} bytes, over the hub's {limit}-byte limit"
-            ),
-            Check::TwinValueTooLarge {
-                twin,
-                path,
-                bytes,
-                limit,
-                from,
-            } => write!(
-                f,
-                "`{twin}` value `{path}` (from `{from}`) is {bytes} bytes, over the hub's {limit}-byte limit"
-            ),
-            Check::EqualPriorityStandards {
-                priority,
-                winner,
-                losers,
-            } => write!(
+            Check::RouteToMissingModule { route, module, from } => {
+                write!(f, "route `{route}` (from `{from}`) sends to module `{module}`, which the device does not run")
+            }
+            Check::RouteFromMissingModule { route, module, from } => {
+                write!(f, "route `{route}` (from `{from}`) reads from module `{module}`, which the device does not run")
+            }
+            Check::InvalidRoute { route, from, message } => {
+                write!(f, "route `{route}` (from `{from}`) is invalid: {message}")
+            }
+            Check::TwinDesiredTooLarge { twin, bytes, limit } => {
+                write!(f, "merged desired properties of `{twin}` are {bytes} bytes, over the hub's {limit}-byte limit")
+            }
+            Check::TwinValueTooLarge { twin, path, bytes, limit, from } => {
+                write!(f, "`{twin}` value `{path}` (from `{from}`) is {bytes} bytes, over the hub's {limit}-byte limit")
+            }
+            Check::EqualPriorityStandards { priority, winner, losers } => write!(
                 f,
                 "standard deployments `{winner}` and `{}` both match at priority {priority}; `{winner}` wins only because it is newer",
                 losers.join("`, `")
             ),
-            Check::EqualPriorityLayeredOverlap {
-                twin,
-                path,
-                priority,
-                winner,
-                loser,
-            } => write!(
+            Check::EqualPriorityLayeredOverlap { twin, path, priority, winner, loser } => write!(
                 f,
                 "layered deployments `{winner}` and `{loser}` both write `{twin}` `{path}` at priority {priority}; the newer `{winner}` wins"
             ),
@@ -148,13 +84,12 @@ impl std::fmt::Display for Check {
                 f,
                 "layered deployment `{deployment}` lands on devices with no standard deployment: they get no full manifest"
             ),
-            Check::LayeredNeverApplies { deployment } => write!(
-                f,
-                "layered deployment `{deployment}` applies to none of the devices it targets"
-            ),
-            Check::Unmanaged => f.write_str(
-                "devices matched by no deployment are unmanaged and keep their current modules",
-            ),
+            Check::LayeredNeverApplies { deployment } => {
+                write!(f, "layered deployment `{deployment}` applies to none of the devices it targets")
+            }
+            Check::Unmanaged => {
+                f.write_str("devices matched by no deployment are unmanaged and keep their current modules")
+            }
         }
     }
 }
@@ -174,12 +109,7 @@ impl DeviceSample {
     }
 
     fn offer(&mut self, device_id: &str) {
-        if self.samples.len() == SAMPLE_SIZE
-            && self
-                .samples
-                .last()
-                .is_some_and(|last| last.as_str() <= device_id)
-        {
+        if self.samples.len() == SAMPLE_SIZE && self.samples.last().is_some_and(|last| last.as_str() <= device_id) {
             return;
         }
         if let Err(at) = self.samples.binary_search_by(|s| s.as_str().cmp(device_id)) {
@@ -211,11 +141,7 @@ impl std::fmt::Display for Warning {
         let plural = if self.devices == 1 { "" } else { "s" };
         write!(f, "{} ({} device{plural}", self.check, self.devices)?;
         if !self.samples.is_empty() {
-            let more = if self.devices > self.samples.len() as u64 {
-                ", …"
-            } else {
-                ""
-            };
+            let more = if self.devices > self.samples.len() as u64 { ", …" } else { "" };
             write!(f, ": {}{more}", self.samples.join(", "))?;
         }
         f.write_str(")")
@@ -224,11 +150,7 @@ impl std::fmt::Display for Warning {
 
 impl Warning {
     pub fn new(check: Check, devices: &DeviceSample) -> Self {
-        Warning {
-            check,
-            devices: devices.count,
-            samples: devices.samples.clone(),
-        }
+        Warning { check, devices: devices.count, samples: devices.samples.clone() }
     }
 }
 
@@ -256,11 +178,7 @@ pub fn json_size(value: &Value) -> usize {
 }
 
 fn origin_id(manifest: &EffectiveManifest, twin: &str, path: &[&str]) -> String {
-    manifest
-        .provenance
-        .origin(twin, path)
-        .map(|(_, o)| o.from.clone())
-        .unwrap_or_default()
+    manifest.provenance.origin(twin, path).map(|(_, o)| o.from.clone()).unwrap_or_default()
 }
 
 fn oversized_strings<'v>(
@@ -304,18 +222,13 @@ pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
     if manifest.unmanaged {
         out.push(Check::Unmanaged);
     }
-    out.extend(
-        manifest
-            .conflicts
-            .iter()
-            .map(|c| Check::EqualPriorityLayeredOverlap {
-                twin: c.twin.clone(),
-                path: c.path.clone(),
-                priority: c.priority,
-                winner: c.winner.clone(),
-                loser: c.loser.clone(),
-            }),
-    );
+    out.extend(manifest.conflicts.iter().map(|c| Check::EqualPriorityLayeredOverlap {
+        twin: c.twin.clone(),
+        path: c.path.clone(),
+        priority: c.priority,
+        winner: c.winner.clone(),
+        loser: c.loser.clone(),
+    }));
     if !manifest.is_managed() {
         return out;
     }
@@ -333,11 +246,7 @@ pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
             let route = match parse_route(text) {
                 Ok(route) => route,
                 Err(e) => {
-                    out.push(Check::InvalidRoute {
-                        route: name.clone(),
-                        from,
-                        message: e.message,
-                    });
+                    out.push(Check::InvalidRoute { route: name.clone(), from, message: e.message });
                     continue;
                 }
             };
@@ -353,28 +262,17 @@ pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
             if let Some(module) = route.sink.sink_module()
                 && !manifest.has_module(module)
             {
-                out.push(Check::RouteToMissingModule {
-                    route: name.clone(),
-                    module: module.to_owned(),
-                    from,
-                });
+                out.push(Check::RouteToMissingModule { route: name.clone(), module: module.to_owned(), from });
             }
         }
     }
-    let twins = [
-        (EDGE_AGENT, &manifest.edge_agent),
-        (EDGE_HUB, &manifest.edge_hub),
-    ]
-    .into_iter()
-    .chain(manifest.twins.iter().map(|(k, v)| (k.as_str(), v)));
+    let twins = [(EDGE_AGENT, &manifest.edge_agent), (EDGE_HUB, &manifest.edge_hub)]
+        .into_iter()
+        .chain(manifest.twins.iter().map(|(k, v)| (k.as_str(), v)));
     for (twin, doc) in twins {
         let bytes = json_size(doc);
         if bytes > TWIN_DESIRED_LIMIT {
-            out.push(Check::TwinDesiredTooLarge {
-                twin: twin.to_owned(),
-                bytes,
-                limit: TWIN_DESIRED_LIMIT,
-            });
+            out.push(Check::TwinDesiredTooLarge { twin: twin.to_owned(), bytes, limit: TWIN_DESIRED_LIMIT });
         }
         oversized_strings(manifest, twin, &mut Vec::new(), doc, &mut out);
     }
@@ -389,15 +287,11 @@ pub fn stack_checks(deployments: &[MergeDeployment], stack: &Stack) -> Vec<Check
     for skipped in &stack.skipped {
         match &skipped.reason {
             SkipReason::LostTie { .. } => losers.push(skipped.id.clone()),
-            SkipReason::NoStandard => out.push(Check::LayeredWithoutStandard {
-                deployment: skipped.id.clone(),
-            }),
+            SkipReason::NoStandard => out.push(Check::LayeredWithoutStandard { deployment: skipped.id.clone() }),
             _ => {}
         }
     }
-    if let (Some(winner), Some(index), false) =
-        (&stack.standard, stack.standard_index(), losers.is_empty())
-    {
+    if let (Some(winner), Some(index), false) = (&stack.standard, stack.standard_index(), losers.is_empty()) {
         out.push(Check::EqualPriorityStandards {
             priority: deployments.get(index as usize).map_or(0, |d| d.priority),
             winner: winner.clone(),
@@ -410,11 +304,7 @@ pub fn stack_checks(deployments: &[MergeDeployment], stack: &Stack) -> Vec<Check
 /// Every per-device check for one device (or group): [`manifest_checks`] and
 /// [`stack_checks`], sorted. Fleet-wide checks ([`Check::LayeredNeverApplies`]) need the
 /// whole fleet: see [`super::Fleet::warnings`].
-pub fn device_checks(
-    deployments: &[MergeDeployment],
-    stack: &Stack,
-    manifest: &EffectiveManifest,
-) -> Vec<Check> {
+pub fn device_checks(deployments: &[MergeDeployment], stack: &Stack, manifest: &EffectiveManifest) -> Vec<Check> {
     let mut out = manifest_checks(manifest);
     out.extend(stack_checks(deployments, stack));
     out.sort();

@@ -67,11 +67,7 @@ impl Fleet {
     }
 
     /// A group's manifest: the kept one when there is one, else merged again.
-    pub fn merged<'a>(
-        &'a self,
-        deployments: &[MergeDeployment],
-        group: &Group,
-    ) -> Cow<'a, EffectiveManifest> {
+    pub fn merged<'a>(&'a self, deployments: &[MergeDeployment], group: &Group) -> Cow<'a, EffectiveManifest> {
         match self.manifest(group.manifest) {
             Some(m) => Cow::Borrowed(m),
             None => Cow::Owned(merge(deployments, &group.stack)),
@@ -98,12 +94,7 @@ pub struct Grouper<'d> {
 
 impl<'d> Grouper<'d> {
     pub fn new(deployments: &'d [MergeDeployment]) -> Self {
-        Grouper {
-            deployments,
-            index: HashMap::new(),
-            groups: Vec::new(),
-            device_groups: Vec::new(),
-        }
+        Grouper { deployments, index: HashMap::new(), groups: Vec::new(), device_groups: Vec::new() }
     }
 
     /// Adds one device. The match set is borrowed, so a caller can reuse one buffer for
@@ -159,11 +150,7 @@ impl<'d> Grouper<'d> {
             let (standard, layered) = stack.merge_key();
             // With no standard, whether a layered deployment matched decides the flags
             // (`no_standard` or `unmanaged`): key on it.
-            let no_standard = standard.is_none()
-                && stack
-                    .skipped
-                    .iter()
-                    .any(|s| s.reason == SkipReason::NoStandard);
+            let no_standard = standard.is_none() && stack.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
             let key = (standard, layered, no_standard);
             let manifest_id = *by_stack.entry(key).or_insert_with(|| {
                 let manifest = merge(deployments, &stack);
@@ -173,10 +160,8 @@ impl<'d> Grouper<'d> {
                 }
                 ManifestId(manifest_findings.len() as u32 - 1)
             });
-            for check in manifest_findings[manifest_id.0 as usize]
-                .iter()
-                .cloned()
-                .chain(stack_checks(deployments, &stack))
+            for check in
+                manifest_findings[manifest_id.0 as usize].iter().cloned().chain(stack_checks(deployments, &stack))
             {
                 findings.entry(check).or_default().merge(&devices);
             }
@@ -200,22 +185,14 @@ impl<'d> Grouper<'d> {
 
         for (i, d) in deployments.iter().enumerate() {
             if d.kind == ConfigurationKind::Layered && matched[i].count > 0 && applied[i] == 0 {
-                findings.insert(
-                    Check::LayeredNeverApplies {
-                        deployment: d.id.clone(),
-                    },
-                    matched[i].clone(),
-                );
+                findings.insert(Check::LayeredNeverApplies { deployment: d.id.clone() }, matched[i].clone());
             }
         }
 
         Fleet {
             groups,
             manifests,
-            warnings: findings
-                .into_iter()
-                .map(|(check, devices)| Warning::new(check, &devices))
-                .collect(),
+            warnings: findings.into_iter().map(|(check, devices)| Warning::new(check, &devices)).collect(),
             device_groups: self.device_groups,
         }
     }

@@ -82,13 +82,7 @@ impl MergeDeployment {
         if kind == ConfigurationKind::DeviceManagement {
             return None;
         }
-        Some(MergeDeployment {
-            id: config.id.clone(),
-            kind,
-            priority: config.priority,
-            created,
-            content,
-        })
+        Some(MergeDeployment { id: config.id.clone(), kind, priority: config.priority, created, content })
     }
 
     /// A configuration read from the hub, aged by its `createdTimeUtc`.
@@ -96,15 +90,12 @@ impl MergeDeployment {
         if config.kind() == ConfigurationKind::DeviceManagement {
             return Ok(None);
         }
-        let text = config.created_time_utc.as_deref().ok_or_else(|| {
-            MergeInputError::MissingCreatedTime {
-                id: config.id.clone(),
-            }
-        })?;
-        let time = HubTime::parse(text).map_err(|source| MergeInputError::BadCreatedTime {
-            id: config.id.clone(),
-            source,
-        })?;
+        let text = config
+            .created_time_utc
+            .as_deref()
+            .ok_or_else(|| MergeInputError::MissingCreatedTime { id: config.id.clone() })?;
+        let time =
+            HubTime::parse(text).map_err(|source| MergeInputError::BadCreatedTime { id: config.id.clone(), source })?;
         Ok(Self::from_configuration(config, CreatedAt::Existing(time)))
     }
 
@@ -151,9 +142,7 @@ impl HubTime {
         }
         NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f")
             .map(|t| HubTime(t.and_utc()))
-            .map_err(|_| TimeError {
-                text: text.to_owned(),
-            })
+            .map_err(|_| TimeError { text: text.to_owned() })
     }
 }
 
@@ -217,9 +206,7 @@ impl MatchSet {
     }
 
     pub fn contains(&self, index: u32) -> bool {
-        self.words
-            .get((index / 64) as usize)
-            .is_some_and(|w| w & (1 << (index % 64)) != 0)
+        self.words.get((index / 64) as usize).is_some_and(|w| w & (1 << (index % 64)) != 0)
     }
 
     pub fn clear(&mut self) {
@@ -391,10 +378,7 @@ mod tests {
         a.remove(70);
         assert!(a.is_empty());
         assert_eq!(a, MatchSet::new());
-        assert_eq!(
-            serde_json::to_string(&MatchSet::from_indices([5, 1])).unwrap(),
-            "[1,5]"
-        );
+        assert_eq!(serde_json::to_string(&MatchSet::from_indices([5, 1])).unwrap(), "[1,5]");
     }
 
     #[test]
@@ -403,16 +387,12 @@ mod tests {
             r#"{"id":"a","content":{"modulesContent":{"$edgeAgent":{"properties.desired":{}}}},"priority":3}"#,
         )
         .unwrap();
-        assert_eq!(
-            MergeDeployment::existing(&c),
-            Err(MergeInputError::MissingCreatedTime { id: "a".into() })
-        );
+        assert_eq!(MergeDeployment::existing(&c), Err(MergeInputError::MissingCreatedTime { id: "a".into() }));
         c.created_time_utc = Some("2024-05-01T10:00:00.1234567Z".into());
         let d = MergeDeployment::existing(&c).unwrap().unwrap();
         assert_eq!(d.kind, ConfigurationKind::Standard);
         assert_eq!(d.priority, 3);
-        let adm: Configuration =
-            serde_json::from_str(r#"{"id":"c","content":{"deviceContent":{}}}"#).unwrap();
+        let adm: Configuration = serde_json::from_str(r#"{"id":"c","content":{"deviceContent":{}}}"#).unwrap();
         assert_eq!(MergeDeployment::existing(&adm), Ok(None));
         assert_eq!(MergeDeployment::pending(&adm, 0), None);
     }

@@ -89,11 +89,7 @@ impl<'a> ProvPath<'a> {
 
     /// Number of segments.
     pub fn depth(&self) -> usize {
-        if self.0.is_empty() {
-            0
-        } else {
-            self.0.matches(SEP).count() + 1
-        }
+        if self.0.is_empty() { 0 } else { self.0.matches(SEP).count() + 1 }
     }
 
     /// The dotted form (`modules.sensor.settings.image`; `""` for the whole twin).
@@ -128,9 +124,7 @@ fn key_of<S: AsRef<str>>(path: &[S]) -> String {
 
 /// Whether `key` is `prefix` or lies below it.
 fn is_under(key: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || (key.starts_with(prefix)
-            && (key.len() == prefix.len() || key.as_bytes()[prefix.len()] == 0))
+    prefix.is_empty() || (key.starts_with(prefix) && (key.len() == prefix.len() || key.as_bytes()[prefix.len()] == 0))
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
@@ -192,13 +186,7 @@ impl Provenance {
     /// Records that `by` wrote `value` at `path` of `twin` (an empty path is the whole
     /// desired document; a `null` value deletes). Returns the origins it replaced, for
     /// conflict detection.
-    pub(crate) fn record(
-        &mut self,
-        twin: &str,
-        path: &[String],
-        value: &Value,
-        by: Writer<'_>,
-    ) -> Vec<Origin> {
+    pub(crate) fn record(&mut self, twin: &str, path: &[String], value: &Value, by: Writer<'_>) -> Vec<Origin> {
         let entries = match self.twins.get_mut(twin) {
             Some(entries) => entries,
             None => self.twins.entry(twin.to_owned()).or_default(),
@@ -211,10 +199,8 @@ impl Provenance {
             .take_while(|(k, _)| is_under(k, &key))
             .map(|(k, _)| k.clone())
             .collect();
-        let replaced: Vec<(String, Origin)> = under
-            .into_iter()
-            .filter_map(|k| entries.remove(&k).map(|o| (k, o)))
-            .collect();
+        let replaced: Vec<(String, Origin)> =
+            under.into_iter().filter_map(|k| entries.remove(&k).map(|o| (k, o))).collect();
         // An entry above the path (the unit this write patches) stays, but the write
         // overrides part of it.
         let ancestor = ancestors(&key).find_map(|a| entries.get(a)).cloned();
@@ -230,11 +216,7 @@ impl Provenance {
 
         let overrode_for = |target: &str| {
             let mut ids = Vec::new();
-            let sources = replaced
-                .iter()
-                .filter(|(k, _)| overlaps(k, target))
-                .map(|(_, o)| o)
-                .chain(ancestor.as_ref());
+            let sources = replaced.iter().filter(|(k, _)| overlaps(k, target)).map(|(_, o)| o).chain(ancestor.as_ref());
             for o in sources {
                 for id in o.overrode.iter().chain(std::iter::once(&o.from)) {
                     if id != by.id {
@@ -249,12 +231,7 @@ impl Provenance {
             let overrode = overrode_for(k);
             entries.insert(
                 k.clone(),
-                Origin {
-                    from: by.id.to_owned(),
-                    overrode,
-                    removed: removed_write,
-                    from_index: by.index,
-                },
+                Origin { from: by.id.to_owned(), overrode, removed: removed_write, from_index: by.index },
             );
         }
         // What the write dropped without replacing (a wider write that no longer has a
@@ -267,24 +244,12 @@ impl Provenance {
             let mut overrode = o.overrode.clone();
             push_unique(&mut overrode, &o.from);
             overrode.retain(|id| id != by.id);
-            entries.insert(
-                k.clone(),
-                Origin {
-                    from: by.id.to_owned(),
-                    overrode,
-                    removed: true,
-                    from_index: by.index,
-                },
-            );
+            entries.insert(k.clone(), Origin { from: by.id.to_owned(), overrode, removed: true, from_index: by.index });
         }
         if entries.is_empty() {
             self.twins.remove(twin);
         }
-        replaced
-            .into_iter()
-            .map(|(_, o)| o)
-            .chain(ancestor)
-            .collect()
+        replaced.into_iter().map(|(_, o)| o).chain(ancestor).collect()
     }
 
     /// The most specific origin covering `path` of `twin`: the entry at the path or at its
@@ -299,19 +264,13 @@ impl Provenance {
     }
 
     /// Entries at or below `prefix` of `twin`, in path order.
-    pub fn under<'a>(
-        &'a self,
-        twin: &str,
-        prefix: &[&str],
-    ) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
+    pub fn under<'a>(&'a self, twin: &str, prefix: &[&str]) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
         let key = key_of(prefix);
         let start = key.clone();
         self.twins
             .get(twin)
             .into_iter()
-            .flat_map(move |m| {
-                m.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded))
-            })
+            .flat_map(move |m| m.range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded)))
             .take_while(move |(k, _)| is_under(k, &key))
             .map(|(k, o)| (ProvPath(k), o))
     }
@@ -322,24 +281,13 @@ impl Provenance {
     }
 
     /// Every entry of one twin, in path order.
-    pub fn entries<'a>(
-        &'a self,
-        twin: &str,
-    ) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
-        self.twins
-            .get(twin)
-            .into_iter()
-            .flat_map(|m| m.iter().map(|(k, o)| (ProvPath(k), o)))
+    pub fn entries<'a>(&'a self, twin: &str) -> impl Iterator<Item = (ProvPath<'a>, &'a Origin)> + 'a {
+        self.twins.get(twin).into_iter().flat_map(|m| m.iter().map(|(k, o)| (ProvPath(k), o)))
     }
 
     /// Entries of one twin in their serialised form.
     pub fn path_origins(&self, twin: &str) -> Vec<PathOrigin> {
-        self.entries(twin)
-            .map(|(k, o)| PathOrigin {
-                path: k.dotted(),
-                origin: o.clone(),
-            })
-            .collect()
+        self.entries(twin).map(|(k, o)| PathOrigin { path: k.dotted(), origin: o.clone() }).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -354,10 +302,7 @@ impl Serialize for Provenance {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(Some(self.0.len()))?;
                 for (k, o) in self.0 {
-                    seq.serialize_element(&PathOrigin {
-                        path: ProvPath(k).dotted(),
-                        origin: o.clone(),
-                    })?;
+                    seq.serialize_element(&PathOrigin { path: ProvPath(k).dotted(), origin: o.clone() })?;
                 }
                 seq.end()
             }
@@ -377,11 +322,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Vec<String> {
-        if s.is_empty() {
-            Vec::new()
-        } else {
-            s.split('.').map(str::to_owned).collect()
-        }
+        if s.is_empty() { Vec::new() } else { s.split('.').map(str::to_owned).collect() }
     }
 
     fn w(index: u32, id: &str) -> Writer<'_> {
@@ -389,9 +330,7 @@ mod tests {
     }
 
     fn paths(prov: &Provenance, twin: &str) -> Vec<(String, String, Vec<String>, bool)> {
-        prov.entries(twin)
-            .map(|(k, o)| (k.dotted(), o.from.clone(), o.overrode.clone(), o.removed))
-            .collect()
+        prov.entries(twin).map(|(k, o)| (k.dotted(), o.from.clone(), o.overrode.clone(), o.removed)).collect()
     }
 
     #[test]
@@ -425,30 +364,13 @@ mod tests {
     #[test]
     fn deeper_writes_sit_below_the_unit_and_win_lookups() {
         let mut prov = Provenance::default();
-        prov.record(
-            EDGE_AGENT,
-            &[],
-            &json!({"modules": {"m": {"settings": {"image": "a"}}}}),
-            w(0, "base"),
-        );
-        let replaced = prov.record(
-            EDGE_AGENT,
-            &p("modules.m.settings.image"),
-            &json!("b"),
-            w(1, "patch"),
-        );
+        prov.record(EDGE_AGENT, &[], &json!({"modules": {"m": {"settings": {"image": "a"}}}}), w(0, "base"));
+        let replaced = prov.record(EDGE_AGENT, &p("modules.m.settings.image"), &json!("b"), w(1, "patch"));
         assert_eq!(replaced.len(), 1, "the module unit is overridden in part");
-        let (at, o) = prov
-            .origin(EDGE_AGENT, &["modules", "m", "settings", "image"])
-            .unwrap();
-        assert_eq!(
-            (at.dotted(), o.from.as_str()),
-            ("modules.m.settings.image".into(), "patch")
-        );
+        let (at, o) = prov.origin(EDGE_AGENT, &["modules", "m", "settings", "image"]).unwrap();
+        assert_eq!((at.dotted(), o.from.as_str()), ("modules.m.settings.image".into(), "patch"));
         assert_eq!(o.overrode, vec!["base"]);
-        let (at, o) = prov
-            .origin(EDGE_AGENT, &["modules", "m", "status"])
-            .unwrap();
+        let (at, o) = prov.origin(EDGE_AGENT, &["modules", "m", "status"]).unwrap();
         assert_eq!((at.dotted(), o.from.as_str()), ("modules.m".into(), "base"));
         assert_eq!(prov.under(EDGE_AGENT, &["modules", "m"]).count(), 2);
         assert_eq!(prov.under(EDGE_AGENT, &["modules", "n"]).count(), 0);
@@ -456,30 +378,15 @@ mod tests {
         prov.record(EDGE_AGENT, &p("modules.m"), &json!({"x": 1}), w(2, "top"));
         assert_eq!(
             paths(&prov, EDGE_AGENT),
-            vec![(
-                "modules.m".into(),
-                "top".into(),
-                vec!["base".into(), "patch".into()],
-                false
-            )]
+            vec![("modules.m".into(), "top".into(), vec!["base".into(), "patch".into()], false)]
         );
     }
 
     #[test]
     fn twin_leaves_nulls_and_tombstones() {
         let mut prov = Provenance::default();
-        prov.record(
-            "filter",
-            &[],
-            &json!({"a": {"b": 1, "c": [1, 2]}, "d": {}, "e": "x"}),
-            w(0, "base"),
-        );
-        assert_eq!(
-            prov.entries("filter")
-                .map(|(k, _)| k.dotted())
-                .collect::<Vec<_>>(),
-            vec!["a.b", "a.c", "d", "e"]
-        );
+        prov.record("filter", &[], &json!({"a": {"b": 1, "c": [1, 2]}, "d": {}, "e": "x"}), w(0, "base"));
+        assert_eq!(prov.entries("filter").map(|(k, _)| k.dotted()).collect::<Vec<_>>(), vec!["a.b", "a.c", "d", "e"]);
         prov.record("filter", &p("e"), &Value::Null, w(1, "del"));
         // Whole-desired replace: `a.*` and `d` are dropped (tombstones), `z` is new.
         prov.record("filter", &[], &json!({"z": true}), w(2, "whole"));
@@ -489,46 +396,25 @@ mod tests {
                 ("a.b".into(), "whole".into(), vec!["base".into()], true),
                 ("a.c".into(), "whole".into(), vec!["base".into()], true),
                 ("d".into(), "whole".into(), vec!["base".into()], true),
-                (
-                    "e".into(),
-                    "whole".into(),
-                    vec!["base".into(), "del".into()],
-                    true
-                ),
+                ("e".into(), "whole".into(), vec!["base".into(), "del".into()], true),
                 ("z".into(), "whole".into(), vec![], false),
             ]
         );
         let json = serde_json::to_value(&prov).unwrap();
-        assert_eq!(
-            json["filter"][4],
-            json!({"path": "z", "from": "whole", "overrode": []})
-        );
+        assert_eq!(json["filter"][4], json!({"path": "z", "from": "whole", "overrode": []}));
         assert_eq!(json["filter"][0]["removed"], json!(true));
     }
 
     #[test]
     fn self_overrides_are_not_overrides() {
         let mut prov = Provenance::default();
-        prov.record(
-            EDGE_HUB,
-            &[],
-            &json!({"routes": {"r": "FROM /* INTO $upstream"}}),
-            w(0, "a"),
-        );
-        prov.record(
-            EDGE_HUB,
-            &p("routes.r"),
-            &json!("FROM /messages/* INTO $upstream"),
-            w(0, "a"),
-        );
+        prov.record(EDGE_HUB, &[], &json!({"routes": {"r": "FROM /* INTO $upstream"}}), w(0, "a"));
+        prov.record(EDGE_HUB, &p("routes.r"), &json!("FROM /messages/* INTO $upstream"), w(0, "a"));
         let (_, o) = prov.origin(EDGE_HUB, &["routes", "r"]).unwrap();
         assert!(o.overrode.is_empty());
         // An empty whole document is recorded as one entry for the twin itself.
         let mut empty = Provenance::default();
         empty.record("m", &[], &json!({}), w(3, "e"));
-        assert_eq!(
-            paths(&empty, "m"),
-            vec![(String::new(), "e".into(), vec![], false)]
-        );
+        assert_eq!(paths(&empty, "m"), vec![(String::new(), "e".into(), vec![], false)]);
     }
 }

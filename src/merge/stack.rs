@@ -36,9 +36,7 @@ impl Stack {
 
     /// Every applied deployment, standard first, in the order applied.
     pub fn applied_indices(&self) -> impl Iterator<Item = u32> + '_ {
-        self.standard_index
-            .into_iter()
-            .chain(self.layered_indices.iter().copied())
+        self.standard_index.into_iter().chain(self.layered_indices.iter().copied())
     }
 
     /// The part of the stack that determines the merged documents: two devices with the
@@ -77,14 +75,12 @@ impl std::fmt::Display for SkipReason {
             SkipReason::OutrankedStandard { by } => {
                 write!(f, "outranked by standard deployment `{by}`")
             }
-            SkipReason::LostTie { to } => write!(
-                f,
-                "same priority as standard deployment `{to}`, which is newer and wins"
-            ),
-            SkipReason::LayeredNotAboveStandard { standard } => write!(
-                f,
-                "priority not above the applied standard deployment `{standard}`"
-            ),
+            SkipReason::LostTie { to } => {
+                write!(f, "same priority as standard deployment `{to}`, which is newer and wins")
+            }
+            SkipReason::LayeredNotAboveStandard { standard } => {
+                write!(f, "priority not above the applied standard deployment `{standard}`")
+            }
             SkipReason::NoStandard => f.write_str("no standard deployment to layer on"),
             SkipReason::NotEdge => f.write_str("not an IoT Edge deployment"),
         }
@@ -113,21 +109,15 @@ pub fn stack(deployments: &[MergeDeployment], matches: &MatchSet) -> Stack {
         match d.kind {
             ConfigurationKind::Standard => standards.push(i),
             ConfigurationKind::Layered => layered.push(i),
-            ConfigurationKind::DeviceManagement => skipped.push(Skipped {
-                id: d.id.clone(),
-                reason: SkipReason::NotEdge,
-            }),
+            ConfigurationKind::DeviceManagement => {
+                skipped.push(Skipped { id: d.id.clone(), reason: SkipReason::NotEdge })
+            }
         }
     }
     let dep = |i: u32| &deployments[i as usize];
 
     // Highest priority first; on equal priority the newest first.
-    standards.sort_by(|&a, &b| {
-        dep(b)
-            .priority
-            .cmp(&dep(a).priority)
-            .then_with(|| age_order(dep(b), dep(a)))
-    });
+    standards.sort_by(|&a, &b| dep(b).priority.cmp(&dep(a).priority).then_with(|| age_order(dep(b), dep(a))));
     let winner = standards.first().copied();
     if let Some(w) = winner {
         let wd = dep(w);
@@ -138,34 +128,21 @@ pub fn stack(deployments: &[MergeDeployment], matches: &MatchSet) -> Stack {
             } else {
                 SkipReason::OutrankedStandard { by: wd.id.clone() }
             };
-            skipped.push(Skipped {
-                id: ld.id.clone(),
-                reason,
-            });
+            skipped.push(Skipped { id: ld.id.clone(), reason });
         }
     }
 
     // Applied in ascending priority, ties oldest first, so that the later (winning) write
     // of each path is the higher priority or, at equal priority, the newest.
-    layered.sort_by(|&a, &b| {
-        dep(a)
-            .priority
-            .cmp(&dep(b).priority)
-            .then_with(|| age_order(dep(a), dep(b)))
-    });
+    layered.sort_by(|&a, &b| dep(a).priority.cmp(&dep(b).priority).then_with(|| age_order(dep(a), dep(b))));
     let mut applied = Vec::with_capacity(layered.len());
     for l in layered {
         let ld = dep(l);
         match winner {
-            None => skipped.push(Skipped {
-                id: ld.id.clone(),
-                reason: SkipReason::NoStandard,
-            }),
+            None => skipped.push(Skipped { id: ld.id.clone(), reason: SkipReason::NoStandard }),
             Some(w) if ld.priority <= dep(w).priority => skipped.push(Skipped {
                 id: ld.id.clone(),
-                reason: SkipReason::LayeredNotAboveStandard {
-                    standard: dep(w).id.clone(),
-                },
+                reason: SkipReason::LayeredNotAboveStandard { standard: dep(w).id.clone() },
             }),
             Some(_) => applied.push(l),
         }
@@ -188,19 +165,8 @@ mod tests {
     use super::*;
     use crate::merge::{CreatedAt, HubTime};
 
-    fn dep(
-        id: &str,
-        kind: ConfigurationKind,
-        priority: i64,
-        created: CreatedAt,
-    ) -> MergeDeployment {
-        MergeDeployment {
-            id: id.into(),
-            kind,
-            priority,
-            created,
-            content: BTreeMap::new(),
-        }
+    fn dep(id: &str, kind: ConfigurationKind, priority: i64, created: CreatedAt) -> MergeDeployment {
+        MergeDeployment { id: id.into(), kind, priority, created, content: BTreeMap::new() }
     }
 
     fn at(s: &str) -> CreatedAt {
@@ -224,18 +190,9 @@ mod tests {
         assert_eq!(
             s.skipped,
             vec![
-                Skipped {
-                    id: "adm".into(),
-                    reason: SkipReason::NotEdge
-                },
-                Skipped {
-                    id: "low".into(),
-                    reason: SkipReason::OutrankedStandard { by: "old".into() }
-                },
-                Skipped {
-                    id: "new".into(),
-                    reason: SkipReason::LostTie { to: "old".into() }
-                },
+                Skipped { id: "adm".into(), reason: SkipReason::NotEdge },
+                Skipped { id: "low".into(), reason: SkipReason::OutrankedStandard { by: "old".into() } },
+                Skipped { id: "new".into(), reason: SkipReason::LostTie { to: "old".into() } },
             ]
         );
     }
@@ -253,21 +210,10 @@ mod tests {
         let s = stack(&ds, &MatchSet::from_indices(0..6));
         assert_eq!(s.layered, vec!["l20-old", "l20-new", "l30"]);
         assert_eq!(s.layered_indices(), &[3, 2, 1]);
-        let reason = SkipReason::LayeredNotAboveStandard {
-            standard: "base".into(),
-        };
+        let reason = SkipReason::LayeredNotAboveStandard { standard: "base".into() };
         assert_eq!(
             s.skipped,
-            vec![
-                Skipped {
-                    id: "l10".into(),
-                    reason: reason.clone()
-                },
-                Skipped {
-                    id: "l5".into(),
-                    reason
-                },
-            ]
+            vec![Skipped { id: "l10".into(), reason: reason.clone() }, Skipped { id: "l5".into(), reason },]
         );
         assert_eq!(s.applied_indices().collect::<Vec<_>>(), vec![0, 3, 2, 1]);
     }

@@ -8,9 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::checks::{Check, device_checks};
-use super::{
-    EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, PathOrigin, Stack, route_text,
-};
+use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, PathOrigin, Stack, route_text};
 
 /// One part of the manifest with its provenance.
 ///
@@ -95,20 +93,14 @@ fn entry(manifest: &EffectiveManifest, twin: &str, path: &[&str], value: &Value)
     let details: Vec<PathOrigin> = prov
         .under(twin, path)
         .filter(|(k, _)| k.depth() > path.len())
-        .map(|(k, o)| PathOrigin {
-            path: k.dotted(),
-            origin: o.clone(),
-        })
+        .map(|(k, o)| PathOrigin { path: k.dotted(), origin: o.clone() })
         .collect();
     let (from, overrode) = match covering {
         Some(o) => (Some(o.from.clone()), o.overrode.clone()),
         None => {
             // No single write supplied the whole part: name a supplier only if every
             // piece came from the same deployment.
-            let mut froms = details
-                .iter()
-                .filter(|d| !d.origin.removed)
-                .map(|d| d.origin.from.as_str());
+            let mut froms = details.iter().filter(|d| !d.origin.removed).map(|d| d.origin.from.as_str());
             let first = froms.next();
             let from = first.filter(|f| froms.all(|x| x == *f)).map(str::to_owned);
             let mut overrode: Vec<String> = Vec::new();
@@ -122,12 +114,7 @@ fn entry(manifest: &EffectiveManifest, twin: &str, path: &[&str], value: &Value)
             (from, overrode)
         }
     };
-    Entry {
-        value: value.clone(),
-        from,
-        overrode,
-        details,
-    }
+    Entry { value: value.clone(), from, overrode, details }
 }
 
 fn entries(
@@ -143,13 +130,8 @@ fn entries(
 }
 
 /// Builds the explain view of one device from its stack and manifest.
-pub fn explain(
-    deployments: &[MergeDeployment],
-    stack: &Stack,
-    manifest: &EffectiveManifest,
-) -> ExplainView {
-    let part =
-        |twin: &str, doc: &Value, key: &str| doc.get(key).map(|v| entry(manifest, twin, &[key], v));
+pub fn explain(deployments: &[MergeDeployment], stack: &Stack, manifest: &EffectiveManifest) -> ExplainView {
+    let part = |twin: &str, doc: &Value, key: &str| doc.get(key).map(|v| entry(manifest, twin, &[key], v));
     let routes = manifest
         .routes()
         .into_iter()
@@ -168,13 +150,7 @@ pub fn explain(
         .twins
         .iter()
         .map(|(name, desired)| {
-            (
-                name.clone(),
-                TwinView {
-                    desired: desired.clone(),
-                    provenance: manifest.provenance.path_origins(name),
-                },
-            )
+            (name.clone(), TwinView { desired: desired.clone(), provenance: manifest.provenance.path_origins(name) })
         })
         .collect();
     let removed = [EDGE_AGENT, EDGE_HUB]
@@ -185,10 +161,7 @@ pub fn explain(
                 .path_origins(twin)
                 .into_iter()
                 .filter(|p| p.origin.removed)
-                .map(move |origin| RemovedPart {
-                    twin: twin.to_owned(),
-                    origin,
-                })
+                .map(move |origin| RemovedPart { twin: twin.to_owned(), origin })
         })
         .collect();
     ExplainView {
@@ -197,12 +170,7 @@ pub fn explain(
             no_standard: manifest.no_standard,
             unmanaged: manifest.unmanaged,
             runtime: part(EDGE_AGENT, &manifest.edge_agent, "runtime"),
-            system_modules: entries(
-                manifest,
-                EDGE_AGENT,
-                "systemModules",
-                manifest.system_modules(),
-            ),
+            system_modules: entries(manifest, EDGE_AGENT, "systemModules", manifest.system_modules()),
             modules: entries(manifest, EDGE_AGENT, "modules", manifest.modules()),
             routes,
             store_and_forward: part(EDGE_HUB, &manifest.edge_hub, "storeAndForwardConfiguration"),

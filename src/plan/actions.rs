@@ -152,7 +152,9 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
 
 /// The most recently created of several configurations (by `createdTimeUtc`, then id).
 fn newest<'a>(configs: &[&'a Configuration]) -> &'a Configuration {
-    let key = |c: &&Configuration| (crate::merge::HubTime::parse(c.created_time_utc.as_deref().unwrap_or("")).ok(), c.id.clone());
+    let key = |c: &&Configuration| {
+        (crate::merge::HubTime::parse(c.created_time_utc.as_deref().unwrap_or("")).ok(), c.id.clone())
+    };
     configs.iter().copied().max_by_key(key).unwrap_or(configs[0])
 }
 
@@ -161,7 +163,11 @@ fn newest<'a>(configs: &[&'a Configuration]) -> &'a Configuration {
 pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<FieldChange> {
     let mut out = Vec::new();
     if hub.priority != declared.priority {
-        out.push(FieldChange { field: "priority".into(), before: Some(hub.priority.into()), after: Some(declared.priority.into()) });
+        out.push(FieldChange {
+            field: "priority".into(),
+            before: Some(hub.priority.into()),
+            after: Some(declared.priority.into()),
+        });
     }
     if hub.target_condition != declared.target_condition {
         out.push(FieldChange {
@@ -177,7 +183,11 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
         }
         let (a, b) = (hub.labels.get(k), declared.labels.get(k));
         if a != b {
-            out.push(FieldChange { field: format!("labels.{k}"), before: a.map(|v| v.clone().into()), after: b.map(|v| v.clone().into()) });
+            out.push(FieldChange {
+                field: format!("labels.{k}"),
+                before: a.map(|v| v.clone().into()),
+                after: b.map(|v| v.clone().into()),
+            });
         }
     }
     let empty = BTreeMap::new();
@@ -187,7 +197,11 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
     for n in names {
         let (a, b) = (hq.get(n), dq.get(n));
         if a != b {
-            out.push(FieldChange { field: format!("metrics.{n}"), before: a.map(|v| v.clone().into()), after: b.map(|v| v.clone().into()) });
+            out.push(FieldChange {
+                field: format!("metrics.{n}"),
+                before: a.map(|v| v.clone().into()),
+                after: b.map(|v| v.clone().into()),
+            });
         }
     }
     out
@@ -230,7 +244,8 @@ deployment "base" {
     }
 
     fn only(declared: &Rendered, hub: &[Configuration], prune: bool) -> Action {
-        let actions: Vec<Action> = classify(std::slice::from_ref(declared), hub, prune).into_iter().filter(|a| a.name == "base").collect();
+        let actions: Vec<Action> =
+            classify(std::slice::from_ref(declared), hub, prune).into_iter().filter(|a| a.name == "base").collect();
         assert_eq!(actions.len(), 1);
         actions.into_iter().next().unwrap()
     }
@@ -271,7 +286,10 @@ deployment "base" {
         assert_eq!(a.action, ActionKind::Replace);
         assert_eq!(a.after.as_deref(), Some(changed.configuration.id.as_str()));
         let s = steps(&[a]);
-        assert_eq!(s.iter().map(|s| (s.op, s.id.as_str())).collect::<Vec<_>>(), [(StepOp::Create, changed.configuration.id.as_str()), (StepOp::Delete, r.configuration.id.as_str())]);
+        assert_eq!(
+            s.iter().map(|s| (s.op, s.id.as_str())).collect::<Vec<_>>(),
+            [(StepOp::Create, changed.configuration.id.as_str()), (StepOp::Delete, r.configuration.id.as_str())]
+        );
         assert_eq!(s[1].etag.as_deref(), Some("\"etag-1\""));
     }
 
@@ -295,7 +313,10 @@ deployment "base" {
         adm.content.device_content = Some(serde_json::json!({"properties.desired.x": 1}));
         let hub = [on_hub(&r), unmanaged, adm];
         let kept = classify(&[], &hub, false);
-        assert_eq!(kept.iter().map(|a| (a.name.as_str(), a.action)).collect::<Vec<_>>(), [("base", ActionKind::Orphan), ("hand-made", ActionKind::Unmanaged)]);
+        assert_eq!(
+            kept.iter().map(|a| (a.name.as_str(), a.action)).collect::<Vec<_>>(),
+            [("base", ActionKind::Orphan), ("hand-made", ActionKind::Unmanaged)]
+        );
         assert!(steps(&kept).is_empty());
         let pruned = classify(&[], &hub, true);
         assert_eq!(pruned[0].action, ActionKind::Delete);
@@ -312,7 +333,10 @@ deployment "base" {
         let a = only(&new, &[on_hub(&old), new_on_hub], false);
         assert_eq!(a.action, ActionKind::Update);
         let s = steps(&[a]);
-        assert_eq!(s.iter().map(|s| (s.op, s.id.as_str(), s.reason.as_str())).collect::<Vec<_>>(), [(StepOp::Delete, old.configuration.id.as_str(), "stale copy")]);
+        assert_eq!(
+            s.iter().map(|s| (s.op, s.id.as_str(), s.reason.as_str())).collect::<Vec<_>>(),
+            [(StepOp::Delete, old.configuration.id.as_str(), "stale copy")]
+        );
     }
 
     #[test]
@@ -320,7 +344,15 @@ deployment "base" {
         let mk = |name: &str, prio: i64, kind: ActionKind, before: &[(&str, i64)]| Action {
             name: name.into(),
             action: kind,
-            before: before.iter().map(|(id, p)| HubRef { id: id.to_string(), etag: Some("e".into()), priority: *p, kind: ConfigurationKind::Standard }).collect(),
+            before: before
+                .iter()
+                .map(|(id, p)| HubRef {
+                    id: id.to_string(),
+                    etag: Some("e".into()),
+                    priority: *p,
+                    kind: ConfigurationKind::Standard,
+                })
+                .collect(),
             after: (kind != ActionKind::Delete).then(|| format!("{name}-new")),
             priority: prio,
             kind: ConfigurationKind::Standard,
@@ -335,7 +367,14 @@ deployment "base" {
         let order: Vec<(usize, StepOp, &str)> = s.iter().map(|s| (s.number, s.op, s.id.as_str())).collect();
         assert_eq!(
             order,
-            [(1, StepOp::Create, "b-new"), (2, StepOp::Create, "a-new"), (3, StepOp::Create, "d-new"), (4, StepOp::Delete, "d-old"), (5, StepOp::Delete, "c-old"), (6, StepOp::Delete, "b-old")]
+            [
+                (1, StepOp::Create, "b-new"),
+                (2, StepOp::Create, "a-new"),
+                (3, StepOp::Create, "d-new"),
+                (4, StepOp::Delete, "d-old"),
+                (5, StepOp::Delete, "c-old"),
+                (6, StepOp::Delete, "b-old")
+            ]
         );
     }
 }

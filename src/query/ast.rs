@@ -56,12 +56,7 @@ impl Path {
     /// A path from segment names, with an empty span.
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
         Path {
-            segments: names
-                .iter()
-                .map(|n| Segment {
-                    name: n.as_ref().to_string(),
-                })
-                .collect(),
+            segments: names.iter().map(|n| Segment { name: n.as_ref().to_string() }).collect(),
             span: Span::default(),
         }
     }
@@ -219,9 +214,7 @@ impl Function {
 
     /// Looks a function up by name, ignoring case.
     pub fn from_name(name: &str) -> Option<Function> {
-        Function::ALL
-            .into_iter()
-            .find(|f| f.name().eq_ignore_ascii_case(name))
+        Function::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name))
     }
 
     /// How many arguments the function takes.
@@ -251,10 +244,7 @@ impl PartialEq for Expr {
 impl Expr {
     /// An expression with an empty span, for building trees in code.
     pub fn new(kind: ExprKind) -> Self {
-        Expr {
-            kind,
-            span: Span::default(),
-        }
+        Expr { kind, span: Span::default() }
     }
 }
 
@@ -321,35 +311,23 @@ impl PartialEq for Condition {
 impl Condition {
     /// The empty condition, which targets nothing (the hub's meaning of an empty `targetCondition`).
     pub fn nothing() -> Self {
-        Condition {
-            root: ConditionRoot::Nothing,
-            source: String::new(),
-        }
+        Condition { root: ConditionRoot::Nothing, source: String::new() }
     }
 
     /// `*`.
     pub fn all() -> Self {
-        Condition {
-            root: ConditionRoot::All,
-            source: "*".to_string(),
-        }
+        Condition { root: ConditionRoot::All, source: "*".to_string() }
     }
 
     /// A condition from an expression built in code.
     pub fn from_expr(expr: Expr) -> Self {
-        Condition {
-            root: ConditionRoot::Expr(expr),
-            source: String::new(),
-        }
+        Condition { root: ConditionRoot::Expr(expr), source: String::new() }
     }
 
     /// The top-level AND-ed clauses (the whole expression when it is not an AND).
     pub fn clauses(&self) -> Vec<&Expr> {
         match &self.root {
-            ConditionRoot::Expr(Expr {
-                kind: ExprKind::And(items),
-                ..
-            }) => items.iter().collect(),
+            ConditionRoot::Expr(Expr { kind: ExprKind::And(items), .. }) => items.iter().collect(),
             ConditionRoot::Expr(e) => vec![e],
             _ => Vec::new(),
         }
@@ -449,10 +427,7 @@ impl Query {
     /// be compiled into a [`crate::query::ConditionSet`]; `*` when there is no WHERE.
     pub fn where_condition(&self) -> Condition {
         match &self.filter {
-            Some(e) => Condition {
-                root: ConditionRoot::Expr(e.clone()),
-                source: self.source.clone(),
-            },
+            Some(e) => Condition { root: ConditionRoot::Expr(e.clone()), source: self.source.clone() },
             None => Condition::all(),
         }
     }
@@ -468,10 +443,8 @@ impl Query {
 // Canonical printing.
 
 /// Words that cannot start a path without `[[ ]]` because the parser reads them as keywords.
-pub(crate) const RESERVED: [&str; 15] = [
-    "AND", "OR", "NOT", "IN", "NIN", "TRUE", "FALSE", "NULL", "SELECT", "FROM", "WHERE", "GROUP",
-    "BY", "AS", "TOP",
-];
+pub(crate) const RESERVED: [&str; 15] =
+    ["AND", "OR", "NOT", "IN", "NIN", "TRUE", "FALSE", "NULL", "SELECT", "FROM", "WHERE", "GROUP", "BY", "AS", "TOP"];
 
 pub(crate) fn is_reserved(word: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
@@ -520,11 +493,7 @@ impl ExprKind {
 
 /// Writes `expr`, parenthesised when it binds looser than `min`.
 fn write_child(f: &mut fmt::Formatter<'_>, expr: &Expr, min: u8) -> fmt::Result {
-    if expr.kind.precedence() < min {
-        write!(f, "({expr})")
-    } else {
-        write!(f, "{expr}")
-    }
+    if expr.kind.precedence() < min { write!(f, "({expr})") } else { write!(f, "{expr}") }
 }
 
 impl fmt::Display for Literal {
@@ -588,18 +557,11 @@ impl fmt::Display for Expr {
                 // deeper than the parsed one (the parser bounds nesting).
                 let needs_paren = matches!(inner.kind, ExprKind::Literal(Literal::Number(n)) if !n.is_sign_negative())
                     || inner.kind.precedence() < PREC_UNARY;
-                if needs_paren {
-                    write!(f, "({inner})")
-                } else {
-                    write!(f, "{inner}")
-                }
+                if needs_paren { write!(f, "({inner})") } else { write!(f, "{inner}") }
             }
             ExprKind::And(items) | ExprKind::Or(items) => {
-                let (word, prec) = if matches!(self.kind, ExprKind::And(_)) {
-                    (" AND ", PREC_AND)
-                } else {
-                    (" OR ", PREC_OR)
-                };
+                let (word, prec) =
+                    if matches!(self.kind, ExprKind::And(_)) { (" AND ", PREC_AND) } else { (" OR ", PREC_OR) };
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         f.write_str(word)?;
@@ -620,11 +582,7 @@ impl fmt::Display for Expr {
                 write!(f, " {} ", op.symbol())?;
                 write_child(f, r, p + 1)
             }
-            ExprKind::In {
-                operand,
-                list,
-                negated,
-            } => {
+            ExprKind::In { operand, list, negated } => {
                 write_child(f, operand, PREC_CMP)?;
                 f.write_str(if *negated { " NIN " } else { " IN " })?;
                 write_list(f, list)

@@ -24,32 +24,14 @@ pub(crate) fn compile_expr(e: &Expr, slot: &mut dyn FnMut(&Path) -> u32) -> Node
         ExprKind::Or(items) => Node::Or(items.iter().map(|i| compile_expr(i, slot)).collect()),
         ExprKind::Compare(op, l, r) => match (&l.kind, &r.kind) {
             (ExprKind::Path(p), ExprKind::Literal(v)) => Node::PathCmp(*op, slot(p), lit(v)),
-            (ExprKind::Literal(v), ExprKind::Path(p)) => {
-                Node::PathCmp(op.flipped(), slot(p), lit(v))
-            }
-            _ => Node::Cmp(
-                *op,
-                Box::new(compile_expr(l, slot)),
-                Box::new(compile_expr(r, slot)),
-            ),
+            (ExprKind::Literal(v), ExprKind::Path(p)) => Node::PathCmp(op.flipped(), slot(p), lit(v)),
+            _ => Node::Cmp(*op, Box::new(compile_expr(l, slot)), Box::new(compile_expr(r, slot))),
         },
-        ExprKind::Arith(op, l, r) => Node::Arith(
-            *op,
-            Box::new(compile_expr(l, slot)),
-            Box::new(compile_expr(r, slot)),
-        ),
-        ExprKind::In {
-            operand,
-            list,
-            negated,
-        } => Node::In(
-            Box::new(compile_expr(operand, slot)),
-            lit_set(list),
-            *negated,
-        ),
-        ExprKind::Call(f, args) => {
-            Node::Func(*f, args.iter().map(|a| compile_expr(a, slot)).collect())
+        ExprKind::Arith(op, l, r) => Node::Arith(*op, Box::new(compile_expr(l, slot)), Box::new(compile_expr(r, slot))),
+        ExprKind::In { operand, list, negated } => {
+            Node::In(Box::new(compile_expr(operand, slot)), lit_set(list), *negated)
         }
+        ExprKind::Call(f, args) => Node::Func(*f, args.iter().map(|a| compile_expr(a, slot)).collect()),
     }
 }
 
@@ -127,8 +109,7 @@ impl PathTable {
             return i as u32;
         }
         self.paths.push(p.clone());
-        self.segments
-            .push(p.segments.iter().map(|s| s.name.as_str().into()).collect());
+        self.segments.push(p.segments.iter().map(|s| s.name.as_str().into()).collect());
         (self.paths.len() - 1) as u32
     }
 }
@@ -143,9 +124,7 @@ pub(crate) struct DirectEnv<'a> {
 impl<'a> Env<'a> for DirectEnv<'a> {
     #[inline]
     fn path(&self, slot: u32) -> Option<&'a Value> {
-        self.segments
-            .get(slot as usize)
-            .and_then(|segs| resolve(self.twin, segs))
+        self.segments.get(slot as usize).and_then(|segs| resolve(self.twin, segs))
     }
 }
 
@@ -179,11 +158,7 @@ impl CompiledCondition {
             ConditionRoot::All => Root::All,
             ConditionRoot::Expr(e) => Root::Node(compile_expr(e, &mut |p| table.slot(p))),
         };
-        CompiledCondition {
-            condition: condition.clone(),
-            root,
-            table,
-        }
+        CompiledCondition { condition: condition.clone(), root, table }
     }
 
     /// Parses and compiles condition text.
@@ -198,10 +173,7 @@ impl CompiledCondition {
 
     /// The condition's value on `twin`.
     pub fn evaluate(&self, twin: &Value) -> Tri {
-        self.root.eval(&DirectEnv {
-            twin,
-            segments: &self.table.segments,
-        })
+        self.root.eval(&DirectEnv { twin, segments: &self.table.segments })
     }
 
     /// True when the condition is exactly true on `twin`.
@@ -220,12 +192,9 @@ impl CompiledCondition {
     pub fn explain(&self, twin: &Value) -> Vec<ClauseOutcome> {
         match &self.condition.root {
             ConditionRoot::Nothing => Vec::new(),
-            ConditionRoot::All => vec![ClauseOutcome {
-                text: "*".into(),
-                offset: 0,
-                len: self.condition.source.len(),
-                value: Tri::True,
-            }],
+            ConditionRoot::All => {
+                vec![ClauseOutcome { text: "*".into(), offset: 0, len: self.condition.source.len(), value: Tri::True }]
+            }
             ConditionRoot::Expr(_) => self
                 .condition
                 .clauses()
@@ -233,13 +202,7 @@ impl CompiledCondition {
                 .map(|clause| {
                     let mut table = PathTable::default();
                     let node = compile_expr(clause, &mut |p| table.slot(p));
-                    let value = Tri::of(eval(
-                        &node,
-                        &DirectEnv {
-                            twin,
-                            segments: &table.segments,
-                        },
-                    ));
+                    let value = Tri::of(eval(&node, &DirectEnv { twin, segments: &table.segments }));
                     ClauseOutcome {
                         text: self.condition.text_of(clause),
                         offset: clause.span.offset,
@@ -323,10 +286,7 @@ impl ConditionSet {
                 Some(&id) => id,
                 None => {
                     let id = self.trie.len() as u32;
-                    self.trie.push(TrieNode {
-                        parent,
-                        segment: key.1.clone(),
-                    });
+                    self.trie.push(TrieNode { parent, segment: key.1.clone() });
                     self.index.insert(key, id);
                     id
                 }
@@ -351,18 +311,10 @@ impl ConditionSet {
     }
 
     /// Prepares `scratch` for `twin` and returns a view that evaluates conditions on it.
-    pub fn resolve<'s, 't>(
-        &'s self,
-        twin: &'t Value,
-        scratch: &'s mut Scratch<'t>,
-    ) -> Resolved<'s, 't> {
+    pub fn resolve<'s, 't>(&'s self, twin: &'t Value, scratch: &'s mut Scratch<'t>) -> Resolved<'s, 't> {
         scratch.slots.clear();
         scratch.slots.resize(self.trie.len(), Cell::new(None));
-        Resolved {
-            set: self,
-            twin,
-            slots: &scratch.slots,
-        }
+        Resolved { set: self, twin, slots: &scratch.slots }
     }
 
     /// Evaluates every condition on `twin` into `out` (cleared first, one entry per condition).
@@ -394,9 +346,7 @@ impl<'t> Scratch<'t> {
     /// in place.
     pub fn recycle<'u>(mut self) -> Scratch<'u> {
         self.slots.clear();
-        Scratch {
-            slots: self.slots.into_iter().map(|_| Cell::new(None)).collect(),
-        }
+        Scratch { slots: self.slots.into_iter().map(|_| Cell::new(None)).collect() }
     }
 }
 
@@ -415,11 +365,7 @@ impl<'s, 't> Resolved<'s, 't> {
             return v;
         }
         let node = &self.set.trie[id as usize];
-        let parent = if node.parent == NO_PARENT {
-            Some(self.twin)
-        } else {
-            self.slot(node.parent)
-        };
+        let parent = if node.parent == NO_PARENT { Some(self.twin) } else { self.slot(node.parent) };
         let v = parent.and_then(|p| lookup(p, &node.segment));
         cell.set(Some(v));
         v
@@ -528,32 +474,16 @@ mod tests {
         assert_eq!(out[2].value, Tri::False);
         assert_eq!(c.evaluate(&twin()), Tri::False);
         let paths: Vec<String> = c.paths().iter().map(|p| p.to_string()).collect();
-        assert_eq!(
-            paths,
-            [
-                "tags.environment",
-                "tags.missing",
-                "properties.reported.temp"
-            ]
-        );
+        assert_eq!(paths, ["tags.environment", "tags.missing", "properties.reported.temp"]);
     }
 
     #[test]
     fn targets_device_rules() {
         let t = twin();
-        assert!(targets_device(
-            &CompiledCondition::new(&Condition::all()),
-            &t
-        ));
-        assert!(!targets_device(
-            &CompiledCondition::new(&Condition::nothing()),
-            &t
-        ));
+        assert!(targets_device(&CompiledCondition::new(&Condition::all()), &t));
+        assert!(!targets_device(&CompiledCondition::new(&Condition::nothing()), &t));
         let mut leaf = t.clone();
         leaf["capabilities"]["iotEdge"] = json!(false);
-        assert!(!targets_device(
-            &CompiledCondition::parse("*").unwrap(),
-            &leaf
-        ));
+        assert!(!targets_device(&CompiledCondition::parse("*").unwrap(), &leaf));
     }
 }

@@ -138,9 +138,7 @@ impl QueryError {
     pub fn help(&self) -> Option<String> {
         use QueryErrorKind as K;
         Some(match &self.kind {
-            K::DoubleQuote => {
-                "double quotes are not allowed in target conditions; use single quotes".into()
-            }
+            K::DoubleQuote => "double quotes are not allowed in target conditions; use single quotes".into(),
             K::UnterminatedString => {
                 "close the string with a single quote; write '' for a quote inside a string".into()
             }
@@ -149,30 +147,22 @@ impl QueryError {
             K::UnmatchedParen => "remove this ')' or add the matching '('".into(),
             K::UnclosedBracket => "close the array with ']'".into(),
             K::TrailingInput(_) => {
-                "join conditions with AND or OR; check for an unbalanced quote or parenthesis"
-                    .into()
+                "join conditions with AND or OR; check for an unbalanced quote or parenthesis".into()
             }
             K::EmptyCondition => {
-                "an empty target condition targets no device; use '*' to target every IoT Edge device"
-                    .into()
+                "an empty target condition targets no device; use '*' to target every IoT Edge device".into()
             }
             K::UnknownFunction { name, suggestion } => match suggestion {
                 Some(s) => format!("unknown function {name} — did you mean {s}?"),
                 None => format!(
                     "twin queries support {}",
-                    crate::query::ast::Function::ALL
-                        .iter()
-                        .map(|f| f.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    crate::query::ast::Function::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
                 ),
             },
             K::UnexpectedChar('!') => "use != for 'not equal' or NOT for negation".into(),
             K::UnexpectedChar('&') => "use AND".into(),
             K::UnexpectedChar('|') => "use OR".into(),
-            K::ForbiddenPath(_) => {
-                "target conditions may only use tags, properties.reported and deviceId".into()
-            }
+            K::ForbiddenPath(_) => "target conditions may only use tags, properties.reported and deviceId".into(),
             K::TooLong { .. } => "shorten the query".into(),
             K::NotGrouped(_) => "add the path to GROUP BY or remove it from SELECT".into(),
             K::UnsupportedCollection(_) => "use FROM devices or FROM devices.modules".into(),

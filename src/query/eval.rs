@@ -99,9 +99,7 @@ pub fn eq_ignore_case(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
         return a.eq_ignore_ascii_case(b);
     }
-    a.chars()
-        .flat_map(char::to_lowercase)
-        .eq(b.chars().flat_map(char::to_lowercase))
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// Looks up `key` in an object: the exact key first (one map lookup, the common case), then a
@@ -114,9 +112,7 @@ pub(crate) fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     if let Some(found) = map.get(key) {
         return Some(found);
     }
-    map.iter()
-        .find(|(k, _)| eq_ignore_case(k, key))
-        .map(|(_, v)| v)
+    map.iter().find(|(k, _)| eq_ignore_case(k, key)).map(|(_, v)| v)
 }
 
 /// Resolves a whole path from the twin root.
@@ -130,10 +126,7 @@ pub(crate) fn resolve<'a>(twin: &'a Value, segments: &[Box<str>]) -> Option<&'a 
 
 /// True when the twin is an IoT Edge device (`capabilities.iotEdge == true`).
 pub fn is_edge_device(twin: &Value) -> bool {
-    lookup(twin, "capabilities")
-        .and_then(|c| lookup(c, "iotEdge"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    lookup(twin, "capabilities").and_then(|c| lookup(c, "iotEdge")).and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// Comparison with the hub's rules: undefined if either side is undefined or not primitive;
@@ -198,11 +191,7 @@ pub(crate) fn arith(op: ArithOp, a: Val<'_>, b: Val<'_>) -> Val<'static> {
         ArithOp::Div => x / y,
         ArithOp::Rem => x % y,
     };
-    if r.is_finite() {
-        Val::Num(r)
-    } else {
-        Val::Undef
-    }
+    if r.is_finite() { Val::Num(r) } else { Val::Undef }
 }
 
 /// A literal, pre-converted for evaluation.
@@ -303,11 +292,7 @@ pub(crate) fn eval<'a, E: Env<'a>>(node: &'a Node, env: &E) -> Val<'a> {
                     _ => undefined = true,
                 }
             }
-            if undefined {
-                Val::Undef
-            } else {
-                Val::Bool(true)
-            }
+            if undefined { Val::Undef } else { Val::Bool(true) }
         }
         Node::Or(items) => {
             let mut undefined = false;
@@ -318,11 +303,7 @@ pub(crate) fn eval<'a, E: Env<'a>>(node: &'a Node, env: &E) -> Val<'a> {
                     _ => undefined = true,
                 }
             }
-            if undefined {
-                Val::Undef
-            } else {
-                Val::Bool(false)
-            }
+            if undefined { Val::Undef } else { Val::Bool(false) }
         }
         Node::Not(inner) => match eval(inner, env) {
             Val::Bool(b) => Val::Bool(!b),
@@ -359,11 +340,7 @@ fn call<'a, E: Env<'a>>(func: Function, args: &'a [Node], env: &E) -> Val<'a> {
             let (Val::Str(s), Val::Str(affix)) = (v, arg(1)) else {
                 return Val::Undef;
             };
-            if func == Function::StartsWith {
-                s.starts_with(affix)
-            } else {
-                s.ends_with(affix)
-            }
+            if func == Function::StartsWith { s.starts_with(affix) } else { s.ends_with(affix) }
         }
     };
     Val::Bool(b)
@@ -379,12 +356,7 @@ mod tests {
         let v = json!({"Env": 1, "env": 2, "Région": 3});
         assert_eq!(lookup(&v, "env"), Some(&json!(2)));
         assert_eq!(lookup(&v, "Env"), Some(&json!(1)));
-        assert_eq!(
-            lookup(&v, "ENV")
-                .and_then(Value::as_i64)
-                .map(|n| n == 1 || n == 2),
-            Some(true)
-        );
+        assert_eq!(lookup(&v, "ENV").and_then(Value::as_i64).map(|n| n == 1 || n == 2), Some(true));
         assert_eq!(lookup(&v, "RÉGION"), Some(&json!(3)));
         assert_eq!(lookup(&v, "missing"), None);
         assert_eq!(lookup(&json!([1]), "0"), None);
@@ -407,22 +379,10 @@ mod tests {
 
     #[test]
     fn arithmetic_edges() {
-        assert_eq!(
-            arith(ArithOp::Div, Val::Num(1.0), Val::Num(0.0)),
-            Val::Undef
-        );
-        assert_eq!(
-            arith(ArithOp::Rem, Val::Num(7.0), Val::Num(4.0)),
-            Val::Num(3.0)
-        );
-        assert_eq!(
-            arith(ArithOp::Add, Val::Str("a"), Val::Num(1.0)),
-            Val::Undef
-        );
-        assert_eq!(
-            arith(ArithOp::Mul, Val::Num(1e308), Val::Num(10.0)),
-            Val::Undef
-        );
+        assert_eq!(arith(ArithOp::Div, Val::Num(1.0), Val::Num(0.0)), Val::Undef);
+        assert_eq!(arith(ArithOp::Rem, Val::Num(7.0), Val::Num(4.0)), Val::Num(3.0));
+        assert_eq!(arith(ArithOp::Add, Val::Str("a"), Val::Num(1.0)), Val::Undef);
+        assert_eq!(arith(ArithOp::Mul, Val::Num(1e308), Val::Num(10.0)), Val::Undef);
     }
 
     #[test]
@@ -436,9 +396,7 @@ mod tests {
     fn edge_detection() {
         assert!(is_edge_device(&json!({"capabilities": {"iotEdge": true}})));
         assert!(is_edge_device(&json!({"Capabilities": {"IOTEDGE": true}})));
-        assert!(!is_edge_device(
-            &json!({"capabilities": {"iotEdge": "true"}})
-        ));
+        assert!(!is_edge_device(&json!({"capabilities": {"iotEdge": "true"}})));
         assert!(!is_edge_device(&json!({})));
     }
 }

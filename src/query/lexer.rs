@@ -80,11 +80,7 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
             continue;
         }
         let start = i;
-        let single = |tok| Token {
-            tok,
-            offset: start,
-            len: 1,
-        };
+        let single = |tok| Token { tok, offset: start, len: 1 };
         let tok = match b {
             b'(' => single(Tok::LParen),
             b')' => single(Tok::RParen),
@@ -109,30 +105,14 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
                 }
                 single(Tok::Eq)
             }
-            b'!' if bytes.get(i + 1) == Some(&b'=') => Token {
-                tok: Tok::Ne,
-                offset: start,
-                len: 2,
-            },
+            b'!' if bytes.get(i + 1) == Some(&b'=') => Token { tok: Tok::Ne, offset: start, len: 2 },
             b'<' => match bytes.get(i + 1) {
-                Some(b'=') => Token {
-                    tok: Tok::Le,
-                    offset: start,
-                    len: 2,
-                },
-                Some(b'>') => Token {
-                    tok: Tok::Ne,
-                    offset: start,
-                    len: 2,
-                },
+                Some(b'=') => Token { tok: Tok::Le, offset: start, len: 2 },
+                Some(b'>') => Token { tok: Tok::Ne, offset: start, len: 2 },
                 _ => single(Tok::Lt),
             },
             b'>' => match bytes.get(i + 1) {
-                Some(b'=') => Token {
-                    tok: Tok::Ge,
-                    offset: start,
-                    len: 2,
-                },
+                Some(b'=') => Token { tok: Tok::Ge, offset: start, len: 2 },
                 _ => single(Tok::Gt),
             },
             b'[' => {
@@ -145,10 +125,7 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
             b'\'' => lex_string(src, start)?,
             b'"' => {
                 // Point at the whole double-quoted run when it closes, so the fix is obvious.
-                let len = src[start + 1..]
-                    .find('"')
-                    .map(|e| e + 2)
-                    .unwrap_or(src.len() - start);
+                let len = src[start + 1..].find('"').map(|e| e + 2).unwrap_or(src.len() - start);
                 return Err(QueryError::new(start, len, QueryErrorKind::DoubleQuote));
             }
             b'0'..=b'9' => lex_number(src, start)?,
@@ -161,17 +138,9 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
                         .find(|&(_, ch)| !is_ident_continue(ch))
                         .map(|(k, _)| k)
                         .unwrap_or(src.len() - start);
-                    Token {
-                        tok: Tok::Word(&src[start..start + len]),
-                        offset: start,
-                        len,
-                    }
+                    Token { tok: Tok::Word(&src[start..start + len]), offset: start, len }
                 } else {
-                    return Err(QueryError::new(
-                        start,
-                        c.len_utf8(),
-                        QueryErrorKind::UnexpectedChar(c),
-                    ));
+                    return Err(QueryError::new(start, c.len_utf8(), QueryErrorKind::UnexpectedChar(c)));
                 }
             }
         };
@@ -189,11 +158,7 @@ fn lex_string(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
     loop {
         match bytes.get(i) {
             None => {
-                return Err(QueryError::new(
-                    start,
-                    src.len() - start,
-                    QueryErrorKind::UnterminatedString,
-                ));
+                return Err(QueryError::new(start, src.len() - start, QueryErrorKind::UnterminatedString));
             }
             Some(b'\'') => {
                 value.push_str(&src[chunk..i]);
@@ -203,11 +168,7 @@ fn lex_string(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
                     i += 2;
                     chunk = i;
                 } else {
-                    return Ok(Token {
-                        tok: Tok::Str(value),
-                        offset: start,
-                        len: i + 1 - start,
-                    });
+                    return Ok(Token { tok: Tok::Str(value), offset: start, len: i + 1 - start });
                 }
             }
             Some(_) => i += 1,
@@ -218,17 +179,9 @@ fn lex_string(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
 fn lex_segment(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
     let body_start = start + 2;
     match src[body_start..].find("]]") {
-        None => Err(QueryError::new(
-            start,
-            src.len() - start,
-            QueryErrorKind::UnterminatedSegment,
-        )),
+        None => Err(QueryError::new(start, src.len() - start, QueryErrorKind::UnterminatedSegment)),
         Some(0) => Err(QueryError::new(start, 4, QueryErrorKind::EmptySegment)),
-        Some(n) => Ok(Token {
-            tok: Tok::Quoted(&src[body_start..body_start + n]),
-            offset: start,
-            len: n + 4,
-        }),
+        Some(n) => Ok(Token { tok: Tok::Quoted(&src[body_start..body_start + n]), offset: start, len: n + 4 }),
     }
 }
 
@@ -248,9 +201,7 @@ fn lex_number(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
         } else {
             // Fold digit by digit into an f64 so long hex literals lose precision like a
             // decimal one would, instead of failing.
-            Some(hex.bytes().fold(0f64, |acc, d| {
-                acc * 16.0 + f64::from((d as char).to_digit(16).unwrap_or(0))
-            }))
+            Some(hex.bytes().fold(0f64, |acc, d| acc * 16.0 + f64::from((d as char).to_digit(16).unwrap_or(0))))
         };
     } else {
         while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -279,25 +230,13 @@ fn lex_number(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
     // A letter glued to the number (`12abc`, `1e`, `0xZ`) is a typo, not two tokens.
     let glued = src[i..].chars().next().is_some_and(is_ident_continue);
     let end = if glued {
-        i + src[i..]
-            .char_indices()
-            .find(|&(_, c)| !is_ident_continue(c))
-            .map(|(k, _)| k)
-            .unwrap_or(src.len() - i)
+        i + src[i..].char_indices().find(|&(_, c)| !is_ident_continue(c)).map(|(k, _)| k).unwrap_or(src.len() - i)
     } else {
         i
     };
     match value {
-        Some(v) if v.is_finite() && !glued => Ok(Token {
-            tok: Tok::Num(v),
-            offset: start,
-            len: i - start,
-        }),
-        _ => Err(QueryError::new(
-            start,
-            end - start,
-            QueryErrorKind::InvalidNumber(src[start..end].to_string()),
-        )),
+        Some(v) if v.is_finite() && !glued => Ok(Token { tok: Tok::Num(v), offset: start, len: i - start }),
+        _ => Err(QueryError::new(start, end - start, QueryErrorKind::InvalidNumber(src[start..end].to_string()))),
     }
 }
 
@@ -366,23 +305,14 @@ mod tests {
         let e = lex("tags.a = \"x\"").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::DoubleQuote);
         assert_eq!((e.offset, e.len), (9, 3));
-        assert_eq!(
-            e.help().unwrap(),
-            "double quotes are not allowed in target conditions; use single quotes"
-        );
+        assert_eq!(e.help().unwrap(), "double quotes are not allowed in target conditions; use single quotes");
     }
 
     #[test]
     fn quoted_segments() {
         assert_eq!(
             toks("configurations.[[my-config]].status"),
-            vec![
-                Tok::Word("configurations"),
-                Tok::Dot,
-                Tok::Quoted("my-config"),
-                Tok::Dot,
-                Tok::Word("status")
-            ]
+            vec![Tok::Word("configurations"), Tok::Dot, Tok::Quoted("my-config"), Tok::Dot, Tok::Word("status")]
         );
         let e = lex("tags.[[abc").unwrap_err();
         assert_eq!((e.offset, e.kind), (5, QueryErrorKind::UnterminatedSegment));
@@ -393,10 +323,7 @@ mod tests {
     #[test]
     fn unexpected_characters() {
         let e = lex("a && b").unwrap_err();
-        assert_eq!(
-            (e.offset, e.kind.clone()),
-            (2, QueryErrorKind::UnexpectedChar('&'))
-        );
+        assert_eq!((e.offset, e.kind.clone()), (2, QueryErrorKind::UnexpectedChar('&')));
         assert_eq!(e.help().as_deref(), Some("use AND"));
         let e = lex("a == 1").unwrap_err();
         assert_eq!((e.offset, e.len), (2, 2));

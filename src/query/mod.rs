@@ -61,12 +61,10 @@ mod proptests;
 mod run;
 
 pub use ast::{
-    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path,
-    Query, Segment, SelectExpr, SelectItem, Selection, Span,
+    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path, Query, Segment,
+    SelectExpr, SelectItem, Selection, Span,
 };
-pub use compile::{
-    ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device,
-};
+pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
 pub use parser::{MAX_DEPTH, parse_condition, parse_query};
@@ -82,18 +80,11 @@ pub fn check_target_condition(condition: &Condition) -> Vec<QueryError> {
     let chars = condition.source.chars().count();
     if chars > MAX_QUERY_CHARS {
         // Point at the first character past the limit.
-        let offset = condition
-            .source
-            .char_indices()
-            .nth(MAX_QUERY_CHARS)
-            .map_or(condition.source.len(), |(i, _)| i);
+        let offset = condition.source.char_indices().nth(MAX_QUERY_CHARS).map_or(condition.source.len(), |(i, _)| i);
         errors.push(QueryError {
             offset,
             len: condition.source.len() - offset,
-            kind: QueryErrorKind::TooLong {
-                len: chars,
-                max: MAX_QUERY_CHARS,
-            },
+            kind: QueryErrorKind::TooLong { len: chars, max: MAX_QUERY_CHARS },
         });
     }
     if let ConditionRoot::Expr(e) = &condition.root {
@@ -114,17 +105,11 @@ pub fn check_target_condition(condition: &Condition) -> Vec<QueryError> {
 pub fn check_query_length(text: &str) -> Option<QueryError> {
     let chars = text.chars().count();
     (chars > MAX_QUERY_CHARS).then(|| {
-        let offset = text
-            .char_indices()
-            .nth(MAX_QUERY_CHARS)
-            .map_or(text.len(), |(i, _)| i);
+        let offset = text.char_indices().nth(MAX_QUERY_CHARS).map_or(text.len(), |(i, _)| i);
         QueryError {
             offset,
             len: text.len() - offset,
-            kind: QueryErrorKind::TooLong {
-                len: chars,
-                max: MAX_QUERY_CHARS,
-            },
+            kind: QueryErrorKind::TooLong { len: chars, max: MAX_QUERY_CHARS },
         }
     })
 }
@@ -133,9 +118,7 @@ fn target_path_allowed(p: &Path) -> bool {
     let seg = |i: usize| p.segments.get(i).map(|s| s.name.as_str());
     match (seg(0), seg(1)) {
         (Some(first), _) if eq_ignore_case(first, "tags") => true,
-        (Some(first), Some(second)) if eq_ignore_case(first, "properties") => {
-            eq_ignore_case(second, "reported")
-        }
+        (Some(first), Some(second)) if eq_ignore_case(first, "properties") => eq_ignore_case(second, "reported"),
         (Some(first), None) => eq_ignore_case(first, "deviceId"),
         _ => false,
     }
@@ -174,27 +157,12 @@ mod tests {
         let errs = check_target_condition(&c);
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].offset, 64);
-        assert_eq!(
-            errs[0].kind,
-            QueryErrorKind::ForbiddenPath("properties.desired.y".into())
-        );
-        assert_eq!(
-            errs[0].help().unwrap(),
-            "target conditions may only use tags, properties.reported and deviceId"
-        );
-        assert_eq!(
-            errs[1].kind,
-            QueryErrorKind::ForbiddenPath("capabilities.iotEdge".into())
-        );
+        assert_eq!(errs[0].kind, QueryErrorKind::ForbiddenPath("properties.desired.y".into()));
+        assert_eq!(errs[0].help().unwrap(), "target conditions may only use tags, properties.reported and deviceId");
+        assert_eq!(errs[1].kind, QueryErrorKind::ForbiddenPath("capabilities.iotEdge".into()));
         assert!(check_target_condition(&parse_condition("*").unwrap()).is_empty());
-        assert!(
-            check_target_condition(&parse_condition("TAGS.x = 1 and DEVICEID = 'a'").unwrap())
-                .is_empty()
-        );
-        assert_eq!(
-            check_target_condition(&parse_condition("deviceId.x = 1").unwrap()).len(),
-            1
-        );
+        assert!(check_target_condition(&parse_condition("TAGS.x = 1 and DEVICEID = 'a'").unwrap()).is_empty());
+        assert_eq!(check_target_condition(&parse_condition("deviceId.x = 1").unwrap()).len(), 1);
     }
 
     #[test]

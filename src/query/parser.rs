@@ -14,25 +14,15 @@ pub const MAX_DEPTH: usize = 128;
 pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     let toks = lex(text)?;
     if toks.is_empty() {
-        return Err(QueryError::new(
-            0,
-            text.len(),
-            QueryErrorKind::EmptyCondition,
-        ));
+        return Err(QueryError::new(0, text.len(), QueryErrorKind::EmptyCondition));
     }
     if toks.len() == 1 && toks[0].tok == Tok::Star {
-        return Ok(Condition {
-            root: ConditionRoot::All,
-            source: text.to_string(),
-        });
+        return Ok(Condition { root: ConditionRoot::All, source: text.to_string() });
     }
     let mut p = Parser::new(text, toks);
     let expr = p.expr()?;
     p.finish()?;
-    Ok(Condition {
-        root: ConditionRoot::Expr(expr),
-        source: text.to_string(),
-    })
+    Ok(Condition { root: ConditionRoot::Expr(expr), source: text.to_string() })
 }
 
 /// Parses a full query: `SELECT ... FROM devices|devices.modules [WHERE ...] [GROUP BY ...]`.
@@ -53,12 +43,7 @@ struct Parser<'s> {
 
 impl<'s> Parser<'s> {
     fn new(src: &'s str, toks: Vec<Token<'s>>) -> Self {
-        Parser {
-            src,
-            toks,
-            pos: 0,
-            depth: 0,
-        }
+        Parser { src, toks, pos: 0, depth: 0 }
     }
 
     fn peek(&self) -> Option<&Token<'s>> {
@@ -94,11 +79,7 @@ impl<'s> Parser<'s> {
     }
 
     fn eat(&mut self, tok: &Tok<'_>) -> Option<Token<'s>> {
-        if self.peek_tok() == Some(tok) {
-            self.bump()
-        } else {
-            None
-        }
+        if self.peek_tok() == Some(tok) { self.bump() } else { None }
     }
 
     /// "expected X" at the current token (or at the end of the text).
@@ -107,29 +88,16 @@ impl<'s> Parser<'s> {
             Some(t) => QueryError::new(
                 t.offset,
                 t.len,
-                QueryErrorKind::Unexpected {
-                    expected: what.to_string(),
-                    found: t.tok.describe(),
-                },
+                QueryErrorKind::Unexpected { expected: what.to_string(), found: t.tok.describe() },
             ),
-            None => QueryError::new(
-                self.src.len(),
-                0,
-                QueryErrorKind::UnexpectedEnd {
-                    expected: what.to_string(),
-                },
-            ),
+            None => QueryError::new(self.src.len(), 0, QueryErrorKind::UnexpectedEnd { expected: what.to_string() }),
         }
     }
 
     fn enter(&mut self, at: Span) -> Result<(), QueryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(QueryError::new(
-                at.offset,
-                at.len,
-                QueryErrorKind::TooDeep(MAX_DEPTH),
-            ));
+            return Err(QueryError::new(at.offset, at.len, QueryErrorKind::TooDeep(MAX_DEPTH)));
         }
         Ok(())
     }
@@ -137,16 +105,8 @@ impl<'s> Parser<'s> {
     fn finish(&self) -> Result<(), QueryError> {
         match self.peek() {
             None => Ok(()),
-            Some(t) if t.tok == Tok::RParen => Err(QueryError::new(
-                t.offset,
-                t.len,
-                QueryErrorKind::UnmatchedParen,
-            )),
-            Some(t) => Err(QueryError::new(
-                t.offset,
-                t.len,
-                QueryErrorKind::TrailingInput(t.tok.describe()),
-            )),
+            Some(t) if t.tok == Tok::RParen => Err(QueryError::new(t.offset, t.len, QueryErrorKind::UnmatchedParen)),
+            Some(t) => Err(QueryError::new(t.offset, t.len, QueryErrorKind::TrailingInput(t.tok.describe()))),
         }
     }
 
@@ -191,10 +151,7 @@ impl<'s> Parser<'s> {
             let inner = self.not()?;
             self.depth -= 1;
             let span = Self::tok_span(&t).to(inner.span);
-            return Ok(Expr {
-                kind: ExprKind::Not(Box::new(inner)),
-                span,
-            });
+            return Ok(Expr { kind: ExprKind::Not(Box::new(inner)), span });
         }
         self.comparison()
     }
@@ -217,24 +174,14 @@ impl<'s> Parser<'s> {
                 self.pos += 1;
                 let right = self.additive()?;
                 let span = left.span.to(right.span);
-                left = Expr {
-                    kind: ExprKind::Compare(op, Box::new(left), Box::new(right)),
-                    span,
-                };
+                left = Expr { kind: ExprKind::Compare(op, Box::new(left), Box::new(right)), span };
             } else if self.at_word("IN") || self.at_word("NIN") {
                 self.enter(left.span)?;
                 let negated = self.at_word("NIN");
                 self.pos += 1;
                 let (list, end) = self.array()?;
                 let span = left.span.to(end);
-                left = Expr {
-                    kind: ExprKind::In {
-                        operand: Box::new(left),
-                        list,
-                        negated,
-                    },
-                    span,
-                };
+                left = Expr { kind: ExprKind::In { operand: Box::new(left), list, negated }, span };
             } else {
                 break;
             }
@@ -290,19 +237,13 @@ impl<'s> Parser<'s> {
         if let Some(Tok::Num(n)) = self.peek_tok() {
             let n = *n;
             let t = self.bump().ok_or_else(|| self.expected("a number"))?;
-            return Ok(Expr {
-                kind: ExprKind::Literal(Literal::Number(-n)),
-                span: mspan.to(Self::tok_span(&t)),
-            });
+            return Ok(Expr { kind: ExprKind::Literal(Literal::Number(-n)), span: mspan.to(Self::tok_span(&t)) });
         }
         self.enter(mspan)?;
         let inner = self.unary()?;
         self.depth -= 1;
         let span = mspan.to(inner.span);
-        Ok(Expr {
-            kind: ExprKind::Neg(Box::new(inner)),
-            span,
-        })
+        Ok(Expr { kind: ExprKind::Neg(Box::new(inner)), span })
     }
 
     fn primary(&mut self) -> Result<Expr, QueryError> {
@@ -321,10 +262,7 @@ impl<'s> Parser<'s> {
             }
             Tok::LBracket => {
                 let (list, end) = self.array()?;
-                Ok(Expr {
-                    kind: ExprKind::Array(list),
-                    span: span.to(end),
-                })
+                Ok(Expr { kind: ExprKind::Array(list), span: span.to(end) })
             }
             Tok::LParen => {
                 self.pos += 1;
@@ -332,13 +270,8 @@ impl<'s> Parser<'s> {
                 let inner = self.expr()?;
                 self.depth -= 1;
                 match self.eat(&Tok::RParen) {
-                    Some(close) => Ok(Expr {
-                        kind: inner.kind,
-                        span: span.to(Self::tok_span(&close)),
-                    }),
-                    None if self.peek().is_none() => {
-                        Err(QueryError::new(t.offset, 1, QueryErrorKind::UnclosedParen))
-                    }
+                    Some(close) => Ok(Expr { kind: inner.kind, span: span.to(Self::tok_span(&close)) }),
+                    None if self.peek().is_none() => Err(QueryError::new(t.offset, 1, QueryErrorKind::UnclosedParen)),
                     None => Err(self.expected("')' or an operator")),
                 }
             }
@@ -352,17 +285,11 @@ impl<'s> Parser<'s> {
                     return Err(self.expected("a value, property path or '('"));
                 }
                 let path = self.path()?;
-                Ok(Expr {
-                    span: path.span,
-                    kind: ExprKind::Path(path),
-                })
+                Ok(Expr { span: path.span, kind: ExprKind::Path(path) })
             }
             Tok::Quoted(_) => {
                 let path = self.path()?;
-                Ok(Expr {
-                    span: path.span,
-                    kind: ExprKind::Path(path),
-                })
+                Ok(Expr { span: path.span, kind: ExprKind::Path(path) })
             }
             _ => Err(self.expected("a value, property path or '('")),
         }
@@ -373,10 +300,7 @@ impl<'s> Parser<'s> {
             return Err(QueryError::new(
                 span.offset,
                 span.len,
-                QueryErrorKind::UnknownFunction {
-                    name: name.to_string(),
-                    suggestion: suggest_function(name),
-                },
+                QueryErrorKind::UnknownFunction { name: name.to_string(), suggestion: suggest_function(name) },
             ));
         };
         self.pos += 1; // name
@@ -395,11 +319,7 @@ impl<'s> Parser<'s> {
         let close = match self.eat(&Tok::RParen) {
             Some(c) => c,
             None if self.peek().is_none() => {
-                return Err(QueryError::new(
-                    open.offset,
-                    1,
-                    QueryErrorKind::UnclosedParen,
-                ));
+                return Err(QueryError::new(open.offset, 1, QueryErrorKind::UnclosedParen));
             }
             None => return Err(self.expected("',' or ')'")),
         };
@@ -408,17 +328,10 @@ impl<'s> Parser<'s> {
             return Err(QueryError::new(
                 full.offset,
                 full.len,
-                QueryErrorKind::WrongArity {
-                    function: func.name(),
-                    expected: func.arity(),
-                    found: args.len(),
-                },
+                QueryErrorKind::WrongArity { function: func.name(), expected: func.arity(), found: args.len() },
             ));
         }
-        Ok(Expr {
-            kind: ExprKind::Call(func, args),
-            span: full,
-        })
+        Ok(Expr { kind: ExprKind::Call(func, args), span: full })
     }
 
     /// `[lit, lit, ...]`; returns the literals and the span of the whole array.
@@ -441,11 +354,7 @@ impl<'s> Parser<'s> {
                     return Ok((list, Self::tok_span(&open).to(Self::tok_span(&close))));
                 }
                 None if self.peek().is_none() => {
-                    return Err(QueryError::new(
-                        open.offset,
-                        1,
-                        QueryErrorKind::UnclosedBracket,
-                    ));
+                    return Err(QueryError::new(open.offset, 1, QueryErrorKind::UnclosedBracket));
                 }
                 None => return Err(self.expected("',' or ']'")),
             }
@@ -459,11 +368,7 @@ impl<'s> Parser<'s> {
             Some(Tok::Str(s)) if !negative => Some(Literal::String(s.clone())),
             Some(Tok::Word(w)) if !negative => word_literal(w),
             None => {
-                return Err(QueryError::new(
-                    open.offset,
-                    1,
-                    QueryErrorKind::UnclosedBracket,
-                ));
+                return Err(QueryError::new(open.offset, 1, QueryErrorKind::UnclosedBracket));
             }
             _ => None,
         };
@@ -478,25 +383,17 @@ impl<'s> Parser<'s> {
 
     fn path(&mut self) -> Result<Path, QueryError> {
         let mut segments = Vec::new();
-        let first = self
-            .bump()
-            .ok_or_else(|| self.expected("a property path"))?;
+        let first = self.bump().ok_or_else(|| self.expected("a property path"))?;
         let mut span = Self::tok_span(&first);
         match first.tok {
-            Tok::Word(w) | Tok::Quoted(w) => segments.push(Segment {
-                name: w.to_string(),
-            }),
+            Tok::Word(w) | Tok::Quoted(w) => segments.push(Segment { name: w.to_string() }),
             _ => return Err(self.expected("a property path")),
         }
         while self.eat(&Tok::Dot).is_some() {
             match self.peek_tok() {
                 Some(Tok::Word(w) | Tok::Quoted(w)) => {
-                    segments.push(Segment {
-                        name: w.to_string(),
-                    });
-                    let t = self
-                        .bump()
-                        .ok_or_else(|| self.expected("a property name"))?;
+                    segments.push(Segment { name: w.to_string() });
+                    let t = self.bump().ok_or_else(|| self.expected("a property name"))?;
                     span = span.to(Self::tok_span(&t));
                 }
                 _ => return Err(self.expected("a property name after '.'")),
@@ -514,11 +411,7 @@ impl<'s> Parser<'s> {
         let mut top = None;
         if self.eat_word("TOP") {
             match self.peek().cloned() {
-                Some(Token {
-                    tok: Tok::Num(n),
-                    offset,
-                    len,
-                }) => {
+                Some(Token { tok: Tok::Num(n), offset, len }) => {
                     self.pos += 1;
                     // TOP takes a whole number; 2^53 is where f64 stops counting exactly.
                     if n.fract() != 0.0 || !(0.0..=9_007_199_254_740_992.0).contains(&n) {
@@ -549,11 +442,7 @@ impl<'s> Parser<'s> {
             return Err(self.expected("',' or FROM"));
         }
         let from = self.collection()?;
-        let filter = if self.eat_word("WHERE") {
-            Some(self.expr()?)
-        } else {
-            None
-        };
+        let filter = if self.eat_word("WHERE") { Some(self.expr()?) } else { None };
         let mut group_by = Vec::new();
         if self.eat_word("GROUP") {
             if !self.eat_word("BY") {
@@ -570,23 +459,13 @@ impl<'s> Parser<'s> {
                 }
             }
         }
-        let q = Query {
-            top,
-            selection,
-            from,
-            filter,
-            group_by,
-            source: self.src.to_string(),
-        };
+        let q = Query { top, selection, from, filter, group_by, source: self.src.to_string() };
         check_grouping(&q)?;
         Ok(q)
     }
 
     fn select_item(&mut self) -> Result<SelectItem, QueryError> {
-        let start = self
-            .peek()
-            .map(Self::tok_span)
-            .unwrap_or(Span::new(self.src.len(), 0));
+        let start = self.peek().map(Self::tok_span).unwrap_or(Span::new(self.src.len(), 0));
         let (expr, mut span) = if self.at_word("COUNT") && self.peek_at(1) == Some(&Tok::LParen) {
             self.pos += 2;
             let close = match self.eat(&Tok::RParen) {
@@ -602,11 +481,7 @@ impl<'s> Parser<'s> {
         let mut alias = None;
         if self.eat_word("AS") {
             match self.peek() {
-                Some(Token {
-                    tok: Tok::Word(w),
-                    offset,
-                    len,
-                }) if !is_reserved(w) => {
+                Some(Token { tok: Tok::Word(w), offset, len }) if !is_reserved(w) => {
                     alias = Some(w.to_string());
                     span = span.to(Span::new(*offset, *len));
                     self.pos += 1;
@@ -625,11 +500,7 @@ impl<'s> Parser<'s> {
             Tok::Word(_) => self.path()?,
             _ => return Err(self.expected("devices or devices.modules")),
         };
-        let names: Vec<String> = path
-            .segments
-            .iter()
-            .map(|s| s.name.to_ascii_lowercase())
-            .collect();
+        let names: Vec<String> = path.segments.iter().map(|s| s.name.to_ascii_lowercase()).collect();
         match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             ["devices"] => Ok(Collection::Devices),
             ["devices", "modules"] => Ok(Collection::Modules),
@@ -646,11 +517,7 @@ impl<'s> Parser<'s> {
 fn check_grouping(q: &Query) -> Result<(), QueryError> {
     let Selection::Items(items) = &q.selection else {
         if let Some(p) = q.group_by.first() {
-            return Err(QueryError::new(
-                p.span.offset,
-                p.span.len,
-                QueryErrorKind::StarWithGroupBy,
-            ));
+            return Err(QueryError::new(p.span.offset, p.span.len, QueryErrorKind::StarWithGroupBy));
         }
         return Ok(());
     };
@@ -664,11 +531,7 @@ fn check_grouping(q: &Query) -> Result<(), QueryError> {
         let grouped = matches!(&e.kind, ExprKind::Path(p)
             if q.group_by.iter().any(|g| g.eq_ignore_case(p)));
         if !grouped {
-            return Err(QueryError::new(
-                e.span.offset,
-                e.span.len,
-                QueryErrorKind::NotGrouped(e.to_string()),
-            ));
+            return Err(QueryError::new(e.span.offset, e.span.len, QueryErrorKind::NotGrouped(e.to_string())));
         }
     }
     Ok(())
@@ -687,18 +550,12 @@ fn word_literal(w: &str) -> Option<Literal> {
 }
 
 fn lit(l: Literal, span: Span) -> Expr {
-    Expr {
-        kind: ExprKind::Literal(l),
-        span,
-    }
+    Expr { kind: ExprKind::Literal(l), span }
 }
 
 fn arith(op: ArithOp, l: Expr, r: Expr) -> Expr {
     let span = l.span.to(r.span);
-    Expr {
-        kind: ExprKind::Arith(op, Box::new(l), Box::new(r)),
-        span,
-    }
+    Expr { kind: ExprKind::Arith(op, Box::new(l), Box::new(r)), span }
 }
 
 fn n_ary(items: Vec<Expr>, make: fn(Vec<Expr>) -> ExprKind) -> Expr {
@@ -706,10 +563,7 @@ fn n_ary(items: Vec<Expr>, make: fn(Vec<Expr>) -> ExprKind) -> Expr {
         (Some(a), Some(b)) => a.span.to(b.span),
         _ => Span::default(),
     };
-    Expr {
-        kind: make(items),
-        span,
-    }
+    Expr { kind: make(items), span }
 }
 
 #[cfg(test)]
@@ -726,14 +580,8 @@ mod tests {
 
     #[test]
     fn precedence_and_canonical_text() {
-        assert_eq!(
-            roundtrip("a=1 or b=2 and not c=3"),
-            "a = 1 OR b = 2 AND NOT c = 3"
-        );
-        assert_eq!(
-            roundtrip("(a=1 or b=2) and c=3"),
-            "(a = 1 OR b = 2) AND c = 3"
-        );
+        assert_eq!(roundtrip("a=1 or b=2 and not c=3"), "a = 1 OR b = 2 AND NOT c = 3");
+        assert_eq!(roundtrip("(a=1 or b=2) and c=3"), "(a = 1 OR b = 2) AND c = 3");
         assert_eq!(roundtrip("a + b * c - d"), "a + b * c - d");
         assert_eq!(roundtrip("(a + b) * c"), "(a + b) * c");
         assert_eq!(roundtrip("a - (b - c)"), "a - (b - c)");
@@ -749,12 +597,8 @@ mod tests {
     #[test]
     fn not_binds_looser_than_comparison() {
         let c = parse_condition("NOT tags.a = 'x'").unwrap();
-        let ConditionRoot::Expr(e) = c.root else {
-            panic!()
-        };
-        assert!(
-            matches!(&e.kind, ExprKind::Not(inner) if matches!(inner.kind, ExprKind::Compare(..)))
-        );
+        let ConditionRoot::Expr(e) = c.root else { panic!() };
+        assert!(matches!(&e.kind, ExprKind::Not(inner) if matches!(inner.kind, ExprKind::Compare(..))));
     }
 
     #[test]
@@ -776,10 +620,7 @@ mod tests {
     fn unknown_function_suggests() {
         let e = err("tags.a = 1 AND STARTS_WITH(deviceId, 'x')");
         assert_eq!((e.offset, e.len), (15, 11));
-        assert_eq!(
-            e.help().unwrap(),
-            "unknown function STARTS_WITH — did you mean STARTSWITH?"
-        );
+        assert_eq!(e.help().unwrap(), "unknown function STARTS_WITH — did you mean STARTSWITH?");
         let e = err("LOWER(deviceId) = 'x'");
         assert!(e.help().unwrap().contains("IS_DEFINED"));
     }
@@ -788,28 +629,15 @@ mod tests {
     fn wrong_arity() {
         let e = err("STARTSWITH(deviceId)");
         assert_eq!((e.offset, e.len), (0, 20));
-        assert!(matches!(
-            e.kind,
-            QueryErrorKind::WrongArity {
-                expected: 2,
-                found: 1,
-                ..
-            }
-        ));
+        assert!(matches!(e.kind, QueryErrorKind::WrongArity { expected: 2, found: 1, .. }));
     }
 
     #[test]
     fn parens() {
         let e = err("(tags.a = 1 AND (tags.b = 2)");
-        assert_eq!(
-            (e.offset, e.kind.clone()),
-            (0, QueryErrorKind::UnclosedParen)
-        );
+        assert_eq!((e.offset, e.kind.clone()), (0, QueryErrorKind::UnclosedParen));
         let e = err("tags.a = 1)");
-        assert_eq!(
-            (e.offset, e.kind.clone()),
-            (10, QueryErrorKind::UnmatchedParen)
-        );
+        assert_eq!((e.offset, e.kind.clone()), (10, QueryErrorKind::UnmatchedParen));
         let e = err("IS_DEFINED(tags.a");
         assert_eq!((e.offset, e.kind), (10, QueryErrorKind::UnclosedParen));
     }
@@ -840,10 +668,7 @@ mod tests {
         let chain = format!("a{}", " + a".repeat(500));
         assert!(matches!(err(&chain).kind, QueryErrorKind::TooDeep(_)));
         // Long OR lists are flat and fine.
-        let ors = (0..1000)
-            .map(|i| format!("deviceId = 'd{i}'"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let ors = (0..1000).map(|i| format!("deviceId = 'd{i}'")).collect::<Vec<_>>().join(" OR ");
         assert!(parse_condition(&ors).is_ok());
     }
 
@@ -875,10 +700,7 @@ mod tests {
         let e = parse_query("SELECT * FROM devices.jobs").unwrap_err();
         assert_eq!((e.offset, e.len), (14, 12));
         let e = parse_query("SELECT deviceId, COUNT() AS n FROM devices").unwrap_err();
-        assert_eq!(
-            (e.offset, e.kind),
-            (7, QueryErrorKind::NotGrouped("deviceId".into()))
-        );
+        assert_eq!((e.offset, e.kind), (7, QueryErrorKind::NotGrouped("deviceId".into())));
         let e = parse_query("SELECT * FROM devices GROUP BY tags.a").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::StarWithGroupBy);
         let e = parse_query("SELECT TOP 1.5 * FROM devices").unwrap_err();

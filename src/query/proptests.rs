@@ -47,13 +47,8 @@ fn arb_literal() -> impl Strategy<Value = Literal> {
         (-1000i32..1000).prop_map(|n| Literal::Number(f64::from(n))),
         prop::num::f64::NORMAL.prop_map(Literal::Number),
         Just(Literal::Number(-0.0)),
-        prop_oneof![
-            Just("20".to_string()),
-            Just("prod".to_string()),
-            Just("it's".to_string()),
-            "\\PC{0,6}"
-        ]
-        .prop_map(Literal::String),
+        prop_oneof![Just("20".to_string()), Just("prod".to_string()), Just("it's".to_string()), "\\PC{0,6}"]
+            .prop_map(Literal::String),
     ]
 }
 
@@ -67,52 +62,29 @@ fn leaf() -> impl Strategy<Value = Expr> {
 
 fn arb_expr() -> impl Strategy<Value = Expr> {
     leaf().prop_recursive(5, 48, 4, |inner| {
-        let cmp = prop::sample::select(vec![
-            CmpOp::Eq,
-            CmpOp::Ne,
-            CmpOp::Lt,
-            CmpOp::Le,
-            CmpOp::Gt,
-            CmpOp::Ge,
-        ]);
-        let arith = prop::sample::select(vec![
-            ArithOp::Add,
-            ArithOp::Sub,
-            ArithOp::Mul,
-            ArithOp::Div,
-            ArithOp::Rem,
-        ]);
+        let cmp = prop::sample::select(vec![CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge]);
+        let arith = prop::sample::select(vec![ArithOp::Add, ArithOp::Sub, ArithOp::Mul, ArithOp::Div, ArithOp::Rem]);
         prop_oneof![
-            inner
-                .clone()
-                .prop_map(|e| Expr::new(ExprKind::Not(Box::new(e)))),
-            inner
-                .clone()
-                .prop_map(|e| Expr::new(ExprKind::Neg(Box::new(e)))),
+            inner.clone().prop_map(|e| Expr::new(ExprKind::Not(Box::new(e)))),
+            inner.clone().prop_map(|e| Expr::new(ExprKind::Neg(Box::new(e)))),
             prop::collection::vec(inner.clone(), 2..4).prop_map(|v| Expr::new(ExprKind::And(v))),
             prop::collection::vec(inner.clone(), 2..4).prop_map(|v| Expr::new(ExprKind::Or(v))),
-            (cmp, inner.clone(), inner.clone())
-                .prop_map(|(op, a, b)| Expr::new(ExprKind::Compare(op, Box::new(a), Box::new(b)))),
-            (arith, inner.clone(), inner.clone())
-                .prop_map(|(op, a, b)| Expr::new(ExprKind::Arith(op, Box::new(a), Box::new(b)))),
-            (
-                inner.clone(),
-                prop::collection::vec(arb_literal(), 0..4),
-                any::<bool>()
-            )
-                .prop_map(|(e, list, negated)| Expr::new(ExprKind::In {
-                    operand: Box::new(e),
-                    list,
-                    negated
-                })),
-            (
-                prop::sample::select(&Function::ALL[..]),
-                prop::collection::vec(inner, 2)
-            )
-                .prop_map(|(f, mut args)| {
-                    args.truncate(f.arity());
-                    Expr::new(ExprKind::Call(f, args))
-                }),
+            (cmp, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Expr::new(ExprKind::Compare(
+                op,
+                Box::new(a),
+                Box::new(b)
+            ))),
+            (arith, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Expr::new(ExprKind::Arith(
+                op,
+                Box::new(a),
+                Box::new(b)
+            ))),
+            (inner.clone(), prop::collection::vec(arb_literal(), 0..4), any::<bool>())
+                .prop_map(|(e, list, negated)| Expr::new(ExprKind::In { operand: Box::new(e), list, negated })),
+            (prop::sample::select(&Function::ALL[..]), prop::collection::vec(inner, 2)).prop_map(|(f, mut args)| {
+                args.truncate(f.arity());
+                Expr::new(ExprKind::Call(f, args))
+            }),
         ]
     })
 }
@@ -129,14 +101,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-50i64..50).prop_map(Value::from),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        prop_oneof![
-            Just("20".to_string()),
-            Just("prod".to_string()),
-            "\\PC{0,4}"
-        ]
-        .prop_map(Value::String),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop_oneof![Just("20".to_string()), Just("prod".to_string()), "\\PC{0,4}"].prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
@@ -148,9 +114,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 }
 
 fn arb_query() -> impl Strategy<Value = Query> {
-    let alias = prop::option::of(
-        "[a-z][a-zA-Z0-9]{0,4}".prop_filter("reserved", |a| !super::ast::is_reserved(a)),
-    );
+    let alias = prop::option::of("[a-z][a-zA-Z0-9]{0,4}".prop_filter("reserved", |a| !super::ast::is_reserved(a)));
     let plain = (
         prop::option::of(0u64..50),
         prop::option::of(prop::collection::vec((arb_expr(), alias.clone()), 1..3)),
@@ -164,43 +128,30 @@ fn arb_query() -> impl Strategy<Value = Query> {
                 Some(items) => Selection::Items(
                     items
                         .into_iter()
-                        .map(|(e, alias)| SelectItem {
-                            expr: SelectExpr::Expr(e),
-                            alias,
-                            span: Span::default(),
-                        })
+                        .map(|(e, alias)| SelectItem { expr: SelectExpr::Expr(e), alias, span: Span::default() })
                         .collect(),
                 ),
             },
-            from: if modules {
-                Collection::Modules
-            } else {
-                Collection::Devices
-            },
+            from: if modules { Collection::Modules } else { Collection::Devices },
             filter,
             group_by: Vec::new(),
             source: String::new(),
         });
-    let grouped =
-        (arb_path(), alias, prop::option::of(arb_expr())).prop_map(|(path, alias, filter)| Query {
-            top: None,
-            selection: Selection::Items(vec![
-                SelectItem {
-                    expr: SelectExpr::Expr(Expr::new(ExprKind::Path(path.clone()))),
-                    alias,
-                    span: Span::default(),
-                },
-                SelectItem {
-                    expr: SelectExpr::Count,
-                    alias: Some("n".into()),
-                    span: Span::default(),
-                },
-            ]),
-            from: Collection::Devices,
-            filter,
-            group_by: vec![path],
-            source: String::new(),
-        });
+    let grouped = (arb_path(), alias, prop::option::of(arb_expr())).prop_map(|(path, alias, filter)| Query {
+        top: None,
+        selection: Selection::Items(vec![
+            SelectItem {
+                expr: SelectExpr::Expr(Expr::new(ExprKind::Path(path.clone()))),
+                alias,
+                span: Span::default(),
+            },
+            SelectItem { expr: SelectExpr::Count, alias: Some("n".into()), span: Span::default() },
+        ]),
+        from: Collection::Devices,
+        filter,
+        group_by: vec![path],
+        source: String::new(),
+    });
     prop_oneof![plain, grouped]
 }
 

@@ -28,10 +28,7 @@ struct Compiled {
 impl Query {
     fn compile(&self) -> Compiled {
         let mut table = PathTable::default();
-        let filter = self
-            .filter
-            .as_ref()
-            .map(|f| compile_expr(f, &mut |p| table.slot(p)));
+        let filter = self.filter.as_ref().map(|f| compile_expr(f, &mut |p| table.slot(p)));
         let mut columns = Vec::new();
         let mut column_group = Vec::new();
         let mut unnamed = 0;
@@ -41,17 +38,12 @@ impl Query {
                     SelectExpr::Count => (None, Column::Count, None),
                     SelectExpr::Expr(e) => {
                         let (name, group) = match &e.kind {
-                            ExprKind::Path(p) => (
-                                Some(p.leaf().to_string()),
-                                self.group_by.iter().position(|g| g.eq_ignore_case(p)),
-                            ),
+                            ExprKind::Path(p) => {
+                                (Some(p.leaf().to_string()), self.group_by.iter().position(|g| g.eq_ignore_case(p)))
+                            }
                             _ => (None, None),
                         };
-                        (
-                            name,
-                            Column::Node(compile_expr(e, &mut |p| table.slot(p))),
-                            group,
-                        )
+                        (name, Column::Node(compile_expr(e, &mut |p| table.slot(p))), group)
                     }
                 };
                 // Columns with neither alias nor a path name are numbered `$1`, `$2`, ... (the
@@ -69,13 +61,7 @@ impl Query {
             }
         }
         let groups = self.group_by.iter().map(|g| table.slot(g)).collect();
-        Compiled {
-            filter,
-            columns,
-            groups,
-            column_group,
-            table,
-        }
+        Compiled { filter, columns, groups, column_group, table }
     }
 
     /// Runs the query over `rows` (device twins for `FROM devices`, module twins for
@@ -85,16 +71,11 @@ impl Query {
     /// Groups come out in order of first appearance.
     pub fn run<'a>(&self, rows: impl IntoIterator<Item = &'a Value>) -> Vec<Value> {
         let c = self.compile();
-        let limit = self
-            .top
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let limit = self.top.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let passing = rows.into_iter().filter(|row| match &c.filter {
             None => true,
             Some(f) => {
-                let env = DirectEnv {
-                    twin: row,
-                    segments: &c.table.segments,
-                };
+                let env = DirectEnv { twin: row, segments: &c.table.segments };
                 eval(f, &env) == Val::Bool(true)
             }
         });
@@ -117,10 +98,7 @@ impl Query {
         }
         let mut key = String::new();
         for row in passing {
-            let env = DirectEnv {
-                twin: row,
-                segments: &c.table.segments,
-            };
+            let env = DirectEnv { twin: row, segments: &c.table.segments };
             let values: Vec<Option<&Value>> = c.groups.iter().map(|&s| env_path(&env, s)).collect();
             key.clear();
             for v in &values {
@@ -169,10 +147,7 @@ fn env_path<'a>(env: &DirectEnv<'a>, slot: u32) -> Option<&'a Value> {
 }
 
 fn project(c: &Compiled, row: &Value) -> Value {
-    let env = DirectEnv {
-        twin: row,
-        segments: &c.table.segments,
-    };
+    let env = DirectEnv { twin: row, segments: &c.table.segments };
     let mut out = Map::new();
     for (name, column) in &c.columns {
         let v = match column {
@@ -210,50 +185,25 @@ mod tests {
     fn projection_and_top() {
         assert_eq!(
             run("SELECT deviceId, tags.b AS building FROM devices WHERE tags.b = '20'"),
-            vec![
-                json!({"deviceId": "a", "building": "20"}),
-                json!({"deviceId": "b", "building": "20"})
-            ]
+            vec![json!({"deviceId": "a", "building": "20"}), json!({"deviceId": "b", "building": "20"})]
         );
         assert_eq!(run("SELECT TOP 1 * FROM devices").len(), 1);
-        let q =
-            parse_query("SELECT * FROM devices WHERE tags.b = '40' AND deviceId = 'c'").unwrap();
+        let q = parse_query("SELECT * FROM devices WHERE tags.b = '40' AND deviceId = 'c'").unwrap();
         let w = q.where_condition();
         assert_eq!(w.clauses().len(), 2);
         assert_eq!(w.text_of(w.clauses()[0]), "tags.b = '40'");
-        assert_eq!(
-            run("SELECT deviceId FROM devices WHERE tags.b = '20'").len(),
-            2
-        );
-        assert_eq!(
-            run("SELECT tags.x FROM devices WHERE deviceId = 'd'"),
-            vec![json!({})]
-        );
-        assert_eq!(
-            run("SELECT 1 + 2, 'x' FROM devices WHERE deviceId = 'a'"),
-            vec![json!({"$1": 3, "$2": "x"})]
-        );
+        assert_eq!(run("SELECT deviceId FROM devices WHERE tags.b = '20'").len(), 2);
+        assert_eq!(run("SELECT tags.x FROM devices WHERE deviceId = 'd'"), vec![json!({})]);
+        assert_eq!(run("SELECT 1 + 2, 'x' FROM devices WHERE deviceId = 'a'"), vec![json!({"$1": 3, "$2": "x"})]);
     }
 
     #[test]
     fn count_and_group_by() {
+        assert_eq!(run("SELECT COUNT() AS n FROM devices WHERE tags.b = '20'"), vec![json!({"n": 2})]);
+        assert_eq!(run("SELECT COUNT() AS n FROM devices WHERE tags.b = 'none'"), vec![json!({"n": 0})]);
         assert_eq!(
-            run("SELECT COUNT() AS n FROM devices WHERE tags.b = '20'"),
-            vec![json!({"n": 2})]
-        );
-        assert_eq!(
-            run("SELECT COUNT() AS n FROM devices WHERE tags.b = 'none'"),
-            vec![json!({"n": 0})]
-        );
-        assert_eq!(
-            run(
-                "SELECT properties.reported.s AS status, COUNT() AS n FROM devices GROUP BY properties.reported.s"
-            ),
-            vec![
-                json!({"status": "Success", "n": 2}),
-                json!({"status": "Error", "n": 1}),
-                json!({"n": 1})
-            ]
+            run("SELECT properties.reported.s AS status, COUNT() AS n FROM devices GROUP BY properties.reported.s"),
+            vec![json!({"status": "Success", "n": 2}), json!({"status": "Error", "n": 1}), json!({"n": 1})]
         );
         assert_eq!(
             run("SELECT TOP 1 tags.b, COUNT() AS n FROM devices GROUP BY tags.b"),

@@ -1,10 +1,12 @@
-//! Checks that look across a whole deployment or workspace, after parsing.
+//! Checks that look across a whole deployment or workspace, after parsing: unique names,
+//! and the grammar of target conditions, metric queries and routes, each error placed on
+//! the exact character inside the KDL string.
 
 use std::collections::BTreeMap;
 
 use super::diag::{Code, Problem};
 use super::model::*;
-use super::rules::MAX_QUERY_LEN;
+use crate::query::{self, QueryError};
 
 pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Problem>) {
     let mut seen: BTreeMap<&str, &Deployment> = BTreeMap::new();
@@ -27,63 +29,63 @@ pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Pro
             seen.insert(&d.name.0, d);
         }
         if let Some(t) = &d.target {
-            check_query_text(t, "target condition", problems);
+            check_target(t, problems);
         }
         for m in &d.metrics {
-            check_query_text(&m.query, "metric query", problems);
+            check_metric(&m.query, problems);
+        }
+        for r in d.routes.values() {
+            check_route(&r.text, problems);
         }
     }
 }
 
-/// What can be checked without the grammar: length, double quotes, balanced quotes.
-fn check_query_text(q: &QueryText, what: &str, problems: &mut Vec<Problem>) {
-    let file = &q.origin.file;
-    if q.text.len() > MAX_QUERY_LEN {
-        problems.push(
-            Problem::new(
-                Code::InvalidQuery,
-                file,
-                q.origin.span,
-                format!("{what} is {} characters long", q.text.len()),
-                format!("at most {MAX_QUERY_LEN}"),
-            )
-            .with_help(
-                "the hub accepts queries of at most 8192 characters; split the deployment or simplify the condition",
-            ),
-        );
+fn query_problem(q: &QueryText, err: &QueryError, what: &str) -> Problem {
+    Problem::new(
+        Code::InvalidQuery,
+        &q.origin.file,
+        q.span_of(err.offset, err.len.max(1)),
+        format!("{what}: {}", err.message()),
+        "here",
+    )
+    .with_help_opt(err.help())
+}
+
+fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
+    if let Some(err) = query::check_query_length(&q.text) {
+        problems.push(query_problem(q, &err, "target condition"));
         return;
     }
-    if let Some(i) = q.text.find('"') {
-        problems.push(
-            Problem::new(Code::InvalidQuery, file, q.span_of(i, 1), format!("double quote in {what}"), "double quote")
-                .with_help("double quotes are not allowed in target conditions; use single quotes"),
-        );
-        return;
-    }
-    let mut open: Option<usize> = None;
-    let bytes = q.text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\'' {
-            match open {
-                None => open = Some(i),
-                // `''` inside a string is an escaped quote.
-                Some(_) if bytes.get(i + 1) == Some(&b'\'') => i += 1,
-                Some(_) => open = None,
+    match query::parse_condition(&q.text) {
+        Ok(cond) => {
+            for err in query::check_target_condition(&cond) {
+                problems.push(query_problem(q, &err, "target condition"));
             }
         }
-        i += 1;
+        Err(err) => problems.push(query_problem(q, &err, "target condition")),
     }
-    if let Some(start) = open {
-        problems.push(
-            Problem::new(
-                Code::InvalidQuery,
-                file,
-                q.span_of(start, 1),
-                format!("unclosed string in {what}"),
-                "this quote is never closed",
-            )
-            .with_help("close the string with `'`; write `''` for a quote inside a string"),
+}
+
+fn check_metric(q: &QueryText, problems: &mut Vec<Problem>) {
+    if let Some(err) = query::check_query_length(&q.text) {
+        problems.push(query_problem(q, &err, "metric query"));
+        return;
+    }
+    if let Err(err) = query::parse_query(&q.text) {
+        problems.push(query_problem(q, &err, "metric query"));
+    }
+}
+
+fn check_route(q: &QueryText, problems: &mut Vec<Problem>) {
+    if let Err(err) = crate::route::parse_route(&q.text) {
+        let mut p = Problem::new(
+            Code::InvalidRoute,
+            &q.origin.file,
+            q.span_of(err.offset, err.len.max(1)),
+            format!("route: {}", err.message),
+            "here",
         );
+        p.help = err.help.clone();
+        problems.push(p);
     }
 }

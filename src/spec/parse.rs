@@ -1643,12 +1643,14 @@ mod tests {
         .map(str::to_string)
         .collect();
         assert_eq!(nodes, parser_nodes);
-        let parser_props: std::collections::BTreeSet<String> =
-            [RUNTIME_PROPS, &["image", "version", "schema", "ttl", "path", "priority", "address", "username", "password"]]
-                .concat()
-                .into_iter()
-                .map(str::to_string)
-                .collect();
+        let parser_props: std::collections::BTreeSet<String> = [
+            RUNTIME_PROPS,
+            &["image", "version", "schema", "ttl", "path", "priority", "address", "username", "password"],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
         assert_eq!(props, parser_props);
     }
 }
