@@ -211,6 +211,7 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
 mod tests {
     use super::*;
     use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::plan::{StepOp, steps};
     use crate::spec::{SourceFile, Workspace};
 
     const BASE: &str = r#"

@@ -48,7 +48,10 @@ fn query_problem(q: &QueryText, err: &QueryError, what: &str) -> Problem {
         format!("{what}: {}", err.message()),
         "here",
     )
-    .with_help_opt(err.help())
+    .with_help(err.help().unwrap_or_else(|| {
+        "conditions compare paths with values, e.g. tags.location.floor = 3 AND tags.roomtype IN ['lab', 'office']"
+            .to_string()
+    }))
 }
 
 fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
