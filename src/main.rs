@@ -54,6 +54,23 @@ enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Run a twin query or try a target condition against a hub.
+    ///
+    /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
+    /// devices.modules; TOP, COUNT, GROUP BY); anything else is a target condition, and the
+    /// IoT Edge devices it targets are listed.
+    Query {
+        /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
+        text: String,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// text: one device id per line (or one JSON row per line); json: a JSON array.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Work with hubs: generate a synthetic fleet snapshot.
+    #[command(subcommand)]
+    Hub(HubCommand),
     /// Rewrite .kdl files into the canonical layout, keeping comments.
     Fmt {
         /// Change nothing; list the files that are not formatted and exit 1 if any.
@@ -61,6 +78,32 @@ enum Command {
         check: bool,
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct HubArgs {
+    /// The hub: a snapshot directory (configurations.json and devices.json[l]).
+    #[arg(long, env = "FLEETFORM_HUB", value_name = "HUB")]
+    hub: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum HubCommand {
+    /// Write a reproducible synthetic fleet snapshot (campus-style tags, skewed).
+    Generate {
+        /// How many device twins.
+        #[arg(long)]
+        devices: usize,
+        /// Seed: the same seed writes the same bytes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of IoT Edge devices (0 to 1).
+        #[arg(long, default_value_t = 0.9)]
+        edge_share: f64,
+        /// The snapshot directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -94,6 +137,10 @@ fn run(command: Command) -> miette::Result<ExitCode> {
         Command::Validate { paths, format } => validate(&paths, format),
         Command::Render { name, paths, show_secrets } => render(&name, &paths, show_secrets),
         Command::Fmt { check, paths } => fmt(check, &paths),
+        Command::Query { text, hub, format } => query(&text, &hub, format),
+        Command::Hub(HubCommand::Generate { devices, seed, edge_share, out }) => {
+            generate(devices, seed, edge_share, &out)
+        }
     }
 }
 
@@ -228,4 +275,64 @@ fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
+    let hub = fleetform::hub::open(hub.hub.as_deref())?;
+    let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    let mut stdout = std::io::stdout().lock();
+    match (out, format) {
+        (fleetform::query::QueryOutput::Targeted(ids), Format::Text) => {
+            for id in &ids {
+                let _ = writeln!(stdout, "{id}");
+            }
+            eprintln!("{} IoT Edge device{} targeted", ids.len(), plural(ids.len()));
+        }
+        (fleetform::query::QueryOutput::Targeted(ids), Format::Json) => {
+            let rows: Vec<serde_json::Value> =
+                ids.into_iter().map(|id| serde_json::json!({ "deviceId": id })).collect();
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        }
+        (fleetform::query::QueryOutput::Rows(rows), Format::Text) => {
+            for row in &rows {
+                // A row of just an id prints as the id, like the targeting form.
+                match row.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("deviceId")).and_then(|v| v.as_str())
+                {
+                    Some(id) => {
+                        let _ = writeln!(stdout, "{id}");
+                    }
+                    None => {
+                        let _ = writeln!(stdout, "{}", serde_json::to_string(row).unwrap_or_default());
+                    }
+                }
+            }
+            eprintln!("{} row{}", rows.len(), plural(rows.len()));
+        }
+        (fleetform::query::QueryOutput::Rows(rows), Format::Json) => {
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate(devices: usize, seed: u64, edge_share: f64, out: &std::path::Path) -> miette::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&edge_share) {
+        return Err(miette::miette!(
+            help = "give a share between 0 and 1, e.g. 0.9",
+            "--edge-share {edge_share} is not a share"
+        ));
+    }
+    let opts = fleetform::hub::generate::GenerateOptions { devices, seed, edge_share, ..Default::default() };
+    let started = std::time::Instant::now();
+    let summary = fleetform::hub::generate::generate(&opts, out)?;
+    eprintln!(
+        "wrote {} devices ({} IoT Edge) in {} buildings to {} ({:.1} MiB) in {:.1} s",
+        summary.devices,
+        summary.edge_devices,
+        summary.buildings,
+        out.display(),
+        summary.bytes_written() as f64 / (1024.0 * 1024.0),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,7 @@ mod compile;
 mod error;
 mod eval;
 mod lexer;
+mod on_hub;
 mod parser;
 #[cfg(test)]
 mod proptests;
@@ -67,6 +68,7 @@ pub use ast::{
 pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
+pub use on_hub::{QueryOutput, QueryRunError, is_full_query, run_on_hub};
 pub use parser::{MAX_DEPTH, parse_condition, parse_query};
 
 /// The longest query text, in characters, the hub accepts (target conditions and metrics).
