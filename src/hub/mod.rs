@@ -254,6 +254,20 @@ impl Hub for SnapshotHub {
     }
 }
 
+/// Opens the hub a `--hub` argument names. A directory is a snapshot.
+pub fn open(spec: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
+    let Some(spec) = spec else {
+        return Err(HubError::Other(
+            "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub) or set FLEETFORM_HUB".into(),
+        ));
+    };
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(Box::new(SnapshotHub::open(path)?));
+    }
+    Err(HubError::Other(format!("--hub {spec}: no such directory; --hub takes a snapshot directory")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,18 +327,4 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 5000);
     }
-}
-
-/// Opens the hub a `--hub` argument names. A directory is a snapshot.
-pub fn open(spec: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
-    let Some(spec) = spec else {
-        return Err(HubError::Other(
-            "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub) or set FLEETFORM_HUB".into(),
-        ));
-    };
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(Box::new(SnapshotHub::open(path)?));
-    }
-    Err(HubError::Other(format!("--hub {spec}: no such directory; --hub takes a snapshot directory")))
 }

@@ -17,11 +17,25 @@ pub enum QueryOutput {
     Rows(Vec<Value>),
 }
 
+/// A query that does not parse, shown with the query text and the offending span.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(fleetform::query::syntax))]
+pub struct QuerySyntaxError {
+    message: String,
+    #[help]
+    help: Option<String>,
+    #[source_code]
+    text: String,
+    #[label("here")]
+    span: miette::SourceSpan,
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum QueryRunError {
-    #[error("{}", .0.message())]
-    #[diagnostic(code(fleetform::query::syntax))]
-    Syntax(QueryError, #[help] Option<String>, #[source_code] String, #[label("here")] miette::SourceSpan),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Syntax(Box<QuerySyntaxError>),
     #[error(transparent)]
     #[diagnostic(transparent)]
     Hub(#[from] HubError),
@@ -29,9 +43,12 @@ pub enum QueryRunError {
 
 impl QueryRunError {
     fn syntax(text: &str, err: QueryError) -> Self {
-        let help = err.help();
-        let span = miette::SourceSpan::new(err.offset.into(), err.len);
-        QueryRunError::Syntax(err, help, text.to_string(), span)
+        QueryRunError::Syntax(Box::new(QuerySyntaxError {
+            message: err.message(),
+            help: err.help(),
+            text: text.to_string(),
+            span: miette::SourceSpan::new(err.offset.into(), err.len),
+        }))
     }
 }
 
