@@ -235,7 +235,7 @@ fn campus_example_matches_its_readme() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
     let snap = Snapshot::open(&dir).unwrap();
     // The hub's configurations come from examples/campus/hub-state (tests/example_hub.rs).
-    assert_eq!(snap.configurations().unwrap().len(), 7);
+    assert_eq!(snap.configurations().unwrap().len(), 6);
     let twins: Vec<Twin> = snap.devices().unwrap().map(Result::unwrap).collect();
     let edge: Vec<&Twin> = twins.iter().filter(|t| t.is_edge()).collect();
     let count = |f: &dyn Fn(&Twin) -> bool| edge.iter().filter(|t| f(t)).count();
