@@ -84,6 +84,14 @@ impl Fleet {
     }
 }
 
+/// How much of each merged manifest [`Grouper`] keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Full,
+    Documents,
+    Nothing,
+}
+
 /// Collects devices by match set, then merges each distinct set once.
 pub struct Grouper<'d> {
     deployments: &'d [MergeDeployment],
@@ -139,7 +147,14 @@ impl<'d> Grouper<'d> {
     /// Stacks, merges and checks every group, keeping every distinct manifest in
     /// [`Fleet::manifests`].
     pub fn finish(self) -> Fleet {
-        self.finish_with(true)
+        self.finish_with(Keep::Full)
+    }
+
+    /// Like [`Grouper::finish`], but keeps only the merged documents of each manifest
+    /// (its provenance and conflicts, which dominate its size, are dropped once checked).
+    /// For comparing what devices run, as a plan does, at a fraction of the memory.
+    pub fn finish_documents(self) -> Fleet {
+        self.finish_with(Keep::Documents)
     }
 
     /// Like [`Grouper::finish`], but drops each manifest once it is checked:
@@ -148,10 +163,10 @@ impl<'d> Grouper<'d> {
     /// module and twin), so with tens of thousands of distinct stacks this keeps memory
     /// to the groups; re-merge a group on demand with [`Fleet::merged`].
     pub fn finish_without_manifests(self) -> Fleet {
-        self.finish_with(false)
+        self.finish_with(Keep::Nothing)
     }
 
-    fn finish_with(self, keep_manifests: bool) -> Fleet {
+    fn finish_with(self, keep: Keep) -> Fleet {
         let deployments = self.deployments;
         let mut manifests: Vec<EffectiveManifest> = Vec::new();
         let mut manifest_findings: Vec<Vec<Check>> = Vec::new();
@@ -172,8 +187,14 @@ impl<'d> Grouper<'d> {
             let manifest_id = *by_stack.entry(key).or_insert_with(|| {
                 let manifest = merge(deployments, &stack);
                 manifest_findings.push(manifest_checks(&manifest));
-                if keep_manifests {
-                    manifests.push(manifest);
+                match keep {
+                    Keep::Full => manifests.push(manifest),
+                    Keep::Documents => manifests.push(EffectiveManifest {
+                        provenance: Default::default(),
+                        conflicts: Vec::new(),
+                        ..manifest
+                    }),
+                    Keep::Nothing => {}
                 }
                 ManifestId(manifest_findings.len() as u32 - 1)
             });

@@ -160,7 +160,10 @@ pub fn plan(declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> Resul
     let before: Vec<MergeDeployment> = before.into_iter().map(|(d, _)| d).collect();
     let after: Vec<MergeDeployment> = after.into_iter().map(|(d, _)| d).collect();
 
-    type Pairs = HashMap<(MatchSet, MatchSet), DeviceSample>;
+    // Per device: which deployments match before and after, as one set (after-indices
+    // shifted past the before ones) so that the lookup needs no copy.
+    let shift = before.len() as u32;
+    type Pairs = HashMap<MatchSet, DeviceSample>;
     let pairs: Mutex<Pairs> = Mutex::new(HashMap::new());
     let totals = Mutex::new((0u64, 0u64));
     hub.device_batches(Projection::Targeting, &|batch| {
@@ -168,33 +171,27 @@ pub fn plan(declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> Resul
         let mut scratch = Scratch::new();
         let mut edge = 0u64;
         let count = batch.len() as u64;
-        let mut b = MatchSet::new();
-        let mut a = MatchSet::new();
+        let mut both = MatchSet::new();
         for twin in &batch {
             let resolved = set.resolve(twin.value(), &mut scratch);
             if !resolved.is_edge() {
                 continue;
             }
             edge += 1;
-            b.clear();
-            a.clear();
+            both.clear();
             for (i, c) in before_conds.iter().enumerate() {
                 if c.is_some_and(|c| resolved.targets(c)) {
-                    b.insert(i as u32);
+                    both.insert(i as u32);
                 }
             }
             for (i, c) in after_conds.iter().enumerate() {
                 if c.is_some_and(|c| resolved.targets(c)) {
-                    a.insert(i as u32);
+                    both.insert(shift + i as u32);
                 }
             }
-            match local.get_mut(&(b.clone(), a.clone())) {
+            match local.get_mut(&both) {
                 Some(sample) => sample.add(twin.device_id()),
-                None => {
-                    let mut sample = DeviceSample::default();
-                    sample.add(twin.device_id());
-                    local.insert((b.clone(), a.clone()), sample);
-                }
+                None => local.entry(both.clone()).or_default().add(twin.device_id()),
             }
         }
         let mut global = pairs.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,28 +203,38 @@ pub fn plan(declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> Resul
         t.1 += edge;
         Ok(())
     })?;
-    let pairs = pairs.into_inner().unwrap_or_else(|e| e.into_inner());
     let (device_count, edge_count) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let pairs: Vec<(MatchSet, MatchSet, DeviceSample)> = pairs
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|(both, sample)| {
+            let b = both.iter().filter(|&i| i < shift).collect();
+            let a = both.iter().filter(|&i| i >= shift).map(|i| i - shift).collect();
+            (b, a, sample)
+        })
+        .collect();
 
-    // Warnings of the declared state, counted per device.
+    // The declared state, merged once per distinct stack: warnings, and the documents
+    // devices will run.
     let mut grouper = Grouper::new(&after);
-    for ((_, a), sample) in &pairs {
+    for (_, a, sample) in &pairs {
         grouper.add_devices(a, sample);
     }
-    let warnings = grouper.finish_without_manifests().warnings;
+    let fleet = grouper.finish_documents();
+    let warnings = fleet.warnings.clone();
+    let after_groups: HashMap<&MatchSet, &merge::Group> = fleet.groups.iter().map(|g| (&g.matches, g)).collect();
 
-    // Each distinct stack is merged once per side.
-    let mut cache_b: HashMap<(Option<u32>, Vec<u32>, bool), EffectiveManifest> = HashMap::new();
-    let mut cache_a: HashMap<(Option<u32>, Vec<u32>, bool), EffectiveManifest> = HashMap::new();
+    let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
     let mut cohorts: HashMap<(StackIds, StackIds, Vec<Change>), DeviceSample> = HashMap::new();
     let mut totals = DeviceTotals { devices: device_count, edge_devices: edge_count, ..Default::default() };
-    for ((b, a), sample) in &pairs {
+    for (b, a, sample) in &pairs {
+        let Some(group) = after_groups.get(a) else { continue };
+        let Some(ma) = fleet.manifest(group.manifest) else { continue };
         let sb = merge::stack(&before, b);
-        let sa = merge::stack(&after, a);
         let mb = cached(&mut cache_b, &before, &sb, b.is_empty());
-        let ma = cached(&mut cache_a, &after, &sa, a.is_empty());
-        let changes = diff(&cache_b[&mb], &cache_a[&ma], &redactor);
-        let (ib, ia) = (StackIds::of(&sb), StackIds::of(&sa));
+        let changes = diff(&cache_b[&mb], ma, &redactor);
+        let (ib, ia) = (StackIds::of(&sb), StackIds::of(&group.stack));
         if changes.is_empty() && ib == ia {
             continue;
         }
@@ -280,7 +287,12 @@ fn cached(
 ) -> ManifestKey {
     let (standard, layered) = stack.merge_key();
     let key = (standard, layered, matched_nothing);
-    cache.entry(key.clone()).or_insert_with(|| merge::merge(deployments, stack));
+    // Only the documents are compared; provenance would multiply the memory.
+    cache.entry(key.clone()).or_insert_with(|| EffectiveManifest {
+        provenance: Default::default(),
+        conflicts: Vec::new(),
+        ..merge::merge(deployments, stack)
+    });
     key
 }
 
