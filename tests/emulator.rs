@@ -183,6 +183,21 @@ fn query_lists_the_same_devices_as_the_snapshot() {
     }
     let prod = server.fleetform(&["query", "tags.environment='prod'"]);
     assert_eq!(String::from_utf8_lossy(&prod.stdout).lines().count(), 266);
+
+    // The connection string from IOTHUB_CONNECTION_STRING, and from a named variable.
+    for (hub_arg, var) in [(None, "IOTHUB_CONNECTION_STRING"), (Some("env:MY_HUB"), "MY_HUB")] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["query", "tags.environment='prod'", "--endpoint", &server.url])
+            .env_remove("FLEETFORM_HUB")
+            .env_remove("IOTHUB_CONNECTION_STRING")
+            .env(var, &server.connection);
+        if let Some(h) = hub_arg {
+            cmd.args(["--hub", h]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{var}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, prod.stdout, "{var}");
+    }
 }
 
 #[test]
@@ -443,18 +458,27 @@ fn state_survives_kill_9() {
     let dir = campus_copy();
     let state = dir.path().to_path_buf();
     let mut server = start(dir, &[]);
-    let hub = server.hub();
+    // Short deadline: once the server is gone the writer must stop retrying quickly.
+    let hub = server.hub_with(RestOptions { deadline: Duration::from_secs(1), ..RestOptions::default() });
+    // Create and delete until the server dies, so the kill lands in the middle of writes.
     let writer = std::thread::spawn(move || {
-        for i in 0..40 {
-            if hub.create_configuration(&standard(&format!("k{i}"), i, "tags.location.building='21'")).is_err() {
+        let mut done = 0u32;
+        for i in 0..10_000 {
+            let id = format!("k{i}");
+            let Ok(created) = hub.create_configuration(&standard(&id, 1, "tags.location.building='21'")) else {
+                break;
+            };
+            if i % 2 == 0 && hub.delete_configuration(&id, created.etag.as_deref().unwrap_or("*")).is_err() {
                 break;
             }
+            done += 1;
         }
+        done
     });
     std::thread::sleep(Duration::from_millis(700));
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
-    writer.join().unwrap();
+    assert!(writer.join().unwrap() > 0);
     let snap = fleetform::hub::Snapshot::open(&state).unwrap();
     let configs = snap.configurations().unwrap();
     assert_eq!(snap.devices().unwrap().count(), 299);

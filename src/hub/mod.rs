@@ -407,6 +407,28 @@ mod tests {
     }
 
     #[test]
+    fn open_tells_the_hub_forms_apart() {
+        let rest = open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_eq!(rest.describe(), "hub h.example");
+        let local =
+            open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("http://127.0.0.1:1/"))
+                .unwrap();
+        assert_eq!(local.describe(), "hub h.example at http://127.0.0.1:1");
+        let missing = open(Some("env:FLEETFORM_TEST_SURELY_UNSET_VARIABLE"), None).err().unwrap();
+        assert!(missing.to_string().contains("FLEETFORM_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
+        let bad_key = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=@@@"), None).err().unwrap();
+        assert!(matches!(bad_key, HubError::Connection(connection::ConnectionStringError::BadKey)));
+        let (dir, _hub) = hub_with_devices();
+        let both = open(dir.path().to_str(), Some("http://127.0.0.1:1")).err().unwrap();
+        assert!(both.to_string().contains("--endpoint applies to a hub reached by connection string"), "{both}");
+        assert_eq!(open(dir.path().to_str(), None).unwrap().describe(), format!("snapshot {}", dir.path().display()));
+        let nowhere = open(Some("/no/such/dir"), None).err().unwrap();
+        assert!(nowhere.to_string().contains("no such directory"), "{nowhere}");
+        let bad_url = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("127.0.0.1:1"));
+        assert!(bad_url.err().unwrap().to_string().contains("expected a URL"));
+    }
+
+    #[test]
     fn every_device_is_visited_once_in_batches() {
         let (_dir, hub) = hub_with_devices();
         let seen = Mutex::new(Vec::new());

@@ -842,3 +842,106 @@ fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> 
         Err(source) => Err(EmulatorError::Io { what: format!("reading {}", path.display()), source }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::connection::{ConnectionString, SasToken};
+
+    fn emulator(devices: usize, behaviour: Behaviour) -> (tempfile::TempDir, Emulator) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        let twins: String = (0..devices)
+            .map(|i| format!("{{\"deviceId\":\"d{i}\",\"capabilities\":{{\"iotEdge\":true}},\"tags\":{{\"n\":{i}}}}}\n"))
+            .collect();
+        std::fs::write(dir.path().join("devices.jsonl"), twins).unwrap();
+        let emulator = Emulator::open(dir.path(), "127.0.0.1:1".into(), behaviour).unwrap();
+        (dir, emulator)
+    }
+
+    fn request(emu: &Emulator, method: &str, path: &str, body: Value, if_match: Option<&str>) -> Request {
+        let conn = ConnectionString { host_name: emu.host.clone(), key_name: emu.key_name.clone(), key: emu.key.clone() };
+        let mut headers = HeaderMap::new();
+        let token = SasToken::new(&conn, 4_000_000_000);
+        headers.insert("authorization", token.header_value().parse().unwrap());
+        if let Some(tag) = if_match {
+            headers.insert("if-match", tag.parse().unwrap());
+        }
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(format!("{q}&api-version=2021-04-12"))),
+            None => (path.to_string(), Some("api-version=2021-04-12".to_string())),
+        };
+        Request { method: method.into(), path, query, headers, body: serde_json::to_vec(&body).unwrap() }
+    }
+
+    fn config(id: &str, target: &str) -> Value {
+        json!({"id": id, "priority": 1, "targetCondition": target,
+               "content": {"modulesContent": {"$edgeAgent": {"properties.desired": {"systemModules": {}, "modules": {}}}}}})
+    }
+
+    #[test]
+    fn the_hundred_configuration_limit_holds() {
+        let (_dir, mut emu) = emulator(3, Behaviour::default());
+        let now = Instant::now();
+        for i in 0..MAX_CONFIGURATIONS {
+            let id = format!("c{i}");
+            let req = request(&emu, "PUT", &format!("/configurations/{id}"), config(&id, "*"), None);
+            assert_eq!(emu.handle(&req, now).status, 201, "{id}");
+        }
+        let req = request(&emu, "PUT", "/configurations/over", config("over", "*"), None);
+        let reply = emu.handle(&req, now);
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.headers[0], ("iothub-errorcode", TOO_MANY_CODE.to_string()));
+        // Every device carries the 100 statuses; only the newest equal-priority one applies.
+        let twin = emu.handle(&request(&emu, "GET", "/twins/d0", Value::Null, None), now).body.unwrap();
+        let statuses = twin["configurations"].as_object().unwrap();
+        assert_eq!(statuses.len(), 100);
+        assert_eq!(statuses.values().filter(|s| s["status"] == "Applied").count(), 1);
+    }
+
+    #[test]
+    fn unquoted_if_match_is_a_create_and_star_matches_any_etag() {
+        let (_dir, mut emu) = emulator(2, Behaviour::default());
+        let now = Instant::now();
+        let created = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).body.unwrap();
+        let etag = created["etag"].as_str().unwrap().to_string();
+        let mut update = config("a", "tags.n = 1");
+        update["priority"] = json!(4);
+        let bare = request(&emu, "PUT", "/configurations/a", update.clone(), Some(&etag));
+        assert_eq!(emu.handle(&bare, now).status, 409);
+        let quoted = request(&emu, "PUT", "/configurations/a", update.clone(), Some(&format!("\"{etag}\"")));
+        let reply = emu.handle(&quoted, now);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.unwrap()["systemMetrics"]["results"]["targetedCount"], 1);
+        let star = request(&emu, "PUT", "/configurations/a", update, Some("*"));
+        assert_eq!(emu.handle(&star, now).status, 200);
+        assert_eq!(emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, Some("*")), now).status, 204);
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(decode_continuation(&encode_continuation(42)), Some(42));
+        assert_eq!(decode_continuation("bm9wZQ=="), None);
+        let (_dir, mut emu) = emulator(5, Behaviour::default());
+        let mut req = request(&emu, "POST", "/devices/query", json!({"query": "SELECT * FROM devices"}), None);
+        req.headers.insert("x-ms-max-item-count", "2".parse().unwrap());
+        let first = emu.handle(&req, Instant::now());
+        assert_eq!(first.body.as_ref().unwrap().as_array().unwrap().len(), 2);
+        let token = first.headers.iter().find(|(n, _)| *n == "x-ms-continuation").unwrap().1.clone();
+        req.headers.insert("x-ms-continuation", token.parse().unwrap());
+        let second = emu.handle(&req, Instant::now());
+        assert_eq!(second.body.unwrap()[0]["deviceId"], "d2");
+        req.headers.insert("x-ms-continuation", "garbage".parse().unwrap());
+        assert_eq!(emu.handle(&req, Instant::now()).status, 400);
+    }
+
+    #[test]
+    fn failing_devices_are_chosen_by_seed() {
+        let picked: Vec<bool> = (0..1000).map(|i| fails(5, &format!("d{i}"), 0.25)).collect();
+        let again: Vec<bool> = (0..1000).map(|i| fails(5, &format!("d{i}"), 0.25)).collect();
+        assert_eq!(picked, again);
+        let n = picked.iter().filter(|&&f| f).count();
+        assert!((200..300).contains(&n), "{n}");
+        assert!(!(0..100).any(|i| fails(5, &format!("d{i}"), 0.0)));
+    }
+}
