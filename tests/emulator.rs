@@ -88,15 +88,7 @@ impl Server {
 
     fn hub_with(&self, options: RestOptions) -> RestHub {
         let conn: ConnectionString = self.connection.parse().unwrap();
-        RestHub::new(
-            conn,
-            RestOptions {
-                endpoint: Some(self.url.clone()),
-                progress: false,
-                ..options
-            },
-        )
-        .unwrap()
+        RestHub::new(conn, RestOptions { endpoint: Some(self.url.clone()), progress: false, ..options }).unwrap()
     }
 
     fn stats(&self) -> Value {

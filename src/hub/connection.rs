@@ -114,7 +114,12 @@ impl ConnectionString {
 
     /// Renders the connection string, key included: only for the emulator's banner.
     pub fn expose(&self) -> String {
-        format!("HostName={};SharedAccessKeyName={};SharedAccessKey={}", self.host_name, self.key_name, self.key.to_base64())
+        format!(
+            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+            self.host_name,
+            self.key_name,
+            self.key.to_base64()
+        )
     }
 }
 
@@ -149,7 +154,8 @@ impl FromStr for ConnectionString {
             }
             *slot.0 = Some(value.trim().to_string());
         }
-        let non_empty = |v: Option<String>, part| v.filter(|v| !v.is_empty()).ok_or(ConnectionStringError::MissingPart { part });
+        let non_empty =
+            |v: Option<String>, part| v.filter(|v| !v.is_empty()).ok_or(ConnectionStringError::MissingPart { part });
         let host_name = non_empty(host, "HostName")?;
         let key_name = non_empty(key_name, "SharedAccessKeyName")?;
         let key = SecretKey::from_base64(&non_empty(key, "SharedAccessKey")?)?;

@@ -410,9 +410,11 @@ mod tests {
     fn open_tells_the_hub_forms_apart() {
         let rest = open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
         assert_eq!(rest.describe(), "hub h.example");
-        let local =
-            open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("http://127.0.0.1:1/"))
-                .unwrap();
+        let local = open(
+            Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"),
+            Some("http://127.0.0.1:1/"),
+        )
+        .unwrap();
         assert_eq!(local.describe(), "hub h.example at http://127.0.0.1:1");
         let missing = open(Some("env:FLEETFORM_TEST_SURELY_UNSET_VARIABLE"), None).err().unwrap();
         assert!(missing.to_string().contains("FLEETFORM_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");

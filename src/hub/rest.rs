@@ -229,7 +229,8 @@ impl RestHub {
     ) -> Result<TestQueriesResult, HubError> {
         let op = "test queries";
         let url = self.url("/configurations/testQueries");
-        let body = serde_json::json!({ "targetCondition": target_condition, "customMetricQueries": custom_metric_queries });
+        let body =
+            serde_json::json!({ "targetCondition": target_condition, "customMetricQueries": custom_metric_queries });
         let resp = self.send(op, &|c| c.post(&url).json(&body))?;
         if !resp.status().is_success() {
             return Err(error_from(op, None, resp, 1));
@@ -363,7 +364,10 @@ fn unreachable(operation: &str, base: &str, e: &reqwest::Error, attempts: u32) -
     // reqwest's message names the URL (no secrets: the token travels in a header).
     HubError::Unreachable {
         operation: operation.to_string(),
-        message: format!("{what} talking to {base} after {attempts} attempt{}: {e}", if attempts == 1 { "" } else { "s" }),
+        message: format!(
+            "{what} talking to {base} after {attempts} attempt{}: {e}",
+            if attempts == 1 { "" } else { "s" }
+        ),
     }
 }
 
@@ -428,7 +432,13 @@ fn map_status(operation: &str, id: Option<&str>, status: u16, body: HubErrorBody
                 400 => Some("the hub rejected the request as invalid".into()),
                 _ => None,
             };
-            HubError::Http { operation: operation.to_string(), status, code: code.to_string(), message: body.message, help }
+            HubError::Http {
+                operation: operation.to_string(),
+                status,
+                code: code.to_string(),
+                message: body.message,
+                help,
+            }
         }
     }
 }
@@ -483,17 +493,16 @@ impl Hub for RestHub {
             let twins = rows
                 .into_iter()
                 .map(|v| {
-                    Twin::from_value(v).map_err(|e| HubError::Other(format!("the hub returned a device twin without a deviceId ({e:?})")))
+                    Twin::from_value(v).map_err(|e| {
+                        HubError::Other(format!("the hub returned a device twin without a deviceId ({e:?})"))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             visit(twins)
         })
     }
 
-    fn module_batches(
-        &self,
-        visit: &(dyn Fn(Vec<Value>) -> Result<(), HubError> + Sync),
-    ) -> Result<(), HubError> {
+    fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), HubError> + Sync)) -> Result<(), HubError> {
         self.read_all("devices.modules", "module twins", &mut |rows| visit(rows))
     }
 
@@ -555,7 +564,10 @@ mod tests {
         assert_eq!(from_header, HubErrorBody { code: "ThrottlingException".into(), message: "busy".into() });
         let err = map_status("list", None, 503, from_header, 4);
         assert!(err.to_string().contains("HTTP 503 ThrottlingException"), "{err}");
-        assert!(matches!(map_status("x", Some("a"), 412, HubErrorBody::default(), 1), HubError::PreconditionFailed { .. }));
+        assert!(matches!(
+            map_status("x", Some("a"), 412, HubErrorBody::default(), 1),
+            HubError::PreconditionFailed { .. }
+        ));
         let exists = HubErrorBody { code: "ConfigurationAlreadyExists".into(), message: String::new() };
         assert!(matches!(map_status("x", Some("a"), 400, exists, 1), HubError::AlreadyExists { .. }));
         let e401 = map_status("x", None, 401, HubErrorBody::default(), 1);

@@ -76,8 +76,9 @@ pub fn serve(options: ServeOptions) -> Result<(), EmulatorError> {
         .build()
         .map_err(io("starting the async runtime"))?;
     runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(options.listen).await.map_err(io(&format!("listening on {}", options.listen)))?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(io(&format!("listening on {}", options.listen)))?;
         let addr = listener.local_addr().map_err(io("reading the listening address"))?;
         // Clients sign for the host they are told; 0.0.0.0 is not one they can dial.
         let ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
@@ -105,10 +106,7 @@ pub fn serve(options: ServeOptions) -> Result<(), EmulatorError> {
             );
             let _ = out.flush();
         }
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(io("serving HTTP"))?;
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(io("serving HTTP"))?;
         let stats = shared.lock().unwrap_or_else(|e| e.into_inner()).stats().clone();
         eprintln!(
             "emulator stopped: {} requests, {} injected 429, {} injected 503, {} unauthorized",

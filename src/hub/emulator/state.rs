@@ -169,10 +169,11 @@ impl Emulator {
         // A restart must not forget devices that have not reported yet.
         if emulator.behaviour.simulate_success_after.is_some() {
             for m in &emulator.modules {
-                if str_at(m, "moduleId") == Some(EDGE_AGENT) && !agent_in_sync(m) {
-                    if let Some(d) = str_at(m, "deviceId") {
-                        emulator.pending.insert(d.to_string(), now);
-                    }
+                if str_at(m, "moduleId") == Some(EDGE_AGENT)
+                    && !agent_in_sync(m)
+                    && let Some(d) = str_at(m, "deviceId")
+                {
+                    emulator.pending.insert(d.to_string(), now);
                 }
             }
         }
@@ -184,8 +185,12 @@ impl Emulator {
 
     /// The connection string users need, key included.
     pub fn connection_string(&self) -> String {
-        connection::ConnectionString { host_name: self.host.clone(), key_name: self.key_name.clone(), key: self.key.clone() }
-            .expose()
+        connection::ConnectionString {
+            host_name: self.host.clone(),
+            key_name: self.key_name.clone(),
+            key: self.key.clone(),
+        }
+        .expose()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -193,8 +198,12 @@ impl Emulator {
     }
 
     fn reindex(&mut self) {
-        self.device_pos =
-            self.devices.iter().enumerate().filter_map(|(i, d)| Some((str_at(d, "deviceId")?.to_string(), i))).collect();
+        self.device_pos = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((str_at(d, "deviceId")?.to_string(), i)))
+            .collect();
         self.module_pos = self
             .modules
             .iter()
@@ -284,11 +293,10 @@ impl Emulator {
 
     /// Checks the SAS token: policy name, expiry, resource and signature.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), &'static str> {
-        let value = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or("the Authorization header is missing")?;
-        let sas = connection::parse_sas_header(value).ok_or("the Authorization header is not a SharedAccessSignature")?;
+        let value =
+            headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("the Authorization header is missing")?;
+        let sas =
+            connection::parse_sas_header(value).ok_or("the Authorization header is not a SharedAccessSignature")?;
         if sas.key_name != self.key_name {
             return Err("unknown shared access policy");
         }
@@ -329,7 +337,11 @@ impl Emulator {
             incoming.id = id.to_string();
         }
         if incoming.id != id {
-            return self.error(400, "ArgumentInvalid", "the configuration id in the body differs from the one in the URL");
+            return self.error(
+                400,
+                "ArgumentInvalid",
+                "the configuration id in the body differs from the one in the URL",
+            );
         }
         if let Err(why) = check_id(id) {
             return self.error(400, "ArgumentInvalid", &why);
@@ -381,7 +393,11 @@ impl Emulator {
                     );
                 }
                 if incoming.content != current.content {
-                    return self.error(400, "ArgumentInvalid", "Configuration identifier and Content cannot be updated");
+                    return self.error(
+                        400,
+                        "ArgumentInvalid",
+                        "Configuration identifier and Content cannot be updated",
+                    );
                 }
                 let mut c = current.clone();
                 c.labels = incoming.labels;
@@ -475,11 +491,13 @@ impl Emulator {
             Ok(q) => q,
             Err(e) => return self.error(400, "ArgumentInvalid", &format!("query: {}", e.message())),
         };
-        let page = match req.headers.get("x-ms-max-item-count").map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok())) {
-            None => DEFAULT_PAGE,
-            Some(Some(n)) if (1..=crate::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
-            Some(_) => return self.error(400, "ArgumentInvalid", "x-ms-max-item-count must be between 1 and 1000"),
-        };
+        let page =
+            match req.headers.get("x-ms-max-item-count").map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
+            {
+                None => DEFAULT_PAGE,
+                Some(Some(n)) if (1..=crate::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
+                Some(_) => return self.error(400, "ArgumentInvalid", "x-ms-max-item-count must be between 1 and 1000"),
+            };
         let start = match req.headers.get("x-ms-continuation") {
             None => 0,
             Some(v) => match v.to_str().ok().and_then(decode_continuation) {
@@ -503,8 +521,9 @@ impl Emulator {
         let mut out = c.clone();
         if c.is_edge() {
             let id = &c.id;
-            let applied =
-                format!("select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'");
+            let applied = format!(
+                "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'"
+            );
             let reported = "properties.desired.$version = properties.reported.lastDesiredVersion";
             let success = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code = 200");
             let failed = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code != 200");
@@ -537,10 +556,11 @@ impl Emulator {
         };
         let rows = if q.from_modules() { q.run(self.modules.iter()) } else { q.run(self.devices.iter()) };
         // A COUNT() query returns its count as a row; anything else counts rows.
-        if q.is_aggregate() && rows.len() == 1 {
-            if let Some(n) = rows[0].as_object().and_then(|o| o.values().next()).and_then(Value::as_i64) {
-                return n;
-            }
+        if q.is_aggregate()
+            && rows.len() == 1
+            && let Some(n) = rows[0].as_object().and_then(|o| o.values().next()).and_then(Value::as_i64)
+        {
+            return n;
         }
         i64::try_from(rows.len()).unwrap_or(i64::MAX)
     }
@@ -837,6 +857,13 @@ fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> 
                 .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
                 .map_err(|source| EmulatorError::Io { what: format!("writing {}", path.display()), source })?;
             out.commit()?;
+            // The key guards the emulated hub: readable by its owner only.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| EmulatorError::Io { what: format!("protecting {}", path.display()), source })?;
+            }
             Ok((file.key_name, key))
         }
         Err(source) => Err(EmulatorError::Io { what: format!("reading {}", path.display()), source }),
@@ -852,7 +879,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
         let twins: String = (0..devices)
-            .map(|i| format!("{{\"deviceId\":\"d{i}\",\"capabilities\":{{\"iotEdge\":true}},\"tags\":{{\"n\":{i}}}}}\n"))
+            .map(|i| {
+                format!("{{\"deviceId\":\"d{i}\",\"capabilities\":{{\"iotEdge\":true}},\"tags\":{{\"n\":{i}}}}}\n")
+            })
             .collect();
         std::fs::write(dir.path().join("devices.jsonl"), twins).unwrap();
         let emulator = Emulator::open(dir.path(), "127.0.0.1:1".into(), behaviour).unwrap();
@@ -860,7 +889,8 @@ mod tests {
     }
 
     fn request(emu: &Emulator, method: &str, path: &str, body: Value, if_match: Option<&str>) -> Request {
-        let conn = ConnectionString { host_name: emu.host.clone(), key_name: emu.key_name.clone(), key: emu.key.clone() };
+        let conn =
+            ConnectionString { host_name: emu.host.clone(), key_name: emu.key_name.clone(), key: emu.key.clone() };
         let mut headers = HeaderMap::new();
         let token = SasToken::new(&conn, 4_000_000_000);
         headers.insert("authorization", token.header_value().parse().unwrap());
