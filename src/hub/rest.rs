@@ -574,6 +574,56 @@ mod tests {
         assert!(e401.to_string().contains("the key is wrong or the policy lacks registry read/write"));
     }
 
+    /// A one-shot local HTTP server answering each connection with the next canned response.
+    fn canned(responses: Vec<&'static str>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for response in responses {
+                let (mut stream, _) = listener.accept().unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 8192];
+                let n = stream.read(&mut buf).unwrap();
+                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                stream.write_all(response.as_bytes()).unwrap();
+            }
+            requests
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_requests_carry_version_and_token() {
+        let (url, server) = canned(vec![
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]",
+        ]);
+        let conn: ConnectionString =
+            "HostName=h.example;SharedAccessKeyName=owner;SharedAccessKey=c2VjcmV0".parse().unwrap();
+        let hub = RestHub::new(
+            conn,
+            RestOptions {
+                endpoint: Some(url),
+                base_backoff: Duration::from_millis(1),
+                progress: false,
+                ..RestOptions::default()
+            },
+        )
+        .unwrap();
+        let started = Instant::now();
+        assert!(hub.configurations().unwrap().is_empty());
+        assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was not waited for");
+        let requests = server.join().unwrap();
+        assert_eq!(requests.len(), 3);
+        for r in &requests {
+            assert!(r.starts_with("GET /configurations?top=100&api-version=2021-04-12 "), "{r}");
+            assert!(r.to_ascii_lowercase().contains("authorization: sharedaccesssignature sr=h.example&sig="), "{r}");
+        }
+    }
+
     #[test]
     fn secrets_never_show() {
         let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItZmxlZXRmb3Jt";
