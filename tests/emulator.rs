@@ -273,7 +273,10 @@ fn etags_ids_and_content_are_guarded() {
     assert_eq!(twin["tags"]["location"]["building"], "20");
     let agent = hub.module_twin("b20-f1-off-000001", "$edgeAgent").unwrap();
     assert_eq!(agent["moduleId"], "$edgeAgent");
-    assert!(matches!(hub.device_twin("nope"), Err(HubError::NotFound { .. })));
+    let missing = hub.device_twin("nope").unwrap_err();
+    assert!(matches!(&missing, HubError::Http { status: 404, code, .. } if code == "DeviceNotFound"), "{missing}");
+    let missing = hub.module_twin("b20-f1-off-000001", "nope").unwrap_err();
+    assert!(matches!(&missing, HubError::Http { status: 404, code, .. } if code == "ModuleNotFound"), "{missing}");
 }
 
 #[test]

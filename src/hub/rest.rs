@@ -254,7 +254,9 @@ impl RestHub {
         let url = self.url(path);
         let resp = self.send(&op, &|c| c.get(&url))?;
         if !resp.status().is_success() {
-            return Err(error_from(&op, Some(what), resp, 1));
+            // Not `NotFound`: that variant speaks of deployments. A missing twin stays an
+            // HTTP 404 with the hub's DeviceNotFound / ModuleNotFound code.
+            return Err(error_from(&op, None, resp, 1));
         }
         Self::json(&op, resp)
     }
@@ -405,11 +407,18 @@ fn error_from(operation: &str, id: Option<&str>, resp: Response, attempts: u32) 
 }
 
 fn map_status(operation: &str, id: Option<&str>, status: u16, body: HubErrorBody, attempts: u32) -> HubError {
-    let id = || id.unwrap_or("").to_string();
+    // The id-carrying variants only make sense for requests about one deployment or twin;
+    // a 404 on the list or query endpoint means a wrong --endpoint, and is reported as HTTP.
+    match (status, body.code.as_str(), id) {
+        (_, "ConfigurationAlreadyExists", Some(id)) | (409, _, Some(id)) => HubError::AlreadyExists { id: id.into() },
+        (412, _, Some(id)) => HubError::PreconditionFailed { id: id.into() },
+        (404, _, Some(id)) => HubError::NotFound { id: id.into() },
+        _ => map_other(operation, status, body, attempts),
+    }
+}
+
+fn map_other(operation: &str, status: u16, body: HubErrorBody, attempts: u32) -> HubError {
     match (status, body.code.as_str()) {
-        (_, "ConfigurationAlreadyExists") | (409, _) => HubError::AlreadyExists { id: id() },
-        (412, _) => HubError::PreconditionFailed { id: id() },
-        (404, _) => HubError::NotFound { id: id() },
         (_, "TooManyConfigurationsOnHub") => HubError::TooManyConfigurations { limit: MAX_CONFIGURATIONS },
         (401, code) => HubError::Http {
             operation: operation.to_string(),
@@ -484,6 +493,8 @@ impl Hub for RestHub {
         Self::json(op, resp)
     }
 
+    /// The query endpoint returns whole twins whatever is needed, so `projection` has
+    /// nothing to save here (it matters for snapshot files, where parsing dominates).
     fn device_batches(
         &self,
         _projection: Projection,
