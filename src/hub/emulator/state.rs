@@ -130,8 +130,24 @@ impl Emulator {
             return Err(EmulatorError::BadOption("--inject-429 and --inject-503 add up to more than 1".into()));
         }
         let (key_name, key) = load_or_create_key(dir)?;
+        remove_stale_temp_files(dir);
         let snap = Snapshot::open(dir)?;
-        let configs = snap.configurations()?;
+        let mut configs = snap.configurations()?;
+        // A hand-written or exported snapshot may lack what the hub stamps on creation; the
+        // merge needs createdTimeUtc to order equal priorities, and updates need an etag.
+        let mut stamped = false;
+        for c in &mut configs {
+            if c.created_time_utc.is_none() || c.etag.is_none() {
+                let stamp = now_utc();
+                c.created_time_utc.get_or_insert_with(|| stamp.clone());
+                c.last_updated_time_utc.get_or_insert_with(|| stamp.clone());
+                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)));
+                stamped = true;
+            }
+        }
+        if stamped {
+            SnapshotWriter::create(dir)?.write_configurations(&configs)?;
+        }
         let devices_format = snap.devices_file().map_or(TwinFormat::JsonLines, |f| f.format);
         let modules_format = snap.modules_file().map_or(TwinFormat::JsonLines, |f| f.format);
         let mut devices = Vec::new();
@@ -692,6 +708,26 @@ impl Emulator {
     }
 }
 
+/// Removes temp files an interrupted write left behind (`AtomicFile` names them
+/// `.<target>.<random>.tmp`); they are never read, only clutter.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours =
+            [snapshot::CONFIGURATIONS_FILE, snapshot::DEVICES_JSON, snapshot::DEVICES_JSONL, snapshot::MODULES_JSON]
+                .iter()
+                .chain([snapshot::MODULES_JSONL, KEY_FILE].iter())
+                .any(|target| name.starts_with(&format!(".{target}.")));
+        if ours && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Whether a device is in the simulated failing share: a hash of seed and id, so the same
 /// devices fail in every run and whatever order they report in.
 fn fails(seed: u64, device: &str, share: f64) -> bool {
@@ -963,6 +999,32 @@ mod tests {
         assert_eq!(second.body.unwrap()[0]["deviceId"], "d2");
         req.headers.insert("x-ms-continuation", "garbage".parse().unwrap());
         assert_eq!(emu.handle(&req, Instant::now()).status, 400);
+    }
+
+    #[test]
+    fn loading_stamps_bare_configurations_and_clears_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = json!([config("hand-written", "tags.n = 1")]);
+        std::fs::write(dir.path().join("configurations.json"), bare.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("devices.jsonl"),
+            "{\"deviceId\":\"d1\",\"capabilities\":{\"iotEdge\":true},\"tags\":{\"n\":1}}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".devices.jsonl.abc123.tmp"), "torn").unwrap();
+        let emu = Emulator::open(dir.path(), "127.0.0.1:1".into(), Behaviour::default()).unwrap();
+        assert!(!dir.path().join(".devices.jsonl.abc123.tmp").exists());
+        let saved = snapshot::read_configurations(&dir.path().join("configurations.json")).unwrap();
+        assert!(saved[0].created_time_utc.is_some() && saved[0].etag.is_some());
+        // The stamped deployment took part in assignment at once.
+        let agent = &emu.modules[emu.module_pos[&("d1".to_string(), EDGE_AGENT.to_string())]];
+        assert_eq!(agent["configurations"]["hand-written"]["status"], "Applied");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key file is readable by others: {mode:o}");
+        }
     }
 
     #[test]
