@@ -5,10 +5,12 @@
 //! Configuration JSON, [`merge`] computes each device's layered result, and [`hub`] holds
 //! the backends. The binary in `src/main.rs` is a thin CLI over these.
 
+pub mod git;
 pub mod hub;
 pub mod manifest;
 pub mod merge;
 pub mod plan;
 pub mod query;
+pub mod render;
 pub mod route;
 pub mod spec;

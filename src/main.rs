@@ -33,6 +33,13 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check every .kdl file under PATHs and report every problem with its location.
@@ -53,6 +60,31 @@ enum Command {
         /// Show registry passwords and (secret) values instead of "(sensitive)".
         #[arg(long)]
         show_secrets: bool,
+    },
+    /// Compare the declared deployments with the hub: what apply will do, and what every
+    /// device will run before and after, grouped into cohorts.
+    Plan {
+        /// Files or directories (searched recursively for *.kdl).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// text (terminal), markdown (pull-request comment) or json.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Delete managed deployments that are no longer declared (otherwise they are
+        /// reported as orphaned and kept).
+        #[arg(long)]
+        prune: bool,
+        /// Also show replaced and updated deployments as a unified diff of their JSON.
+        #[arg(long)]
+        diff: bool,
+        /// Save the plan for `fleetform apply PLANFILE` (no secrets are written).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Run a twin query or try a target condition against a hub.
     ///
@@ -150,6 +182,13 @@ enum HubCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    COLOR.store(
+        matches!(cli.color, Color::Always)
+            || (matches!(cli.color, Color::Auto)
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let color = match cli.color {
         Color::Always => true,
         Color::Never => false,
@@ -178,6 +217,9 @@ fn run(command: Command) -> miette::Result<ExitCode> {
         Command::Validate { paths, format } => validate(&paths, format),
         Command::Render { name, paths, show_secrets } => render(&name, &paths, show_secrets),
         Command::Fmt { check, paths } => fmt(check, &paths),
+        Command::Plan { paths, hub, format, prune, diff, out, detailed_exitcode } => {
+            plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode)
+        }
         Command::Query { text, hub, format } => query(&text, &hub, format),
         Command::Snapshot { hub, out } => snapshot(&hub, &out),
         Command::Hub(HubCommand::Generate { devices, seed, edge_share, out }) => {
@@ -231,6 +273,72 @@ fn validate(paths: &[PathBuf], format: Format) -> miette::Result<ExitCode> {
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Whether stdout gets colour (decided once from --color, the terminal and NO_COLOR).
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Loads, validates and renders the declared deployments with secrets resolved; prints
+/// every problem and returns None when there are any.
+fn declared(paths: &[PathBuf]) -> miette::Result<Option<Vec<manifest::Rendered>>> {
+    let ws = Workspace::load(paths)?;
+    if !ws.problems.is_empty() {
+        print_problems(&ws.problems);
+        eprintln!("{} problem{} found; fix them before planning", ws.problems.len(), plural(ws.problems.len()));
+        return Ok(None);
+    }
+    match manifest::render_all(&ws.deployments, &ProcessEnv, SecretMode::Reveal) {
+        Ok(r) => Ok(Some(r)),
+        Err(problems) => {
+            print_problems(&problems);
+            Ok(None)
+        }
+    }
+}
+
+fn plan(
+    paths: &[PathBuf],
+    hub: &HubArgs,
+    format: PlanFormat,
+    prune: bool,
+    show_diff: bool,
+    out: Option<&std::path::Path>,
+    detailed_exitcode: bool,
+) -> miette::Result<ExitCode> {
+    let Some(rendered) = declared(paths)? else { return Ok(ExitCode::from(1)) };
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        PlanFormat::Text => {
+            let paint = fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) };
+            let _ = write!(stdout, "{}", fleetform::render::text::plan_text(&plan, paint));
+        }
+        PlanFormat::Markdown => {
+            let _ = write!(stdout, "{}", fleetform::render::markdown::plan_markdown(&plan));
+        }
+        PlanFormat::Json => {
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(&fleetform::render::json::plan_json(&plan)).unwrap_or_default()
+            );
+        }
+    }
+    if show_diff {
+        let _ = write!(stdout, "{}", fleetform::render::text::unified_diffs(&plan));
+    }
+    if let Some(file) = out {
+        let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
+        let saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
+        let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
+        write_atomically(file, &(text + "\n")).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
+        eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
+    }
+    Ok(match (detailed_exitcode, plan.has_changes()) {
+        (true, true) => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn plural(n: usize) -> &'static str {

@@ -30,12 +30,20 @@ impl Drop for Server {
     }
 }
 
+/// A temp copy of the example hub: its devices, module twins and deployments.
 fn campus_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
     for name in ["configurations.json", "devices.json", "modules.json"] {
         std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
     }
+    dir
+}
+
+/// The example hub's fleet with no deployments, for tests that create their own.
+fn campus_fleet() -> tempfile::TempDir {
+    let dir = campus_copy();
+    std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
     dir
 }
 
@@ -176,6 +184,20 @@ fn query_lists_the_same_devices_as_the_snapshot() {
     let prod = server.fleetform(&["query", "tags.environment='prod'"]);
     assert_eq!(String::from_utf8_lossy(&prod.stdout).lines().count(), 266);
 
+    // The example's deployments are served with metrics; targetedCount agrees with what
+    // `fleetform query` finds offline for the same target condition.
+    let configs = server.hub().configurations().unwrap();
+    assert_eq!(configs.len(), 6);
+    for c in &configs {
+        let offline = fleetform_offline(&["query", &c.target_condition], &original);
+        let expected = String::from_utf8_lossy(&offline.stdout).lines().count() as i64;
+        let results = &c.system_metrics.as_ref().unwrap().results;
+        assert_eq!(results["targetedCount"], expected, "{}", c.id);
+        assert!(results["appliedCount"] <= expected, "{}", c.id);
+    }
+    let base = configs.iter().find(|c| c.id.starts_with("campus-base")).unwrap();
+    assert_eq!(base.system_metrics.as_ref().unwrap().results["targetedCount"], 266);
+
     // The connection string from IOTHUB_CONNECTION_STRING, and from a named variable.
     for (hub_arg, var) in [(None, "IOTHUB_CONNECTION_STRING"), (Some("env:MY_HUB"), "MY_HUB")] {
         let mut cmd = Command::new(BIN);
@@ -194,7 +216,7 @@ fn query_lists_the_same_devices_as_the_snapshot() {
 
 #[test]
 fn snapshot_of_the_emulator_reads_like_the_original() {
-    let server = start(campus_copy(), &[]);
+    let server = start(campus_fleet(), &[]);
     let hub = server.hub();
     hub.create_configuration(&standard("base", 10, "tags.environment='prod'")).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -219,7 +241,7 @@ fn snapshot_of_the_emulator_reads_like_the_original() {
 
 #[test]
 fn etags_ids_and_content_are_guarded() {
-    let server = start(campus_copy(), &[]);
+    let server = start(campus_fleet(), &[]);
     let hub = server.hub();
     let config = standard("guarded", 10, "tags.location.building='12'");
     let created = hub.create_configuration(&config).unwrap();
@@ -281,7 +303,7 @@ fn etags_ids_and_content_are_guarded() {
 
 #[test]
 fn wrong_keys_and_api_versions_are_refused() {
-    let server = start(campus_copy(), &[]);
+    let server = start(campus_fleet(), &[]);
     let conn: ConnectionString = server.connection.parse().unwrap();
     let wrong = format!("HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey=d3Jvbmcta2V5", conn.host_name);
     let hub = RestHub::new(
@@ -352,7 +374,7 @@ fn queries_page_with_continuation_tokens() {
 
 #[test]
 fn retries_ride_out_injected_throttling_and_outages() {
-    let server = start(campus_copy(), &["--inject-429", "0.3", "--inject-503", "0.2", "--seed", "7"]);
+    let server = start(campus_fleet(), &["--inject-429", "0.3", "--inject-503", "0.2", "--seed", "7"]);
     let hub = server.hub_with(RestOptions {
         page_size: 50,
         base_backoff: Duration::from_millis(5),
@@ -394,7 +416,7 @@ fn retries_ride_out_injected_throttling_and_outages() {
 
 #[test]
 fn deployments_are_assigned_merged_and_reported() {
-    let server = start(campus_copy(), &["--simulate-success-after", "0.3", "--simulate-failure-share", "0.2"]);
+    let server = start(campus_fleet(), &["--simulate-success-after", "0.3", "--simulate-failure-share", "0.2"]);
     let hub = server.hub();
     hub.create_configuration(&standard("base", 10, "tags.environment='prod'")).unwrap();
     hub.create_configuration(&layered("camera", 40, "tags.roomtype='conference'")).unwrap();
@@ -488,4 +510,29 @@ fn state_survives_kill_9() {
     }
     let again = start(copy, &[]);
     assert_eq!(again.hub().configurations().unwrap().len(), configs.len());
+}
+
+#[test]
+fn plan_is_the_same_against_the_emulator_as_against_the_snapshot() {
+    let server = start(campus_copy(), &[]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plan = |hub: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(root)
+            .args(["plan", "examples/campus/deployments", "--format", "json"])
+            .args(hub)
+            .env_remove("FLEETFORM_HUB")
+            .envs([("ACR_PASSWORD", "demo"), ("VISION_REGISTRY_PASSWORD", "demo"), ("CAMERA_API_TOKEN", "demo")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let online = plan(&["--hub", &server.connection, "--endpoint", &server.url]);
+    let offline = plan(&["--hub", "examples/campus/hub"]);
+    // Only the hub's description differs.
+    let host = server.url.trim_start_matches("http://");
+    let online = online.replace(&format!("hub {host} at {}", server.url), "snapshot examples/campus/hub");
+    assert!(online.len() > 1000);
+    assert_eq!(online, offline);
 }

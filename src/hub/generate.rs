@@ -707,8 +707,9 @@ const CAMPUS_ROOMS: [&str; 10] =
 
 const CAMPUS_SEED: u64 = 20;
 
-/// Writes the campus example snapshot (about 300 devices, pretty `devices.json` and
-/// `modules.json`, empty `configurations.json`) into `out`. Deterministic: the committed
+/// Writes the campus example's twins (about 300 devices, pretty `devices.json` and
+/// `modules.json`) into `out`. The hub's configurations (`configurations.json`) are
+/// rendered from `examples/campus/hub-state/` instead, by `tests/example_hub.rs`. Deterministic: the committed
 /// `examples/campus/hub/` is this function's output, and a test keeps them in step.
 pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError> {
     let writer = SnapshotWriter::create(out)?;
@@ -770,7 +771,6 @@ pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError
     }
     summary.devices_bytes = devices.commit()?;
     summary.modules_bytes = modules.commit()?;
-    summary.configurations_bytes = writer.write_configurations(&[])?;
     Ok(summary)
 }
 
@@ -904,7 +904,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let summary = write_campus_example(dir.path()).unwrap();
         assert_eq!(summary.devices, 299);
-        for name in ["devices.json", "modules.json", "configurations.json"] {
+        for name in ["devices.json", "modules.json"] {
             assert!(
                 read(&committed, name) == read(dir.path(), name),
                 "examples/campus/hub/{name} is stale: rerun with FLEETFORM_BLESS=1"

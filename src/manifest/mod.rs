@@ -8,7 +8,7 @@ mod read;
 mod render;
 
 pub use read::{ReadError, read};
-pub use render::{Env, MapEnv, ProcessEnv, Rendered, SecretMode, render, render_all};
+pub use render::{Env, MapEnv, ProcessEnv, Rendered, SecretMode, render, render_all, set_path};
 
 /// What a sensitive value is replaced with in every output.
 pub const MASK: &str = "(sensitive)";

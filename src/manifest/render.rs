@@ -341,7 +341,7 @@ impl Renderer<'_> {
 }
 
 /// Writes `value` at `path` inside `root`, creating objects on the way.
-pub(crate) fn set_path(root: &mut Value, path: &[String], value: Value) {
+pub fn set_path(root: &mut Value, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else {
         match (root, value) {
             (Value::Object(r), Value::Object(v)) => r.extend(v),

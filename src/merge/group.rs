@@ -114,6 +114,23 @@ impl<'d> Grouper<'d> {
         id
     }
 
+    /// Adds devices already counted and sampled elsewhere (a plan groups devices by their
+    /// match sets before and after, then hands each side's groups here). No per-device
+    /// group index is kept for them.
+    pub fn add_devices(&mut self, matches: &MatchSet, devices: &DeviceSample) -> GroupId {
+        let id = match self.index.get(matches) {
+            Some(&id) => id,
+            None => {
+                let id = GroupId(self.groups.len() as u32);
+                self.index.insert(matches.clone(), id);
+                self.groups.push((matches.clone(), DeviceSample::default()));
+                id
+            }
+        };
+        self.groups[id.0 as usize].1.merge(devices);
+        id
+    }
+
     /// Number of distinct match sets seen so far.
     pub fn group_count(&self) -> usize {
         self.groups.len()

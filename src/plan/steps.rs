@@ -2,11 +2,11 @@
 //! deletes (old halves of replacements included) from the lowest priority up, so that a
 //! device moves at most once where possible and never sits without a deployment.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, ActionKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepOp {
     Create,
@@ -15,7 +15,7 @@ pub enum StepOp {
 }
 
 /// One write against the hub.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// 1-based position in the run.
     pub number: usize,

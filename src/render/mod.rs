@@ -1,0 +1,60 @@
+//! Presenting plans: text for a terminal, Markdown for a pull-request comment, JSON for
+//! machines. Everything here reads a [`Plan`](crate::plan::Plan) and redacts through its
+//! redactor; nothing here computes.
+
+pub mod json;
+pub mod markdown;
+pub mod text;
+
+use crate::plan::{ActionKind, Plan};
+
+/// `Plan: 1 to create, 1 to update, 1 to replace, 0 to delete. 120 devices change.`
+pub fn summary_line(plan: &Plan) -> String {
+    if !plan.has_changes() {
+        return "No changes. The hub matches the repository.".to_string();
+    }
+    let deletes = plan.count(ActionKind::Delete);
+    let devices = plan.totals.changed;
+    format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete. {} device{} change{}.",
+        plan.count(ActionKind::Create),
+        plan.count(ActionKind::Update),
+        plan.count(ActionKind::Replace),
+        deletes,
+        thousands(devices),
+        if devices == 1 { "" } else { "s" },
+        if devices == 1 { "s" } else { "" },
+    )
+}
+
+/// 1234567 -> "1,234,567": device counts are read at a glance.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn kind_name(kind: crate::hub::wire::ConfigurationKind) -> &'static str {
+    match kind {
+        crate::hub::wire::ConfigurationKind::Standard => "standard",
+        crate::hub::wire::ConfigurationKind::Layered => "layered",
+        crate::hub::wire::ConfigurationKind::DeviceManagement => "device management",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,195 @@
+//! `--format text`: the plan as a terminal shows it.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style};
+
+use super::{kind_name, summary_line, thousands};
+use crate::plan::{Action, ActionKind, Cohort, Plan, StepOp};
+
+/// At most this many cohorts are printed; the rest are counted.
+const MAX_COHORTS: usize = 40;
+
+/// Colours, or none (not a terminal, `NO_COLOR`, `--color never`).
+#[derive(Clone, Copy)]
+pub struct Paint {
+    pub color: bool,
+}
+
+impl Paint {
+    fn style(&self, style: Style, text: &str) -> String {
+        if self.color { format!("{}{text}{}", style.render(), style.render_reset()) } else { text.to_string() }
+    }
+    fn fg(&self, c: AnsiColor, text: &str) -> String {
+        self.style(Style::new().fg_color(Some(c.into())), text)
+    }
+    fn bold(&self, text: &str) -> String {
+        self.style(Style::new().bold(), text)
+    }
+    fn dim(&self, text: &str) -> String {
+        self.style(Style::new().dimmed(), text)
+    }
+    fn action(&self, kind: ActionKind, text: &str) -> String {
+        match kind {
+            ActionKind::Create => self.fg(AnsiColor::Green, text),
+            ActionKind::Update => self.fg(AnsiColor::Yellow, text),
+            ActionKind::Replace => self.fg(AnsiColor::Magenta, text),
+            ActionKind::Delete => self.fg(AnsiColor::Red, text),
+            ActionKind::Orphan => self.fg(AnsiColor::Yellow, text),
+            ActionKind::Unmanaged | ActionKind::NoOp => self.dim(text),
+        }
+    }
+}
+
+fn describe(a: &Action) -> String {
+    let before: Vec<&str> = a.before.iter().map(|b| b.id.as_str()).collect();
+    match a.action {
+        ActionKind::Create => format!("create {}", a.after.as_deref().unwrap_or("")),
+        ActionKind::Update => format!("update {} in place", a.after.as_deref().unwrap_or("")),
+        ActionKind::Replace => format!("replace {} with {}", before.join(", "), a.after.as_deref().unwrap_or("")),
+        ActionKind::Delete => format!("delete {}", before.join(", ")),
+        ActionKind::Orphan => {
+            format!("orphaned, kept: {} is no longer declared (--prune deletes it)", before.join(", "))
+        }
+        ActionKind::Unmanaged => "unmanaged, never touched (not created by fleetform)".to_string(),
+        ActionKind::NoOp => format!("no change ({})", a.after.as_deref().unwrap_or("")),
+    }
+}
+
+pub fn plan_text(plan: &Plan, paint: Paint) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", paint.bold(&format!("Deployments ({})", plan.hub)));
+    let width = plan.actions.iter().map(|a| a.name.chars().count()).max().unwrap_or(0);
+    for a in &plan.actions {
+        let symbol = format!("{:>3}", a.action.symbol());
+        let _ = writeln!(
+            out,
+            "  {} {:<width$}  {:<8} {:>5}  {}",
+            paint.action(a.action, &symbol),
+            a.name,
+            kind_name(a.kind),
+            format!("p{}", a.priority),
+            describe(a),
+        );
+        for f in &a.field_changes {
+            let show = |v: &Option<serde_json::Value>| match v {
+                Some(v) => serde_json::to_string(&plan.redactor.value(v)).unwrap_or_default(),
+                None => "(none)".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "        {} {}: {} → {}",
+                paint.fg(AnsiColor::Yellow, "~"),
+                f.field,
+                show(&f.before),
+                show(&f.after)
+            );
+        }
+        if let Some(changes) = plan.content_changes.get(&a.name) {
+            for c in changes {
+                let _ = writeln!(out, "        {c}");
+            }
+        }
+    }
+
+    if !plan.steps.is_empty() {
+        let _ = writeln!(out, "\n{}", paint.bold("Steps (apply runs them in this order)"));
+        for s in &plan.steps {
+            let verb = match s.op {
+                StepOp::Create => paint.fg(AnsiColor::Green, "create"),
+                StepOp::Update => paint.fg(AnsiColor::Yellow, "update"),
+                StepOp::Delete => paint.fg(AnsiColor::Red, "delete"),
+            };
+            let why = if s.reason == "stale copy" {
+                " (leftover of an interrupted replace)".to_string()
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {:>2}. {verb} {}  priority {}  [{}]{why}", s.number, s.id, s.priority, s.name);
+        }
+    }
+
+    let t = &plan.totals;
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint.bold(&format!(
+            "Device impact ({} devices read, {} IoT Edge; {} change, {} change deployments only)",
+            thousands(t.devices),
+            thousands(t.edge_devices),
+            thousands(t.changed),
+            thousands(t.restacked)
+        ))
+    );
+    if plan.cohorts.is_empty() {
+        let _ = writeln!(out, "  No device changes.");
+    }
+    for c in plan.cohorts.iter().take(MAX_COHORTS) {
+        cohort_text(&mut out, c, paint);
+    }
+    if plan.cohorts.len() > MAX_COHORTS {
+        let rest = &plan.cohorts[MAX_COHORTS..];
+        let devices: u64 = rest.iter().map(|c| c.count).sum();
+        let _ = writeln!(
+            out,
+            "  … {} more cohorts ({} devices); --format json lists them all",
+            rest.len(),
+            thousands(devices)
+        );
+    }
+
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "\n{}", paint.bold("Warnings (after apply)"));
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  {} {w}", paint.fg(AnsiColor::Yellow, "!"));
+        }
+    }
+    let _ = writeln!(out, "\n{}", paint.bold(&summary_line(plan)));
+    out
+}
+
+fn cohort_text(out: &mut String, c: &Cohort, paint: Paint) {
+    let stacks = if c.stack_before == c.stack_after {
+        format!("{}", c.stack_after)
+    } else {
+        format!("{} → {}", c.stack_before, c.stack_after)
+    };
+    let n = thousands(c.count);
+    let noun = if c.count == 1 { "device" } else { "devices" };
+    let _ = writeln!(out, "  {} {noun}: {stacks}", paint.bold(&n));
+    let more = if c.count > c.samples.len() as u64 { ", …" } else { "" };
+    let _ = writeln!(out, "      {}", paint.dim(&format!("e.g. {}{more}", c.samples.join(", "))));
+    if c.changes.is_empty() {
+        let _ = writeln!(out, "      same manifest, from other deployments");
+    }
+    for ch in &c.changes {
+        let _ = writeln!(out, "      {ch}");
+    }
+}
+
+/// `--diff`: each replaced or updated deployment as a unified diff of its redacted JSON.
+pub fn unified_diffs(plan: &Plan) -> String {
+    let mut out = String::new();
+    for a in plan.actions.iter().filter(|a| matches!(a.action, ActionKind::Replace | ActionKind::Update)) {
+        let Some(new) = plan.declared.iter().find(|r| Some(&r.configuration.id) == a.after.as_ref()) else { continue };
+        let Some(old) = a.before.iter().rev().find_map(|b| plan.current.iter().find(|c| c.id == b.id)) else {
+            continue;
+        };
+        // Compare what fleetform controls: hub-set fields would be noise.
+        let strip = |c: &crate::hub::wire::Configuration| {
+            let mut c = plan.redactor.configuration(c);
+            c.etag = None;
+            c.created_time_utc = None;
+            c.last_updated_time_utc = None;
+            c.system_metrics = None;
+            if let Some(m) = c.metrics.as_mut() {
+                m.results.clear();
+            }
+            serde_json::to_string_pretty(&c).unwrap_or_default() + "\n"
+        };
+        let (before, after) = (strip(old), strip(&new.configuration));
+        let diff = similar::TextDiff::from_lines(&before, &after);
+        out.push_str(&format!("\n{}\n", diff.unified_diff().context_radius(3).header(&old.id, &new.configuration.id)));
+    }
+    out
+}
