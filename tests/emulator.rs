@@ -478,8 +478,9 @@ fn state_survives_kill_9() {
     // Short deadline: once the server is gone the writer must stop retrying quickly.
     let hub = server.hub_with(RestOptions { deadline: Duration::from_secs(1), ..RestOptions::default() });
     // Create and delete until the server dies, so the kill lands in the middle of writes.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = done.clone();
     let writer = std::thread::spawn(move || {
-        let mut done = 0u32;
         for i in 0..10_000 {
             let id = format!("k{i}");
             let Ok(created) = hub.create_configuration(&standard(&id, 1, "tags.location.building='21'")) else {
@@ -488,14 +489,19 @@ fn state_survives_kill_9() {
             if i % 2 == 0 && hub.delete_configuration(&id, created.etag.as_deref().unwrap_or("*")).is_err() {
                 break;
             }
-            done += 1;
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        done
     });
-    std::thread::sleep(Duration::from_millis(700));
+    // Kill once a few changes went through (however slow the machine), mid-stream.
+    let waited = std::time::Instant::now();
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "no configuration change within 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(37));
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
-    assert!(writer.join().unwrap() > 0);
+    writer.join().unwrap();
     let snap = fleetform::hub::Snapshot::open(&state).unwrap();
     let configs = snap.configurations().unwrap();
     assert_eq!(snap.devices().unwrap().count(), 299);
