@@ -105,6 +105,11 @@ pub struct Emulator {
     pending: HashMap<String, Instant>,
     stats: Stats,
     tracking: u64,
+    /// Bumped on every change to twins or configurations.
+    generation: u64,
+    /// The last query's rows, so that paging through a result runs the query once rather
+    /// than once per page: (query text, generation, rows).
+    last_query: Option<(String, u64, std::sync::Arc<Vec<Value>>)>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -179,6 +184,8 @@ impl Emulator {
             pending: HashMap::new(),
             stats: Stats::default(),
             tracking: 0,
+            generation: 0,
+            last_query: None,
         };
         emulator.reindex();
         let now = Instant::now();
@@ -456,6 +463,7 @@ impl Emulator {
 
     fn after_change(&mut self, _now: Instant) {
         self.stats.configuration_changes += 1;
+        self.generation += 1;
     }
 
     /// Writes configurations, then re-derives and writes twins.
@@ -521,7 +529,18 @@ impl Emulator {
                 None => return self.error(400, "ArgumentInvalid", "x-ms-continuation is not a token this hub issued"),
             },
         };
-        let rows = if query.from_modules() { query.run(self.modules.iter()) } else { query.run(self.devices.iter()) };
+        let rows = match &self.last_query {
+            Some((t, g, rows)) if *t == text && *g == self.generation => rows.clone(),
+            _ => {
+                let rows = std::sync::Arc::new(if query.from_modules() {
+                    query.run(self.modules.iter())
+                } else {
+                    query.run(self.devices.iter())
+                });
+                self.last_query = Some((text.clone(), self.generation, rows.clone()));
+                rows
+            }
+        };
         let end = (start + page).min(rows.len());
         let slice = rows.get(start.min(rows.len())..end).unwrap_or(&[]).to_vec();
         let mut reply = Reply::json(200, Value::Array(slice));
@@ -703,6 +722,7 @@ impl Emulator {
             let v = reported.get("$version").and_then(Value::as_i64).unwrap_or(0) + 1;
             reported.insert("$version".into(), json!(v));
             self.stats.reports_simulated += 1;
+            self.generation += 1;
         }
         self.persist_twins(false, true)
     }
@@ -1025,6 +1045,23 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the key file is readable by others: {mode:o}");
         }
+    }
+
+    #[test]
+    fn cached_query_rows_follow_changes() {
+        let (_dir, mut emu) = emulator(4, Behaviour::default());
+        let now = Instant::now();
+        let applied = json!({"query": "SELECT deviceId FROM devices WHERE configurations.[[a]].status = 'Applied'"});
+        let run = |emu: &mut Emulator| {
+            let req = request(emu, "POST", "/devices/query", applied.clone(), None);
+            emu.handle(&req, now).body.unwrap().as_array().unwrap().len()
+        };
+        assert_eq!(run(&mut emu), 0);
+        assert_eq!(run(&mut emu), 0);
+        emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "tags.n >= 2"), None), now);
+        assert_eq!(run(&mut emu), 2);
+        emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, None), now);
+        assert_eq!(run(&mut emu), 0);
     }
 
     #[test]
