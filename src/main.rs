@@ -105,7 +105,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Work with hubs: generate a synthetic fleet snapshot.
+    /// Copy a hub (configurations, device twins, module twins) into a snapshot directory
+    /// that plan, explain and query read offline.
+    Snapshot {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// The snapshot directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Work with hubs: generate a synthetic fleet snapshot, or serve one as a local hub.
     #[command(subcommand)]
     Hub(HubCommand),
     /// Rewrite .kdl files into the canonical layout, keeping comments.
@@ -120,9 +129,15 @@ enum Command {
 
 #[derive(clap::Args)]
 struct HubArgs {
-    /// The hub: a snapshot directory (configurations.json and devices.json[l]).
-    #[arg(long, env = "FLEETFORM_HUB", value_name = "HUB")]
+    /// The hub: a snapshot directory (configurations.json and devices.json[l]), a
+    /// connection string "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…", or env:NAME
+    /// to read one from variable NAME. Without it, IOTHUB_CONNECTION_STRING is used.
+    #[arg(long, env = "FLEETFORM_HUB", value_name = "HUB", hide_env_values = true)]
     hub: Option<String>,
+    /// Base URL replacing https://<HostName>: the emulator (http://127.0.0.1:PORT) or a
+    /// sovereign cloud.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +160,32 @@ enum HubCommand {
         /// The snapshot directory to write (created if missing).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Serve a snapshot directory as a local IoT Hub (REST subset, SAS auth, etags,
+    /// deployment assignment, metrics). Prints the URL and a connection string.
+    Serve {
+        /// The state directory (a snapshot directory); every change is written back to it.
+        #[arg(long)]
+        state: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8484")]
+        listen: std::net::SocketAddr,
+        /// Devices report their new $edgeAgent desired version this many seconds after it
+        /// changes (off when not given).
+        #[arg(long, value_name = "SECS")]
+        simulate_success_after: Option<f64>,
+        /// Share of devices (0 to 1) that report failure (500) instead of success.
+        #[arg(long, value_name = "F", default_value_t = 0.0)]
+        simulate_failure_share: f64,
+        /// Share of requests (0 to 1) answered 429 ThrottlingException.
+        #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+        inject_429: f64,
+        /// Share of requests (0 to 1) answered 503 ServiceUnavailable.
+        #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+        inject_503: f64,
+        /// Seed for simulated failures and injected faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -189,9 +230,19 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode)
         }
         Command::Query { text, hub, format } => query(&text, &hub, format),
+        Command::Snapshot { hub, out } => snapshot(&hub, &out),
         Command::Hub(HubCommand::Generate { devices, seed, edge_share, deployments, out }) => {
             generate(devices, seed, edge_share, deployments, &out)
         }
+        Command::Hub(HubCommand::Serve {
+            state,
+            listen,
+            simulate_success_after,
+            simulate_failure_share,
+            inject_429,
+            inject_503,
+            seed,
+        }) => serve(state, listen, simulate_success_after, simulate_failure_share, inject_429, inject_503, seed),
     }
 }
 
@@ -264,7 +315,7 @@ fn plan(
     detailed_exitcode: bool,
 ) -> miette::Result<ExitCode> {
     let Some(rendered) = declared(paths)? else { return Ok(ExitCode::from(1)) };
-    let hub = fleetform::hub::open(hub.hub.as_deref())?;
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
     let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
     let mut stdout = std::io::stdout().lock();
     match format {
@@ -395,7 +446,7 @@ fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
-    let hub = fleetform::hub::open(hub.hub.as_deref())?;
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
     let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
     let mut stdout = std::io::stdout().lock();
     match (out, format) {
@@ -465,5 +516,49 @@ fn generate(
             .map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
         eprintln!("wrote {n} deployments to {}", file.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshot(hub: &HubArgs, out: &std::path::Path) -> miette::Result<ExitCode> {
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let started = std::time::Instant::now();
+    let summary = fleetform::hub::snapshot_from(hub.as_ref(), out)?;
+    eprintln!(
+        "wrote {} configuration{}, {} device twin{} and {} module twin{} from {} to {} in {:.1} s",
+        summary.configurations,
+        plural(summary.configurations),
+        summary.devices,
+        plural(summary.devices as usize),
+        summary.module_twins,
+        plural(summary.module_twins as usize),
+        hub.describe(),
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(
+    state: PathBuf,
+    listen: std::net::SocketAddr,
+    simulate_success_after: Option<f64>,
+    simulate_failure_share: f64,
+    inject_429: f64,
+    inject_503: f64,
+    seed: u64,
+) -> miette::Result<ExitCode> {
+    let simulate_success_after = match simulate_success_after {
+        None => None,
+        Some(s) if s.is_finite() && s >= 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+        Some(s) => return Err(miette::miette!("--simulate-success-after {s}: give a number of seconds, e.g. 5")),
+    };
+    let behaviour = fleetform::hub::emulator::Behaviour {
+        simulate_success_after,
+        simulate_failure_share,
+        inject_429,
+        inject_503,
+        seed,
+    };
+    fleetform::hub::emulator::serve(fleetform::hub::emulator::ServeOptions { state, listen, behaviour })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,10 @@
 //! Every backend — a snapshot directory, the REST API of a real hub, the local emulator —
 //! implements [`Hub`], so plan, explain, query and apply work the same against each.
 
+pub mod connection;
+pub mod emulator;
 pub mod generate;
+pub mod rest;
 pub mod snapshot;
 pub mod twin;
 pub mod wire;
@@ -59,6 +62,17 @@ pub enum HubError {
         #[help]
         help: Option<String>,
     },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connection(#[from] connection::ConnectionStringError),
+
+    #[error("{operation}: {message}")]
+    #[diagnostic(
+        code(fleetform::hub::unreachable),
+        help("check the network, the HostName in the connection string, and --endpoint if given")
+    )]
+    Unreachable { operation: String, message: String },
 
     #[error("{0}")]
     #[diagnostic(code(fleetform::hub::other))]
@@ -254,18 +268,97 @@ impl Hub for SnapshotHub {
     }
 }
 
-/// Opens the hub a `--hub` argument names. A directory is a snapshot.
-pub fn open(spec: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
-    let Some(spec) = spec else {
-        return Err(HubError::Other(
-            "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub) or set FLEETFORM_HUB".into(),
-        ));
+/// The environment variable read when no `--hub` is given.
+pub const CONNECTION_STRING_ENV: &str = "IOTHUB_CONNECTION_STRING";
+
+/// Opens the hub a `--hub` argument names:
+/// - a directory is a snapshot;
+/// - `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` is a hub reached over REST;
+/// - `env:NAME` reads that connection string from variable `NAME`;
+/// - nothing falls back to `IOTHUB_CONNECTION_STRING`.
+///
+/// `endpoint` replaces the REST base URL (`https://<HostName>`), for the emulator and for
+/// sovereign clouds; it makes no sense with a snapshot.
+pub fn open(spec: Option<&str>, endpoint: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
+    let from_env;
+    let spec = match spec {
+        Some(s) => s,
+        None => match std::env::var(CONNECTION_STRING_ENV) {
+            Ok(v) if !v.trim().is_empty() => {
+                from_env = v;
+                from_env.as_str()
+            }
+            _ => {
+                return Err(HubError::Other(format!(
+                    "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub), --hub \"HostName=…\" \
+                     or --hub env:NAME, or set FLEETFORM_HUB or {CONNECTION_STRING_ENV}"
+                )));
+            }
+        },
     };
+    let connection = if let Some(name) = spec.strip_prefix("env:") {
+        let value = std::env::var(name).map_err(|_| {
+            HubError::Other(format!("--hub env:{name}: environment variable {name} is not set (or not UTF-8)"))
+        })?;
+        Some(value.parse::<connection::ConnectionString>()?)
+    } else if connection::ConnectionString::looks_like(spec) {
+        Some(spec.parse::<connection::ConnectionString>()?)
+    } else {
+        None
+    };
+    if let Some(connection) = connection {
+        let options = rest::RestOptions { endpoint: endpoint.map(str::to_string), ..rest::RestOptions::default() };
+        return Ok(Box::new(rest::RestHub::new(connection, options)?));
+    }
     let path = Path::new(spec);
     if path.is_dir() {
+        if endpoint.is_some() {
+            return Err(HubError::Other(format!(
+                "--endpoint applies to a hub reached by connection string, not to the snapshot directory {spec}"
+            )));
+        }
         return Ok(Box::new(SnapshotHub::open(path)?));
     }
-    Err(HubError::Other(format!("--hub {spec}: no such directory; --hub takes a snapshot directory")))
+    Err(HubError::Other(format!(
+        "--hub {spec}: no such directory; --hub takes a snapshot directory, a connection string \
+         (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
+    )))
+}
+
+/// What [`snapshot_from`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    pub configurations: usize,
+    pub devices: u64,
+    pub module_twins: u64,
+}
+
+/// Writes a snapshot directory from any hub: `configurations.json`, `devices.jsonl` and
+/// `modules.jsonl` (every module twin: `$edgeAgent`, `$edgeHub` and custom modules). Each
+/// file appears atomically, so an interrupted run leaves the previous files whole.
+pub fn snapshot_from(hub: &dyn Hub, out: &Path) -> Result<SnapshotSummary, HubError> {
+    let writer = snapshot::SnapshotWriter::create(out)?;
+    let configurations = hub.configurations()?;
+    let devices = Mutex::new(writer.devices_file(snapshot::TwinFormat::JsonLines)?);
+    hub.device_batches(Projection::Full, &|batch| {
+        let mut file = devices.lock().unwrap_or_else(|e| e.into_inner());
+        batch.iter().try_for_each(|t| file.push(t.value())).map_err(HubError::from)
+    })?;
+    let modules = Mutex::new(writer.module_twins_file(snapshot::TwinFormat::JsonLines)?);
+    hub.module_batches(&|batch| {
+        let mut file = modules.lock().unwrap_or_else(|e| e.into_inner());
+        batch.iter().try_for_each(|t| file.push(t)).map_err(HubError::from)
+    })?;
+    // Twins first, configurations last: a directory with configurations.json is only ever
+    // a complete snapshot of this run or an older one.
+    let devices = devices.into_inner().unwrap_or_else(|e| e.into_inner());
+    let device_count = devices.records();
+    devices.commit()?;
+    let modules = modules.into_inner().unwrap_or_else(|e| e.into_inner());
+    let module_count = modules.records();
+    modules.commit()?;
+    writer.write_configurations(&configurations)?;
+    Ok(SnapshotSummary { configurations: configurations.len(), devices: device_count, module_twins: module_count })
 }
 
 #[cfg(test)]
@@ -311,6 +404,30 @@ mod tests {
         }
         let over = hub.create_configuration(&Configuration { id: "one-more".into(), ..Default::default() });
         assert!(matches!(over, Err(HubError::TooManyConfigurations { limit: 100 })));
+    }
+
+    #[test]
+    fn open_tells_the_hub_forms_apart() {
+        let rest = open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_eq!(rest.describe(), "hub h.example");
+        let local = open(
+            Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"),
+            Some("http://127.0.0.1:1/"),
+        )
+        .unwrap();
+        assert_eq!(local.describe(), "hub h.example at http://127.0.0.1:1");
+        let missing = open(Some("env:FLEETFORM_TEST_SURELY_UNSET_VARIABLE"), None).err().unwrap();
+        assert!(missing.to_string().contains("FLEETFORM_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
+        let bad_key = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=@@@"), None).err().unwrap();
+        assert!(matches!(bad_key, HubError::Connection(connection::ConnectionStringError::BadKey)));
+        let (dir, _hub) = hub_with_devices();
+        let both = open(dir.path().to_str(), Some("http://127.0.0.1:1")).err().unwrap();
+        assert!(both.to_string().contains("--endpoint applies to a hub reached by connection string"), "{both}");
+        assert_eq!(open(dir.path().to_str(), None).unwrap().describe(), format!("snapshot {}", dir.path().display()));
+        let nowhere = open(Some("/no/such/dir"), None).err().unwrap();
+        assert!(nowhere.to_string().contains("no such directory"), "{nowhere}");
+        let bad_url = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("127.0.0.1:1"));
+        assert!(bad_url.err().unwrap().to_string().contains("expected a URL"));
     }
 
     #[test]

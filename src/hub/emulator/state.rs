@@ -1,0 +1,1076 @@
+//! The emulator's hub: configurations and twins in memory, every change written through to
+//! the state directory, and the REST subset of IOTHUB.md §4 as a synchronous request →
+//! reply function (the HTTP layer in `mod.rs` only moves bytes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+
+use super::EmulatorError;
+use crate::hub::connection::{self, SecretKey};
+use crate::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
+use crate::hub::wire::{Configuration, Metrics};
+use crate::hub::{MAX_CONFIGURATIONS, Twin};
+use crate::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
+use crate::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
+
+/// The api-versions the emulator answers (the one fleetform sends, and the other GA
+/// versions of the same surface).
+pub const API_VERSIONS: [&str; 3] = ["2020-05-31-preview", "2020-09-30", "2021-04-12"];
+/// The emulator's error code for a full hub. No public source shows the hub's own code for
+/// this case; the REST client maps this one to `HubError::TooManyConfigurations`.
+pub const TOO_MANY_CODE: &str = "TooManyConfigurationsOnHub";
+/// The file in the state directory holding the emulator's policy name and key.
+pub const KEY_FILE: &str = "emulator.json";
+const DEFAULT_PAGE: usize = 100;
+
+/// How the emulator behaves beyond plain storage.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Devices report their `$edgeAgent` desired version this long after it changes.
+    pub simulate_success_after: Option<Duration>,
+    /// Share (0–1) of devices that report failure (500) instead of success.
+    pub simulate_failure_share: f64,
+    /// Share (0–1) of requests answered 429.
+    pub inject_429: f64,
+    /// Share (0–1) of requests answered 503.
+    pub inject_503: f64,
+    pub seed: u64,
+}
+
+/// Counters exposed on `GET /emulator/stats`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub requests: u64,
+    pub injected429: u64,
+    pub injected503: u64,
+    pub unauthorized: u64,
+    pub configuration_changes: u64,
+    pub reports_simulated: u64,
+}
+
+/// One HTTP request, reduced to what the handlers need.
+pub struct Request {
+    pub method: String,
+    /// Path as sent, still percent-encoded.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// One HTTP reply.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Value>,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply { status, headers: Vec::new(), body: Some(body) }
+    }
+
+    fn empty(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), body: None }
+    }
+}
+
+/// The hub the emulator serves.
+pub struct Emulator {
+    dir: PathBuf,
+    /// `host:port`, as it appears in the printed connection string.
+    host: String,
+    key_name: String,
+    key: SecretKey,
+    configs: Vec<Configuration>,
+    devices: Vec<Value>,
+    device_pos: HashMap<String, usize>,
+    modules: Vec<Value>,
+    module_pos: HashMap<(String, String), usize>,
+    devices_format: TwinFormat,
+    modules_format: TwinFormat,
+    behaviour: Behaviour,
+    faults: ChaCha8Rng,
+    /// Device → when its `$edgeAgent` desired document last changed, until it reports.
+    pending: HashMap<String, Instant>,
+    stats: Stats,
+    tracking: u64,
+    /// Bumped on every change to twins or configurations.
+    generation: u64,
+    /// The last query's rows, so that paging through a result runs the query once rather
+    /// than once per page: (query text, generation, rows).
+    last_query: Option<(String, u64, std::sync::Arc<Vec<Value>>)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyFile {
+    key_name: String,
+    key: String,
+}
+
+impl Emulator {
+    /// Loads the state directory (a snapshot directory), creating the key file on first start.
+    pub fn open(dir: &Path, host: String, behaviour: Behaviour) -> Result<Emulator, EmulatorError> {
+        for (name, share) in [
+            ("--simulate-failure-share", behaviour.simulate_failure_share),
+            ("--inject-429", behaviour.inject_429),
+            ("--inject-503", behaviour.inject_503),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(EmulatorError::BadOption(format!("{name} {share}: give a share between 0 and 1")));
+            }
+        }
+        if behaviour.inject_429 + behaviour.inject_503 > 1.0 {
+            return Err(EmulatorError::BadOption("--inject-429 and --inject-503 add up to more than 1".into()));
+        }
+        let (key_name, key) = load_or_create_key(dir)?;
+        remove_stale_temp_files(dir);
+        let snap = Snapshot::open(dir)?;
+        let mut configs = snap.configurations()?;
+        // A hand-written or exported snapshot may lack what the hub stamps on creation; the
+        // merge needs createdTimeUtc to order equal priorities, and updates need an etag.
+        let mut stamped = false;
+        for c in &mut configs {
+            if c.created_time_utc.is_none() || c.etag.is_none() {
+                let stamp = now_utc();
+                c.created_time_utc.get_or_insert_with(|| stamp.clone());
+                c.last_updated_time_utc.get_or_insert_with(|| stamp.clone());
+                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)));
+                stamped = true;
+            }
+        }
+        if stamped {
+            SnapshotWriter::create(dir)?.write_configurations(&configs)?;
+        }
+        let devices_format = snap.devices_file().map_or(TwinFormat::JsonLines, |f| f.format);
+        let modules_format = snap.modules_file().map_or(TwinFormat::JsonLines, |f| f.format);
+        let mut devices = Vec::new();
+        if snap.devices_file().is_some() {
+            for twin in snap.devices()? {
+                devices.push(twin?.into_value());
+            }
+        }
+        let mut modules = Vec::new();
+        if snap.modules_file().is_some() {
+            for twin in snap.module_twins()? {
+                modules.push(twin?.into_value());
+            }
+        }
+        let mut emulator = Emulator {
+            dir: dir.to_path_buf(),
+            host,
+            key_name,
+            key,
+            configs,
+            devices,
+            device_pos: HashMap::new(),
+            modules,
+            module_pos: HashMap::new(),
+            devices_format,
+            modules_format,
+            faults: ChaCha8Rng::seed_from_u64(behaviour.seed),
+            behaviour,
+            pending: HashMap::new(),
+            stats: Stats::default(),
+            tracking: 0,
+            generation: 0,
+            last_query: None,
+        };
+        emulator.reindex();
+        let now = Instant::now();
+        // A restart must not forget devices that have not reported yet.
+        if emulator.behaviour.simulate_success_after.is_some() {
+            for m in &emulator.modules {
+                if str_at(m, "moduleId") == Some(EDGE_AGENT)
+                    && !agent_in_sync(m)
+                    && let Some(d) = str_at(m, "deviceId")
+                {
+                    emulator.pending.insert(d.to_string(), now);
+                }
+            }
+        }
+        // Twins follow from configurations; a crash between writing the two is healed here.
+        let (devices_changed, modules_changed) = emulator.reassign(now);
+        emulator.persist_twins(devices_changed, modules_changed)?;
+        Ok(emulator)
+    }
+
+    /// The connection string users need, key included.
+    pub fn connection_string(&self) -> String {
+        connection::ConnectionString {
+            host_name: self.host.clone(),
+            key_name: self.key_name.clone(),
+            key: self.key.clone(),
+        }
+        .expose()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn reindex(&mut self) {
+        self.device_pos = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((str_at(d, "deviceId")?.to_string(), i)))
+            .collect();
+        self.module_pos = self
+            .modules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some(((str_at(m, "deviceId")?.to_string(), str_at(m, "moduleId")?.to_string()), i)))
+            .collect();
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: &Request, now: Instant) -> Reply {
+        let path = req.path.trim_end_matches('/').to_string();
+        if path == "/emulator/stats" {
+            return Reply::json(200, serde_json::to_value(&self.stats).unwrap_or(Value::Null));
+        }
+        self.stats.requests += 1;
+        let params = query_params(req.query.as_deref());
+        match params.get("api-version").map(String::as_str) {
+            None => return self.error(400, "ArgumentInvalid", "the api-version query parameter is required"),
+            Some(v) if !API_VERSIONS.contains(&v) => {
+                return self.error(400, "ArgumentInvalid", &format!("api-version {v} is not supported"));
+            }
+            Some(_) => {}
+        }
+        if let Err(why) = self.authorize(&req.headers) {
+            self.stats.unauthorized += 1;
+            return self.error(401, "IotHubUnauthorizedAccess", why);
+        }
+        let roll: f64 = self.faults.r#gen();
+        if roll < self.behaviour.inject_429 {
+            self.stats.injected429 += 1;
+            return self.error(429, "ThrottlingException", "injected throttling (fleetform hub serve --inject-429)");
+        }
+        if roll < self.behaviour.inject_429 + self.behaviour.inject_503 {
+            self.stats.injected503 += 1;
+            return self.error(503, "ServiceUnavailable", "injected outage (fleetform hub serve --inject-503)");
+        }
+        if let Err(e) = self.settle(now) {
+            return self.error(500, "ServerError", &format!("the emulator could not save its state: {e}"));
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| urlencoding::decode(s).map(|c| c.into_owned()).unwrap_or_else(|_| s.to_string()))
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match (req.method.as_str(), segs.as_slice()) {
+            ("GET", ["configurations"]) => self.list(&params),
+            ("POST", ["configurations", "testQueries"]) => self.test_queries(&req.body),
+            ("GET", ["configurations", id]) => match self.configs.iter().find(|c| c.id == *id) {
+                Some(c) => Reply::json(200, self.with_metrics(c)),
+                None => self.not_found_config(id),
+            },
+            ("PUT", ["configurations", id]) => self.put(id, req, now),
+            ("DELETE", ["configurations", id]) => self.delete(id, req, now),
+            ("POST", ["devices", "query"]) => self.query(req),
+            ("GET", ["twins", d]) => match self.device_pos.get(*d) {
+                Some(&i) => Reply::json(200, self.devices[i].clone()),
+                None => self.error(404, "DeviceNotFound", &format!("device {d} does not exist")),
+            },
+            ("GET", ["twins", d, "modules", m]) => match self.module_pos.get(&(d.to_string(), m.to_string())) {
+                Some(&i) => Reply::json(200, self.modules[i].clone()),
+                None => self.error(404, "ModuleNotFound", &format!("module {m} on device {d} does not exist")),
+            },
+            (_, ["configurations", ..] | ["devices", "query"] | ["twins", ..]) => {
+                self.error(405, "MethodNotAllowed", &format!("{} is not supported on {path}", req.method))
+            }
+            _ => self.error(404, "NotFound", &format!("no such resource: {path}")),
+        }
+    }
+
+    fn error(&mut self, status: u16, code: &str, text: &str) -> Reply {
+        self.tracking += 1;
+        let tracking = format!("{:016X}-emulator-{}", self.behaviour.seed, self.tracking);
+        Reply {
+            status,
+            headers: vec![("iothub-errorcode", code.to_string())],
+            body: Some(json!({
+                "Message": format!("ErrorCode:{code};{text}"),
+                "ExceptionMessage": format!("Tracking ID:{tracking}-TimeStamp:{}", now_utc()),
+            })),
+        }
+    }
+
+    fn not_found_config(&mut self, id: &str) -> Reply {
+        self.error(404, "ConfigurationNotFound", &format!("configuration {id} does not exist"))
+    }
+
+    /// Checks the SAS token: policy name, expiry, resource and signature.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+        let value =
+            headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("the Authorization header is missing")?;
+        let sas =
+            connection::parse_sas_header(value).ok_or("the Authorization header is not a SharedAccessSignature")?;
+        if sas.key_name != self.key_name {
+            return Err("unknown shared access policy");
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        if sas.expiry <= now {
+            return Err("the SAS token has expired");
+        }
+        // The token must be for this hub: the advertised host or the Host the client dialled
+        // (they differ when the emulator listens on 0.0.0.0).
+        let decoded = urlencoding::decode(&sas.resource).map(|c| c.to_lowercase()).unwrap_or_default();
+        let dialled = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_lowercase();
+        let audience = decoded.split('/').next().unwrap_or("");
+        if audience != self.host.to_lowercase() && audience != dialled {
+            return Err("the SAS token is for another hub");
+        }
+        if !connection::verify(&self.key, &sas.resource, sas.expiry, &sas.signature) {
+            return Err("the SAS signature does not match");
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, params: &HashMap<String, String>) -> Reply {
+        let top = match params.get("top").map(|t| t.parse::<usize>()) {
+            None => MAX_CONFIGURATIONS,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return self.error(400, "ArgumentInvalid", "top must be a non-negative integer"),
+        };
+        let list: Vec<Value> = self.configs.iter().take(top).map(|c| self.with_metrics(c)).collect();
+        Reply::json(200, Value::Array(list))
+    }
+
+    fn put(&mut self, id: &str, req: &Request, now: Instant) -> Reply {
+        let mut incoming: Configuration = match serde_json::from_slice(&req.body) {
+            Ok(c) => c,
+            Err(e) => return self.error(400, "ArgumentInvalid", &format!("the body is not a Configuration: {e}")),
+        };
+        if incoming.id.is_empty() {
+            incoming.id = id.to_string();
+        }
+        if incoming.id != id {
+            return self.error(
+                400,
+                "ArgumentInvalid",
+                "the configuration id in the body differs from the one in the URL",
+            );
+        }
+        if let Err(why) = check_id(id) {
+            return self.error(400, "ArgumentInvalid", &why);
+        }
+        if let Err(why) = check_queries(&incoming) {
+            return self.error(400, "ArgumentInvalid", &why);
+        }
+        if incoming.priority < 0 || incoming.priority > i64::from(i32::MAX) {
+            return self.error(400, "ArgumentInvalid", "priority must be a non-negative 32-bit integer");
+        }
+        // An unquoted etag is no precondition on the hub: the request counts as a create.
+        let if_match = req
+            .headers
+            .get("if-match")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| *v == "*" || (v.len() >= 2 && v.starts_with('"') && v.ends_with('"')));
+        let stamp = now_utc();
+        let existing = self.configs.iter().position(|c| c.id == id);
+        let (status, stored) = match (if_match, existing) {
+            (None, Some(_)) => {
+                return self.error(409, "ConfigurationAlreadyExists", &format!("configuration {id} already exists"));
+            }
+            (None, None) => {
+                if self.configs.len() >= MAX_CONFIGURATIONS {
+                    return self.error(
+                        400,
+                        TOO_MANY_CODE,
+                        &format!("the hub already holds {MAX_CONFIGURATIONS} configurations"),
+                    );
+                }
+                let mut c = incoming;
+                c.created_time_utc = Some(stamp.clone());
+                c.last_updated_time_utc = Some(stamp.clone());
+                c.etag = Some(new_etag(&stamp));
+                c.system_metrics = None;
+                strip_results(&mut c);
+                self.configs.push(c.clone());
+                (201, c)
+            }
+            (Some(_), None) => return self.not_found_config(id),
+            (Some(tag), Some(pos)) => {
+                let current = &self.configs[pos];
+                if tag != "*" && current.etag.as_deref().map(|e| e.trim_matches('"')) != Some(tag.trim_matches('"')) {
+                    return self.error(
+                        412,
+                        "PreconditionFailed",
+                        &format!("the etag in If-Match is not the current etag of configuration {id}"),
+                    );
+                }
+                if incoming.content != current.content {
+                    return self.error(
+                        400,
+                        "ArgumentInvalid",
+                        "Configuration identifier and Content cannot be updated",
+                    );
+                }
+                let mut c = current.clone();
+                c.labels = incoming.labels;
+                c.priority = incoming.priority;
+                c.target_condition = incoming.target_condition;
+                c.metrics = incoming.metrics;
+                strip_results(&mut c);
+                c.last_updated_time_utc = Some(stamp.clone());
+                c.etag = Some(new_etag(&stamp));
+                self.configs[pos] = c.clone();
+                (200, c)
+            }
+        };
+        self.after_change(now);
+        match self.save_all(now) {
+            Ok(()) => Reply::json(status, self.with_metrics(&stored)),
+            Err(e) => self.error(500, "ServerError", &format!("the emulator could not save its state: {e}")),
+        }
+    }
+
+    fn delete(&mut self, id: &str, req: &Request, now: Instant) -> Reply {
+        let Some(pos) = self.configs.iter().position(|c| c.id == id) else {
+            return self.not_found_config(id);
+        };
+        let tag = req.headers.get("if-match").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("*");
+        if tag != "*" && self.configs[pos].etag.as_deref().map(|e| e.trim_matches('"')) != Some(tag.trim_matches('"')) {
+            return self.error(
+                412,
+                "PreconditionFailed",
+                &format!("the etag in If-Match is not the current etag of configuration {id}"),
+            );
+        }
+        self.configs.remove(pos);
+        self.after_change(now);
+        match self.save_all(now) {
+            Ok(()) => Reply::empty(204),
+            Err(e) => self.error(500, "ServerError", &format!("the emulator could not save its state: {e}")),
+        }
+    }
+
+    fn after_change(&mut self, _now: Instant) {
+        self.stats.configuration_changes += 1;
+        self.generation += 1;
+    }
+
+    /// Writes configurations, then re-derives and writes twins.
+    fn save_all(&mut self, now: Instant) -> Result<(), EmulatorError> {
+        SnapshotWriter::create(&self.dir)?.write_configurations(&self.configs)?;
+        let (d, m) = self.reassign(now);
+        self.persist_twins(d, m)
+    }
+
+    fn persist_twins(&self, devices: bool, modules: bool) -> Result<(), EmulatorError> {
+        let writer = SnapshotWriter::create(&self.dir)?;
+        if devices {
+            writer.write_devices(self.devices_format, &self.devices)?;
+        }
+        if modules {
+            writer.write_module_twins(self.modules_format, &self.modules)?;
+        }
+        Ok(())
+    }
+
+    fn test_queries(&mut self, body: &[u8]) -> Reply {
+        let Ok(body) = serde_json::from_slice::<Value>(body) else {
+            return self.error(400, "ArgumentInvalid", "the body is not JSON");
+        };
+        let target = body.get("targetCondition").and_then(Value::as_str).unwrap_or("");
+        let target_error = match target.trim() {
+            "" => String::new(),
+            t => parse_condition(t).err().map(|e| e.message()).unwrap_or_default(),
+        };
+        let mut metric_errors = Map::new();
+        if let Some(queries) = body.get("customMetricQueries").and_then(Value::as_object) {
+            for (name, q) in queries {
+                let text = q.as_str().unwrap_or("");
+                let err = parse_query(text).err().map(|e| e.message()).unwrap_or_default();
+                metric_errors.insert(name.clone(), Value::String(err));
+            }
+        }
+        Reply::json(200, json!({"targetConditionError": target_error, "customMetricQueryErrors": metric_errors}))
+    }
+
+    fn query(&mut self, req: &Request) -> Reply {
+        let Some(text) = serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_string))
+        else {
+            return self.error(400, "ArgumentInvalid", "the body must be {\"query\": \"SELECT ...\"}");
+        };
+        let query = match parse_query(&text) {
+            Ok(q) => q,
+            Err(e) => return self.error(400, "ArgumentInvalid", &format!("query: {}", e.message())),
+        };
+        let page =
+            match req.headers.get("x-ms-max-item-count").map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
+            {
+                None => DEFAULT_PAGE,
+                Some(Some(n)) if (1..=crate::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
+                Some(_) => return self.error(400, "ArgumentInvalid", "x-ms-max-item-count must be between 1 and 1000"),
+            };
+        let start = match req.headers.get("x-ms-continuation") {
+            None => 0,
+            Some(v) => match v.to_str().ok().and_then(decode_continuation) {
+                Some(n) => n,
+                None => return self.error(400, "ArgumentInvalid", "x-ms-continuation is not a token this hub issued"),
+            },
+        };
+        let rows = match &self.last_query {
+            Some((t, g, rows)) if *t == text && *g == self.generation => rows.clone(),
+            _ => {
+                let rows = std::sync::Arc::new(if query.from_modules() {
+                    query.run(self.modules.iter())
+                } else {
+                    query.run(self.devices.iter())
+                });
+                self.last_query = Some((text.clone(), self.generation, rows.clone()));
+                rows
+            }
+        };
+        let end = (start + page).min(rows.len());
+        let slice = rows.get(start.min(rows.len())..end).unwrap_or(&[]).to_vec();
+        let mut reply = Reply::json(200, Value::Array(slice));
+        reply.headers.push(("x-ms-item-type", "Twin".to_string()));
+        if end < rows.len() {
+            reply.headers.push(("x-ms-continuation", encode_continuation(end)));
+        }
+        reply
+    }
+
+    /// A configuration as GET returns it: with system metrics and custom metric results.
+    fn with_metrics(&self, c: &Configuration) -> Value {
+        let mut out = c.clone();
+        if c.is_edge() {
+            let id = &c.id;
+            let applied = format!(
+                "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'"
+            );
+            let reported = "properties.desired.$version = properties.reported.lastDesiredVersion";
+            let success = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code = 200");
+            let failed = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code != 200");
+            let targeted = match c.target_condition.trim() {
+                "*" => "select deviceId from devices where capabilities.iotEdge = true".to_string(),
+                t => format!("select deviceId from devices where capabilities.iotEdge = true and {t}"),
+            };
+            let targeted_count = if c.target_condition.trim().is_empty() { 0 } else { self.count(&targeted) };
+            let mut m = Metrics::default();
+            m.results.insert("targetedCount".into(), targeted_count);
+            m.results.insert("appliedCount".into(), self.count(&applied));
+            m.results.insert("reportedSuccessfulCount".into(), self.count(&success));
+            m.results.insert("reportedFailedCount".into(), self.count(&failed));
+            m.queries.insert("targetedCount".into(), targeted);
+            m.queries.insert("appliedCount".into(), applied);
+            m.queries.insert("reportedSuccessfulCount".into(), success);
+            m.queries.insert("reportedFailedCount".into(), failed);
+            out.system_metrics = Some(m);
+        }
+        let mut custom = out.metrics.take().unwrap_or_default();
+        custom.results = custom.queries.iter().map(|(name, q)| (name.clone(), self.count(q))).collect();
+        out.metrics = Some(custom);
+        serde_json::to_value(&out).unwrap_or(Value::Null)
+    }
+
+    /// Rows a query returns (0 for one that does not parse: it was checked on PUT).
+    fn count(&self, text: &str) -> i64 {
+        let Ok(q) = parse_query(text) else {
+            return 0;
+        };
+        let rows = if q.from_modules() { q.run(self.modules.iter()) } else { q.run(self.devices.iter()) };
+        // A COUNT() query returns its count as a row; anything else counts rows.
+        if q.is_aggregate()
+            && rows.len() == 1
+            && let Some(n) = rows[0].as_object().and_then(|o| o.values().next()).and_then(Value::as_i64)
+        {
+            return n;
+        }
+        i64::try_from(rows.len()).unwrap_or(i64::MAX)
+    }
+
+    /// Assigns deployments to devices as the hub does (IOTHUB.md §2): `configurations`
+    /// statuses on device and `$edgeAgent` twins, merged desired properties on module twins.
+    /// Returns whether device twins and module twins changed.
+    fn reassign(&mut self, now: Instant) -> (bool, bool) {
+        let mut deployments = Vec::new();
+        let mut conditions = Vec::new();
+        for c in &self.configs {
+            if let Ok(Some(d)) = MergeDeployment::existing(c) {
+                conditions.push(CompiledCondition::new(&compile_target(&c.target_condition)));
+                deployments.push(d);
+            }
+        }
+        let mut manifests: HashMap<(Option<u32>, Vec<u32>), EffectiveManifest> = HashMap::new();
+        let (mut devices_changed, mut modules_changed) = (false, false);
+        for i in 0..self.devices.len() {
+            let twin = &self.devices[i];
+            let Some(device_id) = str_at(twin, "deviceId").map(str::to_string) else {
+                continue;
+            };
+            let mut matches = MatchSet::new();
+            for (k, cond) in conditions.iter().enumerate() {
+                if targets_device(cond, twin) {
+                    matches.insert(k as u32);
+                }
+            }
+            let stack = merge::stack(&deployments, &matches);
+            let applied: Vec<u32> = stack.applied_indices().collect();
+            let statuses: Map<String, Value> = matches
+                .iter()
+                .map(|k| {
+                    let status = if applied.contains(&k) { "Applied" } else { "Targeted" };
+                    (deployments[k as usize].id.clone(), json!({ "status": status }))
+                })
+                .collect();
+            devices_changed |= set_configurations(&mut self.devices[i], &statuses);
+            if !Twin::from_value(self.devices[i].clone()).is_ok_and(|t| t.is_edge()) {
+                continue;
+            }
+            let agent = self.module_index(&device_id, EDGE_AGENT, &mut modules_changed);
+            modules_changed |= set_configurations(&mut self.modules[agent], &statuses);
+            let key = stack.merge_key();
+            let manifest = manifests.entry(key).or_insert_with(|| merge::merge(&deployments, &stack));
+            // With no deployment matching, the hub changes nothing on the device.
+            if manifest.unmanaged {
+                continue;
+            }
+            let mut docs: Vec<(String, Value)> =
+                vec![(EDGE_AGENT.into(), manifest.edge_agent.clone()), (EDGE_HUB.into(), manifest.edge_hub.clone())];
+            docs.extend(manifest.twins.iter().map(|(k, v)| (k.clone(), v.clone())));
+            for (module, doc) in docs {
+                let pos = self.module_index(&device_id, &module, &mut modules_changed);
+                if set_desired(&mut self.modules[pos], doc) {
+                    modules_changed = true;
+                    if module == EDGE_AGENT {
+                        self.pending.insert(device_id.clone(), now);
+                    }
+                }
+            }
+        }
+        (devices_changed, modules_changed)
+    }
+
+    /// The position of a module twin, created (as the hub creates `$edgeHub` and module
+    /// twins when a deployment first names them) if missing.
+    fn module_index(&mut self, device: &str, module: &str, created: &mut bool) -> usize {
+        let key = (device.to_string(), module.to_string());
+        if let Some(&i) = self.module_pos.get(&key) {
+            return i;
+        }
+        let mut twin = json!({
+            "deviceId": device,
+            "moduleId": module,
+            "etag": "AAAAAAAAAAE=",
+            "status": "enabled",
+            "connectionState": "Disconnected",
+            "version": 1,
+            "properties": { "desired": { "$version": 1 }, "reported": { "$version": 1 } },
+        });
+        if module == EDGE_AGENT {
+            twin["configurations"] = json!({});
+        }
+        self.modules.push(twin);
+        let i = self.modules.len() - 1;
+        self.module_pos.insert(key, i);
+        *created = true;
+        i
+    }
+
+    /// Lets devices report: every `$edgeAgent` whose desired document changed at least
+    /// `--simulate-success-after` ago reports its version, with 200, 500 (a seeded share of
+    /// devices) or 417 (no full manifest).
+    fn settle(&mut self, now: Instant) -> Result<(), EmulatorError> {
+        let Some(after) = self.behaviour.simulate_success_after else {
+            return Ok(());
+        };
+        let due: Vec<String> =
+            self.pending.iter().filter(|(_, t)| now.duration_since(**t) >= after).map(|(d, _)| d.clone()).collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        for device in &due {
+            self.pending.remove(device);
+            let Some(&pos) = self.module_pos.get(&(device.clone(), EDGE_AGENT.to_string())) else {
+                continue;
+            };
+            let fails = fails(self.behaviour.seed, device, self.behaviour.simulate_failure_share);
+            let agent = &mut self.modules[pos];
+            let desired = agent.pointer("/properties/desired").cloned().unwrap_or(Value::Null);
+            let version = desired.get("$version").cloned().unwrap_or(json!(1));
+            let (code, description) = if desired.get("systemModules").is_none() {
+                (417, "empty configuration: no standard deployment applies")
+            } else if fails {
+                (500, "simulated failure (fleetform hub serve --simulate-failure-share)")
+            } else {
+                (200, "")
+            };
+            let reported = ensure_child(ensure_object(agent, "properties"), "reported");
+            reported.insert("lastDesiredVersion".into(), version);
+            reported.insert("lastDesiredStatus".into(), json!({ "code": code, "description": description }));
+            let v = reported.get("$version").and_then(Value::as_i64).unwrap_or(0) + 1;
+            reported.insert("$version".into(), json!(v));
+            self.stats.reports_simulated += 1;
+            self.generation += 1;
+        }
+        self.persist_twins(false, true)
+    }
+}
+
+/// Removes temp files an interrupted write left behind (`AtomicFile` names them
+/// `.<target>.<random>.tmp`); they are never read, only clutter.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours =
+            [snapshot::CONFIGURATIONS_FILE, snapshot::DEVICES_JSON, snapshot::DEVICES_JSONL, snapshot::MODULES_JSON]
+                .iter()
+                .chain([snapshot::MODULES_JSONL, KEY_FILE].iter())
+                .any(|target| name.starts_with(&format!(".{target}.")));
+        if ours && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether a device is in the simulated failing share: a hash of seed and id, so the same
+/// devices fail in every run and whatever order they report in.
+fn fails(seed: u64, device: &str, share: f64) -> bool {
+    let digest = sha2::Sha256::digest(format!("{seed}\n{device}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) as f64 / u64::MAX as f64) < share
+}
+
+fn agent_in_sync(agent: &Value) -> bool {
+    agent.pointer("/properties/desired/$version") == agent.pointer("/properties/reported/lastDesiredVersion")
+}
+
+fn compile_target(text: &str) -> Condition {
+    match text.trim() {
+        "" => Condition::nothing(),
+        t => parse_condition(t).unwrap_or_else(|_| Condition::nothing()),
+    }
+}
+
+fn check_queries(c: &Configuration) -> Result<(), String> {
+    if !c.target_condition.trim().is_empty() {
+        parse_condition(&c.target_condition).map_err(|e| format!("targetCondition: {}", e.message()))?;
+    }
+    if let Some(m) = &c.metrics {
+        for (name, q) in &m.queries {
+            parse_query(q).map_err(|e| format!("metric {name}: {}", e.message()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deployment ids: at most 128 of lowercase letters, digits and `- + % _ * ! '` (IOTHUB.md §4).
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 128 {
+        return Err("a configuration id has 1 to 128 characters".into());
+    }
+    match id.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-+%_*!'".contains(*c))) {
+        Some(bad) => Err(format!("the configuration id may not contain `{bad}`")),
+        None => Ok(()),
+    }
+}
+
+fn strip_results(c: &mut Configuration) {
+    if let Some(m) = &mut c.metrics {
+        m.results.clear();
+    }
+}
+
+fn set_configurations(twin: &mut Value, statuses: &Map<String, Value>) -> bool {
+    let Some(obj) = twin.as_object_mut() else {
+        return false;
+    };
+    let current = obj.get("configurations");
+    if current.is_none() && statuses.is_empty() {
+        return false;
+    }
+    let new = Value::Object(statuses.clone());
+    if current == Some(&new) {
+        return false;
+    }
+    obj.insert("configurations".into(), new);
+    true
+}
+
+/// Replaces a module twin's desired properties with `doc` when they differ (ignoring the
+/// hub-maintained `$version` and `$metadata`), bumping `$version` and the twin version.
+fn set_desired(twin: &mut Value, doc: Value) -> bool {
+    let mut doc = match doc {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let desired = ensure_child(ensure_object(twin, "properties"), "desired");
+    let mut current = desired.clone();
+    let version = current.remove("$version").and_then(|v| v.as_i64()).unwrap_or(0);
+    current.remove("$metadata");
+    if current == doc {
+        return false;
+    }
+    doc.insert("$version".into(), json!(version + 1));
+    *desired = doc;
+    if let Some(obj) = twin.as_object_mut() {
+        let v = obj.get("version").and_then(Value::as_i64).unwrap_or(0) + 1;
+        obj.insert("version".into(), json!(v));
+    }
+    true
+}
+
+fn ensure_object<'v>(value: &'v mut Value, key: &str) -> &'v mut Map<String, Value> {
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    ensure_child(value.as_object_mut().expect("just made an object"), key)
+}
+
+fn ensure_child<'v>(obj: &'v mut Map<String, Value>, key: &str) -> &'v mut Map<String, Value> {
+    let slot = obj.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut().expect("just made an object")
+}
+
+fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn query_params(query: Option<&str>) -> HashMap<String, String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = urlencoding::decode(k).ok()?.into_owned();
+            let v = urlencoding::decode(&v.replace('+', " ")).ok()?.into_owned();
+            (!k.is_empty()).then_some((k, v))
+        })
+        .collect()
+}
+
+fn encode_continuation(offset: usize) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("fleetform-emulator:{offset}"))
+}
+
+fn decode_continuation(token: &str) -> Option<usize> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
+    String::from_utf8(bytes).ok()?.strip_prefix("fleetform-emulator:")?.parse().ok()
+}
+
+fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Etags like the hub's: short base64, unquoted in the JSON, quoted in `If-Match`.
+fn new_etag(stamp: &str) -> String {
+    let digest = sha2::Sha256::digest(stamp.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest[..6])
+}
+
+fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> {
+    let path = dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| EmulatorError::BadState { path: path.clone(), message: e.to_string() })?;
+            let key = SecretKey::from_base64(&file.key)
+                .map_err(|e| EmulatorError::BadState { path: path.clone(), message: e.to_string() })?;
+            Ok((file.key_name, key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !dir.is_dir() {
+                return Err(EmulatorError::Snapshot(snapshot::SnapshotError::NotADirectory { dir: dir.to_path_buf() }));
+            }
+            // The key must not be guessable from --seed (which only steers simulation), so
+            // it comes from the OS.
+            let mut bytes = vec![0u8; 32];
+            ChaCha8Rng::from_entropy().fill(&mut bytes[..]);
+            let key = SecretKey::from_bytes(bytes);
+            let file = KeyFile { key_name: "iothubowner".into(), key: key.to_base64() };
+            let mut out = AtomicFile::create(&path)?;
+            serde_json::to_writer_pretty(&mut out, &file)
+                .map_err(std::io::Error::from)
+                .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
+                .map_err(|source| EmulatorError::Io { what: format!("writing {}", path.display()), source })?;
+            out.commit()?;
+            // The key guards the emulated hub: readable by its owner only.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| EmulatorError::Io { what: format!("protecting {}", path.display()), source })?;
+            }
+            Ok((file.key_name, key))
+        }
+        Err(source) => Err(EmulatorError::Io { what: format!("reading {}", path.display()), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::connection::{ConnectionString, SasToken};
+
+    fn emulator(devices: usize, behaviour: Behaviour) -> (tempfile::TempDir, Emulator) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        let twins: String = (0..devices)
+            .map(|i| {
+                format!("{{\"deviceId\":\"d{i}\",\"capabilities\":{{\"iotEdge\":true}},\"tags\":{{\"n\":{i}}}}}\n")
+            })
+            .collect();
+        std::fs::write(dir.path().join("devices.jsonl"), twins).unwrap();
+        let emulator = Emulator::open(dir.path(), "127.0.0.1:1".into(), behaviour).unwrap();
+        (dir, emulator)
+    }
+
+    fn request(emu: &Emulator, method: &str, path: &str, body: Value, if_match: Option<&str>) -> Request {
+        let conn =
+            ConnectionString { host_name: emu.host.clone(), key_name: emu.key_name.clone(), key: emu.key.clone() };
+        let mut headers = HeaderMap::new();
+        let token = SasToken::new(&conn, 4_000_000_000);
+        headers.insert("authorization", token.header_value().parse().unwrap());
+        if let Some(tag) = if_match {
+            headers.insert("if-match", tag.parse().unwrap());
+        }
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(format!("{q}&api-version=2021-04-12"))),
+            None => (path.to_string(), Some("api-version=2021-04-12".to_string())),
+        };
+        Request { method: method.into(), path, query, headers, body: serde_json::to_vec(&body).unwrap() }
+    }
+
+    fn config(id: &str, target: &str) -> Value {
+        json!({"id": id, "priority": 1, "targetCondition": target,
+               "content": {"modulesContent": {"$edgeAgent": {"properties.desired": {"systemModules": {}, "modules": {}}}}}})
+    }
+
+    #[test]
+    fn the_hundred_configuration_limit_holds() {
+        let (_dir, mut emu) = emulator(3, Behaviour::default());
+        let now = Instant::now();
+        for i in 0..MAX_CONFIGURATIONS {
+            let id = format!("c{i}");
+            let req = request(&emu, "PUT", &format!("/configurations/{id}"), config(&id, "*"), None);
+            assert_eq!(emu.handle(&req, now).status, 201, "{id}");
+        }
+        let req = request(&emu, "PUT", "/configurations/over", config("over", "*"), None);
+        let reply = emu.handle(&req, now);
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.headers[0], ("iothub-errorcode", TOO_MANY_CODE.to_string()));
+        // Every device carries the 100 statuses; only the newest equal-priority one applies.
+        let twin = emu.handle(&request(&emu, "GET", "/twins/d0", Value::Null, None), now).body.unwrap();
+        let statuses = twin["configurations"].as_object().unwrap();
+        assert_eq!(statuses.len(), 100);
+        assert_eq!(statuses.values().filter(|s| s["status"] == "Applied").count(), 1);
+    }
+
+    #[test]
+    fn unquoted_if_match_is_a_create_and_star_matches_any_etag() {
+        let (_dir, mut emu) = emulator(2, Behaviour::default());
+        let now = Instant::now();
+        let created = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).body.unwrap();
+        let etag = created["etag"].as_str().unwrap().to_string();
+        let mut update = config("a", "tags.n = 1");
+        update["priority"] = json!(4);
+        let bare = request(&emu, "PUT", "/configurations/a", update.clone(), Some(&etag));
+        assert_eq!(emu.handle(&bare, now).status, 409);
+        let quoted = request(&emu, "PUT", "/configurations/a", update.clone(), Some(&format!("\"{etag}\"")));
+        let reply = emu.handle(&quoted, now);
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.unwrap()["systemMetrics"]["results"]["targetedCount"], 1);
+        let star = request(&emu, "PUT", "/configurations/a", update, Some("*"));
+        assert_eq!(emu.handle(&star, now).status, 200);
+        assert_eq!(emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, Some("*")), now).status, 204);
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(decode_continuation(&encode_continuation(42)), Some(42));
+        assert_eq!(decode_continuation("bm9wZQ=="), None);
+        let (_dir, mut emu) = emulator(5, Behaviour::default());
+        let mut req = request(&emu, "POST", "/devices/query", json!({"query": "SELECT * FROM devices"}), None);
+        req.headers.insert("x-ms-max-item-count", "2".parse().unwrap());
+        let first = emu.handle(&req, Instant::now());
+        assert_eq!(first.body.as_ref().unwrap().as_array().unwrap().len(), 2);
+        let token = first.headers.iter().find(|(n, _)| *n == "x-ms-continuation").unwrap().1.clone();
+        req.headers.insert("x-ms-continuation", token.parse().unwrap());
+        let second = emu.handle(&req, Instant::now());
+        assert_eq!(second.body.unwrap()[0]["deviceId"], "d2");
+        req.headers.insert("x-ms-continuation", "garbage".parse().unwrap());
+        assert_eq!(emu.handle(&req, Instant::now()).status, 400);
+    }
+
+    #[test]
+    fn loading_stamps_bare_configurations_and_clears_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = json!([config("hand-written", "tags.n = 1")]);
+        std::fs::write(dir.path().join("configurations.json"), bare.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join("devices.jsonl"),
+            "{\"deviceId\":\"d1\",\"capabilities\":{\"iotEdge\":true},\"tags\":{\"n\":1}}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".devices.jsonl.abc123.tmp"), "torn").unwrap();
+        let emu = Emulator::open(dir.path(), "127.0.0.1:1".into(), Behaviour::default()).unwrap();
+        assert!(!dir.path().join(".devices.jsonl.abc123.tmp").exists());
+        let saved = snapshot::read_configurations(&dir.path().join("configurations.json")).unwrap();
+        assert!(saved[0].created_time_utc.is_some() && saved[0].etag.is_some());
+        // The stamped deployment took part in assignment at once.
+        let agent = &emu.modules[emu.module_pos[&("d1".to_string(), EDGE_AGENT.to_string())]];
+        assert_eq!(agent["configurations"]["hand-written"]["status"], "Applied");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the key file is readable by others: {mode:o}");
+        }
+    }
+
+    #[test]
+    fn cached_query_rows_follow_changes() {
+        let (_dir, mut emu) = emulator(4, Behaviour::default());
+        let now = Instant::now();
+        let applied = json!({"query": "SELECT deviceId FROM devices WHERE configurations.[[a]].status = 'Applied'"});
+        let run = |emu: &mut Emulator| {
+            let req = request(emu, "POST", "/devices/query", applied.clone(), None);
+            emu.handle(&req, now).body.unwrap().as_array().unwrap().len()
+        };
+        assert_eq!(run(&mut emu), 0);
+        assert_eq!(run(&mut emu), 0);
+        emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "tags.n >= 2"), None), now);
+        assert_eq!(run(&mut emu), 2);
+        emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, None), now);
+        assert_eq!(run(&mut emu), 0);
+    }
+
+    #[test]
+    fn failing_devices_are_chosen_by_seed() {
+        let picked: Vec<bool> = (0..1000).map(|i| fails(5, &format!("d{i}"), 0.25)).collect();
+        let again: Vec<bool> = (0..1000).map(|i| fails(5, &format!("d{i}"), 0.25)).collect();
+        assert_eq!(picked, again);
+        let n = picked.iter().filter(|&&f| f).count();
+        assert!((200..300).contains(&n), "{n}");
+        assert!(!(0..100).any(|i| fails(5, &format!("d{i}"), 0.0)));
+    }
+}
