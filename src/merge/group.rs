@@ -168,36 +168,51 @@ impl<'d> Grouper<'d> {
 
     fn finish_with(self, keep: Keep) -> Fleet {
         let deployments = self.deployments;
-        let mut manifests: Vec<EffectiveManifest> = Vec::new();
-        let mut manifest_findings: Vec<Vec<Check>> = Vec::new();
+        // Stack every group, and number the distinct stacks in first-seen order.
         let mut by_stack: HashMap<(Option<u32>, Vec<u32>, bool), ManifestId> = HashMap::new();
-        let mut findings: BTreeMap<Check, DeviceSample> = BTreeMap::new();
-        // Per deployment: the devices it matches, and how many it applies to.
-        let mut matched: Vec<DeviceSample> = vec![DeviceSample::default(); deployments.len()];
-        let mut applied: Vec<u64> = vec![0; deployments.len()];
-
-        let mut groups = Vec::with_capacity(self.groups.len());
+        let mut distinct: Vec<usize> = Vec::new();
+        let mut stacked = Vec::with_capacity(self.groups.len());
         for (i, (matches, devices)) in self.groups.into_iter().enumerate() {
             let stack = stack(deployments, &matches);
             let (standard, layered) = stack.merge_key();
             // With no standard, whether a layered deployment matched decides the flags
             // (`no_standard` or `unmanaged`): key on it.
             let no_standard = standard.is_none() && stack.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
-            let key = (standard, layered, no_standard);
-            let manifest_id = *by_stack.entry(key).or_insert_with(|| {
-                let manifest = merge(deployments, &stack);
-                manifest_findings.push(manifest_checks(&manifest));
-                match keep {
-                    Keep::Full => manifests.push(manifest),
-                    Keep::Documents => manifests.push(EffectiveManifest {
-                        provenance: Default::default(),
-                        conflicts: Vec::new(),
-                        ..manifest
-                    }),
-                    Keep::Nothing => {}
+            let next = ManifestId(distinct.len() as u32);
+            let id = *by_stack.entry((standard, layered, no_standard)).or_insert(next);
+            if id == next {
+                distinct.push(i);
+            }
+            stacked.push((matches, devices, stack, id));
+        }
+
+        // Merge and check each distinct stack once, on every core: merging is pure, and
+        // with thousands of distinct stacks it is most of the work.
+        let merged = parallel_map(&distinct, |&i| {
+            let manifest = merge(deployments, &stacked[i].2);
+            let checks = manifest_checks(&manifest);
+            let kept = match keep {
+                Keep::Full => Some(manifest),
+                Keep::Documents => {
+                    Some(EffectiveManifest { provenance: Default::default(), conflicts: Vec::new(), ..manifest })
                 }
-                ManifestId(manifest_findings.len() as u32 - 1)
-            });
+                Keep::Nothing => None,
+            };
+            (checks, kept)
+        });
+        let mut manifest_findings = Vec::with_capacity(merged.len());
+        let mut manifests = Vec::new();
+        for (checks, kept) in merged {
+            manifest_findings.push(checks);
+            manifests.extend(kept);
+        }
+
+        let mut findings: BTreeMap<Check, DeviceSample> = BTreeMap::new();
+        // Per deployment: the devices it matches, and how many it applies to.
+        let mut matched: Vec<DeviceSample> = vec![DeviceSample::default(); deployments.len()];
+        let mut applied: Vec<u64> = vec![0; deployments.len()];
+        let mut groups = Vec::with_capacity(stacked.len());
+        for (i, (matches, devices, stack, manifest_id)) in stacked.into_iter().enumerate() {
             for check in
                 manifest_findings[manifest_id.0 as usize].iter().cloned().chain(stack_checks(deployments, &stack))
             {
@@ -247,4 +262,24 @@ where
         grouper.add(id.as_ref(), &matches);
     }
     grouper.finish()
+}
+
+/// `items.iter().map(f)` on every available core, results in order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    if threads <= 1 || items.len() < 64 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        // A panic in a worker is a bug in merge; re-raise it here rather than hide it.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
