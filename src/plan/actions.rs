@@ -89,9 +89,17 @@ pub struct Action {
 pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Vec<Action> {
     let mut managed: BTreeMap<&str, Vec<&Configuration>> = BTreeMap::new();
     let mut actions = Vec::new();
+    // `adopt "<id>"` hands an unmanaged configuration to a declared name.
+    let adopted: BTreeMap<&str, &str> = declared
+        .iter()
+        .filter_map(|r| Some((r.adopt.as_deref()?, r.configuration.labels.get(LABEL_NAME)?.as_str())))
+        .collect();
     for c in hub.iter().filter(|c| c.is_edge()) {
         match c.labels.get(LABEL_NAME) {
             Some(name) if c.labels.contains_key(LABEL_HASH) => managed.entry(name.as_str()).or_default().push(c),
+            _ if adopted.contains_key(c.id.as_str()) => {
+                managed.entry(adopted[c.id.as_str()]).or_default().push(c);
+            }
             _ => actions.push(Action {
                 name: c.id.clone(),
                 action: ActionKind::Unmanaged,
@@ -148,6 +156,30 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
     }
     actions.sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
     actions
+}
+
+/// Gives a declared deployment the id of the hub configuration that already holds exactly
+/// its content, when that id is not the usual `<name>-<hash>`: a configuration it adopts
+/// (`adopt "<id>"`, written by `fleetform import`) or one adopted earlier (labelled with
+/// its name and content hash). Content is immutable on the hub, so the existing object is
+/// kept and only its mutable fields are updated; without this, adoption would be a replace
+/// that recreates identical content under a new id. Run before [`classify`].
+pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
+    for r in declared.iter_mut() {
+        let c = &r.configuration;
+        if hub.iter().any(|h| h.id == c.id) {
+            continue;
+        }
+        let Some(name) = c.labels.get(LABEL_NAME) else { continue };
+        let same = hub.iter().filter(|h| h.is_edge() && h.kind() == c.kind() && h.content == c.content).find(|h| {
+            let labelled = h.labels.get(LABEL_NAME) == Some(name) && h.labels.get(LABEL_HASH) == Some(&r.hash);
+            let unmanaged = !h.labels.contains_key(LABEL_HASH) && h.labels.get(LABEL_NAME).is_none_or(|n| n == name);
+            labelled || (unmanaged && r.adopt.as_deref() == Some(h.id.as_str()))
+        });
+        if let Some(h) = same {
+            r.configuration.id = h.id.clone();
+        }
+    }
 }
 
 /// The most recently created of several configurations (by `createdTimeUtc`, then id).

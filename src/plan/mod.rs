@@ -8,7 +8,7 @@ pub mod redact;
 pub mod saved;
 pub mod steps;
 
-pub use actions::{Action, ActionKind, FieldChange, HubRef, classify};
+pub use actions::{Action, ActionKind, FieldChange, HubRef, adopt_ids, classify};
 pub use compute::{Cohort, DeviceTotals, Plan, PlanError, PlanOptions, StackIds, plan};
 pub use diff::{Change, diff};
 pub use redact::Redactor;
