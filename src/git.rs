@@ -67,8 +67,25 @@ pub fn load_workspace(paths: &[PathBuf], rev: Option<&str>) -> Result<Workspace,
     }
 }
 
+/// The workspace at the base of a change (`plan --base`): like [`load_workspace`] at
+/// `rev`, except that a path missing from that commit holds no deployments (a pull
+/// request may add the folder) instead of being an error.
+pub fn load_base_workspace(paths: &[PathBuf], rev: &str) -> Result<Workspace, GitError> {
+    Ok(Workspace::from_sources(read_sources(paths, rev, true)?))
+}
+
+/// The full id of the commit `rev` names, in the repository containing `path`.
+pub fn resolve_commit(path: &Path, rev: &str) -> Result<String, GitError> {
+    let repo = discover(path)?;
+    Ok(resolve(&repo, rev)?.id().to_string())
+}
+
 /// The `.kdl` files under `paths` as they are in commit `rev`, in name order.
 pub fn sources_at(paths: &[PathBuf], rev: &str) -> Result<Vec<SourceFile>, GitError> {
+    read_sources(paths, rev, false)
+}
+
+fn read_sources(paths: &[PathBuf], rev: &str, missing_ok: bool) -> Result<Vec<SourceFile>, GitError> {
     let start = paths.first().map_or_else(|| PathBuf::from("."), Clone::clone);
     let repo = discover(&start)?;
     let commit = resolve(&repo, rev)?;
@@ -82,7 +99,11 @@ pub fn sources_at(paths: &[PathBuf], rev: &str) -> Result<Vec<SourceFile>, GitEr
         if rel_text.is_empty() {
             collect_kdl(&tree, "", &mut found)?;
         } else {
-            let entry = tree.get_path(&rel).map_err(|_| not_in())?;
+            let entry = match tree.get_path(&rel) {
+                Ok(e) => e,
+                Err(_) if missing_ok => continue,
+                Err(_) => return Err(not_in()),
+            };
             match entry.kind() {
                 Some(ObjectType::Blob) => found.push((rel_text.clone(), entry.id())),
                 Some(ObjectType::Tree) => {

@@ -7,6 +7,7 @@
 
 pub mod git;
 pub mod hub;
+pub mod import;
 pub mod manifest;
 pub mod merge;
 pub mod plan;

@@ -15,8 +15,14 @@ fn escape(s: &str) -> String {
 }
 
 pub fn plan_markdown(plan: &Plan) -> String {
+    plan_markdown_titled(plan, "fleetform plan")
+}
+
+/// [`plan_markdown`] under another heading (`plan --base` prints the change under review
+/// first, then the plan against the hub).
+pub fn plan_markdown_titled(plan: &Plan, title: &str) -> String {
     let mut head = String::new();
-    let _ = writeln!(head, "### fleetform plan\n");
+    let _ = writeln!(head, "### {title}\n");
     let _ = writeln!(head, "**{}**\n", summary_line(plan));
     let replaced = plan.count(ActionKind::Replace);
     let deleted = plan.count(ActionKind::Delete);
