@@ -430,7 +430,6 @@ fn plan(
             let paint = fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) };
             if let Some(c) = &change {
                 let _ = writeln!(stdout, "What this change does\n=====================");
-                let _ = writeln!(stdout, "{}\n", fleetform::render::summary_line(c));
                 let _ = write!(stdout, "{}", fleetform::render::text::plan_text(c, paint));
                 let _ = writeln!(stdout, "\nPlan against the hub\n====================");
             }
