@@ -245,6 +245,11 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
     }
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     placeholders_to_env(&mut d, &mut env, &mut notes);
+    for var in env.keys().filter(|v| v.starts_with("MODULES.")) {
+        notes.push(format!(
+            "{name}: ${{{var}}} is an iotedgedev build placeholder (the image it builds); set {var} or write the image name"
+        ));
+    }
     let text = manifest::to_kdl(&d);
     check_written(&name, &text, &mut notes);
     Ok(Imported { name, text, env: env.into_iter().collect(), notes })
