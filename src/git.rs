@@ -19,16 +19,24 @@ use crate::spec::{LoadError, SourceFile, Workspace};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum GitError {
     #[error("{path} is not inside a git repository")]
-    #[diagnostic(code(fleetform::git::not_a_repository), help("--ref and --base read files from git; run inside a clone"))]
+    #[diagnostic(
+        code(fleetform::git::not_a_repository),
+        help("--ref and --base read files from git; run inside a clone")
+    )]
     NotARepository { path: String },
     #[error("unknown revision `{rev}`: {message}")]
     #[diagnostic(
         code(fleetform::git::unknown_revision),
-        help("give a branch, tag or commit (e.g. main, origin/main, HEAD~1); in CI fetch enough history (fetch-depth: 0)")
+        help(
+            "give a branch, tag or commit (e.g. main, origin/main, HEAD~1); in CI fetch enough history (fetch-depth: 0)"
+        )
     )]
     UnknownRevision { rev: String, message: String },
     #[error("{path} is not in commit {rev}")]
-    #[diagnostic(code(fleetform::git::not_in_commit), help("the path may have been added after that commit or renamed"))]
+    #[diagnostic(
+        code(fleetform::git::not_in_commit),
+        help("the path may have been added after that commit or renamed")
+    )]
     PathNotInCommit { rev: String, path: String },
     #[error("{path} is outside the repository at {root}")]
     #[diagnostic(code(fleetform::git::outside_repository))]
@@ -37,7 +45,10 @@ pub enum GitError {
     #[diagnostic(code(fleetform::git::bare))]
     Bare,
     #[error("no merge base between {rev} and HEAD")]
-    #[diagnostic(code(fleetform::git::no_merge_base), help("the branches share no history; fetch more history or pick another base"))]
+    #[diagnostic(
+        code(fleetform::git::no_merge_base),
+        help("the branches share no history; fetch more history or pick another base")
+    )]
     NoMergeBase { rev: String },
     #[error("{path} in {rev} is not UTF-8 text")]
     #[diagnostic(code(fleetform::io), help("KDL files are UTF-8"))]
@@ -159,11 +170,8 @@ fn resolve<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, GitE
 /// `path` made absolute against the current directory and cleaned of `.` and `..`
 /// without touching the file system (the path may not exist in the working tree).
 fn absolute(path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(path)
-    };
+    let joined =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -196,10 +204,9 @@ fn repo_relative(repo: &Repository, path: &Path) -> Result<PathBuf, GitError> {
     for n in rest.into_iter().rev() {
         full.push(n);
     }
-    full.strip_prefix(&root).map(Path::to_path_buf).map_err(|_| GitError::OutsideRepository {
-        path: path.display().to_string(),
-        root: root.display().to_string(),
-    })
+    full.strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .map_err(|_| GitError::OutsideRepository { path: path.display().to_string(), root: root.display().to_string() })
 }
 
 /// The merge base of `rev` and `HEAD` in the repository containing `path`, as a commit id.
@@ -285,10 +292,7 @@ mod tests {
         let file = sources_at(&[dir.path().join("d/a.kdl")], "HEAD~1").unwrap();
         assert_eq!(file[0].name, "HEAD~1:d/a.kdl");
         assert!(matches!(at("nope"), Err(GitError::UnknownRevision { .. })));
-        assert!(matches!(
-            sources_at(&[dir.path().join("d/a.kdl")], "HEAD"),
-            Err(GitError::PathNotInCommit { .. })
-        ));
+        assert!(matches!(sources_at(&[dir.path().join("d/a.kdl")], "HEAD"), Err(GitError::PathNotInCommit { .. })));
         let outside = tempfile::tempdir().unwrap();
         assert!(matches!(sources_at(&[outside.path().to_path_buf()], "HEAD"), Err(GitError::NotARepository { .. })));
     }

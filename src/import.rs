@@ -104,9 +104,7 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
     let mut configs: Vec<&Configuration> = configs.iter().collect();
     // Newest first, so that of two copies of a deployment (an interrupted replace) the
     // one devices run is imported.
-    configs.sort_by(|a, b| {
-        b.created_time_utc.cmp(&a.created_time_utc).then_with(|| a.id.cmp(&b.id))
-    });
+    configs.sort_by(|a, b| b.created_time_utc.cmp(&a.created_time_utc).then_with(|| a.id.cmp(&b.id)));
     for c in configs {
         if c.kind() == ConfigurationKind::DeviceManagement {
             skipped.push(Skipped { id: c.id.clone(), reason: "not an IoT Edge deployment".into() });
@@ -326,16 +324,18 @@ fn env_scalar(var: &str, sensitive: bool, origin: &Origin) -> Scalar {
 /// `notes` and left as text.
 fn placeholders_to_env(d: &mut Deployment, env: &mut BTreeMap<String, Option<String>>, notes: &mut Vec<String>) {
     let name = d.name.0.clone();
-    let mut convert = |s: &mut Scalar, what: &str, env: &mut BTreeMap<String, Option<String>>, notes: &mut Vec<String>| {
-        let ValueSource::Literal = s.source else { return };
-        let Value::String(text) = &s.value else { return };
-        if let Some(var) = placeholder(text) {
-            env.insert(var.to_string(), None);
-            *s = env_scalar(var, s.sensitive, &s.origin);
-        } else if text.contains("${") {
-            notes.push(format!("{name}: {what} \"{text}\" has a placeholder inside a longer text; edit it by hand"));
-        }
-    };
+    let mut convert =
+        |s: &mut Scalar, what: &str, env: &mut BTreeMap<String, Option<String>>, notes: &mut Vec<String>| {
+            let ValueSource::Literal = s.source else { return };
+            let Value::String(text) = &s.value else { return };
+            if let Some(var) = placeholder(text) {
+                env.insert(var.to_string(), None);
+                *s = env_scalar(var, s.sensitive, &s.origin);
+            } else if text.contains("${") {
+                notes
+                    .push(format!("{name}: {what} \"{text}\" has a placeholder inside a longer text; edit it by hand"));
+            }
+        };
     let mut registries: Vec<&mut Registry> = d.registries.values_mut().collect();
     if let Some(r) = d.runtime.as_mut() {
         registries.extend(r.registries.values_mut());

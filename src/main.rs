@@ -385,7 +385,8 @@ fn change_section(
     if !base_ws.problems.is_empty() {
         print_problems(&base_ws.problems);
         return Err(miette::miette!(
-            help = "the change is shown against the deployments at the merge base; fix them there or pick another --base",
+            help =
+                "the change is shown against the deployments at the merge base; fix them there or pick another --base",
             "the deployments at {base} (merge base {short}) have {} problem{}",
             base_ws.problems.len(),
             plural(base_ws.problems.len())
@@ -414,6 +415,7 @@ fn plan(
     detailed_exitcode: bool,
     revs: &Revisions,
 ) -> miette::Result<ExitCode> {
+    let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
     let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
     let change = match &revs.base {
         Some(base) => match change_section(paths, revs, base, hub.as_ref())? {
@@ -422,7 +424,6 @@ fn plan(
         },
         None => None,
     };
-    let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
     let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
     let mut stdout = std::io::stdout().lock();
     match format {
@@ -458,7 +459,9 @@ fn plan(
     }
     if let Some(file) = out {
         let commit = match &revs.head {
-            Some(rev) => Some(fleetform::git::resolve_commit(paths.first().map_or(std::path::Path::new("."), |p| p), rev)?),
+            Some(rev) => {
+                Some(fleetform::git::resolve_commit(paths.first().map_or(std::path::Path::new("."), |p| p), rev)?)
+            }
             None => paths.first().and_then(|p| fleetform::git::head_commit(p)),
         };
         let saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));

@@ -114,7 +114,8 @@ fn validate_reads_other_commits() {
     let files: Vec<&str> = main["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     assert!(files.contains(&"main:deployments/canary.kdl"), "{files:?}");
     assert!(files.contains(&"main:deployments/route-override.kdl"), "{files:?}");
-    let names: Vec<&str> = main["deployments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        main["deployments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"campus-canary") && names.contains(&"route-override"), "{names:?}");
     // A file deleted in the working tree's branch is read from the commit that has it.
     let text = ok(dir.path(), &["validate", "deployments/canary.kdl", "--ref", "main"]);
@@ -154,9 +155,11 @@ fn plan_and_render_from_a_ref() {
     let dir = repository();
     let hub = campus_hub();
     let hub = hub.to_str().unwrap();
-    let at_main: Value =
-        serde_json::from_str(&ok(dir.path(), &["plan", "deployments", "--ref", "main", "--hub", hub, "--format", "json"]))
-            .unwrap();
+    let at_main: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["plan", "deployments", "--ref", "main", "--hub", hub, "--format", "json"],
+    ))
+    .unwrap();
     let at_main = actions(&at_main);
     assert_eq!(action(&at_main, "campus-canary"), Some("create"));
     assert_eq!(action(&at_main, "route-override"), Some("no-op"), "{at_main:?}");

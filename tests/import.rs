@@ -284,8 +284,7 @@ fn manifest_import_converts_templates() {
     let settings = sensor["settings"].as_object().unwrap();
     assert!(settings.contains_key("createOptions01"), "long createOptions are split again: {settings:?}");
     let joined = fleetform::manifest::join_create_options(settings).unwrap().unwrap();
-    let original = &tpl["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["SensorModule"]["settings"]
-        ["createOptions"];
+    let original = &tpl["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["SensorModule"]["settings"]["createOptions"];
     assert_eq!(&serde_json::from_str::<Value>(&joined).unwrap(), original);
     let hub_settings = desired["systemModules"]["edgeHub"]["settings"].as_object().unwrap();
     let hub_joined = fleetform::manifest::join_create_options(hub_settings).unwrap().unwrap();
