@@ -437,14 +437,13 @@ fn plan(
             let _ = write!(stdout, "{}", fleetform::render::text::plan_text(&plan, paint));
         }
         PlanFormat::Markdown => {
+            use fleetform::render::markdown::{MAX_CHARS, plan_markdown_titled};
+            // One PR comment holds both sections: each gets half of GitHub's limit.
+            let max = if change.is_some() { MAX_CHARS / 2 } else { MAX_CHARS };
             if let Some(c) = &change {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    fleetform::render::markdown::plan_markdown_titled(c, "What this change does")
-                );
+                let _ = writeln!(stdout, "{}", plan_markdown_titled(c, "What this change does", max));
             }
-            let _ = write!(stdout, "{}", fleetform::render::markdown::plan_markdown(&plan));
+            let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
         }
         PlanFormat::Json => {
             let mut json = fleetform::render::json::plan_json(&plan);
