@@ -410,4 +410,54 @@ deployment "base" {
             ]
         );
     }
+
+    /// A hand-made configuration on the hub: BASE's content under another id, no labels.
+    fn legacy(content_of: &Rendered) -> Configuration {
+        let mut c = on_hub(content_of);
+        c.id = "Legacy_1".into();
+        c.labels = [("team".to_string(), "a".to_string())].into_iter().collect();
+        c
+    }
+
+    #[test]
+    fn adoption_with_identical_content_is_a_label_update() {
+        let text = BASE.replace("    label team=\"a\"", "    adopt \"Legacy_1\"\n    label team=\"a\"");
+        let mut declared = vec![rendered(&text, "pw")];
+        assert_eq!(declared[0].adopt.as_deref(), Some("Legacy_1"));
+        let hub = vec![legacy(&declared[0])];
+        adopt_ids(&mut declared, &hub);
+        assert_eq!(declared[0].configuration.id, "Legacy_1", "keeps the hub object");
+        let actions = classify(&declared, &hub, false);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, ActionKind::Update);
+        let fields: Vec<&str> = actions[0].field_changes.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["labels.fleetform-name"]);
+        let s = steps(&actions);
+        assert_eq!((s.len(), s[0].op, s[0].id.as_str()), (1, StepOp::Update, "Legacy_1"));
+
+        // Once adopted (labels written), the next plan is a no-op, not a replace.
+        let mut adopted = hub[0].clone();
+        adopted.labels = declared[0].configuration.labels.clone();
+        let mut again = vec![rendered(&text, "pw")];
+        adopt_ids(&mut again, std::slice::from_ref(&adopted));
+        assert_eq!(classify(&again, &[adopted], false)[0].action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn adoption_with_other_content_replaces_and_without_adopt_nothing_is_touched() {
+        let text = BASE.replace("    label team=\"a\"", "    adopt \"Legacy_1\"\n    label team=\"a\"");
+        let hub = vec![legacy(&rendered(&text, "pw"))];
+        let mut changed = vec![rendered(&text.replace("m:1.0", "m:2.0"), "pw")];
+        adopt_ids(&mut changed, &hub);
+        assert_ne!(changed[0].configuration.id, "Legacy_1");
+        let actions = classify(&changed, &hub, false);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, ActionKind::Replace);
+        assert_eq!(actions[0].before[0].id, "Legacy_1");
+
+        let mut plain = vec![rendered(BASE, "pw")];
+        adopt_ids(&mut plain, &hub);
+        let kinds: Vec<ActionKind> = classify(&plain, &hub, false).iter().map(|a| a.action).collect();
+        assert_eq!(kinds, [ActionKind::Unmanaged, ActionKind::Create], "sorted by name: Legacy_1, base");
+    }
 }
