@@ -161,6 +161,7 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
                 env.push((var, Some(value)));
             }
         }
+        notes.extend(secret_looking_env(&d));
         let text = manifest::to_kdl(&d);
         check_written(&d.name.0, &text, &mut notes);
         // Adoption keeps the hub object only when the content fleetform renders is the
@@ -177,6 +178,26 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     (out, skipped)
+}
+
+/// The hub does not say which environment values are secrets: name the ones that look
+/// like one, written in clear, so the user can move them to `(secret-env)`.
+fn secret_looking_env(d: &Deployment) -> Vec<String> {
+    let looks_secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
+    };
+    d.modules
+        .values()
+        .flat_map(|m| m.settings.env.iter().map(move |(k, v)| (m, k, v)))
+        .filter(|(_, k, v)| looks_secret(k) && v.source == ValueSource::Literal)
+        .map(|(m, k, _)| {
+            format!(
+                "{}: module {} env {k} looks like a secret and is written in clear; consider `{k}=(secret-env)\"…\"`",
+                d.name, m.name
+            )
+        })
+        .collect()
 }
 
 /// Parses the written text back: import never writes a file `validate` rejects without
@@ -446,7 +467,12 @@ mod tests {
         assert!(!base.text.contains("\"demo\""), "the password value never reaches the file");
         assert_eq!(base.env, vec![("CONTOSO_PASSWORD".to_string(), Some("demo".to_string()))]);
         for i in &imported {
-            assert!(i.notes.is_empty(), "{}: {:?}", i.name, i.notes);
+            if i.name == "conference-camera" {
+                assert_eq!(i.notes.len(), 1, "{:?}", i.notes);
+                assert!(i.notes[0].contains("env API_TOKEN looks like a secret"), "{:?}", i.notes);
+            } else {
+                assert!(i.notes.is_empty(), "{}: {:?}", i.name, i.notes);
+            }
         }
     }
 }
