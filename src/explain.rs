@@ -97,11 +97,13 @@ fn lookup<'v>(twin: &'v Value, segments: &[String]) -> Option<&'v Value> {
 /// state apply would leave from `declared` (`State::Declared`).
 pub fn explain_device(
     hub: &dyn Hub,
-    declared: Vec<Rendered>,
+    mut declared: Vec<Rendered>,
     device: &str,
     state: State,
 ) -> Result<Explanation, ExplainError> {
     let current = hub.configurations().map_err(PlanError::from)?;
+    // As in plan: deployments adopting a hub configuration keep its id.
+    crate::plan::adopt_ids(&mut declared, &current);
     let redactor = Redactor::new(&declared, &current);
     let deployments: Vec<(MergeDeployment, String)> = match state {
         State::Current => before_state(&current)?,

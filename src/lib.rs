@@ -8,6 +8,7 @@
 pub mod explain;
 pub mod git;
 pub mod hub;
+pub mod import;
 pub mod manifest;
 pub mod merge;
 pub mod plan;

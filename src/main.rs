@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use fleetform::manifest::{self, ProcessEnv, SecretMode};
-use fleetform::spec::{self, Problem, Workspace};
+use fleetform::spec::{self, Problem};
 
 /// GitOps for Azure IoT Edge fleets: deployments as KDL files, checked, planned per
 /// device and applied in priority order.
@@ -54,6 +54,8 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        git: RefArg,
     },
     /// Print the Configuration JSON the hub will receive for one deployment.
     Render {
@@ -65,6 +67,8 @@ enum Command {
         /// Show registry passwords and (secret) values instead of "(sensitive)".
         #[arg(long)]
         show_secrets: bool,
+        #[command(flatten)]
+        git: RefArg,
     },
     /// Compare the declared deployments with the hub: what apply will do, and what every
     /// device will run before and after, grouped into cohorts.
@@ -90,6 +94,13 @@ enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
         #[arg(long)]
         detailed_exitcode: bool,
+        #[command(flatten)]
+        git: RefArg,
+        /// Also show what this change does: the deployments declared at the merge base of
+        /// REV and HEAD compared with the head (the working tree, or --ref), with the
+        /// device impact on the hub's twins. For pull requests: --base origin/main.
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
     },
     /// Explain one device: the twin values the target conditions read, which deployments
     /// target it (and which clause fails for the others), its stack, and where every
@@ -138,6 +149,30 @@ enum Command {
     /// Work with hubs: generate a synthetic fleet snapshot, or serve one as a local hub.
     #[command(subcommand)]
     Hub(HubCommand),
+    /// Write .kdl files from a hub's IoT Edge deployments (adopting the ones fleetform does
+    /// not manage yet), or from a deployment.json manifest (VS Code, iotedgedev).
+    Import {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Convert this deployment manifest instead of reading a hub.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// With --manifest: the deployment's name (default: the file name).
+        #[arg(long, requires = "manifest")]
+        name: Option<String>,
+        /// With --manifest: the deployment's priority.
+        #[arg(long, requires = "manifest", default_value_t = 10)]
+        priority: i32,
+        /// With --manifest: the target condition (default: `target #null`, no device).
+        #[arg(long, requires = "manifest", value_name = "CONDITION")]
+        target: Option<String>,
+        /// The directory to write one <name>.kdl per deployment into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Rewrite .kdl files into the canonical layout, keeping comments.
     Fmt {
         /// Change nothing; list the files that are not formatted and exit 1 if any.
@@ -146,6 +181,15 @@ enum Command {
         #[arg(default_value = ".")]
         paths: Vec<PathBuf>,
     },
+}
+
+/// `--ref REV`: read the deployment files from a git commit instead of the working tree.
+#[derive(clap::Args)]
+struct RefArg {
+    /// Read the .kdl files from this commit (branch, tag, id) instead of the working tree;
+    /// files are shown as REV:path.
+    #[arg(long = "ref", value_name = "REV")]
+    git_ref: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -244,11 +288,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> miette::Result<ExitCode> {
     match command {
-        Command::Validate { paths, format } => validate(&paths, format),
-        Command::Render { name, paths, show_secrets } => render(&name, &paths, show_secrets),
+        Command::Validate { paths, format, git } => validate(&paths, format, git.git_ref.as_deref()),
+        Command::Render { name, paths, show_secrets, git } => {
+            render(&name, &paths, show_secrets, git.git_ref.as_deref())
+        }
+        Command::Import { hub, manifest, name, priority, target, out, force } => {
+            import(&hub, manifest.as_deref(), name, priority, target, &out, force)
+        }
         Command::Fmt { check, paths } => fmt(check, &paths),
-        Command::Plan { paths, hub, format, prune, diff, out, detailed_exitcode } => {
-            plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode)
+        Command::Plan { paths, hub, format, prune, diff, out, detailed_exitcode, git, base } => {
+            let revs = Revisions { head: git.git_ref, base };
+            plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode, &revs)
         }
         Command::Explain { device, paths, hub, current, declared: _, format } => {
             explain(&device, &paths, &hub, current, format)
@@ -277,8 +327,8 @@ fn print_problems(problems: &[Problem]) {
     }
 }
 
-fn validate(paths: &[PathBuf], format: Format) -> miette::Result<ExitCode> {
-    let ws = Workspace::load(paths)?;
+fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Result<ExitCode> {
+    let ws = fleetform::git::load_workspace(paths, rev)?;
     let ok = ws.problems.is_empty();
     match format {
         Format::Json => {
@@ -313,14 +363,22 @@ static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new
 
 /// Loads, validates and renders the declared deployments with secrets resolved; prints
 /// every problem and returns None when there are any.
-fn declared(paths: &[PathBuf]) -> miette::Result<Option<Vec<manifest::Rendered>>> {
-    let ws = Workspace::load(paths)?;
+fn declared(paths: &[PathBuf], rev: Option<&str>) -> miette::Result<Option<Vec<manifest::Rendered>>> {
+    declared_with(paths, rev, &ProcessEnv)
+}
+
+fn declared_with(
+    paths: &[PathBuf],
+    rev: Option<&str>,
+    env: &dyn manifest::Env,
+) -> miette::Result<Option<Vec<manifest::Rendered>>> {
+    let ws = fleetform::git::load_workspace(paths, rev)?;
     if !ws.problems.is_empty() {
         print_problems(&ws.problems);
         eprintln!("{} problem{} found; fix them before planning", ws.problems.len(), plural(ws.problems.len()));
         return Ok(None);
     }
-    match manifest::render_all(&ws.deployments, &ProcessEnv, SecretMode::Reveal) {
+    match manifest::render_all(&ws.deployments, env, SecretMode::Reveal) {
         Ok(r) => Ok(Some(r)),
         Err(problems) => {
             print_problems(&problems);
@@ -329,6 +387,48 @@ fn declared(paths: &[PathBuf]) -> miette::Result<Option<Vec<manifest::Rendered>>
     }
 }
 
+/// Which commits `plan` reads: `head` (`--ref`, else the working tree) and `base`.
+struct Revisions {
+    head: Option<String>,
+    base: Option<String>,
+}
+
+/// The `--base` section: the head's deployments planned against the merge base's, over
+/// the hub's devices. Secrets that are not set read as placeholders on both sides.
+fn change_section(
+    paths: &[PathBuf],
+    revs: &Revisions,
+    base: &str,
+    hub: &dyn fleetform::hub::Hub,
+) -> miette::Result<Option<fleetform::plan::Plan>> {
+    let start = paths.first().map_or(std::path::Path::new("."), |p| p.as_path());
+    let merge_base = fleetform::git::merge_base(start, base)?;
+    let short = &merge_base[..merge_base.len().min(12)];
+    let env = fleetform::plan::PlaceholderEnv(&ProcessEnv);
+    let base_ws = fleetform::git::load_base_workspace(paths, short)?;
+    if !base_ws.problems.is_empty() {
+        print_problems(&base_ws.problems);
+        return Err(miette::miette!(
+            help =
+                "the change is shown against the deployments at the merge base; fix them there or pick another --base",
+            "the deployments at {base} (merge base {short}) have {} problem{}",
+            base_ws.problems.len(),
+            plural(base_ws.problems.len())
+        ));
+    }
+    let base_rendered = match manifest::render_all(&base_ws.deployments, &env, SecretMode::Reveal) {
+        Ok(r) => r,
+        Err(problems) => {
+            print_problems(&problems);
+            return Ok(None);
+        }
+    };
+    let Some(head) = declared_with(paths, revs.head.as_deref(), &env)? else { return Ok(None) };
+    let label = format!("{base}@{}", &merge_base[..merge_base.len().min(8)]);
+    Ok(Some(fleetform::plan::change_plan(&label, &base_rendered, head, hub)?))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plan(
     paths: &[PathBuf],
     hub: &HubArgs,
@@ -337,32 +437,56 @@ fn plan(
     show_diff: bool,
     out: Option<&std::path::Path>,
     detailed_exitcode: bool,
+    revs: &Revisions,
 ) -> miette::Result<ExitCode> {
-    let Some(rendered) = declared(paths)? else { return Ok(ExitCode::from(1)) };
+    let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
     let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let change = match &revs.base {
+        Some(base) => match change_section(paths, revs, base, hub.as_ref())? {
+            Some(c) => Some(c),
+            None => return Ok(ExitCode::from(1)),
+        },
+        None => None,
+    };
     let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
     let mut stdout = std::io::stdout().lock();
     match format {
         PlanFormat::Text => {
             let paint = fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) };
+            if let Some(c) = &change {
+                let _ = writeln!(stdout, "What this change does\n=====================");
+                let _ = write!(stdout, "{}", fleetform::render::text::plan_text(c, paint));
+                let _ = writeln!(stdout, "\nPlan against the hub\n====================");
+            }
             let _ = write!(stdout, "{}", fleetform::render::text::plan_text(&plan, paint));
         }
         PlanFormat::Markdown => {
-            let _ = write!(stdout, "{}", fleetform::render::markdown::plan_markdown(&plan));
+            use fleetform::render::markdown::{MAX_CHARS, plan_markdown_titled};
+            // One PR comment holds both sections: each gets half of GitHub's limit.
+            let max = if change.is_some() { MAX_CHARS / 2 } else { MAX_CHARS };
+            if let Some(c) = &change {
+                let _ = writeln!(stdout, "{}", plan_markdown_titled(c, "What this change does", max));
+            }
+            let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
         }
         PlanFormat::Json => {
-            let _ = writeln!(
-                stdout,
-                "{}",
-                serde_json::to_string_pretty(&fleetform::render::json::plan_json(&plan)).unwrap_or_default()
-            );
+            let mut json = fleetform::render::json::plan_json(&plan);
+            if let (Some(c), serde_json::Value::Object(m)) = (&change, &mut json) {
+                m.insert("change".into(), fleetform::render::json::plan_json(c));
+            }
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
         }
     }
     if show_diff {
         let _ = write!(stdout, "{}", fleetform::render::text::unified_diffs(&plan));
     }
     if let Some(file) = out {
-        let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
+        let commit = match &revs.head {
+            Some(rev) => {
+                Some(fleetform::git::resolve_commit(paths.first().map_or(std::path::Path::new("."), |p| p), rev)?)
+            }
+            None => paths.first().and_then(|p| fleetform::git::head_commit(p)),
+        };
         let saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
         write_atomically(file, &(text + "\n")).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
@@ -379,7 +503,7 @@ fn explain(device: &str, paths: &[PathBuf], hub: &HubArgs, current: bool, format
     let (state, rendered) = if current {
         (State::Current, Vec::new())
     } else {
-        match declared(paths)? {
+        match declared(paths, None)? {
             Some(r) => (State::Declared, r),
             None => return Ok(ExitCode::from(1)),
         }
@@ -397,8 +521,8 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn render(name: &str, paths: &[PathBuf], show_secrets: bool) -> miette::Result<ExitCode> {
-    let ws = Workspace::load(paths)?;
+fn render(name: &str, paths: &[PathBuf], show_secrets: bool, rev: Option<&str>) -> miette::Result<ExitCode> {
+    let ws = fleetform::git::load_workspace(paths, rev)?;
     if !ws.problems.is_empty() {
         print_problems(&ws.problems);
         eprintln!("{} problem{} found; fix them before rendering", ws.problems.len(), plural(ws.problems.len()));
@@ -486,6 +610,69 @@ fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+fn import(
+    hub: &HubArgs,
+    manifest_file: Option<&std::path::Path>,
+    name: Option<String>,
+    priority: i32,
+    target: Option<String>,
+    out: &std::path::Path,
+    force: bool,
+) -> miette::Result<ExitCode> {
+    let (imported, skipped) = match manifest_file {
+        Some(file) => {
+            let display = file.display().to_string();
+            let text = std::fs::read_to_string(file).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            // `deployment.template.json` and `deployment.amd64.json` name the deployment after the folder.
+            let default = match stem.split('.').next() {
+                Some("deployment") | None => file
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().to_string()))
+                    .unwrap_or_else(|| "deployment".to_string()),
+                Some(s) => s.to_string(),
+            };
+            let opts = fleetform::import::ManifestOptions { name: name.unwrap_or(default), priority, target };
+            (vec![fleetform::import::from_manifest(&display, &text, &opts)?], Vec::new())
+        }
+        None => {
+            let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+            fleetform::import::from_hub(&hub.configurations()?)
+        }
+    };
+    std::fs::create_dir_all(out).map_err(|e| miette::miette!("cannot create {}: {e}", out.display()))?;
+    let mut written = 0;
+    let mut variables: Vec<String> = Vec::new();
+    for i in &imported {
+        let file = out.join(format!("{}.kdl", i.name));
+        if file.exists() && !force {
+            eprintln!("{} exists; left alone (--force replaces it)", file.display());
+            continue;
+        }
+        write_atomically(&file, &i.text).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
+        eprintln!("wrote {}", file.display());
+        written += 1;
+        for note in &i.notes {
+            eprintln!("  note: {note}");
+        }
+        for (var, _) in &i.env {
+            if !variables.contains(var) {
+                variables.push(var.clone());
+            }
+        }
+    }
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.id, s.reason);
+    }
+    eprintln!("{written} deployment{} imported into {}", plural(written), out.display());
+    if !variables.is_empty() {
+        variables.sort();
+        eprintln!("set these before plan/apply: {}", variables.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {

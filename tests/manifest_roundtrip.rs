@@ -189,6 +189,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 modules,
                 routes: routes.into_iter().map(|r| (r.name.clone(), r)).collect(),
                 twins: twin_settings,
+                adopt: None,
                 origin: origin(),
             }
         })

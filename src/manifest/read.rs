@@ -103,6 +103,7 @@ impl<'a> Reader<'a> {
             modules: BTreeMap::new(),
             routes: BTreeMap::new(),
             twins: Vec::new(),
+            adopt: None,
             origin: self.origin.clone(),
         };
         match kind {

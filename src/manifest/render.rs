@@ -51,6 +51,8 @@ pub struct Rendered {
     pub hash: String,
     /// JSON pointers (into `configuration.content.modulesContent`) of sensitive values.
     pub sensitive: Vec<String>,
+    /// The hub configuration this deployment adopts (`adopt "<id>"` in KDL), if any.
+    pub adopt: Option<String>,
 }
 
 /// Renders every deployment, collecting every problem (missing variables).
@@ -117,7 +119,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         metrics,
         ..Default::default()
     };
-    Ok(Rendered { configuration, hash, sensitive })
+    Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone() })
 }
 
 /// Replaces the values at `pointers` by the mask.

@@ -89,9 +89,17 @@ pub struct Action {
 pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Vec<Action> {
     let mut managed: BTreeMap<&str, Vec<&Configuration>> = BTreeMap::new();
     let mut actions = Vec::new();
+    // `adopt "<id>"` hands an unmanaged configuration to a declared name.
+    let adopted: BTreeMap<&str, &str> = declared
+        .iter()
+        .filter_map(|r| Some((r.adopt.as_deref()?, r.configuration.labels.get(LABEL_NAME)?.as_str())))
+        .collect();
     for c in hub.iter().filter(|c| c.is_edge()) {
         match c.labels.get(LABEL_NAME) {
             Some(name) if c.labels.contains_key(LABEL_HASH) => managed.entry(name.as_str()).or_default().push(c),
+            _ if adopted.contains_key(c.id.as_str()) => {
+                managed.entry(adopted[c.id.as_str()]).or_default().push(c);
+            }
             _ => actions.push(Action {
                 name: c.id.clone(),
                 action: ActionKind::Unmanaged,
@@ -148,6 +156,30 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
     }
     actions.sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
     actions
+}
+
+/// Gives a declared deployment the id of the hub configuration that already holds exactly
+/// its content, when that id is not the usual `<name>-<hash>`: a configuration it adopts
+/// (`adopt "<id>"`, written by `fleetform import`) or one adopted earlier (labelled with
+/// its name and content hash). Content is immutable on the hub, so the existing object is
+/// kept and only its mutable fields are updated; without this, adoption would be a replace
+/// that recreates identical content under a new id. Run before [`classify`].
+pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
+    for r in declared.iter_mut() {
+        let c = &r.configuration;
+        if hub.iter().any(|h| h.id == c.id) {
+            continue;
+        }
+        let Some(name) = c.labels.get(LABEL_NAME) else { continue };
+        let same = hub.iter().filter(|h| h.is_edge() && h.kind() == c.kind() && h.content == c.content).find(|h| {
+            let labelled = h.labels.get(LABEL_NAME) == Some(name) && h.labels.get(LABEL_HASH) == Some(&r.hash);
+            let unmanaged = !h.labels.contains_key(LABEL_HASH) && h.labels.get(LABEL_NAME).is_none_or(|n| n == name);
+            labelled || (unmanaged && r.adopt.as_deref() == Some(h.id.as_str()))
+        });
+        if let Some(h) = same {
+            r.configuration.id = h.id.clone();
+        }
+    }
 }
 
 /// The most recently created of several configurations (by `createdTimeUtc`, then id).
@@ -377,5 +409,55 @@ deployment "base" {
                 (6, StepOp::Delete, "b-old")
             ]
         );
+    }
+
+    /// A hand-made configuration on the hub: BASE's content under another id, no labels.
+    fn legacy(content_of: &Rendered) -> Configuration {
+        let mut c = on_hub(content_of);
+        c.id = "Legacy_1".into();
+        c.labels = [("team".to_string(), "a".to_string())].into_iter().collect();
+        c
+    }
+
+    #[test]
+    fn adoption_with_identical_content_is_a_label_update() {
+        let text = BASE.replace("    label team=\"a\"", "    adopt \"Legacy_1\"\n    label team=\"a\"");
+        let mut declared = vec![rendered(&text, "pw")];
+        assert_eq!(declared[0].adopt.as_deref(), Some("Legacy_1"));
+        let hub = vec![legacy(&declared[0])];
+        adopt_ids(&mut declared, &hub);
+        assert_eq!(declared[0].configuration.id, "Legacy_1", "keeps the hub object");
+        let actions = classify(&declared, &hub, false);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, ActionKind::Update);
+        let fields: Vec<&str> = actions[0].field_changes.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["labels.fleetform-name"]);
+        let s = steps(&actions);
+        assert_eq!((s.len(), s[0].op, s[0].id.as_str()), (1, StepOp::Update, "Legacy_1"));
+
+        // Once adopted (labels written), the next plan is a no-op, not a replace.
+        let mut adopted = hub[0].clone();
+        adopted.labels = declared[0].configuration.labels.clone();
+        let mut again = vec![rendered(&text, "pw")];
+        adopt_ids(&mut again, std::slice::from_ref(&adopted));
+        assert_eq!(classify(&again, &[adopted], false)[0].action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn adoption_with_other_content_replaces_and_without_adopt_nothing_is_touched() {
+        let text = BASE.replace("    label team=\"a\"", "    adopt \"Legacy_1\"\n    label team=\"a\"");
+        let hub = vec![legacy(&rendered(&text, "pw"))];
+        let mut changed = vec![rendered(&text.replace("m:1.0", "m:2.0"), "pw")];
+        adopt_ids(&mut changed, &hub);
+        assert_ne!(changed[0].configuration.id, "Legacy_1");
+        let actions = classify(&changed, &hub, false);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, ActionKind::Replace);
+        assert_eq!(actions[0].before[0].id, "Legacy_1");
+
+        let mut plain = vec![rendered(BASE, "pw")];
+        adopt_ids(&mut plain, &hub);
+        let kinds: Vec<ActionKind> = classify(&plain, &hub, false).iter().map(|a| a.action).collect();
+        assert_eq!(kinds, [ActionKind::Unmanaged, ActionKind::Create], "sorted by name: Legacy_1, base");
     }
 }

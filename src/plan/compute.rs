@@ -132,8 +132,9 @@ impl Plan {
 }
 
 /// Makes the plan for `declared` (rendered with secrets resolved) against `hub`.
-pub fn plan(declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> Result<Plan, PlanError> {
+pub fn plan(mut declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> Result<Plan, PlanError> {
     let current = hub.configurations()?;
+    super::actions::adopt_ids(&mut declared, &current);
     let actions = classify(&declared, &current, opts.prune);
     let steps = steps(&actions);
     let redactor = Redactor::new(&declared, &current);

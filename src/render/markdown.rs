@@ -15,8 +15,14 @@ fn escape(s: &str) -> String {
 }
 
 pub fn plan_markdown(plan: &Plan) -> String {
+    plan_markdown_titled(plan, "fleetform plan", MAX_CHARS)
+}
+
+/// [`plan_markdown`] under another heading and within `max_chars` (`plan --base` prints
+/// the change under review, then the plan against the hub, in one comment).
+pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> String {
     let mut head = String::new();
-    let _ = writeln!(head, "### fleetform plan\n");
+    let _ = writeln!(head, "### {title}\n");
     let _ = writeln!(head, "**{}**\n", summary_line(plan));
     let replaced = plan.count(ActionKind::Replace);
     let deleted = plan.count(ActionKind::Delete);
@@ -97,7 +103,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
         if plan.cohorts.len() == 1 { "" } else { "s" }
     );
     let closing = "\n</details>\n";
-    let budget = MAX_CHARS.saturating_sub(head.len() + tail.len() + closing.len() + 200);
+    let budget = max_chars.saturating_sub(head.len() + tail.len() + closing.len() + 200);
     let mut shown = 0;
     for c in &plan.cohorts {
         let block = cohort_markdown(c);

@@ -244,5 +244,9 @@ pub struct Deployment {
     pub modules: BTreeMap<String, Module>,
     pub routes: BTreeMap<String, Route>,
     pub twins: Vec<TwinSetting>,
+    /// `adopt "<hub id>"`: an existing hub configuration (written by `fleetform import`)
+    /// that this deployment takes over. When its content equals this deployment's, plan
+    /// updates its labels in place instead of replacing it.
+    pub adopt: Option<String>,
     pub origin: Origin,
 }

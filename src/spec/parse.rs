@@ -12,8 +12,10 @@ use super::model::*;
 use super::rules::{self, *};
 use super::source::{SourceFile, string_offsets};
 
-const DEPLOYMENT_CHILDREN: &[&str] = &["priority", "target", "label", "metric", "runtime", "module", "route", "twin"];
-const LAYERED_CHILDREN: &[&str] = &["priority", "target", "label", "metric", "registry", "module", "route", "twin"];
+const DEPLOYMENT_CHILDREN: &[&str] =
+    &["priority", "target", "label", "metric", "runtime", "module", "route", "twin", "adopt"];
+const LAYERED_CHILDREN: &[&str] =
+    &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt"];
 const RUNTIME_PROPS: &[&str] = &["schema", "min-docker-version", "logging-options"];
 const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub"];
 const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy"];
@@ -496,6 +498,7 @@ impl Cx<'_> {
         let mut modules: BTreeMap<String, Module> = BTreeMap::new();
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
         let mut twins = Vec::new();
+        let mut adopt: Option<String> = None;
         let mut module_count = 0;
 
         for child in children {
@@ -508,6 +511,16 @@ impl Cx<'_> {
                     self.no_children(child);
                     if let Some(e) = self.single_arg(child, "a priority", "priority 10") {
                         priority = self.integer(e, "priority", 0, i32::MAX as i128).map(|p| Priority(p as i32));
+                    }
+                }
+                "adopt" => {
+                    if self.once(child, adopt.is_some()) {
+                        continue;
+                    }
+                    self.check_entries(child, 1, &[]);
+                    self.no_children(child);
+                    if let Some(e) = self.single_arg(child, "the hub id to adopt", "adopt \"legacy-deployment-1\"") {
+                        adopt = self.string(e, "a hub configuration id");
                     }
                 }
                 "target" => {
@@ -765,6 +778,7 @@ impl Cx<'_> {
             modules,
             routes,
             twins,
+            adopt,
             origin: self.origin(name_span),
         })
         .filter(|_| name_ok)

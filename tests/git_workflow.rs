@@ -1,0 +1,240 @@
+//! `--ref` and `--base` on real git repositories built in the test with git2: a main
+//! branch, a feature branch that changes an image, deletes a file and renames a
+//! deployment, and a main that moved on after the branch was cut.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use git2::{IndexAddOption, Repository, Signature};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
+
+fn campus_hub() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub")
+}
+
+fn commit(repo: &Repository, message: &str) -> git2::Oid {
+    let mut index = repo.index().unwrap();
+    index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
+    index.update_all(["*"], None).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::now("test", "test@example.com").unwrap();
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap()
+}
+
+fn switch(repo: &Repository, branch: &str) {
+    repo.set_head(&format!("refs/heads/{branch}")).unwrap();
+    repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force())).unwrap();
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// main: the campus deployments, then a later commit raising building-monitoring's
+/// priority. feature (cut before that): Telemetry 3.2.0 -> 3.3.0, canary.kdl deleted,
+/// route-override renamed route-patch. HEAD is feature.
+fn repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_opts(dir.path(), git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    let deployments = dir.path().join("deployments");
+    std::fs::create_dir(&deployments).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/deployments");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), deployments.join(entry.file_name())).unwrap();
+    }
+    let first = commit(&repo, "campus deployments");
+    repo.branch("feature", &repo.find_commit(first).unwrap(), false).unwrap();
+    edit(&deployments.join("monitoring.kdl"), "priority 30", "priority 31");
+    commit(&repo, "main moves on");
+
+    switch(&repo, "feature");
+    edit(&deployments.join("base.kdl"), "telemetry:3.2.0", "telemetry:3.3.0");
+    std::fs::remove_file(deployments.join("canary.kdl")).unwrap();
+    edit(&deployments.join("route-override.kdl"), "layered \"route-override\"", "layered \"route-patch\"");
+    std::fs::rename(deployments.join("route-override.kdl"), deployments.join("route-patch.kdl")).unwrap();
+    commit(&repo, "feature: new telemetry, no canary, route-patch");
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FLEETFORM_HUB")
+        .env("ACR_PASSWORD", "demo")
+        .env("VISION_REGISTRY_PASSWORD", "demo")
+        .env("CAMERA_API_TOKEN", "demo")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn failing(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap().to_string(), a["action"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn action<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    list.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_str())
+}
+
+#[test]
+fn validate_reads_other_commits() {
+    let dir = repository();
+    let head: Value = serde_json::from_str(&ok(dir.path(), &["validate", "deployments", "--format", "json"])).unwrap();
+    // feature: canary.kdl deleted, route-override renamed.
+    assert_eq!(head["deployments"].as_array().unwrap().len(), 4);
+    let main: Value =
+        serde_json::from_str(&ok(dir.path(), &["validate", "deployments", "--ref", "main", "--format", "json"]))
+            .unwrap();
+    let files: Vec<&str> = main["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(files.contains(&"main:deployments/canary.kdl"), "{files:?}");
+    assert!(files.contains(&"main:deployments/route-override.kdl"), "{files:?}");
+    let names: Vec<&str> =
+        main["deployments"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"campus-canary") && names.contains(&"route-override"), "{names:?}");
+    // A file deleted in the working tree's branch is read from the commit that has it.
+    let text = ok(dir.path(), &["validate", "deployments/canary.kdl", "--ref", "main"]);
+    assert!(text.contains("1 deployment in 1 file: valid"), "{text}");
+    // From a subdirectory, paths are relative to it, as in the working tree.
+    let text = ok(&dir.path().join("deployments"), &["validate", ".", "--ref", "main~1"]);
+    assert!(text.contains("5 deployments in 5 files: valid"), "{text}");
+}
+
+#[test]
+fn ref_errors_are_clear() {
+    let dir = repository();
+    let err = failing(dir.path(), &["validate", "deployments", "--ref", "no-such-branch"]);
+    assert!(err.contains("unknown revision `no-such-branch`"), "{err}");
+    let err = failing(dir.path(), &["validate", "deployments/route-patch.kdl", "--ref", "main"]);
+    assert!(err.contains("is not in commit main"), "{err}");
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::write(plain.path().join("a.kdl"), "").unwrap();
+    let err = failing(plain.path(), &["validate", ".", "--ref", "HEAD"]);
+    assert!(err.contains("not inside a git repository"), "{err}");
+}
+
+#[test]
+fn diagnostics_name_the_commit() {
+    let dir = repository();
+    let repo = Repository::open(dir.path()).unwrap();
+    edit(&dir.path().join("deployments/base.kdl"), "priority 10", "priority -1");
+    commit(&repo, "broken");
+    let err = failing(dir.path(), &["validate", "deployments", "--ref", "HEAD"]);
+    assert!(err.contains("HEAD:deployments/base.kdl"), "{err}");
+    // The working tree is what it is; --ref HEAD~1 is the good commit.
+    ok(dir.path(), &["validate", "deployments", "--ref", "HEAD~1"]);
+}
+
+#[test]
+fn plan_and_render_from_a_ref() {
+    let dir = repository();
+    let hub = campus_hub();
+    let hub = hub.to_str().unwrap();
+    let at_main: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["plan", "deployments", "--ref", "main", "--hub", hub, "--format", "json"],
+    ))
+    .unwrap();
+    let at_main = actions(&at_main);
+    assert_eq!(action(&at_main, "campus-canary"), Some("create"));
+    assert_eq!(action(&at_main, "route-override"), Some("no-op"), "{at_main:?}");
+    let at_head: Value =
+        serde_json::from_str(&ok(dir.path(), &["plan", "deployments", "--hub", hub, "--format", "json"])).unwrap();
+    let at_head = actions(&at_head);
+    assert_eq!(action(&at_head, "campus-canary"), None);
+    assert_eq!(action(&at_head, "route-patch"), Some("create"));
+    let rendered = ok(dir.path(), &["render", "campus-base", "deployments", "--ref", "main"]);
+    assert!(rendered.contains("telemetry:3.2.0"), "{rendered}");
+    let rendered = ok(dir.path(), &["render", "campus-base", "deployments"]);
+    assert!(rendered.contains("telemetry:3.3.0"), "{rendered}");
+}
+
+#[test]
+fn plan_base_shows_the_change_and_its_device_impact() {
+    let dir = repository();
+    let hub = campus_hub();
+    let hub = hub.to_str().unwrap();
+    let json: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["plan", "deployments", "--base", "main", "--hub", hub, "--format", "json"],
+    ))
+    .unwrap();
+    let change = &json["change"];
+    let list = actions(change);
+    assert_eq!(action(&list, "campus-base"), Some("replace"), "{list:?}");
+    assert_eq!(action(&list, "campus-canary"), Some("delete"), "{list:?}");
+    assert_eq!(action(&list, "route-override"), Some("delete"), "{list:?}");
+    assert_eq!(action(&list, "route-patch"), Some("create"), "{list:?}");
+    // Compared with the merge base, not main's tip: main's later priority change to
+    // building-monitoring is not part of this branch's change.
+    assert_eq!(action(&list, "building-monitoring"), Some("no-op"), "{list:?}");
+    assert!(change["hub"].as_str().unwrap().starts_with("declared at main@"), "{}", change["hub"]);
+    assert!(change["summary"]["devices_changed"].as_u64().unwrap() > 0);
+    let cohorts = change["cohorts"].as_array().unwrap();
+    let texts: Vec<&str> = cohorts
+        .iter()
+        .flat_map(|c| c["changes"].as_array().unwrap().iter().map(|x| x["text"].as_str().unwrap()))
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("telemetry:3.3.0")), "{texts:?}");
+    // The regular plan against the hub is still there, beside the change.
+    assert_eq!(action(&actions(&json), "manual-hotfix"), Some("unmanaged"));
+
+    let md = ok(dir.path(), &["plan", "deployments", "--base", "main", "--hub", hub, "--format", "markdown"]);
+    let change_at = md.find("### What this change does").expect("change section");
+    let plan_at = md.find("### fleetform plan").expect("plan section");
+    assert!(change_at < plan_at);
+    let text = ok(dir.path(), &["plan", "deployments", "--base", "main", "--hub", hub]);
+    assert!(text.starts_with("What this change does"), "{text}");
+    assert!(text.contains("Plan against the hub"), "{text}");
+
+    // With --ref, the head side is that commit: main, against its merge base with HEAD
+    // (feature; the first commit), changes only building-monitoring's priority.
+    let json: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["plan", "deployments", "--ref", "main", "--base", "main", "--hub", hub, "--format", "json"],
+    ))
+    .unwrap();
+    let list = actions(&json["change"]);
+    assert_eq!(action(&list, "building-monitoring"), Some("update"), "{list:?}");
+    assert!(list.iter().filter(|(n, _)| n != "building-monitoring").all(|(_, a)| a == "no-op"), "{list:?}");
+}
+
+#[test]
+fn apply_safety_hooks() {
+    let dir = repository();
+    let repo = Repository::open(dir.path()).unwrap();
+    let deployments = dir.path().join("deployments");
+    assert!(!fleetform::git::is_dirty(&deployments).unwrap());
+    let first = repo.revparse_single("main~1").unwrap().id().to_string();
+    let main = repo.revparse_single("main").unwrap().id().to_string();
+    assert!(fleetform::git::commit_is_ancestor_of_head(dir.path(), &first).unwrap());
+    assert!(!fleetform::git::commit_is_ancestor_of_head(dir.path(), &main).unwrap(), "main is not behind feature");
+    std::fs::write(deployments.join("new.kdl"), "// new\n").unwrap();
+    assert!(fleetform::git::is_dirty(&deployments).unwrap());
+    assert_eq!(fleetform::git::merge_base(dir.path(), "main").unwrap(), first);
+}

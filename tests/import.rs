@@ -1,0 +1,324 @@
+//! `fleetform import`: a hub's deployments round-trip through KDL (against the emulator,
+//! over REST) with adoption as a label-only update, and a VS Code / iotedgedev
+//! `deployment.json` becomes KDL with `(env)` references.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fleetform::hub::Hub;
+use fleetform::hub::connection::ConnectionString;
+use fleetform::hub::rest::{RestHub, RestOptions};
+use fleetform::manifest::{MapEnv, SecretMode};
+use fleetform::plan::{ActionKind, PlanOptions, StepOp};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
+
+/// `fleetform hub serve` on a temp copy of the example hub; killed on drop.
+struct Emulator {
+    child: Child,
+    url: String,
+    connection: String,
+    _state: tempfile::TempDir,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn emulator() -> Emulator {
+    let state = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
+    for name in ["configurations.json", "devices.json", "modules.json"] {
+        std::fs::copy(src.join(name), state.path().join(name)).unwrap();
+    }
+    let mut child = Command::new(BIN)
+        .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut url, mut connection) = (None, None);
+    while url.is_none() || connection.is_none() {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the emulator did not start within 30 s");
+        };
+        if let Some(u) = line.strip_prefix("fleetform hub emulator listening on ") {
+            url = Some(u.to_string());
+        }
+        if let Some(c) = line.strip_prefix("connection string: ") {
+            connection = Some(c.to_string());
+        }
+    }
+    Emulator { child, url: url.unwrap(), connection: connection.unwrap(), _state: state }
+}
+
+impl Emulator {
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).args(["--hub", &self.connection, "--endpoint", &self.url]).env_remove("FLEETFORM_HUB");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn hub(&self) -> RestHub {
+        let conn: ConnectionString = self.connection.parse().unwrap();
+        RestHub::new(conn, RestOptions { endpoint: Some(self.url.clone()), progress: false, ..Default::default() })
+            .unwrap()
+    }
+}
+
+/// The secrets the example hub holds, under the names import chose.
+const SECRETS: &[(&str, &str)] = &[("CONTOSO_PASSWORD", "demo"), ("VISION_PASSWORD", "demo")];
+
+fn plan_of(dir: &Path, hub: &dyn Hub) -> fleetform::plan::Plan {
+    let ws = fleetform::spec::Workspace::load(&[dir.to_path_buf()]).unwrap();
+    assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+    let env = MapEnv(SECRETS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let rendered = fleetform::manifest::render_all(&ws.deployments, &env, SecretMode::Reveal).unwrap();
+    fleetform::plan::plan(rendered, hub, &PlanOptions::default()).unwrap()
+}
+
+#[test]
+fn hub_import_round_trips_and_adopts_in_place() {
+    let emu = emulator();
+    let out_dir = tempfile::tempdir().unwrap();
+    let dir = out_dir.path().join("deployments");
+    let out = emu.run(&["import", "--out", dir.to_str().unwrap()], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("set these before plan/apply: CONTOSO_PASSWORD, VISION_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("demo"), "secret values are never printed: {stderr}");
+    let hotfix = std::fs::read_to_string(dir.join("manual-hotfix.kdl")).unwrap();
+    assert!(hotfix.contains("adopt \"manual-hotfix\""), "{hotfix}");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains("\"demo\"") || text.contains("API_TOKEN"), "registry passwords stay out: {text}");
+        assert_eq!(fleetform::spec::fmt::format_source(&text).unwrap(), text, "written formatted");
+    }
+
+    // The CLI plan: nothing created or replaced, only the adoption's label update.
+    let out = emu.run(&["plan", dir.to_str().unwrap(), "--format", "json"], SECRETS);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = &plan["summary"];
+    assert_eq!(summary["create"], 0, "{summary}");
+    assert_eq!(summary["replace"], 0, "{summary}");
+    assert_eq!(summary["delete"], 0, "{summary}");
+    assert_eq!(summary["update"], 1, "{summary}");
+    assert_eq!(summary["devices_changed"], 0, "{summary}");
+    let update = plan["actions"].as_array().unwrap().iter().find(|a| a["action"] == "update").unwrap();
+    assert_eq!(update["name"], "manual-hotfix");
+    assert_eq!(update["after"], "manual-hotfix", "the hub object keeps its id");
+    let fields: Vec<&str> =
+        update["field_changes"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["labels.fleetform-name"]);
+
+    // Carrying the update out (as apply does: the declared object, If-Match) is accepted
+    // by the hub as a mutable-field change, and the next plan is empty.
+    let hub = emu.hub();
+    let plan = plan_of(&dir, &hub);
+    assert_eq!(plan.steps.len(), 1);
+    let step = &plan.steps[0];
+    assert_eq!((step.op, step.id.as_str()), (StepOp::Update, "manual-hotfix"));
+    let declared = plan.declared.iter().find(|r| r.configuration.id == step.id).unwrap();
+    hub.update_configuration(&declared.configuration, step.etag.as_deref().unwrap()).unwrap();
+    let again = plan_of(&dir, &hub);
+    assert!(!again.has_changes(), "{:?}", again.actions);
+    let hotfix = again.actions.iter().find(|a| a.name == "manual-hotfix").unwrap();
+    assert_eq!(hotfix.action, ActionKind::NoOp);
+    assert!(again.actions.iter().all(|a| a.action != ActionKind::Unmanaged), "{:?}", again.actions);
+}
+
+/// An iotedgedev-style template: createOptions as objects (one long enough to be split
+/// on the hub), edgeHub's as a string already split in two, `${VAR}` placeholders.
+fn template() -> Value {
+    let labels: serde_json::Map<String, Value> =
+        (0..40).map(|i| (format!("com.example.label{i:02}"), Value::String(format!("value-{i:02}-padding")))).collect();
+    let hub_options = r#"{"HostConfig":{"PortBindings":{"5671/tcp":[{"HostPort":"5671"}],"8883/tcp":[{"HostPort":"8883"}],"443/tcp":[{"HostPort":"443"}]}}}"#;
+    let (a, b) = hub_options.split_at(40);
+    serde_json::json!({
+        "$schema-template": "4.0.0",
+        "modulesContent": {
+            "$edgeAgent": {
+                "properties.desired": {
+                    "schemaVersion": "1.1",
+                    "runtime": {
+                        "type": "docker",
+                        "settings": {
+                            "minDockerVersion": "v1.25",
+                            "loggingOptions": "",
+                            "registryCredentials": {
+                                "myacr": {
+                                    "username": "${CONTAINER_REGISTRY_USERNAME}",
+                                    "password": "${CONTAINER_REGISTRY_PASSWORD}",
+                                    "address": "${CONTAINER_REGISTRY_ADDRESS}"
+                                }
+                            }
+                        }
+                    },
+                    "systemModules": {
+                        "edgeAgent": {
+                            "type": "docker",
+                            "settings": { "image": "mcr.microsoft.com/azureiotedge-agent:1.5", "createOptions": {} }
+                        },
+                        "edgeHub": {
+                            "type": "docker",
+                            "status": "running",
+                            "restartPolicy": "always",
+                            "settings": {
+                                "image": "mcr.microsoft.com/azureiotedge-hub:1.5",
+                                "createOptions": a,
+                                "createOptions01": b
+                            }
+                        }
+                    },
+                    "modules": {
+                        "SensorModule": {
+                            "version": "1.0",
+                            "type": "docker",
+                            "status": "running",
+                            "restartPolicy": "always",
+                            "env": { "API_KEY": { "value": "${SENSOR_API_KEY}" }, "MODE": { "value": "fast" } },
+                            "settings": {
+                                "image": "${MODULES.SensorModule}",
+                                "createOptions": { "Labels": labels, "HostConfig": { "Privileged": true } }
+                            }
+                        }
+                    }
+                }
+            },
+            "$edgeHub": {
+                "properties.desired": {
+                    "schemaVersion": "1.2",
+                    "routes": { "sensorToUpstream": "FROM /messages/modules/SensorModule/outputs/* INTO $upstream" },
+                    "storeAndForwardConfiguration": { "timeToLiveSecs": 7200 }
+                }
+            },
+            "SensorModule": {
+                "properties.desired": { "endpoint": "${SENSOR_ENDPOINT}", "interval": 30 }
+            }
+        }
+    })
+}
+
+#[test]
+fn manifest_import_converts_templates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("deployment.template.json");
+    let tpl = template();
+    std::fs::write(&file, serde_json::to_string_pretty(&tpl).unwrap()).unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = Command::new(BIN)
+        .args(["import", "--manifest"])
+        .arg(&file)
+        .args(["--name", "Sensor-App", "--priority", "5", "--target", "tags.environment='dev'", "--out"])
+        .arg(&out_dir)
+        .env_remove("FLEETFORM_HUB")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("named it \"sensor-app\""), "{stderr}");
+    for var in ["CONTAINER_REGISTRY_PASSWORD", "MODULES.SensorModule", "SENSOR_API_KEY", "SENSOR_ENDPOINT"] {
+        assert!(stderr.contains(var), "{var} listed: {stderr}");
+    }
+    let text = std::fs::read_to_string(out_dir.join("sensor-app.kdl")).unwrap();
+    for needle in [
+        "deployment \"sensor-app\"",
+        "priority 5",
+        "password=(env)\"CONTAINER_REGISTRY_PASSWORD\"",
+        "address=(env)\"CONTAINER_REGISTRY_ADDRESS\"",
+        "image=(env)\"MODULES.SensorModule\"",
+        "API_KEY=(env)\"SENSOR_API_KEY\"",
+        "endpoint (env)\"SENSOR_ENDPOINT\"",
+        "create-options {",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+
+    // Rendered with the variables set, it is the template with the placeholders filled
+    // in and the createOptions pieces the hub expects.
+    let env = [
+        ("CONTAINER_REGISTRY_USERNAME", "user"),
+        ("CONTAINER_REGISTRY_PASSWORD", "pw"),
+        ("CONTAINER_REGISTRY_ADDRESS", "myacr.azurecr.io"),
+        ("MODULES.SensorModule", "myacr.azurecr.io/sensor:1.0.0-amd64"),
+        ("SENSOR_API_KEY", "k"),
+        ("SENSOR_ENDPOINT", "https://example.test"),
+    ];
+    let mut cmd = Command::new(BIN);
+    cmd.args(["render", "sensor-app", "--show-secrets"]).arg(&out_dir).env_remove("FLEETFORM_HUB");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["targetCondition"], "tags.environment='dev'");
+    let desired = &config["content"]["modulesContent"]["$edgeAgent"]["properties.desired"];
+    let sensor = &desired["modules"]["SensorModule"];
+    assert_eq!(sensor["settings"]["image"], "myacr.azurecr.io/sensor:1.0.0-amd64");
+    assert_eq!(sensor["env"]["API_KEY"]["value"], "k");
+    assert_eq!(desired["runtime"]["settings"]["registryCredentials"]["myacr"]["password"], "pw");
+    let settings = sensor["settings"].as_object().unwrap();
+    assert!(settings.contains_key("createOptions01"), "long createOptions are split again: {settings:?}");
+    let joined = fleetform::manifest::join_create_options(settings).unwrap().unwrap();
+    let original = &tpl["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["SensorModule"]["settings"]["createOptions"];
+    assert_eq!(&serde_json::from_str::<Value>(&joined).unwrap(), original);
+    let hub_settings = desired["systemModules"]["edgeHub"]["settings"].as_object().unwrap();
+    let hub_joined = fleetform::manifest::join_create_options(hub_settings).unwrap().unwrap();
+    let hub_value: Value = serde_json::from_str(&hub_joined).unwrap();
+    assert_eq!(hub_value["HostConfig"]["PortBindings"]["443/tcp"][0]["HostPort"], "443");
+    let twin = &config["content"]["modulesContent"]["SensorModule"]["properties.desired"];
+    assert_eq!(twin["endpoint"], "https://example.test");
+    assert_eq!(twin["interval"], 30);
+}
+
+#[test]
+fn manifest_import_rejects_what_is_not_a_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("x.json");
+    std::fs::write(&file, r#"{"modulesContent": {"$edgeAgent": {}}}"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "--manifest"])
+        .arg(&file)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .env_remove("FLEETFORM_HUB")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no modulesContent with $edgeAgent and $edgeHub"), "{stderr}");
+    std::fs::write(&file, "{not json").unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "--manifest"])
+        .arg(&file)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .env_remove("FLEETFORM_HUB")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+}
