@@ -41,6 +41,9 @@ pub struct SavedPlan {
     /// plan when this no longer matches.
     pub hub_etags: BTreeMap<String, Option<String>>,
     pub summary: String,
+    /// Devices each deployment (by id) should be applied to after apply (for `--wait`).
+    #[serde(default)]
+    pub expected_applied: BTreeMap<String, u64>,
 }
 
 impl SavedPlan {
@@ -71,6 +74,7 @@ impl SavedPlan {
             configurations,
             hub_etags,
             summary,
+            expected_applied: plan.expected_applied.clone(),
         }
     }
 }
