@@ -91,6 +91,45 @@ enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
+    /// Make the hub match the repository: carry out a saved plan, or plan, show it and ask
+    /// for confirmation.
+    ///
+    /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
+    /// failed rollout (--wait), 130 interrupted by Ctrl-C.
+    Apply {
+        /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
+        /// fleetform-plan) followed by the deployment paths it was made from, or just the
+        /// paths (files or directories searched recursively for *.kdl; default ".").
+        #[arg(value_name = "PLANFILE | PATH")]
+        args: Vec<PathBuf>,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Apply without asking (CI). Without it, apply asks for `yes` on a terminal.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Delete managed deployments that are no longer declared (planning only; a
+        /// saved plan already says what it deletes).
+        #[arg(long)]
+        prune: bool,
+        /// Overall deadline for each hub operation, retries of 429/5xx included.
+        #[arg(long, value_name = "DURATION", default_value = "10m")]
+        timeout: String,
+        /// After the writes, wait until the created and updated deployments are applied
+        /// and reported successful by their devices (default 15m when given bare).
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
+        wait: Option<String>,
+        /// text, or json (one report object on stdout; the plan goes to stderr).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show the deployments on the hub: managed ones with their commit and rollout
+    /// metrics, unmanaged IoT Edge deployments apart.
+    Status {
+        #[command(flatten)]
+        hub: HubArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Run a twin query or try a target condition against a hub.
     ///
     /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
@@ -229,6 +268,10 @@ fn run(command: Command) -> miette::Result<ExitCode> {
         Command::Plan { paths, hub, format, prune, diff, out, detailed_exitcode } => {
             plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode)
         }
+        Command::Apply { args, hub, auto_approve, prune, timeout, wait, format } => {
+            apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, format })
+        }
+        Command::Status { hub, format } => status(&hub, format),
         Command::Query { text, hub, format } => query(&text, &hub, format),
         Command::Snapshot { hub, out } => snapshot(&hub, &out),
         Command::Hub(HubCommand::Generate { devices, seed, edge_share, deployments, out }) => {
@@ -560,5 +603,174 @@ fn serve(
         seed,
     };
     fleetform::hub::emulator::serve(fleetform::hub::emulator::ServeOptions { state, listen, behaviour })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ApplyFlags {
+    auto_approve: bool,
+    prune: bool,
+    timeout: String,
+    wait: Option<String>,
+    format: Format,
+}
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Result<ExitCode> {
+    use fleetform::apply;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let timeout = apply::parse_duration(&flags.timeout)?;
+    let wait_for = flags.wait.as_deref().map(apply::parse_duration).transpose()?;
+    let (saved, paths) = match args.first() {
+        Some(first) => match apply::load_plan_file(first)? {
+            Some(saved) => (Some(saved), args[1..].to_vec()),
+            None => (None, args.to_vec()),
+        },
+        None => (None, Vec::new()),
+    };
+    let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths };
+    let Some(rendered) = declared(&paths)? else { return Ok(ExitCode::from(1)) };
+    let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
+    let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
+    let json = flags.format == Format::Json;
+    // Human-facing text goes to stderr in json mode, so stdout holds one JSON document.
+    let say = |text: &str| {
+        if json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+
+    let (steps, declared_now, expected_applied, source) = match saved {
+        Some(saved) => {
+            let current = hub.configurations()?;
+            let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
+            if !problems.is_empty() {
+                return Err(apply::ApplyError::Stale { problems }.into());
+            }
+            say(&format!("Applying the saved plan: {}\n", saved.summary));
+            (saved.steps, rendered, saved.expected_applied, "plan")
+        }
+        None => {
+            let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune })?;
+            let paint = fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
+            say(&fleetform::render::text::plan_text(&plan, paint));
+            if plan.has_changes() && !flags.auto_approve {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "Refusing to apply: no terminal to confirm on. Pass --auto-approve, or save the plan with \
+                         `fleetform plan --out FILE` and apply FILE."
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                eprint!("\nDo you want to apply these changes to {}? Only 'yes' will be accepted: ", plan.hub);
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim() != "yes" {
+                    eprintln!("Apply cancelled; nothing was changed.");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            (plan.steps, plan.declared, plan.expected_applied, "repository")
+        }
+    };
+    if steps.is_empty() {
+        if json {
+            println!("{}", serde_json::json!({"changes": false, "steps": [], "source": source}));
+        } else if source == "plan" {
+            // A fresh plan's text already ends with this line.
+            println!("No changes. The hub matches the repository.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // A second Ctrl-C while a step is in flight should still not cut it in half: the
+        // flag is only read between steps.
+        let _ = ctrlc::set_handler(move || {
+            if !flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\nInterrupted: stopping after the current step…");
+            }
+        });
+    }
+    let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
+    let total = steps.len();
+    let report = apply::execute(
+        hub.as_ref(),
+        &steps,
+        &declared_now,
+        &apply::ApplyOptions { commit },
+        &interrupted,
+        &mut |r| {
+            let what = match r.status {
+                apply::StepStatus::Done => "done".to_string(),
+                apply::StepStatus::AlreadyDone => format!("done ({})", r.message.as_deref().unwrap_or("already")),
+                apply::StepStatus::Failed => format!("FAILED: {}", r.message.as_deref().unwrap_or("error")),
+                apply::StepStatus::NotRun => "not run".to_string(),
+            };
+            let op = match r.step.op {
+                fleetform::plan::StepOp::Create => "create",
+                fleetform::plan::StepOp::Update => "update",
+                fleetform::plan::StepOp::Delete => "delete",
+            };
+            eprintln!("[{}/{total}] {op} {} ({}): {what}", r.step.number, r.step.id, r.step.name);
+        },
+    );
+    if !json {
+        print!("{}", report.summary_text());
+    } else {
+        eprint!("{}", report.summary_text());
+    }
+    let mut wait_outcome = None;
+    if report.completed()
+        && let Some(limit) = wait_for
+    {
+        let ids = report.written_ids();
+        if !ids.is_empty() {
+            let options = apply::WaitOptions::new(limit, expected_applied);
+            let mut display = apply::wait::ProgressDisplay::new(std::io::stderr().is_terminal());
+            let outcome = apply::wait(hub.as_ref(), &ids, &options, &interrupted, &mut |p| display.show(p));
+            display.finish();
+            let outcome = outcome?;
+            say(&format!("{}\n", outcome.message()));
+            wait_outcome = Some(outcome);
+        }
+    }
+    if json {
+        let out = serde_json::json!({
+            "changes": true,
+            "source": source,
+            "completed": report.completed(),
+            "stopped": report.stopped,
+            "steps": report.results,
+            "wait": wait_outcome,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    let interrupted_run = matches!(report.stopped, Some(apply::Stop::Interrupted))
+        || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }));
+    Ok(if interrupted_run {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !report.completed() || wait_outcome.as_ref().is_some_and(|w| !w.succeeded()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn status(hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let report = fleetform::apply::status(hub.as_ref())?;
+    match format {
+        Format::Text => print!("{}", fleetform::apply::status_text(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+    }
     Ok(ExitCode::SUCCESS)
 }
