@@ -265,7 +265,7 @@ fn injected_429s_and_503s_are_survived() {
 #[test]
 fn a_killed_apply_converges_on_the_next_run() {
     // Throttling slows every step down, so the kill lands between the writes.
-    let server = start(&["--inject-429", "0.5"]);
+    let server = start(&["--inject-429", "0.3"]);
     let bumped = bumped_deployments();
     let initial = std::fs::read(server.state.join("configurations.json")).unwrap();
     let mut child = server.command(&["apply", "--auto-approve"]).arg(bumped.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -278,6 +278,7 @@ fn a_killed_apply_converges_on_the_next_run() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let finished_before_kill = child.try_wait().unwrap().is_some();
+    eprintln!("apply had finished before the kill: {finished_before_kill}");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_ne!(std::fs::read(server.state.join("configurations.json")).unwrap(), initial, "no step was written");
@@ -299,6 +300,9 @@ fn two_concurrent_applies_leave_a_valid_converged_hub() {
     };
     let (a, b) = (spawn(), spawn());
     let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for o in &outs {
+        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    }
     assert!(outs.iter().any(|o| o.status.code() == Some(0)), "{}\n{}", transcript(&outs[0]), transcript(&outs[1]));
     for o in &outs {
         if o.status.code() != Some(0) {
@@ -421,4 +425,40 @@ fn without_a_terminal_apply_asks_for_auto_approve() {
         cli().args(["apply", "--auto-approve", "--wait", "--hub"]).arg(hub.path()).arg(deployments()).output().unwrap();
     assert_eq!(waited.status.code(), Some(0), "{}", transcript(&waited));
     assert!(String::from_utf8_lossy(&waited.stdout).contains("nothing to wait for"), "{}", transcript(&waited));
+}
+
+#[test]
+fn ctrl_c_stops_after_the_current_step_and_reports() {
+    // Throttling makes each step take long enough to interrupt between them.
+    let server = start(&["--inject-429", "0.3"]);
+    let bumped = bumped_deployments();
+    let initial = std::fs::read(server.state.join("configurations.json")).unwrap();
+    let child = server
+        .command(&["apply", "--auto-approve"])
+        .arg(bumped.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read(server.state.join("configurations.json")).unwrap_or_default() == initial {
+        assert!(Instant::now() < deadline, "no step was written within 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("interrupted apply exited {:?}", out.status.code());
+    if out.status.code() == Some(0) {
+        // The signal arrived after the last step: nothing left to interrupt.
+        assert!(stdout.contains("Apply complete"), "{}", transcript(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(130), "{}", transcript(&out));
+        assert!(stdout.contains("Apply interrupted"), "{}", transcript(&out));
+        assert!(stdout.contains("Remaining:\n"), "{}", transcript(&out));
+    }
+    let again = server.apply(bumped.path(), &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", transcript(&again));
+    server.assert_converged(bumped.path());
 }

@@ -121,19 +121,24 @@ impl ApplyReport {
     /// The text apply prints at the end: a summary when complete, otherwise what was done
     /// and what remains, by step number and id.
     pub fn summary_text(&self) -> String {
-        let count = |op: StepOp| self.done().filter(|r| r.step.op == op).count();
+        let count = |op: StepOp| self.results.iter().filter(|r| r.status == StepStatus::Done && r.step.op == op).count();
+        let already = self.results.iter().filter(|r| r.status == StepStatus::AlreadyDone).count();
         let list = |rs: Vec<&StepResult>| {
             rs.iter()
                 .map(|r| format!("  {}. {} {} ({})", r.step.number, op_word(r.step.op), r.step.id, r.step.name))
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let totals = format!(
+        let mut totals = format!(
             "{} created, {} updated, {} deleted",
             count(StepOp::Create),
             count(StepOp::Update),
             count(StepOp::Delete)
         );
+        if already > 0 {
+            // An interrupted or concurrent run got there first.
+            totals.push_str(&format!(", {already} already done on the hub"));
+        }
         match &self.stopped {
             None => format!("Apply complete: {totals}.\n"),
             Some(stop) => {
@@ -366,6 +371,7 @@ layered "extra" {
         let again = execute(&hub, &steps, &declared, &ApplyOptions::default(), &no, &mut |_| {});
         assert!(again.completed());
         assert!(again.results.iter().all(|r| r.status == StepStatus::AlreadyDone));
+        assert_eq!(again.summary_text(), "Apply complete: 0 created, 0 updated, 0 deleted, 2 already done on the hub.\n");
         assert_eq!(hub.configurations().unwrap().len(), 2);
     }
 
