@@ -382,7 +382,8 @@ fn plan(
     }
     if let Some(file) = out {
         let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
-        let saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
+        let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
+        saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
         write_atomically(file, &(text + "\n")).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
         eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
@@ -626,6 +627,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     let wait_for = flags.wait.as_deref().map(apply::parse_duration).transpose()?;
     let (saved, paths) = match args.first() {
         Some(first) => match apply::load_plan_file(first)? {
+            // Without paths after it, the plan's own paths (relative to where it was made).
+            Some(saved) if args.len() == 1 => {
+                let paths = saved.paths.iter().map(PathBuf::from).collect();
+                (Some(saved), paths)
+            }
             Some(saved) => (Some(saved), args[1..].to_vec()),
             None => (None, args.to_vec()),
         },
@@ -653,7 +659,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());
             }
-            say(&format!("Applying the saved plan: {}\n", saved.summary));
+            say(&format!("Applying the plan saved at {} against {}.\n{}\n", saved.created, saved.hub, saved.summary));
             (saved.steps, rendered, saved.expected_applied, "plan")
         }
         None => {

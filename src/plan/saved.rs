@@ -44,6 +44,10 @@ pub struct SavedPlan {
     /// Devices each deployment (by id) should be applied to after apply (for `--wait`).
     #[serde(default)]
     pub expected_applied: BTreeMap<String, u64>,
+    /// The deployment paths the plan was made from, as given; `apply PLANFILE` re-renders
+    /// these when no paths follow the plan file.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 impl SavedPlan {
@@ -75,6 +79,7 @@ impl SavedPlan {
             hub_etags,
             summary,
             expected_applied: plan.expected_applied.clone(),
+            paths: Vec::new(),
         }
     }
 }
