@@ -663,8 +663,10 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             (saved.steps, rendered, saved.expected_applied, "plan")
         }
         None => {
-            let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune })?;
-            let paint = fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
+            let plan =
+                fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune })?;
+            let paint =
+                fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
             say(&fleetform::render::text::plan_text(&plan, paint));
             if plan.has_changes() && !flags.auto_approve {
                 if !std::io::stdin().is_terminal() {
@@ -708,13 +710,8 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     }
     let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
     let total = steps.len();
-    let report = apply::execute(
-        hub.as_ref(),
-        &steps,
-        &declared_now,
-        &apply::ApplyOptions { commit },
-        &interrupted,
-        &mut |r| {
+    let report =
+        apply::execute(hub.as_ref(), &steps, &declared_now, &apply::ApplyOptions { commit }, &interrupted, &mut |r| {
             let what = match r.status {
                 apply::StepStatus::Done => "done".to_string(),
                 apply::StepStatus::AlreadyDone => format!("done ({})", r.message.as_deref().unwrap_or("already")),
@@ -727,8 +724,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                 fleetform::plan::StepOp::Delete => "delete",
             };
             eprintln!("[{}/{total}] {op} {} ({}): {what}", r.step.number, r.step.id, r.step.name);
-        },
-    );
+        });
     if !json {
         print!("{}", report.summary_text());
     } else {

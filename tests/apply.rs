@@ -239,10 +239,11 @@ fn a_replace_creates_before_it_deletes_and_no_device_loses_its_standard() {
     assert_ne!(create.id, delete.id);
 
     let mut checked = Vec::new();
-    let report = execute(&hub, &plan.steps, &plan.declared, &ApplyOptions::default(), &AtomicBool::new(false), &mut |r| {
-        // Between steps, every device that had a standard deployment applied still has one.
-        checked.push((r.step.number, devices_with_a_standard(&hub)));
-    });
+    let report =
+        execute(&hub, &plan.steps, &plan.declared, &ApplyOptions::default(), &AtomicBool::new(false), &mut |r| {
+            // Between steps, every device that had a standard deployment applied still has one.
+            checked.push((r.step.number, devices_with_a_standard(&hub)));
+        });
     assert!(report.completed(), "{}", report.summary_text());
     assert_eq!(checked.len(), plan.steps.len());
     for (step, n) in &checked {
@@ -268,7 +269,13 @@ fn a_killed_apply_converges_on_the_next_run() {
     let server = start(&["--inject-429", "0.3"]);
     let bumped = bumped_deployments();
     let initial = std::fs::read(server.state.join("configurations.json")).unwrap();
-    let mut child = server.command(&["apply", "--auto-approve"]).arg(bumped.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = server
+        .command(&["apply", "--auto-approve"])
+        .arg(bumped.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let now = std::fs::read(server.state.join("configurations.json")).unwrap_or_default();
@@ -296,7 +303,13 @@ fn a_killed_apply_converges_on_the_next_run() {
 fn two_concurrent_applies_leave_a_valid_converged_hub() {
     let server = start(&[]);
     let spawn = || {
-        server.command(&["apply", "--auto-approve"]).arg(deployments()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        server
+            .command(&["apply", "--auto-approve"])
+            .arg(deployments())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let (a, b) = (spawn(), spawn());
     let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
@@ -345,14 +358,8 @@ fn wait_fails_when_devices_report_failure() {
 fn saved_plan() -> (tempfile::TempDir, PathBuf) {
     let hub = campus_copy();
     let file = hub.path().join("plan.json");
-    let out = cli()
-        .args(["plan", "--hub"])
-        .arg(hub.path())
-        .arg(deployments())
-        .arg("--out")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out =
+        cli().args(["plan", "--hub"]).arg(hub.path()).arg(deployments()).arg("--out").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     (hub, file)
 }
@@ -371,7 +378,8 @@ fn a_saved_plan_is_carried_out_exactly_then_has_nothing_left() {
     let configs = fleetform::hub::SnapshotHub::open(hub.path()).unwrap().configurations().unwrap();
     assert_no_duplicates(&configs);
     if let Some(head) = fleetform::git::head_commit(&deployments()) {
-        let base = configs.iter().find(|c| c.labels.get(LABEL_NAME).map(String::as_str) == Some("campus-base")).unwrap();
+        let base =
+            configs.iter().find(|c| c.labels.get(LABEL_NAME).map(String::as_str) == Some("campus-base")).unwrap();
         assert_eq!(base.labels.get(LABEL_COMMIT), Some(&head));
     }
     // The same plan again is stale: the hub moved on.

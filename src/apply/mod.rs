@@ -38,7 +38,9 @@ pub enum ApplyError {
     #[error("the saved plan is stale: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     #[diagnostic(
         code(fleetform::apply::stale_plan),
-        help("the hub or the deployment files changed since the plan was made; run `fleetform plan --out FILE` again and review it")
+        help(
+            "the hub or the deployment files changed since the plan was made; run `fleetform plan --out FILE` again and review it"
+        )
     )]
     Stale { problems: Vec<Staleness> },
 
@@ -121,7 +123,8 @@ impl ApplyReport {
     /// The text apply prints at the end: a summary when complete, otherwise what was done
     /// and what remains, by step number and id.
     pub fn summary_text(&self) -> String {
-        let count = |op: StepOp| self.results.iter().filter(|r| r.status == StepStatus::Done && r.step.op == op).count();
+        let count =
+            |op: StepOp| self.results.iter().filter(|r| r.status == StepStatus::Done && r.step.op == op).count();
         let already = self.results.iter().filter(|r| r.status == StepStatus::AlreadyDone).count();
         let list = |rs: Vec<&StepResult>| {
             rs.iter()
@@ -349,9 +352,8 @@ layered "extra" {
         assert_eq!(steps.len(), 2);
         let options = ApplyOptions { commit: Some("abc123".into()) };
         let mut seen = Vec::new();
-        let report = execute(&hub, &steps, &declared, &options, &AtomicBool::new(false), &mut |r| {
-            seen.push(r.step.number)
-        });
+        let report =
+            execute(&hub, &steps, &declared, &options, &AtomicBool::new(false), &mut |r| seen.push(r.step.number));
         assert!(report.completed(), "{}", report.summary_text());
         assert_eq!(seen, [1, 2]);
         let configs = hub.configurations().unwrap();
@@ -371,7 +373,10 @@ layered "extra" {
         let again = execute(&hub, &steps, &declared, &ApplyOptions::default(), &no, &mut |_| {});
         assert!(again.completed());
         assert!(again.results.iter().all(|r| r.status == StepStatus::AlreadyDone));
-        assert_eq!(again.summary_text(), "Apply complete: 0 created, 0 updated, 0 deleted, 2 already done on the hub.\n");
+        assert_eq!(
+            again.summary_text(),
+            "Apply complete: 0 created, 0 updated, 0 deleted, 2 already done on the hub.\n"
+        );
         assert_eq!(hub.configurations().unwrap().len(), 2);
     }
 

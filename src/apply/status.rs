@@ -145,7 +145,8 @@ pub fn status_text(report: &StatusReport) -> String {
         entry(&mut out, d, true);
     }
     if !report.unmanaged.is_empty() {
-        let _ = writeln!(out, "\nUnmanaged IoT Edge deployments ({}), never changed by fleetform:", report.unmanaged.len());
+        let _ =
+            writeln!(out, "\nUnmanaged IoT Edge deployments ({}), never changed by fleetform:", report.unmanaged.len());
         for d in &report.unmanaged {
             entry(&mut out, d, false);
         }

@@ -78,11 +78,19 @@ impl WaitProgress {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum WaitOutcome {
-    Succeeded { deployments: Vec<WaitProgress> },
+    Succeeded {
+        deployments: Vec<WaitProgress>,
+    },
     /// Devices reported failure for this deployment.
-    Failed { deployment: WaitProgress },
-    TimedOut { deployments: Vec<WaitProgress> },
-    Interrupted { deployments: Vec<WaitProgress> },
+    Failed {
+        deployment: WaitProgress,
+    },
+    TimedOut {
+        deployments: Vec<WaitProgress>,
+    },
+    Interrupted {
+        deployments: Vec<WaitProgress>,
+    },
     /// The hub has no live metrics (a snapshot directory): nothing to wait for.
     NoMetrics,
 }
@@ -95,14 +103,25 @@ impl WaitOutcome {
     pub fn message(&self) -> String {
         match self {
             WaitOutcome::Succeeded { deployments } => {
-                format!("Rollout complete: {} deployment{} applied and reported successful.", deployments.len(), if deployments.len() == 1 { "" } else { "s" })
+                format!(
+                    "Rollout complete: {} deployment{} applied and reported successful.",
+                    deployments.len(),
+                    if deployments.len() == 1 { "" } else { "s" }
+                )
             }
             WaitOutcome::Failed { deployment } => {
-                format!("Rollout failed: deployment {} has devices reporting failure ({}).", deployment.id, deployment.counts())
+                format!(
+                    "Rollout failed: deployment {} has devices reporting failure ({}).",
+                    deployment.id,
+                    deployment.counts()
+                )
             }
             WaitOutcome::TimedOut { deployments } => {
-                let pending: Vec<String> =
-                    deployments.iter().filter(|p| !p.finished()).map(|p| format!("{} ({})", p.id, p.counts())).collect();
+                let pending: Vec<String> = deployments
+                    .iter()
+                    .filter(|p| !p.finished())
+                    .map(|p| format!("{} ({})", p.id, p.counts()))
+                    .collect();
                 format!("Rollout timed out; still waiting for: {}.", pending.join("; "))
             }
             WaitOutcome::Interrupted { .. } => "Waiting interrupted; the rollout goes on on the hub.".to_string(),
@@ -162,7 +181,10 @@ pub struct ProgressDisplay {
 
 impl ProgressDisplay {
     pub fn new(terminal: bool) -> Self {
-        ProgressDisplay { bars: terminal.then(|| (indicatif::MultiProgress::new(), BTreeMap::new())), last: BTreeMap::new() }
+        ProgressDisplay {
+            bars: terminal.then(|| (indicatif::MultiProgress::new(), BTreeMap::new())),
+            last: BTreeMap::new(),
+        }
     }
 
     pub fn show(&mut self, progress: &[WaitProgress]) {
@@ -210,11 +232,20 @@ mod tests {
     use crate::hub::wire::Metrics;
 
     fn with_metrics(t: i64, a: i64, ok: i64, failed: i64) -> Configuration {
-        let results = [("targetedCount", t), ("appliedCount", a), ("reportedSuccessfulCount", ok), ("reportedFailedCount", failed)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        Configuration { id: "d-1".into(), system_metrics: Some(Metrics { results, queries: Default::default() }), ..Default::default() }
+        let results = [
+            ("targetedCount", t),
+            ("appliedCount", a),
+            ("reportedSuccessfulCount", ok),
+            ("reportedFailedCount", failed),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Configuration {
+            id: "d-1".into(),
+            system_metrics: Some(Metrics { results, queries: Default::default() }),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -114,10 +114,7 @@ pub trait Hub: Send + Sync {
     /// One configuration (`GET /configurations/{id}`), with its metrics where the hub
     /// computes them; [`HubError::NotFound`] when it does not exist.
     fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
-        self.configurations()?
-            .into_iter()
-            .find(|c| c.id == id)
-            .ok_or_else(|| HubError::NotFound { id: id.to_string() })
+        self.configurations()?.into_iter().find(|c| c.id == id).ok_or_else(|| HubError::NotFound { id: id.to_string() })
     }
 
     /// Whether [`Hub::configuration`] returns live system metrics (a hub or the emulator
