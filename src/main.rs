@@ -654,6 +654,9 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
 
     let (steps, declared_now, expected_applied, source) = match saved {
         Some(saved) => {
+            if flags.prune {
+                eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
+            }
             let current = hub.configurations()?;
             let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
             if !problems.is_empty() {
@@ -700,13 +703,19 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
-        // A second Ctrl-C while a step is in flight should still not cut it in half: the
-        // flag is only read between steps.
-        let _ = ctrlc::set_handler(move || {
-            if !flag.swap(true, Ordering::SeqCst) {
-                eprintln!("\nInterrupted: stopping after the current step…");
+        // The first Ctrl-C only raises the flag, read between steps, so no write is cut
+        // off; a second one quits at once (safe too: each write is atomic on the hub and
+        // in a snapshot, and the next apply converges from wherever this one stopped).
+        let handler = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\nInterrupted again: quitting now. Plan and apply again to converge.");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
             }
+            eprintln!("\nInterrupted: stopping after the current step (Ctrl-C again quits at once)…");
         });
+        if let Err(e) = handler {
+            eprintln!("note: Ctrl-C will end apply at once, not between steps ({e})");
+        }
     }
     let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
     let total = steps.len();
