@@ -132,6 +132,10 @@ impl Server {
     fn apply(&self, paths: &Path, extra: &[&str]) -> Output {
         let mut cmd = self.command(&["apply", "--auto-approve"]);
         cmd.arg(paths).args(extra);
+        // Every hub operation is bounded, so a test cannot hang on a stuck server.
+        if !extra.contains(&"--timeout") {
+            cmd.args(["--timeout", "60s"]);
+        }
         cmd.output().unwrap()
     }
 
@@ -270,7 +274,7 @@ fn a_killed_apply_converges_on_the_next_run() {
     let bumped = bumped_deployments();
     let initial = std::fs::read(server.state.join("configurations.json")).unwrap();
     let mut child = server
-        .command(&["apply", "--auto-approve"])
+        .command(&["apply", "--auto-approve", "--timeout", "60s"])
         .arg(bumped.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -304,7 +308,7 @@ fn two_concurrent_applies_leave_a_valid_converged_hub() {
     let server = start(&[]);
     let spawn = || {
         server
-            .command(&["apply", "--auto-approve"])
+            .command(&["apply", "--auto-approve", "--timeout", "60s"])
             .arg(deployments())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -332,7 +336,7 @@ fn two_concurrent_applies_leave_a_valid_converged_hub() {
 #[test]
 fn wait_succeeds_when_devices_report_success() {
     let server = start(&["--simulate-success-after", "1"]);
-    let mut cmd = server.command(&["apply", "--auto-approve", "--wait=60s"]);
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s"]);
     let out = cmd.arg(deployments()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Rollout complete: 3 deployments"), "{}", transcript(&out));
@@ -342,7 +346,7 @@ fn wait_succeeds_when_devices_report_success() {
 #[test]
 fn wait_fails_when_devices_report_failure() {
     let server = start(&["--simulate-success-after", "1", "--simulate-failure-share", "0.5"]);
-    let mut cmd = server.command(&["apply", "--auto-approve", "--wait=60s", "--format", "json"]);
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s", "--format", "json"]);
     let started = Instant::now();
     let out = cmd.arg(deployments()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
@@ -443,7 +447,7 @@ fn ctrl_c_stops_after_the_current_step_and_reports() {
     let bumped = bumped_deployments();
     let initial = std::fs::read(server.state.join("configurations.json")).unwrap();
     let child = server
-        .command(&["apply", "--auto-approve"])
+        .command(&["apply", "--auto-approve", "--timeout", "60s"])
         .arg(bumped.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
