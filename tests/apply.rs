@@ -475,3 +475,16 @@ fn ctrl_c_stops_after_the_current_step_and_reports() {
     assert_eq!(again.status.code(), Some(0), "{}", transcript(&again));
     server.assert_converged(bumped.path());
 }
+
+#[test]
+fn wait_times_out_when_devices_never_report() {
+    let server = start(&[]);
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=2s"]);
+    let started = Instant::now();
+    let out = cmd.arg(deployments()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(started.elapsed() < Duration::from_secs(55));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Apply complete"), "{}", transcript(&out));
+    assert!(stdout.contains("Rollout timed out; still waiting for: building-monitoring-"), "{}", transcript(&out));
+}

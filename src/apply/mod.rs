@@ -430,6 +430,34 @@ layered "extra" {
     }
 
     #[test]
+    fn an_update_over_someone_elses_change_fails_with_412() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let created = hub.create_configuration(&declared[0].configuration).unwrap();
+        let etag = created.etag.clone().unwrap();
+        // Someone else changes the priority after our plan read the etag.
+        let mut theirs = created.clone();
+        theirs.priority = 99;
+        hub.update_configuration(&theirs, &etag).unwrap();
+        let mut ours = declared[0].configuration.clone();
+        ours.priority = 11;
+        let ours = Rendered { configuration: ours, ..declared[0].clone() };
+        let step = Step {
+            number: 1,
+            op: StepOp::Update,
+            name: "base".into(),
+            id: created.id.clone(),
+            priority: 11,
+            etag: Some(etag),
+            reason: "update".into(),
+        };
+        let report = execute(&hub, &[step], &[ours], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
+        assert!(report.results[0].message.as_deref().unwrap().contains("HTTP 412"));
+        assert_eq!(hub.configuration(&created.id).unwrap().priority, 99, "their change stays");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
