@@ -6,6 +6,7 @@
 //! the backends. The binary in `src/main.rs` is a thin CLI over these.
 
 pub mod apply;
+pub mod explain;
 pub mod git;
 pub mod hub;
 pub mod manifest;

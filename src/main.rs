@@ -130,6 +130,27 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Explain one device: the twin values the target conditions read, which deployments
+    /// target it (and which clause fails for the others), its stack, and where every
+    /// module, route and twin property of its effective manifest comes from.
+    Explain {
+        /// The device id.
+        device: String,
+        /// Files or directories (searched recursively for *.kdl).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Explain the hub's configurations as they are now, instead of the repository's
+        /// deployments as they will be after apply (the default, --declared).
+        #[arg(long, conflicts_with = "declared")]
+        current: bool,
+        /// Explain the repository's deployments as apply would leave them (the default).
+        #[arg(long)]
+        declared: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Run a twin query or try a target condition against a hub.
     ///
     /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
@@ -272,6 +293,9 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, format })
         }
         Command::Status { hub, format } => status(&hub, format),
+        Command::Explain { device, paths, hub, current, declared: _, format } => {
+            explain(&device, &paths, &hub, current, format)
+        }
         Command::Query { text, hub, format } => query(&text, &hub, format),
         Command::Snapshot { hub, out } => snapshot(&hub, &out),
         Command::Hub(HubCommand::Generate { devices, seed, edge_share, deployments, out }) => {
@@ -392,6 +416,25 @@ fn plan(
         (true, true) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
+}
+
+fn explain(device: &str, paths: &[PathBuf], hub: &HubArgs, current: bool, format: Format) -> miette::Result<ExitCode> {
+    use fleetform::explain::{State, explain_device};
+    let (state, rendered) = if current {
+        (State::Current, Vec::new())
+    } else {
+        match declared(paths)? {
+            Some(r) => (State::Declared, r),
+            None => return Ok(ExitCode::from(1)),
+        }
+    };
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let e = explain_device(hub.as_ref(), rendered, device, state)?;
+    match format {
+        Format::Text => print!("{}", e.to_text()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn plural(n: usize) -> &'static str {

@@ -307,7 +307,7 @@ fn cached(
 }
 
 /// The hub's edge deployments as they are, each with its target condition.
-fn before_state(current: &[Configuration]) -> Result<Vec<(MergeDeployment, String)>, PlanError> {
+pub(crate) fn before_state(current: &[Configuration]) -> Result<Vec<(MergeDeployment, String)>, PlanError> {
     let mut out = Vec::new();
     for c in current.iter().filter(|c| c.is_edge()) {
         out.push((existing(c)?, c.target_condition.clone()));
@@ -326,7 +326,7 @@ fn existing(c: &Configuration) -> Result<MergeDeployment, PlanError> {
 /// The edge deployments once apply has run: untouched ones as they are, updated ones with
 /// their new mutable fields (and their old creation time), created ones as created at
 /// apply time, in apply order.
-fn after_state(
+pub(crate) fn after_state(
     current: &[Configuration],
     declared: &[Rendered],
     actions: &[Action],
