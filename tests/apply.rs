@@ -202,11 +202,15 @@ fn apply_converges_and_status_shows_commit_and_metrics() {
     assert!(text.contains("campus-base (campus-base-"), "{text}");
     assert!(text.contains("Unmanaged IoT Edge deployments (1)"), "{text}");
     assert!(text.contains("targeted,") && text.contains("reported failed"), "{text}");
+    // Custom metric results, as the hub computes them.
+    assert!(text.contains("metrics: healthy ") && text.contains(", on-rc "), "{text}");
     let json = server.run(&["status", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let base = v["managed"].as_array().unwrap().iter().find(|d| d["name"] == "campus-base").unwrap();
     assert!(base["system_metrics"]["targeted"].as_i64().unwrap() > 0, "{base}");
     assert!(base["system_metrics"]["applied"].as_i64().unwrap() > 0, "{base}");
+    assert!(base["metrics"]["healthy"].as_i64().unwrap() > 0, "{base}");
+    assert_eq!(base["kind"], "standard");
     if let Some(head) = head {
         assert_eq!(base["commit"], head.as_str());
         assert!(text.contains(&format!("commit: {head}")), "{text}");
