@@ -5,6 +5,7 @@
 //! Configuration JSON, [`merge`] computes each device's layered result, and [`hub`] holds
 //! the backends. The binary in `src/main.rs` is a thin CLI over these.
 
+pub mod apply;
 pub mod explain;
 pub mod git;
 pub mod hub;

@@ -102,6 +102,49 @@ enum Command {
         #[arg(long, value_name = "REV")]
         base: Option<String>,
     },
+    /// Make the hub match the repository: carry out a saved plan, or plan, show it and ask
+    /// for confirmation.
+    ///
+    /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
+    /// failed rollout (--wait), 130 interrupted by Ctrl-C.
+    Apply {
+        /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
+        /// fleetform-plan) followed by the deployment paths it was made from, or just the
+        /// paths (files or directories searched recursively for *.kdl; default ".").
+        #[arg(value_name = "PLANFILE | PATH")]
+        args: Vec<PathBuf>,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Apply without asking (CI). Without it, apply asks for `yes` on a terminal.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Delete managed deployments that are no longer declared (planning only; a
+        /// saved plan already says what it deletes).
+        #[arg(long)]
+        prune: bool,
+        /// Overall deadline for each hub operation, retries of 429/5xx included.
+        #[arg(long, value_name = "DURATION", default_value = "10m")]
+        timeout: String,
+        /// After the writes, wait until the created and updated deployments are applied
+        /// and reported successful by their devices (default 15m when given bare).
+        #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
+        wait: Option<String>,
+        /// Apply even when the deployment files have uncommitted changes (the
+        /// fleetform-commit label then names a commit that does not hold them).
+        #[arg(long)]
+        allow_dirty: bool,
+        /// text, or json (one report object on stdout; the plan goes to stderr).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show the deployments on the hub: managed ones with their commit and rollout
+    /// metrics, unmanaged IoT Edge deployments apart.
+    Status {
+        #[command(flatten)]
+        hub: HubArgs,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Explain one device: the twin values the target conditions read, which deployments
     /// target it (and which clause fails for the others), its stack, and where every
     /// module, route and twin property of its effective manifest comes from.
@@ -300,6 +343,10 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             let revs = Revisions { head: git.git_ref, base };
             plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode, &revs)
         }
+        Command::Apply { args, hub, auto_approve, prune, timeout, wait, allow_dirty, format } => {
+            apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, allow_dirty, format })
+        }
+        Command::Status { hub, format } => status(&hub, format),
         Command::Explain { device, paths, hub, current, declared: _, format } => {
             explain(&device, &paths, &hub, current, format)
         }
@@ -487,7 +534,8 @@ fn plan(
             }
             None => paths.first().and_then(|p| fleetform::git::head_commit(p)),
         };
-        let saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
+        let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
+        saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
         write_atomically(file, &(text + "\n")).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
         eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
@@ -790,5 +838,196 @@ fn serve(
         seed,
     };
     fleetform::hub::emulator::serve(fleetform::hub::emulator::ServeOptions { state, listen, behaviour })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ApplyFlags {
+    auto_approve: bool,
+    prune: bool,
+    timeout: String,
+    wait: Option<String>,
+    allow_dirty: bool,
+    format: Format,
+}
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Result<ExitCode> {
+    use fleetform::apply;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let timeout = apply::parse_duration(&flags.timeout)?;
+    let wait_for = flags.wait.as_deref().map(apply::parse_duration).transpose()?;
+    let (saved, paths) = match args.first() {
+        Some(first) => match apply::load_plan_file(first)? {
+            // Without paths after it, the plan's own paths (relative to where it was made).
+            Some(saved) if args.len() == 1 => {
+                let paths = saved.paths.iter().map(PathBuf::from).collect();
+                (Some(saved), paths)
+            }
+            Some(saved) => (Some(saved), args[1..].to_vec()),
+            None => (None, args.to_vec()),
+        },
+        None => (None, Vec::new()),
+    };
+    let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths };
+    // What is applied must be what was committed, so that fleetform-commit is the truth.
+    // Files outside any repository have no commit to disagree with.
+    if !flags.allow_dirty
+        && let Some(dirty) = paths.iter().find(|p| fleetform::git::is_dirty(p).unwrap_or(false))
+    {
+        return Err(miette::miette!(
+            help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
+            "{} has uncommitted changes",
+            dirty.display()
+        ));
+    }
+    let Some(rendered) = declared(&paths, None)? else { return Ok(ExitCode::from(1)) };
+    let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
+    let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
+    let json = flags.format == Format::Json;
+    // Human-facing text goes to stderr in json mode, so stdout holds one JSON document.
+    let say = |text: &str| {
+        if json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    };
+
+    let (steps, declared_now, expected_applied, source) = match saved {
+        Some(saved) => {
+            if flags.prune {
+                eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
+            }
+            let current = hub.configurations()?;
+            let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
+            if !problems.is_empty() {
+                return Err(apply::ApplyError::Stale { problems }.into());
+            }
+            say(&format!("Applying the plan saved at {} against {}.\n{}\n", saved.created, saved.hub, saved.summary));
+            (saved.steps, rendered, saved.expected_applied, "plan")
+        }
+        None => {
+            let plan =
+                fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune })?;
+            let paint =
+                fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
+            say(&fleetform::render::text::plan_text(&plan, paint));
+            if plan.has_changes() && !flags.auto_approve {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "Refusing to apply: no terminal to confirm on. Pass --auto-approve, or save the plan with \
+                         `fleetform plan --out FILE` and apply FILE."
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                eprint!("\nDo you want to apply these changes to {}? Only 'yes' will be accepted: ", plan.hub);
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim() != "yes" {
+                    eprintln!("Apply cancelled; nothing was changed.");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            (plan.steps, plan.declared, plan.expected_applied, "repository")
+        }
+    };
+    if steps.is_empty() {
+        if json {
+            println!("{}", serde_json::json!({"changes": false, "steps": [], "source": source}));
+        } else if source == "plan" {
+            // A fresh plan's text already ends with this line.
+            println!("No changes. The hub matches the repository.");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        // The first Ctrl-C only raises the flag, read between steps, so no write is cut
+        // off; a second one quits at once (safe too: each write is atomic on the hub and
+        // in a snapshot, and the next apply converges from wherever this one stopped).
+        let handler = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("\nInterrupted again: quitting now. Plan and apply again to converge.");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            eprintln!("\nInterrupted: stopping after the current step (Ctrl-C again quits at once)…");
+        });
+        if let Err(e) = handler {
+            eprintln!("note: Ctrl-C will end apply at once, not between steps ({e})");
+        }
+    }
+    let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
+    let total = steps.len();
+    let report =
+        apply::execute(hub.as_ref(), &steps, &declared_now, &apply::ApplyOptions { commit }, &interrupted, &mut |r| {
+            let what = match r.status {
+                apply::StepStatus::Done => "done".to_string(),
+                apply::StepStatus::AlreadyDone => format!("done ({})", r.message.as_deref().unwrap_or("already")),
+                apply::StepStatus::Failed => format!("FAILED: {}", r.message.as_deref().unwrap_or("error")),
+                apply::StepStatus::NotRun => "not run".to_string(),
+            };
+            let op = match r.step.op {
+                fleetform::plan::StepOp::Create => "create",
+                fleetform::plan::StepOp::Update => "update",
+                fleetform::plan::StepOp::Delete => "delete",
+            };
+            eprintln!("[{}/{total}] {op} {} ({}): {what}", r.step.number, r.step.id, r.step.name);
+        });
+    if !json {
+        print!("{}", report.summary_text());
+    } else {
+        eprint!("{}", report.summary_text());
+    }
+    let mut wait_outcome = None;
+    if report.completed()
+        && let Some(limit) = wait_for
+    {
+        let ids = report.written_ids();
+        if !ids.is_empty() {
+            let options = apply::WaitOptions::new(limit, expected_applied);
+            let mut display = apply::wait::ProgressDisplay::new(std::io::stderr().is_terminal());
+            let outcome = apply::wait(hub.as_ref(), &ids, &options, &interrupted, &mut |p| display.show(p));
+            display.finish();
+            let outcome = outcome?;
+            say(&format!("{}\n", outcome.message()));
+            wait_outcome = Some(outcome);
+        }
+    }
+    if json {
+        let out = serde_json::json!({
+            "changes": true,
+            "source": source,
+            "completed": report.completed(),
+            "stopped": report.stopped,
+            "steps": report.results,
+            "wait": wait_outcome,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    let interrupted_run = matches!(report.stopped, Some(apply::Stop::Interrupted))
+        || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }));
+    Ok(if interrupted_run {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if !report.completed() || wait_outcome.as_ref().is_some_and(|w| !w.succeeded()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn status(hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
+    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let report = fleetform::apply::status(hub.as_ref())?;
+    match format {
+        Format::Text => print!("{}", fleetform::apply::status_text(&report)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -238,3 +238,23 @@ fn apply_safety_hooks() {
     assert!(fleetform::git::is_dirty(&deployments).unwrap());
     assert_eq!(fleetform::git::merge_base(dir.path(), "main").unwrap(), first);
 }
+
+#[test]
+fn apply_refuses_a_dirty_tree_unless_allowed() {
+    let dir = repository();
+    let deployments = dir.path().join("deployments");
+    edit(&deployments.join("base.kdl"), "telemetry:3.3.0", "telemetry:3.4.0");
+    let hub = tempfile::tempdir().unwrap();
+    for f in ["configurations.json", "devices.json", "modules.json"] {
+        std::fs::copy(campus_hub().join(f), hub.path().join(f)).unwrap();
+    }
+    let hub_arg = hub.path().to_string_lossy().into_owned();
+    let err = failing(dir.path(), &["apply", "--auto-approve", "--hub", &hub_arg, "deployments"]);
+    assert!(err.contains("deployments has uncommitted changes"), "{err}");
+    assert!(err.contains("--allow-dirty"));
+    let before = std::fs::read_to_string(hub.path().join("configurations.json")).unwrap();
+    assert_eq!(before, std::fs::read_to_string(campus_hub().join("configurations.json")).unwrap(), "nothing written");
+    ok(dir.path(), &["apply", "--auto-approve", "--allow-dirty", "--hub", &hub_arg, "deployments"]);
+    let after = std::fs::read_to_string(hub.path().join("configurations.json")).unwrap();
+    assert!(after.contains("telemetry:3.4.0"));
+}

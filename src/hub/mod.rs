@@ -110,6 +110,18 @@ pub trait Hub: Send + Sync {
 
     /// Deletes a configuration, if its etag is still `etag`.
     fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError>;
+
+    /// One configuration (`GET /configurations/{id}`), with its metrics where the hub
+    /// computes them; [`HubError::NotFound`] when it does not exist.
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.configurations()?.into_iter().find(|c| c.id == id).ok_or_else(|| HubError::NotFound { id: id.to_string() })
+    }
+
+    /// Whether [`Hub::configuration`] returns live system metrics (a hub or the emulator
+    /// does; a snapshot directory only holds whatever was exported).
+    fn live_metrics(&self) -> bool {
+        false
+    }
 }
 
 /// A snapshot directory as a hub. Writes rewrite `configurations.json` atomically (temp
@@ -280,6 +292,16 @@ pub const CONNECTION_STRING_ENV: &str = "IOTHUB_CONNECTION_STRING";
 /// `endpoint` replaces the REST base URL (`https://<HostName>`), for the emulator and for
 /// sovereign clouds; it makes no sense with a snapshot.
 pub fn open(spec: Option<&str>, endpoint: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
+    open_with(spec, endpoint, rest::RestOptions::default())
+}
+
+/// [`open`] with the REST backend's tuning (deadline, backoff…); `options.endpoint` is
+/// replaced by `endpoint`. The options are ignored for a snapshot directory.
+pub fn open_with(
+    spec: Option<&str>,
+    endpoint: Option<&str>,
+    options: rest::RestOptions,
+) -> Result<Box<dyn Hub>, HubError> {
     let from_env;
     let spec = match spec {
         Some(s) => s,
@@ -307,7 +329,7 @@ pub fn open(spec: Option<&str>, endpoint: Option<&str>) -> Result<Box<dyn Hub>, 
         None
     };
     if let Some(connection) = connection {
-        let options = rest::RestOptions { endpoint: endpoint.map(str::to_string), ..rest::RestOptions::default() };
+        let options = rest::RestOptions { endpoint: endpoint.map(str::to_string), ..options };
         return Ok(Box::new(rest::RestHub::new(connection, options)?));
     }
     let path = Path::new(spec);

@@ -551,6 +551,14 @@ impl Hub for RestHub {
         }
         Ok(())
     }
+
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        RestHub::configuration(self, id)
+    }
+
+    fn live_metrics(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,9 @@ pub struct Plan {
     /// What apply writes (with real content: never print unredacted).
     pub declared: Vec<Rendered>,
     pub redactor: Redactor,
+    /// After apply: how many IoT Edge devices each deployment (by id) should be applied
+    /// to, from the merge of the declared state; `apply --wait` waits for these counts.
+    pub expected_applied: BTreeMap<String, u64>,
 }
 
 impl Plan {
@@ -224,6 +227,12 @@ pub fn plan(mut declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> R
     }
     let fleet = grouper.finish_documents();
     let warnings = fleet.warnings.clone();
+    let mut expected_applied: BTreeMap<String, u64> = after.iter().map(|d| (d.id.clone(), 0)).collect();
+    for g in &fleet.groups {
+        for id in g.stack.standard.iter().chain(&g.stack.layered) {
+            *expected_applied.entry(id.clone()).or_default() += g.devices;
+        }
+    }
     let after_groups: HashMap<&MatchSet, &merge::Group> = fleet.groups.iter().map(|g| (&g.matches, g)).collect();
 
     let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
@@ -275,6 +284,7 @@ pub fn plan(mut declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> R
         current,
         declared,
         redactor,
+        expected_applied,
     })
 }
 

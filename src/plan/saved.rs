@@ -41,6 +41,13 @@ pub struct SavedPlan {
     /// plan when this no longer matches.
     pub hub_etags: BTreeMap<String, Option<String>>,
     pub summary: String,
+    /// Devices each deployment (by id) should be applied to after apply (for `--wait`).
+    #[serde(default)]
+    pub expected_applied: BTreeMap<String, u64>,
+    /// The deployment paths the plan was made from, as given; `apply PLANFILE` re-renders
+    /// these when no paths follow the plan file.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 impl SavedPlan {
@@ -71,6 +78,8 @@ impl SavedPlan {
             configurations,
             hub_etags,
             summary,
+            expected_applied: plan.expected_applied.clone(),
+            paths: Vec::new(),
         }
     }
 }

@@ -1,0 +1,466 @@
+//! `fleetform apply`: carries out a plan's steps against a hub, in the plan's order,
+//! each write guarded by the etag the plan saw, and reports exactly what was done and
+//! what remains when it stops early.
+//!
+//! A rerun after any interruption converges: a create whose id already holds the same
+//! content (same `fleetform-hash`) counts as done, as does an update the hub already
+//! holds and a delete of a configuration that is gone. The id embeds the content hash, so
+//! "same id, same hash label" really is the same deployment, never a collision.
+
+pub mod stale;
+pub mod status;
+pub mod wait;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::hub::{Configuration, Hub, HubError};
+use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
+use crate::plan::{Step, StepOp, actions::field_changes};
+
+pub use stale::{Staleness, check_saved, load_plan_file};
+pub use status::{DeploymentStatus, StatusReport, status, status_text};
+pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
+
+/// Why apply could not start or load its input.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ApplyError {
+    #[error("cannot read the plan file {path}: {message}")]
+    #[diagnostic(code(fleetform::apply::plan_file))]
+    PlanFile { path: String, message: String },
+
+    #[error("{path} is a fleetform plan of format version {found}; this fleetform reads version {supported}")]
+    #[diagnostic(code(fleetform::apply::plan_version), help("make the plan again with this fleetform"))]
+    PlanVersion { path: String, found: u32, supported: u32 },
+
+    #[error("the saved plan is stale: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[diagnostic(
+        code(fleetform::apply::stale_plan),
+        help(
+            "the hub or the deployment files changed since the plan was made; run `fleetform plan --out FILE` again and review it"
+        )
+    )]
+    Stale { problems: Vec<Staleness> },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Hub(#[from] HubError),
+
+    #[error("{0}")]
+    #[diagnostic(code(fleetform::apply::duration))]
+    BadDuration(String),
+}
+
+/// How one step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Written now.
+    Done,
+    /// The hub already held the result (an earlier, interrupted or concurrent run).
+    AlreadyDone,
+    Failed,
+    /// Not attempted: an earlier step failed or the run was interrupted.
+    NotRun,
+}
+
+/// One step and how it ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    pub step: Step,
+    pub status: StepStatus,
+    /// The error, for a failed step; what was found, for an already-done one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Why a run ended before its last step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub enum Stop {
+    /// A step failed with an error that retrying cannot fix.
+    Failed { step: usize },
+    /// Ctrl-C: the run stopped after the step in progress.
+    Interrupted,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyReport {
+    pub results: Vec<StepResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+}
+
+impl ApplyReport {
+    pub fn completed(&self) -> bool {
+        self.stopped.is_none()
+    }
+
+    /// Steps written now or found already done.
+    pub fn done(&self) -> impl Iterator<Item = &StepResult> {
+        self.results.iter().filter(|r| matches!(r.status, StepStatus::Done | StepStatus::AlreadyDone))
+    }
+
+    /// Steps that still have to happen (the failed one included).
+    pub fn remaining(&self) -> impl Iterator<Item = &StepResult> {
+        self.results.iter().filter(|r| matches!(r.status, StepStatus::Failed | StepStatus::NotRun))
+    }
+
+    /// Ids created or updated (for `--wait`), in step order.
+    pub fn written_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for r in self.done().filter(|r| r.step.op != StepOp::Delete) {
+            if !ids.contains(&r.step.id) {
+                ids.push(r.step.id.clone());
+            }
+        }
+        ids
+    }
+
+    /// The text apply prints at the end: a summary when complete, otherwise what was done
+    /// and what remains, by step number and id.
+    pub fn summary_text(&self) -> String {
+        let count =
+            |op: StepOp| self.results.iter().filter(|r| r.status == StepStatus::Done && r.step.op == op).count();
+        let already = self.results.iter().filter(|r| r.status == StepStatus::AlreadyDone).count();
+        let list = |rs: Vec<&StepResult>| {
+            rs.iter()
+                .map(|r| format!("  {}. {} {} ({})", r.step.number, op_word(r.step.op), r.step.id, r.step.name))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut totals = format!(
+            "{} created, {} updated, {} deleted",
+            count(StepOp::Create),
+            count(StepOp::Update),
+            count(StepOp::Delete)
+        );
+        if already > 0 {
+            // An interrupted or concurrent run got there first.
+            totals.push_str(&format!(", {already} already done on the hub"));
+        }
+        match &self.stopped {
+            None => format!("Apply complete: {totals}.\n"),
+            Some(stop) => {
+                let why = match stop {
+                    Stop::Failed { step } => format!("Apply stopped: step {step} failed."),
+                    Stop::Interrupted => "Apply interrupted: stopped after the step in progress.".to_string(),
+                };
+                let done: Vec<&StepResult> = self.done().collect();
+                let remaining: Vec<&StepResult> = self.remaining().collect();
+                let mut out = format!("{why} So far: {totals}.\n");
+                if !done.is_empty() {
+                    out.push_str(&format!("Done:\n{}\n", list(done)));
+                }
+                if !remaining.is_empty() {
+                    out.push_str(&format!("Remaining:\n{}\n", list(remaining)));
+                }
+                out.push_str("Run `fleetform plan` and apply again: the new plan picks up where this one stopped.\n");
+                out
+            }
+        }
+    }
+}
+
+fn op_word(op: StepOp) -> &'static str {
+    match op {
+        StepOp::Create => "create",
+        StepOp::Update => "update",
+        StepOp::Delete => "delete",
+    }
+}
+
+/// How [`execute`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    /// Written as the `fleetform-commit` label on every created or updated configuration.
+    pub commit: Option<String>,
+}
+
+/// Runs `steps` in order against `hub`. Creates and updates write the declared
+/// configuration with that id from `declared` (secrets resolved). `interrupt` is checked
+/// before every step: once set, the run stops and the rest is reported as not run.
+/// `on_step` sees every step as it ends (for progress output and tests).
+pub fn execute(
+    hub: &dyn Hub,
+    steps: &[Step],
+    declared: &[Rendered],
+    options: &ApplyOptions,
+    interrupt: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepResult),
+) -> ApplyReport {
+    let mut results = Vec::with_capacity(steps.len());
+    let mut stopped = None;
+    for step in steps {
+        if stopped.is_some() {
+            results.push(StepResult { step: step.clone(), status: StepStatus::NotRun, message: None });
+            continue;
+        }
+        if interrupt.load(Ordering::SeqCst) {
+            stopped = Some(Stop::Interrupted);
+            results.push(StepResult { step: step.clone(), status: StepStatus::NotRun, message: None });
+            continue;
+        }
+        let result = match run_step(hub, step, declared, options) {
+            Ok((status, message)) => StepResult { step: step.clone(), status, message },
+            Err(e) => {
+                stopped = Some(Stop::Failed { step: step.number });
+                StepResult { step: step.clone(), status: StepStatus::Failed, message: Some(e.to_string()) }
+            }
+        };
+        on_step(&result);
+        results.push(result);
+    }
+    ApplyReport { results, stopped }
+}
+
+/// The configuration to write for `id`, with the commit label set.
+fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Result<Configuration, HubError> {
+    let r = declared.iter().find(|r| r.configuration.id == step.id).ok_or_else(|| {
+        HubError::Other(format!(
+            "step {}: no declared deployment renders to id {} any more; plan again",
+            step.number, step.id
+        ))
+    })?;
+    // The id carries the hash of the content the plan reviewed: refuse anything else.
+    if r.configuration.labels.get(LABEL_HASH) != Some(&r.hash) {
+        return Err(HubError::Other(format!(
+            "step {}: the content rendered for {} does not hash to its fleetform-hash label",
+            step.number, step.id
+        )));
+    }
+    let mut config = r.configuration.clone();
+    if let Some(commit) = &options.commit {
+        config.labels.insert(LABEL_COMMIT.to_string(), commit.clone());
+    }
+    Ok(config)
+}
+
+fn run_step(
+    hub: &dyn Hub,
+    step: &Step,
+    declared: &[Rendered],
+    options: &ApplyOptions,
+) -> Result<(StepStatus, Option<String>), HubError> {
+    match step.op {
+        StepOp::Create => {
+            let config = to_write(step, declared, options)?;
+            match hub.create_configuration(&config) {
+                Ok(_) => Ok((StepStatus::Done, None)),
+                Err(HubError::AlreadyExists { id }) => {
+                    let existing = hub.configuration(&id)?;
+                    let want = config.labels.get(LABEL_HASH);
+                    if want.is_some() && existing.labels.get(LABEL_HASH) == want {
+                        Ok((StepStatus::AlreadyDone, Some("already on the hub with the same content".into())))
+                    } else {
+                        Err(HubError::AlreadyExists { id })
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        StepOp::Update => {
+            let config = to_write(step, declared, options)?;
+            let etag = step.etag.as_deref().ok_or_else(|| {
+                HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
+            })?;
+            match hub.update_configuration(&config, etag) {
+                Ok(_) => Ok((StepStatus::Done, None)),
+                Err(HubError::PreconditionFailed { id }) => {
+                    // Someone changed it since the plan; if they wrote exactly what we
+                    // would have (a concurrent apply of the same files), that is done.
+                    let existing = hub.configuration(&id)?;
+                    if field_changes(&existing, &config).is_empty() {
+                        Ok((StepStatus::AlreadyDone, Some("the hub already holds this update".into())))
+                    } else {
+                        Err(HubError::PreconditionFailed { id })
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        StepOp::Delete => {
+            let etag = step.etag.as_deref().ok_or_else(|| {
+                HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
+            })?;
+            match hub.delete_configuration(&step.id, etag) {
+                Ok(()) => Ok((StepStatus::Done, None)),
+                Err(HubError::NotFound { .. }) => Ok((StepStatus::AlreadyDone, Some("already deleted".into()))),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Parses a duration such as `90s`, `10m`, `1h30m` or `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, ApplyError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| ApplyError::BadDuration(format!("\"{text}\" is not a duration ({e}); write e.g. 30s, 10m or 1h")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::SnapshotHub;
+    use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::spec::{SourceFile, Workspace};
+
+    fn rendered(text: &str) -> Vec<Rendered> {
+        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", text.to_string())]);
+        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+        let env = MapEnv(Default::default());
+        ws.deployments.iter().map(|d| render(d, &env, SecretMode::Reveal).unwrap()).collect()
+    }
+
+    const TWO: &str = r#"
+deployment "base" {
+    priority 10
+    target "tags.env='prod'"
+    runtime {
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "M" image="m:1.0"
+}
+layered "extra" {
+    priority 20
+    target "tags.env='prod'"
+    module "X" image="x:1.0"
+}
+"#;
+
+    fn empty_hub() -> (tempfile::TempDir, SnapshotHub) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        std::fs::write(dir.path().join("devices.json"), "[]").unwrap();
+        let hub = SnapshotHub::open(dir.path()).unwrap();
+        (dir, hub)
+    }
+
+    fn plan_steps(declared: &[Rendered], hub: &dyn Hub) -> Vec<Step> {
+        crate::plan::plan(declared.to_vec(), hub, &Default::default()).unwrap().steps
+    }
+
+    #[test]
+    fn creates_then_converges_and_stamps_the_commit() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let steps = plan_steps(&declared, &hub);
+        assert_eq!(steps.len(), 2);
+        let options = ApplyOptions { commit: Some("abc123".into()) };
+        let mut seen = Vec::new();
+        let report =
+            execute(&hub, &steps, &declared, &options, &AtomicBool::new(false), &mut |r| seen.push(r.step.number));
+        assert!(report.completed(), "{}", report.summary_text());
+        assert_eq!(seen, [1, 2]);
+        let configs = hub.configurations().unwrap();
+        assert_eq!(configs.len(), 2);
+        assert!(configs.iter().all(|c| c.labels.get(LABEL_COMMIT).map(String::as_str) == Some("abc123")));
+        assert!(plan_steps(&declared, &hub).is_empty());
+        assert_eq!(report.summary_text(), "Apply complete: 2 created, 0 updated, 0 deleted.\n");
+    }
+
+    #[test]
+    fn a_rerun_of_the_same_steps_counts_them_as_done() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let steps = plan_steps(&declared, &hub);
+        let no = AtomicBool::new(false);
+        execute(&hub, &steps, &declared, &ApplyOptions::default(), &no, &mut |_| {});
+        let again = execute(&hub, &steps, &declared, &ApplyOptions::default(), &no, &mut |_| {});
+        assert!(again.completed());
+        assert!(again.results.iter().all(|r| r.status == StepStatus::AlreadyDone));
+        assert_eq!(
+            again.summary_text(),
+            "Apply complete: 0 created, 0 updated, 0 deleted, 2 already done on the hub.\n"
+        );
+        assert_eq!(hub.configurations().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_create_over_different_content_fails_and_reports_the_rest() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let steps = plan_steps(&declared, &hub);
+        let mut squatter = declared[1].configuration.clone();
+        squatter.id = steps[0].id.clone();
+        squatter.labels.insert(LABEL_HASH.into(), "0000".into());
+        hub.create_configuration(&squatter).unwrap();
+        let report = execute(&hub, &steps, &declared, &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
+        assert_eq!(report.results[1].status, StepStatus::NotRun);
+        let text = report.summary_text();
+        assert!(text.contains("Apply stopped: step 1 failed."), "{text}");
+        assert!(text.contains(&format!("Remaining:\n  1. create {}", steps[0].id)), "{text}");
+        assert!(text.contains(&format!("  2. create {}", steps[1].id)), "{text}");
+    }
+
+    #[test]
+    fn an_interrupt_stops_before_the_next_step() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let steps = plan_steps(&declared, &hub);
+        let flag = AtomicBool::new(false);
+        let report = execute(&hub, &steps, &declared, &ApplyOptions::default(), &flag, &mut |_| {
+            flag.store(true, Ordering::SeqCst)
+        });
+        assert_eq!(report.stopped, Some(Stop::Interrupted));
+        assert_eq!(report.done().count(), 1);
+        assert_eq!(report.remaining().count(), 1);
+        assert_eq!(hub.configurations().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deletes_of_vanished_configurations_are_done() {
+        let (_dir, hub) = empty_hub();
+        let step = Step {
+            number: 1,
+            op: StepOp::Delete,
+            name: "gone".into(),
+            id: "gone-1".into(),
+            priority: 1,
+            etag: Some("\"x\"".into()),
+            reason: "delete".into(),
+        };
+        let report = execute(&hub, &[step], &[], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(report.results[0].status, StepStatus::AlreadyDone);
+    }
+
+    #[test]
+    fn an_update_over_someone_elses_change_fails_with_412() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let created = hub.create_configuration(&declared[0].configuration).unwrap();
+        let etag = created.etag.clone().unwrap();
+        // Someone else changes the priority after our plan read the etag.
+        let mut theirs = created.clone();
+        theirs.priority = 99;
+        hub.update_configuration(&theirs, &etag).unwrap();
+        let mut ours = declared[0].configuration.clone();
+        ours.priority = 11;
+        let ours = Rendered { configuration: ours, ..declared[0].clone() };
+        let step = Step {
+            number: 1,
+            op: StepOp::Update,
+            name: "base".into(),
+            id: created.id.clone(),
+            priority: 11,
+            etag: Some(etag),
+            reason: "update".into(),
+        };
+        let report = execute(&hub, &[step], &[ours], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
+        assert!(report.results[0].message.as_deref().unwrap().contains("HTTP 412"));
+        assert_eq!(hub.configuration(&created.id).unwrap().priority, 99, "their change stays");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").unwrap_err().to_string().contains("is not a duration"));
+    }
+}

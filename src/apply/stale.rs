@@ -1,0 +1,207 @@
+//! Saved plans: recognising a plan file, and refusing one that no longer describes the
+//! hub or the repository (a stale plan would write what nobody reviewed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::ApplyError;
+use crate::hub::Configuration;
+use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
+use crate::plan::SavedPlan;
+use crate::plan::saved::{SAVED_KIND, SAVED_VERSION};
+
+/// One way a saved plan no longer matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Staleness {
+    #[error("the plan was made against {planned}, not {now}")]
+    OtherHub { planned: String, now: String },
+    #[error("configuration {id} changed on the hub (etag {planned} is now {now})")]
+    EtagChanged { id: String, planned: String, now: String },
+    #[error("configuration {id} appeared on the hub")]
+    Appeared { id: String },
+    #[error("configuration {id} is no longer on the hub")]
+    Vanished { id: String },
+    #[error("deployment {name} ({id}) now renders to hash {now}, the plan recorded {planned}")]
+    ContentChanged { name: String, id: String, planned: String, now: String },
+    #[error("deployment {name} is no longer declared")]
+    NoLongerDeclared { name: String },
+    #[error("deployment {name} is declared but not in the plan")]
+    NewlyDeclared { name: String },
+}
+
+/// Reads `path` as a saved plan if it is one: a `.json` file whose `kind` is
+/// `fleetform-plan`. Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of
+/// deployment files.
+pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
+    if !path.is_file() || path.extension().and_then(|e| e.to_str()) != Some("json") {
+        return Ok(None);
+    }
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ApplyError::PlanFile { path: shown.clone(), message: e.to_string() })?;
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        // A .json file that is not JSON is not a plan; let the path handling say so.
+        Err(_) => return Ok(None),
+    };
+    if value.get("kind").and_then(|k| k.as_str()) != Some(SAVED_KIND) {
+        return Ok(None);
+    }
+    let version = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version != u64::from(SAVED_VERSION) {
+        return Err(ApplyError::PlanVersion {
+            path: shown,
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+            supported: SAVED_VERSION,
+        });
+    }
+    serde_json::from_value(value).map(Some).map_err(|e| ApplyError::PlanFile { path: shown, message: e.to_string() })
+}
+
+/// Everything that makes `saved` stale, given the hub's configurations now (`current`),
+/// the declared deployments re-rendered now with secrets from the environment, and the
+/// description of the hub apply talks to. Empty when the plan can be carried out.
+pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], declared: &[Rendered]) -> Vec<Staleness> {
+    let mut out = Vec::new();
+    if saved.hub != hub {
+        out.push(Staleness::OtherHub { planned: saved.hub.clone(), now: hub.to_string() });
+    }
+    // The same notion of "managed" as the plan's hub_etags.
+    let now: BTreeMap<&str, Option<&str>> = current
+        .iter()
+        .filter(|c| c.labels.contains_key(LABEL_NAME) && c.labels.contains_key(LABEL_HASH))
+        .map(|c| (c.id.as_str(), c.etag.as_deref()))
+        .collect();
+    for (id, planned) in &saved.hub_etags {
+        match now.get(id.as_str()) {
+            None => out.push(Staleness::Vanished { id: id.clone() }),
+            Some(etag) if *etag != planned.as_deref() => out.push(Staleness::EtagChanged {
+                id: id.clone(),
+                planned: planned.clone().unwrap_or_else(|| "(none)".into()),
+                now: etag.unwrap_or("(none)").to_string(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for id in now.keys().filter(|id| !saved.hub_etags.contains_key(**id)) {
+        out.push(Staleness::Appeared { id: id.to_string() });
+    }
+    let rendered: BTreeMap<&str, &Rendered> = declared
+        .iter()
+        .map(|r| (r.configuration.labels.get(LABEL_NAME).map_or(r.configuration.id.as_str(), String::as_str), r))
+        .collect();
+    for c in &saved.configurations {
+        match rendered.get(c.name.as_str()) {
+            None => out.push(Staleness::NoLongerDeclared { name: c.name.clone() }),
+            Some(r) if r.hash != c.hash || r.configuration.id != c.id => out.push(Staleness::ContentChanged {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                planned: c.hash.clone(),
+                now: r.hash.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for name in rendered.keys().filter(|n| !saved.configurations.iter().any(|c| c.name == **n)) {
+        out.push(Staleness::NewlyDeclared { name: name.to_string() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Hub, SnapshotHub};
+    use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::spec::{SourceFile, Workspace};
+
+    const BASE: &str = r#"
+deployment "base" {
+    priority 10
+    target "tags.env='prod'"
+    runtime {
+        registry "r" address="r.azurecr.io" username="u" password=(env)"PW"
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "M" image="m:1.0"
+}
+"#;
+
+    fn rendered(pw: &str) -> Vec<Rendered> {
+        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", BASE.to_string())]);
+        let env = MapEnv([("PW".to_string(), pw.to_string())].into_iter().collect());
+        vec![render(&ws.deployments[0], &env, SecretMode::Reveal).unwrap()]
+    }
+
+    fn saved_against(hub: &SnapshotHub, declared: Vec<Rendered>) -> SavedPlan {
+        let plan = crate::plan::plan(declared, hub, &Default::default()).unwrap();
+        SavedPlan::new(&plan, None, String::new())
+    }
+
+    fn hub() -> (tempfile::TempDir, SnapshotHub) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        std::fs::write(dir.path().join("devices.json"), "[]").unwrap();
+        let hub = SnapshotHub::open(dir.path()).unwrap();
+        (dir, hub)
+    }
+
+    #[test]
+    fn a_fresh_plan_is_not_stale() {
+        let (_d, hub) = hub();
+        let saved = saved_against(&hub, rendered("a"));
+        assert_eq!(check_saved(&saved, &hub.describe(), &hub.configurations().unwrap(), &rendered("a")), []);
+    }
+
+    #[test]
+    fn a_changed_secret_or_hub_makes_it_stale() {
+        let (_d, hub) = hub();
+        let saved = saved_against(&hub, rendered("a"));
+        let problems = check_saved(&saved, &hub.describe(), &[], &rendered("b"));
+        assert!(matches!(&problems[..], [Staleness::ContentChanged { name, .. }] if name == "base"), "{problems:?}");
+        let mut created = rendered("a")[0].configuration.clone();
+        created.id = "base-other".into();
+        let created = hub.create_configuration(&created).unwrap();
+        let problems = check_saved(&saved, &hub.describe(), &[created], &rendered("a"));
+        assert_eq!(problems, [Staleness::Appeared { id: "base-other".into() }]);
+        assert!(problems[0].to_string().contains("base-other appeared"));
+        let other = check_saved(&saved, "hub elsewhere", &[], &rendered("a"));
+        assert!(matches!(&other[..], [Staleness::OtherHub { .. }]));
+    }
+
+    #[test]
+    fn changed_and_vanished_etags_are_named() {
+        let (_d, hub) = hub();
+        let first = saved_against(&hub, rendered("a"));
+        let created = hub.create_configuration(&rendered("a")[0].configuration).unwrap();
+        let saved = saved_against(&hub, rendered("a"));
+        assert!(first.hub_etags.is_empty() && saved.hub_etags.len() == 1);
+        let mut touched = created.clone();
+        touched.etag = Some("\"new\"".into());
+        let problems = check_saved(&saved, &hub.describe(), &[touched], &rendered("a"));
+        assert!(matches!(&problems[..], [Staleness::EtagChanged { id, .. }] if *id == created.id), "{problems:?}");
+        let problems = check_saved(&saved, &hub.describe(), &[], &rendered("a"));
+        assert_eq!(problems, [Staleness::Vanished { id: created.id.clone() }]);
+    }
+
+    #[test]
+    fn plan_files_are_told_from_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("x.json");
+        std::fs::write(&other, r#"{"kind":"something-else"}"#).unwrap();
+        assert!(load_plan_file(&other).unwrap().is_none());
+        assert!(load_plan_file(dir.path()).unwrap().is_none());
+        let future = dir.path().join("p.json");
+        std::fs::write(&future, r#"{"kind":"fleetform-plan","format_version":9}"#).unwrap();
+        assert!(matches!(load_plan_file(&future), Err(ApplyError::PlanVersion { found: 9, .. })));
+        let (_d, hub) = hub();
+        let saved = saved_against(&hub, rendered("a"));
+        let good = dir.path().join("plan.json");
+        std::fs::write(&good, serde_json::to_string(&saved).unwrap()).unwrap();
+        assert_eq!(load_plan_file(&good).unwrap().unwrap(), saved);
+    }
+}

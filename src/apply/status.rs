@@ -1,0 +1,175 @@
+//! `fleetform status`: the deployments on a hub as fleetform sees them: managed ones
+//! with their name, commit and rollout metrics, and unmanaged IoT Edge ones apart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::hub::wire::ConfigurationKind;
+use crate::hub::{Configuration, Hub, HubError};
+use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME};
+
+/// System metrics of one deployment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SystemCounts {
+    pub targeted: i64,
+    pub applied: i64,
+    pub reported_successful: i64,
+    pub reported_failed: i64,
+}
+
+/// One IoT Edge deployment on the hub.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeploymentStatus {
+    /// `fleetform-name` for managed deployments, the id otherwise.
+    pub name: String,
+    pub id: String,
+    pub kind: ConfigurationKind,
+    pub priority: i64,
+    pub target_condition: String,
+    /// `fleetform-commit`: the commit the deployment was applied from.
+    pub commit: Option<String>,
+    /// None when the hub reports no metrics (a snapshot directory).
+    pub system_metrics: Option<SystemCounts>,
+    /// Custom metric results by name.
+    pub metrics: BTreeMap<String, i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusReport {
+    pub hub: String,
+    pub managed: Vec<DeploymentStatus>,
+    pub unmanaged: Vec<DeploymentStatus>,
+}
+
+impl DeploymentStatus {
+    fn of(c: &Configuration, managed: bool) -> Self {
+        let system_metrics = c.system_metrics.as_ref().filter(|m| !m.results.is_empty()).map(|m| {
+            let get = |k: &str| m.results.get(k).copied().unwrap_or(0);
+            SystemCounts {
+                targeted: get("targetedCount"),
+                applied: get("appliedCount"),
+                reported_successful: get("reportedSuccessfulCount"),
+                reported_failed: get("reportedFailedCount"),
+            }
+        });
+        DeploymentStatus {
+            name: if managed { c.labels.get(LABEL_NAME).cloned().unwrap_or_default() } else { c.id.clone() },
+            id: c.id.clone(),
+            kind: c.kind(),
+            priority: c.priority,
+            target_condition: c.target_condition.clone(),
+            commit: c.labels.get(LABEL_COMMIT).cloned(),
+            system_metrics,
+            metrics: c.metrics.as_ref().map(|m| m.results.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads every IoT Edge deployment on `hub`; on a hub with live metrics each is read
+/// on its own, as the list endpoint need not carry current metrics.
+pub fn status(hub: &dyn Hub) -> Result<StatusReport, HubError> {
+    let mut managed = Vec::new();
+    let mut unmanaged = Vec::new();
+    for listed in hub.configurations()?.into_iter().filter(Configuration::is_edge) {
+        let c = if hub.live_metrics() {
+            match hub.configuration(&listed.id) {
+                Ok(c) => c,
+                // Deleted between the list and the read: it is no longer there to report.
+                Err(HubError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        } else {
+            listed
+        };
+        let is_managed = c.labels.contains_key(LABEL_NAME) && c.labels.contains_key(LABEL_HASH);
+        if is_managed {
+            managed.push(DeploymentStatus::of(&c, true));
+        } else {
+            unmanaged.push(DeploymentStatus::of(&c, false));
+        }
+    }
+    let order = |a: &DeploymentStatus, b: &DeploymentStatus| {
+        b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
+    };
+    managed.sort_by(order);
+    unmanaged.sort_by(order);
+    Ok(StatusReport { hub: hub.describe(), managed, unmanaged })
+}
+
+fn kind_word(k: ConfigurationKind) -> &'static str {
+    match k {
+        ConfigurationKind::Standard => "standard",
+        ConfigurationKind::Layered => "layered",
+        ConfigurationKind::DeviceManagement => "device management",
+    }
+}
+
+fn entry(out: &mut String, d: &DeploymentStatus, managed: bool) {
+    if managed {
+        let _ = writeln!(out, "  {} ({})", d.name, d.id);
+    } else {
+        let _ = writeln!(out, "  {}", d.id);
+    }
+    let _ = writeln!(out, "      {}, priority {}, target {}", kind_word(d.kind), d.priority, d.target_condition);
+    if managed {
+        let _ = writeln!(out, "      commit: {}", d.commit.as_deref().unwrap_or("(not recorded)"));
+    }
+    match &d.system_metrics {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "      devices: {} targeted, {} applied, {} reported ok, {} reported failed",
+                m.targeted, m.applied, m.reported_successful, m.reported_failed
+            );
+        }
+        None => {
+            let _ = writeln!(out, "      devices: (no metrics from this hub)");
+        }
+    }
+    if !d.metrics.is_empty() {
+        let parts: Vec<String> = d.metrics.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "      metrics: {}", parts.join(", "));
+    }
+}
+
+/// The report as text for a terminal or a log.
+pub fn status_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Managed deployments on {} ({}):", report.hub, report.managed.len());
+    if report.managed.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for d in &report.managed {
+        entry(&mut out, d, true);
+    }
+    if !report.unmanaged.is_empty() {
+        let _ =
+            writeln!(out, "\nUnmanaged IoT Edge deployments ({}), never changed by fleetform:", report.unmanaged.len());
+        for d in &report.unmanaged {
+            entry(&mut out, d, false);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::SnapshotHub;
+
+    #[test]
+    fn the_example_hub_splits_managed_and_unmanaged() {
+        let hub = SnapshotHub::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campus/hub")))
+            .unwrap();
+        let report = status(&hub).unwrap();
+        assert!(report.managed.iter().any(|d| d.name == "campus-base"));
+        assert!(report.unmanaged.iter().any(|d| d.id.starts_with("manual-hotfix")), "{report:?}");
+        assert!(report.managed.windows(2).all(|w| w[0].priority >= w[1].priority));
+        let text = status_text(&report);
+        assert!(text.contains("Unmanaged IoT Edge deployments (1)"), "{text}");
+        assert!(text.contains("commit: (not recorded)"));
+        assert!(text.contains("devices: (no metrics from this hub)"));
+    }
+}

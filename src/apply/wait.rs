@@ -1,0 +1,272 @@
+//! `apply --wait`: polls the system metrics of what apply wrote until every deployment
+//! is applied and reported successful, a device reports failure, or time runs out.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::hub::{Configuration, Hub, HubError};
+
+/// The environment variable that overrides the polling interval, in milliseconds (tests).
+pub const INTERVAL_ENV: &str = "FLEETFORM_WAIT_INTERVAL_MS";
+
+#[derive(Clone, Debug)]
+pub struct WaitOptions {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Time between polls.
+    pub interval: Duration,
+    /// Devices each id should end up applied to, when the plan knows (a standard
+    /// deployment outranked on some devices is targeted there but never applied). Ids
+    /// missing here must be applied on every targeted device.
+    pub expected_applied: BTreeMap<String, u64>,
+}
+
+impl WaitOptions {
+    /// Polls every 5 s, or every `FLEETFORM_WAIT_INTERVAL_MS` when set.
+    pub fn new(timeout: Duration, expected_applied: BTreeMap<String, u64>) -> Self {
+        let interval = std::env::var(INTERVAL_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(5), Duration::from_millis);
+        WaitOptions { timeout, interval, expected_applied }
+    }
+}
+
+/// One deployment's rollout, from its system metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WaitProgress {
+    pub id: String,
+    pub targeted: i64,
+    pub applied: i64,
+    /// Devices that should end up applied.
+    pub expected: i64,
+    pub reported_ok: i64,
+    pub reported_failed: i64,
+}
+
+impl WaitProgress {
+    pub fn of(c: &Configuration, expected: Option<u64>) -> Self {
+        let get = |k: &str| c.system_metrics.as_ref().and_then(|m| m.results.get(k).copied()).unwrap_or(0);
+        let targeted = get("targetedCount");
+        WaitProgress {
+            id: c.id.clone(),
+            targeted,
+            applied: get("appliedCount"),
+            expected: expected.map_or(targeted, |e| i64::try_from(e).unwrap_or(i64::MAX)),
+            reported_ok: get("reportedSuccessfulCount"),
+            reported_failed: get("reportedFailedCount"),
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.applied >= self.expected && self.reported_ok == self.applied && self.reported_failed == 0
+    }
+
+    pub fn counts(&self) -> String {
+        format!(
+            "targeted {}, applied {}/{}, reported ok {}, reported failed {}",
+            self.targeted, self.applied, self.expected, self.reported_ok, self.reported_failed
+        )
+    }
+}
+
+/// How a wait ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum WaitOutcome {
+    Succeeded {
+        deployments: Vec<WaitProgress>,
+    },
+    /// Devices reported failure for this deployment.
+    Failed {
+        deployment: WaitProgress,
+    },
+    TimedOut {
+        deployments: Vec<WaitProgress>,
+    },
+    Interrupted {
+        deployments: Vec<WaitProgress>,
+    },
+    /// The hub has no live metrics (a snapshot directory): nothing to wait for.
+    NoMetrics,
+}
+
+impl WaitOutcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, WaitOutcome::Succeeded { .. } | WaitOutcome::NoMetrics)
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            WaitOutcome::Succeeded { deployments } => {
+                format!(
+                    "Rollout complete: {} deployment{} applied and reported successful.",
+                    deployments.len(),
+                    if deployments.len() == 1 { "" } else { "s" }
+                )
+            }
+            WaitOutcome::Failed { deployment } => {
+                format!(
+                    "Rollout failed: deployment {} has devices reporting failure ({}).",
+                    deployment.id,
+                    deployment.counts()
+                )
+            }
+            WaitOutcome::TimedOut { deployments } => {
+                let pending: Vec<String> = deployments
+                    .iter()
+                    .filter(|p| !p.finished())
+                    .map(|p| format!("{} ({})", p.id, p.counts()))
+                    .collect();
+                format!("Rollout timed out; still waiting for: {}.", pending.join("; "))
+            }
+            WaitOutcome::Interrupted { .. } => "Waiting interrupted; the rollout goes on on the hub.".to_string(),
+            WaitOutcome::NoMetrics => {
+                "--wait: a snapshot directory has no devices reporting metrics; nothing to wait for.".to_string()
+            }
+        }
+    }
+}
+
+/// Polls `ids` until they finish, one fails, `options.timeout` passes or `interrupt`
+/// is set. `on_poll` sees the counts after every poll.
+pub fn wait(
+    hub: &dyn Hub,
+    ids: &[String],
+    options: &WaitOptions,
+    interrupt: &AtomicBool,
+    on_poll: &mut dyn FnMut(&[WaitProgress]),
+) -> Result<WaitOutcome, HubError> {
+    if !hub.live_metrics() {
+        return Ok(WaitOutcome::NoMetrics);
+    }
+    let started = Instant::now();
+    loop {
+        let mut now = Vec::with_capacity(ids.len());
+        for id in ids {
+            let c = hub.configuration(id)?;
+            now.push(WaitProgress::of(&c, options.expected_applied.get(id).copied()));
+        }
+        on_poll(&now);
+        if let Some(failed) = now.iter().find(|p| p.reported_failed > 0) {
+            return Ok(WaitOutcome::Failed { deployment: failed.clone() });
+        }
+        if now.iter().all(WaitProgress::finished) {
+            return Ok(WaitOutcome::Succeeded { deployments: now });
+        }
+        if started.elapsed() >= options.timeout {
+            return Ok(WaitOutcome::TimedOut { deployments: now });
+        }
+        // Sleep in small slices so Ctrl-C is answered promptly.
+        let until = Instant::now() + options.interval.min(options.timeout.saturating_sub(started.elapsed()));
+        while Instant::now() < until {
+            if interrupt.load(Ordering::SeqCst) {
+                return Ok(WaitOutcome::Interrupted { deployments: now });
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
+/// Shows wait progress on stderr: one progress bar per deployment on a terminal, a plain
+/// line per deployment whenever its counts change otherwise (CI logs).
+pub struct ProgressDisplay {
+    bars: Option<(indicatif::MultiProgress, BTreeMap<String, indicatif::ProgressBar>)>,
+    last: BTreeMap<String, WaitProgress>,
+}
+
+impl ProgressDisplay {
+    pub fn new(terminal: bool) -> Self {
+        ProgressDisplay {
+            bars: terminal.then(|| (indicatif::MultiProgress::new(), BTreeMap::new())),
+            last: BTreeMap::new(),
+        }
+    }
+
+    pub fn show(&mut self, progress: &[WaitProgress]) {
+        match &mut self.bars {
+            Some((multi, bars)) => {
+                for p in progress {
+                    let bar = bars.entry(p.id.clone()).or_insert_with(|| {
+                        let style = indicatif::ProgressStyle::with_template("{prefix:40} [{bar:30}] {pos}/{len} {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                            .progress_chars("=> ");
+                        multi.add(indicatif::ProgressBar::new(0).with_style(style).with_prefix(p.id.clone()))
+                    });
+                    bar.set_length(u64::try_from(p.expected.max(1)).unwrap_or(1));
+                    bar.set_position(u64::try_from(p.reported_ok.max(0)).unwrap_or(0));
+                    bar.set_message(format!(
+                        "targeted {} applied {} ok {} failed {}",
+                        p.targeted, p.applied, p.reported_ok, p.reported_failed
+                    ));
+                }
+            }
+            None => {
+                let mut err = std::io::stderr().lock();
+                for p in progress {
+                    if self.last.get(&p.id) != Some(p) {
+                        let _ = writeln!(err, "waiting: {}: {}", p.id, p.counts());
+                        self.last.insert(p.id.clone(), p.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.values() {
+                bar.abandon();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::wire::Metrics;
+
+    fn with_metrics(t: i64, a: i64, ok: i64, failed: i64) -> Configuration {
+        let results = [
+            ("targetedCount", t),
+            ("appliedCount", a),
+            ("reportedSuccessfulCount", ok),
+            ("reportedFailedCount", failed),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Configuration {
+            id: "d-1".into(),
+            system_metrics: Some(Metrics { results, queries: Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finished_means_applied_where_expected_and_all_reported_ok() {
+        assert!(WaitProgress::of(&with_metrics(10, 10, 10, 0), None).finished());
+        assert!(!WaitProgress::of(&with_metrics(10, 10, 9, 0), None).finished());
+        assert!(!WaitProgress::of(&with_metrics(10, 6, 6, 0), None).finished());
+        // Outranked on 4 of 10 devices: 6 applied is all there will be.
+        assert!(WaitProgress::of(&with_metrics(10, 6, 6, 0), Some(6)).finished());
+        assert!(!WaitProgress::of(&with_metrics(10, 6, 5, 1), Some(6)).finished());
+        assert_eq!(WaitProgress::of(&Configuration::default(), None), WaitProgress::default());
+    }
+
+    #[test]
+    fn a_snapshot_has_no_metrics_to_wait_for() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        let hub = crate::hub::SnapshotHub::open(dir.path()).unwrap();
+        let options = WaitOptions::new(Duration::from_secs(1), BTreeMap::new());
+        let out = wait(&hub, &["x".into()], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(out, WaitOutcome::NoMetrics);
+        assert!(out.succeeded() && out.message().contains("nothing to wait for"));
+    }
+}
