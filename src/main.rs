@@ -142,6 +142,10 @@ enum Command {
     Status {
         #[command(flatten)]
         hub: HubArgs,
+        /// The repository to compare each deployment's fleetform-commit with: is it HEAD,
+        /// or has HEAD moved on?
+        #[arg(long, value_name = "PATH", default_value = ".")]
+        repo: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -346,7 +350,7 @@ fn run(command: Command) -> miette::Result<ExitCode> {
         Command::Apply { args, hub, auto_approve, prune, timeout, wait, allow_dirty, format } => {
             apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, allow_dirty, format })
         }
-        Command::Status { hub, format } => status(&hub, format),
+        Command::Status { hub, repo, format } => status(&hub, &repo, format),
         Command::Explain { device, paths, hub, current, declared: _, format } => {
             explain(&device, &paths, &hub, current, format)
         }
@@ -1022,9 +1026,10 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     })
 }
 
-fn status(hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
+fn status(hub: &HubArgs, repo: &std::path::Path, format: Format) -> miette::Result<ExitCode> {
     let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
-    let report = fleetform::apply::status(hub.as_ref())?;
+    let mut report = fleetform::apply::status(hub.as_ref())?;
+    fleetform::apply::compare_with_head(&mut report, repo);
     match format {
         Format::Text => print!("{}", fleetform::apply::status_text(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),

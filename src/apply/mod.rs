@@ -21,7 +21,7 @@ use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
 use crate::plan::{Step, StepOp, actions::field_changes};
 
 pub use stale::{Staleness, check_saved, load_plan_file};
-pub use status::{DeploymentStatus, StatusReport, status, status_text};
+pub use status::{DeploymentStatus, StatusReport, compare_with_head, status, status_text};
 pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
 
 /// Why apply could not start or load its input.

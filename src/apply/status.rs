@@ -30,6 +30,10 @@ pub struct DeploymentStatus {
     pub target_condition: String,
     /// `fleetform-commit`: the commit the deployment was applied from.
     pub commit: Option<String>,
+    /// How that commit relates to the local repository's HEAD, when known: `head`,
+    /// `behind-head` (HEAD has moved on) or `not-in-history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_vs_head: Option<&'static str>,
     /// None when the hub reports no metrics (a snapshot directory).
     pub system_metrics: Option<SystemCounts>,
     /// Custom metric results by name.
@@ -61,6 +65,7 @@ impl DeploymentStatus {
             priority: c.priority,
             target_condition: c.target_condition.clone(),
             commit: c.labels.get(LABEL_COMMIT).cloned(),
+            commit_vs_head: None,
             system_metrics,
             metrics: c.metrics.as_ref().map(|m| m.results.clone()).unwrap_or_default(),
         }
@@ -98,6 +103,23 @@ pub fn status(hub: &dyn Hub) -> Result<StatusReport, HubError> {
     Ok(StatusReport { hub: hub.describe(), managed, unmanaged })
 }
 
+/// Says, for each managed deployment, whether the commit it was applied from is the
+/// HEAD of the repository at `repo`, behind it, or not in its history at all. Leaves the
+/// report as it is when `repo` is not in a git repository.
+pub fn compare_with_head(report: &mut StatusReport, repo: &std::path::Path) {
+    let Some(head) = crate::git::head_commit(repo) else { return };
+    for d in &mut report.managed {
+        let Some(commit) = &d.commit else { continue };
+        d.commit_vs_head = Some(if *commit == head {
+            "head"
+        } else if crate::git::commit_is_ancestor_of_head(repo, commit).unwrap_or(false) {
+            "behind-head"
+        } else {
+            "not-in-history"
+        });
+    }
+}
+
 fn kind_word(k: ConfigurationKind) -> &'static str {
     match k {
         ConfigurationKind::Standard => "standard",
@@ -114,7 +136,13 @@ fn entry(out: &mut String, d: &DeploymentStatus, managed: bool) {
     }
     let _ = writeln!(out, "      {}, priority {}, target {}", kind_word(d.kind), d.priority, d.target_condition);
     if managed {
-        let _ = writeln!(out, "      commit: {}", d.commit.as_deref().unwrap_or("(not recorded)"));
+        let relation = match d.commit_vs_head {
+            Some("head") => " (the repository's HEAD)",
+            Some("behind-head") => " (HEAD has moved on since)",
+            Some(_) => " (not in this repository's history)",
+            None => "",
+        };
+        let _ = writeln!(out, "      commit: {}{relation}", d.commit.as_deref().unwrap_or("(not recorded)"));
     }
     match &d.system_metrics {
         Some(m) => {
@@ -167,6 +195,18 @@ mod tests {
         assert!(report.managed.iter().any(|d| d.name == "campus-base"));
         assert!(report.unmanaged.iter().any(|d| d.id.starts_with("manual-hotfix")), "{report:?}");
         assert!(report.managed.windows(2).all(|w| w[0].priority >= w[1].priority));
+        let mut report = report;
+        // Not a repository: nothing to compare.
+        compare_with_head(&mut report, &std::env::temp_dir());
+        assert!(report.managed.iter().all(|d| d.commit_vs_head.is_none()));
+        report.managed[0].commit = Some("0000000000000000000000000000000000000000".into());
+        compare_with_head(&mut report, std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+        if crate::git::head_commit(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).is_some() {
+            assert_eq!(report.managed[0].commit_vs_head, Some("not-in-history"));
+            assert!(status_text(&report).contains("(not in this repository's history)"));
+            report.managed[0].commit = None;
+            report.managed[0].commit_vs_head = None;
+        }
         let text = status_text(&report);
         assert!(text.contains("Unmanaged IoT Edge deployments (1)"), "{text}");
         assert!(text.contains("commit: (not recorded)"));
