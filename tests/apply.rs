@@ -2,12 +2,12 @@
 //! emulator (`fleetform hub serve`) on 127.0.0.1, and against snapshot directories.
 //! Every server is killed when its test ends, and every wait is bounded.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fleetform::apply::{ApplyOptions, execute};
@@ -30,69 +30,20 @@ fn deployments() -> PathBuf {
     root().join("examples/campus/deployments")
 }
 
-/// A running emulator; killed and reaped on drop.
+/// A running emulator over a temp copy of the example hub; killed and reaped on drop.
 struct Server {
-    child: Child,
+    _process: common::EmulatorProcess,
     url: String,
     connection: String,
     state: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temp copy of the example hub.
-fn campus_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["configurations.json", "devices.json", "modules.json"] {
-        std::fs::copy(root().join("examples/campus/hub").join(name), dir.path().join(name)).unwrap();
-    }
-    dir
-}
-
 fn start(flags: &[&str]) -> Server {
-    let dir = campus_copy();
+    let dir = common::campus_hub_copy();
     let state = dir.path().to_path_buf();
-    let mut child = Command::new(BIN)
-        .args(["hub", "serve", "--state"])
-        .arg(&state)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(flags)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut url, mut connection) = (None, None);
-    while url.is_none() || connection.is_none() {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the emulator did not print its banner within 30 s");
-        };
-        if let Some(u) = line.strip_prefix("fleetform hub emulator listening on ") {
-            url = Some(u.to_string());
-        }
-        if let Some(c) = line.strip_prefix("connection string: ") {
-            connection = Some(c.to_string());
-        }
-    }
-    let url = url.unwrap();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Server { child, url, connection: connection.unwrap(), state, _dir: dir }
+    let process = common::EmulatorProcess::start(&state, flags);
+    Server { url: process.url.clone(), connection: process.connection.clone(), _process: process, state, _dir: dir }
 }
 
 /// The fleetform binary with the example's secrets and no hub from the environment.
@@ -364,7 +315,7 @@ fn wait_fails_when_devices_report_failure() {
 
 /// A snapshot copy and a saved plan of the example against it.
 fn saved_plan() -> (tempfile::TempDir, PathBuf) {
-    let hub = campus_copy();
+    let hub = common::campus_hub_copy();
     let file = hub.path().join("plan.json");
     let out =
         cli().args(["plan", "--hub"]).arg(hub.path()).arg(deployments()).arg("--out").arg(&file).output().unwrap();
@@ -431,7 +382,7 @@ fn a_saved_plan_is_refused_when_secrets_change_the_content() {
 
 #[test]
 fn without_a_terminal_apply_asks_for_auto_approve() {
-    let hub = campus_copy();
+    let hub = common::campus_hub_copy();
     let before = std::fs::read(hub.path().join("configurations.json")).unwrap();
     let out = cli().args(["apply", "--hub"]).arg(hub.path()).arg(deployments()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));

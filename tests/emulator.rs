@@ -1,10 +1,10 @@
 //! End to end: the real `fleetform hub serve` binary on 127.0.0.1, driven by the REST backend
 //! (`RestHub`) and by the real `fleetform query` / `fleetform snapshot` commands.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use fleetform::hub::connection::ConnectionString;
@@ -16,28 +16,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 /// A running emulator; killed (and reaped) on drop, so a failing test leaves no process.
 struct Server {
-    child: Child,
+    process: common::EmulatorProcess,
     url: String,
     connection: String,
     _dir: tempfile::TempDir,
     state: PathBuf,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A temp copy of the example hub: its devices, module twins and deployments.
 fn campus_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
-    for name in ["configurations.json", "devices.json", "modules.json"] {
-        std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
-    }
-    dir
+    common::campus_hub_copy()
 }
 
 /// The example hub's fleet with no deployments, for tests that create their own.
@@ -49,44 +37,8 @@ fn campus_fleet() -> tempfile::TempDir {
 
 fn start(dir: tempfile::TempDir, flags: &[&str]) -> Server {
     let state = dir.path().to_path_buf();
-    let mut child = Command::new(BIN)
-        .args(["hub", "serve", "--state"])
-        .arg(&state)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(flags)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut url, mut connection) = (None, None);
-    while url.is_none() || connection.is_none() {
-        let line = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the emulator did not print its banner within 30 s");
-            }
-        };
-        if let Some(u) = line.strip_prefix("fleetform hub emulator listening on ") {
-            url = Some(u.to_string());
-        }
-        if let Some(c) = line.strip_prefix("connection string: ") {
-            connection = Some(c.to_string());
-        }
-    }
-    let url = url.unwrap();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Server { child, url, connection: connection.unwrap(), _dir: dir, state }
+    let process = common::EmulatorProcess::start(&state, flags);
+    Server { url: process.url.clone(), connection: process.connection.clone(), process, _dir: dir, state }
 }
 
 impl Server {
@@ -499,8 +451,7 @@ fn state_survives_kill_9() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(37));
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.process.kill(); // SIGKILL
     writer.join().unwrap();
     let snap = fleetform::hub::Snapshot::open(&state).unwrap();
     let configs = snap.configurations().unwrap();

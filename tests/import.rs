@@ -2,11 +2,10 @@
 //! over REST) with adoption as a label-only update, and a VS Code / iotedgedev
 //! `deployment.json` becomes KDL with `(env)` references.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use fleetform::hub::Hub;
 use fleetform::hub::connection::ConnectionString;
@@ -19,56 +18,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 /// `fleetform hub serve` on a temp copy of the example hub; killed on drop.
 struct Emulator {
-    child: Child,
+    _process: common::EmulatorProcess,
     url: String,
     connection: String,
     _state: tempfile::TempDir,
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn emulator() -> Emulator {
-    let state = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
-    for name in ["configurations.json", "devices.json", "modules.json"] {
-        std::fs::copy(src.join(name), state.path().join(name)).unwrap();
-    }
-    let mut child = Command::new(BIN)
-        .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
-        .arg(state.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut url, mut connection) = (None, None);
-    while url.is_none() || connection.is_none() {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the emulator did not start within 30 s");
-        };
-        if let Some(u) = line.strip_prefix("fleetform hub emulator listening on ") {
-            url = Some(u.to_string());
-        }
-        if let Some(c) = line.strip_prefix("connection string: ") {
-            connection = Some(c.to_string());
-        }
-    }
-    Emulator { child, url: url.unwrap(), connection: connection.unwrap(), _state: state }
+    let state = common::campus_hub_copy();
+    let process = common::EmulatorProcess::start(state.path(), &[]);
+    Emulator { url: process.url.clone(), connection: process.connection.clone(), _process: process, _state: state }
 }
 
 impl Emulator {

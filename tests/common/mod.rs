@@ -62,3 +62,76 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `fleetform hub serve` on 127.0.0.1 (a free port the server picks) over `state`,
+/// killed and reaped on drop, so a failing test leaves no process behind.
+pub struct EmulatorProcess {
+    child: std::process::Child,
+    pub url: String,
+    pub connection: String,
+}
+
+impl EmulatorProcess {
+    pub fn start(state: &Path, flags: &[&str]) -> EmulatorProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetform"))
+            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
+            .arg(state)
+            .args(flags)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the fleetform binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut url, mut connection) = (None, None);
+        while url.is_none() || connection.is_none() {
+            let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the emulator did not print its banner within 30 s");
+            };
+            if let Some(u) = line.strip_prefix("fleetform hub emulator listening on ") {
+                url = Some(u.to_string());
+            }
+            if let Some(c) = line.strip_prefix("connection string: ") {
+                connection = Some(c.to_string());
+            }
+        }
+        let url = url.unwrap_or_default();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        EmulatorProcess { child, url, connection: connection.unwrap_or_default() }
+    }
+}
+
+impl EmulatorProcess {
+    /// SIGKILL, as a crash would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temp copy of the example hub: its devices, module twins and configurations.
+pub fn campus_hub_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
+    for name in ["configurations.json", "devices.json", "modules.json"] {
+        std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
