@@ -133,6 +133,8 @@ enum Command {
         /// fleetform-commit label then names a commit that does not hold them).
         #[arg(long)]
         allow_dirty: bool,
+        #[command(flatten)]
+        git: RefArg,
         /// text, or json (one report object on stdout; the plan goes to stderr).
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -167,6 +169,8 @@ enum Command {
         /// Explain the repository's deployments as apply would leave them (the default).
         #[arg(long)]
         declared: bool,
+        #[command(flatten)]
+        git: RefArg,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -347,12 +351,13 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             let revs = Revisions { head: git.git_ref, base };
             plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode, &revs)
         }
-        Command::Apply { args, hub, auto_approve, prune, timeout, wait, allow_dirty, format } => {
-            apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, allow_dirty, format })
+        Command::Apply { args, hub, auto_approve, prune, timeout, wait, allow_dirty, git, format } => {
+            let rev = git.git_ref;
+            apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, allow_dirty, rev, format })
         }
         Command::Status { hub, repo, format } => status(&hub, &repo, format),
-        Command::Explain { device, paths, hub, current, declared: _, format } => {
-            explain(&device, &paths, &hub, current, format)
+        Command::Explain { device, paths, hub, current, declared: _, git, format } => {
+            explain(&device, &paths, &hub, current, git.git_ref.as_deref(), format)
         }
         Command::Query { text, hub, format } => query(&text, &hub, format),
         Command::Snapshot { hub, out } => snapshot(&hub, &out),
@@ -550,12 +555,19 @@ fn plan(
     })
 }
 
-fn explain(device: &str, paths: &[PathBuf], hub: &HubArgs, current: bool, format: Format) -> miette::Result<ExitCode> {
+fn explain(
+    device: &str,
+    paths: &[PathBuf],
+    hub: &HubArgs,
+    current: bool,
+    rev: Option<&str>,
+    format: Format,
+) -> miette::Result<ExitCode> {
     use fleetform::explain::{State, explain_device};
     let (state, rendered) = if current {
         (State::Current, Vec::new())
     } else {
-        match declared(paths, None)? {
+        match declared(paths, rev)? {
             Some(r) => (State::Declared, r),
             None => return Ok(ExitCode::from(1)),
         }
@@ -851,6 +863,7 @@ struct ApplyFlags {
     timeout: String,
     wait: Option<String>,
     allow_dirty: bool,
+    rev: Option<String>,
     format: Format,
 }
 
@@ -879,7 +892,9 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths };
     // What is applied must be what was committed, so that fleetform-commit is the truth.
     // Files outside any repository have no commit to disagree with.
+    // From a commit (--ref) the working tree does not matter.
     if !flags.allow_dirty
+        && flags.rev.is_none()
         && let Some(dirty) = paths.iter().find(|p| fleetform::git::is_dirty(p).unwrap_or(false))
     {
         return Err(miette::miette!(
@@ -888,7 +903,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             dirty.display()
         ));
     }
-    let Some(rendered) = declared(&paths, None)? else { return Ok(ExitCode::from(1)) };
+    let Some(rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
     let json = flags.format == Format::Json;
@@ -967,7 +982,10 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             eprintln!("note: Ctrl-C will end apply at once, not between steps ({e})");
         }
     }
-    let commit = paths.first().and_then(|p| fleetform::git::head_commit(p));
+    let commit = match &flags.rev {
+        Some(rev) => Some(fleetform::git::resolve_commit(paths.first().map_or(std::path::Path::new("."), |p| p), rev)?),
+        None => paths.first().and_then(|p| fleetform::git::head_commit(p)),
+    };
     let total = steps.len();
     let report =
         apply::execute(hub.as_ref(), &steps, &declared_now, &apply::ApplyOptions { commit }, &interrupted, &mut |r| {

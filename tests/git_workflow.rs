@@ -258,3 +258,29 @@ fn apply_refuses_a_dirty_tree_unless_allowed() {
     let after = std::fs::read_to_string(hub.path().join("configurations.json")).unwrap();
     assert!(after.contains("telemetry:3.4.0"));
 }
+
+#[test]
+fn explain_and_apply_read_a_ref() {
+    let dir = repository();
+    let hub_arg = campus_hub().to_string_lossy().into_owned();
+    // HEAD (feature) runs Telemetry 3.3.0; main still has 3.2.0.
+    let head = ok(dir.path(), &["explain", "b43-f1-dc-000195", "deployments", "--hub", &hub_arg]);
+    assert!(head.contains("telemetry:3.3.0"), "{head}");
+    let main = ok(dir.path(), &["explain", "b43-f1-dc-000195", "deployments", "--ref", "main", "--hub", &hub_arg]);
+    assert!(main.contains("telemetry:3.2.0"), "{main}");
+
+    // Apply from main while the working tree is dirty: the tree does not matter, main's
+    // content is written and labelled with main's commit.
+    edit(&dir.path().join("deployments/base.kdl"), "telemetry:3.3.0", "telemetry:9.9.9");
+    let hub = tempfile::tempdir().unwrap();
+    for f in ["configurations.json", "devices.json", "modules.json"] {
+        std::fs::copy(campus_hub().join(f), hub.path().join(f)).unwrap();
+    }
+    let hub_copy = hub.path().to_string_lossy().into_owned();
+    ok(dir.path(), &["apply", "--auto-approve", "--ref", "main", "--hub", &hub_copy, "deployments"]);
+    let written = std::fs::read_to_string(hub.path().join("configurations.json")).unwrap();
+    assert!(written.contains("telemetry:3.2.0") && !written.contains("9.9.9"));
+    let repo = Repository::open(dir.path()).unwrap();
+    let main_id = repo.revparse_single("main").unwrap().id().to_string();
+    assert!(written.contains(&format!("\"fleetform-commit\": \"{main_id}\"")), "commit label is main's");
+}
