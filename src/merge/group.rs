@@ -108,15 +108,7 @@ impl<'d> Grouper<'d> {
     /// Adds one device. The match set is borrowed, so a caller can reuse one buffer for
     /// every device; it is copied only when it starts a new group.
     pub fn add(&mut self, device_id: &str, matches: &MatchSet) -> GroupId {
-        let id = match self.index.get(matches) {
-            Some(&id) => id,
-            None => {
-                let id = GroupId(self.groups.len() as u32);
-                self.index.insert(matches.clone(), id);
-                self.groups.push((matches.clone(), DeviceSample::default()));
-                id
-            }
-        };
+        let id = self.group_for(matches);
         self.groups[id.0 as usize].1.add(device_id);
         self.device_groups.push(id);
         id
@@ -126,16 +118,19 @@ impl<'d> Grouper<'d> {
     /// match sets before and after, then hands each side's groups here). No per-device
     /// group index is kept for them.
     pub fn add_devices(&mut self, matches: &MatchSet, devices: &DeviceSample) -> GroupId {
-        let id = match self.index.get(matches) {
-            Some(&id) => id,
-            None => {
-                let id = GroupId(self.groups.len() as u32);
-                self.index.insert(matches.clone(), id);
-                self.groups.push((matches.clone(), DeviceSample::default()));
-                id
-            }
-        };
+        let id = self.group_for(matches);
         self.groups[id.0 as usize].1.merge(devices);
+        id
+    }
+
+    /// The group of a match set, started empty the first time the set is seen.
+    fn group_for(&mut self, matches: &MatchSet) -> GroupId {
+        if let Some(&id) = self.index.get(matches) {
+            return id;
+        }
+        let id = GroupId(self.groups.len() as u32);
+        self.index.insert(matches.clone(), id);
+        self.groups.push((matches.clone(), DeviceSample::default()));
         id
     }
 

@@ -653,17 +653,7 @@ impl Cx<'_> {
                 }
                 "registry" => {
                     if let Some(r) = self.registry(child) {
-                        if registries.contains_key(&r.name) {
-                            self.err(
-                                Code::Duplicate,
-                                r.origin.span,
-                                format!("registry \"{}\" is declared twice", r.name),
-                                "second declaration",
-                                Some("keep one".into()),
-                            );
-                        } else {
-                            registries.insert(r.name.clone(), r);
-                        }
+                        self.add_registry(&mut registries, r);
                     }
                 }
                 "module" => {
@@ -833,6 +823,21 @@ impl Cx<'_> {
         true
     }
 
+    /// Keeps the first of two registries of one name, reporting the second.
+    fn add_registry(&mut self, registries: &mut BTreeMap<String, Registry>, r: Registry) {
+        if registries.contains_key(&r.name) {
+            self.err(
+                Code::Duplicate,
+                r.origin.span,
+                format!("registry \"{}\" is declared twice", r.name),
+                "second declaration",
+                Some("keep one".into()),
+            );
+        } else {
+            registries.insert(r.name.clone(), r);
+        }
+    }
+
     fn registry(&mut self, node: &KdlNode) -> Option<Registry> {
         self.check_entries(node, 1, &["address", "username", "password"]);
         self.no_children(node);
@@ -918,17 +923,7 @@ impl Cx<'_> {
             match child.name().value() {
                 "registry" => {
                     if let Some(r) = self.registry(child) {
-                        if registries.contains_key(&r.name) {
-                            self.err(
-                                Code::Duplicate,
-                                r.origin.span,
-                                format!("registry \"{}\" is declared twice", r.name),
-                                "second declaration",
-                                Some("keep one".into()),
-                            );
-                        } else {
-                            registries.insert(r.name.clone(), r);
-                        }
+                        self.add_registry(&mut registries, r);
                     } else {
                         ok = false;
                     }
