@@ -13,7 +13,7 @@ use crate::manifest::Rendered;
 use crate::merge::{self, MatchSet, MergeDeployment};
 use crate::plan::compute::{after_state, before_state};
 use crate::plan::{PlanError, Redactor, classify, steps};
-use crate::query::{CompiledCondition, Tri, eq_ignore_case, is_edge_device, parse_condition};
+use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
 /// Which set of deployments to explain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,14 +70,6 @@ pub struct Explanation {
     pub candidates: Vec<Candidate>,
     pub view: merge::ExplainView,
     pub redactor: Redactor,
-}
-
-fn tri(t: Tri) -> &'static str {
-    match t {
-        Tri::True => "true",
-        Tri::False => "false",
-        Tri::Undefined => "undefined",
-    }
 }
 
 /// Looks a dotted path up the way the hub does (exact name first, then ignoring case).
@@ -142,7 +134,8 @@ pub fn explain_device(
                 reads.insert(segments.join("."), lookup(&twin, &segments).cloned());
             }
             if !matched {
-                clauses = c.explain(&twin).into_iter().map(|o| Clause { text: o.text, value: tri(o.value) }).collect();
+                clauses =
+                    c.explain(&twin).into_iter().map(|o| Clause { text: o.text, value: o.value.as_str() }).collect();
             }
         }
         candidates.push(Candidate {

@@ -546,7 +546,7 @@ fn plan(
         let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
         saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
-        write_atomically(file, &(text + "\n")).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
+        write_atomically(file, &(text + "\n"))?;
         eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
     }
     Ok(match (detailed_exitcode, plan.has_changes()) {
@@ -650,7 +650,7 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
             if check {
                 println!("{display}");
             } else {
-                write_atomically(&path, &formatted).map_err(|e| miette::miette!("{display}: {e}"))?;
+                write_atomically(&path, &formatted)?;
                 eprintln!("formatted {display}");
             }
             unformatted.push(display);
@@ -664,15 +664,11 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
 }
 
 /// Replaces a file without ever leaving it half-written.
-fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
+fn write_atomically(path: &std::path::Path, text: &str) -> miette::Result<()> {
+    let mut file = fleetform::hub::snapshot::AtomicFile::create(path)?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| fleetform::hub::SnapshotError::Write { path: path.to_path_buf(), source })?;
+    file.commit()?;
     Ok(())
 }
 
@@ -716,7 +712,7 @@ fn import(
             eprintln!("{} exists; left alone (--force replaces it)", file.display());
             continue;
         }
-        write_atomically(&file, &i.text).map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
+        write_atomically(&file, &i.text)?;
         eprintln!("wrote {}", file.display());
         written += 1;
         for note in &i.notes {
@@ -806,8 +802,7 @@ fn generate(
         let dir = out.join("deployments");
         std::fs::create_dir_all(&dir).map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
         let file = dir.join("fleet.kdl");
-        write_atomically(&file, &fleetform::hub::generate::deployments_kdl(n))
-            .map_err(|e| miette::miette!("cannot write {}: {e}", file.display()))?;
+        write_atomically(&file, &fleetform::hub::generate::deployments_kdl(n))?;
         eprintln!("wrote {n} deployments to {}", file.display());
     }
     Ok(ExitCode::SUCCESS)

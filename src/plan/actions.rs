@@ -182,8 +182,9 @@ pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
     }
 }
 
-/// The most recently created of several configurations (by `createdTimeUtc`, then id).
-fn newest<'a>(configs: &[&'a Configuration]) -> &'a Configuration {
+/// The most recently created of several configurations (by `createdTimeUtc`, then id);
+/// `configs` is not empty.
+pub(crate) fn newest<'a>(configs: &[&'a Configuration]) -> &'a Configuration {
     let key = |c: &&Configuration| {
         (crate::merge::HubTime::parse(c.created_time_utc.as_deref().unwrap_or("")).ok(), c.id.clone())
     };

@@ -15,7 +15,7 @@ use crate::hub::wire::{Configuration, ConfigurationKind};
 use crate::hub::{Hub, HubError, Projection};
 use crate::manifest::Rendered;
 use crate::merge::{
-    self, CreatedAt, DeviceSample, EffectiveManifest, Grouper, HubTime, MatchSet, MergeDeployment, Stack, Warning,
+    self, CreatedAt, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning,
 };
 use crate::query::{ConditionId, ConditionSet, Scratch, parse_condition};
 
@@ -399,14 +399,12 @@ fn content_changes(
     let mut out = BTreeMap::new();
     for a in actions.iter().filter(|a| a.action == ActionKind::Replace) {
         // Compare with the newest copy on the hub.
-        let Some(old) = a
-            .before
-            .iter()
-            .filter_map(|b| current.iter().find(|c| c.id == b.id))
-            .max_by_key(|c| (c.created_time_utc.as_deref().and_then(|t| HubTime::parse(t).ok()), c.id.clone()))
-        else {
+        let copies: Vec<&Configuration> =
+            a.before.iter().filter_map(|b| current.iter().find(|c| c.id == b.id)).collect();
+        if copies.is_empty() {
             continue;
-        };
+        }
+        let old = super::actions::newest(&copies);
         let Some(new) = declared.iter().find(|r| Some(&r.configuration.id) == a.after.as_ref()) else { continue };
         let mut changes = diff(&content_manifest(old), &content_manifest(&new.configuration), redactor);
         if old.kind() != new.configuration.kind() {

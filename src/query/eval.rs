@@ -35,13 +35,20 @@ impl Tri {
     }
 }
 
-impl std::fmt::Display for Tri {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Tri {
+    /// `true`, `false` or `undefined`, as reports show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Tri::True => "true",
             Tri::False => "false",
             Tri::Undefined => "undefined",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Tri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
