@@ -626,19 +626,7 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
                 Err(e) => {
                     // Syntax errors are reported the same way `validate` reports them.
                     let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
-                    let mut problems = Vec::new();
-                    for d in e.diagnostics {
-                        problems.push(
-                            Problem::new(
-                                spec::Code::Syntax,
-                                &file,
-                                d.span,
-                                d.message.unwrap_or_else(|| "invalid KDL".into()),
-                                d.label.unwrap_or_default(),
-                            )
-                            .with_help_opt(d.help),
-                        );
-                    }
+                    let problems = spec::syntax_problems(&file, e);
                     print_problems(&problems);
                     failed = true;
                     continue;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 pub use diag::{Code, Problem};
 pub use model::*;
+pub use parse::syntax_problems;
 pub use source::SourceFile;
 
 /// Failure to read the files at all (as opposed to problems inside them).

@@ -30,15 +30,7 @@ pub fn parse_file(file: &Arc<SourceFile>, problems: &mut Vec<Problem>) -> Vec<De
     let doc: KdlDocument = match file.text.parse() {
         Ok(doc) => doc,
         Err(err) => {
-            for d in err.diagnostics {
-                let message = d.message.unwrap_or_else(|| "invalid KDL".to_string());
-                problems.push(
-                    Problem::new(Code::Syntax, file, d.span, message, d.label.unwrap_or_default()).with_help(
-                        d.help
-                            .unwrap_or_else(|| "fix the KDL syntax; see https://kdl.dev for the language".to_string()),
-                    ),
-                );
-            }
+            problems.extend(syntax_problems(file, err));
             return Vec::new();
         }
     };
@@ -69,6 +61,19 @@ pub fn parse_file(file: &Arc<SourceFile>, problems: &mut Vec<Problem>) -> Vec<De
         }
     }
     out
+}
+
+/// A file that is not valid KDL, as problems in the same form as every other.
+pub fn syntax_problems(file: &Arc<SourceFile>, err: kdl::KdlError) -> Vec<Problem> {
+    err.diagnostics
+        .into_iter()
+        .map(|d| {
+            let message = d.message.unwrap_or_else(|| "invalid KDL".to_string());
+            Problem::new(Code::Syntax, file, d.span, message, d.label.unwrap_or_default()).with_help(
+                d.help.unwrap_or_else(|| "fix the KDL syntax; see https://kdl.dev for the language".to_string()),
+            )
+        })
+        .collect()
 }
 
 struct Cx<'a> {
