@@ -68,6 +68,7 @@ fn settings() -> impl Strategy<Value = ModuleSettings> {
             restart_policy: restart.map(str::to_string),
             startup_order: order,
             image_pull_policy: pull.map(str::to_string),
+            digest: None,
         })
 }
 
@@ -147,6 +148,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 edge_agent: ModuleSettings { status: None, restart_policy: None, startup_order: None, ..agent },
                 edge_hub: hub,
                 store_and_forward_ttl: ttl,
+                store_max_size_bytes: None,
                 origin: origin(),
             });
             // Twins target declared modules; a standard deployment's paths must not overlap.

@@ -237,7 +237,11 @@ impl Writer {
         body.block(2, &agent_head, &agent.out);
         let mut hub = Writer { out: String::new() };
         hub.settings(3, &r.edge_hub);
-        hub.line(3, &format!("store-and-forward ttl={}", r.store_and_forward_ttl));
+        let mut store = format!("store-and-forward ttl={}", r.store_and_forward_ttl);
+        if let Some(max) = r.store_max_size_bytes {
+            let _ = write!(store, " max-size-bytes={max}");
+        }
+        hub.line(3, &store);
         let mut hub_head = match &r.edge_hub.image {
             Some(img) => format!("edge-hub image={}", scalar(img)),
             None => "edge-hub".to_string(),
@@ -263,6 +267,9 @@ impl Writer {
         if !s.env.is_empty() {
             let vars: Vec<String> = s.env.iter().map(|(k, v)| format!("{}={}", kdl_ident(k), scalar(v))).collect();
             self.line(level, &format!("env {}", vars.join(" ")));
+        }
+        if let Some(d) = &s.digest {
+            self.line(level, &format!("digest {}", kdl_string(d)));
         }
         if let Some(co) = &s.create_options {
             let empty = co.doc.value.as_object().is_some_and(|m| m.is_empty());

@@ -18,11 +18,19 @@ const LAYERED_CHILDREN: &[&str] =
     &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt"];
 const RUNTIME_PROPS: &[&str] = &["schema", "min-docker-version", "logging-options"];
 const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub"];
-const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy"];
-const HUB_CHILDREN: &[&str] =
-    &["create-options", "env", "image-pull-policy", "startup-order", "status", "restart-policy", "store-and-forward"];
+const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy", "digest"];
+const HUB_CHILDREN: &[&str] = &[
+    "create-options",
+    "env",
+    "image-pull-policy",
+    "startup-order",
+    "status",
+    "restart-policy",
+    "store-and-forward",
+    "digest",
+];
 const MODULE_CHILDREN: &[&str] =
-    &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin"];
+    &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin", "digest"];
 const ANNOTATIONS: &[&str] = &["env", "secret", "secret-env"];
 
 /// Parses one file into deployments, appending every problem found to `problems`.
@@ -923,6 +931,7 @@ impl Cx<'_> {
         let mut hub = None;
         let mut hub_schema = "1.2".to_string();
         let mut ttl = 7200;
+        let mut max_size = None;
         let mut ok = true;
         for child in children {
             match child.name().value() {
@@ -970,11 +979,19 @@ impl Cx<'_> {
                     let kids = self.children(child, HUB_CHILDREN, |_| None);
                     for k in &kids {
                         if k.name().value() == "store-and-forward" {
-                            self.check_entries(k, 0, &["ttl"]);
+                            self.check_entries(k, 0, &["ttl", "max-size-bytes"]);
                             self.no_children(k);
+                            // edgeHub reads timeToLiveSecs as a 32-bit and maxSizeBytes as a
+                            // 64-bit signed integer.
                             if let Some(e) = self.required_prop(k, "ttl", "store-and-forward ttl=7200") {
-                                match self.integer(e, "store-and-forward ttl", 0, u32::MAX as i128) {
+                                match self.integer(e, "store-and-forward ttl", 0, i32::MAX as i128) {
                                     Some(v) => ttl = v as u32,
+                                    None => ok = false,
+                                }
+                            }
+                            if let Some(e) = self.prop(k, "max-size-bytes") {
+                                match self.integer(e, "store-and-forward max-size-bytes", 0, i64::MAX as i128) {
+                                    Some(v) => max_size = Some(v as u64),
                                     None => ok = false,
                                 }
                             }
@@ -1016,6 +1033,7 @@ impl Cx<'_> {
             edge_agent: agent?,
             edge_hub: hub?,
             store_and_forward_ttl: ttl,
+            store_max_size_bytes: max_size,
             origin: self.origin(node.span()),
         })
     }
@@ -1061,6 +1079,13 @@ impl Cx<'_> {
                     }
                 }
                 "create-options" => s.create_options = self.create_options(k),
+                "digest" => {
+                    self.check_entries(k, 1, &[]);
+                    self.no_children(k);
+                    if let Some(e) = self.single_arg(k, "a digest", "digest \"sha256:…\"") {
+                        s.digest = self.string(e, "digest");
+                    }
+                }
                 _ => {}
             }
         }
@@ -1659,7 +1684,7 @@ mod tests {
         assert_eq!(nodes, parser_nodes);
         let parser_props: std::collections::BTreeSet<String> = [
             RUNTIME_PROPS,
-            &["image", "version", "schema", "ttl", "path", "priority", "address", "username", "password"],
+            &["image", "version", "schema", "ttl", "max-size-bytes", "path", "priority", "address", "username", "password"],
         ]
         .concat()
         .into_iter()
