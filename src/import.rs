@@ -180,10 +180,10 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
         // Adoption keeps the hub object only when the content fleetform renders is the
         // hub's, byte for byte (content is immutable); say so up front when it is not.
         if let Ok(r) = manifest::render(&d, &values, SecretMode::Reveal)
-            && r.configuration.content != c.content
+            && !manifest::same_content(&r.configuration.content, &c.content)
         {
             notes.push(format!(
-                "{}: the hub's content is not in fleetform's canonical form (e.g. createOptions spacing or key order); the first apply will replace it with identical settings",
+                "{}: fleetform writes this content differently (e.g. defaults it spells out); the first apply will replace it with the same settings",
                 c.id
             ));
         }
@@ -297,12 +297,11 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         .and_then(Value::as_object)
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
         .unwrap_or_default();
-    let metrics = field("metrics").and_then(|m| m.get("queries")).and_then(Value::as_object).map(|q| {
-        crate::hub::wire::Metrics {
+    let metrics =
+        field("metrics").and_then(|m| m.get("queries")).and_then(Value::as_object).map(|q| crate::hub::wire::Metrics {
             results: BTreeMap::new(),
             queries: q.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
-        }
-    });
+        });
     let mut modules_content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (twin, v) in mc {
         let mut v = v.clone();
@@ -453,10 +452,8 @@ fn resolve_placeholders(
 ) -> Result<(), ImportError> {
     let dotenv = match dir.map(|d| d.join(".env")) {
         Some(p) if p.is_file() => {
-            let t = std::fs::read_to_string(&p).map_err(|e| ImportError::BadTemplateInput {
-                file: p.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| ImportError::BadTemplateInput { file: p.display().to_string(), message: e.to_string() })?;
             notes.push(format!("read variables from {}", p.display()));
             parse_dotenv(&t)
         }

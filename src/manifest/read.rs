@@ -187,13 +187,9 @@ impl<'a> Reader<'a> {
                 only_keys(self, sf, &["timeToLiveSecs", "storeLimits"], &sfp)?;
                 if let Some(v) = sf.get("timeToLiveSecs") {
                     // edgeHub reads it as a 32-bit signed integer.
-                    ttl = v
-                        .as_u64()
-                        .filter(|v| *v <= i32::MAX as u64)
-                        .map(|v| v as u32)
-                        .ok_or_else(|| {
-                            self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number from 0 to 2147483647")
-                        })?;
+                    ttl = v.as_u64().filter(|v| *v <= i32::MAX as u64).map(|v| v as u32).ok_or_else(|| {
+                        self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number from 0 to 2147483647")
+                    })?;
                 }
                 if let Some(limits) = sf.get("storeLimits") {
                     let lp = format!("{sfp}.storeLimits");
@@ -341,10 +337,8 @@ impl<'a> Reader<'a> {
         {
             return Err(self.bad(&format!("{path}.type"), format!("module type \"{t}\" (only docker exists)")));
         }
-        let settings_map = &canonical_settings(self.obj(
-            m.get("settings").unwrap_or(&Value::Null),
-            &format!("{path}.settings"),
-        )?);
+        let settings_map =
+            &canonical_settings(self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?);
         let sp = format!("{path}.settings");
         for k in settings_map.keys() {
             let chunk = k

@@ -1684,7 +1684,18 @@ mod tests {
         assert_eq!(nodes, parser_nodes);
         let parser_props: std::collections::BTreeSet<String> = [
             RUNTIME_PROPS,
-            &["image", "version", "schema", "ttl", "max-size-bytes", "path", "priority", "address", "username", "password"],
+            &[
+                "image",
+                "version",
+                "schema",
+                "ttl",
+                "max-size-bytes",
+                "path",
+                "priority",
+                "address",
+                "username",
+                "password",
+            ],
         ]
         .concat()
         .into_iter()
