@@ -1660,6 +1660,40 @@ mod tests {
         }
     }
 
+    fn runtime_with(hub_body: &str, module_body: &str) -> (Vec<Deployment>, Vec<Problem>) {
+        let text = format!(
+            "deployment \"d\" {{\n    priority 1\n    target \"*\"\n    runtime schema=\"1.3\" {{\n        edge-agent image=\"a:1\"\n        edge-hub image=\"h:1\" {{\n            {hub_body}\n        }}\n    }}\n    module \"m\" image=\"m:1\" {{\n        {module_body}\n    }}\n}}\n"
+        );
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text));
+        let mut problems = Vec::new();
+        let ds = parse_file(&file, &mut problems);
+        (ds, problems)
+    }
+
+    /// Numbers are checked against the width edgeHub reads them with: timeToLiveSecs is
+    /// an int32, storeLimits.maxSizeBytes an int64.
+    #[test]
+    fn store_and_forward_numbers_fit_the_hubs_types() {
+        let (ds, p) = runtime_with("store-and-forward ttl=2147483647 max-size-bytes=9223372036854775807", "");
+        assert!(p.is_empty(), "{p:?}");
+        let rt = ds[0].runtime.as_ref().unwrap();
+        assert_eq!((rt.store_and_forward_ttl, rt.store_max_size_bytes), (i32::MAX as u32, Some(i64::MAX as u64)));
+        for bad in ["store-and-forward ttl=3000000000", "store-and-forward ttl=1 max-size-bytes=9223372036854775808"] {
+            let (_, p) = runtime_with(bad, "");
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].to_string().contains("store-and-forward"), "{bad}: {}", p[0]);
+        }
+    }
+
+    #[test]
+    fn digest_is_a_module_setting() {
+        let (ds, p) = runtime_with("", "digest \"sha256:abc\"");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(ds[0].modules["m"].settings.digest.as_deref(), Some("sha256:abc"));
+        let (_, p) = runtime_with("", "digest 5");
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
     /// schema/fleetform.kdl documents exactly the nodes and properties the parser accepts.
     #[test]
     fn schema_file_matches_the_parser() {
