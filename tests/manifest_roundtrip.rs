@@ -149,6 +149,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 edge_hub: hub,
                 store_and_forward_ttl: ttl,
                 store_max_size_bytes: None,
+                mqtt_broker: None,
                 origin: origin(),
             });
             // Twins target declared modules; a standard deployment's paths must not overlap.

@@ -242,6 +242,17 @@ impl Writer {
             let _ = write!(store, " max-size-bytes={max}");
         }
         hub.line(3, &store);
+        if let Some(mqtt) = &r.mqtt_broker {
+            let empty = mqtt.as_object().is_some_and(|m| m.is_empty());
+            if !empty && jik_safe(mqtt) {
+                let mut body = Writer { out: String::new() };
+                body.jik_members(4, mqtt, "", &BTreeMap::new());
+                hub.block(3, "mqtt-broker", &body.out);
+            } else {
+                let json = serde_json::to_string(mqtt).unwrap_or_default();
+                hub.line(3, &format!("mqtt-broker {}", kdl_string(&json)));
+            }
+        }
         let mut hub_head = match &r.edge_hub.image {
             Some(img) => format!("edge-hub image={}", scalar(img)),
             None => "edge-hub".to_string(),

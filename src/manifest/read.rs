@@ -167,12 +167,17 @@ impl<'a> Reader<'a> {
         let mut hub_schema = "1.2".to_string();
         let mut ttl = 7200;
         let mut max_size = None;
+        let mut mqtt_broker = None;
         if let Some(hub_twin) = content.get("$edgeHub") {
             only_keys(self, hub_twin, &["properties.desired"], "$edgeHub")?;
             let hp = "$edgeHub.properties.desired";
             let hub = self.obj(hub_twin.get("properties.desired").unwrap_or(&Value::Null), hp)?;
-            let hub = &canonical_keys(hub, &["schemaVersion", "routes", "storeAndForwardConfiguration"]);
-            only_keys(self, hub, &["schemaVersion", "routes", "storeAndForwardConfiguration"], hp)?;
+            const HUB_KEYS: &[&str] = &["schemaVersion", "routes", "storeAndForwardConfiguration", "mqttBroker"];
+            let hub = &canonical_keys(hub, HUB_KEYS);
+            only_keys(self, hub, HUB_KEYS, hp)?;
+            if let Some(m) = hub.get("mqttBroker") {
+                mqtt_broker = Some(Value::Object(self.obj(m, &format!("{hp}.mqttBroker"))?.clone()));
+            }
             if let Some(s) = self.str_at(hub, "schemaVersion", hp)? {
                 hub_schema = s.to_string();
             }
@@ -214,6 +219,7 @@ impl<'a> Reader<'a> {
             edge_hub,
             store_and_forward_ttl: ttl,
             store_max_size_bytes: max_size,
+            mqtt_broker,
             origin: self.origin.clone(),
         });
         for (module, twin) in content.iter().filter(|(k, _)| !k.starts_with('$')) {

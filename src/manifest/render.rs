@@ -299,6 +299,11 @@ impl Renderer<'_> {
                 "storeAndForwardConfiguration": store,
             }}),
         );
+        if let (Some(mqtt), Some(Value::Object(hub))) =
+            (&rt.mqtt_broker, content.get_mut("$edgeHub").and_then(|h| h.get_mut("properties.desired")))
+        {
+            hub.insert("mqttBroker".into(), mqtt.clone());
+        }
         // A standard deployment writes each module twin's desired properties whole, so
         // its twin nodes (whole or by path) are assembled into one document.
         let mut twins: BTreeMap<&str, Value> = BTreeMap::new();

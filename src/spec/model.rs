@@ -193,6 +193,9 @@ pub struct Runtime {
     /// `storeAndForwardConfiguration.storeLimits.maxSizeBytes` (edgeHub 1.2+); the hub
     /// reads it as a signed 64-bit integer.
     pub store_max_size_bytes: Option<u64>,
+    /// `$edgeHub` `mqttBroker` (edgeHub schema 1.2+): authorizations and bridges, a JSON
+    /// object passed through as written.
+    pub mqtt_broker: Option<serde_json::Value>,
     pub origin: Origin,
 }
 

@@ -28,6 +28,7 @@ const HUB_CHILDREN: &[&str] = &[
     "restart-policy",
     "store-and-forward",
     "digest",
+    "mqtt-broker",
 ];
 const MODULE_CHILDREN: &[&str] =
     &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin", "digest"];
@@ -932,6 +933,7 @@ impl Cx<'_> {
         let mut hub_schema = "1.2".to_string();
         let mut ttl = 7200;
         let mut max_size = None;
+        let mut mqtt_broker = None;
         let mut ok = true;
         for child in children {
             match child.name().value() {
@@ -997,6 +999,15 @@ impl Cx<'_> {
                             }
                         }
                     }
+                    for k in kids.iter().filter(|k| k.name().value() == "mqtt-broker") {
+                        if self.once(k, mqtt_broker.is_some()) {
+                            continue;
+                        }
+                        match self.mqtt_broker(k, &hub_schema) {
+                            Some(v) => mqtt_broker = Some(v),
+                            None => ok = false,
+                        }
+                    }
                     ok &= self.settings_children(&kids, &mut s);
                     ok &= s.image.is_some();
                     hub = Some(s);
@@ -1034,6 +1045,7 @@ impl Cx<'_> {
             edge_hub: hub?,
             store_and_forward_ttl: ttl,
             store_max_size_bytes: max_size,
+            mqtt_broker,
             origin: self.origin(node.span()),
         })
     }
@@ -1044,7 +1056,7 @@ impl Cx<'_> {
         let mut seen: Vec<&str> = Vec::new();
         for k in kids {
             let name = k.name().value();
-            if matches!(name, "env" | "twin" | "store-and-forward") {
+            if matches!(name, "env" | "twin" | "store-and-forward" | "mqtt-broker") {
                 // `env` may repeat; the others are handled by the caller.
                 if name == "env" {
                     self.env(k, &mut s.env);
@@ -1137,6 +1149,68 @@ impl Cx<'_> {
                 );
             }
         }
+    }
+
+    /// `mqtt-broker { … }` or `mqtt-broker "{json}"`: a JSON object, edgeHub schema 1.2+.
+    fn mqtt_broker(&mut self, node: &KdlNode, hub_schema: &str) -> Option<Value> {
+        self.check_entries(node, 1, &[]);
+        if matches!(hub_schema, "1.0" | "1.1") {
+            self.err(
+                Code::OutOfRange,
+                node.name().span(),
+                format!("mqtt-broker needs edgeHub schema 1.2 or later (this edge-hub has {hub_schema})"),
+                "needs schema 1.2+",
+                Some("set `edge-hub … schema=\"1.2\"`".into()),
+            );
+            return None;
+        }
+        let value = match (self.args(node).first(), node.children()) {
+            (Some(e), None) => {
+                let text = self.string(e, "mqtt-broker")?;
+                self.raw_json(e, &text, "mqtt-broker")?
+            }
+            (None, Some(children)) => {
+                let mut scalars = Vec::new();
+                let before = self.problems.len();
+                let v = Value::Object(self.jik_object(children, "", &mut scalars, false));
+                if self.problems.len() != before {
+                    return None;
+                }
+                if let Some((_, s)) = scalars.first() {
+                    let span = s.origin.span;
+                    self.err(
+                        Code::UnknownAnnotation,
+                        span,
+                        "mqtt-broker can't read values from the environment or hold secrets",
+                        "annotated value",
+                        Some("write the value in the file".into()),
+                    );
+                    return None;
+                }
+                v
+            }
+            _ => {
+                self.err(
+                    Code::MissingValue,
+                    node.name().span(),
+                    "mqtt-broker needs one JSON string or KDL children",
+                    "no single value",
+                    Some("write `mqtt-broker { authorizations { … } bridges { … } }`".into()),
+                );
+                return None;
+            }
+        };
+        if !value.is_object() {
+            self.err(
+                Code::InvalidJson,
+                node.name().span(),
+                "mqtt-broker must be a JSON object",
+                "not an object",
+                Some("write {\"authorizations\": […], \"bridges\": […]}".into()),
+            );
+            return None;
+        }
+        Some(value)
     }
 
     fn create_options(&mut self, node: &KdlNode) -> Option<CreateOptions> {
@@ -1682,6 +1756,18 @@ mod tests {
             let (_, p) = runtime_with(bad, "");
             assert_eq!(p.len(), 1, "{bad}: {p:?}");
             assert!(p[0].to_string().contains("store-and-forward"), "{bad}: {}", p[0]);
+        }
+    }
+
+    #[test]
+    fn mqtt_broker_is_an_edge_hub_json_object() {
+        let (ds, p) = runtime_with("mqtt-broker {\n bridges {\n - endpoint=\"$upstream\"\n }\n }", "");
+        assert!(p.is_empty(), "{p:?}");
+        let rt = ds[0].runtime.as_ref().unwrap();
+        assert_eq!(rt.mqtt_broker, Some(serde_json::json!({ "bridges": [{ "endpoint": "$upstream" }] })));
+        for bad in ["mqtt-broker \"[1]\"", "mqtt-broker", "mqtt-broker (env)\"X\""] {
+            let (_, p) = runtime_with(bad, "");
+            assert!(!p.is_empty(), "{bad}");
         }
     }
 
