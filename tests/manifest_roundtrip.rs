@@ -150,6 +150,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 store_and_forward_ttl: ttl,
                 store_max_size_bytes: None,
                 mqtt_broker: None,
+                integrity: None,
                 origin: origin(),
             });
             // Twins target declared modules; a standard deployment's paths must not overlap.

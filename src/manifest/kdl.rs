@@ -235,6 +235,9 @@ impl Writer {
             None => "edge-agent".to_string(),
         };
         body.block(2, &agent_head, &agent.out);
+        if let Some(integrity) = &r.integrity {
+            body.json_object_node(2, "integrity", integrity);
+        }
         let mut hub = Writer { out: String::new() };
         hub.settings(3, &r.edge_hub);
         let mut store = format!("store-and-forward ttl={}", r.store_and_forward_ttl);
@@ -243,15 +246,7 @@ impl Writer {
         }
         hub.line(3, &store);
         if let Some(mqtt) = &r.mqtt_broker {
-            let empty = mqtt.as_object().is_some_and(|m| m.is_empty());
-            if !empty && jik_safe(mqtt) {
-                let mut body = Writer { out: String::new() };
-                body.jik_members(4, mqtt, "", &BTreeMap::new());
-                hub.block(3, "mqtt-broker", &body.out);
-            } else {
-                let json = serde_json::to_string(mqtt).unwrap_or_default();
-                hub.line(3, &format!("mqtt-broker {}", kdl_string(&json)));
-            }
+            hub.json_object_node(3, "mqtt-broker", mqtt);
         }
         let mut hub_head = match &r.edge_hub.image {
             Some(img) => format!("edge-hub image={}", scalar(img)),
@@ -294,6 +289,19 @@ impl Writer {
                 let json = serde_json::to_string(&co.doc.value).unwrap_or_default();
                 self.line(level, &format!("create-options {}", kdl_string(&json)));
             }
+        }
+    }
+
+    /// `name { JSON-in-KDL }`, or `name "{json}"` when the value has no KDL form.
+    fn json_object_node(&mut self, level: usize, name: &str, v: &Value) {
+        let empty = v.as_object().is_some_and(|m| m.is_empty());
+        if !empty && jik_safe(v) {
+            let mut body = Writer { out: String::new() };
+            body.jik_members(level + 1, v, "", &BTreeMap::new());
+            self.block(level, name, &body.out);
+        } else {
+            let json = serde_json::to_string(v).unwrap_or_default();
+            self.line(level, &format!("{name} {}", kdl_string(&json)));
         }
     }
 

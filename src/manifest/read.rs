@@ -121,9 +121,14 @@ impl<'a> Reader<'a> {
         let agent_twin = &content["$edgeAgent"];
         only_keys(self, agent_twin, &["properties.desired"], "$edgeAgent")?;
         let agent = self.obj(&agent_twin["properties.desired"], "$edgeAgent.properties.desired")?;
-        let agent = &canonical_keys(agent, &["schemaVersion", "runtime", "systemModules", "modules"]);
+        const AGENT_KEYS: &[&str] = &["schemaVersion", "runtime", "systemModules", "modules", "integrity"];
+        let agent = &canonical_keys(agent, AGENT_KEYS);
         let p = "$edgeAgent.properties.desired";
-        only_keys(self, agent, &["schemaVersion", "runtime", "systemModules", "modules"], p)?;
+        only_keys(self, agent, AGENT_KEYS, p)?;
+        let integrity = match agent.get("integrity") {
+            Some(v) => Some(Value::Object(self.obj(v, &format!("{p}.integrity"))?.clone())),
+            None => None,
+        };
         let agent_schema = self.str_at(agent, "schemaVersion", p)?.unwrap_or("1.1").to_string();
         let runtime = &canonical_keys(
             self.obj(agent.get("runtime").unwrap_or(&Value::Null), &format!("{p}.runtime"))?,
@@ -220,6 +225,7 @@ impl<'a> Reader<'a> {
             store_and_forward_ttl: ttl,
             store_max_size_bytes: max_size,
             mqtt_broker,
+            integrity,
             origin: self.origin.clone(),
         });
         for (module, twin) in content.iter().filter(|(k, _)| !k.starts_with('$')) {

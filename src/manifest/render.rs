@@ -285,6 +285,11 @@ impl Renderer<'_> {
                 "modules": modules,
             }}),
         );
+        if let (Some(integrity), Some(Value::Object(agent))) =
+            (&rt.integrity, content.get_mut("$edgeAgent").and_then(|h| h.get_mut("properties.desired")))
+        {
+            agent.insert("integrity".into(), integrity.clone());
+        }
         let routes: Map<String, Value> = d.routes.iter().map(|(n, r)| (n.clone(), Self::route(r))).collect();
         let mut store = Map::new();
         store.insert("timeToLiveSecs".into(), json!(rt.store_and_forward_ttl));

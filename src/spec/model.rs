@@ -196,6 +196,9 @@ pub struct Runtime {
     /// `$edgeHub` `mqttBroker` (edgeHub schema 1.2+): authorizations and bridges, a JSON
     /// object passed through as written.
     pub mqtt_broker: Option<serde_json::Value>,
+    /// `$edgeAgent` `integrity` (edgeAgent schema 1.3): the signed-manifest header and
+    /// signature, passed through as written.
+    pub integrity: Option<serde_json::Value>,
     pub origin: Origin,
 }
 

@@ -17,7 +17,7 @@ const DEPLOYMENT_CHILDREN: &[&str] =
 const LAYERED_CHILDREN: &[&str] =
     &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt"];
 const RUNTIME_PROPS: &[&str] = &["schema", "min-docker-version", "logging-options"];
-const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub"];
+const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub", "integrity"];
 const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy", "digest"];
 const HUB_CHILDREN: &[&str] = &[
     "create-options",
@@ -934,6 +934,7 @@ impl Cx<'_> {
         let mut ttl = 7200;
         let mut max_size = None;
         let mut mqtt_broker = None;
+        let mut integrity = None;
         let mut ok = true;
         for child in children {
             match child.name().value() {
@@ -942,6 +943,27 @@ impl Cx<'_> {
                         self.add_registry(&mut registries, r);
                     } else {
                         ok = false;
+                    }
+                }
+                "integrity" => {
+                    if self.once(child, integrity.is_some()) {
+                        continue;
+                    }
+                    self.check_entries(child, 1, &[]);
+                    if agent_schema != "1.3" {
+                        self.err(
+                            Code::OutOfRange,
+                            child.name().span(),
+                            format!("integrity needs edgeAgent schema 1.3 (this runtime has {agent_schema})"),
+                            "needs schema 1.3",
+                            Some("set `runtime schema=\"1.3\"`".into()),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.json_object_node(child, "integrity", "integrity { header { … } signature { … } }") {
+                        Some(v) => integrity = Some(v),
+                        None => ok = false,
                     }
                 }
                 "edge-agent" => {
@@ -1046,6 +1068,7 @@ impl Cx<'_> {
             store_and_forward_ttl: ttl,
             store_max_size_bytes: max_size,
             mqtt_broker,
+            integrity,
             origin: self.origin(node.span()),
         })
     }
@@ -1164,10 +1187,15 @@ impl Cx<'_> {
             );
             return None;
         }
+        self.json_object_node(node, "mqtt-broker", "mqtt-broker { authorizations { … } bridges { … } }")
+    }
+
+    /// A node holding one JSON object: a JSON string argument, or JSON-in-KDL children.
+    fn json_object_node(&mut self, node: &KdlNode, what: &str, example: &str) -> Option<Value> {
         let value = match (self.args(node).first(), node.children()) {
             (Some(e), None) => {
-                let text = self.string(e, "mqtt-broker")?;
-                self.raw_json(e, &text, "mqtt-broker")?
+                let text = self.string(e, what)?;
+                self.raw_json(e, &text, what)?
             }
             (None, Some(children)) => {
                 let mut scalars = Vec::new();
@@ -1181,7 +1209,7 @@ impl Cx<'_> {
                     self.err(
                         Code::UnknownAnnotation,
                         span,
-                        "mqtt-broker can't read values from the environment or hold secrets",
+                        format!("{what} can't read values from the environment or hold secrets"),
                         "annotated value",
                         Some("write the value in the file".into()),
                     );
@@ -1193,9 +1221,9 @@ impl Cx<'_> {
                 self.err(
                     Code::MissingValue,
                     node.name().span(),
-                    "mqtt-broker needs one JSON string or KDL children",
+                    format!("{what} needs one JSON string or KDL children"),
                     "no single value",
-                    Some("write `mqtt-broker { authorizations { … } bridges { … } }`".into()),
+                    Some(format!("write `{example}`")),
                 );
                 return None;
             }
@@ -1204,9 +1232,9 @@ impl Cx<'_> {
             self.err(
                 Code::InvalidJson,
                 node.name().span(),
-                "mqtt-broker must be a JSON object",
+                format!("{what} must be a JSON object"),
                 "not an object",
-                Some("write {\"authorizations\": […], \"bridges\": […]}".into()),
+                Some(format!("write `{example}`")),
             );
             return None;
         }
@@ -1769,6 +1797,28 @@ mod tests {
             let (_, p) = runtime_with(bad, "");
             assert!(!p.is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn integrity_needs_agent_schema_1_3() {
+        let text = |schema: &str| {
+            format!(
+                "deployment \"d\" {{\n priority 1\n target \"*\"\n runtime schema=\"{schema}\" {{\n integrity {{\n signature bytes=\"b\" algorithm=\"ES256\"\n }}\n edge-agent image=\"a:1\"\n edge-hub image=\"h:1\"\n }}\n}}\n"
+            )
+        };
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text("1.3")));
+        let mut p = Vec::new();
+        let ds = parse_file(&file, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            ds[0].runtime.as_ref().unwrap().integrity,
+            Some(serde_json::json!({ "signature": { "bytes": "b", "algorithm": "ES256" } }))
+        );
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text("1.1")));
+        let mut p = Vec::new();
+        parse_file(&file, &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].to_string().contains("integrity needs edgeAgent schema 1.3"), "{}", p[0]);
     }
 
     #[test]
