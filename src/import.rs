@@ -267,7 +267,8 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         .filter(|m| m.get("$edgeAgent").is_some_and(Value::is_object))
         .ok_or_else(|| ImportError::NotAManifest { file: file.to_string() })?;
     let layered = !mc["$edgeAgent"].get("properties.desired").is_some_and(Value::is_object);
-    if !layered && !mc.contains_key("$edgeHub") {
+    let nothing = mc.values().all(|v| v.as_object().is_none_or(Map::is_empty));
+    if (!layered && !mc.contains_key("$edgeHub")) || nothing {
         return Err(ImportError::NotAManifest { file: file.to_string() });
     }
     let field = |k: &str| if whole { json.get(k) } else { None };

@@ -205,7 +205,10 @@ enum Command {
     Import {
         #[command(flatten)]
         hub: HubArgs,
-        /// Convert this deployment manifest instead of reading a hub.
+        /// Convert this deployment manifest instead of reading a hub: a deployment.json
+        /// (standard or layered), `az iot edge deployment show` output, or an iotedgedev
+        /// deployment.template.json (${VAR} from the environment and the .env beside it,
+        /// ${MODULES.Name} from modules/Name/module.json).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
         /// With --manifest: the deployment's name (default: a whole configuration's id,
