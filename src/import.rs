@@ -42,6 +42,14 @@ pub enum ImportError {
         )
     )]
     Unresolved { file: String, unresolved: Vec<String> },
+    #[error("{file}: ${{{var}}} looks like a secret and would be written in clear into the KDL file")]
+    #[diagnostic(
+        code(fleetform::import::secret_in_text),
+        help(
+            "give the module the value through its env instead (`\"env\": {{\"{var}\": {{\"value\": \"${{{var}}}\"}}}}` becomes `(env)\"{var}\"`), or write the text without it"
+        )
+    )]
+    SecretInText { file: String, var: String },
     #[error("{file}: {message}")]
     #[diagnostic(code(fleetform::import::bad_template_input), help("fix the file named, or remove it"))]
     BadTemplateInput { file: String, message: String },
@@ -196,10 +204,6 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
 /// The hub does not say which environment values are secrets: name the ones that look
 /// like one, written in clear, so the user can move them to `(secret-env)`.
 fn secret_looking_env(d: &Deployment) -> Vec<String> {
-    let looks_secret = |k: &str| {
-        let k = k.to_ascii_lowercase();
-        ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
-    };
     d.modules
         .values()
         .flat_map(|m| m.settings.env.iter().map(move |(k, v)| (m, k, v)))
@@ -211,6 +215,12 @@ fn secret_looking_env(d: &Deployment) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A name that suggests its value is a secret.
+fn looks_secret(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
 }
 
 /// Parses the written text back: import never writes a file `validate` rejects without
@@ -373,6 +383,8 @@ fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 struct TemplateVars {
     dotenv: BTreeMap<String, String>,
     dir: Option<std::path::PathBuf>,
+    /// Secret-looking variables that would be substituted into text.
+    secrets: std::cell::RefCell<Vec<String>>,
 }
 
 impl TemplateVars {
@@ -424,6 +436,9 @@ impl TemplateVars {
                 return out;
             };
             let var = &after[..end];
+            if looks_secret(var) && self.var(var).is_some() {
+                self.secrets.borrow_mut().push(var.to_string());
+            }
             match self.var(var) {
                 Some(v) if !var.starts_with("MODULES.") => out.push_str(&v),
                 _ => {
@@ -460,9 +475,13 @@ fn resolve_placeholders(
         }
         _ => BTreeMap::new(),
     };
-    let vars = TemplateVars { dotenv, dir: dir.map(std::path::Path::to_path_buf) };
+    let vars = TemplateVars { dotenv, dir: dir.map(std::path::Path::to_path_buf), secrets: Default::default() };
     let mut missing = Vec::new();
     walk_template(json, false, &vars, file, &mut missing)?;
+    // Fails closed: a value substituted into text ends up in the repository.
+    if let Some(var) = vars.secrets.borrow().first() {
+        return Err(ImportError::SecretInText { file: file.to_string(), var: var.clone() });
+    }
     if missing.is_empty() {
         return Ok(());
     }

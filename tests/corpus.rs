@@ -353,3 +353,26 @@ fn hub_import_adopts_the_whole_corpus_without_content_changes() {
         assert!(fields.iter().all(|f| f.starts_with("labels.")), "only labels change on adoption: {a:#}");
     }
 }
+
+#[test]
+fn a_secret_is_never_substituted_into_template_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(template_dir().join("deployment.template.json")).unwrap();
+    let text = text.replace("SITE=${SITE_NAME}", "PASS=${CONTAINER_REGISTRY_PASSWORD}");
+    std::fs::write(tmp.path().join("deployment.template.json"), text).unwrap();
+    common::copy_dir(&template_dir().join("modules"), &tmp.path().join("modules"));
+    std::fs::copy(template_dir().join(".env"), tmp.path().join(".env")).unwrap();
+    let o = common::fleetform()
+        .args(["import", "--manifest"])
+        .arg(tmp.path().join("deployment.template.json"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .env_remove("CONTAINER_REGISTRY_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = common::stderr(&o);
+    assert!(err.contains("${CONTAINER_REGISTRY_PASSWORD} looks like a secret"), "{err}");
+    assert!(!err.contains("corpus-template-pass-4"), "{err}");
+    assert!(!tmp.path().join("out").exists());
+}
