@@ -154,6 +154,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 store_max_size_bytes: max_size,
                 mqtt_broker: None,
                 integrity: None,
+                hub_integrity: None,
                 origin: origin(),
             });
             // Twins target declared modules; a standard deployment's paths must not overlap.

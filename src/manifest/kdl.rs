@@ -248,6 +248,9 @@ impl Writer {
         if let Some(mqtt) = &r.mqtt_broker {
             hub.json_object_node(3, "mqtt-broker", mqtt);
         }
+        if let Some(integrity) = &r.hub_integrity {
+            hub.json_object_node(3, "integrity", integrity);
+        }
         let mut hub_head = match &r.edge_hub.image {
             Some(img) => format!("edge-hub image={}", scalar(img)),
             None => "edge-hub".to_string(),

@@ -173,13 +173,18 @@ impl<'a> Reader<'a> {
         let mut ttl = 7200;
         let mut max_size = None;
         let mut mqtt_broker = None;
+        let mut hub_integrity = None;
         if let Some(hub_twin) = content.get("$edgeHub") {
             only_keys(self, hub_twin, &["properties.desired"], "$edgeHub")?;
             let hp = "$edgeHub.properties.desired";
             let hub = self.obj(hub_twin.get("properties.desired").unwrap_or(&Value::Null), hp)?;
-            const HUB_KEYS: &[&str] = &["schemaVersion", "routes", "storeAndForwardConfiguration", "mqttBroker"];
+            const HUB_KEYS: &[&str] =
+                &["schemaVersion", "routes", "storeAndForwardConfiguration", "mqttBroker", "integrity"];
             let hub = &canonical_keys(hub, HUB_KEYS);
             only_keys(self, hub, HUB_KEYS, hp)?;
+            if let Some(m) = hub.get("integrity") {
+                hub_integrity = Some(Value::Object(self.obj(m, &format!("{hp}.integrity"))?.clone()));
+            }
             if let Some(m) = hub.get("mqttBroker") {
                 mqtt_broker = Some(Value::Object(self.obj(m, &format!("{hp}.mqttBroker"))?.clone()));
             }
@@ -226,6 +231,7 @@ impl<'a> Reader<'a> {
             store_max_size_bytes: max_size,
             mqtt_broker,
             integrity,
+            hub_integrity,
             origin: self.origin.clone(),
         });
         for (module, twin) in content.iter().filter(|(k, _)| !k.starts_with('$')) {

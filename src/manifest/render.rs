@@ -309,6 +309,11 @@ impl Renderer<'_> {
         {
             hub.insert("mqttBroker".into(), mqtt.clone());
         }
+        if let (Some(integrity), Some(Value::Object(hub))) =
+            (&rt.hub_integrity, content.get_mut("$edgeHub").and_then(|h| h.get_mut("properties.desired")))
+        {
+            hub.insert("integrity".into(), integrity.clone());
+        }
         // A standard deployment writes each module twin's desired properties whole, so
         // its twin nodes (whole or by path) are assembled into one document.
         let mut twins: BTreeMap<&str, Value> = BTreeMap::new();

@@ -199,6 +199,8 @@ pub struct Runtime {
     /// `$edgeAgent` `integrity` (edgeAgent schema 1.3): the signed-manifest header and
     /// signature, passed through as written.
     pub integrity: Option<serde_json::Value>,
+    /// `$edgeHub` `integrity` (edgeHub schema 1.3), likewise.
+    pub hub_integrity: Option<serde_json::Value>,
     pub origin: Origin,
 }
 

@@ -29,6 +29,7 @@ const HUB_CHILDREN: &[&str] = &[
     "store-and-forward",
     "digest",
     "mqtt-broker",
+    "integrity",
 ];
 const MODULE_CHILDREN: &[&str] =
     &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin", "digest"];
@@ -935,6 +936,7 @@ impl Cx<'_> {
         let mut max_size = None;
         let mut mqtt_broker = None;
         let mut integrity = None;
+        let mut hub_integrity = None;
         let mut ok = true;
         for child in children {
             match child.name().value() {
@@ -1021,6 +1023,27 @@ impl Cx<'_> {
                             }
                         }
                     }
+                    for k in kids.iter().filter(|k| k.name().value() == "integrity") {
+                        if self.once(k, hub_integrity.is_some()) {
+                            continue;
+                        }
+                        self.check_entries(k, 1, &[]);
+                        if hub_schema != "1.3" {
+                            self.err(
+                                Code::OutOfRange,
+                                k.name().span(),
+                                format!("edge-hub integrity needs edgeHub schema 1.3 (this edge-hub has {hub_schema})"),
+                                "needs schema 1.3",
+                                Some("set `edge-hub … schema=\"1.3\"`".into()),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                        match self.json_object_node(k, "integrity", "integrity { header { … } signature { … } }") {
+                            Some(v) => hub_integrity = Some(v),
+                            None => ok = false,
+                        }
+                    }
                     for k in kids.iter().filter(|k| k.name().value() == "mqtt-broker") {
                         if self.once(k, mqtt_broker.is_some()) {
                             continue;
@@ -1069,6 +1092,7 @@ impl Cx<'_> {
             store_max_size_bytes: max_size,
             mqtt_broker,
             integrity,
+            hub_integrity,
             origin: self.origin(node.span()),
         })
     }
@@ -1079,7 +1103,7 @@ impl Cx<'_> {
         let mut seen: Vec<&str> = Vec::new();
         for k in kids {
             let name = k.name().value();
-            if matches!(name, "env" | "twin" | "store-and-forward" | "mqtt-broker") {
+            if matches!(name, "env" | "twin" | "store-and-forward" | "mqtt-broker" | "integrity") {
                 // `env` may repeat; the others are handled by the caller.
                 if name == "env" {
                     self.env(k, &mut s.env);
@@ -1793,6 +1817,9 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         let rt = ds[0].runtime.as_ref().unwrap();
         assert_eq!(rt.mqtt_broker, Some(serde_json::json!({ "bridges": [{ "endpoint": "$upstream" }] })));
+        // The edge hub reads `integrity` only from schema 1.3 (the default here is 1.2).
+        let (_, p) = runtime_with("integrity {\n signature bytes=\"b\"\n }", "");
+        assert!(p.len() == 1 && p[0].to_string().contains("needs edgeHub schema 1.3"), "{p:?}");
         for bad in ["mqtt-broker \"[1]\"", "mqtt-broker", "mqtt-broker (env)\"X\""] {
             let (_, p) = runtime_with(bad, "");
             assert!(!p.is_empty(), "{bad}");
