@@ -26,12 +26,33 @@ pub enum ImportError {
     #[error("{file}: not JSON: {message} (line {line}, column {column})")]
     #[diagnostic(code(fleetform::import::not_json))]
     NotJson { file: String, message: String, line: usize, column: usize },
-    #[error("{file}: no modulesContent with $edgeAgent and $edgeHub")]
+    #[error("{file}: no modulesContent with $edgeAgent (and, for a standard deployment, $edgeHub)")]
     #[diagnostic(
         code(fleetform::import::not_a_manifest),
-        help("give a deployment manifest: {{\"modulesContent\": {{\"$edgeAgent\": …, \"$edgeHub\": …}}}}")
+        help(
+            "give a deployment manifest: {{\"modulesContent\": {{\"$edgeAgent\": …, \"$edgeHub\": …}}}}, a layered one ({{\"$edgeAgent\": {{\"properties.desired.modules.NAME\": …}}}}), or a whole configuration (`az iot edge deployment show`)"
+        )
     )]
     NotAManifest { file: String },
+    #[error("{file}: {} placeholder{} cannot be resolved: {}", .unresolved.len(), if .unresolved.len() == 1 { "" } else { "s" }, .unresolved.join(", "))]
+    #[diagnostic(
+        code(fleetform::import::unresolved_placeholder),
+        help(
+            "set each variable in the environment or in the .env file beside the template; ${{MODULES.Name}} needs modules/Name/module.json beside the template (image.repository and image.tag.version), or write the image name instead"
+        )
+    )]
+    Unresolved { file: String, unresolved: Vec<String> },
+    #[error("{file}: ${{{var}}} looks like a secret and would be written in clear into the KDL file")]
+    #[diagnostic(
+        code(fleetform::import::secret_in_text),
+        help(
+            "give the module the value through its env instead (`\"env\": {{\"{var}\": {{\"value\": \"${{{var}}}\"}}}}` becomes `(env)\"{var}\"`), or write the text without it"
+        )
+    )]
+    SecretInText { file: String, var: String },
+    #[error("{file}: {message}")]
+    #[diagnostic(code(fleetform::import::bad_template_input), help("fix the file named, or remove it"))]
+    BadTemplateInput { file: String, message: String },
     #[error("{file}: {message}")]
     #[diagnostic(code(fleetform::import::bad_create_options))]
     BadCreateOptions { file: String, message: String },
@@ -167,10 +188,10 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
         // Adoption keeps the hub object only when the content fleetform renders is the
         // hub's, byte for byte (content is immutable); say so up front when it is not.
         if let Ok(r) = manifest::render(&d, &values, SecretMode::Reveal)
-            && r.configuration.content != c.content
+            && !manifest::same_content(&r.configuration.content, &c.content)
         {
             notes.push(format!(
-                "{}: the hub's content is not in fleetform's canonical form (e.g. createOptions spacing or key order); the first apply will replace it with identical settings",
+                "{}: fleetform writes this content differently (e.g. defaults it spells out); the first apply will replace it with the same settings",
                 c.id
             ));
         }
@@ -183,10 +204,6 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
 /// The hub does not say which environment values are secrets: name the ones that look
 /// like one, written in clear, so the user can move them to `(secret-env)`.
 fn secret_looking_env(d: &Deployment) -> Vec<String> {
-    let looks_secret = |k: &str| {
-        let k = k.to_ascii_lowercase();
-        ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
-    };
     d.modules
         .values()
         .flat_map(|m| m.settings.env.iter().map(move |(k, v)| (m, k, v)))
@@ -200,6 +217,12 @@ fn secret_looking_env(d: &Deployment) -> Vec<String> {
         .collect()
 }
 
+/// A name that suggests its value is a secret.
+fn looks_secret(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
+}
+
 /// Parses the written text back: import never writes a file `validate` rejects without
 /// saying so.
 fn check_written(name: &str, text: &str, notes: &mut Vec<String>) {
@@ -210,37 +233,86 @@ fn check_written(name: &str, text: &str, notes: &mut Vec<String>) {
 }
 
 /// How a `deployment.json` becomes a deployment.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ManifestOptions {
-    pub name: String,
-    pub priority: i32,
-    /// `None`: `target #null` (targets nothing until a target is written).
+    /// `--name`; else a whole configuration's id, else `default_name`.
+    pub name: Option<String>,
+    pub default_name: String,
+    /// `--priority`; else a whole configuration's priority, else 10.
+    pub priority: Option<i32>,
+    /// `--target`; else a whole configuration's target condition; `None` either way:
+    /// `target #null` (targets nothing until a target is written).
     pub target: Option<String>,
+    /// The folder the manifest is in: where a template's `.env` and `modules/` are.
+    pub dir: Option<std::path::PathBuf>,
 }
 
-/// Converts a deployment manifest (`{"modulesContent": {...}}`, or a whole configuration
-/// with `content.modulesContent`) into one standard deployment. `file` names it in errors.
+/// The priority a manifest gets when neither `--priority` nor the file gives one.
+pub const DEFAULT_MANIFEST_PRIORITY: i32 = 10;
+
+/// Converts a deployment manifest into one deployment. `file` names it in errors.
+///
+/// Accepted shapes: `{"modulesContent": {...}}` (standard, or layered when `$edgeAgent`
+/// holds dotted `properties.desired.…` keys), the legacy `moduleContent` key the az CLI
+/// still takes, and a whole configuration (`az iot edge deployment show`), whose id,
+/// priority, target condition, labels and metrics are kept. iotedgedev templates have
+/// their `${VAR}` and `${MODULES.Name}` placeholders resolved ([`resolve_placeholders`]).
 pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<Imported, ImportError> {
-    let json: Value = serde_json::from_str(text).map_err(|e| ImportError::NotJson {
+    let mut json: Value = serde_json::from_str(text).map_err(|e| ImportError::NotJson {
         file: file.to_string(),
         message: e.to_string(),
         line: e.line(),
         column: e.column(),
     })?;
-    let mc = json
-        .get("modulesContent")
-        .or_else(|| json.get("content").and_then(|c| c.get("modulesContent")))
-        .and_then(Value::as_object)
-        .filter(|m| m.contains_key("$edgeAgent") && m.contains_key("$edgeHub"))
-        .ok_or_else(|| ImportError::NotAManifest { file: file.to_string() })?;
-    let name = sanitize_name(&opts.name);
-    if name.is_empty() {
-        return Err(ImportError::BadName { name: opts.name.clone() });
-    }
     let mut notes = Vec::new();
-    if name != opts.name {
-        notes.push(format!("\"{}\" is not a valid deployment name; named it \"{name}\"", opts.name));
+    if text.contains("${") {
+        resolve_placeholders(file, text, &mut json, opts.dir.as_deref(), &mut notes)?;
     }
+    let whole = json.get("content").is_some_and(Value::is_object);
+    let content = if whole { &json["content"] } else { &json };
+    let mc = content
+        .get("modulesContent")
+        .or_else(|| content.get("moduleContent"))
+        .and_then(Value::as_object)
+        .filter(|m| m.get("$edgeAgent").is_some_and(Value::is_object))
+        .ok_or_else(|| ImportError::NotAManifest { file: file.to_string() })?;
+    let layered = !mc["$edgeAgent"].get("properties.desired").is_some_and(Value::is_object);
+    let nothing = mc.values().all(|v| v.as_object().is_none_or(Map::is_empty));
+    if (!layered && !mc.contains_key("$edgeHub")) || nothing {
+        return Err(ImportError::NotAManifest { file: file.to_string() });
+    }
+    let field = |k: &str| if whole { json.get(k) } else { None };
+    let raw_name = opts
+        .name
+        .clone()
+        .or_else(|| field("labels").and_then(|l| l.get(LABEL_NAME)).and_then(Value::as_str).map(str::to_string))
+        .or_else(|| field("id").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| opts.default_name.clone());
+    let name = sanitize_name(&raw_name);
+    if name.is_empty() {
+        return Err(ImportError::BadName { name: raw_name });
+    }
+    if name != raw_name {
+        notes.push(format!("\"{raw_name}\" is not a valid deployment name; named it \"{name}\""));
+    }
+    let priority = match (opts.priority, field("priority")) {
+        (Some(p), _) => i64::from(p),
+        (None, Some(p)) => p.as_i64().ok_or_else(|| ImportError::NotAManifest { file: file.to_string() })?,
+        (None, None) => i64::from(DEFAULT_MANIFEST_PRIORITY),
+    };
+    let target = opts
+        .target
+        .clone()
+        .or_else(|| field("targetCondition").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string));
+    let labels: BTreeMap<String, String> = field("labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    let metrics =
+        field("metrics").and_then(|m| m.get("queries")).and_then(Value::as_object).map(|q| crate::hub::wire::Metrics {
+            results: BTreeMap::new(),
+            queries: q.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+        });
     let mut modules_content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (twin, v) in mc {
         let mut v = v.clone();
@@ -252,26 +324,218 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
     }
     let config = Configuration {
         id: name.clone(),
+        labels,
         content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },
-        target_condition: opts.target.clone().unwrap_or_default(),
-        priority: i64::from(opts.priority),
+        target_condition: target.clone().unwrap_or_default(),
+        priority,
+        metrics,
         ..Default::default()
     };
     let mut d = manifest::read(&config)?;
     d.name = DeploymentName(name.clone());
-    if opts.target.is_none() {
+    if target.is_none() {
         notes.push(format!("{name}: no --target given; wrote `target #null` (targets no device until you set one)"));
     }
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     placeholders_to_env(&mut d, &mut env, &mut notes);
-    for var in env.keys().filter(|v| v.starts_with("MODULES.")) {
-        notes.push(format!(
-            "{name}: ${{{var}}} is an iotedgedev build placeholder (the image it builds); set {var} or write the image name"
-        ));
-    }
     let text = manifest::to_kdl(&d);
     check_written(&name, &text, &mut notes);
     Ok(Imported { name, text, env: env.into_iter().collect(), notes })
+}
+
+/// Where a `${…}` placeholder sits in the template, 1-based, for error messages.
+fn placeholder_locations(text: &str, var: &str) -> Vec<(usize, usize)> {
+    let needle = format!("${{{var}}}");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut from = 0;
+        while let Some(at) = line[from..].find(&needle) {
+            let col = line[..from + at].chars().count() + 1;
+            out.push((i + 1, col));
+            from += at + needle.len();
+        }
+    }
+    out
+}
+
+/// `KEY=VALUE` lines of an iotedgedev `.env` (comments, blank lines, `export ` and
+/// matching quotes allowed).
+fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim();
+        let v = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
+            .unwrap_or(v);
+        out.insert(k.trim().to_string(), v.to_string());
+    }
+    out
+}
+
+/// Variables a template can read: the process environment first, then `.env`.
+struct TemplateVars {
+    dotenv: BTreeMap<String, String>,
+    dir: Option<std::path::PathBuf>,
+    /// Secret-looking variables that would be substituted into text.
+    secrets: std::cell::RefCell<Vec<String>>,
+}
+
+impl TemplateVars {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned())
+    }
+
+    /// `${MODULES.Name}` / `${MODULES.Name.platform}`, as iotedgedev builds it: the
+    /// module's `image.repository` (itself with `${VAR}`s) + `:` + `image.tag.version` +
+    /// `-` + the platform (`DEFAULT_PLATFORM`, else amd64), which must be one the module
+    /// lists under `image.tag.platforms`.
+    fn module_image(&self, spec: &str, file: &str) -> Result<Option<String>, ImportError> {
+        let mut parts = spec.splitn(2, '.');
+        let module = parts.next().unwrap_or_default();
+        let platform = match parts.next() {
+            Some(p) => p.to_string(),
+            None => self.var("DEFAULT_PLATFORM").unwrap_or_else(|| "amd64".to_string()),
+        };
+        let Some(dir) = &self.dir else { return Ok(None) };
+        let path = dir.join("modules").join(module).join("module.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+        let bad = |message: String| ImportError::BadTemplateInput { file: path.display().to_string(), message };
+        let json: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let image = &json["image"];
+        let (Some(repo), Some(version)) = (image["repository"].as_str(), image["tag"]["version"].as_str()) else {
+            return Err(bad("needs image.repository and image.tag.version".into()));
+        };
+        if image["tag"]["platforms"].get(&platform).is_none() {
+            let _ = file;
+            return Ok(None);
+        }
+        let mut missing = Vec::new();
+        let repo = self.substitute(repo, &mut missing);
+        if !missing.is_empty() {
+            return Err(bad(format!("image.repository reads {} which is not set", missing.join(", "))));
+        }
+        Ok(Some(format!("{repo}:{version}-{platform}")))
+    }
+
+    /// Replaces every resolvable plain `${VAR}` in `s`; the unset ones go to `missing`.
+    fn substitute(&self, s: &str, missing: &mut Vec<String>) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(at) = rest.find("${") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[at..]);
+                return out;
+            };
+            let var = &after[..end];
+            if looks_secret(var) && self.var(var).is_some() {
+                self.secrets.borrow_mut().push(var.to_string());
+            }
+            match self.var(var) {
+                Some(v) if !var.starts_with("MODULES.") => out.push_str(&v),
+                _ => {
+                    missing.push(var.to_string());
+                    out.push_str(&rest[at..at + 3 + end]);
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Resolves an iotedgedev template's placeholders in place. A string that is exactly
+/// `${VAR}` outside createOptions and routes is kept: it becomes an `(env)"VAR"`
+/// reference (a registry password stays out of the file). Every other `${VAR}` (inside
+/// a longer string, in createOptions or routes, which cannot read the environment) is
+/// replaced by its value, and `${MODULES.Name}` by the image iotedgedev would build.
+/// Placeholders that cannot be resolved are all named, with their line and column.
+fn resolve_placeholders(
+    file: &str,
+    text: &str,
+    json: &mut Value,
+    dir: Option<&std::path::Path>,
+    notes: &mut Vec<String>,
+) -> Result<(), ImportError> {
+    let dotenv = match dir.map(|d| d.join(".env")) {
+        Some(p) if p.is_file() => {
+            let t = std::fs::read_to_string(&p)
+                .map_err(|e| ImportError::BadTemplateInput { file: p.display().to_string(), message: e.to_string() })?;
+            notes.push(format!("read variables from {}", p.display()));
+            parse_dotenv(&t)
+        }
+        _ => BTreeMap::new(),
+    };
+    let vars = TemplateVars { dotenv, dir: dir.map(std::path::Path::to_path_buf), secrets: Default::default() };
+    let mut missing = Vec::new();
+    walk_template(json, false, &vars, file, &mut missing)?;
+    // Fails closed: a value substituted into text ends up in the repository.
+    if let Some(var) = vars.secrets.borrow().first() {
+        return Err(ImportError::SecretInText { file: file.to_string(), var: var.clone() });
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    missing.dedup();
+    let unresolved = missing
+        .iter()
+        .flat_map(|var| {
+            let at = placeholder_locations(text, var);
+            if at.is_empty() {
+                vec![format!("${{{var}}}")]
+            } else {
+                at.into_iter().map(|(l, c)| format!("${{{var}}} at {file}:{l}:{c}")).collect()
+            }
+        })
+        .collect();
+    Err(ImportError::Unresolved { file: file.to_string(), unresolved })
+}
+
+fn walk_template(
+    v: &mut Value,
+    literal_only: bool,
+    vars: &TemplateVars,
+    file: &str,
+    missing: &mut Vec<String>,
+) -> Result<(), ImportError> {
+    match v {
+        Value::String(s) if s.contains("${") => {
+            if let Some(spec) = s.strip_prefix("${MODULES.").and_then(|r| r.strip_suffix('}')) {
+                match vars.module_image(spec, file)? {
+                    Some(image) => *s = image,
+                    None => missing.push(format!("MODULES.{spec}")),
+                }
+            } else if literal_only || placeholder(s).is_none() {
+                *s = vars.substitute(s, missing);
+            }
+        }
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                let literal = literal_only
+                    || k.to_ascii_lowercase().starts_with("createoptions")
+                    || k == "routes"
+                    || k.starts_with("properties.desired.routes.");
+                walk_template(child, literal, vars, file, missing)?;
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                walk_template(i, literal_only, vars, file, missing)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Rewrites createOptions written as JSON objects (iotedgedev templates) or split into
@@ -297,6 +561,11 @@ fn normalise_create_options(v: &mut Value, file: &str) -> Result<(), ImportError
                     .collect();
                 for k in pieces {
                     m.remove(&k);
+                }
+                // The agent reads empty, blank and `null` createOptions as no options.
+                if joined.trim().is_empty() || joined.trim() == "null" {
+                    m.remove("createOptions");
+                    return Ok(());
                 }
                 // Re-serialised compactly so that the hub's chunking applies cleanly.
                 let compact = match serde_json::from_str::<Value>(&joined) {

@@ -205,16 +205,22 @@ enum Command {
     Import {
         #[command(flatten)]
         hub: HubArgs,
-        /// Convert this deployment manifest instead of reading a hub.
+        /// Convert this deployment manifest instead of reading a hub: a deployment.json
+        /// (standard or layered), `az iot edge deployment show` output, or an iotedgedev
+        /// deployment.template.json (${VAR} from the environment and the .env beside it,
+        /// ${MODULES.Name} from modules/Name/module.json).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
-        /// With --manifest: the deployment's name (default: the file name).
+        /// With --manifest: the deployment's name (default: a whole configuration's id,
+        /// else the file name).
         #[arg(long, requires = "manifest")]
         name: Option<String>,
-        /// With --manifest: the deployment's priority.
-        #[arg(long, requires = "manifest", default_value_t = 10)]
-        priority: i32,
-        /// With --manifest: the target condition (default: `target #null`, no device).
+        /// With --manifest: the deployment's priority (default: a whole configuration's
+        /// priority, else 10).
+        #[arg(long, requires = "manifest")]
+        priority: Option<i32>,
+        /// With --manifest: the target condition (default: a whole configuration's
+        /// targetCondition, else `target #null`, no device).
         #[arg(long, requires = "manifest", value_name = "CONDITION")]
         target: Option<String>,
         /// The directory to write one <name>.kdl per deployment into (created if missing).
@@ -664,7 +670,7 @@ fn import(
     hub: &HubArgs,
     manifest_file: Option<&std::path::Path>,
     name: Option<String>,
-    priority: i32,
+    priority: Option<i32>,
     target: Option<String>,
     out: &std::path::Path,
     force: bool,
@@ -683,7 +689,13 @@ fn import(
                     .unwrap_or_else(|| "deployment".to_string()),
                 Some(s) => s.to_string(),
             };
-            let opts = fleetform::import::ManifestOptions { name: name.unwrap_or(default), priority, target };
+            let opts = fleetform::import::ManifestOptions {
+                name,
+                default_name: default,
+                priority,
+                target,
+                dir: file.canonicalize().ok().and_then(|p| p.parent().map(std::path::Path::to_path_buf)),
+            };
             (vec![fleetform::import::from_manifest(&display, &text, &opts)?], Vec::new())
         }
         None => {

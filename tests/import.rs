@@ -187,6 +187,14 @@ fn manifest_import_converts_templates() {
     let file = tmp.path().join("deployment.template.json");
     let tpl = template();
     std::fs::write(&file, serde_json::to_string_pretty(&tpl).unwrap()).unwrap();
+    // iotedgedev's module folder: ${MODULES.SensorModule} is its repository:version-platform.
+    let module_dir = tmp.path().join("modules/SensorModule");
+    std::fs::create_dir_all(&module_dir).unwrap();
+    std::fs::write(
+        module_dir.join("module.json"),
+        r#"{"image": {"repository": "myacr.azurecr.io/sensor", "tag": {"version": "1.0.0", "platforms": {"amd64": "./Dockerfile"}}}}"#,
+    )
+    .unwrap();
     let out_dir = tmp.path().join("out");
     let out = Command::new(BIN)
         .args(["import", "--manifest"])
@@ -194,12 +202,13 @@ fn manifest_import_converts_templates() {
         .args(["--name", "Sensor-App", "--priority", "5", "--target", "tags.environment='dev'", "--out"])
         .arg(&out_dir)
         .env_remove("FLEETFORM_HUB")
+        .env_remove("DEFAULT_PLATFORM")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("named it \"sensor-app\""), "{stderr}");
-    for var in ["CONTAINER_REGISTRY_PASSWORD", "MODULES.SensorModule", "SENSOR_API_KEY", "SENSOR_ENDPOINT"] {
+    for var in ["CONTAINER_REGISTRY_PASSWORD", "SENSOR_API_KEY", "SENSOR_ENDPOINT"] {
         assert!(stderr.contains(var), "{var} listed: {stderr}");
     }
     let text = std::fs::read_to_string(out_dir.join("sensor-app.kdl")).unwrap();
@@ -208,7 +217,7 @@ fn manifest_import_converts_templates() {
         "priority 5",
         "password=(env)\"CONTAINER_REGISTRY_PASSWORD\"",
         "address=(env)\"CONTAINER_REGISTRY_ADDRESS\"",
-        "image=(env)\"MODULES.SensorModule\"",
+        "image=\"myacr.azurecr.io/sensor:1.0.0-amd64\"",
         "API_KEY=(env)\"SENSOR_API_KEY\"",
         "endpoint (env)\"SENSOR_ENDPOINT\"",
         "create-options {",
@@ -222,7 +231,6 @@ fn manifest_import_converts_templates() {
         ("CONTAINER_REGISTRY_USERNAME", "user"),
         ("CONTAINER_REGISTRY_PASSWORD", "pw"),
         ("CONTAINER_REGISTRY_ADDRESS", "myacr.azurecr.io"),
-        ("MODULES.SensorModule", "myacr.azurecr.io/sensor:1.0.0-amd64"),
         ("SENSOR_API_KEY", "k"),
         ("SENSOR_ENDPOINT", "https://example.test"),
     ];
@@ -269,7 +277,7 @@ fn manifest_import_rejects_what_is_not_a_manifest() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no modulesContent with $edgeAgent and $edgeHub"), "{stderr}");
+    assert!(stderr.contains("no modulesContent with $edgeAgent"), "{stderr}");
     std::fs::write(&file, "{not json").unwrap();
     let out = Command::new(BIN)
         .args(["import", "--manifest"])

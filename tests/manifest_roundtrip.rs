@@ -59,8 +59,9 @@ fn settings() -> impl Strategy<Value = ModuleSettings> {
         prop::option::of(prop::sample::select(vec!["never", "on-failure", "on-unhealthy", "always"])),
         prop::option::of(any::<u32>()),
         prop::option::of(prop::sample::select(vec!["on-create", "never"])),
+        prop::option::of("sha256:[0-9a-f]{8}"),
     )
-        .prop_map(|(image, co, env, status, restart, order, pull)| ModuleSettings {
+        .prop_map(|(image, co, env, status, restart, order, pull, digest)| ModuleSettings {
             image: Some(lit(Value::String(image))),
             create_options: co.map(|v| CreateOptions { doc: JsonDoc { value: v, scalars: vec![] }, origin: origin() }),
             env: env.into_iter().map(|(k, v)| (k, lit(v))).collect(),
@@ -68,6 +69,7 @@ fn settings() -> impl Strategy<Value = ModuleSettings> {
             restart_policy: restart.map(str::to_string),
             startup_order: order,
             image_pull_policy: pull.map(str::to_string),
+            digest,
         })
 }
 
@@ -126,7 +128,9 @@ fn deployment() -> impl Strategy<Value = Deployment> {
             settings(),
             prop::sample::select(vec!["1.0", "1.1"]),
             prop::sample::select(vec!["1.1", "1.2", "1.3"]),
-            any::<u32>(),
+            // edgeHub reads timeToLiveSecs as an int32.
+            0..=i32::MAX as u32,
+            prop::option::of(0..=i64::MAX as u64),
         ),
         prop::collection::vec((any::<prop::sample::Index>(), prop::option::of("[a-z]{1,6}"), json_object()), 0..3),
     )
@@ -137,7 +141,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 .map(|(n, (version, settings))| (n.clone(), Module { name: n, version, settings, origin: origin() }))
                 .collect();
             let registries: BTreeMap<String, Registry> = registries.into_iter().collect();
-            let (agent, hub, agent_schema, hub_schema, ttl) = rt;
+            let (agent, hub, agent_schema, hub_schema, ttl, max_size) = rt;
             let runtime = (kind == DeploymentKind::Standard).then(|| Runtime {
                 agent_schema: agent_schema.to_string(),
                 hub_schema: hub_schema.to_string(),
@@ -147,6 +151,10 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 edge_agent: ModuleSettings { status: None, restart_policy: None, startup_order: None, ..agent },
                 edge_hub: hub,
                 store_and_forward_ttl: ttl,
+                store_max_size_bytes: max_size,
+                mqtt_broker: None,
+                integrity: None,
+                hub_integrity: None,
                 origin: origin(),
             });
             // Twins target declared modules; a standard deployment's paths must not overlap.

@@ -235,9 +235,22 @@ impl Writer {
             None => "edge-agent".to_string(),
         };
         body.block(2, &agent_head, &agent.out);
+        if let Some(integrity) = &r.integrity {
+            body.json_object_node(2, "integrity", integrity);
+        }
         let mut hub = Writer { out: String::new() };
         hub.settings(3, &r.edge_hub);
-        hub.line(3, &format!("store-and-forward ttl={}", r.store_and_forward_ttl));
+        let mut store = format!("store-and-forward ttl={}", r.store_and_forward_ttl);
+        if let Some(max) = r.store_max_size_bytes {
+            let _ = write!(store, " max-size-bytes={max}");
+        }
+        hub.line(3, &store);
+        if let Some(mqtt) = &r.mqtt_broker {
+            hub.json_object_node(3, "mqtt-broker", mqtt);
+        }
+        if let Some(integrity) = &r.hub_integrity {
+            hub.json_object_node(3, "integrity", integrity);
+        }
         let mut hub_head = match &r.edge_hub.image {
             Some(img) => format!("edge-hub image={}", scalar(img)),
             None => "edge-hub".to_string(),
@@ -264,6 +277,9 @@ impl Writer {
             let vars: Vec<String> = s.env.iter().map(|(k, v)| format!("{}={}", kdl_ident(k), scalar(v))).collect();
             self.line(level, &format!("env {}", vars.join(" ")));
         }
+        if let Some(d) = &s.digest {
+            self.line(level, &format!("digest {}", kdl_string(d)));
+        }
         if let Some(co) = &s.create_options {
             let empty = co.doc.value.as_object().is_some_and(|m| m.is_empty());
             if co.doc.value.is_object() && !empty && jik_safe(&co.doc.value) {
@@ -276,6 +292,19 @@ impl Writer {
                 let json = serde_json::to_string(&co.doc.value).unwrap_or_default();
                 self.line(level, &format!("create-options {}", kdl_string(&json)));
             }
+        }
+    }
+
+    /// `name { JSON-in-KDL }`, or `name "{json}"` when the value has no KDL form.
+    fn json_object_node(&mut self, level: usize, name: &str, v: &Value) {
+        let empty = v.as_object().is_some_and(|m| m.is_empty());
+        if !empty && jik_safe(v) {
+            let mut body = Writer { out: String::new() };
+            body.jik_members(level + 1, v, "", &BTreeMap::new());
+            self.block(level, name, &body.out);
+        } else {
+            let json = serde_json::to_string(v).unwrap_or_default();
+            self.line(level, &format!("{name} {}", kdl_string(&json)));
         }
     }
 

@@ -4,10 +4,12 @@
 //! turns a Configuration back into the model, so that plan and import can compare and
 //! convert. `render(read(render(d)))` is byte-identical to `render(d)`.
 
+mod equiv;
 mod kdl;
 mod read;
 mod render;
 
+pub use equiv::same_content;
 pub use kdl::{kdl_ident, kdl_string, to_kdl};
 pub use read::{ReadError, read};
 pub use render::{Env, MapEnv, ProcessEnv, Rendered, SecretMode, render, render_all, set_path};

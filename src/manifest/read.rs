@@ -121,16 +121,26 @@ impl<'a> Reader<'a> {
         let agent_twin = &content["$edgeAgent"];
         only_keys(self, agent_twin, &["properties.desired"], "$edgeAgent")?;
         let agent = self.obj(&agent_twin["properties.desired"], "$edgeAgent.properties.desired")?;
+        const AGENT_KEYS: &[&str] = &["schemaVersion", "runtime", "systemModules", "modules", "integrity"];
+        let agent = &canonical_keys(agent, AGENT_KEYS);
         let p = "$edgeAgent.properties.desired";
-        only_keys(self, agent, &["schemaVersion", "runtime", "systemModules", "modules"], p)?;
+        only_keys(self, agent, AGENT_KEYS, p)?;
+        let integrity = match agent.get("integrity") {
+            Some(v) => Some(Value::Object(self.obj(v, &format!("{p}.integrity"))?.clone())),
+            None => None,
+        };
         let agent_schema = self.str_at(agent, "schemaVersion", p)?.unwrap_or("1.1").to_string();
-        let runtime = self.obj(agent.get("runtime").unwrap_or(&Value::Null), &format!("{p}.runtime"))?;
+        let runtime = &canonical_keys(
+            self.obj(agent.get("runtime").unwrap_or(&Value::Null), &format!("{p}.runtime"))?,
+            &["type", "settings"],
+        );
         only_keys(self, runtime, &["type", "settings"], &format!("{p}.runtime"))?;
         let empty = Map::new();
         let rs = match runtime.get("settings") {
             Some(v) => self.obj(v, &format!("{p}.runtime.settings"))?,
             None => &empty,
         };
+        let rs = &canonical_keys(rs, &["minDockerVersion", "loggingOptions", "registryCredentials"]);
         let rsp = format!("{p}.runtime.settings");
         only_keys(self, rs, &["minDockerVersion", "loggingOptions", "registryCredentials"], &rsp)?;
         let mut registries = BTreeMap::new();
@@ -139,7 +149,10 @@ impl<'a> Reader<'a> {
                 registries.insert(name.clone(), self.registry(name, r, &format!("{rsp}.registryCredentials.{name}"))?);
             }
         }
-        let system = self.obj(agent.get("systemModules").unwrap_or(&Value::Null), &format!("{p}.systemModules"))?;
+        let system = &canonical_keys(
+            self.obj(agent.get("systemModules").unwrap_or(&Value::Null), &format!("{p}.systemModules"))?,
+            &["edgeAgent", "edgeHub"],
+        );
         only_keys(self, system, &["edgeAgent", "edgeHub"], &format!("{p}.systemModules"))?;
         let edge_agent = self
             .settings(system.get("edgeAgent").unwrap_or(&Value::Null), &format!("{p}.systemModules.edgeAgent"), false)?
@@ -158,11 +171,23 @@ impl<'a> Reader<'a> {
         }
         let mut hub_schema = "1.2".to_string();
         let mut ttl = 7200;
+        let mut max_size = None;
+        let mut mqtt_broker = None;
+        let mut hub_integrity = None;
         if let Some(hub_twin) = content.get("$edgeHub") {
             only_keys(self, hub_twin, &["properties.desired"], "$edgeHub")?;
             let hp = "$edgeHub.properties.desired";
             let hub = self.obj(hub_twin.get("properties.desired").unwrap_or(&Value::Null), hp)?;
-            only_keys(self, hub, &["schemaVersion", "routes", "storeAndForwardConfiguration"], hp)?;
+            const HUB_KEYS: &[&str] =
+                &["schemaVersion", "routes", "storeAndForwardConfiguration", "mqttBroker", "integrity"];
+            let hub = &canonical_keys(hub, HUB_KEYS);
+            only_keys(self, hub, HUB_KEYS, hp)?;
+            if let Some(m) = hub.get("integrity") {
+                hub_integrity = Some(Value::Object(self.obj(m, &format!("{hp}.integrity"))?.clone()));
+            }
+            if let Some(m) = hub.get("mqttBroker") {
+                mqtt_broker = Some(Value::Object(self.obj(m, &format!("{hp}.mqttBroker"))?.clone()));
+            }
             if let Some(s) = self.str_at(hub, "schemaVersion", hp)? {
                 hub_schema = s.to_string();
             }
@@ -173,13 +198,24 @@ impl<'a> Reader<'a> {
             }
             if let Some(sf) = hub.get("storeAndForwardConfiguration") {
                 let sfp = format!("{hp}.storeAndForwardConfiguration");
-                let sf = self.obj(sf, &sfp)?;
-                only_keys(self, sf, &["timeToLiveSecs"], &sfp)?;
+                let sf = &canonical_keys(self.obj(sf, &sfp)?, &["timeToLiveSecs", "storeLimits"]);
+                only_keys(self, sf, &["timeToLiveSecs", "storeLimits"], &sfp)?;
                 if let Some(v) = sf.get("timeToLiveSecs") {
-                    ttl = v
-                        .as_u64()
-                        .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number"))?;
+                    // edgeHub reads it as a 32-bit signed integer.
+                    ttl = v.as_u64().filter(|v| *v <= i32::MAX as u64).map(|v| v as u32).ok_or_else(|| {
+                        self.bad(&format!("{sfp}.timeToLiveSecs"), "expected a whole number from 0 to 2147483647")
+                    })?;
+                }
+                if let Some(limits) = sf.get("storeLimits") {
+                    let lp = format!("{sfp}.storeLimits");
+                    let limits = &canonical_keys(self.obj(limits, &lp)?, &["maxSizeBytes"]);
+                    only_keys(self, limits, &["maxSizeBytes"], &lp)?;
+                    if let Some(v) = limits.get("maxSizeBytes") {
+                        // A signed 64-bit integer on the hub.
+                        max_size = Some(v.as_u64().filter(|v| *v <= i64::MAX as u64).ok_or_else(|| {
+                            self.bad(&format!("{lp}.maxSizeBytes"), "expected a whole number from 0 to 2^63-1")
+                        })?);
+                    }
                 }
             }
         }
@@ -192,6 +228,10 @@ impl<'a> Reader<'a> {
             edge_agent,
             edge_hub,
             store_and_forward_ttl: ttl,
+            store_max_size_bytes: max_size,
+            mqtt_broker,
+            integrity,
+            hub_integrity,
             origin: self.origin.clone(),
         });
         for (module, twin) in content.iter().filter(|(k, _)| !k.starts_with('$')) {
@@ -308,19 +348,21 @@ impl<'a> Reader<'a> {
         if allow_version {
             allowed.push("version");
         }
+        let m = &canonical_keys(m, &allowed);
         only_keys(self, m, &allowed, path)?;
         if let Some(t) = self.str_at(m, "type", path)?
             && t != "docker"
         {
             return Err(self.bad(&format!("{path}.type"), format!("module type \"{t}\" (only docker exists)")));
         }
-        let settings_map = self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?;
+        let settings_map =
+            &canonical_settings(self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?);
         let sp = format!("{path}.settings");
         for k in settings_map.keys() {
             let chunk = k
                 .strip_prefix("createOptions")
                 .is_some_and(|n| n.is_empty() || (n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit())));
-            if k != "image" && !chunk {
+            if k != "image" && k != "digest" && !chunk {
                 return Err(self.bad(&format!("{sp}.{k}"), "unknown setting"));
             }
         }
@@ -328,6 +370,8 @@ impl<'a> Reader<'a> {
         let create_options = match join_create_options(settings_map) {
             None => None,
             Some(Err(e)) => return Err(self.bad(&sp, e)),
+            // The agent treats empty, blank and `null` createOptions as no options.
+            Some(Ok(text)) if text.trim().is_empty() || text.trim() == "null" => None,
             Some(Ok(text)) => {
                 let doc: Value = serde_json::from_str(&text)
                     .map_err(|e| self.bad(&format!("{sp}.createOptions"), format!("not JSON: {e}")))?;
@@ -361,6 +405,7 @@ impl<'a> Reader<'a> {
             restart_policy: self.str_at(m, "restartPolicy", path)?.map(str::to_string),
             startup_order,
             image_pull_policy: self.str_at(m, "imagePullPolicy", path)?.map(str::to_string),
+            digest: self.str_at(settings_map, "digest", &sp)?.map(str::to_string),
         };
         Ok((settings, version))
     }
@@ -371,4 +416,31 @@ fn only_keys(r: &Reader<'_>, m: &Map<String, Value>, allowed: &[&str], path: &st
         Some(k) => Err(r.bad(&format!("{path}.{k}"), "not understood by fleetform")),
         None => Ok(()),
     }
+}
+
+/// The edge runtime matches field names case-insensitively (Newtonsoft's default), so a
+/// manifest may say `createoptions` or `RestartPolicy`: such keys are renamed to the
+/// spelling fleetform renders. Unknown keys are kept as they are, to be refused by name.
+fn canonical_keys(m: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
+    m.iter()
+        .map(|(k, v)| {
+            let name = known.iter().find(|n| n.eq_ignore_ascii_case(k)).map_or_else(|| k.clone(), |n| n.to_string());
+            (name, v.clone())
+        })
+        .collect()
+}
+
+/// [`canonical_keys`] for a module's `settings`, whose createOptions pieces are numbered.
+fn canonical_settings(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter()
+        .map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            let name = match lower.strip_prefix("createoptions") {
+                Some(n) => format!("createOptions{n}"),
+                None if lower == "image" || lower == "digest" => lower,
+                None => k.clone(),
+            };
+            (name, v.clone())
+        })
+        .collect()
 }

@@ -195,6 +195,9 @@ impl Renderer<'_> {
             let v = self.scalar(image, &format!("{pointer}/settings/image"));
             settings.insert("image".into(), v);
         }
+        if let Some(d) = &s.digest {
+            settings.insert("digest".into(), json!(d));
+        }
         if let Some(co) = &s.create_options {
             let doc = self.doc(&co.doc, "");
             let compact = serde_json::to_string(&doc).unwrap_or_default();
@@ -282,15 +285,35 @@ impl Renderer<'_> {
                 "modules": modules,
             }}),
         );
+        if let (Some(integrity), Some(Value::Object(agent))) =
+            (&rt.integrity, content.get_mut("$edgeAgent").and_then(|h| h.get_mut("properties.desired")))
+        {
+            agent.insert("integrity".into(), integrity.clone());
+        }
         let routes: Map<String, Value> = d.routes.iter().map(|(n, r)| (n.clone(), Self::route(r))).collect();
+        let mut store = Map::new();
+        store.insert("timeToLiveSecs".into(), json!(rt.store_and_forward_ttl));
+        if let Some(max) = rt.store_max_size_bytes {
+            store.insert("storeLimits".into(), json!({ "maxSizeBytes": max }));
+        }
         content.insert(
             "$edgeHub".into(),
             json!({ "properties.desired": {
                 "schemaVersion": rt.hub_schema,
                 "routes": routes,
-                "storeAndForwardConfiguration": { "timeToLiveSecs": rt.store_and_forward_ttl },
+                "storeAndForwardConfiguration": store,
             }}),
         );
+        if let (Some(mqtt), Some(Value::Object(hub))) =
+            (&rt.mqtt_broker, content.get_mut("$edgeHub").and_then(|h| h.get_mut("properties.desired")))
+        {
+            hub.insert("mqttBroker".into(), mqtt.clone());
+        }
+        if let (Some(integrity), Some(Value::Object(hub))) =
+            (&rt.hub_integrity, content.get_mut("$edgeHub").and_then(|h| h.get_mut("properties.desired")))
+        {
+            hub.insert("integrity".into(), integrity.clone());
+        }
         // A standard deployment writes each module twin's desired properties whole, so
         // its twin nodes (whole or by path) are assembled into one document.
         let mut twins: BTreeMap<&str, Value> = BTreeMap::new();

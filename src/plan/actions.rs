@@ -171,7 +171,9 @@ pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
             continue;
         }
         let Some(name) = c.labels.get(LABEL_NAME) else { continue };
-        let same = hub.iter().filter(|h| h.is_edge() && h.kind() == c.kind() && h.content == c.content).find(|h| {
+        // Content the agent reads identically (createOptions spelling) is the same content.
+        let alike = |h: &&Configuration| crate::manifest::same_content(&h.content, &c.content);
+        let same = hub.iter().filter(|h| h.is_edge() && h.kind() == c.kind() && alike(h)).find(|h| {
             let labelled = h.labels.get(LABEL_NAME) == Some(name) && h.labels.get(LABEL_HASH) == Some(&r.hash);
             let unmanaged = !h.labels.contains_key(LABEL_HASH) && h.labels.get(LABEL_NAME).is_none_or(|n| n == name);
             labelled || (unmanaged && r.adopt.as_deref() == Some(h.id.as_str()))

@@ -166,6 +166,8 @@ pub struct ModuleSettings {
     pub restart_policy: Option<String>,
     pub startup_order: Option<u32>,
     pub image_pull_policy: Option<String>,
+    /// `settings.digest` (edgeAgent schema 1.3+): the image digest the agent pins to.
+    pub digest: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -188,6 +190,17 @@ pub struct Runtime {
     pub edge_agent: ModuleSettings,
     pub edge_hub: ModuleSettings,
     pub store_and_forward_ttl: u32,
+    /// `storeAndForwardConfiguration.storeLimits.maxSizeBytes` (edgeHub 1.2+); the hub
+    /// reads it as a signed 64-bit integer.
+    pub store_max_size_bytes: Option<u64>,
+    /// `$edgeHub` `mqttBroker` (edgeHub schema 1.2+): authorizations and bridges, a JSON
+    /// object passed through as written.
+    pub mqtt_broker: Option<serde_json::Value>,
+    /// `$edgeAgent` `integrity` (edgeAgent schema 1.3): the signed-manifest header and
+    /// signature, passed through as written.
+    pub integrity: Option<serde_json::Value>,
+    /// `$edgeHub` `integrity` (edgeHub schema 1.3), likewise.
+    pub hub_integrity: Option<serde_json::Value>,
     pub origin: Origin,
 }
 

@@ -17,12 +17,22 @@ const DEPLOYMENT_CHILDREN: &[&str] =
 const LAYERED_CHILDREN: &[&str] =
     &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt"];
 const RUNTIME_PROPS: &[&str] = &["schema", "min-docker-version", "logging-options"];
-const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub"];
-const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy"];
-const HUB_CHILDREN: &[&str] =
-    &["create-options", "env", "image-pull-policy", "startup-order", "status", "restart-policy", "store-and-forward"];
+const RUNTIME_CHILDREN: &[&str] = &["registry", "edge-agent", "edge-hub", "integrity"];
+const AGENT_CHILDREN: &[&str] = &["create-options", "env", "image-pull-policy", "digest"];
+const HUB_CHILDREN: &[&str] = &[
+    "create-options",
+    "env",
+    "image-pull-policy",
+    "startup-order",
+    "status",
+    "restart-policy",
+    "store-and-forward",
+    "digest",
+    "mqtt-broker",
+    "integrity",
+];
 const MODULE_CHILDREN: &[&str] =
-    &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin"];
+    &["status", "restart-policy", "startup-order", "image-pull-policy", "env", "create-options", "twin", "digest"];
 const ANNOTATIONS: &[&str] = &["env", "secret", "secret-env"];
 
 /// Parses one file into deployments, appending every problem found to `problems`.
@@ -923,6 +933,10 @@ impl Cx<'_> {
         let mut hub = None;
         let mut hub_schema = "1.2".to_string();
         let mut ttl = 7200;
+        let mut max_size = None;
+        let mut mqtt_broker = None;
+        let mut integrity = None;
+        let mut hub_integrity = None;
         let mut ok = true;
         for child in children {
             match child.name().value() {
@@ -931,6 +945,27 @@ impl Cx<'_> {
                         self.add_registry(&mut registries, r);
                     } else {
                         ok = false;
+                    }
+                }
+                "integrity" => {
+                    if self.once(child, integrity.is_some()) {
+                        continue;
+                    }
+                    self.check_entries(child, 1, &[]);
+                    if agent_schema != "1.3" {
+                        self.err(
+                            Code::OutOfRange,
+                            child.name().span(),
+                            format!("integrity needs edgeAgent schema 1.3 (this runtime has {agent_schema})"),
+                            "needs schema 1.3",
+                            Some("set `runtime schema=\"1.3\"`".into()),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.json_object_node(child, "integrity", "integrity { header { … } signature { … } }") {
+                        Some(v) => integrity = Some(v),
+                        None => ok = false,
                     }
                 }
                 "edge-agent" => {
@@ -970,14 +1005,52 @@ impl Cx<'_> {
                     let kids = self.children(child, HUB_CHILDREN, |_| None);
                     for k in &kids {
                         if k.name().value() == "store-and-forward" {
-                            self.check_entries(k, 0, &["ttl"]);
+                            self.check_entries(k, 0, &["ttl", "max-size-bytes"]);
                             self.no_children(k);
+                            // edgeHub reads timeToLiveSecs as a 32-bit and maxSizeBytes as a
+                            // 64-bit signed integer.
                             if let Some(e) = self.required_prop(k, "ttl", "store-and-forward ttl=7200") {
-                                match self.integer(e, "store-and-forward ttl", 0, u32::MAX as i128) {
+                                match self.integer(e, "store-and-forward ttl", 0, i32::MAX as i128) {
                                     Some(v) => ttl = v as u32,
                                     None => ok = false,
                                 }
                             }
+                            if let Some(e) = self.prop(k, "max-size-bytes") {
+                                match self.integer(e, "store-and-forward max-size-bytes", 0, i64::MAX as i128) {
+                                    Some(v) => max_size = Some(v as u64),
+                                    None => ok = false,
+                                }
+                            }
+                        }
+                    }
+                    for k in kids.iter().filter(|k| k.name().value() == "integrity") {
+                        if self.once(k, hub_integrity.is_some()) {
+                            continue;
+                        }
+                        self.check_entries(k, 1, &[]);
+                        if hub_schema != "1.3" {
+                            self.err(
+                                Code::OutOfRange,
+                                k.name().span(),
+                                format!("edge-hub integrity needs edgeHub schema 1.3 (this edge-hub has {hub_schema})"),
+                                "needs schema 1.3",
+                                Some("set `edge-hub … schema=\"1.3\"`".into()),
+                            );
+                            ok = false;
+                            continue;
+                        }
+                        match self.json_object_node(k, "integrity", "integrity { header { … } signature { … } }") {
+                            Some(v) => hub_integrity = Some(v),
+                            None => ok = false,
+                        }
+                    }
+                    for k in kids.iter().filter(|k| k.name().value() == "mqtt-broker") {
+                        if self.once(k, mqtt_broker.is_some()) {
+                            continue;
+                        }
+                        match self.mqtt_broker(k, &hub_schema) {
+                            Some(v) => mqtt_broker = Some(v),
+                            None => ok = false,
                         }
                     }
                     ok &= self.settings_children(&kids, &mut s);
@@ -1016,6 +1089,10 @@ impl Cx<'_> {
             edge_agent: agent?,
             edge_hub: hub?,
             store_and_forward_ttl: ttl,
+            store_max_size_bytes: max_size,
+            mqtt_broker,
+            integrity,
+            hub_integrity,
             origin: self.origin(node.span()),
         })
     }
@@ -1026,7 +1103,7 @@ impl Cx<'_> {
         let mut seen: Vec<&str> = Vec::new();
         for k in kids {
             let name = k.name().value();
-            if matches!(name, "env" | "twin" | "store-and-forward") {
+            if matches!(name, "env" | "twin" | "store-and-forward" | "mqtt-broker" | "integrity") {
                 // `env` may repeat; the others are handled by the caller.
                 if name == "env" {
                     self.env(k, &mut s.env);
@@ -1061,6 +1138,13 @@ impl Cx<'_> {
                     }
                 }
                 "create-options" => s.create_options = self.create_options(k),
+                "digest" => {
+                    self.check_entries(k, 1, &[]);
+                    self.no_children(k);
+                    if let Some(e) = self.single_arg(k, "a digest", "digest \"sha256:…\"") {
+                        s.digest = self.string(e, "digest");
+                    }
+                }
                 _ => {}
             }
         }
@@ -1112,6 +1196,73 @@ impl Cx<'_> {
                 );
             }
         }
+    }
+
+    /// `mqtt-broker { … }` or `mqtt-broker "{json}"`: a JSON object, edgeHub schema 1.2+.
+    fn mqtt_broker(&mut self, node: &KdlNode, hub_schema: &str) -> Option<Value> {
+        self.check_entries(node, 1, &[]);
+        if matches!(hub_schema, "1.0" | "1.1") {
+            self.err(
+                Code::OutOfRange,
+                node.name().span(),
+                format!("mqtt-broker needs edgeHub schema 1.2 or later (this edge-hub has {hub_schema})"),
+                "needs schema 1.2+",
+                Some("set `edge-hub … schema=\"1.2\"`".into()),
+            );
+            return None;
+        }
+        self.json_object_node(node, "mqtt-broker", "mqtt-broker { authorizations { … } bridges { … } }")
+    }
+
+    /// A node holding one JSON object: a JSON string argument, or JSON-in-KDL children.
+    fn json_object_node(&mut self, node: &KdlNode, what: &str, example: &str) -> Option<Value> {
+        let value = match (self.args(node).first(), node.children()) {
+            (Some(e), None) => {
+                let text = self.string(e, what)?;
+                self.raw_json(e, &text, what)?
+            }
+            (None, Some(children)) => {
+                let mut scalars = Vec::new();
+                let before = self.problems.len();
+                let v = Value::Object(self.jik_object(children, "", &mut scalars, false));
+                if self.problems.len() != before {
+                    return None;
+                }
+                if let Some((_, s)) = scalars.first() {
+                    let span = s.origin.span;
+                    self.err(
+                        Code::UnknownAnnotation,
+                        span,
+                        format!("{what} can't read values from the environment or hold secrets"),
+                        "annotated value",
+                        Some("write the value in the file".into()),
+                    );
+                    return None;
+                }
+                v
+            }
+            _ => {
+                self.err(
+                    Code::MissingValue,
+                    node.name().span(),
+                    format!("{what} needs one JSON string or KDL children"),
+                    "no single value",
+                    Some(format!("write `{example}`")),
+                );
+                return None;
+            }
+        };
+        if !value.is_object() {
+            self.err(
+                Code::InvalidJson,
+                node.name().span(),
+                format!("{what} must be a JSON object"),
+                "not an object",
+                Some(format!("write `{example}`")),
+            );
+            return None;
+        }
+        Some(value)
     }
 
     fn create_options(&mut self, node: &KdlNode) -> Option<CreateOptions> {
@@ -1635,6 +1786,77 @@ mod tests {
         }
     }
 
+    fn runtime_with(hub_body: &str, module_body: &str) -> (Vec<Deployment>, Vec<Problem>) {
+        let text = format!(
+            "deployment \"d\" {{\n    priority 1\n    target \"*\"\n    runtime schema=\"1.3\" {{\n        edge-agent image=\"a:1\"\n        edge-hub image=\"h:1\" {{\n            {hub_body}\n        }}\n    }}\n    module \"m\" image=\"m:1\" {{\n        {module_body}\n    }}\n}}\n"
+        );
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text));
+        let mut problems = Vec::new();
+        let ds = parse_file(&file, &mut problems);
+        (ds, problems)
+    }
+
+    /// Numbers are checked against the width edgeHub reads them with: timeToLiveSecs is
+    /// an int32, storeLimits.maxSizeBytes an int64.
+    #[test]
+    fn store_and_forward_numbers_fit_the_hubs_types() {
+        let (ds, p) = runtime_with("store-and-forward ttl=2147483647 max-size-bytes=9223372036854775807", "");
+        assert!(p.is_empty(), "{p:?}");
+        let rt = ds[0].runtime.as_ref().unwrap();
+        assert_eq!((rt.store_and_forward_ttl, rt.store_max_size_bytes), (i32::MAX as u32, Some(i64::MAX as u64)));
+        for bad in ["store-and-forward ttl=3000000000", "store-and-forward ttl=1 max-size-bytes=9223372036854775808"] {
+            let (_, p) = runtime_with(bad, "");
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+            assert!(p[0].to_string().contains("store-and-forward"), "{bad}: {}", p[0]);
+        }
+    }
+
+    #[test]
+    fn mqtt_broker_is_an_edge_hub_json_object() {
+        let (ds, p) = runtime_with("mqtt-broker {\n bridges {\n - endpoint=\"$upstream\"\n }\n }", "");
+        assert!(p.is_empty(), "{p:?}");
+        let rt = ds[0].runtime.as_ref().unwrap();
+        assert_eq!(rt.mqtt_broker, Some(serde_json::json!({ "bridges": [{ "endpoint": "$upstream" }] })));
+        // The edge hub reads `integrity` only from schema 1.3 (the default here is 1.2).
+        let (_, p) = runtime_with("integrity {\n signature bytes=\"b\"\n }", "");
+        assert!(p.len() == 1 && p[0].to_string().contains("needs edgeHub schema 1.3"), "{p:?}");
+        for bad in ["mqtt-broker \"[1]\"", "mqtt-broker", "mqtt-broker (env)\"X\""] {
+            let (_, p) = runtime_with(bad, "");
+            assert!(!p.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integrity_needs_agent_schema_1_3() {
+        let text = |schema: &str| {
+            format!(
+                "deployment \"d\" {{\n priority 1\n target \"*\"\n runtime schema=\"{schema}\" {{\n integrity {{\n signature bytes=\"b\" algorithm=\"ES256\"\n }}\n edge-agent image=\"a:1\"\n edge-hub image=\"h:1\"\n }}\n}}\n"
+            )
+        };
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text("1.3")));
+        let mut p = Vec::new();
+        let ds = parse_file(&file, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(
+            ds[0].runtime.as_ref().unwrap().integrity,
+            Some(serde_json::json!({ "signature": { "bytes": "b", "algorithm": "ES256" } }))
+        );
+        let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text("1.1")));
+        let mut p = Vec::new();
+        parse_file(&file, &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].to_string().contains("integrity needs edgeAgent schema 1.3"), "{}", p[0]);
+    }
+
+    #[test]
+    fn digest_is_a_module_setting() {
+        let (ds, p) = runtime_with("", "digest \"sha256:abc\"");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(ds[0].modules["m"].settings.digest.as_deref(), Some("sha256:abc"));
+        let (_, p) = runtime_with("", "digest 5");
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
     /// schema/fleetform.kdl documents exactly the nodes and properties the parser accepts.
     #[test]
     fn schema_file_matches_the_parser() {
@@ -1659,7 +1881,18 @@ mod tests {
         assert_eq!(nodes, parser_nodes);
         let parser_props: std::collections::BTreeSet<String> = [
             RUNTIME_PROPS,
-            &["image", "version", "schema", "ttl", "path", "priority", "address", "username", "password"],
+            &[
+                "image",
+                "version",
+                "schema",
+                "ttl",
+                "max-size-bytes",
+                "path",
+                "priority",
+                "address",
+                "username",
+                "password",
+            ],
         ]
         .concat()
         .into_iter()

@@ -16,7 +16,7 @@ pub const MAX_CREATE_OPTIONS_CHUNKS: usize = 100;
 pub const STATUSES: &[&str] = &["running", "stopped"];
 pub const RESTART_POLICIES: &[&str] = &["never", "on-failure", "on-unhealthy", "always"];
 pub const IMAGE_PULL_POLICIES: &[&str] = &["on-create", "never"];
-pub const AGENT_SCHEMAS: &[&str] = &["1.0", "1.1"];
+pub const AGENT_SCHEMAS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
 pub const HUB_SCHEMAS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
 /// Module names the runtime reserves for itself.
 pub const SYSTEM_MODULES: &[&str] = &["edgeAgent", "edgeHub", "$edgeAgent", "$edgeHub"];
