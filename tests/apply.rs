@@ -19,8 +19,12 @@ use fleetform::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, MapEnv, SecretMo
 use fleetform::plan::StepOp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
-const ENV: &[(&str, &str)] =
-    &[("ACR_PASSWORD", "demo"), ("VISION_REGISTRY_PASSWORD", "demo"), ("CAMERA_API_TOKEN", "demo")];
+const ENV: &[(&str, &str)] = &[
+    ("ACR_PASSWORD", "demo"),
+    ("VISION_REGISTRY_PASSWORD", "demo"),
+    ("CAMERA_API_TOKEN", "demo"),
+    ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

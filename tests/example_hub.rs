@@ -22,9 +22,9 @@ fn demo_env() -> MapEnv {
             ("CAMERA_API_TOKEN", "demo"),
             ("FLEETFORM_HASH_KEY", DEMO_HASH_KEY),
         ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
     )
 }
 

@@ -431,10 +431,15 @@ layered "x" {
         let again = parse(&written);
         assert!(again.problems.is_empty(), "{written}\n{:?}", again.problems);
         let env = MapEnv(
-            [("IMAGE", "i:1"), ("TOKEN", "t"), ("K", "k"), (crate::manifest::HASH_KEY_VAR, "a-hash-key-for-the-round-trip-tests")]
-                .into_iter()
-                .map(|(a, b)| (a.into(), b.into()))
-                .collect(),
+            [
+                ("IMAGE", "i:1"),
+                ("TOKEN", "t"),
+                ("K", "k"),
+                (crate::manifest::HASH_KEY_VAR, "a-hash-key-for-the-round-trip-tests"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.into(), b.into()))
+            .collect(),
         );
         let a = render(&ws.deployments[0], &env, SecretMode::Reveal).unwrap();
         let b = render(&again.deployments[0], &env, SecretMode::Reveal).unwrap();

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Map, Value, json};
 use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
@@ -170,12 +170,11 @@ fn hash_key_problem(deployment: &str, origin: &Origin, why: NoHashKey) -> Proble
             format!("{HASH_KEY_VAR} is {n} characters long; it needs at least {HASH_KEY_MIN_CHARS}")
         }
     };
-    Problem::new(Code::MissingEnv, &origin.file, origin.span, message, "a secret")
-        .with_help(format!(
-            "the deployment id and the fleetform-hash label cover each secret through a MAC keyed by {HASH_KEY_VAR}, so \
+    Problem::new(Code::MissingEnv, &origin.file, origin.span, message, "a secret").with_help(format!(
+        "the deployment id and the fleetform-hash label cover each secret through a MAC keyed by {HASH_KEY_VAR}, so \
              that the published id cannot be used to test guesses of the secret; set it to the same random value \
              (e.g. `openssl rand -hex 32`) wherever plan and apply run, as a CI secret"
-        ))
+    ))
 }
 
 /// The content hash: SHA-256 over the canonical content with every secret masked, then,
@@ -546,10 +545,8 @@ deployment "kiosk" {
             let key = attacker_key.map(|k| HashKey(k.as_bytes().to_vec()));
             let hits = guesses()
                 .filter(|g| {
-                    let revealed: Map<String, Value> = guess_content(&published, g)
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::Object(v)))
-                        .collect();
+                    let revealed: Map<String, Value> =
+                        guess_content(&published, g).into_iter().map(|(k, v)| (k, Value::Object(v))).collect();
                     content_hash("kiosk", &revealed, &published.sensitive, key.as_ref()) == published.hash
                 })
                 .count();
@@ -581,8 +578,8 @@ deployment "kiosk" {
         assert_eq!(a.configuration.labels[LABEL_HASH_SCHEME], HASH_SCHEME);
         assert_eq!(a.configuration.labels[LABEL_HASH], a.hash);
         // The masked and the revealed render get the same id.
-        let revealed = render(&deployment(PIN), &env(&[("UNLOCK_PIN", "4821"), (HASH_KEY_VAR, KEY)]), SecretMode::Reveal)
-            .unwrap();
+        let revealed =
+            render(&deployment(PIN), &env(&[("UNLOCK_PIN", "4821"), (HASH_KEY_VAR, KEY)]), SecretMode::Reveal).unwrap();
         assert_eq!(revealed.configuration.id, a.configuration.id);
     }
 
