@@ -886,7 +886,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             dirty.display()
         ));
     }
-    let Some(rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
+    let Some(mut rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
     let json = flags.format == Format::Json;
@@ -906,6 +906,9 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                 eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
             }
             let current = hub.configurations()?;
+            // The plan kept the hub's id where the content is already there under another
+            // id (adoption, an older hash scheme or key); so must the check and the steps.
+            fleetform::plan::adopt_ids(&mut rendered, &current);
             let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());

@@ -142,7 +142,7 @@ fn apply_converges_and_status_shows_commit_and_metrics() {
     let out = server.apply(&deployments(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Apply complete: 2 created, 1 updated, 1 deleted."), "{}", transcript(&out));
+    assert!(stdout.contains("Apply complete: 2 created, 2 updated, 1 deleted."), "{}", transcript(&out));
     server.assert_converged(&deployments());
 
     // A second apply has nothing to do.
@@ -337,7 +337,7 @@ fn a_saved_plan_is_carried_out_exactly_then_has_nothing_left() {
     // No paths after the plan file: the plan's own paths are re-rendered.
     let out = cli().arg("apply").arg(&file).arg("--hub").arg(hub.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Apply complete: 2 created, 1 updated, 1 deleted."));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Apply complete: 2 created, 2 updated, 1 deleted."));
     let configs = fleetform::hub::SnapshotHub::open(hub.path()).unwrap().configurations().unwrap();
     assert_no_duplicates(&configs);
     if let Some(head) = fleetform::git::head_commit(&deployments()) {
@@ -362,7 +362,7 @@ fn a_stale_saved_plan_is_refused_naming_the_configuration() {
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the saved plan is stale"), "{err}");
-    assert!(err.contains("configuration campus-base-7aec22a8 is no longer on the hub"), "{err}");
+    assert!(err.contains("configuration campus-base-85df888b is no longer on the hub"), "{err}");
     assert!(err.contains("appeared on the hub"), "{err}");
     assert_eq!(std::fs::read(hub.path().join("configurations.json")).unwrap(), before, "nothing was written");
 }

@@ -89,11 +89,7 @@ pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], decl
     for id in now.keys().filter(|id| !saved.hub_etags.contains_key(**id)) {
         out.push(Staleness::Appeared { id: id.to_string() });
     }
-    // The plan kept the hub's id for content already there under another id (adoption,
-    // an older hash scheme or hash key); so does this check.
-    let mut adopted = declared.to_vec();
-    crate::plan::adopt_ids(&mut adopted, current);
-    let rendered: BTreeMap<&str, &Rendered> = adopted
+    let rendered: BTreeMap<&str, &Rendered> = declared
         .iter()
         .map(|r| (r.configuration.labels.get(LABEL_NAME).map_or(r.configuration.id.as_str(), String::as_str), r))
         .collect();
