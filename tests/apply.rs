@@ -298,7 +298,7 @@ fn wait_succeeds_when_devices_report_success() {
     let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s"]);
     let out = cmd.arg(deployments()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Rollout complete: 3 deployments"), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Rollout complete: 4 deployments"), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("waiting: campus-base-"), "{}", transcript(&out));
 }
 
@@ -445,5 +445,6 @@ fn wait_times_out_when_devices_never_report() {
     assert!(started.elapsed() < Duration::from_secs(55));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Apply complete"), "{}", transcript(&out));
-    assert!(stdout.contains("Rollout timed out; still waiting for: building-monitoring-"), "{}", transcript(&out));
+    assert!(stdout.contains("Rollout timed out; still waiting for: "), "{}", transcript(&out));
+    assert!(stdout.contains("building-monitoring-"), "{}", transcript(&out));
 }
