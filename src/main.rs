@@ -58,6 +58,9 @@ enum Command {
         git: RefArg,
     },
     /// Print the Configuration JSON the hub will receive for one deployment.
+    ///
+    /// A deployment holding secrets needs FLEETFORM_HASH_KEY (at least 32 characters, the same
+    /// wherever plan and apply run): its id covers each secret through a MAC under that key.
     Render {
         /// The deployment's name.
         name: String,
@@ -72,6 +75,10 @@ enum Command {
     },
     /// Compare the declared deployments with the hub: what apply will do, and what every
     /// device will run before and after, grouped into cohorts.
+    ///
+    /// Deployments holding secrets need FLEETFORM_HASH_KEY (see `render --help`). A hub
+    /// configuration already holding the rendered content under an older hash scheme or key
+    /// is relabelled in place, not replaced.
     Plan {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
