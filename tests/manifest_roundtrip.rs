@@ -241,14 +241,23 @@ fn examples_round_trip() {
         let back = manifest::read(&first.configuration).unwrap();
         assert_eq!(back.name, d.name);
         assert_eq!(back.kind, d.kind);
-        let again = manifest::render(&back, &key_only(), SecretMode::Reveal).unwrap();
+        let mut again = manifest::render(&back, &key_only(), SecretMode::Reveal).unwrap();
+        // The hub does not say which env values were `(secret-env)`, and the content hash
+        // masks exactly the sensitive values: the id survives the round trip only when
+        // the same values read back as sensitive. The content always does.
+        if again.sensitive == first.sensitive {
+            assert_eq!(first.configuration.id, again.configuration.id, "{}", d.name);
+        } else {
+            assert_ne!(first.configuration.id, again.configuration.id, "{}", d.name);
+            again.configuration.id = first.configuration.id.clone();
+            again.configuration.labels = first.configuration.labels.clone();
+        }
         assert_eq!(
             serde_json::to_string_pretty(&first.configuration).unwrap(),
             serde_json::to_string_pretty(&again.configuration).unwrap(),
             "{}",
             d.name
         );
-        assert_eq!(first.configuration.id, again.configuration.id);
     }
 }
 
