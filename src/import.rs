@@ -187,7 +187,13 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
         check_written(&d.name.0, &text, &mut notes);
         // Adoption keeps the hub object only when the content fleetform renders is the
         // hub's, byte for byte (content is immutable); say so up front when it is not.
-        if let Ok(r) = manifest::render(&d, &values, SecretMode::Reveal)
+        // Only the content is compared, so any hash key does; the hash is dropped.
+        let mut content_only = values.clone();
+        content_only
+            .0
+            .entry(manifest::HASH_KEY_VAR.to_string())
+            .or_insert_with(|| "k".repeat(manifest::HASH_KEY_MIN_CHARS));
+        if let Ok(r) = manifest::render(&d, &content_only, SecretMode::Reveal)
             && !manifest::same_content(&r.configuration.content, &c.content)
         {
             notes.push(format!(

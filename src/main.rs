@@ -58,6 +58,9 @@ enum Command {
         git: RefArg,
     },
     /// Print the Configuration JSON the hub will receive for one deployment.
+    ///
+    /// A deployment holding secrets needs FLEETFORM_HASH_KEY (at least 32 characters, the same
+    /// wherever plan and apply run): its id covers each secret through a MAC under that key.
     Render {
         /// The deployment's name.
         name: String,
@@ -72,6 +75,10 @@ enum Command {
     },
     /// Compare the declared deployments with the hub: what apply will do, and what every
     /// device will run before and after, grouped into cohorts.
+    ///
+    /// Deployments holding secrets need FLEETFORM_HASH_KEY (see `render --help`). A hub
+    /// configuration already holding the rendered content under an older hash scheme or key
+    /// is relabelled in place, not replaced.
     Plan {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
@@ -898,7 +905,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             dirty.display()
         ));
     }
-    let Some(rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
+    let Some(mut rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
     let json = flags.format == Format::Json;
@@ -918,6 +925,9 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                 eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
             }
             let current = hub.configurations()?;
+            // The plan kept the hub's id where the content is already there under another
+            // id (adoption, an older hash scheme or key); so must the check and the steps.
+            fleetform::plan::adopt_ids(&mut rendered, &current);
             let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());

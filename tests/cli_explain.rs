@@ -11,7 +11,10 @@ use serde_json::Value;
 const HUB: &str = "examples/campus/hub";
 
 fn demo(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
-    cmd.env("ACR_PASSWORD", "demo").env("VISION_REGISTRY_PASSWORD", "demo").env("CAMERA_API_TOKEN", "demo")
+    cmd.env("ACR_PASSWORD", "demo")
+        .env("VISION_REGISTRY_PASSWORD", "demo")
+        .env("CAMERA_API_TOKEN", "demo")
+        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub")
 }
 
 fn explain(device: &str, extra: &[&str]) -> std::process::Output {

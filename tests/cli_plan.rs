@@ -14,7 +14,8 @@ fn plan(args: &[&str]) -> std::process::Output {
     with_example_env(&mut cmd)
         .env("ACR_PASSWORD", "demo")
         .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo");
+        .env("CAMERA_API_TOKEN", "demo")
+        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
     cmd.args(["plan", "--hub", HUB, EXAMPLE_DEPLOYMENTS]).args(args).output().unwrap()
 }
 
@@ -29,12 +30,13 @@ fn text_plan_of_the_example() {
         "+/- campus-base",
         "! legacy-sensors",
         "? manual-hotfix",
-        "= conference-camera",
+        "  ~ conference-camera",
+        "= route-override",
     ] {
         assert!(text.contains(needle), "missing {needle:?}");
     }
     assert!(
-        text.trim_end().ends_with("Plan: 1 to create, 1 to update, 1 to replace, 0 to delete. 270 devices change.")
+        text.trim_end().ends_with("Plan: 1 to create, 2 to update, 1 to replace, 0 to delete. 270 devices change.")
     );
     assert!(!text.contains('\u{1b}'), "no colour when not a terminal");
     insta::assert_snapshot!("plan_text", text);
@@ -69,7 +71,7 @@ fn json_plan_of_the_example() {
             ("building-monitoring", "update"),
             ("campus-base", "replace"),
             ("campus-canary", "create"),
-            ("conference-camera", "no-op"),
+            ("conference-camera", "update"),
             ("legacy-sensors", "orphan"),
             ("manual-hotfix", "unmanaged"),
             ("route-override", "no-op"),
@@ -84,6 +86,7 @@ fn json_plan_of_the_example() {
     assert_eq!(
         steps,
         [
+            ("update", "conference-camera"),
             ("update", "building-monitoring"),
             ("create", "campus-canary"),
             ("create", "campus-base"),
@@ -151,10 +154,10 @@ fn prune_deletes_orphans_last() {
     let legacy = v["actions"].as_array().unwrap().iter().find(|a| a["name"] == "legacy-sensors").unwrap();
     assert_eq!(legacy["action"], "delete");
     let steps = v["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 5);
+    assert_eq!(steps.len(), 6);
     // Deletes run from the lowest priority up: campus-base (10) before legacy-sensors (35).
-    assert_eq!((steps[3]["op"].as_str(), steps[3]["name"].as_str()), (Some("delete"), Some("campus-base")));
-    assert_eq!((steps[4]["op"].as_str(), steps[4]["name"].as_str()), (Some("delete"), Some("legacy-sensors")));
+    assert_eq!((steps[4]["op"].as_str(), steps[4]["name"].as_str()), (Some("delete"), Some("campus-base")));
+    assert_eq!((steps[5]["op"].as_str(), steps[5]["name"].as_str()), (Some("delete"), Some("legacy-sensors")));
     assert!(stdout(&plan(&["--prune"])).contains("1 to delete"));
 }
 
@@ -167,7 +170,10 @@ fn detailed_exitcode_and_no_changes() {
     copy_dir(std::path::Path::new(HUB), dir.path());
     let render = |name: &str| -> Value {
         let mut cmd = fleetform();
-        cmd.env("ACR_PASSWORD", "demo").env("VISION_REGISTRY_PASSWORD", "demo").env("CAMERA_API_TOKEN", "demo");
+        cmd.env("ACR_PASSWORD", "demo")
+            .env("VISION_REGISTRY_PASSWORD", "demo")
+            .env("CAMERA_API_TOKEN", "demo")
+            .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
         let out = cmd.args(["render", name, EXAMPLE_DEPLOYMENTS, "--show-secrets"]).output().unwrap();
         let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["createdTimeUtc"] = Value::String("2026-05-01T00:00:00Z".into());
@@ -184,7 +190,8 @@ fn detailed_exitcode_and_no_changes() {
     with_example_env(&mut cmd)
         .env("ACR_PASSWORD", "demo")
         .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo");
+        .env("CAMERA_API_TOKEN", "demo")
+        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
     let out = cmd.args(["plan", "--detailed-exitcode", EXAMPLE_DEPLOYMENTS, "--hub"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     assert!(stdout(&out).trim_end().ends_with("No changes. The hub matches the repository."));

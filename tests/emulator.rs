@@ -479,7 +479,12 @@ fn plan_is_the_same_against_the_emulator_as_against_the_snapshot() {
             .args(["plan", "examples/campus/deployments", "--format", "json"])
             .args(hub)
             .env_remove("FLEETFORM_HUB")
-            .envs([("ACR_PASSWORD", "demo"), ("VISION_REGISTRY_PASSWORD", "demo"), ("CAMERA_API_TOKEN", "demo")])
+            .envs([
+                ("ACR_PASSWORD", "demo"),
+                ("VISION_REGISTRY_PASSWORD", "demo"),
+                ("CAMERA_API_TOKEN", "demo"),
+                ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -7,12 +7,24 @@ use fleetform::hub::wire::Configuration;
 use fleetform::manifest::{self, MapEnv, SecretMode};
 use fleetform::spec::Workspace;
 
+/// The README's hash key for the example hub.
+const DEMO_HASH_KEY: &str = "demo-hash-key-for-the-example-hub";
+
+/// Deployments on the example hub that an older fleetform wrote, under hash scheme 1 (no
+/// `fleetform-hash-scheme` label, unkeyed hash): a plan adopts the new hash in place.
+const SCHEME_1: &[&str] = &["conference-camera"];
+
 fn demo_env() -> MapEnv {
     MapEnv(
-        [("ACR_PASSWORD", "demo"), ("VISION_REGISTRY_PASSWORD", "demo"), ("CAMERA_API_TOKEN", "demo")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        [
+            ("ACR_PASSWORD", "demo"),
+            ("VISION_REGISTRY_PASSWORD", "demo"),
+            ("CAMERA_API_TOKEN", "demo"),
+            ("FLEETFORM_HASH_KEY", DEMO_HASH_KEY),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
     )
 }
 
@@ -25,6 +37,11 @@ fn hub_state() -> Vec<Configuration> {
         if c.labels.remove("unmanaged").is_some() {
             c.labels.retain(|k, _| !k.starts_with("fleetform-"));
             c.id = d.name.0.clone();
+        } else if SCHEME_1.contains(&d.name.0.as_str()) {
+            let old = manifest::legacy_hash(c.content.modules_content.as_ref().unwrap());
+            c.labels.remove(manifest::LABEL_HASH_SCHEME);
+            c.labels.insert(manifest::LABEL_HASH.to_string(), old.clone());
+            c.id = format!("{}-{}", d.name, &old[..8]);
         }
         // What the hub adds: creation and update times, an etag, metric results.
         let created = format!("2026-0{}-1{}T08:{:02}:00.1234567Z", 3 + i % 6, i % 10, 7 * i % 60);

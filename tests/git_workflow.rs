@@ -72,6 +72,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .env("ACR_PASSWORD", "demo")
         .env("VISION_REGISTRY_PASSWORD", "demo")
         .env("CAMERA_API_TOKEN", "demo")
+        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub")
         .env("NO_COLOR", "1")
         .output()
         .unwrap()

@@ -50,7 +50,11 @@ impl Emulator {
 }
 
 /// The secrets the example hub holds, under the names import chose.
-const SECRETS: &[(&str, &str)] = &[("CONTOSO_PASSWORD", "demo"), ("VISION_PASSWORD", "demo")];
+const SECRETS: &[(&str, &str)] = &[
+    ("CONTOSO_PASSWORD", "demo"),
+    ("VISION_PASSWORD", "demo"),
+    ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+];
 
 fn plan_of(dir: &Path, hub: &dyn Hub) -> fleetform::plan::Plan {
     let ws = fleetform::spec::Workspace::load(&[dir.to_path_buf()]).unwrap();
@@ -84,24 +88,35 @@ fn hub_import_round_trips_and_adopts_in_place() {
     assert_eq!(summary["create"], 0, "{summary}");
     assert_eq!(summary["replace"], 0, "{summary}");
     assert_eq!(summary["delete"], 0, "{summary}");
-    assert_eq!(summary["update"], 1, "{summary}");
+    // conference-camera is on the example hub under hash scheme 1: relabelled in place too.
+    assert_eq!(summary["update"], 2, "{summary}");
     assert_eq!(summary["devices_changed"], 0, "{summary}");
-    let update = plan["actions"].as_array().unwrap().iter().find(|a| a["action"] == "update").unwrap();
+    let updated: Vec<&str> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "update")
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(updated, ["conference-camera", "manual-hotfix"]);
+    let update = plan["actions"].as_array().unwrap().iter().find(|a| a["name"] == "manual-hotfix").unwrap();
     assert_eq!(update["name"], "manual-hotfix");
     assert_eq!(update["after"], "manual-hotfix", "the hub object keeps its id");
     let fields: Vec<&str> =
         update["field_changes"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["labels.fleetform-name"]);
+    assert_eq!(fields, ["labels.fleetform-hash-scheme", "labels.fleetform-name"]);
 
     // Carrying the update out (as apply does: the declared object, If-Match) is accepted
     // by the hub as a mutable-field change, and the next plan is empty.
     let hub = emu.hub();
     let plan = plan_of(&dir, &hub);
-    assert_eq!(plan.steps.len(), 1);
-    let step = &plan.steps[0];
-    assert_eq!((step.op, step.id.as_str()), (StepOp::Update, "manual-hotfix"));
-    let declared = plan.declared.iter().find(|r| r.configuration.id == step.id).unwrap();
-    hub.update_configuration(&declared.configuration, step.etag.as_deref().unwrap()).unwrap();
+    assert_eq!(plan.steps.len(), 2);
+    for step in &plan.steps {
+        assert_eq!(step.op, StepOp::Update);
+        let declared = plan.declared.iter().find(|r| r.configuration.id == step.id).unwrap();
+        hub.update_configuration(&declared.configuration, step.etag.as_deref().unwrap()).unwrap();
+    }
+    assert!(plan.steps.iter().any(|s| s.id == "manual-hotfix"));
     let again = plan_of(&dir, &hub);
     assert!(!again.has_changes(), "{:?}", again.actions);
     let hotfix = again.actions.iter().find(|a| a.name == "manual-hotfix").unwrap();
@@ -233,6 +248,7 @@ fn manifest_import_converts_templates() {
         ("CONTAINER_REGISTRY_ADDRESS", "myacr.azurecr.io"),
         ("SENSOR_API_KEY", "k"),
         ("SENSOR_ENDPOINT", "https://example.test"),
+        ("FLEETFORM_HASH_KEY", "a-hash-key-for-the-import-tests-000"),
     ];
     let mut cmd = Command::new(BIN);
     cmd.args(["render", "sensor-app", "--show-secrets"]).arg(&out_dir).env_remove("FLEETFORM_HUB");

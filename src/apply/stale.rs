@@ -133,7 +133,12 @@ deployment "base" {
 
     fn rendered(pw: &str) -> Vec<Rendered> {
         let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", BASE.to_string())]);
-        let env = MapEnv([("PW".to_string(), pw.to_string())].into_iter().collect());
+        let env = MapEnv(
+            [("PW", pw), (crate::manifest::HASH_KEY_VAR, "a-hash-key-for-the-unit-tests-0000")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         vec![render(&ws.deployments[0], &env, SecretMode::Reveal).unwrap()]
     }
 

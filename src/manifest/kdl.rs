@@ -390,7 +390,8 @@ mod tests {
     struct AnyEnv;
     impl crate::manifest::Env for AnyEnv {
         fn var(&self, name: &str) -> Option<String> {
-            Some(format!("value-of-{name}"))
+            // Long enough to be a usable FLEETFORM_HASH_KEY too.
+            Some(format!("value-of-{name}-for-the-round-trip-tests"))
         }
     }
 
@@ -459,7 +460,15 @@ layered "x" {
         let again = parse(&written);
         assert!(again.problems.is_empty(), "{written}\n{:?}", again.problems);
         let env = MapEnv(
-            [("IMAGE", "i:1"), ("TOKEN", "t"), ("K", "k")].into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
+            [
+                ("IMAGE", "i:1"),
+                ("TOKEN", "t"),
+                ("K", "k"),
+                (crate::manifest::HASH_KEY_VAR, "a-hash-key-for-the-round-trip-tests"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.into(), b.into()))
+            .collect(),
         );
         let a = render(&ws.deployments[0], &env, SecretMode::Reveal).unwrap();
         let b = render(&again.deployments[0], &env, SecretMode::Reveal).unwrap();

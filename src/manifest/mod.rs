@@ -12,7 +12,10 @@ mod render;
 pub use equiv::same_content;
 pub use kdl::{kdl_ident, kdl_string, to_kdl};
 pub use read::{ReadError, read};
-pub use render::{Env, MapEnv, ProcessEnv, Rendered, SecretMode, render, render_all, set_path};
+pub use render::{
+    Env, HASH_KEY_MIN_CHARS, HASH_KEY_VAR, HASH_SCHEME, MapEnv, ProcessEnv, Rendered, SecretMode, legacy_hash, render,
+    render_all, set_path,
+};
 
 /// What a sensitive value is replaced with in every output.
 pub const MASK: &str = "(sensitive)";
@@ -21,6 +24,9 @@ pub const MASK: &str = "(sensitive)";
 pub const LABEL_NAME: &str = "fleetform-name";
 pub const LABEL_HASH: &str = "fleetform-hash";
 pub const LABEL_COMMIT: &str = "fleetform-commit";
+/// Which content-hash scheme `fleetform-hash` follows (absent: scheme 1, see
+/// [`legacy_hash`]).
+pub const LABEL_HASH_SCHEME: &str = "fleetform-hash-scheme";
 
 /// Splits a compact createOptions string into the agent's 512-character pieces
 /// (`createOptions`, `createOptions01`, …), counting characters, not bytes.

@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{LABEL_HASH, LABEL_NAME, MASK, chunk_create_options};
+use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
 use crate::hub::wire::{Configuration, ConfigurationContent, Metrics};
 use crate::spec::diag::{Code, Problem};
 use crate::spec::model::*;
@@ -47,7 +48,8 @@ pub enum SecretMode {
 #[derive(Clone, Debug)]
 pub struct Rendered {
     pub configuration: Configuration,
-    /// SHA-256 of the canonical content, secrets resolved (hex, first 16 digits).
+    /// The content hash (scheme [`HASH_SCHEME`], hex, first 16 digits): SHA-256 of the
+    /// masked canonical content and of a keyed MAC per secret, see [`content_hash`].
     pub hash: String,
     /// JSON pointers (into `configuration.content.modulesContent`) of sensitive values.
     pub sensitive: Vec<String>,
@@ -68,11 +70,11 @@ pub fn render_all(deployments: &[Deployment], env: &dyn Env, mode: SecretMode) -
     if problems.is_empty() { Ok(out) } else { Err(problems) }
 }
 
-/// Renders one deployment. The id hash is computed over the revealed content, so that a
-/// changed secret changes the id (content is immutable on the hub) without the output
-/// ever showing the secret.
+/// Renders one deployment. The id hash changes when a secret changes (content is
+/// immutable on the hub, so a rotated secret must reach it under a new id), yet cannot be
+/// used to test guesses of a secret without the hash key: see [`content_hash`].
 pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendered, Vec<Problem>> {
-    let mut r = Renderer { env, problems: Vec::new(), sensitive: Vec::new() };
+    let mut r = Renderer { env, problems: Vec::new(), sensitive: Vec::new(), first_secret: None };
     let modules_content = match d.kind {
         DeploymentKind::Standard => r.standard(d),
         DeploymentKind::Layered => r.layered(d),
@@ -80,19 +82,23 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
     if !r.problems.is_empty() {
         return Err(r.problems);
     }
-    let canonical = serde_json::to_string(&modules_content).unwrap_or_default();
-    let digest = Sha256::digest(canonical.as_bytes());
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let mut modules_content = modules_content;
     let mut sensitive = r.sensitive;
     sensitive.sort();
     sensitive.dedup();
+    let key = match (r.first_secret, hash_key(env)) {
+        (_, Ok(key)) => Some(key),
+        (None, Err(_)) => None,
+        (Some(origin), Err(why)) => return Err(vec![hash_key_problem(&d.name.0, &origin, why)]),
+    };
+    let hash = content_hash(&d.name.0, &modules_content, &sensitive, key.as_ref());
+    let mut modules_content = modules_content;
     if mode == SecretMode::Mask {
         mask(&mut modules_content, &sensitive);
     }
     let mut labels = d.labels.clone();
     labels.insert(LABEL_NAME.to_string(), d.name.0.clone());
     labels.insert(LABEL_HASH.to_string(), hash.clone());
+    labels.insert(LABEL_HASH_SCHEME.to_string(), HASH_SCHEME.to_string());
     let metrics = (!d.metrics.is_empty()).then(|| Metrics {
         results: BTreeMap::new(),
         queries: d.metrics.iter().map(|m| (m.name.clone(), m.query.text.clone())).collect(),
@@ -122,6 +128,98 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
     Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone() })
 }
 
+/// The environment variable holding the key of the content hash's per-secret MACs.
+pub const HASH_KEY_VAR: &str = "FLEETFORM_HASH_KEY";
+
+/// A key shorter than this could itself be guessed offline from a published id.
+pub const HASH_KEY_MIN_CHARS: usize = 32;
+
+/// The content-hash scheme written to `fleetform-hash-scheme`. Scheme 1 (no label) was
+/// an unkeyed SHA-256 of the content with secrets in clear: an offline guessing oracle.
+pub const HASH_SCHEME: &str = "2";
+
+/// The key for the per-secret MACs of the content hash.
+pub struct HashKey(Vec<u8>);
+
+impl std::fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashKey(..)")
+    }
+}
+
+/// Why there is no usable hash key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoHashKey {
+    Unset,
+    TooShort(usize),
+}
+
+fn hash_key(env: &dyn Env) -> Result<HashKey, NoHashKey> {
+    let value = env.var(HASH_KEY_VAR).ok_or(NoHashKey::Unset)?;
+    let chars = value.chars().count();
+    if chars < HASH_KEY_MIN_CHARS {
+        return Err(NoHashKey::TooShort(chars));
+    }
+    Ok(HashKey(value.into_bytes()))
+}
+
+fn hash_key_problem(deployment: &str, origin: &Origin, why: NoHashKey) -> Problem {
+    let message = match why {
+        NoHashKey::Unset => format!("{HASH_KEY_VAR} is not set, and deployment {deployment} holds secrets"),
+        NoHashKey::TooShort(n) => {
+            format!("{HASH_KEY_VAR} is {n} characters long; it needs at least {HASH_KEY_MIN_CHARS}")
+        }
+    };
+    Problem::new(Code::MissingEnv, &origin.file, origin.span, message, "a secret").with_help(format!(
+        "the deployment id and the fleetform-hash label cover each secret through a MAC keyed by {HASH_KEY_VAR}, so \
+             that the published id cannot be used to test guesses of the secret; set it to the same random value \
+             (e.g. `openssl rand -hex 32`) wherever plan and apply run, as a CI secret"
+    ))
+}
+
+/// The content hash: SHA-256 over the canonical content with every secret masked, then,
+/// per secret (by JSON pointer, sorted), HMAC-SHA256 under the hash key of the deployment
+/// name, the pointer and the secret's value. A changed secret changes its MAC and so the
+/// hash; without the key, a guess of the secret cannot be checked against the hash. The
+/// name is in the MAC so that equal secrets in two deployments cannot be told equal.
+/// `key` is needed only when `sensitive` is not empty.
+pub(crate) fn content_hash(
+    deployment: &str,
+    revealed: &Map<String, Value>,
+    sensitive: &[String],
+    key: Option<&HashKey>,
+) -> String {
+    let mut masked = revealed.clone();
+    mask(&mut masked, sensitive);
+    let wrapped = Value::Object(revealed.clone());
+    let mut h = Sha256::new();
+    h.update(b"fleetform-hash-v2\n");
+    h.update(serde_json::to_string(&masked).unwrap_or_default().as_bytes());
+    for pointer in sensitive {
+        let Some(value) = wrapped.pointer(pointer) else { continue };
+        let Some(key) = key else { continue };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key.0) else { continue };
+        for part in [deployment.as_bytes(), pointer.as_bytes(), value.to_string().as_bytes()] {
+            // Length-prefixed, so that no two (name, pointer, value) triples feed the same bytes.
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        h.update(b"\n");
+        h.update(pointer.as_bytes());
+        h.update(b"=");
+        h.update(mac.finalize().into_bytes());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scheme-1 hash (no `fleetform-hash-scheme` label): unkeyed SHA-256 of the content
+/// with secrets in clear. Kept only to build old-scheme hubs in tests and examples, and to
+/// show in tests what it gave away; fleetform never writes it.
+pub fn legacy_hash(revealed: &BTreeMap<String, Map<String, Value>>) -> String {
+    let canonical = serde_json::to_string(revealed).unwrap_or_default();
+    Sha256::digest(canonical.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Replaces the values at `pointers` by the mask.
 pub(crate) fn mask(root: &mut Map<String, Value>, pointers: &[String]) {
     let mut wrapped = Value::Object(std::mem::take(root));
@@ -143,6 +241,8 @@ struct Renderer<'a> {
     env: &'a dyn Env,
     problems: Vec<Problem>,
     sensitive: Vec<String>,
+    /// Where the first sensitive value is declared: what a missing hash key points at.
+    first_secret: Option<Origin>,
 }
 
 impl Renderer<'_> {
@@ -150,6 +250,9 @@ impl Renderer<'_> {
     fn scalar(&mut self, s: &Scalar, pointer: &str) -> Value {
         if s.sensitive {
             self.sensitive.push(pointer.to_string());
+            if self.first_secret.is_none() {
+                self.first_secret = Some(s.origin.clone());
+            }
         }
         match &s.source {
             ValueSource::Literal => s.value.clone(),
@@ -389,5 +492,138 @@ pub fn set_path(root: &mut Value, path: &[String], value: Value) {
     }
     if let Value::Object(m) = cur {
         m.insert(last.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{SourceFile, Workspace};
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef-ci";
+
+    /// A deployment whose only secret is a 4-digit PIN: the worst case for guessing.
+    const PIN: &str = r#"
+deployment "kiosk" {
+    priority 10
+    target "tags.role='kiosk'"
+    runtime {
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "Door" image="door:1.0" {
+        env UNLOCK_PIN=(secret-env)"UNLOCK_PIN"
+        env MODE="strict"
+    }
+}
+"#;
+
+    fn deployment(text: &str) -> Deployment {
+        let ws = Workspace::from_sources(vec![SourceFile::new("kiosk.kdl", "kiosk.kdl", text.to_string())]);
+        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+        ws.deployments.into_iter().next().unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> MapEnv {
+        MapEnv(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn with_pin(pin: &str, key: Option<&str>) -> Result<Rendered, Vec<Problem>> {
+        let mut vars = vec![("UNLOCK_PIN", pin)];
+        vars.extend(key.map(|k| (HASH_KEY_VAR, k)));
+        render(&deployment(PIN), &env(&vars), SecretMode::Mask)
+    }
+
+    /// What a reader of a PR comment has: the masked content and the published hash.
+    /// Builds the revealed content for a guess by writing it at the masked pointers.
+    fn guess_content(published: &Rendered, guess: &str) -> BTreeMap<String, Map<String, Value>> {
+        let mut revealed = published.configuration.content.modules_content.clone().unwrap();
+        for p in &published.sensitive {
+            let (module, rest) = p[1..].split_once('/').unwrap();
+            let mut v = Value::Object(revealed[module].clone());
+            *v.pointer_mut(&format!("/{rest}")).unwrap() = json!(guess);
+            revealed.insert(module.to_string(), v.as_object().unwrap().clone());
+        }
+        revealed
+    }
+
+    #[test]
+    fn the_scheme_1_hash_gave_a_4_digit_secret_away_and_the_keyed_one_does_not() {
+        let published = with_pin("4821", Some(KEY)).unwrap();
+        assert!(published.configuration.id.starts_with("kiosk-"));
+        let text = serde_json::to_string(&published.configuration).unwrap();
+        assert!(!text.contains("4821") && text.contains(MASK), "the published render is masked");
+        let guesses = || (0..10_000).map(|n| format!("{n:04}"));
+
+        // Scheme 1: the unkeyed hash of the revealed content. An attacker holding the old
+        // hash finds the PIN by trying every value.
+        let old_hash = legacy_hash(&guess_content(&published, "4821"));
+        let found: Vec<String> = guesses().filter(|g| legacy_hash(&guess_content(&published, g)) == old_hash).collect();
+        assert_eq!(found, ["4821"]);
+
+        // Scheme 2 without the key: no guess reproduces the published hash, whatever key
+        // (none, empty, or a guessed one) the attacker tries.
+        for attacker_key in [None, Some(""), Some("guess-of-the-ci-hash-key-00000000")] {
+            let key = attacker_key.map(|k| HashKey(k.as_bytes().to_vec()));
+            let hits = guesses()
+                .filter(|g| {
+                    let revealed: Map<String, Value> =
+                        guess_content(&published, g).into_iter().map(|(k, v)| (k, Value::Object(v))).collect();
+                    content_hash("kiosk", &revealed, &published.sensitive, key.as_ref()) == published.hash
+                })
+                .count();
+            assert_eq!(hits, 0, "key {attacker_key:?}");
+        }
+        // With the key the same search succeeds: the test above is not vacuous.
+        let key = HashKey(KEY.as_bytes().to_vec());
+        let found: Vec<String> = guesses()
+            .filter(|g| {
+                let revealed: Map<String, Value> =
+                    guess_content(&published, g).into_iter().map(|(k, v)| (k, Value::Object(v))).collect();
+                content_hash("kiosk", &revealed, &published.sensitive, Some(&key)) == published.hash
+            })
+            .collect();
+        assert_eq!(found, ["4821"]);
+    }
+
+    #[test]
+    fn rotating_a_secret_or_the_key_changes_the_id_and_the_same_inputs_give_the_same_id() {
+        let a = with_pin("4821", Some(KEY)).unwrap();
+        let again = with_pin("4821", Some(KEY)).unwrap();
+        let rotated = with_pin("4822", Some(KEY)).unwrap();
+        let other_key = with_pin("4821", Some("another-key-of-at-least-32-characters")).unwrap();
+        assert_eq!(a.configuration.id, again.configuration.id);
+        assert_eq!(a.hash, again.hash);
+        assert_ne!(a.configuration.id, rotated.configuration.id);
+        assert_ne!(a.hash, other_key.hash);
+        assert_eq!(a.configuration.labels[LABEL_HASH_SCHEME], HASH_SCHEME);
+        assert_eq!(a.configuration.labels[LABEL_HASH], a.hash);
+        // The masked and the revealed render get the same id.
+        let revealed =
+            render(&deployment(PIN), &env(&[("UNLOCK_PIN", "4821"), (HASH_KEY_VAR, KEY)]), SecretMode::Reveal).unwrap();
+        assert_eq!(revealed.configuration.id, a.configuration.id);
+    }
+
+    #[test]
+    fn secrets_without_a_usable_key_are_refused_at_the_secret() {
+        for (key, says) in [(None, "FLEETFORM_HASH_KEY is not set"), (Some("short"), "is 5 characters long")] {
+            let problems = with_pin("4821", key).unwrap_err();
+            assert_eq!(problems.len(), 1);
+            let p = &problems[0];
+            assert!(p.message.contains(says), "{}", p.message);
+            assert!(p.help.as_deref().unwrap().contains(HASH_KEY_VAR));
+            let at = &PIN[p.span.offset()..p.span.offset() + p.span.len()];
+            assert!(at.contains("UNLOCK_PIN"), "points at the secret, not {at:?}");
+            assert!(!format!("{p:?}").contains("4821"));
+        }
+    }
+
+    #[test]
+    fn without_secrets_no_key_is_needed_and_the_key_does_not_matter() {
+        let plain = PIN.replace(r#"env UNLOCK_PIN=(secret-env)"UNLOCK_PIN""#, "");
+        let without = render(&deployment(&plain), &env(&[]), SecretMode::Mask).unwrap();
+        let with = render(&deployment(&plain), &env(&[(HASH_KEY_VAR, KEY)]), SecretMode::Mask).unwrap();
+        assert!(without.sensitive.is_empty());
+        assert_eq!(without.configuration.id, with.configuration.id);
     }
 }

@@ -118,7 +118,16 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
         let same_content = on_hub.iter().find(|h| h.id == c.id);
         let (action, field_changes) = match same_content {
             Some(h) => {
-                let changes = field_changes(h, c);
+                let mut changes = field_changes(h, c);
+                // Same content under another hash: a hash-scheme or hash-key change. The
+                // label is rewritten in place; replacing would recreate identical content.
+                if h.labels.contains_key(LABEL_HASH) && h.labels.get(LABEL_HASH) != c.labels.get(LABEL_HASH) {
+                    changes.push(FieldChange {
+                        field: format!("labels.{LABEL_HASH}"),
+                        before: h.labels.get(LABEL_HASH).map(|v| v.clone().into()),
+                        after: c.labels.get(LABEL_HASH).map(|v| v.clone().into()),
+                    });
+                }
                 let stale_halves = on_hub.len() > 1;
                 let kind = if changes.is_empty() && !stale_halves { ActionKind::NoOp } else { ActionKind::Update };
                 (kind, changes)
@@ -160,10 +169,12 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
 
 /// Gives a declared deployment the id of the hub configuration that already holds exactly
 /// its content, when that id is not the usual `<name>-<hash>`: a configuration it adopts
-/// (`adopt "<id>"`, written by `fleetform import`) or one adopted earlier (labelled with
-/// its name and content hash). Content is immutable on the hub, so the existing object is
-/// kept and only its mutable fields are updated; without this, adoption would be a replace
-/// that recreates identical content under a new id. Run before [`classify`].
+/// (`adopt "<id>"`, written by `fleetform import`), one adopted earlier, or one written
+/// under an older hash scheme or another hash key (labelled with its name; the content,
+/// secrets included, is compared, not the hash). Content is immutable on the hub, so the
+/// existing object is kept and only its mutable fields (and hash labels) are updated;
+/// without this, adoption or a hash-scheme change would be a replace that recreates
+/// identical content under a new id. Run before [`classify`].
 pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
     for r in declared.iter_mut() {
         let c = &r.configuration;
@@ -174,7 +185,7 @@ pub fn adopt_ids(declared: &mut [Rendered], hub: &[Configuration]) {
         // Content the agent reads identically (createOptions spelling) is the same content.
         let alike = |h: &&Configuration| crate::manifest::same_content(&h.content, &c.content);
         let same = hub.iter().filter(|h| h.is_edge() && h.kind() == c.kind() && alike(h)).find(|h| {
-            let labelled = h.labels.get(LABEL_NAME) == Some(name) && h.labels.get(LABEL_HASH) == Some(&r.hash);
+            let labelled = h.labels.get(LABEL_NAME) == Some(name) && h.labels.contains_key(LABEL_HASH);
             let unmanaged = !h.labels.contains_key(LABEL_HASH) && h.labels.get(LABEL_NAME).is_none_or(|n| n == name);
             labelled || (unmanaged && r.adopt.as_deref() == Some(h.id.as_str()))
         });
@@ -267,7 +278,12 @@ deployment "base" {
     fn rendered(text: &str, pw: &str) -> Rendered {
         let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", text.to_string())]);
         assert!(ws.problems.is_empty(), "{:?}", ws.problems);
-        let env = MapEnv([("PW".to_string(), pw.to_string())].into_iter().collect());
+        let env = MapEnv(
+            [("PW", pw), (crate::manifest::HASH_KEY_VAR, "a-hash-key-for-the-unit-tests-0000")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         render(&ws.deployments[0], &env, SecretMode::Reveal).unwrap()
     }
 
@@ -434,7 +450,7 @@ deployment "base" {
         assert_eq!(actions.len(), 1, "{actions:?}");
         assert_eq!(actions[0].action, ActionKind::Update);
         let fields: Vec<&str> = actions[0].field_changes.iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(fields, ["labels.fleetform-name"]);
+        assert_eq!(fields, ["labels.fleetform-hash-scheme", "labels.fleetform-name"]);
         let s = steps(&actions);
         assert_eq!((s.len(), s[0].op, s[0].id.as_str()), (1, StepOp::Update, "Legacy_1"));
 
@@ -462,5 +478,70 @@ deployment "base" {
         adopt_ids(&mut plain, &hub);
         let kinds: Vec<ActionKind> = classify(&plain, &hub, false).iter().map(|a| a.action).collect();
         assert_eq!(kinds, [ActionKind::Unmanaged, ActionKind::Create], "sorted by name: Legacy_1, base");
+    }
+
+    /// BASE as an older fleetform wrote it: hash scheme 1 (unkeyed, no scheme label).
+    fn scheme_1(r: &Rendered) -> Configuration {
+        let mut c = on_hub(r);
+        let old = crate::manifest::legacy_hash(c.content.modules_content.as_ref().unwrap());
+        c.labels.remove(crate::manifest::LABEL_HASH_SCHEME);
+        c.labels.insert(LABEL_HASH.into(), old.clone());
+        c.id = format!("base-{}", &old[..8]);
+        c
+    }
+
+    #[test]
+    fn a_scheme_1_deployment_with_the_same_content_adopts_the_new_hash_in_place() {
+        let r = rendered(BASE, "s1");
+        let hub = vec![scheme_1(&r)];
+        assert_ne!(hub[0].id, r.configuration.id, "the scheme changes the id");
+        let mut declared = vec![r.clone()];
+        adopt_ids(&mut declared, &hub);
+        let actions = classify(&declared, &hub, false);
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!((actions[0].action, actions[0].after.as_deref()), (ActionKind::Update, Some(hub[0].id.as_str())));
+        let fields: Vec<(&str, Option<&Value>)> =
+            actions[0].field_changes.iter().map(|f| (f.field.as_str(), f.after.as_ref())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("labels.fleetform-hash-scheme", Some(&Value::from("2"))),
+                ("labels.fleetform-hash", Some(&Value::from(r.hash.clone())))
+            ]
+        );
+        let s = steps(&actions);
+        assert_eq!((s.len(), s[0].op, s[0].id.as_str()), (1, StepOp::Update, hub[0].id.as_str()));
+
+        // After the update (the hub keeps the id, takes the labels), nothing is left to do.
+        let mut updated = hub[0].clone();
+        updated.labels = r.configuration.labels.clone();
+        let mut again = vec![r.clone()];
+        adopt_ids(&mut again, std::slice::from_ref(&updated));
+        assert_eq!(classify(&again, &[updated], false)[0].action, ActionKind::NoOp);
+    }
+
+    #[test]
+    fn a_scheme_1_deployment_holding_another_secret_is_replaced() {
+        // Rotated since the old fleetform wrote it: the content (secret included) differs.
+        let hub = vec![scheme_1(&rendered(BASE, "old-secret"))];
+        let mut declared = vec![rendered(BASE, "new-secret")];
+        adopt_ids(&mut declared, &hub);
+        let a = only(&declared[0], &hub, false);
+        assert_eq!(a.action, ActionKind::Replace);
+        assert_eq!(a.before[0].id, hub[0].id);
+        assert_eq!(a.after.as_deref(), Some(rendered(BASE, "new-secret").configuration.id.as_str()));
+    }
+
+    #[test]
+    fn a_new_hash_key_relabels_in_place() {
+        let r = rendered(BASE, "s1");
+        let mut other_key = on_hub(&r);
+        other_key.labels.insert(LABEL_HASH.into(), "00112233deadbeef".into());
+        other_key.id = "base-00112233".into();
+        let mut declared = vec![r];
+        adopt_ids(&mut declared, std::slice::from_ref(&other_key));
+        let a = only(&declared[0], &[other_key], false);
+        assert_eq!(a.action, ActionKind::Update);
+        assert_eq!(a.field_changes.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), ["labels.fleetform-hash"]);
     }
 }

@@ -20,8 +20,23 @@ pub struct PlaceholderEnv<'e>(pub &'e dyn Env);
 
 impl Env for PlaceholderEnv<'_> {
     fn var(&self, name: &str) -> Option<String> {
+        if name == crate::manifest::HASH_KEY_VAR {
+            // A placeholder key would be public, turning ids made with real secrets into
+            // a guessing oracle; a key known to this process alone keeps base and head
+            // comparable here and publishes nothing anyone can test guesses against.
+            return Some(self.0.var(name).unwrap_or_else(|| process_hash_key().to_string()));
+        }
         Some(self.0.var(name).unwrap_or_else(|| format!("(unset {name})")))
     }
+}
+
+fn process_hash_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use rand::{Rng, SeedableRng};
+        let bytes: [u8; 32] = rand_chacha::ChaCha20Rng::from_entropy().r#gen();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// The base commit's deployments as a hub's configurations, over the real hub's devices.

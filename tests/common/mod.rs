@@ -12,6 +12,8 @@ pub const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("ACR_PASSWORD", "acr-secret-9f3b"),
     ("VISION_REGISTRY_PASSWORD", "vision-secret-77c1"),
     ("CAMERA_API_TOKEN", "camera-token-4e2a"),
+    // The content hash's MAC key: a secret too, so tests look for it in output.
+    ("FLEETFORM_HASH_KEY", "hash-key-for-the-tests-5d0c1b7a9e"),
 ];
 
 pub fn fleetform() -> Command {
