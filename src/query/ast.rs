@@ -505,7 +505,8 @@ impl fmt::Display for Literal {
             Literal::Number(n) => write!(f, "{n}"),
             Literal::String(s) => {
                 f.write_str("'")?;
-                f.write_str(&s.replace('\'', "''"))?;
+                // A backslash starts an escape when read back, so it is doubled.
+                f.write_str(&s.replace('\\', "\\\\").replace('\'', "''"))?;
                 f.write_str("'")
             }
         }
