@@ -270,7 +270,19 @@ fn wrong_keys_and_api_versions_are_refused() {
 
     let client = reqwest::blocking::Client::new();
     let token = fleetform::hub::connection::SasToken::new(&conn, 4_000_000_000);
-    for (query, status) in [("", 400), ("?api-version=1999-01-01", 400), ("?api-version=2021-04-12", 200)] {
+    // The versions the az CLI's IoT extension sent over its history, the previews between, and
+    // ones the hub does not have.
+    for (query, status) in [
+        ("", 400),
+        ("?api-version=1999-01-01", 400),
+        ("?api-version=2021-04-12-preview", 400),
+        ("?api-version=2019-10-01", 200),
+        ("?api-version=2020-05-31-preview", 200),
+        ("?api-version=2020-06-30-preview", 200),
+        ("?api-version=2020-09-30", 200),
+        ("?api-version=2021-04-12", 200),
+        ("?api-version=2024-03-31", 200),
+    ] {
         let resp = client
             .get(format!("{}/configurations{query}", server.url))
             .header("Authorization", token.header_value())
@@ -278,9 +290,9 @@ fn wrong_keys_and_api_versions_are_refused() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{query}");
         if status == 400 {
-            assert_eq!(resp.headers()["iothub-errorcode"], "ArgumentInvalid");
+            assert_eq!(resp.headers()["iothub-errorcode"], "InvalidProtocolVersion");
             let body: Value = resp.json().unwrap();
-            assert!(body["Message"].as_str().unwrap().starts_with("ErrorCode:ArgumentInvalid;"));
+            assert!(body["Message"].as_str().unwrap().starts_with("ErrorCode:InvalidProtocolVersion;"));
             assert!(body["ExceptionMessage"].as_str().unwrap().starts_with("Tracking ID:"));
         }
     }

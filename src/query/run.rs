@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::ast::{ExprKind, Query, SelectExpr, Selection};
 use super::compile::{DirectEnv, PathTable, compile_expr};
-use super::eval::{Node, Val, eval};
+use super::eval::{Node, Val, eval, resolve_entry};
 
 /// How a projected column gets its value.
 enum Column {
@@ -18,6 +18,9 @@ struct Compiled {
     filter: Option<Node>,
     /// (output key, how to compute it)
     columns: Vec<(String, Column)>,
+    /// For each column, whether it is an unaliased path, named after the key the twin holds
+    /// rather than as written in the query.
+    twin_named: Vec<bool>,
     /// Slots of the GROUP BY paths.
     groups: Vec<u32>,
     /// For each column that is a grouped path, which GROUP BY entry it shows.
@@ -31,6 +34,7 @@ impl Query {
         let filter = self.filter.as_ref().map(|f| compile_expr(f, &mut |p| table.slot(p)));
         let mut columns = Vec::new();
         let mut column_group = Vec::new();
+        let mut twin_named = Vec::new();
         let mut unnamed = 0;
         if let Selection::Items(items) = &self.selection {
             for item in items {
@@ -48,6 +52,7 @@ impl Query {
                 };
                 // Columns with neither alias nor a path name are numbered `$1`, `$2`, ... (the
                 // convention of the document-database SQL the hub's language derives from).
+                twin_named.push(item.alias.is_none() && default_name.is_some());
                 let key = match (&item.alias, default_name) {
                     (Some(a), _) => a.clone(),
                     (None, Some(n)) => n,
@@ -61,7 +66,7 @@ impl Query {
             }
         }
         let groups = self.group_by.iter().map(|g| table.slot(g)).collect();
-        Compiled { filter, columns, groups, column_group, table }
+        Compiled { filter, columns, twin_named, groups, column_group, table }
     }
 
     /// Runs the query over `rows` (device twins for `FROM devices`, module twins for
@@ -91,15 +96,18 @@ impl Query {
         // Aggregation: one group per distinct tuple of GROUP BY values (a single group without
         // GROUP BY, reported even when no row passed).
         let mut index: HashMap<String, usize> = HashMap::new();
-        let mut groups: Vec<(Vec<Option<Value>>, u64)> = Vec::new();
+        // Per group: the GROUP BY values, the twin's spelling of each path's last key (from the
+        // group's first row), and the row count.
+        let mut groups: Vec<(Vec<Option<Value>>, Vec<Option<String>>, u64)> = Vec::new();
         if self.group_by.is_empty() {
-            groups.push((Vec::new(), 0));
+            groups.push((Vec::new(), Vec::new(), 0));
             index.insert(String::new(), 0);
         }
         let mut key = String::new();
         for row in passing {
-            let env = DirectEnv { twin: row, segments: &c.table.segments };
-            let values: Vec<Option<&Value>> = c.groups.iter().map(|&s| env_path(&env, s)).collect();
+            let entries: Vec<Option<(&str, &Value)>> =
+                c.groups.iter().map(|&s| resolve_entry(row, &c.table.segments[s as usize])).collect();
+            let values: Vec<Option<&Value>> = entries.iter().map(|e| e.map(|(_, v)| v)).collect();
             key.clear();
             for v in &values {
                 match v {
@@ -112,27 +120,32 @@ impl Query {
             let i = match index.get(&key) {
                 Some(&i) => i,
                 None => {
-                    groups.push((values.iter().map(|v| v.cloned()).collect(), 0));
+                    let names = entries.iter().map(|e| e.map(|(k, _)| k.to_string())).collect();
+                    groups.push((values.iter().map(|v| v.cloned()).collect(), names, 0));
                     index.insert(key.clone(), groups.len() - 1);
                     groups.len() - 1
                 }
             };
-            groups[i].1 += 1;
+            groups[i].2 += 1;
         }
         groups
             .into_iter()
             .take(limit)
-            .map(|(values, count)| {
+            .map(|(values, names, count)| {
                 let mut out = Map::new();
-                for ((name, column), group) in c.columns.iter().zip(&c.column_group) {
+                for (((name, column), group), &twin_named) in c.columns.iter().zip(&c.column_group).zip(&c.twin_named) {
                     let v = match (column, group) {
                         (Column::Count, _) => Some(Value::from(count)),
                         (Column::Node(_), Some(g)) => values.get(*g).cloned().flatten(),
                         // The parser only lets grouped paths and COUNT() into aggregate queries.
                         (Column::Node(_), None) => None,
                     };
+                    let name = match group {
+                        Some(g) if twin_named => names.get(*g).cloned().flatten().unwrap_or_else(|| name.clone()),
+                        _ => name.clone(),
+                    };
                     if let Some(v) = v {
-                        out.insert(name.clone(), v);
+                        out.insert(name, v);
                     }
                 }
                 Value::Object(out)
@@ -149,15 +162,21 @@ fn env_path<'a>(env: &DirectEnv<'a>, slot: u32) -> Option<&'a Value> {
 fn project(c: &Compiled, row: &Value) -> Value {
     let env = DirectEnv { twin: row, segments: &c.table.segments };
     let mut out = Map::new();
-    for (name, column) in &c.columns {
-        let v = match column {
-            Column::Count => None,
+    for ((name, column), &twin_named) in c.columns.iter().zip(&c.twin_named) {
+        let (name, v) = match column {
+            Column::Count => (name.as_str(), None),
+            Column::Node(Node::Path(slot)) if twin_named => {
+                match resolve_entry(row, &c.table.segments[*slot as usize]) {
+                    Some((key, v)) => (key, Some(v.clone())),
+                    None => (name.as_str(), None),
+                }
+            }
             // Paths and literals keep their full JSON (objects and arrays included).
-            Column::Node(Node::Path(slot)) => env_path(&env, *slot).cloned(),
-            Column::Node(n) => eval(n, &env).to_json(),
+            Column::Node(Node::Path(slot)) => (name.as_str(), env_path(&env, *slot).cloned()),
+            Column::Node(n) => (name.as_str(), eval(n, &env).to_json()),
         };
         if let Some(v) = v {
-            out.insert(name.clone(), v);
+            out.insert(name.to_string(), v);
         }
     }
     Value::Object(out)

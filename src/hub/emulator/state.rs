@@ -21,9 +21,15 @@ use crate::hub::{MAX_CONFIGURATIONS, Twin};
 use crate::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
 use crate::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
 
-/// The api-versions the emulator answers (the one fleetform sends, and the other GA
-/// versions of the same surface).
-pub const API_VERSIONS: [&str; 3] = ["2020-05-31-preview", "2020-09-30", "2021-04-12"];
+/// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent
+/// over its history (2019-10-01, 2020-09-30, 2021-04-12, 2024-03-31; the last is what it and
+/// the current service SDKs send now) and the data-plane previews between them. The
+/// configuration, twin and query surface the emulator serves is the same in all of them.
+pub const API_VERSIONS: [&str; 6] =
+    ["2019-10-01", "2020-05-31-preview", "2020-06-30-preview", "2020-09-30", "2021-04-12", "2024-03-31"];
+/// The hub's error code for a missing or unknown api-version (the service SDKs' error-code
+/// list has it as 400001).
+pub const BAD_API_VERSION_CODE: &str = "InvalidProtocolVersion";
 /// The emulator's error code for a full hub. No public source shows the hub's own code for
 /// this case; the REST client maps this one to `HubError::TooManyConfigurations`.
 pub const TOO_MANY_CODE: &str = "TooManyConfigurationsOnHub";
@@ -244,9 +250,10 @@ impl Emulator {
         self.stats.requests += 1;
         let params = query_params(req.query.as_deref());
         match params.get("api-version").map(String::as_str) {
-            None => return self.error(400, "ArgumentInvalid", "the api-version query parameter is required"),
+            None => return self.error(400, BAD_API_VERSION_CODE, "the api-version query parameter is required"),
             Some(v) if !API_VERSIONS.contains(&v) => {
-                return self.error(400, "ArgumentInvalid", &format!("api-version {v} is not supported"));
+                let text = format!("api-version {v} is not supported; use one of {}", API_VERSIONS.join(", "));
+                return self.error(400, BAD_API_VERSION_CODE, &text);
             }
             Some(_) => {}
         }
