@@ -354,6 +354,11 @@ fn parse_errors_carry_spans_and_help() {
         assert_eq!(e.help().as_deref(), Some(help), "{text}");
         assert!(!e.message().is_empty());
     }
+    let e = parse_query("SELECT deviceId, AVG(version) AS v FROM devices").unwrap_err();
+    assert_eq!((e.offset, e.kind), (7, QueryErrorKind::NotGrouped("deviceId".into())));
+    let e = parse_query("SELECT MAX(version FROM devices").unwrap_err();
+    assert_eq!(e.offset, 19);
+    assert!(e.message().contains("MAX takes one argument"), "{}", e.message());
     // A full query takes double quotes, so its errors never speak of target conditions.
     assert!(parse_query("SELECT * FROM devices WHERE tags.a = \"x\"").is_ok());
     let e = parse_query("SELECT * FROM devices WHERE tags.a = \"x").unwrap_err();
@@ -463,6 +468,34 @@ fn query_cases() -> Vec<(&'static str, Value)> {
         (
             "SELECT TAGS.LOCATION.REGION, COUNT() AS n FROM devices WHERE IS_DEFINED(tags.location) GROUP BY tags.location.region",
             json!([{"region": "US", "n": 3}, {"region": "EU", "n": 1}]),
+        ),
+        // AVG, SUM, MIN, MAX over the numbers of each group (300, 30 and 60; d4 and d5 have
+        // none), with COUNT() and GROUP BY; a group without numbers leaves them out.
+        (
+            "SELECT AVG(properties.reported.telemetryConfig.sendFrequencyInSecs) AS avg, \
+             SUM(properties.reported.telemetryConfig.sendFrequencyInSecs) AS total, \
+             MIN(properties.reported.telemetryConfig.sendFrequencyInSecs) AS lo, \
+             MAX(properties.reported.telemetryConfig.sendFrequencyInSecs) AS hi, COUNT() AS n FROM devices",
+            json!([{"avg": 130, "total": 390, "lo": 30, "hi": 300, "n": 5}]),
+        ),
+        (
+            "SELECT tags.location.region AS region, avg(properties.reported.telemetryConfig.sendFrequencyInSecs) AS avg, \
+             Max(properties.reported.telemetryConfig.sendFrequencyInSecs) AS hi, COUNT() AS n FROM devices \
+             GROUP BY tags.location.region",
+            json!([
+                {"region": "US", "avg": 165, "hi": 300, "n": 3},
+                {"region": "EU", "avg": 60, "hi": 60, "n": 1},
+                {"n": 1}
+            ]),
+        ),
+        (
+            "SELECT AVG(properties.reported.telemetryConfig.sendFrequencyInSecs / 8) AS avg FROM devices WHERE deviceId IN ['d1', 'd2']",
+            json!([{"avg": 20.625}]),
+        ),
+        ("SELECT MIN(properties.reported.telemetryConfig.sendFrequencyInSecs) FROM devices", json!([{"$1": 30}])),
+        (
+            "SELECT SUM(properties.reported.telemetryConfig.sendFrequencyInSecs) AS s, COUNT() AS n FROM devices WHERE deviceId = 'none'",
+            json!([{"n": 0}]),
         ),
         // Full queries take double-quoted strings and the grammar's backslash escapes.
         ("SELECT deviceId FROM devices WHERE tags.location.plant = \"Dublin\"", json!([{"deviceId": "d3"}])),

@@ -92,7 +92,7 @@ pub enum QueryErrorKind {
     #[error("unsupported collection '{0}'")]
     UnsupportedCollection(String),
     /// A projection that is neither grouped nor aggregated in an aggregate query.
-    #[error("'{0}' must appear in GROUP BY when the query uses COUNT()")]
+    #[error("'{0}' must appear in GROUP BY when the query uses COUNT(), AVG, SUM, MIN or MAX")]
     NotGrouped(String),
     /// `SELECT *` in an aggregate or grouped query.
     #[error("SELECT * cannot be combined with GROUP BY")]

@@ -62,8 +62,8 @@ mod proptests;
 mod run;
 
 pub use ast::{
-    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path, Query, Segment,
-    SelectExpr, SelectItem, Selection, Span,
+    Aggregate, ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path, Query,
+    Segment, SelectExpr, SelectItem, Selection, Span,
 };
 pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};

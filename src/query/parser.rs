@@ -473,6 +473,16 @@ impl<'s> Parser<'s> {
                 None => return Err(self.expected("')' (COUNT takes no arguments)")),
             };
             (SelectExpr::Count, start.to(Self::tok_span(&close)))
+        } else if let Some(agg) = Aggregate::ALL.into_iter().find(|a| self.at_word(a.name()))
+            && self.peek_at(1) == Some(&Tok::LParen)
+        {
+            self.pos += 2;
+            let arg = self.expr()?;
+            let close = match self.eat(&Tok::RParen) {
+                Some(c) => c,
+                None => return Err(self.expected(&format!("')' ({} takes one argument)", agg.name()))),
+            };
+            (SelectExpr::Aggregate(agg, arg), start.to(Self::tok_span(&close)))
         } else {
             let e = self.expr()?;
             let span = e.span;

@@ -4,14 +4,56 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::ast::{ExprKind, Query, SelectExpr, Selection};
+use super::ast::{Aggregate, ExprKind, Query, SelectExpr, Selection};
 use super::compile::{DirectEnv, PathTable, compile_expr};
 use super::eval::{Node, Val, eval, resolve_entry};
 
 /// How a projected column gets its value.
 enum Column {
     Count,
+    Aggregate(Aggregate, Node),
     Node(Node),
+}
+
+/// A running AVG/SUM/MIN/MAX over the numbers of one group; rows where the argument is not a
+/// number do not count.
+#[derive(Clone, Default)]
+struct Accumulator {
+    numbers: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Accumulator {
+    fn add(&mut self, n: f64) {
+        self.numbers += 1;
+        self.sum += n;
+        self.min = Some(self.min.map_or(n, |m| m.min(n)));
+        self.max = Some(self.max.map_or(n, |m| m.max(n)));
+    }
+
+    /// The result, or `None` (the column is left out) when no row had a number.
+    fn finish(&self, agg: Aggregate) -> Option<Value> {
+        if self.numbers == 0 {
+            return None;
+        }
+        let n = match agg {
+            Aggregate::Avg => self.sum / self.numbers as f64,
+            Aggregate::Sum => self.sum,
+            Aggregate::Min => self.min?,
+            Aggregate::Max => self.max?,
+        };
+        number(n)
+    }
+}
+
+/// A JSON number, integral values as integers (`6`, not `6.0`), as the hub prints them.
+fn number(n: f64) -> Option<Value> {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        return Some(Value::from(n as i64));
+    }
+    serde_json::Number::from_f64(n).map(Value::Number)
 }
 
 struct Compiled {
@@ -40,6 +82,9 @@ impl Query {
             for item in items {
                 let (default_name, column, group) = match &item.expr {
                     SelectExpr::Count => (None, Column::Count, None),
+                    SelectExpr::Aggregate(agg, e) => {
+                        (None, Column::Aggregate(*agg, compile_expr(e, &mut |p| table.slot(p))), None)
+                    }
                     SelectExpr::Expr(e) => {
                         let (name, group) = match &e.kind {
                             ExprKind::Path(p) => {
@@ -99,8 +144,12 @@ impl Query {
         // Per group: the GROUP BY values, the twin's spelling of each path's last key (from the
         // group's first row), and the row count.
         let mut groups: Vec<(Vec<Option<Value>>, Vec<Option<String>>, u64)> = Vec::new();
+        // Per group, one accumulator per column (only aggregate columns use theirs).
+        let mut sums: Vec<Vec<Accumulator>> = Vec::new();
+        let fresh = || vec![Accumulator::default(); c.columns.len()];
         if self.group_by.is_empty() {
             groups.push((Vec::new(), Vec::new(), 0));
+            sums.push(fresh());
             index.insert(String::new(), 0);
         }
         let mut key = String::new();
@@ -122,20 +171,33 @@ impl Query {
                 None => {
                     let names = entries.iter().map(|e| e.map(|(k, _)| k.to_string())).collect();
                     groups.push((values.iter().map(|v| v.cloned()).collect(), names, 0));
+                    sums.push(fresh());
                     index.insert(key.clone(), groups.len() - 1);
                     groups.len() - 1
                 }
             };
             groups[i].2 += 1;
+            let env = DirectEnv { twin: row, segments: &c.table.segments };
+            for ((_, column), acc) in c.columns.iter().zip(sums[i].iter_mut()) {
+                if let Column::Aggregate(_, node) = column
+                    && let Val::Num(n) = eval(node, &env)
+                {
+                    acc.add(n);
+                }
+            }
         }
         groups
             .into_iter()
             .take(limit)
-            .map(|(values, names, count)| {
+            .zip(sums)
+            .map(|((values, names, count), sums)| {
                 let mut out = Map::new();
-                for (((name, column), group), &twin_named) in c.columns.iter().zip(&c.column_group).zip(&c.twin_named) {
+                for (i, (((name, column), group), &twin_named)) in
+                    c.columns.iter().zip(&c.column_group).zip(&c.twin_named).enumerate()
+                {
                     let v = match (column, group) {
                         (Column::Count, _) => Some(Value::from(count)),
+                        (Column::Aggregate(agg, _), _) => sums.get(i).and_then(|a| a.finish(*agg)),
                         (Column::Node(_), Some(g)) => values.get(*g).cloned().flatten(),
                         // The parser only lets grouped paths and COUNT() into aggregate queries.
                         (Column::Node(_), None) => None,
@@ -164,7 +226,7 @@ fn project(c: &Compiled, row: &Value) -> Value {
     let mut out = Map::new();
     for ((name, column), &twin_named) in c.columns.iter().zip(&c.twin_named) {
         let (name, v) = match column {
-            Column::Count => (name.as_str(), None),
+            Column::Count | Column::Aggregate(..) => (name.as_str(), None),
             Column::Node(Node::Path(slot)) if twin_named => {
                 match resolve_entry(row, &c.table.segments[*slot as usize]) {
                     Some((key, v)) => (key, Some(v.clone())),
