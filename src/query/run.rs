@@ -143,7 +143,7 @@ impl Query {
         let mut index: HashMap<String, usize> = HashMap::new();
         // Per group: the GROUP BY values, the twin's spelling of each path's last key (from the
         // group's first row), and the row count.
-        let mut groups: Vec<(Vec<Option<Value>>, Vec<Option<String>>, u64)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         // Per group, one accumulator per column (only aggregate columns use theirs).
         let mut sums: Vec<Vec<Accumulator>> = Vec::new();
         let fresh = || vec![Accumulator::default(); c.columns.len()];
@@ -215,6 +215,10 @@ impl Query {
             .collect()
     }
 }
+
+/// One GROUP BY group: its values, the twin's spelling of each grouped path's last key, and
+/// its row count.
+type Group = (Vec<Option<Value>>, Vec<Option<String>>, u64);
 
 fn env_path<'a>(env: &DirectEnv<'a>, slot: u32) -> Option<&'a Value> {
     use super::eval::Env;
