@@ -395,6 +395,12 @@ fn deployments_are_assigned_merged_and_reported() {
     let desired = &agent["properties"]["desired"];
     assert!(desired["modules"]["sensor"].is_object() && desired["modules"]["camera"].is_object(), "{desired}");
     assert!(desired["$version"].as_i64().unwrap() >= 2);
+    // As on a hub, each module and system module names the deployment that supplied it.
+    assert_eq!(desired["modules"]["sensor"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["modules"]["camera"]["configuration"], json!({"id": "camera"}));
+    assert_eq!(desired["systemModules"]["edgeAgent"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["systemModules"]["edgeHub"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["modules"]["sensor"]["settings"]["image"], "contoso.azurecr.io/sensor:1.0");
     let edge_hub = hub.module_twin(device, "$edgeHub").unwrap();
     assert!(edge_hub["properties"]["desired"]["routes"]["camera"].is_string());
     assert_eq!(hub.module_twin(device, "sensor").unwrap()["properties"]["desired"]["interval"], 30);

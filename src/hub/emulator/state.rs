@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::EmulatorError;
+use super::agent_desired::edge_agent_desired;
 use crate::hub::connection::{self, SecretKey};
 use crate::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
 use crate::hub::wire::{Configuration, Metrics};
@@ -654,7 +655,7 @@ impl Emulator {
                 continue;
             }
             let mut docs: Vec<(String, Value)> =
-                vec![(EDGE_AGENT.into(), manifest.edge_agent.clone()), (EDGE_HUB.into(), manifest.edge_hub.clone())];
+                vec![(EDGE_AGENT.into(), edge_agent_desired(manifest)), (EDGE_HUB.into(), manifest.edge_hub.clone())];
             docs.extend(manifest.twins.iter().map(|(k, v)| (k.clone(), v.clone())));
             for (module, doc) in docs {
                 let pos = self.module_index(&device_id, &module, &mut modules_changed);
