@@ -144,9 +144,7 @@ impl QueryError {
         Some(match &self.kind {
             K::DoubleQuote => "double quotes are not allowed in target conditions; use single quotes".into(),
             K::UnterminatedString => {
-                "close the string with the quote that opened it (a single quote; full queries also take double \
-                 quotes); write \\' for a quote inside a string"
-                    .into()
+                "close the string with the quote that opened it; write \\' for a quote inside a string".into()
             }
             K::InvalidEscape(_) => {
                 "the escapes are \\' \\\" \\\\ and \\uXXXX (four hex digits); write \\\\ for a backslash".into()

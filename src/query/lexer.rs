@@ -383,7 +383,7 @@ mod tests {
         let e = lex_t("tags.a = 'abc").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::UnterminatedString);
         assert_eq!((e.offset, e.len), (9, 4));
-        assert!(e.help().unwrap().contains("single quote"));
+        assert!(e.help().unwrap().contains("the quote that opened it"));
     }
 
     #[test]
