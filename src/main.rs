@@ -184,8 +184,9 @@ enum Command {
     /// Run a twin query or try a target condition against a hub.
     ///
     /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
-    /// devices.modules; TOP, COUNT, GROUP BY); anything else is a target condition, and the
-    /// IoT Edge devices it targets are listed.
+    /// devices.modules; TOP, COUNT, AVG, SUM, MIN, MAX, GROUP BY; strings in '…' or "…" with
+    /// \' \" \\ \uXXXX escapes); anything else is a target condition (single quotes only), and
+    /// the IoT Edge devices it targets are listed.
     Query {
         /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
         text: String,

@@ -9,7 +9,7 @@
 //! (`/*`, `/twinChangeNotifications`, `/messages/*`, `/messages/modules/*`,
 //! `/messages/modules/<m>/*`, `/messages/modules/<m>/outputs/*`,
 //! `/messages/modules/<m>/outputs/<o>`) plus `/messages/events`; sinks are `$upstream` or
-//! `BrokeredEndpoint("/modules/<module>/inputs/<input>")`.
+//! `BrokeredEndpoint("/modules/<module>/inputs/<input>")` (single quotes work too, as in the grammar).
 //!
 //! The condition is kept as text (it is the IoT Hub routing query language, which the edge
 //! hub evaluates on messages, not on twins) but its quotes and brackets must balance, since
@@ -489,12 +489,14 @@ fn parse_sink(text: &str, at: usize) -> Result<(Sink, Span), RouteError> {
     }
     pos += 1;
     skip(&mut pos);
-    if !text[pos..].starts_with('"') {
-        return Err(err(pos, 1, "the endpoint must be a double-quoted string", Some(SINK_MESSAGE)));
-    }
+    // The edge hub's route grammar takes a string in either quote for the endpoint.
+    let quote = match text[pos..].chars().next() {
+        Some(q @ ('"' | '\'')) => q,
+        _ => return Err(err(pos, 1, "the endpoint must be a quoted string", Some(SINK_MESSAGE))),
+    };
     let str_at = pos + 1;
-    let Some(close) = text[str_at..].find('"') else {
-        return Err(err(pos, 1, "unclosed \" in BrokeredEndpoint", Some(SINK_MESSAGE)));
+    let Some(close) = text[str_at..].find(quote) else {
+        return Err(err(pos, 1, format!("unclosed {quote} in BrokeredEndpoint"), Some(SINK_MESSAGE)));
     };
     let endpoint = &text[str_at..str_at + close];
     pos = str_at + close + 1;
@@ -600,6 +602,9 @@ mod tests {
         assert_eq!(route.source, RouteSource::Messages);
         assert_eq!(route.condition.as_ref().map(|c| c.0.as_str()), Some("NOT IS_DEFINED($connectionModuleId)"));
         assert_eq!(route.sink, Sink::Upstream);
+        let single = parse_route(r#"FROM /* INTO BrokeredEndpoint('/modules/m/inputs/i')"#).unwrap();
+        assert_eq!(single.sink, Sink::Module { module: "m".into(), input: "i".into() });
+        assert_eq!(single.sink_span.len, "BrokeredEndpoint('/modules/m/inputs/i')".len());
         let spaced = parse_route(r#"FROM /* INTO BrokeredEndpoint ( "/modules/m/inputs/i" ) "#).unwrap();
         assert_eq!(spaced.sink, module_sink("m", "i"));
     }
@@ -629,8 +634,11 @@ mod tests {
         let e = error(text);
         assert_eq!(e.offset, 31);
         assert_eq!(&text[e.offset..e.offset + e.len], "/modules/m/outputs/i");
-        let e = error(r#"FROM /* INTO BrokeredEndpoint('/modules/m/inputs/i')"#);
-        assert!(e.message.contains("double-quoted"), "{e}");
+        let e = error(r#"FROM /* INTO BrokeredEndpoint(/modules/m/inputs/i)"#);
+        assert!(e.message.contains("quoted string"), "{e}");
+        assert_eq!(e.offset, 30);
+        let e = error(r#"FROM /* INTO BrokeredEndpoint('/modules/m/inputs/i")"#);
+        assert_eq!(e.message, "unclosed ' in BrokeredEndpoint");
         assert_eq!(e.offset, 30);
         let e = error(r#"FROM /* INTO BrokeredEndpoint("/modules/m/inputs/i""#);
         assert!(e.message.contains("`)`"), "{e}");

@@ -270,7 +270,19 @@ fn wrong_keys_and_api_versions_are_refused() {
 
     let client = reqwest::blocking::Client::new();
     let token = fleetform::hub::connection::SasToken::new(&conn, 4_000_000_000);
-    for (query, status) in [("", 400), ("?api-version=1999-01-01", 400), ("?api-version=2021-04-12", 200)] {
+    // The versions the az CLI's IoT extension sent over its history, the previews between, and
+    // ones the hub does not have.
+    for (query, status) in [
+        ("", 400),
+        ("?api-version=1999-01-01", 400),
+        ("?api-version=2021-04-12-preview", 400),
+        ("?api-version=2019-10-01", 200),
+        ("?api-version=2020-05-31-preview", 200),
+        ("?api-version=2020-06-30-preview", 200),
+        ("?api-version=2020-09-30", 200),
+        ("?api-version=2021-04-12", 200),
+        ("?api-version=2024-03-31", 200),
+    ] {
         let resp = client
             .get(format!("{}/configurations{query}", server.url))
             .header("Authorization", token.header_value())
@@ -278,9 +290,9 @@ fn wrong_keys_and_api_versions_are_refused() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{query}");
         if status == 400 {
-            assert_eq!(resp.headers()["iothub-errorcode"], "ArgumentInvalid");
+            assert_eq!(resp.headers()["iothub-errorcode"], "InvalidProtocolVersion");
             let body: Value = resp.json().unwrap();
-            assert!(body["Message"].as_str().unwrap().starts_with("ErrorCode:ArgumentInvalid;"));
+            assert!(body["Message"].as_str().unwrap().starts_with("ErrorCode:InvalidProtocolVersion;"));
             assert!(body["ExceptionMessage"].as_str().unwrap().starts_with("Tracking ID:"));
         }
     }
@@ -383,6 +395,12 @@ fn deployments_are_assigned_merged_and_reported() {
     let desired = &agent["properties"]["desired"];
     assert!(desired["modules"]["sensor"].is_object() && desired["modules"]["camera"].is_object(), "{desired}");
     assert!(desired["$version"].as_i64().unwrap() >= 2);
+    // As on a hub, each module and system module names the deployment that supplied it.
+    assert_eq!(desired["modules"]["sensor"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["modules"]["camera"]["configuration"], json!({"id": "camera"}));
+    assert_eq!(desired["systemModules"]["edgeAgent"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["systemModules"]["edgeHub"]["configuration"], json!({"id": "base"}));
+    assert_eq!(desired["modules"]["sensor"]["settings"]["image"], "contoso.azurecr.io/sensor:1.0");
     let edge_hub = hub.module_twin(device, "$edgeHub").unwrap();
     assert!(edge_hub["properties"]["desired"]["routes"]["camera"].is_string());
     assert_eq!(hub.module_twin(device, "sensor").unwrap()["properties"]["desired"]["interval"], 30);

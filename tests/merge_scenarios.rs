@@ -323,6 +323,49 @@ fn equal_priority_layered_overlap_newest_wins_and_is_warned() {
     assert_eq!(checks(&ds, &s, &m), vec![overlap("$edgeAgent", "modules.mon"), overlap("$edgeHub", "routes.monUp")]);
 }
 
+/// Paths that differ inside one module or route still collide: by the hub's rules (IOTHUB.md
+/// §2.3) the newer equal-priority layer wins, and field reports say only its writes apply.
+#[test]
+fn equal_priority_layers_touching_one_module_or_route_are_warned() {
+    let ds = vec![
+        existing("base", 10, "2024-01-01T00:00:00Z", base_content("s:1")),
+        existing(
+            "env-old",
+            20,
+            "2024-03-01T00:00:00Z",
+            json!({"$edgeAgent": {"properties.desired.modules.sensor.env.MODE": {"value": "fast"}},
+                   "$edgeHub": {"properties.desired.routes.up.priority": 1},
+                   "sensor": {"properties.desired.a": 1}}),
+        ),
+        existing(
+            "image-new",
+            20,
+            "2024-06-01T00:00:00Z",
+            json!({"$edgeAgent": {"properties.desired.modules.sensor.settings.image": "s:2"},
+                   "$edgeHub": {"properties.desired.routes.up.route": "FROM /* INTO $upstream"},
+                   "sensor": {"properties.desired.b": 2}}),
+        ),
+        // A higher layer on the same module is ordinary layering, not a tie.
+        existing(
+            "above",
+            30,
+            "2024-02-01T00:00:00Z",
+            json!({"$edgeAgent": {"properties.desired.modules.sensor.env.X": {"value": "1"}}}),
+        ),
+    ];
+    let s = stack(&ds, &all(4));
+    let m = merge(&ds, &s);
+    let tie = |twin: &str, path: &str| Check::EqualPriorityLayeredOverlap {
+        twin: twin.into(),
+        path: path.into(),
+        priority: 20,
+        winner: "image-new".into(),
+        loser: "env-old".into(),
+    };
+    // Distinct paths of the custom module twin `sensor` are not a collision.
+    assert_eq!(checks(&ds, &s, &m), vec![tie("$edgeAgent", "modules.sensor"), tie("$edgeHub", "routes.up")]);
+}
+
 #[test]
 fn routes_to_and_from_missing_modules_are_warned() {
     let ds = vec![

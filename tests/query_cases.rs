@@ -206,6 +206,16 @@ const CONDITIONS: &[(&str, &str, Tri)] = &[
     ("tags.n IN []", ARRAYS, F),
     // Strings, '' escapes, STARTSWITH/ENDSWITH.
     ("tags.name = 'O''Brien'", QUOTES, T),
+    // The hub grammar's backslash escapes, in target conditions too.
+    (r"tags.name = 'O\'Brien'", QUOTES, T),
+    (r"deviceId = 'it\u0027s-a-device'", QUOTES, T),
+    (r"tags.name = 'O\u0027Brien' AND tags.n = 5", QUOTES, T),
+    (r"tags.name = '\u004F''Brien'", QUOTES, T),
+    (r"tags.name = 'O\\Brien'", QUOTES, F),
+    (r"tags.path = 'C:\\data'", r#"{"tags":{"path":"C:\\data"}}"#, T),
+    (r#"tags.q = '\"x\"'"#, r#"{"tags":{"q":"\"x\""}}"#, T),
+    (r"tags.env = '\u0070rod'", r#"{"tags":{"env":"prod"}}"#, T),
+    (r"tags.env = '\u0070rod'", r#"{"tags":{"env":"\\u0070rod"}}"#, F),
     ("STARTSWITH(deviceId, 'it''s')", QUOTES, T),
     ("ENDSWITH(deviceId, '-device')", QUOTES, T),
     ("ENDSWITH(deviceId, 'DEVICE')", QUOTES, F),
@@ -323,7 +333,12 @@ fn parse_errors_carry_spans_and_help() {
     let cases: &[(&str, usize, &str)] = &[
         ("tags.a = \"x\"", 9, "double quotes are not allowed in target conditions; use single quotes"),
         ("STARTS_WITH(deviceId, 'a')", 0, "unknown function STARTS_WITH — did you mean STARTSWITH?"),
-        ("tags.a = 'abc", 9, "close the string with a single quote; write '' for a quote inside a string"),
+        ("tags.a = 'abc", 9, "close the string with the quote that opened it; write \\' for a quote inside a string"),
+        (
+            "tags.a = 'a\\tb'",
+            11,
+            "the escapes are \\' \\\" \\\\ and \\uXXXX (four hex digits); write \\\\ for a backslash",
+        ),
         ("(tags.a = 1", 0, "add the missing ')'"),
         ("tags.a = 1)", 10, "remove this ')' or add the matching '('"),
         ("", 0, "an empty target condition targets no device; use '*' to target every IoT Edge device"),
@@ -334,6 +349,20 @@ fn parse_errors_carry_spans_and_help() {
         assert_eq!(e.help().as_deref(), Some(help), "{text}");
         assert!(!e.message().is_empty());
     }
+    let e = parse_query("SELECT deviceId, AVG(version) AS v FROM devices").unwrap_err();
+    assert_eq!((e.offset, e.kind), (7, QueryErrorKind::NotGrouped("deviceId".into())));
+    let e = parse_query("SELECT MAX(version FROM devices").unwrap_err();
+    assert_eq!(e.offset, 19);
+    assert!(e.message().contains("MAX takes one argument"), "{}", e.message());
+    // A full query takes double quotes, so its errors never speak of target conditions.
+    assert!(parse_query("SELECT * FROM devices WHERE tags.a = \"x\"").is_ok());
+    let e = parse_query("SELECT * FROM devices WHERE tags.a = \"x").unwrap_err();
+    assert_eq!((e.offset, e.kind.clone()), (37, QueryErrorKind::UnterminatedString));
+    assert!(!e.help().unwrap().contains("not allowed"));
+    // Spans after an escape still point at the right bytes.
+    let text = r"tags.a = '\u0070' AND properties.desired.x = 1";
+    let errors = check_target_condition(&parse_condition(text).unwrap());
+    assert_eq!(&text[errors[0].offset..errors[0].offset + errors[0].len], "properties.desired.x");
     let e = parse_condition("tags.a = 1 tags.b = 2").unwrap_err();
     assert!(matches!(e.kind, QueryErrorKind::TrailingInput(_)));
     assert_eq!(e.offset, 11);
@@ -423,7 +452,53 @@ fn query_cases() -> Vec<(&'static str, Value)> {
             "SELECT * FROM devices WHERE deviceId = 'd5'",
             json!([{"deviceId": "d5", "capabilities": {"iotEdge": false}, "status": "enabled"}]),
         ),
-        ("SELECT LastActivityTime, DEVICEID FROM devices WHERE status = 'disabled'", json!([{"DEVICEID": "d3"}])),
+        // A projected path is named as the twin spells it (the docs' `SELECT DeviceID, ...`
+        // examples return `deviceId`); an alias is kept as written.
+        ("SELECT LastActivityTime, DEVICEID FROM devices WHERE status = 'disabled'", json!([{"deviceId": "d3"}])),
+        (
+            "SELECT DeviceId, Tags.Location.Region FROM devices WHERE deviceId = 'd1'",
+            json!([{"deviceId": "d1", "region": "US"}]),
+        ),
+        ("SELECT DeviceId AS DEVICE FROM devices WHERE deviceId = 'd2'", json!([{"DEVICE": "d2"}])),
+        (
+            "SELECT TAGS.LOCATION.REGION, COUNT() AS n FROM devices WHERE IS_DEFINED(tags.location) GROUP BY tags.location.region",
+            json!([{"region": "US", "n": 3}, {"region": "EU", "n": 1}]),
+        ),
+        // AVG, SUM, MIN, MAX over the numbers of each group (300, 30 and 60; d4 and d5 have
+        // none), with COUNT() and GROUP BY; a group without numbers leaves them out.
+        (
+            "SELECT AVG(properties.reported.telemetryConfig.sendFrequencyInSecs) AS avg, \
+             SUM(properties.reported.telemetryConfig.sendFrequencyInSecs) AS total, \
+             MIN(properties.reported.telemetryConfig.sendFrequencyInSecs) AS lo, \
+             MAX(properties.reported.telemetryConfig.sendFrequencyInSecs) AS hi, COUNT() AS n FROM devices",
+            json!([{"avg": 130, "total": 390, "lo": 30, "hi": 300, "n": 5}]),
+        ),
+        (
+            "SELECT tags.location.region AS region, avg(properties.reported.telemetryConfig.sendFrequencyInSecs) AS avg, \
+             Max(properties.reported.telemetryConfig.sendFrequencyInSecs) AS hi, COUNT() AS n FROM devices \
+             GROUP BY tags.location.region",
+            json!([
+                {"region": "US", "avg": 165, "hi": 300, "n": 3},
+                {"region": "EU", "avg": 60, "hi": 60, "n": 1},
+                {"n": 1}
+            ]),
+        ),
+        (
+            "SELECT AVG(properties.reported.telemetryConfig.sendFrequencyInSecs / 8) AS avg FROM devices WHERE deviceId IN ['d1', 'd2']",
+            json!([{"avg": 20.625}]),
+        ),
+        ("SELECT MIN(properties.reported.telemetryConfig.sendFrequencyInSecs) FROM devices", json!([{"$1": 30}])),
+        (
+            "SELECT SUM(properties.reported.telemetryConfig.sendFrequencyInSecs) AS s, COUNT() AS n FROM devices WHERE deviceId = 'none'",
+            json!([{"n": 0}]),
+        ),
+        // Full queries take double-quoted strings and the grammar's backslash escapes.
+        ("SELECT deviceId FROM devices WHERE tags.location.plant = \"Dublin\"", json!([{"deviceId": "d3"}])),
+        (
+            r#"SELECT deviceId FROM devices WHERE tags.location.region IN ["EU", 'x\'y'] OR deviceId = "d\u0032""#,
+            json!([{"deviceId": "d2"}, {"deviceId": "d3"}]),
+        ),
+        (r"SELECT COUNT() AS n FROM devices WHERE tags.location.plant = 'Redmond\u0034\u0033'", json!([{"n": 2}])),
         (
             "SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND configurations.[[dep-1]].status = 'Applied'",
             json!([{"deviceId": "d1"}, {"deviceId": "d2"}]),

@@ -101,6 +101,10 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
     let mut docs: BTreeMap<String, Value> = BTreeMap::new();
     let mut provenance = Provenance::default();
     let mut conflicts = BTreeSet::new();
+    // Layered writers of each module and route, in the order applied: two equal-priority
+    // layered deployments touching one module or route collide even when their paths inside
+    // it differ (field reports say the hub then applies only the newest).
+    let mut granules: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
     for index in stack.applied_indices() {
         let Some(d) = deployments.get(index as usize) else {
             continue;
@@ -118,6 +122,12 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
                 let replaced = provenance.record(twin, &path, value, writer);
                 if d.kind != ConfigurationKind::Layered {
                     continue;
+                }
+                if let Some(granule) = granule(twin, &path) {
+                    let writers = granules.entry((twin.clone(), granule)).or_default();
+                    if !writers.contains(&index) {
+                        writers.push(index);
+                    }
                 }
                 for origin in replaced {
                     let Some(other) = deployments.get(origin.from_index() as usize) else {
@@ -139,6 +149,31 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
             }
         }
     }
+    for ((twin, granule), writers) in &granules {
+        for (i, &later) in writers.iter().enumerate() {
+            for &earlier in &writers[..i] {
+                let (Some(w), Some(l)) = (deployments.get(later as usize), deployments.get(earlier as usize)) else {
+                    continue;
+                };
+                // A pair already reported on a path inside this module or route says enough.
+                let inside = |c: &Conflict| {
+                    c.twin == *twin
+                        && c.winner == w.id
+                        && c.loser == l.id
+                        && (c.path == *granule || c.path.starts_with(&format!("{granule}.")))
+                };
+                if w.priority == l.priority && !conflicts.iter().any(inside) {
+                    conflicts.insert(Conflict {
+                        twin: twin.clone(),
+                        path: granule.clone(),
+                        priority: w.priority,
+                        winner: w.id.clone(),
+                        loser: l.id.clone(),
+                    });
+                }
+            }
+        }
+    }
     let empty = || Value::Object(Map::new());
     EffectiveManifest {
         no_standard: false,
@@ -149,6 +184,20 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
         provenance,
         conflicts: conflicts.into_iter().collect(),
     }
+}
+
+/// The module (`modules.<m>`, `systemModules.<m>` in `$edgeAgent`) or route (`routes.<r>` in
+/// `$edgeHub`) a desired-properties path writes into, if any.
+fn granule(twin: &str, path: &[String]) -> Option<String> {
+    let [first, name, ..] = path else {
+        return None;
+    };
+    let owns = match twin {
+        EDGE_AGENT => first == "modules" || first == "systemModules",
+        EDGE_HUB => first == "routes",
+        _ => false,
+    };
+    owns.then(|| format!("{first}.{name}"))
 }
 
 #[cfg(test)]

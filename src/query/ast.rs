@@ -355,11 +355,41 @@ pub enum Collection {
     Modules,
 }
 
+/// An aggregate function of the SELECT list besides `COUNT()`; it reads a number per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `AVG(x)`: the mean of the numbers.
+    Avg,
+    /// `SUM(x)`
+    Sum,
+    /// `MIN(x)`
+    Min,
+    /// `MAX(x)`
+    Max,
+}
+
+impl Aggregate {
+    /// Every aggregate, for the parser.
+    pub const ALL: [Aggregate; 4] = [Aggregate::Avg, Aggregate::Sum, Aggregate::Min, Aggregate::Max];
+
+    /// The canonical (upper-case) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Avg => "AVG",
+            Aggregate::Sum => "SUM",
+            Aggregate::Min => "MIN",
+            Aggregate::Max => "MAX",
+        }
+    }
+}
+
 /// One item of a SELECT list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectExpr {
     /// `COUNT()`
     Count,
+    /// `AVG(x)`, `SUM(x)`, `MIN(x)`, `MAX(x)`
+    Aggregate(Aggregate, Expr),
     /// Any expression (usually a path).
     Expr(Expr),
 }
@@ -432,10 +462,11 @@ impl Query {
         }
     }
 
-    /// True when the SELECT list uses `COUNT()` (the query returns aggregated rows).
+    /// True when the SELECT list uses `COUNT()` or another aggregate (the query returns
+    /// aggregated rows).
     pub fn is_aggregate(&self) -> bool {
         matches!(&self.selection, Selection::Items(items)
-            if items.iter().any(|i| i.expr == SelectExpr::Count))
+            if items.iter().any(|i| matches!(i.expr, SelectExpr::Count | SelectExpr::Aggregate(..))))
     }
 }
 
@@ -505,7 +536,8 @@ impl fmt::Display for Literal {
             Literal::Number(n) => write!(f, "{n}"),
             Literal::String(s) => {
                 f.write_str("'")?;
-                f.write_str(&s.replace('\'', "''"))?;
+                // A backslash starts an escape when read back, so it is doubled.
+                f.write_str(&s.replace('\\', "\\\\").replace('\'', "''"))?;
                 f.write_str("'")
             }
         }
@@ -626,6 +658,7 @@ impl fmt::Display for Query {
                     }
                     match &item.expr {
                         SelectExpr::Count => f.write_str("COUNT()")?,
+                        SelectExpr::Aggregate(a, e) => write!(f, "{}({e})", a.name())?,
                         SelectExpr::Expr(e) => write!(f, "{e}")?,
                     }
                     if let Some(alias) = &item.alias {

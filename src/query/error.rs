@@ -8,12 +8,16 @@ pub enum QueryErrorKind {
     /// A character that starts no token.
     #[error("unexpected character '{0}'")]
     UnexpectedChar(char),
-    /// `"`: the hub's target conditions only take single-quoted strings.
+    /// `"` in a target condition: IoT Edge target conditions only take single-quoted strings
+    /// (full queries and metric queries take both).
     #[error("double-quoted string")]
     DoubleQuote,
     /// A `'` with no closing quote.
     #[error("unterminated string")]
     UnterminatedString,
+    /// A backslash escape the hub's grammar does not have, such as `\x` or `\u12`.
+    #[error("invalid escape '{0}' in a string")]
+    InvalidEscape(String),
     /// A `[[` with no closing `]]`.
     #[error("unterminated [[ ]] segment")]
     UnterminatedSegment,
@@ -88,7 +92,7 @@ pub enum QueryErrorKind {
     #[error("unsupported collection '{0}'")]
     UnsupportedCollection(String),
     /// A projection that is neither grouped nor aggregated in an aggregate query.
-    #[error("'{0}' must appear in GROUP BY when the query uses COUNT()")]
+    #[error("'{0}' must appear in GROUP BY when the query uses COUNT(), AVG, SUM, MIN or MAX")]
     NotGrouped(String),
     /// `SELECT *` in an aggregate or grouped query.
     #[error("SELECT * cannot be combined with GROUP BY")]
@@ -140,7 +144,10 @@ impl QueryError {
         Some(match &self.kind {
             K::DoubleQuote => "double quotes are not allowed in target conditions; use single quotes".into(),
             K::UnterminatedString => {
-                "close the string with a single quote; write '' for a quote inside a string".into()
+                "close the string with the quote that opened it; write \\' for a quote inside a string".into()
+            }
+            K::InvalidEscape(_) => {
+                "the escapes are \\' \\\" \\\\ and \\uXXXX (four hex digits); write \\\\ for a backslash".into()
             }
             K::UnterminatedSegment => "close the segment with ]]".into(),
             K::UnclosedParen => "add the missing ')'".into(),

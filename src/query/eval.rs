@@ -122,6 +122,23 @@ pub(crate) fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     map.iter().find(|(k, _)| eq_ignore_case(k, key)).map(|(_, v)| v)
 }
 
+/// Like [`resolve`], but also returns the last key as the twin spells it, which is what the
+/// hub names a projected column after (`SELECT DeviceId` gives `deviceId`).
+pub(crate) fn resolve_entry<'a>(twin: &'a Value, segments: &[Box<str>]) -> Option<(&'a str, &'a Value)> {
+    let (leaf, parents) = segments.split_last()?;
+    let mut cur = twin;
+    for s in parents {
+        cur = lookup(cur, s)?;
+    }
+    let Value::Object(map) = cur else {
+        return None;
+    };
+    if let Some((k, v)) = map.get_key_value(&**leaf) {
+        return Some((k.as_str(), v));
+    }
+    map.iter().find(|(k, _)| eq_ignore_case(k, leaf)).map(|(k, v)| (k.as_str(), v))
+}
+
 /// Resolves a whole path from the twin root.
 pub(crate) fn resolve<'a>(twin: &'a Value, segments: &[Box<str>]) -> Option<&'a Value> {
     let mut cur = twin;

@@ -68,8 +68,16 @@ pub(crate) struct Token<'s> {
     pub len: usize,
 }
 
+/// Which string quotes the text may use. The hub's query grammar takes `'...'` and `"..."`
+/// alike, but IoT Edge target conditions reject double quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quotes {
+    SingleOnly,
+    SingleOrDouble,
+}
+
 /// Splits `src` into tokens, or reports the first lexical error.
-pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
+pub(crate) fn lex(src: &str, quotes: Quotes) -> Result<Vec<Token<'_>>, QueryError> {
     let bytes = src.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -123,6 +131,7 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
                 }
             }
             b'\'' => lex_string(src, start)?,
+            b'"' if quotes == Quotes::SingleOrDouble => lex_string(src, start)?,
             b'"' => {
                 // Point at the whole double-quoted run when it closes, so the fix is obvious.
                 let len = src[start + 1..].find('"').map(|e| e + 2).unwrap_or(src.len() - start);
@@ -150,8 +159,11 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token<'_>>, QueryError> {
     Ok(out)
 }
 
+/// Reads a string opened by the quote at `start`. Escapes are the hub grammar's `\'`, `\"`,
+/// `\\` and `\uXXXX`; a doubled quote (`''`) is also read as one quote, as fleetform always has.
 fn lex_string(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
     let bytes = src.as_bytes();
+    let quote = bytes[start];
     let mut value = String::new();
     let mut i = start + 1;
     let mut chunk = i;
@@ -160,19 +172,50 @@ fn lex_string(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
             None => {
                 return Err(QueryError::new(start, src.len() - start, QueryErrorKind::UnterminatedString));
             }
-            Some(b'\'') => {
+            Some(&b) if b == quote => {
                 value.push_str(&src[chunk..i]);
-                if bytes.get(i + 1) == Some(&b'\'') {
-                    // '' is an escaped quote.
-                    value.push('\'');
+                if bytes.get(i + 1) == Some(&quote) {
+                    value.push(quote as char);
                     i += 2;
                     chunk = i;
                 } else {
                     return Ok(Token { tok: Tok::Str(value), offset: start, len: i + 1 - start });
                 }
             }
+            Some(b'\\') if i + 1 == bytes.len() => {
+                return Err(QueryError::new(start, src.len() - start, QueryErrorKind::UnterminatedString));
+            }
+            Some(b'\\') => {
+                value.push_str(&src[chunk..i]);
+                let (c, len) = lex_escape(src, i)?;
+                value.push(c);
+                i += len;
+                chunk = i;
+            }
             Some(_) => i += 1,
         }
+    }
+}
+
+/// Decodes the escape whose backslash is at `at`: the character and the escape's length.
+fn lex_escape(src: &str, at: usize) -> Result<(char, usize), QueryError> {
+    let rest = &src[at + 1..];
+    match rest.chars().next().unwrap_or('\0') {
+        c @ ('\'' | '"' | '\\') => Ok((c, 2)),
+        'u' => {
+            let hex = rest.get(1..5).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+            let code = hex.and_then(|h| u32::from_str_radix(h, 16).ok());
+            match code.and_then(char::from_u32) {
+                Some(c) => Ok((c, 6)),
+                None => {
+                    // Cover the backslash, the `u` and whatever hex digits follow it.
+                    let digits = rest[1..].bytes().take(4).take_while(u8::is_ascii_hexdigit).count();
+                    let text = src[at..at + 2 + digits].to_string();
+                    Err(QueryError::new(at, 2 + digits, QueryErrorKind::InvalidEscape(text)))
+                }
+            }
+        }
+        c => Err(QueryError::new(at, 1 + c.len_utf8(), QueryErrorKind::InvalidEscape(format!("\\{c}")))),
     }
 }
 
@@ -244,8 +287,12 @@ fn lex_number(src: &str, start: usize) -> Result<Token<'_>, QueryError> {
 mod tests {
     use super::*;
 
+    fn lex_t(s: &str) -> Result<Vec<Token<'_>>, QueryError> {
+        lex(s, Quotes::SingleOnly)
+    }
+
     fn toks(s: &str) -> Vec<Tok<'_>> {
-        lex(s).unwrap().into_iter().map(|t| t.tok).collect()
+        lex(s, Quotes::SingleOrDouble).unwrap().into_iter().map(|t| t.tok).collect()
     }
 
     #[test]
@@ -276,12 +323,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_numbers_with_spans() {
-        let e = lex("x = 12abc").unwrap_err();
+        let e = lex_t("x = 12abc").unwrap_err();
         assert_eq!((e.offset, e.len), (4, 5));
         assert!(matches!(e.kind, QueryErrorKind::InvalidNumber(_)));
-        let e = lex("x = 0x").unwrap_err();
+        let e = lex_t("x = 0x").unwrap_err();
         assert_eq!((e.offset, e.len), (4, 2));
-        let e = lex("1e999").unwrap_err();
+        let e = lex_t("1e999").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::InvalidNumber("1e999".into()));
     }
 
@@ -293,16 +340,55 @@ mod tests {
     }
 
     #[test]
+    fn backslash_escapes_of_the_hub_grammar() {
+        assert_eq!(toks(r"'it\'s'"), vec![Tok::Str("it's".into())]);
+        assert_eq!(toks(r#"'say \"hi\"'"#), vec![Tok::Str("say \"hi\"".into())]);
+        assert_eq!(toks(r"'a\\b'"), vec![Tok::Str("a\\b".into())]);
+        assert_eq!(toks(r"'\u0070rod'"), vec![Tok::Str("prod".into())]);
+        assert_eq!(toks(r"'\u00E9'"), vec![Tok::Str("é".into())]);
+        assert_eq!(toks(r#""it's \"x\"""#), vec![Tok::Str("it's \"x\"".into())]);
+        // The token spans the raw text, escapes included, so what follows keeps its offset.
+        let t = lex(r"'\u0070' = x", Quotes::SingleOnly).unwrap();
+        assert_eq!((t[0].offset, t[0].len, t[1].offset), (0, 8, 9));
+    }
+
+    #[test]
+    fn bad_escapes_point_at_the_escape() {
+        let e = lex_t(r"tags.a = 'ab\x'").unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::InvalidEscape(r"\x".into()));
+        assert_eq!((e.offset, e.len), (12, 2));
+        let e = lex_t(r"tags.a = 'ab\u12'").unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::InvalidEscape(r"\u12".into()));
+        assert_eq!((e.offset, e.len), (12, 4));
+        // A surrogate is four hex digits but no character.
+        let e = lex_t(r"'\uD800'").unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::InvalidEscape(r"\uD800".into()));
+        let e = lex_t(r"tags.a = 'ab\").unwrap_err();
+        assert_eq!((e.offset, e.kind), (9, QueryErrorKind::UnterminatedString));
+        let e = lex_t(r"tags.a = 'ab\'").unwrap_err();
+        assert_eq!((e.offset, e.kind), (9, QueryErrorKind::UnterminatedString));
+    }
+
+    #[test]
+    fn full_queries_take_double_quotes() {
+        let t = lex("a = \"x\" AND b = 'y'", Quotes::SingleOrDouble).unwrap();
+        assert_eq!(t[2].tok, Tok::Str("x".into()));
+        assert_eq!((t[2].offset, t[2].len), (4, 3));
+        let e = lex("a = \"x", Quotes::SingleOrDouble).unwrap_err();
+        assert_eq!((e.offset, e.kind), (4, QueryErrorKind::UnterminatedString));
+    }
+
+    #[test]
     fn unterminated_string_points_at_opening_quote() {
-        let e = lex("tags.a = 'abc").unwrap_err();
+        let e = lex_t("tags.a = 'abc").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::UnterminatedString);
         assert_eq!((e.offset, e.len), (9, 4));
-        assert!(e.help().unwrap().contains("single quote"));
+        assert!(e.help().unwrap().contains("the quote that opened it"));
     }
 
     #[test]
     fn double_quotes_are_rejected_with_help() {
-        let e = lex("tags.a = \"x\"").unwrap_err();
+        let e = lex_t("tags.a = \"x\"").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::DoubleQuote);
         assert_eq!((e.offset, e.len), (9, 3));
         assert_eq!(e.help().unwrap(), "double quotes are not allowed in target conditions; use single quotes");
@@ -314,20 +400,20 @@ mod tests {
             toks("configurations.[[my-config]].status"),
             vec![Tok::Word("configurations"), Tok::Dot, Tok::Quoted("my-config"), Tok::Dot, Tok::Word("status")]
         );
-        let e = lex("tags.[[abc").unwrap_err();
+        let e = lex_t("tags.[[abc").unwrap_err();
         assert_eq!((e.offset, e.kind), (5, QueryErrorKind::UnterminatedSegment));
-        let e = lex("tags.[[]]").unwrap_err();
+        let e = lex_t("tags.[[]]").unwrap_err();
         assert_eq!(e.kind, QueryErrorKind::EmptySegment);
     }
 
     #[test]
     fn unexpected_characters() {
-        let e = lex("a && b").unwrap_err();
+        let e = lex_t("a && b").unwrap_err();
         assert_eq!((e.offset, e.kind.clone()), (2, QueryErrorKind::UnexpectedChar('&')));
         assert_eq!(e.help().as_deref(), Some("use AND"));
-        let e = lex("a == 1").unwrap_err();
+        let e = lex_t("a == 1").unwrap_err();
         assert_eq!((e.offset, e.len), (2, 2));
-        let e = lex("a = €").unwrap_err();
+        let e = lex_t("a = €").unwrap_err();
         assert_eq!((e.offset, e.len), (4, 3));
     }
 }

@@ -17,11 +17,11 @@
 //! ```
 //!
 //! # Language
-//! - Full queries: `SELECT [TOP n] * | <expr> [AS alias], ... | COUNT() AS x FROM devices |
-//!   devices.modules [WHERE <cond>] [GROUP BY <path>, ...]`. Conditions alone are target
-//!   conditions; `*` alone targets every device.
-//! - Literals: single-quoted strings (`''` escapes a quote; double quotes are rejected, as the
-//!   hub rejects them in target conditions), numbers (integer, fraction, exponent, `0x` hex,
+//! - Full queries: `SELECT [TOP n] * | <expr> [AS alias], ... FROM devices | devices.modules
+//!   [WHERE <cond>] [GROUP BY <path>, ...]`, with the aggregates `COUNT()`, `AVG(x)`, `SUM(x)`,
+//!   `MIN(x)`, `MAX(x)`. Conditions alone are target conditions; `*` alone targets every device.
+//! - Literals: strings in `'...'` (and `"..."` in full queries; IoT Edge rejects double quotes
+//!   in target conditions) with the escapes `\'`, `\"`, `\\`, `\uXXXX` and `''`, numbers (integer, fraction, exponent, `0x` hex,
 //!   negative via `-`), `true`, `false`, `null`, arrays of constants `['a', 1]`.
 //! - Operators, loosest first: `OR`, `AND`, `NOT`, comparisons (`= != <> < > <= >=`, `IN [..]`,
 //!   `NIN [..]`), `+ -`, `* / %`, unary `-`. Comparison binds tighter than `NOT`, so
@@ -62,8 +62,8 @@ mod proptests;
 mod run;
 
 pub use ast::{
-    ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path, Query, Segment,
-    SelectExpr, SelectItem, Selection, Span,
+    Aggregate, ArithOp, CmpOp, Collection, Condition, ConditionRoot, Expr, ExprKind, Function, Literal, Path, Query,
+    Segment, SelectExpr, SelectItem, Selection, Span,
 };
 pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};

@@ -2,7 +2,7 @@
 
 use super::ast::*;
 use super::error::{QueryError, QueryErrorKind, suggest_function};
-use super::lexer::{Tok, Token, lex};
+use super::lexer::{Quotes, Tok, Token, lex};
 
 /// How deeply parentheses, NOT, unary minus and operator chains may nest. Evaluation, printing
 /// and dropping the tree are recursive, so the parser bounds the tree's depth to keep them far
@@ -12,7 +12,7 @@ pub const MAX_DEPTH: usize = 128;
 /// Parses a target condition or WHERE condition. `*` alone means every device; empty text is
 /// an [`QueryErrorKind::EmptyCondition`] error.
 pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
-    let toks = lex(text)?;
+    let toks = lex(text, Quotes::SingleOnly)?;
     if toks.is_empty() {
         return Err(QueryError::new(0, text.len(), QueryErrorKind::EmptyCondition));
     }
@@ -27,7 +27,7 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
 
 /// Parses a full query: `SELECT ... FROM devices|devices.modules [WHERE ...] [GROUP BY ...]`.
 pub fn parse_query(text: &str) -> Result<Query, QueryError> {
-    let toks = lex(text)?;
+    let toks = lex(text, Quotes::SingleOrDouble)?;
     let mut p = Parser::new(text, toks);
     let q = p.query()?;
     p.finish()?;
@@ -473,6 +473,16 @@ impl<'s> Parser<'s> {
                 None => return Err(self.expected("')' (COUNT takes no arguments)")),
             };
             (SelectExpr::Count, start.to(Self::tok_span(&close)))
+        } else if let Some(agg) = Aggregate::ALL.into_iter().find(|a| self.at_word(a.name()))
+            && self.peek_at(1) == Some(&Tok::LParen)
+        {
+            self.pos += 2;
+            let arg = self.expr()?;
+            let close = match self.eat(&Tok::RParen) {
+                Some(c) => c,
+                None => return Err(self.expected(&format!("')' ({} takes one argument)", agg.name()))),
+            };
+            (SelectExpr::Aggregate(agg, arg), start.to(Self::tok_span(&close)))
         } else {
             let e = self.expr()?;
             let span = e.span;

@@ -4,20 +4,65 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::ast::{ExprKind, Query, SelectExpr, Selection};
+use super::ast::{Aggregate, ExprKind, Query, SelectExpr, Selection};
 use super::compile::{DirectEnv, PathTable, compile_expr};
-use super::eval::{Node, Val, eval};
+use super::eval::{Node, Val, eval, resolve_entry};
 
 /// How a projected column gets its value.
 enum Column {
     Count,
+    Aggregate(Aggregate, Node),
     Node(Node),
+}
+
+/// A running AVG/SUM/MIN/MAX over the numbers of one group; rows where the argument is not a
+/// number do not count.
+#[derive(Clone, Default)]
+struct Accumulator {
+    numbers: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Accumulator {
+    fn add(&mut self, n: f64) {
+        self.numbers += 1;
+        self.sum += n;
+        self.min = Some(self.min.map_or(n, |m| m.min(n)));
+        self.max = Some(self.max.map_or(n, |m| m.max(n)));
+    }
+
+    /// The result, or `None` (the column is left out) when no row had a number.
+    fn finish(&self, agg: Aggregate) -> Option<Value> {
+        if self.numbers == 0 {
+            return None;
+        }
+        let n = match agg {
+            Aggregate::Avg => self.sum / self.numbers as f64,
+            Aggregate::Sum => self.sum,
+            Aggregate::Min => self.min?,
+            Aggregate::Max => self.max?,
+        };
+        number(n)
+    }
+}
+
+/// A JSON number, integral values as integers (`6`, not `6.0`), as the hub prints them.
+fn number(n: f64) -> Option<Value> {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        return Some(Value::from(n as i64));
+    }
+    serde_json::Number::from_f64(n).map(Value::Number)
 }
 
 struct Compiled {
     filter: Option<Node>,
     /// (output key, how to compute it)
     columns: Vec<(String, Column)>,
+    /// For each column, whether it is an unaliased path, named after the key the twin holds
+    /// rather than as written in the query.
+    twin_named: Vec<bool>,
     /// Slots of the GROUP BY paths.
     groups: Vec<u32>,
     /// For each column that is a grouped path, which GROUP BY entry it shows.
@@ -31,11 +76,15 @@ impl Query {
         let filter = self.filter.as_ref().map(|f| compile_expr(f, &mut |p| table.slot(p)));
         let mut columns = Vec::new();
         let mut column_group = Vec::new();
+        let mut twin_named = Vec::new();
         let mut unnamed = 0;
         if let Selection::Items(items) = &self.selection {
             for item in items {
                 let (default_name, column, group) = match &item.expr {
                     SelectExpr::Count => (None, Column::Count, None),
+                    SelectExpr::Aggregate(agg, e) => {
+                        (None, Column::Aggregate(*agg, compile_expr(e, &mut |p| table.slot(p))), None)
+                    }
                     SelectExpr::Expr(e) => {
                         let (name, group) = match &e.kind {
                             ExprKind::Path(p) => {
@@ -48,6 +97,7 @@ impl Query {
                 };
                 // Columns with neither alias nor a path name are numbered `$1`, `$2`, ... (the
                 // convention of the document-database SQL the hub's language derives from).
+                twin_named.push(item.alias.is_none() && default_name.is_some());
                 let key = match (&item.alias, default_name) {
                     (Some(a), _) => a.clone(),
                     (None, Some(n)) => n,
@@ -61,7 +111,7 @@ impl Query {
             }
         }
         let groups = self.group_by.iter().map(|g| table.slot(g)).collect();
-        Compiled { filter, columns, groups, column_group, table }
+        Compiled { filter, columns, twin_named, groups, column_group, table }
     }
 
     /// Runs the query over `rows` (device twins for `FROM devices`, module twins for
@@ -91,15 +141,22 @@ impl Query {
         // Aggregation: one group per distinct tuple of GROUP BY values (a single group without
         // GROUP BY, reported even when no row passed).
         let mut index: HashMap<String, usize> = HashMap::new();
-        let mut groups: Vec<(Vec<Option<Value>>, u64)> = Vec::new();
+        // Per group: the GROUP BY values, the twin's spelling of each path's last key (from the
+        // group's first row), and the row count.
+        let mut groups: Vec<Group> = Vec::new();
+        // Per group, one accumulator per column (only aggregate columns use theirs).
+        let mut sums: Vec<Vec<Accumulator>> = Vec::new();
+        let fresh = || vec![Accumulator::default(); c.columns.len()];
         if self.group_by.is_empty() {
-            groups.push((Vec::new(), 0));
+            groups.push((Vec::new(), Vec::new(), 0));
+            sums.push(fresh());
             index.insert(String::new(), 0);
         }
         let mut key = String::new();
         for row in passing {
-            let env = DirectEnv { twin: row, segments: &c.table.segments };
-            let values: Vec<Option<&Value>> = c.groups.iter().map(|&s| env_path(&env, s)).collect();
+            let entries: Vec<Option<(&str, &Value)>> =
+                c.groups.iter().map(|&s| resolve_entry(row, &c.table.segments[s as usize])).collect();
+            let values: Vec<Option<&Value>> = entries.iter().map(|e| e.map(|(_, v)| v)).collect();
             key.clear();
             for v in &values {
                 match v {
@@ -112,27 +169,45 @@ impl Query {
             let i = match index.get(&key) {
                 Some(&i) => i,
                 None => {
-                    groups.push((values.iter().map(|v| v.cloned()).collect(), 0));
+                    let names = entries.iter().map(|e| e.map(|(k, _)| k.to_string())).collect();
+                    groups.push((values.iter().map(|v| v.cloned()).collect(), names, 0));
+                    sums.push(fresh());
                     index.insert(key.clone(), groups.len() - 1);
                     groups.len() - 1
                 }
             };
-            groups[i].1 += 1;
+            groups[i].2 += 1;
+            let env = DirectEnv { twin: row, segments: &c.table.segments };
+            for ((_, column), acc) in c.columns.iter().zip(sums[i].iter_mut()) {
+                if let Column::Aggregate(_, node) = column
+                    && let Val::Num(n) = eval(node, &env)
+                {
+                    acc.add(n);
+                }
+            }
         }
         groups
             .into_iter()
             .take(limit)
-            .map(|(values, count)| {
+            .zip(sums)
+            .map(|((values, names, count), sums)| {
                 let mut out = Map::new();
-                for ((name, column), group) in c.columns.iter().zip(&c.column_group) {
+                for (i, (((name, column), group), &twin_named)) in
+                    c.columns.iter().zip(&c.column_group).zip(&c.twin_named).enumerate()
+                {
                     let v = match (column, group) {
                         (Column::Count, _) => Some(Value::from(count)),
+                        (Column::Aggregate(agg, _), _) => sums.get(i).and_then(|a| a.finish(*agg)),
                         (Column::Node(_), Some(g)) => values.get(*g).cloned().flatten(),
                         // The parser only lets grouped paths and COUNT() into aggregate queries.
                         (Column::Node(_), None) => None,
                     };
+                    let name = match group {
+                        Some(g) if twin_named => names.get(*g).cloned().flatten().unwrap_or_else(|| name.clone()),
+                        _ => name.clone(),
+                    };
                     if let Some(v) = v {
-                        out.insert(name.clone(), v);
+                        out.insert(name, v);
                     }
                 }
                 Value::Object(out)
@@ -140,6 +215,10 @@ impl Query {
             .collect()
     }
 }
+
+/// One GROUP BY group: its values, the twin's spelling of each grouped path's last key, and
+/// its row count.
+type Group = (Vec<Option<Value>>, Vec<Option<String>>, u64);
 
 fn env_path<'a>(env: &DirectEnv<'a>, slot: u32) -> Option<&'a Value> {
     use super::eval::Env;
@@ -149,15 +228,21 @@ fn env_path<'a>(env: &DirectEnv<'a>, slot: u32) -> Option<&'a Value> {
 fn project(c: &Compiled, row: &Value) -> Value {
     let env = DirectEnv { twin: row, segments: &c.table.segments };
     let mut out = Map::new();
-    for (name, column) in &c.columns {
-        let v = match column {
-            Column::Count => None,
+    for ((name, column), &twin_named) in c.columns.iter().zip(&c.twin_named) {
+        let (name, v) = match column {
+            Column::Count | Column::Aggregate(..) => (name.as_str(), None),
+            Column::Node(Node::Path(slot)) if twin_named => {
+                match resolve_entry(row, &c.table.segments[*slot as usize]) {
+                    Some((key, v)) => (key, Some(v.clone())),
+                    None => (name.as_str(), None),
+                }
+            }
             // Paths and literals keep their full JSON (objects and arrays included).
-            Column::Node(Node::Path(slot)) => env_path(&env, *slot).cloned(),
-            Column::Node(n) => eval(n, &env).to_json(),
+            Column::Node(Node::Path(slot)) => (name.as_str(), env_path(&env, *slot).cloned()),
+            Column::Node(n) => (name.as_str(), eval(n, &env).to_json()),
         };
         if let Some(v) = v {
-            out.insert(name.clone(), v);
+            out.insert(name.to_string(), v);
         }
     }
     Value::Object(out)

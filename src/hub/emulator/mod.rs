@@ -7,6 +7,7 @@
 //! requests: the emulator is for rehearsals and tests, where one consistent state matters
 //! more than concurrency, and it makes every change a single atomic step on disk too.
 
+mod agent_desired;
 pub mod state;
 
 use std::net::SocketAddr;

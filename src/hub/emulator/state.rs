@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::EmulatorError;
+use super::agent_desired::edge_agent_desired;
 use crate::hub::connection::{self, SecretKey};
 use crate::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
 use crate::hub::wire::{Configuration, Metrics};
@@ -21,9 +22,15 @@ use crate::hub::{MAX_CONFIGURATIONS, Twin};
 use crate::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
 use crate::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
 
-/// The api-versions the emulator answers (the one fleetform sends, and the other GA
-/// versions of the same surface).
-pub const API_VERSIONS: [&str; 3] = ["2020-05-31-preview", "2020-09-30", "2021-04-12"];
+/// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent
+/// over its history (2019-10-01, 2020-09-30, 2021-04-12, 2024-03-31; the last is what it and
+/// the current service SDKs send now) and the data-plane previews between them. The
+/// configuration, twin and query surface the emulator serves is the same in all of them.
+pub const API_VERSIONS: [&str; 6] =
+    ["2019-10-01", "2020-05-31-preview", "2020-06-30-preview", "2020-09-30", "2021-04-12", "2024-03-31"];
+/// The hub's error code for a missing or unknown api-version (the service SDKs' error-code
+/// list has it as 400001).
+pub const BAD_API_VERSION_CODE: &str = "InvalidProtocolVersion";
 /// The emulator's error code for a full hub. No public source shows the hub's own code for
 /// this case; the REST client maps this one to `HubError::TooManyConfigurations`.
 pub const TOO_MANY_CODE: &str = "TooManyConfigurationsOnHub";
@@ -244,9 +251,10 @@ impl Emulator {
         self.stats.requests += 1;
         let params = query_params(req.query.as_deref());
         match params.get("api-version").map(String::as_str) {
-            None => return self.error(400, "ArgumentInvalid", "the api-version query parameter is required"),
+            None => return self.error(400, BAD_API_VERSION_CODE, "the api-version query parameter is required"),
             Some(v) if !API_VERSIONS.contains(&v) => {
-                return self.error(400, "ArgumentInvalid", &format!("api-version {v} is not supported"));
+                let text = format!("api-version {v} is not supported; use one of {}", API_VERSIONS.join(", "));
+                return self.error(400, BAD_API_VERSION_CODE, &text);
             }
             Some(_) => {}
         }
@@ -647,7 +655,7 @@ impl Emulator {
                 continue;
             }
             let mut docs: Vec<(String, Value)> =
-                vec![(EDGE_AGENT.into(), manifest.edge_agent.clone()), (EDGE_HUB.into(), manifest.edge_hub.clone())];
+                vec![(EDGE_AGENT.into(), edge_agent_desired(manifest)), (EDGE_HUB.into(), manifest.edge_hub.clone())];
             docs.extend(manifest.twins.iter().map(|(k, v)| (k.clone(), v.clone())));
             for (module, doc) in docs {
                 let pos = self.module_index(&device_id, &module, &mut modules_changed);
