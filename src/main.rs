@@ -106,7 +106,8 @@ enum Command {
     /// for confirmation.
     ///
     /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
-    /// failed rollout (--wait), 130 interrupted by Ctrl-C.
+    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device,
+    /// 130 interrupted by Ctrl-C.
     Apply {
         /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
         /// fleetform-plan) followed by the deployment paths it was made from, or just the
@@ -1020,8 +1021,10 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
         || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }));
     Ok(if interrupted_run {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if !report.completed() || wait_outcome.as_ref().is_some_and(|w| !w.succeeded()) {
+    } else if !report.completed() {
         ExitCode::from(1)
+    } else if let Some(w) = wait_outcome.as_ref().filter(|w| !w.succeeded()) {
+        ExitCode::from(w.exit_code())
     } else {
         ExitCode::SUCCESS
     })

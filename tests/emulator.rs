@@ -525,14 +525,20 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
     let after = hub.module_twin(device, "$edgeAgent").unwrap();
     assert_eq!(after["properties"]["desired"], before["properties"]["desired"], "narrowed: {after}");
     assert_eq!(after["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "narrowed: {after}");
-    assert_eq!(hub.module_twin(device, "sensor").unwrap()["properties"]["desired"], sensor_before["properties"]["desired"]);
+    assert_eq!(
+        hub.module_twin(device, "sensor").unwrap()["properties"]["desired"],
+        sensor_before["properties"]["desired"]
+    );
 
     // Delete the deployment: no device changes at all.
     let mut prod = Vec::new();
-    hub.query_pages("SELECT deviceId FROM devices WHERE tags.environment='prod' AND capabilities.iotEdge = true", &mut |rows| {
-        prod.extend(rows.into_iter().filter_map(|r| r["deviceId"].as_str().map(str::to_string)));
-        Ok(())
-    })
+    hub.query_pages(
+        "SELECT deviceId FROM devices WHERE tags.environment='prod' AND capabilities.iotEdge = true",
+        &mut |rows| {
+            prod.extend(rows.into_iter().filter_map(|r| r["deviceId"].as_str().map(str::to_string)));
+            Ok(())
+        },
+    )
     .unwrap();
     let neighbour = prod.iter().find(|d| *d != device).expect("another prod edge device").as_str();
     let neighbour_before = hub.module_twin(neighbour, "$edgeAgent").unwrap();
@@ -545,5 +551,8 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
         assert_eq!(now["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "deleted: {d}: {now}");
         assert_eq!(now["configurations"], json!({}), "deleted: {d}: {now}");
     }
-    assert_eq!(hub.module_twin(neighbour, "$edgeHub").unwrap()["properties"]["desired"]["routes"]["up"], "FROM /messages/* INTO $upstream");
+    assert_eq!(
+        hub.module_twin(neighbour, "$edgeHub").unwrap()["properties"]["desired"]["routes"]["up"],
+        "FROM /messages/* INTO $upstream"
+    );
 }
