@@ -374,6 +374,7 @@ mod tests {
     fn a_snapshot_has_no_metrics_to_wait_for() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        std::fs::write(dir.path().join("devices.json"), "[]").unwrap();
         let hub = crate::hub::SnapshotHub::open(dir.path()).unwrap();
         let options = WaitOptions::new(Duration::from_secs(1), BTreeMap::new());
         let out = wait(&hub, &["x".into()], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();

@@ -171,10 +171,9 @@ impl Hub for SnapshotHub {
     }
 
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
-        let path = self.dir.join("configurations.json");
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
+        // Read every time (apply writes it) and never defaulted: a file removed since
+        // `open` is an error, not a hub without deployments.
+        let path = self.dir.join(snapshot::CONFIGURATIONS_FILE);
         Ok(snapshot::read_configurations(&path)?)
     }
 
