@@ -907,7 +907,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                 eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
             }
             let current = hub.configurations()?;
-            let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
+            let problems = apply::check_saved(&saved, &hub.identity(), &current, &rendered);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());
             }

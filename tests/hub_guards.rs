@@ -52,3 +52,40 @@ fn a_half_snapshot_is_refused_and_names_the_missing_file() {
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     assert_eq!(stdout(&out), "", "{}", transcript(&out));
 }
+
+/// Item 7: a saved plan names its hub by a stable identity: the canonical path of a
+/// snapshot directory, whatever spelling `--hub` used; a copy elsewhere is another hub.
+#[test]
+fn a_saved_plan_knows_its_hub_by_canonical_path() {
+    let work = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    common::copy_dir(&root.join("examples/campus/hub"), &work.path().join("hub"));
+    common::copy_dir(&root.join("examples/campus/hub"), &work.path().join("copy"));
+    let deployments = root.join(common::EXAMPLE_DEPLOYMENTS);
+    let run = |args: &[&str]| {
+        common::with_example_env(&mut fleetform())
+            .current_dir(work.path())
+            .args(args)
+            .arg(&deployments)
+            .env_remove("FLEETFORM_HUB")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plan", "--hub", "./hub", "--out", "p.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(work.path().join("p.json")).unwrap()).unwrap();
+    let canonical = std::fs::canonicalize(work.path().join("hub")).unwrap();
+    assert_eq!(saved["hub_id"], format!("snapshot {}", canonical.display()), "{saved}");
+
+    // The copy holds the same deployments, but it is another hub.
+    let out = run(&["apply", "p.json", "--auto-approve", "--hub", "copy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(flat_stderr(&out).contains("the plan was made against snapshot"), "{}", transcript(&out));
+    let untouched = std::fs::read(work.path().join("copy/configurations.json")).unwrap();
+    assert_eq!(untouched, std::fs::read(root.join("examples/campus/hub/configurations.json")).unwrap());
+
+    // `hub` is `./hub`: carried out.
+    let out = run(&["apply", "p.json", "--auto-approve", "--hub", "hub"]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(stdout(&out).contains("Apply complete"), "{}", transcript(&out));
+}

@@ -483,6 +483,12 @@ impl Hub for RestHub {
         }
     }
 
+    /// The HostName, lowercased (DNS names are case-insensitive): what the SAS token is
+    /// signed for, so the hub the key belongs to, whatever `--endpoint` routes through.
+    fn identity(&self) -> String {
+        format!("hub {}", self.connection.host_name.to_ascii_lowercase())
+    }
+
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
         let op = "list deployments";
         let url = self.url(&format!("/configurations?top={MAX_CONFIGURATIONS}"));
