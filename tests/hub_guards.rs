@@ -89,3 +89,118 @@ fn a_saved_plan_knows_its_hub_by_canonical_path() {
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     assert!(stdout(&out).contains("Apply complete"), "{}", transcript(&out));
 }
+
+/// What the flaky server does with one connection.
+#[derive(Clone, Copy)]
+enum Conn {
+    /// Drop it with the request unread: Linux answers with a TCP reset.
+    Reset,
+    /// Answer 200 with a body cut short of its Content-Length.
+    CutBody,
+    /// Answer 200 with this JSON body.
+    Ok(&'static str),
+}
+
+/// A one-request-per-connection HTTP server on 127.0.0.1 that treats its connections as
+/// `script` says (the last entry repeats); returns its URL and the connection count.
+fn flaky_server(script: Vec<Conn>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let what = script[n.min(script.len() - 1)];
+            if let Conn::Reset = what {
+                // Let the request arrive, then close with it unread.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                drop(stream);
+                continue;
+            }
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(k) = stream.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..k]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let reply = match what {
+                Conn::CutBody => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n[{\"deviceId\"".to_string(),
+                Conn::Ok(body) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                ),
+                Conn::Reset => unreachable!(),
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (url, count)
+}
+
+fn rest_hub(url: &str, deadline: std::time::Duration) -> fleetform::hub::rest::RestHub {
+    use fleetform::hub::rest::{RestHub, RestOptions};
+    let conn =
+        "HostName=flaky.example;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0c2VjcmV0".parse().unwrap();
+    let options = RestOptions {
+        endpoint: Some(url.to_string()),
+        progress: false,
+        deadline,
+        base_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    RestHub::new(conn, options).unwrap()
+}
+
+/// Item 8: a connection reset, or a body cut short, during a read is retried like a 5xx.
+#[test]
+fn reads_are_retried_after_connection_resets() {
+    use std::sync::atomic::Ordering;
+    let twin = r#"{"deviceId":"a","capabilities":{"iotEdge":true},"tags":{"environment":"prod"}}"#;
+    // GET: two resets and a cut body, then the twin.
+    let (url, count) = flaky_server(vec![Conn::Reset, Conn::Reset, Conn::CutBody, Conn::Ok(twin)]);
+    let hub = rest_hub(&url, std::time::Duration::from_secs(30));
+    let got = hub.device_twin("a").unwrap();
+    assert_eq!(got["tags"]["environment"], "prod");
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+
+    // A twin query page, through the CLI.
+    let (url, count) = flaky_server(vec![Conn::Reset, Conn::Ok(r#"[{"deviceId":"a"},{"deviceId":"b"}]"#)]);
+    let out = fleetform()
+        .args(["query", "SELECT deviceId FROM devices", "--endpoint", &url, "--hub"])
+        .arg("HostName=flaky.example;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0c2VjcmV0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert_eq!(stdout(&out), "a\nb\n", "{}", transcript(&out));
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+
+    // A hub that always resets: given up at the deadline, counting the attempts, no secret shown.
+    let (url, count) = flaky_server(vec![Conn::Reset]);
+    let hub = rest_hub(&url, std::time::Duration::from_millis(600));
+    let err = hub.device_twin("a").unwrap_err().to_string();
+    let attempts = count.load(Ordering::SeqCst);
+    assert!(attempts >= 3, "{attempts} attempts: {err}");
+    assert!(err.contains(&format!("after {attempts} attempts")), "{err}");
+    assert!(err.contains("get twin a: failed talking to"), "{err}");
+    assert!(!err.contains("c2VjcmV0") && !err.contains("SharedAccessSignature"), "{err}");
+}
