@@ -497,7 +497,8 @@ fn plan(
     revs: &Revisions,
 ) -> miette::Result<ExitCode> {
     let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let change = match &revs.base {
         Some(base) => match change_section(paths, revs, base, hub.as_ref())? {
             Some(c) => Some(c),
@@ -506,6 +507,7 @@ fn plan(
         None => None,
     };
     let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
+    hub.warn();
     let mut stdout = std::io::stdout().lock();
     match format {
         PlanFormat::Text => {
@@ -573,8 +575,10 @@ fn explain(
             None => return Ok(ExitCode::from(1)),
         }
     };
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let e = explain_device(hub.as_ref(), rendered, device, state)?;
+    hub.warn();
     match format {
         Format::Text => print!("{}", e.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()),
@@ -725,8 +729,10 @@ fn import(
 }
 
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    hub.warn();
     let mut stdout = std::io::stdout().lock();
     match (out, format) {
         (fleetform::query::QueryOutput::Targeted(ids), Format::Text) => {

@@ -204,3 +204,83 @@ fn reads_are_retried_after_connection_resets() {
     assert!(err.contains("get twin a: failed talking to"), "{err}");
     assert!(!err.contains("c2VjcmV0") && !err.contains("SharedAccessSignature"), "{err}");
 }
+
+/// Four device twins: two right, two of the wrong shape in three ways.
+const MISSHAPEN: &str = r#"{"deviceId":"good-1","capabilities":{"iotEdge":true},"tags":{"environment":"prod"},"properties":{"desired":{},"reported":{}}}
+{"deviceId":"bad-tags","capabilities":{"iotEdge":true},"tags":"environment=prod","properties":{"desired":{},"reported":{}}}
+{"deviceId":"bad-edge","capabilities":{"iotEdge":"yes"},"tags":{"environment":"prod"},"properties":null}
+{"deviceId":"good-2","capabilities":{"iotEdge":true},"tags":{"environment":"prod"}}
+"#;
+
+fn misshapen_hub() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+    std::fs::write(dir.path().join("devices.jsonl"), MISSHAPEN).unwrap();
+    dir
+}
+
+/// The warning as written by hand from MISSHAPEN: 2 twins, one line per kind of problem.
+fn assert_shape_warning(out: &std::process::Output) {
+    let err = flat_stderr(out);
+    assert!(err.contains("warning: 2 device twins are of the wrong shape"), "{}", transcript(out));
+    assert!(err.contains("`tags` is not an object (read as no tags): 1 twin: bad-tags"), "{}", transcript(out));
+    assert!(
+        err.contains("`capabilities.iotEdge` is not true or false (read as not IoT Edge): 1 twin: bad-edge"),
+        "{}",
+        transcript(out)
+    );
+    assert!(
+        err.contains("`properties` is not an object (read as nothing desired or reported): 1 twin: bad-edge"),
+        "{}",
+        transcript(out)
+    );
+    assert!(!err.contains("good-1") && !err.contains("good-2"), "{}", transcript(out));
+}
+
+/// Item 9: twins of the wrong shape are counted and named in query, plan and explain
+/// (snapshot reader), and in query over the REST reader (the emulator serving them).
+#[test]
+fn twins_of_the_wrong_shape_are_counted_and_named() {
+    let hub = misshapen_hub();
+    let out = query(hub.path(), "tags.environment='prod'");
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    // Only the two well-formed twins match; the others are read as untagged / not Edge.
+    assert_eq!(stdout(&out), "good-1\ngood-2\n", "{}", transcript(&out));
+    assert_shape_warning(&out);
+
+    let out = common::with_example_env(&mut fleetform())
+        .args(["plan", common::EXAMPLE_DEPLOYMENTS, "--format", "json", "--hub"])
+        .arg(hub.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert_shape_warning(&out);
+
+    let out = common::with_example_env(&mut fleetform())
+        .args(["explain", "good-1", common::EXAMPLE_DEPLOYMENTS, "--hub"])
+        .arg(hub.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert_shape_warning(&out);
+
+    // A snapshot of well-formed twins warns of nothing.
+    let clean = tempfile::tempdir().unwrap();
+    std::fs::write(clean.path().join("configurations.json"), "[]").unwrap();
+    let good: String = MISSHAPEN.lines().filter(|l| l.contains("\"good-")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(clean.path().join("devices.jsonl"), good).unwrap();
+    let out = query(clean.path(), "tags.environment='prod'");
+    assert_eq!(stdout(&out), "good-1\ngood-2\n", "{}", transcript(&out));
+    assert!(!stderr(&out).contains("wrong shape"), "{}", transcript(&out));
+
+    // The REST reader: the emulator serves the same twins.
+    let server = common::EmulatorProcess::start(hub.path(), &[]);
+    let out = fleetform()
+        .args(["query", "tags.environment='prod'", "--endpoint", &server.url, "--hub", &server.connection])
+        .env_remove("FLEETFORM_HUB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert_eq!(stdout(&out), "good-1\ngood-2\n", "{}", transcript(&out));
+    assert_shape_warning(&out);
+}

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod emulator;
 pub mod generate;
 pub mod rest;
+pub mod shape;
 pub mod snapshot;
 pub mod twin;
 pub mod wire;
