@@ -58,13 +58,11 @@ pub fn issues(twin: &Twin) -> Vec<ShapeIssue> {
         out.push(ShapeIssue::TagsNotObject);
     }
     match value.get("capabilities") {
-        Some(Value::Object(c)) => {
-            if c.get("iotEdge").is_some_and(|v| !v.is_boolean()) {
-                out.push(ShapeIssue::IotEdgeNotBoolean);
-            }
+        Some(Value::Object(c)) if c.get("iotEdge").is_some_and(|v| !v.is_boolean()) => {
+            out.push(ShapeIssue::IotEdgeNotBoolean);
         }
+        Some(Value::Object(_)) | None => {}
         Some(_) => out.push(ShapeIssue::CapabilitiesNotObject),
-        None => {}
     }
     match value.get("properties") {
         Some(Value::Object(p)) => {
