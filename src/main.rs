@@ -72,6 +72,9 @@ enum Command {
     },
     /// Compare the declared deployments with the hub: what apply will do, and what every
     /// device will run before and after, grouped into cohorts.
+    ///
+    /// Device twins of the wrong shape (`tags` not an object, `capabilities.iotEdge` not a
+    /// boolean, …) are counted in a warning on stderr, with sample device ids.
     Plan {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
@@ -179,7 +182,8 @@ enum Command {
     ///
     /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
     /// devices.modules; TOP, COUNT, GROUP BY); anything else is a target condition, and the
-    /// IoT Edge devices it targets are listed.
+    /// IoT Edge devices it targets are listed. Device twins of the wrong shape are counted
+    /// in a warning on stderr, with sample device ids.
     Query {
         /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
         text: String,
