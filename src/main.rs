@@ -79,6 +79,8 @@ enum Command {
     /// Deployments holding secrets need FLEETFORM_HASH_KEY (see `render --help`). A hub
     /// configuration already holding the rendered content under an older hash scheme or key
     /// is relabelled in place, not replaced.
+    /// Device twins of the wrong shape (`tags` not an object, `capabilities.iotEdge` not a
+    /// boolean, …) are counted in a warning on stderr, with sample device ids.
     Plan {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
@@ -113,7 +115,8 @@ enum Command {
     /// for confirmation.
     ///
     /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
-    /// failed rollout (--wait), 130 interrupted by Ctrl-C.
+    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device,
+    /// 130 interrupted by Ctrl-C.
     Apply {
         /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
         /// fleetform-plan) followed by the deployment paths it was made from, or just the
@@ -186,7 +189,8 @@ enum Command {
     /// A text starting with SELECT runs as the hub's query endpoint would (FROM devices or
     /// devices.modules; TOP, COUNT, AVG, SUM, MIN, MAX, GROUP BY; strings in '…' or "…" with
     /// \' \" \\ \uXXXX escapes); anything else is a target condition (single quotes only), and
-    /// the IoT Edge devices it targets are listed.
+    /// the IoT Edge devices it targets are listed. Device twins of the wrong
+    /// shape are counted in a warning on stderr, with sample device ids.
     Query {
         /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
         text: String,
@@ -510,7 +514,8 @@ fn plan(
     revs: &Revisions,
 ) -> miette::Result<ExitCode> {
     let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let change = match &revs.base {
         Some(base) => match change_section(paths, revs, base, hub.as_ref())? {
             Some(c) => Some(c),
@@ -519,6 +524,7 @@ fn plan(
         None => None,
     };
     let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
+    hub.warn();
     let mut stdout = std::io::stdout().lock();
     match format {
         PlanFormat::Text => {
@@ -586,8 +592,10 @@ fn explain(
             None => return Ok(ExitCode::from(1)),
         }
     };
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let e = explain_device(hub.as_ref(), rendered, device, state)?;
+    hub.warn();
     match format {
         Format::Text => print!("{}", e.to_text()),
         Format::Json => println!("{}", serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()),
@@ -744,8 +752,10 @@ fn import(
 }
 
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
-    let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
+    let hub =
+        fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    hub.warn();
     let mut stdout = std::io::stdout().lock();
     match (out, format) {
         (fleetform::query::QueryOutput::Targeted(ids), Format::Text) => {
@@ -929,7 +939,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             // The plan kept the hub's id where the content is already there under another
             // id (adoption, an older hash scheme or key); so must the check and the steps.
             fleetform::plan::adopt_ids(&mut rendered, &current);
-            let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
+            let problems = apply::check_saved(&saved, &hub.identity(), &current, &rendered);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());
             }
@@ -1043,8 +1053,10 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
         || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }));
     Ok(if interrupted_run {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if !report.completed() || wait_outcome.as_ref().is_some_and(|w| !w.succeeded()) {
+    } else if !report.completed() {
         ExitCode::from(1)
+    } else if let Some(w) = wait_outcome.as_ref().filter(|w| !w.succeeded()) {
+        ExitCode::from(w.exit_code())
     } else {
         ExitCode::SUCCESS
     })

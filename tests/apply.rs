@@ -448,3 +448,33 @@ fn wait_times_out_when_devices_never_report() {
     assert!(stdout.contains("Rollout timed out; still waiting for: "), "{}", transcript(&out));
     assert!(stdout.contains("building-monitoring-"), "{}", transcript(&out));
 }
+
+/// Issue #12 item 2: a deployment whose target matches no device is not "rolled out":
+/// `--wait` names it and exits 3, while the others still roll out.
+#[test]
+fn wait_names_a_deployment_that_targets_no_device_and_exits_3() {
+    let server = start(&["--simulate-success-after", "0.5"]);
+    let dir = copy_deployments();
+    let canary = dir.path().join("canary.kdl");
+    let text = std::fs::read_to_string(&canary).unwrap();
+    assert!(text.contains("tags.location.floor=3\""));
+    std::fs::write(&canary, text.replace("tags.location.floor=3\"", "tags.location.floor=99\"")).unwrap();
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s"]);
+    let out = cmd.arg(dir.path()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", transcript(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("Rollout complete"), "{}", transcript(&out));
+    assert!(
+        stdout.contains("Rollout incomplete: 2 deployments applied and reported successful; 1 targets no device:"),
+        "{}",
+        transcript(&out)
+    );
+    let line = stdout.lines().find(|l| l.contains("targets no device (")).unwrap_or_default();
+    assert!(line.trim_start().starts_with("campus-canary-"), "{}", transcript(&out));
+    assert!(line.contains("targets no device (targeted 0, applied 0/0"), "{}", transcript(&out));
+
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s", "--format", "json"]);
+    let out = cmd.arg(dir.path()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
+    // Nothing left to write: no wait, plain success.
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+}

@@ -516,3 +516,66 @@ fn plan_is_the_same_against_the_emulator_as_against_the_snapshot() {
     assert!(online.len() > 1000);
     assert_eq!(online, offline);
 }
+
+/// Issue #12 item 1: a device that stops matching every deployment keeps what it was
+/// last given. Microsoft's docs (articles/iot-edge/module-deployment-monitoring.md, "If a
+/// device doesn't meet the target condition of any deployment, the device isn't updated
+/// and keeps running its current modules"; how-to-deploy-at-scale.md, deleting a
+/// deployment) say the hub leaves such a device alone.
+#[test]
+fn devices_that_match_no_deployment_keep_their_desired_properties() {
+    let server = start(campus_fleet(), &["--simulate-success-after", "0.1"]);
+    let hub = server.hub();
+    let created = hub.create_configuration(&standard("base", 10, "tags.environment='prod'")).unwrap();
+    let device = "b20-f1-conf-000006";
+    std::thread::sleep(Duration::from_millis(400));
+    let before = hub.module_twin(device, "$edgeAgent").unwrap();
+    // Written by hand from the deployment above, not read back from the engine.
+    let expected_modules = json!({"sensor": {"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
+                                             "settings": {"image": "contoso.azurecr.io/sensor:1.0", "createOptions": "{}"}}});
+    assert_eq!(before["properties"]["desired"]["modules"], expected_modules, "{before}");
+    assert_eq!(before["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "{before}");
+    let sensor_before = hub.module_twin(device, "sensor").unwrap();
+    assert_eq!(sensor_before["properties"]["desired"]["interval"], 30);
+
+    // Narrow the target so that this device matches nothing.
+    let mut narrowed = created.clone();
+    narrowed.target_condition = format!("tags.environment='prod' AND deviceId != '{device}'");
+    let narrowed = hub.update_configuration(&narrowed, created.etag.as_deref().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let twin = hub.device_twin(device).unwrap();
+    assert!(twin["configurations"].get("base").is_none(), "{twin}");
+    let after = hub.module_twin(device, "$edgeAgent").unwrap();
+    assert_eq!(after["properties"]["desired"], before["properties"]["desired"], "narrowed: {after}");
+    assert_eq!(after["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "narrowed: {after}");
+    assert_eq!(
+        hub.module_twin(device, "sensor").unwrap()["properties"]["desired"],
+        sensor_before["properties"]["desired"]
+    );
+
+    // Delete the deployment: no device changes at all.
+    let mut prod = Vec::new();
+    hub.query_pages(
+        "SELECT deviceId FROM devices WHERE tags.environment='prod' AND capabilities.iotEdge = true",
+        &mut |rows| {
+            prod.extend(rows.into_iter().filter_map(|r| r["deviceId"].as_str().map(str::to_string)));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let neighbour = prod.iter().find(|d| *d != device).expect("another prod edge device").as_str();
+    let neighbour_before = hub.module_twin(neighbour, "$edgeAgent").unwrap();
+    assert_eq!(neighbour_before["properties"]["desired"]["modules"], expected_modules);
+    hub.delete_configuration("base", narrowed.etag.as_deref().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    for (d, was) in [(device, &before), (neighbour, &neighbour_before)] {
+        let now = hub.module_twin(d, "$edgeAgent").unwrap();
+        assert_eq!(now["properties"]["desired"], was["properties"]["desired"], "deleted: {d}: {now}");
+        assert_eq!(now["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "deleted: {d}: {now}");
+        assert_eq!(now["configurations"], json!({}), "deleted: {d}: {now}");
+    }
+    assert_eq!(
+        hub.module_twin(neighbour, "$edgeHub").unwrap()["properties"]["desired"]["routes"]["up"],
+        "FROM /messages/* INTO $upstream"
+    );
+}

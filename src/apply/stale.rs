@@ -18,6 +18,8 @@ use crate::plan::saved::{SAVED_KIND, SAVED_VERSION};
 pub enum Staleness {
     #[error("the plan was made against {planned}, not {now}")]
     OtherHub { planned: String, now: String },
+    #[error("the plan does not record which hub it was made against ({planned}; saved by an older fleetform)")]
+    NoHubIdentity { planned: String },
     #[error("configuration {id} changed on the hub (etag {planned} is now {now})")]
     EtagChanged { id: String, planned: String, now: String },
     #[error("configuration {id} appeared on the hub")]
@@ -63,11 +65,17 @@ pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
 
 /// Everything that makes `saved` stale, given the hub's configurations now (`current`),
 /// the declared deployments re-rendered now with secrets from the environment, and the
-/// description of the hub apply talks to. Empty when the plan can be carried out.
+/// identity ([`crate::hub::Hub::identity`]) of the hub apply talks to. Empty when the plan
+/// can be carried out.
 pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], declared: &[Rendered]) -> Vec<Staleness> {
     let mut out = Vec::new();
-    if saved.hub != hub {
-        out.push(Staleness::OtherHub { planned: saved.hub.clone(), now: hub.to_string() });
+    match &saved.hub_id {
+        Some(planned) if planned != hub => {
+            out.push(Staleness::OtherHub { planned: planned.clone(), now: hub.to_string() });
+        }
+        Some(_) => {}
+        // Its display text cannot tell two hubs apart (nor one hub named two ways).
+        None => out.push(Staleness::NoHubIdentity { planned: saved.hub.clone() }),
     }
     // The same notion of "managed" as the plan's hub_etags.
     let now: BTreeMap<&str, Option<&str>> = current
@@ -159,23 +167,34 @@ deployment "base" {
     fn a_fresh_plan_is_not_stale() {
         let (_d, hub) = hub();
         let saved = saved_against(&hub, rendered("a"));
-        assert_eq!(check_saved(&saved, &hub.describe(), &hub.configurations().unwrap(), &rendered("a")), []);
+        assert_eq!(check_saved(&saved, &hub.identity(), &hub.configurations().unwrap(), &rendered("a")), []);
     }
 
     #[test]
     fn a_changed_secret_or_hub_makes_it_stale() {
         let (_d, hub) = hub();
         let saved = saved_against(&hub, rendered("a"));
-        let problems = check_saved(&saved, &hub.describe(), &[], &rendered("b"));
+        let problems = check_saved(&saved, &hub.identity(), &[], &rendered("b"));
         assert!(matches!(&problems[..], [Staleness::ContentChanged { name, .. }] if name == "base"), "{problems:?}");
         let mut created = rendered("a")[0].configuration.clone();
         created.id = "base-other".into();
         let created = hub.create_configuration(&created).unwrap();
-        let problems = check_saved(&saved, &hub.describe(), &[created], &rendered("a"));
+        let problems = check_saved(&saved, &hub.identity(), &[created], &rendered("a"));
         assert_eq!(problems, [Staleness::Appeared { id: "base-other".into() }]);
         assert!(problems[0].to_string().contains("base-other appeared"));
         let other = check_saved(&saved, "hub elsewhere", &[], &rendered("a"));
         assert!(matches!(&other[..], [Staleness::OtherHub { .. }]));
+    }
+
+    #[test]
+    fn plans_without_a_hub_identity_are_refused() {
+        let (_d, hub) = hub();
+        let mut saved = saved_against(&hub, rendered("a"));
+        assert_eq!(saved.hub_id.as_deref(), Some(hub.identity().as_str()));
+        saved.hub_id = None;
+        let problems = check_saved(&saved, &hub.identity(), &[], &rendered("a"));
+        assert!(matches!(&problems[..], [Staleness::NoHubIdentity { .. }]), "{problems:?}");
+        assert!(problems[0].to_string().contains("older fleetform"), "{}", problems[0]);
     }
 
     #[test]
@@ -187,9 +206,9 @@ deployment "base" {
         assert!(first.hub_etags.is_empty() && saved.hub_etags.len() == 1);
         let mut touched = created.clone();
         touched.etag = Some("\"new\"".into());
-        let problems = check_saved(&saved, &hub.describe(), &[touched], &rendered("a"));
+        let problems = check_saved(&saved, &hub.identity(), &[touched], &rendered("a"));
         assert!(matches!(&problems[..], [Staleness::EtagChanged { id, .. }] if *id == created.id), "{problems:?}");
-        let problems = check_saved(&saved, &hub.describe(), &[], &rendered("a"));
+        let problems = check_saved(&saved, &hub.identity(), &[], &rendered("a"));
         assert_eq!(problems, [Staleness::Vanished { id: created.id.clone() }]);
     }
 

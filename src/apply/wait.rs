@@ -13,6 +13,9 @@ use crate::hub::{Configuration, Hub, HubError};
 /// The environment variable that overrides the polling interval, in milliseconds (tests).
 pub const INTERVAL_ENV: &str = "FLEETFORM_WAIT_INTERVAL_MS";
 
+/// `apply --wait` exit code: written, but a deployment targets no device.
+pub const EXIT_TARGETS_NO_DEVICE: u8 = 3;
+
 #[derive(Clone, Debug)]
 pub struct WaitOptions {
     /// Give up after this long.
@@ -66,6 +69,12 @@ impl WaitProgress {
         self.applied >= self.expected && self.reported_ok == self.applied && self.reported_failed == 0
     }
 
+    /// Targeted by no device and expected on none: "finished" only vacuously, so never
+    /// reported as rolled out.
+    pub fn targets_no_device(&self) -> bool {
+        self.targeted == 0 && self.expected == 0 && self.applied == 0
+    }
+
     pub fn counts(&self) -> String {
         format!(
             "targeted {}, applied {}/{}, reported ok {}, reported failed {}",
@@ -88,6 +97,13 @@ pub enum WaitOutcome {
     TimedOut {
         deployments: Vec<WaitProgress>,
     },
+    /// Everything that targets devices rolled out, but these deployments (`idle`, by id)
+    /// target no device: nothing was rolled out for them. Exit 3, so that a pipeline
+    /// notices a target condition that matches nothing (a typo, a tag not set yet).
+    TargetsNoDevice {
+        deployments: Vec<WaitProgress>,
+        idle: Vec<String>,
+    },
     Interrupted {
         deployments: Vec<WaitProgress>,
     },
@@ -98,6 +114,16 @@ pub enum WaitOutcome {
 impl WaitOutcome {
     pub fn succeeded(&self) -> bool {
         matches!(self, WaitOutcome::Succeeded { .. } | WaitOutcome::NoMetrics)
+    }
+
+    /// The exit code `apply --wait` ends with when the writes themselves succeeded.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WaitOutcome::Succeeded { .. } | WaitOutcome::NoMetrics => 0,
+            WaitOutcome::TargetsNoDevice { .. } => EXIT_TARGETS_NO_DEVICE,
+            WaitOutcome::Interrupted { .. } => 130,
+            WaitOutcome::Failed { .. } | WaitOutcome::TimedOut { .. } => 1,
+        }
     }
 
     pub fn message(&self) -> String {
@@ -123,6 +149,21 @@ impl WaitOutcome {
                     .map(|p| format!("{} ({})", p.id, p.counts()))
                     .collect();
                 format!("Rollout timed out; still waiting for: {}.", pending.join("; "))
+            }
+            WaitOutcome::TargetsNoDevice { deployments, idle } => {
+                let rolled = deployments.len() - idle.len();
+                let lines: Vec<String> = deployments
+                    .iter()
+                    .filter(|p| idle.contains(&p.id))
+                    .map(|p| format!("  {}: targets no device ({}); nothing was rolled out", p.id, p.counts()))
+                    .collect();
+                format!(
+                    "Rollout incomplete: {rolled} deployment{} applied and reported successful; {} target{} no device:\n{}",
+                    if rolled == 1 { "" } else { "s" },
+                    idle.len(),
+                    if idle.len() == 1 { "s" } else { "" },
+                    lines.join("\n")
+                )
             }
             WaitOutcome::Interrupted { .. } => "Waiting interrupted; the rollout goes on on the hub.".to_string(),
             WaitOutcome::NoMetrics => {
@@ -156,7 +197,11 @@ pub fn wait(
             return Ok(WaitOutcome::Failed { deployment: failed.clone() });
         }
         if now.iter().all(WaitProgress::finished) {
-            return Ok(WaitOutcome::Succeeded { deployments: now });
+            let idle: Vec<String> = now.iter().filter(|p| p.targets_no_device()).map(|p| p.id.clone()).collect();
+            if idle.is_empty() {
+                return Ok(WaitOutcome::Succeeded { deployments: now });
+            }
+            return Ok(WaitOutcome::TargetsNoDevice { deployments: now, idle });
         }
         if started.elapsed() >= options.timeout {
             return Ok(WaitOutcome::TimedOut { deployments: now });
@@ -259,10 +304,77 @@ mod tests {
         assert_eq!(WaitProgress::of(&Configuration::default(), None), WaitProgress::default());
     }
 
+    /// A hub whose every configuration has the given system metrics.
+    struct Metered(Vec<Configuration>);
+
+    impl Hub for Metered {
+        fn describe(&self) -> String {
+            "metered".into()
+        }
+        fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
+            Ok(self.0.clone())
+        }
+        fn device_batches(
+            &self,
+            _: crate::hub::Projection,
+            _: &(dyn Fn(Vec<crate::hub::Twin>) -> Result<(), HubError> + Sync),
+        ) -> Result<(), HubError> {
+            Ok(())
+        }
+        fn module_batches(
+            &self,
+            _: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
+        ) -> Result<(), HubError> {
+            Ok(())
+        }
+        fn create_configuration(&self, c: &Configuration) -> Result<Configuration, HubError> {
+            Ok(c.clone())
+        }
+        fn update_configuration(&self, c: &Configuration, _: &str) -> Result<Configuration, HubError> {
+            Ok(c.clone())
+        }
+        fn delete_configuration(&self, _: &str, _: &str) -> Result<(), HubError> {
+            Ok(())
+        }
+        fn live_metrics(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_deployment_that_targets_no_device_is_not_rolled_out() {
+        let mut idle = with_metrics(0, 0, 0, 0);
+        idle.id = "canary".into();
+        let hub = Metered(vec![with_metrics(10, 10, 10, 0), idle]);
+        let options = WaitOptions {
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_millis(1),
+            expected_applied: BTreeMap::new(),
+        };
+        let out = wait(&hub, &["d-1".into(), "canary".into()], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert!(
+            matches!(&out, WaitOutcome::TargetsNoDevice { idle, .. } if idle == &["canary".to_string()]),
+            "{out:?}"
+        );
+        assert!(!out.succeeded());
+        assert_eq!(out.exit_code(), 3);
+        let text = out.message();
+        assert!(
+            text.starts_with("Rollout incomplete: 1 deployment applied and reported successful; 1 targets no device"),
+            "{text}"
+        );
+        assert!(text.contains("canary: targets no device (targeted 0, applied 0/0"), "{text}");
+        assert!(!text.contains("Rollout complete"), "{text}");
+        // With every deployment targeting devices it is the plain success it was.
+        let out = wait(&hub, &["d-1".into()], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert!(out.succeeded() && out.exit_code() == 0, "{out:?}");
+    }
+
     #[test]
     fn a_snapshot_has_no_metrics_to_wait_for() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+        std::fs::write(dir.path().join("devices.json"), "[]").unwrap();
         let hub = crate::hub::SnapshotHub::open(dir.path()).unwrap();
         let options = WaitOptions::new(Duration::from_secs(1), BTreeMap::new());
         let out = wait(&hub, &["x".into()], &options, &AtomicBool::new(false), &mut |_| {}).unwrap();

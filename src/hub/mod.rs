@@ -7,6 +7,7 @@ pub mod connection;
 pub mod emulator;
 pub mod generate;
 pub mod rest;
+pub mod shape;
 pub mod snapshot;
 pub mod twin;
 pub mod wire;
@@ -83,6 +84,14 @@ pub enum HubError {
 pub trait Hub: Send + Sync {
     /// What this hub is, for messages (`snapshot examples/campus/hub`, a host name).
     fn describe(&self) -> String;
+
+    /// Which hub this is, stable across the ways of naming it: saved plans record it and
+    /// apply refuses a plan made against another one. The display text is not enough:
+    /// `--hub ./hub` and `--hub hub` are one snapshot, and two emulators behind the same
+    /// URL at different times are two hubs. Defaults to [`Hub::describe`].
+    fn identity(&self) -> String {
+        self.describe()
+    }
 
     /// Every configuration, device-management ones included (the list endpoint).
     fn configurations(&self) -> Result<Vec<Configuration>, HubError>;
@@ -170,11 +179,17 @@ impl Hub for SnapshotHub {
         format!("snapshot {}", self.dir.display())
     }
 
+    /// The canonical path: symlinks, `.` and `..` resolved, so every spelling of the
+    /// directory is one hub.
+    fn identity(&self) -> String {
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        format!("snapshot {}", dir.display())
+    }
+
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
-        let path = self.dir.join("configurations.json");
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
+        // Read every time (apply writes it) and never defaulted: a file removed since
+        // `open` is an error, not a hub without deployments.
+        let path = self.dir.join(snapshot::CONFIGURATIONS_FILE);
         Ok(snapshot::read_configurations(&path)?)
     }
 
@@ -438,6 +453,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(local.describe(), "hub h.example at http://127.0.0.1:1");
+        // One hub whatever the HostName's case or the endpoint; another HostName is another hub.
+        assert_eq!(local.identity(), "hub h.example");
+        let upper = open(Some("HostName=H.Example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_eq!(upper.identity(), rest.identity());
+        let other = open(Some("HostName=h2.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_ne!(other.identity(), rest.identity());
         let missing = open(Some("env:FLEETFORM_TEST_SURELY_UNSET_VARIABLE"), None).err().unwrap();
         assert!(missing.to_string().contains("FLEETFORM_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
         let bad_key = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=@@@"), None).err().unwrap();

@@ -3,8 +3,10 @@
 //! Every request carries `api-version=2021-04-12` and a SAS token signed locally from the
 //! connection string; the token is renewed a few minutes before it expires. Throttling
 //! (429) and server errors (5xx) are retried with exponential backoff and full jitter,
-//! honouring `Retry-After`, until an overall deadline. Other failures map to [`HubError`]
-//! variants that say what to do. Nothing here ever formats the key or a token.
+//! honouring `Retry-After`, until an overall deadline; so are transport failures (a
+//! refused or reset connection, a timeout, a body cut short), see [`Replay`]. Other
+//! failures map to [`HubError`] variants that say what to do. Nothing here ever formats
+//! the key or a token.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -155,31 +158,44 @@ impl RestHub {
         format!("{}{path}{sep}api-version={API_VERSION}", self.base)
     }
 
-    /// Sends a request built by `build`, retrying 429, 5xx and failed connections until
-    /// the deadline. Returns the first response that is neither; the caller maps errors.
-    fn send(&self, operation: &str, build: &dyn Fn(&Client) -> RequestBuilder) -> Result<Response, HubError> {
+    /// Sends a request built by `build` and reads its whole body, retrying 429, 5xx and
+    /// transport failures until the deadline (whether a transport failure may be retried
+    /// is `replay`'s to say). Returns the first reply that is neither; the caller maps
+    /// errors.
+    fn send(
+        &self,
+        operation: &str,
+        replay: Replay,
+        build: &dyn Fn(&Client) -> RequestBuilder,
+    ) -> Result<Reply, HubError> {
         let deadline = Instant::now() + self.options.deadline;
         let mut attempt: u32 = 0;
         loop {
             let request = build(&self.client).header("Authorization", self.authorization());
-            let retry_in = match request.send() {
-                Ok(resp) if retryable(resp.status()) => {
-                    let wait = retry_after(&resp).unwrap_or_else(|| self.backoff(attempt));
+            // The body is read inside the loop: a connection reset half-way through a
+            // page is as retryable as one before the status line.
+            let outcome = request.send().and_then(|resp| {
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                resp.bytes().map(|body| Reply { status, headers, body: body.to_vec(), attempts: attempt + 1 })
+            });
+            let retry_in = match outcome {
+                Ok(reply) if retryable(reply.status) => {
+                    let wait = retry_after(&reply.headers).unwrap_or_else(|| self.backoff(attempt));
                     if Instant::now() + wait > deadline {
-                        return Err(error_from(operation, None, resp, attempt + 1));
+                        return Err(error_from(operation, None, reply));
                     }
                     wait
                 }
-                Ok(resp) => return Ok(resp),
-                // Nothing was sent when the connection failed, so any request is safe to repeat.
-                Err(e) if e.is_connect() => {
+                Ok(reply) => return Ok(reply),
+                Err(e) if e.is_connect() || replay.after_unknown_outcome() => {
                     let wait = self.backoff(attempt);
                     if Instant::now() + wait > deadline {
-                        return Err(unreachable(operation, &self.base, &e, attempt + 1));
+                        return Err(unreachable(operation, &self.base, &e, attempt + 1, replay));
                     }
                     wait
                 }
-                Err(e) => return Err(unreachable(operation, &self.base, &e, attempt + 1)),
+                Err(e) => return Err(unreachable(operation, &self.base, &e, attempt + 1, replay)),
             };
             std::thread::sleep(retry_in);
             attempt = attempt.saturating_add(1);
@@ -194,15 +210,10 @@ impl RestHub {
         Duration::from_millis(self.jitter.lock().unwrap_or_else(|e| e.into_inner()).gen_range(0..=millis))
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(operation: &str, resp: Response) -> Result<T, HubError> {
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().map_err(|e| HubError::Unreachable {
+    fn json<T: for<'de> Deserialize<'de>>(operation: &str, reply: Reply) -> Result<T, HubError> {
+        serde_json::from_slice(&reply.body).map_err(|e| HubError::Http {
             operation: operation.to_string(),
-            message: format!("reading the response failed: {e}"),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| HubError::Http {
-            operation: operation.to_string(),
-            status,
+            status: reply.status.as_u16(),
             code: "UnexpectedResponse".into(),
             message: format!("the response is not the expected JSON: {e}"),
             help: None,
@@ -213,9 +224,9 @@ impl RestHub {
     pub fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
         let op = format!("get deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
-        let resp = self.send(&op, &|c| c.get(&url))?;
-        if !resp.status().is_success() {
-            return Err(error_from(&op, Some(id), resp, 1));
+        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(id), resp));
         }
         Self::json(&op, resp)
     }
@@ -231,9 +242,9 @@ impl RestHub {
         let url = self.url("/configurations/testQueries");
         let body =
             serde_json::json!({ "targetCondition": target_condition, "customMetricQueries": custom_metric_queries });
-        let resp = self.send(op, &|c| c.post(&url).json(&body))?;
-        if !resp.status().is_success() {
-            return Err(error_from(op, None, resp, 1));
+        let resp = self.send(op, Replay::Idempotent, &|c| c.post(&url).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(op, None, resp));
         }
         Self::json(op, resp)
     }
@@ -252,11 +263,11 @@ impl RestHub {
     fn get_twin(&self, path: &str, what: &str) -> Result<Value, HubError> {
         let op = format!("get twin {what}");
         let url = self.url(path);
-        let resp = self.send(&op, &|c| c.get(&url))?;
-        if !resp.status().is_success() {
+        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
             // Not `NotFound`: that variant speaks of deployments. A missing twin stays an
             // HTTP 404 with the hub's DeviceNotFound / ModuleNotFound code.
-            return Err(error_from(&op, None, resp, 1));
+            return Err(error_from(&op, None, resp));
         }
         Self::json(&op, resp)
     }
@@ -276,18 +287,18 @@ impl RestHub {
         let mut rows = 0u64;
         loop {
             let token = continuation.clone();
-            let resp = self.send(op, &|c| {
+            let resp = self.send(op, Replay::Idempotent, &|c| {
                 let req = c.post(&url).header("x-ms-max-item-count", &page_size).json(&body);
                 match &token {
                     Some(t) => req.header("x-ms-continuation", t),
                     None => req,
                 }
             })?;
-            if !resp.status().is_success() {
-                return Err(error_from(op, None, resp, 1));
+            if !resp.status.is_success() {
+                return Err(error_from(op, None, resp));
             }
             continuation = resp
-                .headers()
+                .headers
                 .get("x-ms-continuation")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
@@ -344,18 +355,50 @@ impl RestHub {
     }
 }
 
+/// A response read whole, with the attempt it took.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    attempts: u32,
+}
+
+/// Whether a request may be sent again after a transport failure that leaves its outcome
+/// unknown (the connection reset after the request went out, a timeout, a body cut short).
+/// A connection that was never made sent nothing, and is retried whatever this says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replay {
+    /// Reads (GET, the query and testQueries POSTs): repeating one changes nothing.
+    Idempotent,
+    /// Writes the hub itself guards against being applied twice: a create repeated after
+    /// it landed gets 409 ConfigurationAlreadyExists, an update or delete carries the
+    /// etag it was planned from and gets 412 or 404. Apply resolves those by reading the
+    /// hub back, and counts the step done only when the hub holds exactly what it
+    /// wrote; anything else fails the step. So a replay can never write twice, nor
+    /// over a change someone else made.
+    Guarded,
+}
+
+impl Replay {
+    fn after_unknown_outcome(self) -> bool {
+        match self {
+            Replay::Idempotent | Replay::Guarded => true,
+        }
+    }
+}
+
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by the hub, and a malformed
 /// value falls back to the backoff).
-fn retry_after(resp: &Response) -> Option<Duration> {
-    let secs: f64 = resp.headers().get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers.get("retry-after")?.to_str().ok()?.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
-fn unreachable(operation: &str, base: &str, e: &reqwest::Error, attempts: u32) -> HubError {
+fn unreachable(operation: &str, base: &str, e: &reqwest::Error, attempts: u32, replay: Replay) -> HubError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -363,11 +406,29 @@ fn unreachable(operation: &str, base: &str, e: &reqwest::Error, attempts: u32) -
     } else {
         "failed"
     };
-    // reqwest's message names the URL (no secrets: the token travels in a header).
+    // A write that may have reached the hub: say so, rather than let "failed" read as
+    // "nothing happened".
+    let outcome = if replay == Replay::Guarded && !e.is_connect() {
+        " (the write may have reached the hub; plan again to see)"
+    } else {
+        ""
+    };
+    // reqwest's message names the URL (no secrets: the token travels in a header); the
+    // innermost cause says what happened ("connection reset by peer").
+    let mut innermost = None;
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        innermost = Some(s.to_string());
+        source = s.source();
+    }
+    let cause = match innermost {
+        Some(inner) if !e.to_string().contains(&inner) => format!("{e}: {inner}"),
+        _ => e.to_string(),
+    };
     HubError::Unreachable {
         operation: operation.to_string(),
         message: format!(
-            "{what} talking to {base} after {attempts} attempt{}: {e}",
+            "{what} talking to {base} after {attempts} attempt{}{outcome}: {cause}",
             if attempts == 1 { "" } else { "s" }
         ),
     }
@@ -398,12 +459,10 @@ pub fn parse_error_body(header_code: Option<&str>, body: &[u8]) -> HubErrorBody 
     HubErrorBody { code, message }
 }
 
-fn error_from(operation: &str, id: Option<&str>, resp: Response, attempts: u32) -> HubError {
-    let status = resp.status();
-    let header_code = resp.headers().get("iothub-errorcode").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    let parsed = parse_error_body(header_code.as_deref(), &body);
-    map_status(operation, id, status.as_u16(), parsed, attempts)
+fn error_from(operation: &str, id: Option<&str>, reply: Reply) -> HubError {
+    let header_code = reply.headers.get("iothub-errorcode").and_then(|v| v.to_str().ok());
+    let parsed = parse_error_body(header_code, &reply.body);
+    map_status(operation, id, reply.status.as_u16(), parsed, reply.attempts)
 }
 
 fn map_status(operation: &str, id: Option<&str>, status: u16, body: HubErrorBody, attempts: u32) -> HubError {
@@ -483,12 +542,18 @@ impl Hub for RestHub {
         }
     }
 
+    /// The HostName, lowercased (DNS names are case-insensitive): what the SAS token is
+    /// signed for, so the hub the key belongs to, whatever `--endpoint` routes through.
+    fn identity(&self) -> String {
+        format!("hub {}", self.connection.host_name.to_ascii_lowercase())
+    }
+
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
         let op = "list deployments";
         let url = self.url(&format!("/configurations?top={MAX_CONFIGURATIONS}"));
-        let resp = self.send(op, &|c| c.get(&url))?;
-        if !resp.status().is_success() {
-            return Err(error_from(op, None, resp, 1));
+        let resp = self.send(op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
+            return Err(error_from(op, None, resp));
         }
         Self::json(op, resp)
     }
@@ -521,9 +586,9 @@ impl Hub for RestHub {
         let op = format!("create deployment {}", config.id);
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
         let body = put_body(config);
-        let resp = self.send(&op, &|c| c.put(&url).json(&body))?;
-        if !resp.status().is_success() {
-            return Err(error_from(&op, Some(&config.id), resp, 1));
+        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(&config.id), resp));
         }
         Self::json(&op, resp)
     }
@@ -534,9 +599,9 @@ impl Hub for RestHub {
         let mut body = put_body(config);
         body.etag = Some(etag.trim_matches('"').to_string());
         let if_match = quote_etag(etag);
-        let resp = self.send(&op, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
-        if !resp.status().is_success() {
-            return Err(error_from(&op, Some(&config.id), resp, 1));
+        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(&config.id), resp));
         }
         Self::json(&op, resp)
     }
@@ -545,9 +610,9 @@ impl Hub for RestHub {
         let op = format!("delete deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
         let if_match = quote_etag(etag);
-        let resp = self.send(&op, &|c| c.delete(&url).header("If-Match", &if_match))?;
-        if !resp.status().is_success() {
-            return Err(error_from(&op, Some(id), resp, 1));
+        let resp = self.send(&op, Replay::Guarded, &|c| c.delete(&url).header("If-Match", &if_match))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(id), resp));
         }
         Ok(())
     }

@@ -68,6 +68,17 @@ pub enum SnapshotError {
     )]
     NotASnapshot { dir: PathBuf },
 
+    /// Half a snapshot: reading it as a hub without deployments (or without devices)
+    /// would plan deletions or report an empty fleet from what is only a copying mistake.
+    #[error("incomplete snapshot directory {}: {missing} is missing (it holds {present})", dir.display())]
+    #[diagnostic(
+        code(fleetform::snapshot::incomplete),
+        help(
+            "a snapshot needs both configurations.json and devices.json or devices.jsonl; make a complete one with `fleetform snapshot --hub <connection> --out DIR`, or write `[]` into the missing file if the hub really has none"
+        )
+    )]
+    Incomplete { dir: PathBuf, missing: &'static str, present: String },
+
     #[error("{}: both {first} and {second} exist", dir.display())]
     #[diagnostic(
         code(fleetform::snapshot::ambiguous),
@@ -167,10 +178,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Opens `dir`. It must hold `configurations.json` or a device twin file (or both): a
-    /// twins-only export is a hub without deployments, a configurations-only one a hub
-    /// without devices. Holding both `.json` and `.jsonl` of the same twins is an error,
-    /// since silently preferring one would plan against the wrong fleet.
+    /// Opens `dir`. It must hold both `configurations.json` and a device twin file: a
+    /// missing one is an error, never an empty hub or fleet (an explicitly empty file,
+    /// `[]` or an empty `.jsonl`, is fine). Module twins are optional. Holding both
+    /// `.json` and `.jsonl` of the same twins is an error, since silently preferring one
+    /// would plan against the wrong fleet.
     pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
         if !dir.is_dir() {
             return Err(SnapshotError::NotADirectory { dir: dir.to_path_buf() });
@@ -178,8 +190,23 @@ impl Snapshot {
         let configurations = Some(dir.join(CONFIGURATIONS_FILE)).filter(|p| p.is_file());
         let devices = find_twin_file(dir, DEVICES_JSON, DEVICES_JSONL)?;
         let modules = find_twin_file(dir, MODULES_JSON, MODULES_JSONL)?;
-        if configurations.is_none() && devices.is_none() {
-            return Err(SnapshotError::NotASnapshot { dir: dir.to_path_buf() });
+        match (&configurations, &devices) {
+            (None, None) => return Err(SnapshotError::NotASnapshot { dir: dir.to_path_buf() }),
+            (None, Some(d)) => {
+                return Err(SnapshotError::Incomplete {
+                    dir: dir.to_path_buf(),
+                    missing: CONFIGURATIONS_FILE,
+                    present: file_name(&d.path),
+                });
+            }
+            (Some(_), None) => {
+                return Err(SnapshotError::Incomplete {
+                    dir: dir.to_path_buf(),
+                    missing: "devices.json or devices.jsonl",
+                    present: CONFIGURATIONS_FILE.to_string(),
+                });
+            }
+            (Some(_), Some(_)) => {}
         }
         Ok(Snapshot { dir: dir.to_path_buf(), configurations, devices, modules, projection: Projection::Full })
     }
@@ -206,13 +233,11 @@ impl Snapshot {
         self.modules.as_ref()
     }
 
-    /// The hub's configurations; empty when `configurations.json` is absent. Read whole:
+    /// The hub's configurations (`configurations.json`, present since `open`). Read whole:
     /// a hub holds at most 100 of them. Duplicate ids are an error.
     pub fn configurations(&self) -> Result<Vec<Configuration>, SnapshotError> {
-        let Some(path) = &self.configurations else {
-            return Ok(Vec::new());
-        };
-        read_configurations(path)
+        let path = self.configurations.clone().unwrap_or_else(|| self.dir.join(CONFIGURATIONS_FILE));
+        read_configurations(&path)
     }
 
     /// Streams the device twins in file order. The reader keeps one twin's bytes and the
@@ -256,6 +281,10 @@ impl Snapshot {
     {
         self.par_fold_devices(threads, || (), |_, twin| f(twin)).map(drop)
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn find_twin_file(dir: &Path, json: &'static str, jsonl: &'static str) -> Result<Option<TwinFile>, SnapshotError> {
@@ -1382,6 +1411,9 @@ mod tests {
         assert!(matches!(Snapshot::open(dir.path()), Err(SnapshotError::NotASnapshot { .. })));
 
         fs::write(dir.path().join(DEVICES_JSONL), "{\"deviceId\":\"a\"}\n").unwrap();
+        let e = Snapshot::open(dir.path()).unwrap_err();
+        assert!(matches!(&e, SnapshotError::Incomplete { missing: CONFIGURATIONS_FILE, .. }), "{e:?}");
+        fs::write(dir.path().join(CONFIGURATIONS_FILE), "[]").unwrap();
         let snap = Snapshot::open(dir.path()).unwrap();
         assert!(snap.configurations().unwrap().is_empty());
         assert_eq!(snap.devices().unwrap().count(), 1);
@@ -1405,6 +1437,7 @@ mod tests {
             Configuration { id: "canary".into(), priority: 20, ..Default::default() },
         ];
         writer.write_configurations(&configs).unwrap();
+        writer.write_devices(TwinFormat::JsonLines, [0u8; 0]).unwrap();
         let snap = Snapshot::open(dir.path()).unwrap();
         assert_eq!(snap.configurations().unwrap(), configs);
 
@@ -1433,6 +1466,7 @@ mod tests {
         writer.write_devices(TwinFormat::Json, &twins).unwrap();
         writer.write_devices(TwinFormat::JsonLines, &twins).unwrap();
         assert!(!dir.path().join(DEVICES_JSON).exists());
+        writer.write_configurations(&[]).unwrap();
         let ids: Vec<String> = Snapshot::open(dir.path())
             .unwrap()
             .devices()

@@ -106,6 +106,8 @@ pub struct DeviceTotals {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub hub: String,
+    /// [`crate::hub::Hub::identity`] of the hub planned against.
+    pub hub_id: String,
     pub actions: Vec<Action>,
     pub steps: Vec<Step>,
     /// For replaced deployments: what their content change means, by deployment name.
@@ -275,6 +277,7 @@ pub fn plan(mut declared: Vec<Rendered>, hub: &dyn Hub, opts: &PlanOptions) -> R
 
     Ok(Plan {
         hub: hub.describe(),
+        hub_id: hub.identity(),
         actions,
         steps,
         content_changes,

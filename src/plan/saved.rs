@@ -34,7 +34,12 @@ pub struct SavedPlan {
     pub created: String,
     /// The git commit the deployment files came from, when they are in a repository.
     pub source_commit: Option<String>,
+    /// The hub as the user named it, for messages.
     pub hub: String,
+    /// The hub's stable identity ([`crate::hub::Hub::identity`]): what apply compares.
+    /// Missing in plans saved before it existed; apply refuses those.
+    #[serde(default)]
+    pub hub_id: Option<String>,
     pub steps: Vec<Step>,
     pub configurations: Vec<SavedConfiguration>,
     /// Every managed configuration on the hub when planned: id → etag. Apply refuses the
@@ -74,6 +79,7 @@ impl SavedPlan {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             source_commit,
             hub: plan.hub.clone(),
+            hub_id: Some(plan.hub_id.clone()),
             steps: plan.steps.clone(),
             configurations,
             hub_etags,

@@ -650,7 +650,10 @@ impl Emulator {
             modules_changed |= set_configurations(&mut self.modules[agent], &statuses);
             let key = stack.merge_key();
             let manifest = manifests.entry(key).or_insert_with(|| merge::merge(&deployments, &stack));
-            // With no deployment matching, the hub changes nothing on the device.
+            // With no deployment matching, the hub changes nothing on the device: it keeps its
+            // last desired properties, unmanaged (MicrosoftDocs azure-docs,
+            // articles/iot-edge/how-to-deploy-at-scale.md, "Modify a deployment" and "Delete a
+            // deployment"). Clearing them would make the agent report 417 or stop modules.
             if manifest.unmanaged {
                 continue;
             }
