@@ -341,6 +341,15 @@ pub fn open_with(
         }
         return Ok(Box::new(SnapshotHub::open(path)?));
     }
+    // A string with `=` or `;` that is neither a directory nor a recognisable connection
+    // string may still be a mangled one: fail closed and do not echo it.
+    if spec.contains(['=', ';']) {
+        return Err(HubError::Other(
+            "--hub: the value is not a directory and not a connection string (not shown: it may hold a key); --hub takes \
+             a snapshot directory, a connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
+                .to_string(),
+        ));
+    }
     Err(HubError::Other(format!(
         "--hub {spec}: no such directory; --hub takes a snapshot directory, a connection string \
          (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"

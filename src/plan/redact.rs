@@ -7,7 +7,50 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::hub::wire::Configuration;
-use crate::manifest::{MASK, Rendered};
+use crate::manifest::{LABEL_NAME, MASK, Rendered};
+
+/// Whether a setting's name says its value is a credential (an env variable, a field).
+/// The hub never says which values are secret, so `import` and the redactor both guess
+/// from the name; one list, so that what `import` turns into `(secret-env)` is exactly
+/// what plans mask.
+pub fn name_looks_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    const WORDS: [&str; 12] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "accesskey",
+        "access_key",
+        "privatekey",
+        "private_key",
+        "connectionstring",
+        "connection_string",
+    ];
+    // "key" alone only as a whole word (SAS_KEY, key), not inside "keyboard" or "monkey".
+    WORDS.iter().any(|w| lower.contains(w))
+        || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pwd" | "sas"))
+}
+
+/// Calls `f` with the JSON pointer and text of every string leaf.
+fn leaves(v: &Value, at: String, f: &mut dyn FnMut(String, &str)) {
+    match v {
+        Value::String(s) => f(at, s),
+        Value::Object(m) => {
+            for (k, child) in m {
+                leaves(child, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), f);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                leaves(child, format!("{at}/{i}"), f);
+            }
+        }
+        _ => {}
+    }
+}
 
 /// Shown instead of two different values that are both secret.
 pub const SECRET_CHANGED: &str = "(sensitive value changed)";
@@ -30,16 +73,79 @@ impl Redactor {
                 }
             }
         }
+        // The hub does not record which of its values were secret, so its old value at a
+        // path is secret when the declared deployment of the same name says that path is
+        // (its old token must not show next to the new one's mask).
+        for d in declared {
+            let Some(name) = d.configuration.labels.get(LABEL_NAME) else { continue };
+            for c in hub.iter().filter(|c| c.labels.get(LABEL_NAME) == Some(name)) {
+                let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+                for p in &d.sensitive {
+                    if let Some(Value::String(s)) = content.pointer(p) {
+                        r.add(s);
+                    }
+                }
+            }
+        }
         for c in hub.iter().chain(declared.iter().map(|d| &d.configuration)) {
             if let Some(mc) = &c.content.modules_content {
                 for twin in mc.values() {
                     for (k, v) in twin {
                         r.collect_passwords(v, k.contains("registryCredentials"));
+                        r.collect_secret_looking(v);
+                    }
+                }
+            }
+        }
+        // A value secret in one version of a deployment is secret in all of them: another
+        // hub version holding the same string at another path is still that secret, and a
+        // path that holds a secret in one version holds one in the others.
+        let mut pointers = HashSet::new();
+        for c in hub {
+            let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+            leaves(&content, String::new(), &mut |p, s| {
+                if r.is_secret(s) {
+                    pointers.insert((c.labels.get(LABEL_NAME).cloned(), p));
+                }
+            });
+        }
+        for c in hub.iter().chain(declared.iter().map(|d| &d.configuration)) {
+            let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+            let name = c.labels.get(LABEL_NAME).cloned();
+            for (n, p) in &pointers {
+                if n.is_some() && *n == name {
+                    if let Some(Value::String(s)) = content.pointer(p) {
+                        r.add(s);
                     }
                 }
             }
         }
         r
+    }
+
+    /// Values under a name that looks like a secret (`API_TOKEN: {value: …}` in a module's
+    /// env, or a plain `"password": "…"` anywhere in the content).
+    fn collect_secret_looking(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if name_looks_secret(k) {
+                        match child {
+                            Value::String(s) => self.add(s),
+                            Value::Object(o) => {
+                                if let Some(Value::String(s)) = o.get("value") {
+                                    self.add(s);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.collect_secret_looking(child);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect_secret_looking(i)),
+            _ => {}
+        }
     }
 
     pub fn add(&mut self, secret: &str) {
