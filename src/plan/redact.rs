@@ -34,6 +34,15 @@ pub fn name_looks_secret(name: &str) -> bool {
         || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pwd" | "sas"))
 }
 
+fn holds_redacted(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == REDACTED,
+        Value::Object(m) => m.values().any(holds_redacted),
+        Value::Array(items) => items.iter().any(holds_redacted),
+        _ => false,
+    }
+}
+
 /// Calls `f` with the JSON pointer and text of every string leaf.
 fn leaves(v: &Value, at: String, f: &mut dyn FnMut(String, &str)) {
     match v {
@@ -55,6 +64,13 @@ fn leaves(v: &Value, at: String, f: &mut dyn FnMut(String, &str)) {
 /// Shown instead of two different values that are both secret.
 pub const SECRET_CHANGED: &str = "(sensitive value changed)";
 
+/// What `snapshot --redact` writes in place of every sensitive value. Plans read it as a
+/// secret whose value is unknown: masked, and never reported as "changed" or "unchanged".
+pub const REDACTED: &str = "(redacted by fleetform snapshot --redact)";
+
+/// Shown when one side of a comparison is a value a redacted snapshot withheld.
+pub const SECRET_UNKNOWN: &str = "(sensitive, not in the redacted snapshot)";
+
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     secrets: HashSet<String>,
@@ -65,6 +81,7 @@ impl Redactor {
     /// sensitive) and of the hub's configurations (every registry password).
     pub fn new(declared: &[Rendered], hub: &[Configuration]) -> Self {
         let mut r = Redactor::default();
+        r.add(REDACTED);
         for d in declared {
             let content = serde_json::to_value(&d.configuration.content.modules_content).unwrap_or(Value::Null);
             for p in &d.sensitive {
@@ -200,9 +217,47 @@ impl Redactor {
         let b = before.map(|v| self.text(v));
         let a = after.map(|v| self.text(v));
         if b == a && before != after {
-            return (Some(SECRET_CHANGED.to_string()), Some(SECRET_CHANGED.to_string()));
+            let text = if before.is_some_and(holds_redacted) || after.is_some_and(holds_redacted) {
+                SECRET_UNKNOWN
+            } else {
+                SECRET_CHANGED
+            };
+            return (Some(text.to_string()), Some(text.to_string()));
         }
         (b, a)
+    }
+
+    /// Replaces, in a value read from the hub (a configuration's content, a twin), every
+    /// known secret and every value that is sensitive by its place (a registry password, a
+    /// setting whose name looks like a credential) with [`REDACTED`]. The place matters for
+    /// twins: they can hold secrets of deployments no longer on the hub.
+    pub fn redact_in_place(&self, v: &mut Value) {
+        self.redact_at(v, false);
+    }
+
+    fn redact_at(&self, v: &mut Value, in_credentials: bool) {
+        match v {
+            Value::String(s) if self.is_secret(s) => *s = REDACTED.to_string(),
+            Value::Object(m) => {
+                for (k, child) in m.iter_mut() {
+                    if (in_credentials && k == "password") || name_looks_secret(k) {
+                        match child {
+                            Value::String(s) => *s = REDACTED.to_string(),
+                            // `API_TOKEN: {value: …}` in a module's env.
+                            Value::Object(o) => {
+                                if let Some(Value::String(s)) = o.get_mut("value") {
+                                    *s = REDACTED.to_string();
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.redact_at(child, in_credentials || k.contains("registryCredentials"));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials)),
+            _ => {}
+        }
     }
 
     /// Redacts a whole configuration (for saved plans and `--diff`).
