@@ -310,4 +310,87 @@ mod tests {
         assert!(r.is_secret("hub-pw") && r.is_secret("layer-pw"));
         assert!(!r.is_secret("u"));
     }
+
+    fn camera(id: &str, token: &str, extra: Value) -> Configuration {
+        serde_json::from_value(json!({
+            "id": id,
+            "labels": {"fleetform-name": "camera"},
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.cam": {
+                "env": {"CAM_CODE": {"value": token}, "LEVEL": {"value": "info"}},
+                "settings": extra
+            }}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_that_look_like_credentials() {
+        for n in ["API_TOKEN", "DbPassword", "client_secret", "SAS_KEY", "key", "IOTHUB_CONNECTION_STRING", "apiKey"] {
+            assert!(name_looks_secret(n), "{n}");
+        }
+        for n in ["LEVEL", "keyboard", "monkey", "image", "KEYVAULT_URL", "address", "username"] {
+            assert!(!name_looks_secret(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_path_secret_in_one_version_is_secret_in_every_version_of_that_name() {
+        // CAM_CODE does not look like a secret by its name; the older hub version holds a
+        // value known to be secret there (a registry password elsewhere), so the newer
+        // version's value at the same path is masked too.
+        let old = camera("camera-1", "shared-pw", json!({}));
+        let new = camera("camera-2", "rotated-code", json!({}));
+        let base: Configuration = serde_json::from_value(json!({
+            "id": "base",
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.runtime.settings.registryCredentials.r": {"password": "shared-pw"}}}}
+        }))
+        .unwrap();
+        let other: Configuration = serde_json::from_value(json!({
+            "id": "other",
+            "labels": {"fleetform-name": "other"},
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.cam": {"env": {"CAM_CODE": {"value": "not-secret"}}}}}}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[old, new, base, other]);
+        assert!(r.is_secret("shared-pw") && r.is_secret("rotated-code"));
+        assert!(!r.is_secret("info"), "a plain setting stays visible");
+        assert!(!r.is_secret("not-secret"), "only versions sharing the name");
+    }
+
+    #[test]
+    fn hub_values_named_like_secrets_are_secrets() {
+        let c: Configuration = serde_json::from_value(json!({
+            "id": "x",
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.m": {
+                "env": {"API_TOKEN": {"value": "hub-token"}, "LEVEL": {"value": "debug"}}
+            }}}}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[c]);
+        assert!(r.is_secret("hub-token"));
+        assert!(!r.is_secret("debug"));
+        let (b, a) = r.pair(Some(&json!("hub-token")), Some(&json!(MASK)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_CHANGED), Some(SECRET_CHANGED)));
+    }
+
+    #[test]
+    fn redacting_a_twin_masks_by_place_and_value() {
+        let mut r = Redactor::default();
+        r.add("known");
+        let mut twin = json!({"properties": {"desired": {
+            "runtime": {"settings": {"registryCredentials": {"a": {"username": "u", "password": "pw"}}}},
+            "modules": {"m": {"env": {"DB_PASSWORD": {"value": "db"}, "LEVEL": {"value": "known"}, "MODE": {"value": "x"}}}}
+        }}});
+        r.redact_in_place(&mut twin);
+        let d = &twin["properties"]["desired"];
+        assert_eq!(d["runtime"]["settings"]["registryCredentials"]["a"], json!({"username": "u", "password": REDACTED}));
+        assert_eq!(d["modules"]["m"]["env"]["DB_PASSWORD"]["value"], REDACTED);
+        assert_eq!(d["modules"]["m"]["env"]["LEVEL"]["value"], REDACTED);
+        assert_eq!(d["modules"]["m"]["env"]["MODE"]["value"], "x");
+        let mut r = Redactor::new(&[], &[]);
+        r.add("declared-secret");
+        let (b, a) = r.pair(Some(&json!({"v": REDACTED})), Some(&json!({"v": "declared-secret"})));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_UNKNOWN), Some(SECRET_UNKNOWN)));
+    }
+
 }
