@@ -240,10 +240,7 @@ fn connection_string_errors_name_the_part_and_never_echo_the_key() {
             format!("HostName=h.azure-devices.net;{};SharedAccessKeyName=a", KEY.trim_end_matches('=')),
             "part 2 is not of the form Name=value",
         ),
-        (
-            format!("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey={KEY}"),
-            "Event Hubs",
-        ),
+        (format!("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=a;SharedAccessKey={KEY}"), "Event Hubs"),
         (format!("sharedaccesskey={KEY}"), "lacks HostName"),
         (format!("key={KEY}"), "not a connection string"),
     ];
@@ -255,7 +252,9 @@ fn connection_string_errors_name_the_part_and_never_echo_the_key() {
         env_var.env_remove("FLEETFORM_HUB").env("IOTHUB_CONNECTION_STRING", text).arg("status");
         let mut ff_hub = fleetform();
         ff_hub.env_remove("IOTHUB_CONNECTION_STRING").env("FLEETFORM_HUB", text).arg("status");
-        for (how, cmd) in [("--hub", &mut flag), ("IOTHUB_CONNECTION_STRING", &mut env_var), ("FLEETFORM_HUB", &mut ff_hub)] {
+        for (how, cmd) in
+            [("--hub", &mut flag), ("IOTHUB_CONNECTION_STRING", &mut env_var), ("FLEETFORM_HUB", &mut ff_hub)]
+        {
             let o = cmd.output().unwrap();
             let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
             assert!(!o.status.success(), "{how} {expected}: {all}");

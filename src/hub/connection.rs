@@ -142,9 +142,7 @@ impl ConnectionString {
         ];
         let lower = text.to_ascii_lowercase();
         lower.contains("sharedaccess")
-            || lower.split(';').any(|part| {
-                part.split_once('=').is_some_and(|(name, _)| FIELDS.contains(&name.trim()))
-            })
+            || lower.split(';').any(|part| part.split_once('=').is_some_and(|(name, _)| FIELDS.contains(&name.trim())))
     }
 
     /// Renders the connection string, key included: only for the emulator's banner.

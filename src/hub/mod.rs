@@ -380,7 +380,10 @@ pub fn snapshot_with(hub: &dyn Hub, out: &Path, redact: bool) -> Result<Snapshot
     writer.restrict_dir()?;
     let mut configurations = hub.configurations()?;
     let redactor = redact.then(|| crate::plan::Redactor::new(&[], &configurations));
-    fn scrub<'a>(r: Option<&crate::plan::Redactor>, v: &'a serde_json::Value) -> std::borrow::Cow<'a, serde_json::Value> {
+    fn scrub<'a>(
+        r: Option<&crate::plan::Redactor>,
+        v: &'a serde_json::Value,
+    ) -> std::borrow::Cow<'a, serde_json::Value> {
         match r {
             Some(r) => {
                 let mut v = v.clone();

@@ -130,10 +130,11 @@ impl Redactor {
             let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
             let name = c.labels.get(LABEL_NAME).cloned();
             for (n, p) in &pointers {
-                if n.is_some() && *n == name {
-                    if let Some(Value::String(s)) = content.pointer(p) {
-                        r.add(s);
-                    }
+                if n.is_some()
+                    && *n == name
+                    && let Some(Value::String(s)) = content.pointer(p)
+                {
+                    r.add(s);
                 }
             }
         }
@@ -383,7 +384,10 @@ mod tests {
         }}});
         r.redact_in_place(&mut twin);
         let d = &twin["properties"]["desired"];
-        assert_eq!(d["runtime"]["settings"]["registryCredentials"]["a"], json!({"username": "u", "password": REDACTED}));
+        assert_eq!(
+            d["runtime"]["settings"]["registryCredentials"]["a"],
+            json!({"username": "u", "password": REDACTED})
+        );
         assert_eq!(d["modules"]["m"]["env"]["DB_PASSWORD"]["value"], REDACTED);
         assert_eq!(d["modules"]["m"]["env"]["LEVEL"]["value"], REDACTED);
         assert_eq!(d["modules"]["m"]["env"]["MODE"]["value"], "x");
@@ -392,5 +396,4 @@ mod tests {
         let (b, a) = r.pair(Some(&json!({"v": REDACTED})), Some(&json!({"v": "declared-secret"})));
         assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_UNKNOWN), Some(SECRET_UNKNOWN)));
     }
-
 }
