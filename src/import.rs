@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::hub::wire::{Configuration, ConfigurationContent, ConfigurationKind};
 use crate::manifest::{self, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode};
+use crate::plan::redact::name_looks_secret;
 use crate::spec::model::*;
 use crate::spec::rules::{MAX_NAME_LEN, valid_deployment_char};
 use crate::spec::{SourceFile, Workspace};
@@ -182,7 +183,10 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
                 env.push((var, Some(value)));
             }
         }
-        notes.extend(secret_looking_env(&d));
+        for (var, value) in secret_looking_env_to_refs(&mut d, &mut passwords) {
+            values.0.insert(var.clone(), value.clone());
+            env.push((var, Some(value)));
+        }
         let text = manifest::to_kdl(&d);
         check_written(&d.name.0, &text, &mut notes);
         // Adoption keeps the hub object only when the content fleetform renders is the
@@ -207,26 +211,41 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
     (out, skipped)
 }
 
-/// The hub does not say which environment values are secrets: name the ones that look
-/// like one, written in clear, so the user can move them to `(secret-env)`.
-fn secret_looking_env(d: &Deployment) -> Vec<String> {
-    d.modules
-        .values()
-        .flat_map(|m| m.settings.env.iter().map(move |(k, v)| (m, k, v)))
-        .filter(|(_, k, v)| looks_secret(k) && v.source == ValueSource::Literal)
-        .map(|(m, k, _)| {
-            format!(
-                "{}: module {} env {k} looks like a secret and is written in clear; consider `{k}=(secret-env)\"…\"`",
-                d.name, m.name
-            )
-        })
-        .collect()
+/// The hub does not say which environment values are secrets; the ones whose name looks
+/// like a credential become `(secret-env)` references, so that the file going into git
+/// holds the variable's name and never the hub's value. Returns (variable, hub value).
+fn secret_looking_env_to_refs(d: &mut Deployment, taken: &mut BTreeMap<String, String>) -> Vec<(String, String)> {
+    let deployment = d.name.0.clone();
+    let mut out = Vec::new();
+    for m in d.modules.values_mut() {
+        for (k, s) in m.settings.env.iter_mut() {
+            if s.source != ValueSource::Literal || !name_looks_secret(k) {
+                continue;
+            }
+            let Value::String(value) = &s.value else { continue };
+            let value = value.clone();
+            // Same name, same value: one variable; otherwise qualify by module, then deployment.
+            let var = [k.clone(), format!("{}_{k}", m.name), format!("{deployment}_{}_{k}", m.name)]
+                .into_iter()
+                .map(|v| env_variable(&v))
+                .find(|v| taken.get(v).is_none_or(|old| *old == value))
+                .unwrap_or_else(|| env_variable(&format!("{deployment}_{}_{k}", m.name)));
+            taken.insert(var.clone(), value.clone());
+            *s = env_scalar(&var, true, &s.origin);
+            out.push((var, value));
+        }
+    }
+    out
 }
 
-/// A name that suggests its value is a secret.
-fn looks_secret(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    ["password", "secret", "token", "apikey", "api_key", "connectionstring"].iter().any(|w| k.contains(w))
+/// A usable environment variable name: uppercase letters, digits and `_`.
+fn env_variable(name: &str) -> String {
+    let mut out: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// Parses the written text back: import never writes a file `validate` rejects without
@@ -442,7 +461,7 @@ impl TemplateVars {
                 return out;
             };
             let var = &after[..end];
-            if looks_secret(var) && self.var(var).is_some() {
+            if name_looks_secret(var) && self.var(var).is_some() {
                 self.secrets.borrow_mut().push(var.to_string());
             }
             match self.var(var) {
@@ -742,11 +761,10 @@ mod tests {
         assert!(!base.text.contains("\"demo\""), "the password value never reaches the file");
         assert_eq!(base.env, vec![("CONTOSO_PASSWORD".to_string(), Some("demo".to_string()))]);
         for i in &imported {
+            assert!(i.notes.is_empty(), "{}: {:?}", i.name, i.notes);
             if i.name == "conference-camera" {
-                assert_eq!(i.notes.len(), 1, "{:?}", i.notes);
-                assert!(i.notes[0].contains("env API_TOKEN looks like a secret"), "{:?}", i.notes);
-            } else {
-                assert!(i.notes.is_empty(), "{}: {:?}", i.name, i.notes);
+                assert!(i.text.contains("API_TOKEN=(secret-env)\"API_TOKEN\""), "{}", i.text);
+                assert!(i.env.iter().any(|(v, _)| v == "API_TOKEN"), "{:?}", i.env);
             }
         }
     }

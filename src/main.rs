@@ -205,9 +205,17 @@ enum Command {
     Snapshot {
         #[command(flatten)]
         hub: HubArgs,
-        /// The snapshot directory to write (created if missing).
+        /// The snapshot directory to write (created if missing). It holds the hub's
+        /// registry passwords and tokens: the directory is made owner-only (0700), its
+        /// files 0600.
         #[arg(long)]
         out: PathBuf,
+        /// Replace every sensitive value (registry passwords, settings named like a
+        /// credential, values secret in any deployment version) with a marker. plan,
+        /// explain, query and status still work on it; it cannot restore a hub or be
+        /// imported with real passwords.
+        #[arg(long)]
+        redact: bool,
     },
     /// Work with hubs: generate a synthetic fleet snapshot, or serve one as a local hub.
     #[command(subcommand)]
@@ -378,7 +386,7 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             explain(&device, &paths, &hub, current, git.git_ref.as_deref(), format)
         }
         Command::Query { text, hub, format } => query(&text, &hub, format),
-        Command::Snapshot { hub, out } => snapshot(&hub, &out),
+        Command::Snapshot { hub, out, redact } => snapshot(&hub, &out, redact),
         Command::Hub(HubCommand::Generate { devices, seed, edge_share, deployments, out }) => {
             generate(devices, seed, edge_share, deployments, &out)
         }
@@ -566,7 +574,9 @@ fn plan(
         let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
         saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
-        write_atomically(file, &(text + "\n"))?;
+        // A saved plan carries the hub's configurations it will replace, passwords masked
+        // but everything else a reader of the hub could see: owner-only like a snapshot.
+        write_private(file, &(text + "\n"))?;
         eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
     }
     Ok(match (detailed_exitcode, plan.has_changes()) {
@@ -671,6 +681,15 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// [`write_atomically`], owner-only (0600).
+fn write_private(path: &std::path::Path, text: &str) -> miette::Result<()> {
+    let mut file = fleetform::hub::snapshot::AtomicFile::create_private(path)?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| fleetform::hub::SnapshotError::Write { path: path.to_path_buf(), source })?;
+    file.commit()?;
+    Ok(())
 }
 
 /// Replaces a file without ever leaving it half-written.
@@ -826,10 +845,10 @@ fn generate(
     Ok(ExitCode::SUCCESS)
 }
 
-fn snapshot(hub: &HubArgs, out: &std::path::Path) -> miette::Result<ExitCode> {
+fn snapshot(hub: &HubArgs, out: &std::path::Path, redact: bool) -> miette::Result<ExitCode> {
     let hub = fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?;
     let started = std::time::Instant::now();
-    let summary = fleetform::hub::snapshot_from(hub.as_ref(), out)?;
+    let summary = fleetform::hub::snapshot_with(hub.as_ref(), out, redact)?;
     eprintln!(
         "wrote {} configuration{}, {} device twin{} and {} module twin{} from {} to {} in {:.1} s",
         summary.configurations,
@@ -842,6 +861,18 @@ fn snapshot(hub: &HubArgs, out: &std::path::Path) -> miette::Result<ExitCode> {
         out.display(),
         started.elapsed().as_secs_f64()
     );
+    if redact {
+        eprintln!(
+            "sensitive values are replaced by \"{}\"; the directory is owner-only (0700, files 0600)",
+            fleetform::plan::redact::REDACTED
+        );
+    } else {
+        eprintln!(
+            "{} holds the hub's registry passwords and tokens in clear: it is owner-only (0700, files 0600); \
+             keep it out of git and CI artifacts, or write it with --redact",
+            out.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

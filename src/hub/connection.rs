@@ -34,9 +34,24 @@ pub enum ConnectionStringError {
     )]
     MissingPart { part: &'static str },
 
-    #[error("connection string part {index} (`{name}`) is not of the form Name=value")]
-    #[diagnostic(code(fleetform::hub::connection_string))]
-    Malformed { index: usize, name: String },
+    // The part itself is never shown: a part without `=` is often a piece of the key
+    // split off by a stray `;`.
+    #[error("connection string part {index} is not of the form Name=value")]
+    #[diagnostic(
+        code(fleetform::hub::connection_string),
+        help("parts are separated by `;` and each is Name=value; check for a stray `;` inside the key")
+    )]
+    Malformed { index: usize },
+
+    #[error("this is an Event Hubs / Service Bus connection string (Endpoint=sb://…), not an IoT Hub one")]
+    #[diagnostic(
+        code(fleetform::hub::connection_string),
+        help(
+            "use the hub's own connection string, HostName=<hub>.azure-devices.net;SharedAccessKeyName=<policy>;SharedAccessKey=<key>, \
+             from its \"Shared access policies\" page (not the built-in Event Hub-compatible endpoint)"
+        )
+    )]
+    EventHubs,
 
     #[error("the connection string gives {part} twice")]
     #[diagnostic(code(fleetform::hub::connection_string))]
@@ -49,8 +64,10 @@ pub enum ConnectionStringError {
     )]
     BadKey,
 
-    #[error("HostName `{host}` is not a host name")]
-    #[diagnostic(code(fleetform::hub::connection_string))]
+    /// `host` is the HostName up to its first character a host name cannot hold, so that
+    /// a key pasted after it without a `;` is not shown.
+    #[error("HostName `{host}…` is not a host name (it contains a space, `/`, `?`, `#` or `@`)")]
+    #[diagnostic(code(fleetform::hub::connection_string), help("HostName is <hub>.azure-devices.net, followed by `;`"))]
     BadHost { host: String },
 }
 
@@ -107,9 +124,25 @@ impl fmt::Debug for ConnectionString {
 }
 
 impl ConnectionString {
-    /// Whether `text` looks like a connection string rather than a path (it names a HostName).
+    /// Whether `text` looks like a connection string rather than a path: any `;`-separated
+    /// part names a connection-string field (spaces around `=` allowed), or it mentions a
+    /// shared access key at all. Deliberately generous: whatever it accepts is parsed and
+    /// its errors never echo the text, whereas a "path" is printed back to the user.
     pub fn looks_like(text: &str) -> bool {
-        text.split(';').any(|part| part.trim_start().get(..9).is_some_and(|p| p.eq_ignore_ascii_case("HostName=")))
+        const FIELDS: [&str; 9] = [
+            "hostname",
+            "sharedaccesskeyname",
+            "sharedaccesskey",
+            "sharedaccesssignature",
+            "endpoint",
+            "entitypath",
+            "deviceid",
+            "moduleid",
+            "gatewayhostname",
+        ];
+        let lower = text.to_ascii_lowercase();
+        lower.contains("sharedaccess")
+            || lower.split(';').any(|part| part.split_once('=').is_some_and(|(name, _)| FIELDS.contains(&name.trim())))
     }
 
     /// Renders the connection string, key included: only for the emulator's banner.
@@ -139,10 +172,11 @@ impl FromStr for ConnectionString {
                 continue;
             }
             let Some((name, value)) = part.split_once('=') else {
-                // Only the name is shown: a stray key fragment must not end up in a message.
-                let name: String = part.chars().take_while(|c| c.is_ascii_alphabetic()).take(32).collect();
-                return Err(ConnectionStringError::Malformed { index: i + 1, name });
+                return Err(ConnectionStringError::Malformed { index: i + 1 });
             };
+            if name.trim().eq_ignore_ascii_case("endpoint") && value.trim_start().starts_with("sb://") {
+                return Err(ConnectionStringError::EventHubs);
+            }
             let slot = match name.trim().to_ascii_lowercase().as_str() {
                 "hostname" => (&mut host, "HostName"),
                 "sharedaccesskeyname" => (&mut key_name, "SharedAccessKeyName"),
@@ -159,8 +193,8 @@ impl FromStr for ConnectionString {
         let host_name = non_empty(host, "HostName")?;
         let key_name = non_empty(key_name, "SharedAccessKeyName")?;
         let key = SecretKey::from_base64(&non_empty(key, "SharedAccessKey")?)?;
-        if host_name.contains(['/', ' ', '?', '#', '@']) {
-            return Err(ConnectionStringError::BadHost { host: host_name });
+        if let Some(bad) = host_name.find(|c: char| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace()) {
+            return Err(ConnectionStringError::BadHost { host: host_name[..bad].to_string() });
         }
         Ok(ConnectionString { host_name, key_name, key })
     }
@@ -307,5 +341,16 @@ mod tests {
         assert!(!format!("{ok:?}").contains("c2VjcmV0"));
         assert!(ConnectionString::looks_like("HostName=x;SharedAccessKey=y"));
         assert!(!ConnectionString::looks_like("examples/campus/hub"));
+        assert!(ConnectionString::looks_like("HostName = h;SharedAccessKey=y"));
+        assert!(ConnectionString::looks_like("SharedAccessKeyName=iothubowner;SharedAccessKey=y"));
+        assert!(ConnectionString::looks_like("Endpoint=sb://x.servicebus.windows.net/;SharedAccessKey=y"));
+        assert_eq!(
+            "Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=eQ==".parse::<ConnectionString>(),
+            Err(ConnectionStringError::EventHubs)
+        );
+        assert_eq!(
+            "SharedAccessKeyName=a;SharedAccessKey=eQ==".parse::<ConnectionString>(),
+            Err(ConnectionStringError::MissingPart { part: "HostName" })
+        );
     }
 }

@@ -356,6 +356,15 @@ pub fn open_with(
         }
         return Ok(Box::new(SnapshotHub::open(path)?));
     }
+    // A string with `=` or `;` that is neither a directory nor a recognisable connection
+    // string may still be a mangled one: fail closed and do not echo it.
+    if spec.contains(['=', ';']) {
+        return Err(HubError::Other(
+            "--hub: the value is not a directory and not a connection string (not shown: it may hold a key); --hub takes \
+             a snapshot directory, a connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
+                .to_string(),
+        ));
+    }
     Err(HubError::Other(format!(
         "--hub {spec}: no such directory; --hub takes a snapshot directory, a connection string \
          (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
@@ -374,18 +383,50 @@ pub struct SnapshotSummary {
 /// `modules.jsonl` (every module twin: `$edgeAgent`, `$edgeHub` and custom modules). Each
 /// file appears atomically, so an interrupted run leaves the previous files whole.
 pub fn snapshot_from(hub: &dyn Hub, out: &Path) -> Result<SnapshotSummary, HubError> {
+    snapshot_with(hub, out, false)
+}
+
+/// [`snapshot_from`], optionally redacted (`snapshot --redact`): every value that is a
+/// secret by its place or is one of the hub's secrets becomes
+/// [`crate::plan::redact::REDACTED`], in configurations and twins alike. The directory
+/// and its files are owner-only either way.
+pub fn snapshot_with(hub: &dyn Hub, out: &Path, redact: bool) -> Result<SnapshotSummary, HubError> {
     let writer = snapshot::SnapshotWriter::create(out)?;
-    let configurations = hub.configurations()?;
+    writer.restrict_dir()?;
+    let mut configurations = hub.configurations()?;
+    let redactor = redact.then(|| crate::plan::Redactor::new(&[], &configurations));
+    fn scrub<'a>(
+        r: Option<&crate::plan::Redactor>,
+        v: &'a serde_json::Value,
+    ) -> std::borrow::Cow<'a, serde_json::Value> {
+        match r {
+            Some(r) => {
+                let mut v = v.clone();
+                r.redact_in_place(&mut v);
+                std::borrow::Cow::Owned(v)
+            }
+            None => std::borrow::Cow::Borrowed(v),
+        }
+    }
     let devices = Mutex::new(writer.devices_file(snapshot::TwinFormat::JsonLines)?);
     hub.device_batches(Projection::Full, &|batch| {
         let mut file = devices.lock().unwrap_or_else(|e| e.into_inner());
-        batch.iter().try_for_each(|t| file.push(t.value())).map_err(HubError::from)
+        batch.iter().try_for_each(|t| file.push(scrub(redactor.as_ref(), t.value()).as_ref())).map_err(HubError::from)
     })?;
     let modules = Mutex::new(writer.module_twins_file(snapshot::TwinFormat::JsonLines)?);
     hub.module_batches(&|batch| {
         let mut file = modules.lock().unwrap_or_else(|e| e.into_inner());
-        batch.iter().try_for_each(|t| file.push(t)).map_err(HubError::from)
+        batch.iter().try_for_each(|t| file.push(scrub(redactor.as_ref(), t).as_ref())).map_err(HubError::from)
     })?;
+    if let Some(r) = &redactor {
+        for c in &mut configurations {
+            if let Some(mc) = c.content.modules_content.as_mut() {
+                for twin in mc.values_mut() {
+                    twin.values_mut().for_each(|v| r.redact_in_place(v));
+                }
+            }
+        }
+    }
     // Twins first, configurations last: a directory with configurations.json is only ever
     // a complete snapshot of this run or an older one.
     let devices = devices.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -1029,6 +1029,16 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile, SnapshotError> {
+        Self::create_with(target, false)
+    }
+
+    /// Like [`AtomicFile::create`], but the file is owner-only (0600) whatever the file it
+    /// replaces allowed: for files that hold credentials (snapshots, saved plans).
+    pub fn create_private(target: &Path) -> Result<AtomicFile, SnapshotError> {
+        Self::create_with(target, true)
+    }
+
+    fn create_with(target: &Path, private: bool) -> Result<AtomicFile, SnapshotError> {
         let write_error = |source| SnapshotError::Write { path: target.to_path_buf(), source };
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -1044,6 +1054,8 @@ impl AtomicFile {
         // others may read, so keep the target's permissions, or make it like any new
         // file (0666 less the umask).
         match fs::metadata(target) {
+            // tempfile creates 0600 files, which is what a private file wants.
+            _ if private => {}
             Ok(meta) => {
                 builder.permissions(meta.permissions());
             }
@@ -1120,10 +1132,31 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// Creates `dir` (and its parents) if needed.
+    /// Creates `dir` (and its parents) if needed, owner-only (0700): a snapshot holds the
+    /// hub's registry passwords and tokens, so its files are written 0600 as well.
     pub fn create(dir: &Path) -> Result<SnapshotWriter, SnapshotError> {
-        fs::create_dir_all(dir).map_err(|source| SnapshotError::Write { path: dir.to_path_buf(), source })?;
+        let write_error = |source| SnapshotError::Write { path: dir.to_path_buf(), source };
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(write_error)?;
         Ok(SnapshotWriter { dir: dir.to_path_buf() })
+    }
+
+    /// Makes an existing snapshot directory owner-only too (`snapshot --out` into a
+    /// directory made by hand).
+    pub fn restrict_dir(&self) -> Result<(), SnapshotError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                .map_err(|source| SnapshotError::Write { path: self.dir.clone(), source })?;
+        }
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -1133,7 +1166,7 @@ impl SnapshotWriter {
     /// Writes `configurations.json`, pretty-printed (people read and diff it).
     pub fn write_configurations(&self, configurations: &[Configuration]) -> Result<u64, SnapshotError> {
         let path = self.dir.join(CONFIGURATIONS_FILE);
-        let mut file = AtomicFile::create(&path)?;
+        let mut file = AtomicFile::create_private(&path)?;
         serde_json::to_writer_pretty(&mut file, configurations)
             .map_err(io::Error::from)
             .and_then(|()| file.write_all(b"\n"))
@@ -1202,7 +1235,7 @@ impl SnapshotWriter {
             TwinFormat::JsonLines => (jsonl, json),
         };
         Ok(TwinFileWriter {
-            file: AtomicFile::create(&self.dir.join(name))?,
+            file: AtomicFile::create_private(&self.dir.join(name))?,
             format,
             other: self.dir.join(other),
             records: 0,
@@ -1498,6 +1531,9 @@ mod tests {
             AtomicFile::create(&target).unwrap().commit().unwrap();
             let mode = fs::metadata(&target).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o640, "keeps the replaced file's permissions");
+            AtomicFile::create_private(&target).unwrap().commit().unwrap();
+            let mode = fs::metadata(&target).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "a private file is owner-only even over a readable one");
         }
     }
 }

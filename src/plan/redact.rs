@@ -7,10 +7,69 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::hub::wire::Configuration;
-use crate::manifest::{MASK, Rendered};
+use crate::manifest::{LABEL_NAME, MASK, Rendered};
+
+/// Whether a setting's name says its value is a credential (an env variable, a field).
+/// The hub never says which values are secret, so `import` and the redactor both guess
+/// from the name; one list, so that what `import` turns into `(secret-env)` is exactly
+/// what plans mask.
+pub fn name_looks_secret(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    const WORDS: [&str; 12] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "accesskey",
+        "access_key",
+        "privatekey",
+        "private_key",
+        "connectionstring",
+        "connection_string",
+    ];
+    // "key" alone only as a whole word (SAS_KEY, key), not inside "keyboard" or "monkey".
+    WORDS.iter().any(|w| lower.contains(w))
+        || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| matches!(w, "key" | "pwd" | "sas"))
+}
+
+fn holds_redacted(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s == REDACTED,
+        Value::Object(m) => m.values().any(holds_redacted),
+        Value::Array(items) => items.iter().any(holds_redacted),
+        _ => false,
+    }
+}
+
+/// Calls `f` with the JSON pointer and text of every string leaf.
+fn leaves(v: &Value, at: String, f: &mut dyn FnMut(String, &str)) {
+    match v {
+        Value::String(s) => f(at, s),
+        Value::Object(m) => {
+            for (k, child) in m {
+                leaves(child, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), f);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                leaves(child, format!("{at}/{i}"), f);
+            }
+        }
+        _ => {}
+    }
+}
 
 /// Shown instead of two different values that are both secret.
 pub const SECRET_CHANGED: &str = "(sensitive value changed)";
+
+/// What `snapshot --redact` writes in place of every sensitive value. Plans read it as a
+/// secret whose value is unknown: masked, and never reported as "changed" or "unchanged".
+pub const REDACTED: &str = "(redacted by fleetform snapshot --redact)";
+
+/// Shown when one side of a comparison is a value a redacted snapshot withheld.
+pub const SECRET_UNKNOWN: &str = "(sensitive, not in the redacted snapshot)";
 
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
@@ -22,6 +81,7 @@ impl Redactor {
     /// sensitive) and of the hub's configurations (every registry password).
     pub fn new(declared: &[Rendered], hub: &[Configuration]) -> Self {
         let mut r = Redactor::default();
+        r.add(REDACTED);
         for d in declared {
             let content = serde_json::to_value(&d.configuration.content.modules_content).unwrap_or(Value::Null);
             for p in &d.sensitive {
@@ -30,16 +90,80 @@ impl Redactor {
                 }
             }
         }
+        // The hub does not record which of its values were secret, so its old value at a
+        // path is secret when the declared deployment of the same name says that path is
+        // (its old token must not show next to the new one's mask).
+        for d in declared {
+            let Some(name) = d.configuration.labels.get(LABEL_NAME) else { continue };
+            for c in hub.iter().filter(|c| c.labels.get(LABEL_NAME) == Some(name)) {
+                let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+                for p in &d.sensitive {
+                    if let Some(Value::String(s)) = content.pointer(p) {
+                        r.add(s);
+                    }
+                }
+            }
+        }
         for c in hub.iter().chain(declared.iter().map(|d| &d.configuration)) {
             if let Some(mc) = &c.content.modules_content {
                 for twin in mc.values() {
                     for (k, v) in twin {
                         r.collect_passwords(v, k.contains("registryCredentials"));
+                        r.collect_secret_looking(v);
                     }
                 }
             }
         }
+        // A value secret in one version of a deployment is secret in all of them: another
+        // hub version holding the same string at another path is still that secret, and a
+        // path that holds a secret in one version holds one in the others.
+        let mut pointers = HashSet::new();
+        for c in hub {
+            let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+            leaves(&content, String::new(), &mut |p, s| {
+                if r.is_secret(s) {
+                    pointers.insert((c.labels.get(LABEL_NAME).cloned(), p));
+                }
+            });
+        }
+        for c in hub.iter().chain(declared.iter().map(|d| &d.configuration)) {
+            let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
+            let name = c.labels.get(LABEL_NAME).cloned();
+            for (n, p) in &pointers {
+                if n.is_some()
+                    && *n == name
+                    && let Some(Value::String(s)) = content.pointer(p)
+                {
+                    r.add(s);
+                }
+            }
+        }
         r
+    }
+
+    /// Values under a name that looks like a secret (`API_TOKEN: {value: …}` in a module's
+    /// env, or a plain `"password": "…"` anywhere in the content).
+    fn collect_secret_looking(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if name_looks_secret(k) {
+                        match child {
+                            Value::String(s) => self.add(s),
+                            Value::Object(o) => {
+                                if let Some(Value::String(s)) = o.get("value") {
+                                    self.add(s);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.collect_secret_looking(child);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect_secret_looking(i)),
+            _ => {}
+        }
     }
 
     pub fn add(&mut self, secret: &str) {
@@ -94,9 +218,47 @@ impl Redactor {
         let b = before.map(|v| self.text(v));
         let a = after.map(|v| self.text(v));
         if b == a && before != after {
-            return (Some(SECRET_CHANGED.to_string()), Some(SECRET_CHANGED.to_string()));
+            let text = if before.is_some_and(holds_redacted) || after.is_some_and(holds_redacted) {
+                SECRET_UNKNOWN
+            } else {
+                SECRET_CHANGED
+            };
+            return (Some(text.to_string()), Some(text.to_string()));
         }
         (b, a)
+    }
+
+    /// Replaces, in a value read from the hub (a configuration's content, a twin), every
+    /// known secret and every value that is sensitive by its place (a registry password, a
+    /// setting whose name looks like a credential) with [`REDACTED`]. The place matters for
+    /// twins: they can hold secrets of deployments no longer on the hub.
+    pub fn redact_in_place(&self, v: &mut Value) {
+        self.redact_at(v, false);
+    }
+
+    fn redact_at(&self, v: &mut Value, in_credentials: bool) {
+        match v {
+            Value::String(s) if self.is_secret(s) => *s = REDACTED.to_string(),
+            Value::Object(m) => {
+                for (k, child) in m.iter_mut() {
+                    if (in_credentials && k == "password") || name_looks_secret(k) {
+                        match child {
+                            Value::String(s) => *s = REDACTED.to_string(),
+                            // `API_TOKEN: {value: …}` in a module's env.
+                            Value::Object(o) => {
+                                if let Some(Value::String(s)) = o.get_mut("value") {
+                                    *s = REDACTED.to_string();
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.redact_at(child, in_credentials || k.contains("registryCredentials"));
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials)),
+            _ => {}
+        }
     }
 
     /// Redacts a whole configuration (for saved plans and `--diff`).
@@ -148,5 +310,90 @@ mod tests {
         let r = Redactor::new(&[], &[c, layered]);
         assert!(r.is_secret("hub-pw") && r.is_secret("layer-pw"));
         assert!(!r.is_secret("u"));
+    }
+
+    fn camera(id: &str, token: &str, extra: Value) -> Configuration {
+        serde_json::from_value(json!({
+            "id": id,
+            "labels": {"fleetform-name": "camera"},
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.cam": {
+                "env": {"CAM_CODE": {"value": token}, "LEVEL": {"value": "info"}},
+                "settings": extra
+            }}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn names_that_look_like_credentials() {
+        for n in ["API_TOKEN", "DbPassword", "client_secret", "SAS_KEY", "key", "IOTHUB_CONNECTION_STRING", "apiKey"] {
+            assert!(name_looks_secret(n), "{n}");
+        }
+        for n in ["LEVEL", "keyboard", "monkey", "image", "KEYVAULT_URL", "address", "username"] {
+            assert!(!name_looks_secret(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_path_secret_in_one_version_is_secret_in_every_version_of_that_name() {
+        // CAM_CODE does not look like a secret by its name; the older hub version holds a
+        // value known to be secret there (a registry password elsewhere), so the newer
+        // version's value at the same path is masked too.
+        let old = camera("camera-1", "shared-pw", json!({}));
+        let new = camera("camera-2", "rotated-code", json!({}));
+        let base: Configuration = serde_json::from_value(json!({
+            "id": "base",
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.runtime.settings.registryCredentials.r": {"password": "shared-pw"}}}}
+        }))
+        .unwrap();
+        let other: Configuration = serde_json::from_value(json!({
+            "id": "other",
+            "labels": {"fleetform-name": "other"},
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.cam": {"env": {"CAM_CODE": {"value": "not-secret"}}}}}}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[old, new, base, other]);
+        assert!(r.is_secret("shared-pw") && r.is_secret("rotated-code"));
+        assert!(!r.is_secret("info"), "a plain setting stays visible");
+        assert!(!r.is_secret("not-secret"), "only versions sharing the name");
+    }
+
+    #[test]
+    fn hub_values_named_like_secrets_are_secrets() {
+        let c: Configuration = serde_json::from_value(json!({
+            "id": "x",
+            "content": {"modulesContent": {"$edgeAgent": {"properties.desired.modules.m": {
+                "env": {"API_TOKEN": {"value": "hub-token"}, "LEVEL": {"value": "debug"}}
+            }}}}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[c]);
+        assert!(r.is_secret("hub-token"));
+        assert!(!r.is_secret("debug"));
+        let (b, a) = r.pair(Some(&json!("hub-token")), Some(&json!(MASK)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_CHANGED), Some(SECRET_CHANGED)));
+    }
+
+    #[test]
+    fn redacting_a_twin_masks_by_place_and_value() {
+        let mut r = Redactor::default();
+        r.add("known");
+        let mut twin = json!({"properties": {"desired": {
+            "runtime": {"settings": {"registryCredentials": {"a": {"username": "u", "password": "pw"}}}},
+            "modules": {"m": {"env": {"DB_PASSWORD": {"value": "db"}, "LEVEL": {"value": "known"}, "MODE": {"value": "x"}}}}
+        }}});
+        r.redact_in_place(&mut twin);
+        let d = &twin["properties"]["desired"];
+        assert_eq!(
+            d["runtime"]["settings"]["registryCredentials"]["a"],
+            json!({"username": "u", "password": REDACTED})
+        );
+        assert_eq!(d["modules"]["m"]["env"]["DB_PASSWORD"]["value"], REDACTED);
+        assert_eq!(d["modules"]["m"]["env"]["LEVEL"]["value"], REDACTED);
+        assert_eq!(d["modules"]["m"]["env"]["MODE"]["value"], "x");
+        let mut r = Redactor::new(&[], &[]);
+        r.add("declared-secret");
+        let (b, a) = r.pair(Some(&json!({"v": REDACTED})), Some(&json!({"v": "declared-secret"})));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_UNKNOWN), Some(SECRET_UNKNOWN)));
     }
 }
