@@ -465,7 +465,7 @@ fn wait_names_a_deployment_that_targets_no_device_and_exits_3() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("Rollout complete"), "{}", transcript(&out));
     assert!(
-        stdout.contains("Rollout incomplete: 2 deployments applied and reported successful; 1 targets no device:"),
+        stdout.contains("Rollout incomplete: 3 deployments applied and reported successful; 1 targets no device:"),
         "{}",
         transcript(&out)
     );

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+/// Deployments holding registry passwords need a hash key (README, "The content hash").
+const HASH_KEY: (&str, &str) = ("FLEETFORM_HASH_KEY", "corpus-hash-key-0123456789abcdef01");
+
 fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/manifests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -177,7 +180,7 @@ fn round_trip(manifest: &Path, out: &Path, env: &[(String, String)]) -> RoundTri
     let o = common::fleetform().arg("validate").arg(&file).output().unwrap();
     assert!(o.status.success(), "{file} does not validate:\n{kdl}\n{}", common::transcript(&o));
     let mut cmd = common::fleetform();
-    cmd.args(["render", &name]).arg(&file).arg("--show-secrets");
+    cmd.args(["render", &name]).arg(&file).arg("--show-secrets").env(HASH_KEY.0, HASH_KEY.1);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -334,7 +337,7 @@ fn hub_import_adopts_the_whole_corpus_without_content_changes() {
         }
     }
     let mut cmd = common::fleetform();
-    cmd.arg("plan").arg(&dir).args(hub_args).args(["--format", "json"]);
+    cmd.arg("plan").arg(&dir).args(hub_args).args(["--format", "json"]).env(HASH_KEY.0, HASH_KEY.1);
     for (k, v) in &env {
         cmd.env(k, v);
     }

@@ -532,7 +532,8 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
     let before = hub.module_twin(device, "$edgeAgent").unwrap();
     // Written by hand from the deployment above, not read back from the engine.
     let expected_modules = json!({"sensor": {"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
-                                             "settings": {"image": "contoso.azurecr.io/sensor:1.0", "createOptions": "{}"}}});
+                                             "settings": {"image": "contoso.azurecr.io/sensor:1.0", "createOptions": "{}"},
+                                             "configuration": {"id": "base"}}});
     assert_eq!(before["properties"]["desired"]["modules"], expected_modules, "{before}");
     assert_eq!(before["properties"]["reported"]["lastDesiredStatus"]["code"], 200, "{before}");
     let sensor_before = hub.module_twin(device, "sensor").unwrap();
