@@ -638,7 +638,10 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
             if check {
                 println!("{display}");
             } else {
-                write_atomically(&path, &formatted)?;
+                // Through a symlink to its target, replaced atomically there: the link
+                // stays a link (replacing it would cut it off from the file it shares).
+                let target = std::fs::canonicalize(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+                write_atomically(&target, &formatted)?;
                 eprintln!("formatted {display}");
             }
             unformatted.push(display);
@@ -876,15 +879,28 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     // What is applied must be what was committed, so that fleetform-commit is the truth.
     // Files outside any repository have no commit to disagree with.
     // From a commit (--ref) the working tree does not matter.
-    if !flags.allow_dirty
-        && flags.rev.is_none()
-        && let Some(dirty) = paths.iter().find(|p| fleetform::git::is_dirty(p).unwrap_or(false))
-    {
-        return Err(miette::miette!(
-            help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
-            "{} has uncommitted changes",
-            dirty.display()
-        ));
+    if !flags.allow_dirty && flags.rev.is_none() {
+        for p in &paths {
+            match fleetform::git::is_dirty(p) {
+                Ok(false) | Err(fleetform::git::GitError::NotARepository { .. }) => {}
+                Ok(true) => {
+                    return Err(miette::miette!(
+                        help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
+                        "{} has uncommitted changes",
+                        p.display()
+                    ));
+                }
+                // Not knowing whether the tree is clean is not knowing that it is.
+                Err(e) => {
+                    return Err(miette::miette!(
+                        help = "fix the repository (try `git status` there), or pass --allow-dirty to apply the \
+                                working tree without the check",
+                        "cannot tell whether {} has uncommitted changes: {e}",
+                        p.display()
+                    ));
+                }
+            }
+        }
     }
     let Some(rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
@@ -909,6 +925,17 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             let problems = apply::check_saved(&saved, &hub.describe(), &current, &rendered);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());
+            }
+            // The file is only a request: what is carried out must be what planning from
+            // the repository and the hub gives now, so a hand-edited step is refused.
+            let rederived = fleetform::plan::plan(
+                rendered.clone(),
+                hub.as_ref(),
+                &fleetform::plan::PlanOptions { prune: true },
+            )?;
+            let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
+            if !problems.is_empty() {
+                return Err(apply::ApplyError::Altered { problems }.into());
             }
             say(&format!("Applying the plan saved at {} against {}.\n{}\n", saved.created, saved.hub, saved.summary));
             (saved.steps, rendered, saved.expected_applied, "plan")

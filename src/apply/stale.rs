@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ApplyError;
 use crate::hub::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
-use crate::plan::SavedPlan;
+use crate::plan::{SavedPlan, Step, StepOp};
 use crate::plan::saved::{SAVED_KIND, SAVED_VERSION};
 
 /// One way a saved plan no longer matches.
@@ -32,16 +32,21 @@ pub enum Staleness {
     NewlyDeclared { name: String },
 }
 
-/// Reads `path` as a saved plan if it is one: a `.json` file whose `kind` is
-/// `fleetform-plan`. Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of
-/// deployment files.
+/// Reads `path` as a saved plan if it is one: a regular file holding a JSON object whose
+/// `kind` is `fleetform-plan`, whatever the file is called (`p.plan`, `plan.json`).
+/// Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of deployment files.
 pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
-    if !path.is_file() || path.extension().and_then(|e| e.to_str()) != Some("json") {
+    // `is_file` follows links and is false for FIFOs and devices, which are never read
+    // here (reading a FIFO would block); the deployment loader rejects those by name.
+    if !path.is_file() || path.extension().and_then(|e| e.to_str()) == Some("kdl") {
         return Ok(None);
     }
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ApplyError::PlanFile { path: shown.clone(), message: e.to_string() })?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         // A .json file that is not JSON is not a plan; let the path handling say so.
@@ -204,4 +209,53 @@ deployment "base" {
         std::fs::write(&good, serde_json::to_string(&saved).unwrap()).unwrap();
         assert_eq!(load_plan_file(&good).unwrap().unwrap(), saved);
     }
+}
+
+/// The saved plan's steps that the plan re-derived now (from the same files and the hub,
+/// with pruning on) does not contain, and the re-derived steps the saved plan leaves out.
+/// A saved plan can only choose to leave out prune deletes (a plan made without
+/// `--prune`); every other step must be there, identical and in the same order. This,
+/// not the file's integrity, is what stops a hand-edited plan: an added `delete` of an
+/// unmanaged deployment, an `update` turned into a `delete`, a dropped `create` whose
+/// `replace` delete would then remove the deployment — none is in the re-derived plan.
+pub fn unjustified_steps(saved: &[Step], rederived: &[Step]) -> Vec<String> {
+    let same = |a: &Step, b: &Step| {
+        a.op == b.op
+            && a.name == b.name
+            && a.id == b.id
+            && a.priority == b.priority
+            && a.etag == b.etag
+            && a.reason == b.reason
+    };
+    let optional = |s: &Step| s.op == StepOp::Delete && s.reason == "delete";
+    let mut out = Vec::new();
+    let mut next = 0;
+    for step in saved {
+        match rederived[next..].iter().position(|r| same(r, step)) {
+            Some(at) => {
+                for skipped in &rederived[next..next + at] {
+                    if !optional(skipped) {
+                        out.push(format!("the plan leaves out {}", describe(skipped)));
+                    }
+                }
+                next += at + 1;
+            }
+            None => out.push(format!("{} is not what planning now would do", describe(step))),
+        }
+    }
+    for skipped in &rederived[next..] {
+        if !optional(skipped) {
+            out.push(format!("the plan leaves out {}", describe(skipped)));
+        }
+    }
+    out
+}
+
+fn describe(step: &Step) -> String {
+    let op = match step.op {
+        StepOp::Create => "create",
+        StepOp::Update => "update",
+        StepOp::Delete => "delete",
+    };
+    format!("step {} ({op} {} ({}), {})", step.number, step.name, step.id, step.reason)
 }
