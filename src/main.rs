@@ -410,7 +410,7 @@ fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Res
         }
         Format::Text => {
             print_problems(&ws.problems);
-            if ws.deployments.is_empty() {
+            if ws.deployments.is_empty() && ok {
                 // Not an error (a new repository has none yet), but never silent: plan and
                 // apply --prune refuse this unless --allow-empty.
                 eprintln!(
