@@ -976,11 +976,8 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             }
             // The file is only a request: what is carried out must be what planning from
             // the repository and the hub gives now, so a hand-edited step is refused.
-            let rederived = fleetform::plan::plan(
-                rendered.clone(),
-                hub.as_ref(),
-                &fleetform::plan::PlanOptions { prune: true },
-            )?;
+            let rederived =
+                fleetform::plan::plan(rendered.clone(), hub.as_ref(), &fleetform::plan::PlanOptions { prune: true })?;
             let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Altered { problems }.into());
@@ -989,8 +986,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             (saved.steps, rendered, saved.expected_applied, "plan")
         }
         None => {
-            let plan =
-                fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune.prune })?;
+            let plan = fleetform::plan::plan(
+                rendered,
+                hub.as_ref(),
+                &fleetform::plan::PlanOptions { prune: flags.prune.prune },
+            )?;
             let paint =
                 fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
             say(&fleetform::render::text::plan_text(&plan, paint));
