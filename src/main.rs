@@ -113,9 +113,10 @@ enum Command {
     /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
     /// failed rollout (--wait), 130 interrupted by Ctrl-C.
     Apply {
-        /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
-        /// fleetform-plan) followed by the deployment paths it was made from, or just the
-        /// paths (files or directories searched recursively for *.kdl; default ".").
+        /// A plan saved by `fleetform plan --out FILE` (any file holding JSON of kind
+        /// fleetform-plan; carried out only if planning now derives the same steps)
+        /// followed by the deployment paths it was made from, or just the paths (files or
+        /// directories searched recursively for *.kdl, symlinks followed; default ".").
         #[arg(value_name = "PLANFILE | PATH")]
         args: Vec<PathBuf>,
         #[command(flatten)]
