@@ -159,7 +159,12 @@ fn discover(path: &Path) -> Result<Repository, GitError> {
             break;
         }
     }
-    Repository::discover(&probe).map_err(|_| GitError::NotARepository { path: path.display().to_string() })
+    // Only "no repository here" means that; a repository git cannot open (corrupt,
+    // unreadable, unsafe owner) is an error, so that apply's dirty check fails closed.
+    Repository::discover(&probe).map_err(|e| match e.code() {
+        git2::ErrorCode::NotFound => GitError::NotARepository { path: path.display().to_string() },
+        _ => GitError::Git(e),
+    })
 }
 
 fn resolve<'r>(repo: &'r Repository, rev: &str) -> Result<git2::Commit<'r>, GitError> {

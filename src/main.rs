@@ -94,6 +94,11 @@ enum Command {
         /// reported as orphaned and kept).
         #[arg(long)]
         prune: bool,
+        /// With --prune, allow an empty set of deployments (which deletes every managed
+        /// deployment). Without it, finding no deployments is an error, since that is far
+        /// more often a wrong path than a wish to delete everything.
+        #[arg(long)]
+        allow_empty: bool,
         /// Also show replaced and updated deployments as a unified diff of their JSON.
         #[arg(long)]
         diff: bool,
@@ -118,9 +123,10 @@ enum Command {
     /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device,
     /// 130 interrupted by Ctrl-C.
     Apply {
-        /// A plan saved by `fleetform plan --out FILE` (a .json file of kind
-        /// fleetform-plan) followed by the deployment paths it was made from, or just the
-        /// paths (files or directories searched recursively for *.kdl; default ".").
+        /// A plan saved by `fleetform plan --out FILE` (any file holding JSON of kind
+        /// fleetform-plan; carried out only if planning now derives the same steps)
+        /// followed by the deployment paths it was made from, or just the paths (files or
+        /// directories searched recursively for *.kdl, symlinks followed; default ".").
         #[arg(value_name = "PLANFILE | PATH")]
         args: Vec<PathBuf>,
         #[command(flatten)]
@@ -132,6 +138,11 @@ enum Command {
         /// saved plan already says what it deletes).
         #[arg(long)]
         prune: bool,
+        /// With --prune, allow an empty set of deployments (which deletes every managed
+        /// deployment). Without it, finding no deployments is an error, since that is far
+        /// more often a wrong path than a wish to delete everything.
+        #[arg(long)]
+        allow_empty: bool,
         /// Overall deadline for each hub operation, retries of 429/5xx included.
         #[arg(long, value_name = "DURATION", default_value = "10m")]
         timeout: String,
@@ -373,12 +384,14 @@ fn run(command: Command) -> miette::Result<ExitCode> {
             import(&hub, manifest.as_deref(), name, priority, target, &out, force)
         }
         Command::Fmt { check, paths } => fmt(check, &paths),
-        Command::Plan { paths, hub, format, prune, diff, out, detailed_exitcode, git, base } => {
+        Command::Plan { paths, hub, format, prune, allow_empty, diff, out, detailed_exitcode, git, base } => {
             let revs = Revisions { head: git.git_ref, base };
+            let prune = Prune { prune, allow_empty };
             plan(&paths, &hub, format, prune, diff, out.as_deref(), detailed_exitcode, &revs)
         }
-        Command::Apply { args, hub, auto_approve, prune, timeout, wait, allow_dirty, git, format } => {
+        Command::Apply { args, hub, auto_approve, prune, allow_empty, timeout, wait, allow_dirty, git, format } => {
             let rev = git.git_ref;
+            let prune = Prune { prune, allow_empty };
             apply(&args, &hub, ApplyFlags { auto_approve, prune, timeout, wait, allow_dirty, rev, format })
         }
         Command::Status { hub, repo, format } => status(&hub, &repo, format),
@@ -424,6 +437,14 @@ fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Res
         }
         Format::Text => {
             print_problems(&ws.problems);
+            if ws.deployments.is_empty() && ok {
+                // Not an error (a new repository has none yet), but never silent: plan and
+                // apply --prune refuse this unless --allow-empty.
+                eprintln!(
+                    "warning: no deployments found in {} (symlinks are followed, hidden folders skipped)",
+                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
             if ok {
                 println!(
                     "{} deployment{} in {} file{}: valid",
@@ -510,18 +531,43 @@ fn change_section(
     Ok(Some(fleetform::plan::change_plan(&label, &base_rendered, head, hub)?))
 }
 
+/// `--prune` and whether it may act on an empty set of deployments.
+#[derive(Clone, Copy)]
+struct Prune {
+    prune: bool,
+    allow_empty: bool,
+}
+
+impl Prune {
+    /// Pruning with nothing declared deletes every managed deployment: refused unless
+    /// asked for, because a wrong path, a skipped link or a bad checkout looks the same.
+    fn check(self, paths: &[PathBuf], rendered: &[manifest::Rendered]) -> miette::Result<()> {
+        if self.prune && !self.allow_empty && rendered.is_empty() {
+            return Err(miette::miette!(
+                code = "fleetform::prune_empty",
+                help = "check the paths; pass --allow-empty to delete every managed deployment on purpose",
+                "no deployments found in {}: --prune would delete every managed deployment",
+                paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn plan(
     paths: &[PathBuf],
     hub: &HubArgs,
     format: PlanFormat,
-    prune: bool,
+    prune: Prune,
     show_diff: bool,
     out: Option<&std::path::Path>,
     detailed_exitcode: bool,
     revs: &Revisions,
 ) -> miette::Result<ExitCode> {
     let Some(rendered) = declared(paths, revs.head.as_deref())? else { return Ok(ExitCode::from(1)) };
+    prune.check(paths, &rendered)?;
+    let prune = prune.prune;
     let hub =
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let change = match &revs.base {
@@ -670,7 +716,10 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
             if check {
                 println!("{display}");
             } else {
-                write_atomically(&path, &formatted)?;
+                // Through a symlink to its target, replaced atomically there: the link
+                // stays a link (replacing it would cut it off from the file it shares).
+                let target = std::fs::canonicalize(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+                write_atomically(&target, &formatted)?;
                 eprintln!("formatted {display}");
             }
             unformatted.push(display);
@@ -903,7 +952,7 @@ fn serve(
 
 struct ApplyFlags {
     auto_approve: bool,
-    prune: bool,
+    prune: Prune,
     timeout: String,
     wait: Option<String>,
     allow_dirty: bool,
@@ -937,17 +986,33 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     // What is applied must be what was committed, so that fleetform-commit is the truth.
     // Files outside any repository have no commit to disagree with.
     // From a commit (--ref) the working tree does not matter.
-    if !flags.allow_dirty
-        && flags.rev.is_none()
-        && let Some(dirty) = paths.iter().find(|p| fleetform::git::is_dirty(p).unwrap_or(false))
-    {
-        return Err(miette::miette!(
-            help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
-            "{} has uncommitted changes",
-            dirty.display()
-        ));
+    if !flags.allow_dirty && flags.rev.is_none() {
+        for p in &paths {
+            match fleetform::git::is_dirty(p) {
+                Ok(false) | Err(fleetform::git::GitError::NotARepository { .. }) => {}
+                Ok(true) => {
+                    return Err(miette::miette!(
+                        help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
+                        "{} has uncommitted changes",
+                        p.display()
+                    ));
+                }
+                // Not knowing whether the tree is clean is not knowing that it is.
+                Err(e) => {
+                    return Err(miette::miette!(
+                        help = "fix the repository (try `git status` there), or pass --allow-dirty to apply the \
+                                working tree without the check",
+                        "cannot tell whether {} has uncommitted changes: {e}",
+                        p.display()
+                    ));
+                }
+            }
+        }
     }
     let Some(mut rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
+    if saved.is_none() {
+        flags.prune.check(&paths, &rendered)?;
+    }
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
     let json = flags.format == Format::Json;
@@ -963,7 +1028,7 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
 
     let (steps, declared_now, expected_applied, source) = match saved {
         Some(saved) => {
-            if flags.prune {
+            if flags.prune.prune {
                 eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
             }
             let current = hub.configurations()?;
@@ -974,12 +1039,23 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Stale { problems }.into());
             }
+            // The file is only a request: what is carried out must be what planning from
+            // the repository and the hub gives now, so a hand-edited step is refused.
+            let rederived =
+                fleetform::plan::plan(rendered.clone(), hub.as_ref(), &fleetform::plan::PlanOptions { prune: saved.prune })?;
+            let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
+            if !problems.is_empty() {
+                return Err(apply::ApplyError::Altered { problems }.into());
+            }
             say(&format!("Applying the plan saved at {} against {}.\n{}\n", saved.created, saved.hub, saved.summary));
             (saved.steps, rendered, saved.expected_applied, "plan")
         }
         None => {
-            let plan =
-                fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune: flags.prune })?;
+            let plan = fleetform::plan::plan(
+                rendered,
+                hub.as_ref(),
+                &fleetform::plan::PlanOptions { prune: flags.prune.prune },
+            )?;
             let paint =
                 fleetform::render::text::Paint { color: COLOR.load(std::sync::atomic::Ordering::Relaxed) && !json };
             say(&fleetform::render::text::plan_text(&plan, paint));

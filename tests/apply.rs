@@ -478,3 +478,28 @@ fn wait_names_a_deployment_that_targets_no_device_and_exits_3() {
     // Nothing left to write: no wait, plain success.
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
 }
+
+#[test]
+fn an_edited_plan_deleting_an_unmanaged_deployment_is_refused_by_the_emulator_run() {
+    let server = start(&[]);
+    let file = server.state.join("edited.plan");
+    let out = server.command(&["plan"]).arg("--out").arg(&file).arg(deployments()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let mut plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let steps = plan["steps"].as_array_mut().unwrap();
+    let number = steps.len() + 1;
+    steps.push(serde_json::json!({
+        "number": number, "op": "delete", "name": "manual-hotfix", "id": "manual-hotfix",
+        "priority": 0, "etag": null, "reason": "delete"
+    }));
+    std::fs::write(&file, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let before = server.hub().configurations().unwrap();
+    let mut cmd = server.command(&["apply", "--timeout", "60s"]);
+    let out = cmd.arg(&file).arg(deployments()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fleetform::apply::altered_plan"), "{}", transcript(&out));
+    let after = server.hub().configurations().unwrap();
+    assert!(after.iter().any(|c| c.id == "manual-hotfix"), "the unmanaged deployment is still there");
+    let ids = |c: &[Configuration]| c.iter().map(|c| (c.id.clone(), c.etag.clone())).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before), "nothing was written");
+}

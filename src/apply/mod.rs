@@ -20,7 +20,7 @@ use crate::hub::{Configuration, Hub, HubError};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
 use crate::plan::{Step, StepOp, actions::field_changes};
 
-pub use stale::{Staleness, check_saved, load_plan_file};
+pub use stale::{Staleness, check_saved, load_plan_file, unjustified_steps};
 pub use status::{DeploymentStatus, StatusReport, compare_with_head, status, status_text};
 pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
 
@@ -43,6 +43,15 @@ pub enum ApplyError {
         )
     )]
     Stale { problems: Vec<Staleness> },
+
+    #[error("the saved plan asks for what planning now would not do: {}", .problems.join("; "))]
+    #[diagnostic(
+        code(fleetform::apply::altered_plan),
+        help(
+            "a saved plan can only carry out steps that `fleetform plan --prune` derives from the same files and hub; nothing was changed. Make the plan again with `fleetform plan --out FILE` instead of editing it"
+        )
+    )]
+    Altered { problems: Vec<String> },
 
     #[error(transparent)]
     #[diagnostic(transparent)]

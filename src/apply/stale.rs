@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::ApplyError;
 use crate::hub::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
-use crate::plan::SavedPlan;
 use crate::plan::saved::{SAVED_KIND, SAVED_VERSION};
+use crate::plan::{SavedPlan, Step, StepOp};
 
 /// One way a saved plan no longer matches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -34,16 +34,21 @@ pub enum Staleness {
     NewlyDeclared { name: String },
 }
 
-/// Reads `path` as a saved plan if it is one: a `.json` file whose `kind` is
-/// `fleetform-plan`. Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of
-/// deployment files.
+/// Reads `path` as a saved plan if it is one: a regular file holding a JSON object whose
+/// `kind` is `fleetform-plan`, whatever the file is called (`p.plan`, `plan.json`).
+/// Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of deployment files.
 pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
-    if !path.is_file() || path.extension().and_then(|e| e.to_str()) != Some("json") {
+    // `is_file` follows links and is false for FIFOs and devices, which are never read
+    // here (reading a FIFO would block); the deployment loader rejects those by name.
+    if !path.is_file() || path.extension().and_then(|e| e.to_str()) == Some("kdl") {
         return Ok(None);
     }
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ApplyError::PlanFile { path: shown.clone(), message: e.to_string() })?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
     let value: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v) => v,
         // A .json file that is not JSON is not a plan; let the path handling say so.
@@ -117,6 +122,55 @@ pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], decl
         out.push(Staleness::NewlyDeclared { name: name.to_string() });
     }
     out
+}
+
+/// The saved plan's steps that the plan re-derived now (from the same files and the hub,
+/// with pruning on) does not contain, and the re-derived steps the saved plan leaves out.
+/// A saved plan can only choose to leave out prune deletes (a plan made without
+/// `--prune`); every other step must be there, identical and in the same order. This,
+/// not the file's integrity, is what stops a hand-edited plan: an added `delete` of an
+/// unmanaged deployment, an `update` turned into a `delete`, a dropped `create` whose
+/// `replace` delete would then remove the deployment — none is in the re-derived plan.
+pub fn unjustified_steps(saved: &[Step], rederived: &[Step]) -> Vec<String> {
+    let same = |a: &Step, b: &Step| {
+        a.op == b.op
+            && a.name == b.name
+            && a.id == b.id
+            && a.priority == b.priority
+            && a.etag == b.etag
+            && a.reason == b.reason
+    };
+    let optional = |s: &Step| s.op == StepOp::Delete && s.reason == "delete";
+    let mut out = Vec::new();
+    let mut next = 0;
+    for step in saved {
+        match rederived[next..].iter().position(|r| same(r, step)) {
+            Some(at) => {
+                for skipped in &rederived[next..next + at] {
+                    if !optional(skipped) {
+                        out.push(format!("the plan leaves out {}", describe(skipped)));
+                    }
+                }
+                next += at + 1;
+            }
+            None => out.push(format!("{} is not what planning now would do", describe(step))),
+        }
+    }
+    for skipped in &rederived[next..] {
+        if !optional(skipped) {
+            out.push(format!("the plan leaves out {}", describe(skipped)));
+        }
+    }
+    out
+}
+
+fn describe(step: &Step) -> String {
+    let op = match step.op {
+        StepOp::Create => "create",
+        StepOp::Update => "update",
+        StepOp::Delete => "delete",
+    };
+    format!("step {} ({op} {} ({}), {})", step.number, step.name, step.id, step.reason)
 }
 
 #[cfg(test)]
@@ -227,5 +281,28 @@ deployment "base" {
         let good = dir.path().join("plan.json");
         std::fs::write(&good, serde_json::to_string(&saved).unwrap()).unwrap();
         assert_eq!(load_plan_file(&good).unwrap().unwrap(), saved);
+    }
+
+    fn step(number: usize, op: StepOp, id: &str, reason: &str) -> Step {
+        Step { number, op, name: id.into(), id: id.into(), priority: 1, etag: None, reason: reason.into() }
+    }
+
+    #[test]
+    fn only_prune_deletes_may_be_left_out() {
+        let derived = vec![
+            step(1, StepOp::Create, "new", "replace"),
+            step(2, StepOp::Delete, "old", "replace"),
+            step(3, StepOp::Delete, "gone", "delete"),
+        ];
+        assert!(unjustified_steps(&derived[..2], &derived).is_empty(), "a plan made without --prune");
+        assert!(unjustified_steps(&derived, &derived).is_empty());
+        assert_eq!(unjustified_steps(&derived[1..2], &derived).len(), 1, "the replace's create is missing");
+        let swapped = vec![derived[1].clone(), derived[0].clone()];
+        assert!(!unjustified_steps(&swapped, &derived).is_empty(), "order matters");
+        let extra = vec![derived[0].clone(), derived[1].clone(), step(3, StepOp::Delete, "manual-hotfix", "delete")];
+        assert_eq!(
+            unjustified_steps(&extra, &derived),
+            vec!["step 3 (delete manual-hotfix (manual-hotfix), delete) is not what planning now would do"]
+        );
     }
 }

@@ -53,6 +53,11 @@ pub struct SavedPlan {
     /// these when no paths follow the plan file.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Whether the plan deletes undeclared managed deployments. Apply re-derives the plan
+    /// with this setting, so a delete added by hand to a plan made without `--prune` is not
+    /// a step of the re-derived plan and is refused.
+    #[serde(default)]
+    pub prune: bool,
 }
 
 impl SavedPlan {
@@ -80,6 +85,7 @@ impl SavedPlan {
             source_commit,
             hub: plan.hub.clone(),
             hub_id: Some(plan.hub_id.clone()),
+            prune: plan.count(crate::plan::ActionKind::Delete) > 0,
             steps: plan.steps.clone(),
             configurations,
             hub_etags,

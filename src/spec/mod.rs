@@ -30,6 +30,12 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path} is not a regular file ({kind})")]
+    #[diagnostic(
+        code(fleetform::io::not_a_file),
+        help("deployment files are regular .kdl files (or symlinks to them); pass the file itself or its directory")
+    )]
+    NotRegular { path: String, kind: &'static str },
     #[error("{path} is not UTF-8 text")]
     #[diagnostic(code(fleetform::io), help("KDL files are UTF-8; re-save the file as UTF-8"))]
     NotUtf8 { path: String },
@@ -78,15 +84,25 @@ impl Workspace {
 }
 
 /// The `.kdl` files a path stands for: itself if it is a file, else those below it.
+/// Symlinks are followed (walkdir reports a link back to an ancestor as an error); a FIFO,
+/// socket or device is refused without being opened, so nothing blocks or reads forever.
 pub fn kdl_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    if !root.exists() {
-        return Err(LoadError::NotFound { path: root.display().to_string() });
-    }
-    if root.is_file() {
+    let meta = match std::fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LoadError::NotFound { path: root.display().to_string() });
+        }
+        Err(source) => return Err(LoadError::Read { path: root.display().to_string(), source }),
+    };
+    if meta.is_file() {
         return Ok(vec![root.to_path_buf()]);
+    }
+    if !meta.is_dir() {
+        return Err(LoadError::NotRegular { path: root.display().to_string(), kind: kind_of(&meta.file_type()) });
     }
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
@@ -95,9 +111,33 @@ pub fn kdl_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
             path: e.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
             source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")),
         })?;
-        if entry.file_type().is_file() && entry.path().extension().is_some_and(|x| x == "kdl") {
-            out.push(entry.into_path());
+        if entry.path().extension().is_none_or(|x| x != "kdl") || entry.file_type().is_dir() {
+            continue;
         }
+        if !entry.file_type().is_file() {
+            return Err(LoadError::NotRegular {
+                path: entry.path().display().to_string(),
+                kind: kind_of(&entry.file_type()),
+            });
+        }
+        out.push(entry.into_path());
     }
     Ok(out)
+}
+
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_symlink() { "a broken symlink" } else { "not a file or directory" }
 }
