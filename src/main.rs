@@ -344,6 +344,9 @@ enum HubCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Apply { .. } | Command::Hub(HubCommand::Serve { .. })) {
+        quiet_on_closed_pipe();
+    }
     COLOR.store(
         matches!(cli.color, Color::Always)
             || (matches!(cli.color, Color::Auto)
@@ -371,6 +374,18 @@ fn main() -> ExitCode {
             eprintln!("{report:?}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `fleetform plan | head` must end quietly when `head` closes the pipe, as other Unix
+/// tools do, instead of panicking on the failed write. Only for commands that write nothing
+/// but their output: apply and the emulator keep going (their writes to the hub must not
+/// be cut off by a reader of their progress going away).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

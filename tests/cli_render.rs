@@ -220,3 +220,42 @@ fn render_refuses_an_invalid_workspace() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("fix them before rendering"));
 }
+
+/// A reader that closes the pipe early (`fleetform query … | head -1`) ends the command
+/// quietly, as with any Unix tool: no panic message, no error. The output (20,000 ids) is
+/// larger than a pipe's buffer, so the write after the close really fails.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let generated = fleetform()
+        .args(["hub", "generate", "--devices", "20000", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", transcript(&generated));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetform"))
+        .args(["query", "SELECT deviceId FROM devices", "--hub"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(status.success() || status.signal() == Some(libc_sigpipe()), "{status:?}: {err}");
+}
+
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13 // SIGPIPE on Linux and the BSDs
+}

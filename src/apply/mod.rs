@@ -48,7 +48,7 @@ pub enum ApplyError {
     #[diagnostic(
         code(fleetform::apply::altered_plan),
         help(
-            "a saved plan can only carry out steps that `fleetform plan --prune` derives from the same files and hub; nothing was changed. Make the plan again with `fleetform plan --out FILE` instead of editing it"
+            "a saved plan can only carry out steps that `fleetform plan` derives from the same files and hub (with `--prune` only if the plan was made with it); nothing was changed. Make the plan again with `fleetform plan --out FILE` instead of editing it"
         )
     )]
     Altered { problems: Vec<String> },
