@@ -621,6 +621,13 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
         for path in spec::kdl_files(root)? {
             let display = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            // The formatter recurses per level, so too deep a file is refused before it.
+            if spec::limits::too_deep(&text).is_some() {
+                let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
+                print_problems(&spec::limits::nesting_problem(&file).into_iter().collect::<Vec<_>>());
+                failed = true;
+                continue;
+            }
             let formatted = match spec::fmt::format_source(&text) {
                 Ok(f) => f,
                 Err(e) => {

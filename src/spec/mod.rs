@@ -4,6 +4,7 @@
 mod checks;
 pub mod diag;
 pub mod fmt;
+pub mod limits;
 pub mod model;
 mod parse;
 pub mod rules;
