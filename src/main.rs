@@ -54,6 +54,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Show at most N problems in text output (JSON always lists every one); the
+        /// total is still counted. 0 shows them all.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        max_problems: usize,
         #[command(flatten)]
         git: RefArg,
     },
@@ -339,7 +343,9 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> miette::Result<ExitCode> {
     match command {
-        Command::Validate { paths, format, git } => validate(&paths, format, git.git_ref.as_deref()),
+        Command::Validate { paths, format, max_problems, git } => {
+            validate(&paths, format, max_problems, git.git_ref.as_deref())
+        }
         Command::Render { name, paths, show_secrets, git } => {
             render(&name, &paths, show_secrets, git.git_ref.as_deref())
         }
@@ -383,7 +389,7 @@ fn print_problems(problems: &[Problem]) {
     }
 }
 
-fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Result<ExitCode> {
+fn validate(paths: &[PathBuf], format: Format, max_problems: usize, rev: Option<&str>) -> miette::Result<ExitCode> {
     let ws = fleetform::git::load_workspace(paths, rev)?;
     let ok = ws.problems.is_empty();
     match format {
@@ -397,7 +403,13 @@ fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Res
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
-            print_problems(&ws.problems);
+            // A terminal is no use past a screenful or so; the count below stays exact.
+            let shown = if max_problems == 0 { ws.problems.len() } else { max_problems.min(ws.problems.len()) };
+            print_problems(&ws.problems[..shown]);
+            if shown < ws.problems.len() {
+                let more = ws.problems.len() - shown;
+                eprintln!("… and {more} more problem{} (--max-problems 0 shows all)", plural(more));
+            }
             if ok {
                 println!(
                     "{} deployment{} in {} file{}: valid",

@@ -48,3 +48,50 @@ fn nesting_at_the_limit_is_not_refused() {
     assert!(!stdout(&out).contains("nested more than"), "{}", transcript(&out));
     assert!(out.status.code().is_some(), "no crash: {}", transcript(&out));
 }
+
+fn many_problems(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let file = dir.join("many.kdl");
+    let text: String = (0..n).map(|i| format!("unknown{i} \"x\"\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Text output showed every problem and re-scanned the file for each: 8,000 took 34 s.
+/// The bound here is a coarse guard against going quadratic again, not a measurement
+/// (benches/validate.rs measures).
+#[test]
+fn thousands_of_problems_render_in_linear_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = many_problems(dir.path(), 9_000);
+    let started = std::time::Instant::now();
+    let out = fleetform().args(["validate", "--max-problems", "0"]).arg(&file).output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("9000 problems found"), "{}", &err[err.len().saturating_sub(500)..]);
+    assert!(err.contains(&format!("{}:9000:1", file.display())), "last problem shown with its location");
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+}
+
+#[test]
+fn text_output_caps_the_problems_shown_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = many_problems(dir.path(), 250);
+    let name = file.display().to_string();
+    let out = fleetform().arg("validate").arg(&file).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{name}:100:1")), "{err}");
+    assert!(!err.contains(&format!("{name}:101:1")), "only 100 by default");
+    assert!(err.contains("… and 150 more problems (--max-problems 0 shows all)"), "{err}");
+    assert!(err.contains("250 problems found"), "{err}");
+
+    let out = fleetform().args(["validate", "--max-problems", "3"]).arg(&file).output().unwrap();
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{name}:3:1")) && !err.contains(&format!("{name}:4:1")), "{err}");
+    assert!(err.contains("… and 247 more problems"), "{err}");
+
+    // JSON is for machines: every problem, uncapped.
+    let out = fleetform().args(["validate", "--format", "json", "--max-problems", "3"]).arg(&file).output().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["problems"].as_array().unwrap().len(), 250);
+}
