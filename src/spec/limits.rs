@@ -81,7 +81,8 @@ fn skip_string(b: &[u8], start: usize) -> usize {
             i += 2;
             continue;
         }
-        if b[i..].starts_with(quote) && b[i + quote.len()..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes
+        if b[i..].starts_with(quote)
+            && b[i + quote.len()..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes
         {
             return i + quote.len() + hashes;
         }
@@ -118,7 +119,14 @@ mod tests {
         assert_eq!(too_deep(&ok), None);
         let deep = "a {".repeat(MAX_NESTING + 1);
         assert_eq!(too_deep(&deep), Some(3 * MAX_NESTING + 2));
-        let quoted = format!("a \"{}\" #\"{}\"# /* {} /* */ {} */ // {}\n", "{".repeat(999), "{\"".repeat(999), "{".repeat(999), "{".repeat(999), "{".repeat(999));
+        let quoted = format!(
+            "a \"{}\" #\"{}\"# /* {} /* */ {} */ // {}\n",
+            "{".repeat(999),
+            "{\"".repeat(999),
+            "{".repeat(999),
+            "{".repeat(999),
+            "{".repeat(999)
+        );
         assert_eq!(too_deep(&quoted), None);
         let multi = format!("a \"\"\"\n{}\n\"\"\" #true", "{".repeat(999));
         assert_eq!(too_deep(&multi), None);
