@@ -95,3 +95,19 @@ fn text_output_caps_the_problems_shown_and_counts_the_rest() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json["problems"].as_array().unwrap().len(), 250);
 }
+
+/// A problem inside a 1 MB line showed the whole line; the snippet is now a window.
+#[test]
+fn a_problem_in_a_huge_line_prints_a_short_snippet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wide.kdl");
+    let filler = "a".repeat(1_000_000);
+    std::fs::write(&file, format!("deployment \"a\" {{ x \"{filler}\"; bogus 1 \"{filler}\" }}\n")).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.len() < 20_000, "snippet not truncated: {} bytes", err.len());
+    assert!(err.contains("bogus"), "{err}");
+    // `deployment "a" { x "` is 20 characters, then the filler, then `"; `.
+    assert!(err.contains(&format!("{}:1:1000024]", file.display())), "location still exact");
+}
