@@ -111,3 +111,15 @@ fn a_problem_in_a_huge_line_prints_a_short_snippet() {
     // `deployment "a" { x "` is 20 characters, then the filler, then `"; `.
     assert!(err.contains(&format!("{}:1:1000024]", file.display())), "location still exact");
 }
+
+#[test]
+fn oversized_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.kdl");
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(16 * 1024 * 1024 + 1).unwrap();
+    let out = fleetform().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("is 16777217 bytes; deployment files may be at most 16777216 bytes"), "{err}");
+}

@@ -17,6 +17,10 @@ use super::source::SourceFile;
 /// plenty of room while staying far below where the recursive parsers run out of stack.
 pub const MAX_NESTING: usize = 128;
 
+/// Largest `.kdl` file read. Real deployment files are kilobytes; a 50 MB one took a minute
+/// and gigabytes to decode, so 16 MiB bounds time and memory with room to spare.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The first `{` that opens a level deeper than [`MAX_NESTING`], as a byte offset.
 pub fn too_deep(text: &str) -> Option<usize> {
     let b = text.as_bytes();
