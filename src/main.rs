@@ -54,6 +54,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Show at most N problems in text output (JSON always lists every one); the
+        /// total is still counted. 0 shows them all.
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        max_problems: usize,
         #[command(flatten)]
         git: RefArg,
     },
@@ -391,7 +395,9 @@ fn quiet_on_closed_pipe() {
 
 fn run(command: Command) -> miette::Result<ExitCode> {
     match command {
-        Command::Validate { paths, format, git } => validate(&paths, format, git.git_ref.as_deref()),
+        Command::Validate { paths, format, max_problems, git } => {
+            validate(&paths, format, max_problems, git.git_ref.as_deref())
+        }
         Command::Render { name, paths, show_secrets, git } => {
             render(&name, &paths, show_secrets, git.git_ref.as_deref())
         }
@@ -437,7 +443,7 @@ fn print_problems(problems: &[Problem]) {
     }
 }
 
-fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Result<ExitCode> {
+fn validate(paths: &[PathBuf], format: Format, max_problems: usize, rev: Option<&str>) -> miette::Result<ExitCode> {
     let ws = fleetform::git::load_workspace(paths, rev)?;
     let ok = ws.problems.is_empty();
     match format {
@@ -451,7 +457,13 @@ fn validate(paths: &[PathBuf], format: Format, rev: Option<&str>) -> miette::Res
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
-            print_problems(&ws.problems);
+            // A terminal is no use past a screenful or so; the count below stays exact.
+            let shown = if max_problems == 0 { ws.problems.len() } else { max_problems.min(ws.problems.len()) };
+            print_problems(&ws.problems[..shown]);
+            if shown < ws.problems.len() {
+                let more = ws.problems.len() - shown;
+                eprintln!("… and {more} more problem{} (--max-problems 0 shows all)", plural(more));
+            }
             if ws.deployments.is_empty() && ok {
                 // Not an error (a new repository has none yet), but never silent: plan and
                 // apply --prune refuse this unless --allow-empty.
@@ -714,6 +726,13 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
         for path in spec::kdl_files(root)? {
             let display = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            // The formatter recurses per level, so too deep a file is refused before it.
+            if spec::limits::too_deep(&text).is_some() {
+                let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
+                print_problems(&spec::limits::nesting_problem(&file).into_iter().collect::<Vec<_>>());
+                failed = true;
+                continue;
+            }
             let formatted = match spec::fmt::format_source(&text) {
                 Ok(f) => f,
                 Err(e) => {

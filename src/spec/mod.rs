@@ -4,6 +4,7 @@
 mod checks;
 pub mod diag;
 pub mod fmt;
+pub mod limits;
 pub mod model;
 mod parse;
 pub mod rules;
@@ -36,6 +37,14 @@ pub enum LoadError {
         help("deployment files are regular .kdl files (or symlinks to them); pass the file itself or its directory")
     )]
     NotRegular { path: String, kind: &'static str },
+    #[error("{path} is {size} bytes; deployment files may be at most {max} bytes")]
+    #[diagnostic(
+        code(fleetform::too_large),
+        help(
+            "split the deployments into several .kdl files; a deployment's content must fit the hub's own size limits anyway"
+        )
+    )]
+    TooLarge { path: String, size: u64, max: u64 },
     #[error("{path} is not UTF-8 text")]
     #[diagnostic(code(fleetform::io), help("KDL files are UTF-8; re-save the file as UTF-8"))]
     NotUtf8 { path: String },
@@ -57,6 +66,12 @@ impl Workspace {
         for root in paths {
             for path in kdl_files(root)? {
                 let display = path.display().to_string();
+                // Checked before reading, so a huge file costs neither the time nor the memory.
+                let size =
+                    std::fs::metadata(&path).map_err(|source| LoadError::Read { path: display.clone(), source })?.len();
+                if size > limits::MAX_FILE_BYTES {
+                    return Err(LoadError::TooLarge { path: display, size, max: limits::MAX_FILE_BYTES });
+                }
                 let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path: display.clone(), source })?;
                 let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: display.clone() })?;
                 sources.push(SourceFile::new(display, path, text));

@@ -37,6 +37,10 @@ const ANNOTATIONS: &[&str] = &["env", "secret", "secret-env"];
 
 /// Parses one file into deployments, appending every problem found to `problems`.
 pub fn parse_file(file: &Arc<SourceFile>, problems: &mut Vec<Problem>) -> Vec<Deployment> {
+    if let Some(p) = super::limits::nesting_problem(file) {
+        problems.push(p);
+        return Vec::new();
+    }
     let doc: KdlDocument = match file.text.parse() {
         Ok(doc) => doc,
         Err(err) => {

@@ -1,0 +1,139 @@
+//! Limits checked on a file's text before it reaches the KDL parser.
+//!
+//! The kdl crate's parser, our decoder and the formatter all recurse once per level of
+//! `{ … }` children, so a file nested some thousands of levels deep overflows the stack and
+//! aborts the process. Counting braces first, outside strings and comments, turns that into
+//! an ordinary spanned problem.
+
+use std::sync::Arc;
+
+use miette::SourceSpan;
+
+use super::diag::{Code, Problem};
+use super::source::SourceFile;
+
+/// Deepest `{ … }` nesting a file may have. A deployment needs about six levels plus the
+/// twin's own depth, and the hub refuses twins nested deeper than ten levels, so 128 leaves
+/// plenty of room while staying far below where the recursive parsers run out of stack.
+pub const MAX_NESTING: usize = 128;
+
+/// Largest `.kdl` file read. Real deployment files are kilobytes; a 50 MB one took a minute
+/// and gigabytes to decode, so 16 MiB bounds time and memory with room to spare.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The first `{` that opens a level deeper than [`MAX_NESTING`], as a byte offset.
+pub fn too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Some(i);
+                }
+                i += 1;
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                // Block comments nest in KDL.
+                let mut level = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        level += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        level -= 1;
+                        i += 2;
+                        if level == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'#' | b'"' => i = skip_string(b, i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Skips a quoted or raw string starting at `i` (a `#` not followed by `#`s and a quote
+/// is a keyword such as `#true`, and is skipped as one byte).
+fn skip_string(b: &[u8], start: usize) -> usize {
+    let hashes = b[start..].iter().take_while(|&&c| c == b'#').count();
+    let mut i = start + hashes;
+    if b.get(i) != Some(&b'"') {
+        return start + hashes.max(1);
+    }
+    let triple = b[i..].starts_with(b"\"\"\"");
+    let quote: &[u8] = if triple { b"\"\"\"" } else { b"\"" };
+    i += quote.len();
+    while i < b.len() {
+        if hashes == 0 && b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i..].starts_with(quote)
+            && b[i + quote.len()..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes
+        {
+            return i + quote.len() + hashes;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The problem for a file nested too deeply, or `None` if it is within the limit.
+pub fn nesting_problem(file: &Arc<SourceFile>) -> Option<Problem> {
+    let at = too_deep(&file.text)?;
+    Some(
+        Problem::new(
+            Code::TooMany,
+            file,
+            SourceSpan::new(at.into(), 1),
+            format!("children are nested more than {MAX_NESTING} levels deep"),
+            format!("level {} starts here", MAX_NESTING + 1),
+        )
+        .with_help(format!(
+            "fleetform reads at most {MAX_NESTING} levels of `{{ … }}`; flatten the structure \
+             (the hub itself accepts twins at most 10 levels deep)"
+        )),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_braces_outside_strings_and_comments() {
+        let ok = "a {".repeat(MAX_NESTING) + &"}".repeat(MAX_NESTING);
+        assert_eq!(too_deep(&ok), None);
+        let deep = "a {".repeat(MAX_NESTING + 1);
+        assert_eq!(too_deep(&deep), Some(3 * MAX_NESTING + 2));
+        let quoted = format!(
+            "a \"{}\" #\"{}\"# /* {} /* */ {} */ // {}\n",
+            "{".repeat(999),
+            "{\"".repeat(999),
+            "{".repeat(999),
+            "{".repeat(999),
+            "{".repeat(999)
+        );
+        assert_eq!(too_deep(&quoted), None);
+        let multi = format!("a \"\"\"\n{}\n\"\"\" #true", "{".repeat(999));
+        assert_eq!(too_deep(&multi), None);
+        assert_eq!(too_deep(r#"a "\"{""#), None);
+    }
+}
