@@ -1075,8 +1075,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             }
             // The file is only a request: what is carried out must be what planning from
             // the repository and the hub gives now, so a hand-edited step is refused.
-            let rederived =
-                fleetform::plan::plan(rendered.clone(), hub.as_ref(), &fleetform::plan::PlanOptions { prune: saved.prune })?;
+            let rederived = fleetform::plan::plan(
+                rendered.clone(),
+                hub.as_ref(),
+                &fleetform::plan::PlanOptions { prune: saved.prune },
+            )?;
             let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Altered { problems }.into());
