@@ -503,3 +503,36 @@ fn an_edited_plan_deleting_an_unmanaged_deployment_is_refused_by_the_emulator_ru
     let ids = |c: &[Configuration]| c.iter().map(|c| (c.id.clone(), c.etag.clone())).collect::<Vec<_>>();
     assert_eq!(ids(&after), ids(&before), "nothing was written");
 }
+
+/// Issue #12 item 1 on the example fleet: building 12 leaves campus-base's target and
+/// matches no deployment any more. The hub leaves such devices alone (they keep their last
+/// desired properties, unmanaged) — also when the fleet has devices that match only a
+/// layered deployment, whose manifest (no standard, so empty) must never be reused for them.
+#[test]
+fn devices_that_leave_every_target_keep_their_desired_properties() {
+    let server = start(&[]);
+    let dir = copy_deployments();
+    let out = server.apply(dir.path(), &[]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let hub = server.hub();
+    let device = "b12-f1-dc-000280";
+    let before = hub.module_twin(device, "$edgeAgent").unwrap();
+    let modules = before["properties"]["desired"]["modules"].clone();
+    assert!(modules.get("Telemetry").is_some() && modules.get("BacnetBridge").is_some(), "{before}");
+
+    let base = dir.path().join("base.kdl");
+    let text = std::fs::read_to_string(&base).unwrap();
+    let narrowed = text.replace(
+        "target \"tags.environment='prod'\"",
+        "target \"tags.environment='prod' AND tags.location.building != '12'\"",
+    );
+    assert_ne!(narrowed, text, "base.kdl's target is as this test expects");
+    std::fs::write(&base, narrowed).unwrap();
+    let out = server.apply(dir.path(), &[]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let after = hub.module_twin(device, "$edgeAgent").unwrap();
+    assert_eq!(after["properties"]["desired"]["modules"], modules, "{after}");
+    assert_eq!(after["properties"]["desired"]["systemModules"], before["properties"]["desired"]["systemModules"]);
+    let edge_hub = hub.module_twin(device, "$edgeHub").unwrap();
+    assert!(edge_hub["properties"]["desired"]["routes"].as_object().is_some_and(|r| !r.is_empty()), "{edge_hub}");
+}

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::checks::{Check, DeviceSample, Warning, manifest_checks, stack_checks};
-use super::{EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Stack, merge, stack};
+use super::{EffectiveManifest, MatchSet, MergeDeployment, Stack, merge, stack};
 use crate::hub::wire::ConfigurationKind;
 
 /// Index of a group in [`Fleet::groups`].
@@ -169,12 +169,8 @@ impl<'d> Grouper<'d> {
         let mut stacked = Vec::with_capacity(self.groups.len());
         for (i, (matches, devices)) in self.groups.into_iter().enumerate() {
             let stack = stack(deployments, &matches);
-            let (standard, layered) = stack.merge_key();
-            // With no standard, whether a layered deployment matched decides the flags
-            // (`no_standard` or `unmanaged`): key on it.
-            let no_standard = standard.is_none() && stack.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
             let next = ManifestId(distinct.len() as u32);
-            let id = *by_stack.entry((standard, layered, no_standard)).or_insert(next);
+            let id = *by_stack.entry(stack.merge_key()).or_insert(next);
             if id == next {
                 distinct.push(i);
             }

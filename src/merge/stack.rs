@@ -40,9 +40,14 @@ impl Stack {
     }
 
     /// The part of the stack that determines the merged documents: two devices with the
-    /// same key get the same manifest.
-    pub fn merge_key(&self) -> (Option<u32>, Vec<u32>) {
-        (self.standard_index, self.layered_indices.clone())
+    /// same key get the same manifest. With no standard deployment, whether a layered one
+    /// matched decides the manifest's flags (`no_standard`, or `unmanaged` when nothing
+    /// matched), so the key carries it: a device that matches nothing must never share the
+    /// manifest of one that matches only layered deployments.
+    pub fn merge_key(&self) -> (Option<u32>, Vec<u32>, bool) {
+        let no_standard =
+            self.standard_index.is_none() && self.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
+        (self.standard_index, self.layered_indices.clone(), no_standard)
     }
 }
 

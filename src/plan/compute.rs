@@ -299,8 +299,8 @@ fn cached(
     stack: &Stack,
     matched_nothing: bool,
 ) -> ManifestKey {
-    let (standard, layered) = stack.merge_key();
-    let key = (standard, layered, matched_nothing);
+    let key = stack.merge_key();
+    debug_assert!(!matched_nothing || (key.0.is_none() && !key.2));
     // Only the documents are compared; provenance would multiply the memory.
     cache.entry(key.clone()).or_insert_with(|| EffectiveManifest {
         provenance: Default::default(),

@@ -620,7 +620,7 @@ impl Emulator {
                 deployments.push(d);
             }
         }
-        let mut manifests: HashMap<(Option<u32>, Vec<u32>), EffectiveManifest> = HashMap::new();
+        let mut manifests: HashMap<(Option<u32>, Vec<u32>, bool), EffectiveManifest> = HashMap::new();
         let (mut devices_changed, mut modules_changed) = (false, false);
         for i in 0..self.devices.len() {
             let twin = &self.devices[i];
