@@ -725,7 +725,7 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
     for root in paths {
         for path in spec::kdl_files(root)? {
             let display = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let text = spec::read_kdl_file(&path, &display)?;
             // The formatter recurses per level, so too deep a file is refused before it.
             if spec::limits::too_deep(&text).is_some() {
                 let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
@@ -796,7 +796,7 @@ fn import(
     let (imported, skipped) = match manifest_file {
         Some(file) => {
             let display = file.display().to_string();
-            let text = std::fs::read_to_string(file).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let text = fleetform::import::read_manifest_file(file, &display)?;
             let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             // `deployment.template.json` and `deployment.amd64.json` name the deployment after the folder.
             let default = match stem.split('.').next() {
@@ -1075,8 +1075,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             }
             // The file is only a request: what is carried out must be what planning from
             // the repository and the hub gives now, so a hand-edited step is refused.
-            let rederived =
-                fleetform::plan::plan(rendered.clone(), hub.as_ref(), &fleetform::plan::PlanOptions { prune: saved.prune })?;
+            let rederived = fleetform::plan::plan(
+                rendered.clone(),
+                hub.as_ref(),
+                &fleetform::plan::PlanOptions { prune: saved.prune },
+            )?;
             let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
             if !problems.is_empty() {
                 return Err(apply::ApplyError::Altered { problems }.into());
