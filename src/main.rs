@@ -48,6 +48,10 @@ enum PlanFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Check every .kdl file under PATHs and report every problem with its location.
+    ///
+    /// Includes the hub's size limits: each twin's desired properties as one deployment
+    /// writes them (`$edgeAgent`, `$edgeHub`, each module's `twin`) at most 32 KB by the
+    /// hub's size rule; files over 4 MiB are refused unread (README "Input limits").
     Validate {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
@@ -243,7 +247,8 @@ enum Command {
         /// Convert this deployment manifest instead of reading a hub: a deployment.json
         /// (standard or layered), `az iot edge deployment show` output, or an iotedgedev
         /// deployment.template.json (${VAR} from the environment and the .env beside it,
-        /// ${MODULES.Name} from modules/Name/module.json).
+        /// ${MODULES.Name} from modules/Name/module.json). At most 4 MiB: larger is
+        /// refused before reading (no deployment the hub accepts is that large).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
         /// With --manifest: the deployment's name (default: a whole configuration's id,

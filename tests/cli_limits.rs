@@ -117,11 +117,11 @@ fn oversized_files_are_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.kdl");
     let f = std::fs::File::create(&file).unwrap();
-    f.set_len(16 * 1024 * 1024 + 1).unwrap();
+    f.set_len(4 * 1024 * 1024 + 1).unwrap();
     let out = fleetform().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = stderr(&out);
-    assert!(err.contains("is 16777217 bytes; deployment files may be at most 16777216 bytes"), "{err}");
+    assert!(err.contains("is 4194305 bytes; deployment files may be at most 4194304 bytes"), "{err}");
 }
 
 /// A standard deployment with one module, whose twin is `twin_body` (KDL children).
@@ -289,11 +289,11 @@ fn oversized_manifests_are_refused_before_reading() {
 fn fmt_and_git_reads_share_the_file_limit() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.kdl");
-    let text = format!("// {}\n", "x".repeat(16 * 1024 * 1024));
+    let text = format!("// {}\n", "x".repeat(4 * 1024 * 1024));
     std::fs::write(&file, &text).unwrap();
     let out = fleetform().arg("fmt").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-    assert!(stderr(&out).contains("deployment files may be at most 16777216 bytes"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("deployment files may be at most 4194304 bytes"), "{}", stderr(&out));
 
     let repo = git2::Repository::init(dir.path()).unwrap();
     let mut index = repo.index().unwrap();
@@ -305,5 +305,5 @@ fn fmt_and_git_reads_share_the_file_limit() {
     let out = fleetform().args(["validate", "--ref", "HEAD"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = stderr(&out);
-    assert!(err.contains("HEAD:big.kdl is 16777220 bytes; deployment files may be at most 16777216 bytes"), "{err}");
+    assert!(err.contains("HEAD:big.kdl is 4194308 bytes; deployment files may be at most 4194304 bytes"), "{err}");
 }

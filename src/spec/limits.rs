@@ -17,9 +17,14 @@ use super::source::SourceFile;
 /// plenty of room while staying far below where the recursive parsers run out of stack.
 pub const MAX_NESTING: usize = 128;
 
-/// Largest `.kdl` file read. Real deployment files are kilobytes; a 50 MB one took a minute
-/// and gigabytes to decode, so 16 MiB bounds time and memory with room to spare.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest `.kdl` file read. The KDL document tree costs up to ~95 bytes of memory per
+/// byte of input (a 15 MiB twin of 565,000 small keys peaked at 1.4 GB and took 10 s), so
+/// the limit is set by what a file can usefully hold: one deployment at the hub's ceiling
+/// is `$edgeAgent`, `$edgeHub` and 50 module twins of 32 KB each (1.7 MB of content, about
+/// 2–3 MB as indented KDL), and the hub holds at most 100 deployments, normally one per
+/// file. 4 MiB fits such a deployment with room to spare and bounds a file to under 0.5 GB
+/// and about 3 s.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The hub's limit on one twin's `properties.desired` (and on `properties.reported`), by
 /// [`hub_twin_size`].
