@@ -43,7 +43,7 @@ fn large_valid(deployments: usize, modules: usize, keys: usize) -> String {
 }
 
 fn validate(text: &str) -> (usize, usize) {
-    let ws = Workspace::from_sources(vec![SourceFile::new("bench.kdl".into(), "bench.kdl", text.to_string())]);
+    let ws = Workspace::from_sources(vec![SourceFile::new("bench.kdl", "bench.kdl", text.to_string())]);
     // Rendered as `validate` prints them, so the cost of the text output is included.
     let rendered: usize = ws.problems.iter().map(|p| format!("{:?}", miette::Report::new(p.clone())).len()).sum();
     (ws.deployments.len(), ws.problems.len() + rendered)

@@ -29,8 +29,6 @@ pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// The hub's limit on one twin's `properties.desired` (and on `properties.reported`), by
 /// [`hub_twin_size`].
 pub const TWIN_DESIRED_LIMIT: usize = 32 * 1024;
-/// The hub's limit on one twin's `tags`, by [`hub_twin_size`].
-pub const TWIN_TAGS_LIMIT: usize = 8 * 1024;
 
 /// Largest deployment manifest `import --manifest` reads. The most a deployment can carry
 /// is `$edgeAgent`, `$edgeHub` and one twin per module (50), 32 KB each by the hub's size
