@@ -230,8 +230,11 @@ fn a_closed_pipe_ends_output_quietly() {
     use std::io::Read;
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    let generated =
-        fleetform().args(["hub", "generate", "--devices", "20000", "--out"]).arg(dir.path()).output().unwrap();
+    let generated = fleetform()
+        .args(["hub", "generate", "--devices", "20000", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(generated.status.success(), "{}", transcript(&generated));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetform"))
         .args(["query", "SELECT deviceId FROM devices", "--hub"])

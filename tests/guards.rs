@@ -97,10 +97,7 @@ fn an_appended_prune_delete_in_a_plan_made_without_prune_is_refused() {
     let out = apply_edited(hub.path(), &plan, "plan.json");
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", "");
-    assert!(
-        err.contains("step 6 (delete legacy-sensors") && err.contains("is not what planning now would do"),
-        "{err}"
-    );
+    assert!(err.contains("step 6 (delete legacy-sensors") && err.contains("is not what planning now would do"), "{err}");
     assert_eq!(configurations(hub.path()), before, "nothing was written");
 }
 
