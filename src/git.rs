@@ -126,6 +126,14 @@ fn read_sources(paths: &[PathBuf], rev: &str, missing_ok: bool) -> Result<Vec<So
         }
         found.sort();
         for (file, oid) in found {
+            // The object header gives the size without inflating the blob, so a huge
+            // file in history is refused as cheaply as one on disk.
+            let (size, _) = repo.odb()?.read_header(oid)?;
+            crate::spec::limits::check_file_size(
+                &format!("{rev}:{file}"),
+                size as u64,
+                crate::spec::limits::MAX_FILE_BYTES,
+            )?;
             let blob = repo.find_blob(oid)?;
             let text = String::from_utf8(blob.content().to_vec())
                 .map_err(|_| GitError::NotUtf8 { rev: rev.to_string(), path: file.clone() })?;

@@ -60,6 +60,17 @@ pub enum ImportError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Read(#[from] manifest::ReadError),
+    #[error("{file} is {size} bytes; deployment manifests may be at most {max} bytes")]
+    #[diagnostic(
+        code(fleetform::too_large),
+        help(
+            "the hub accepts at most 32 KB of desired properties per twin ($edgeAgent, $edgeHub and one per module), so a larger manifest could not be deployed anyway; check that this is a deployment manifest, or split it into layered deployments"
+        )
+    )]
+    TooLarge { file: String, size: u64, max: u64 },
+    #[error("{file}: {message}")]
+    #[diagnostic(code(fleetform::io))]
+    ReadFile { file: String, message: String },
     #[error("\"{name}\" is not a usable deployment name")]
     #[diagnostic(code(fleetform::import::bad_name), help("pass --name with lowercase letters, digits and `-`"))]
     BadName { name: String },
@@ -255,6 +266,23 @@ fn check_written(name: &str, text: &str, notes: &mut Vec<String>) {
     for p in &ws.problems {
         notes.push(format!("{name}.kdl: {p} (edit the file before planning)"));
     }
+}
+
+/// Reads a manifest for [`from_manifest`], refusing one over
+/// [`crate::spec::limits::MAX_MANIFEST_BYTES`] (or not a regular file) before reading it.
+pub fn read_manifest_file(path: &std::path::Path, display: &str) -> Result<String, ImportError> {
+    let max = crate::spec::limits::MAX_MANIFEST_BYTES;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ImportError::ReadFile { file: display.to_string(), message: e.to_string() })?;
+    if !meta.is_file() {
+        // A FIFO or device would block or never end.
+        return Err(ImportError::ReadFile { file: display.to_string(), message: "not a regular file".into() });
+    }
+    if meta.len() > max {
+        return Err(ImportError::TooLarge { file: display.to_string(), size: meta.len(), max });
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| ImportError::ReadFile { file: display.to_string(), message: e.to_string() })
 }
 
 /// How a `deployment.json` becomes a deployment.

@@ -48,6 +48,10 @@ enum PlanFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Check every .kdl file under PATHs and report every problem with its location.
+    ///
+    /// Includes the hub's size limits: each twin's desired properties as one deployment
+    /// writes them (`$edgeAgent`, `$edgeHub`, each module's `twin`) at most 32 KB by the
+    /// hub's size rule; files over 4 MiB are refused unread (README "Input limits").
     Validate {
         /// Files or directories (searched recursively for *.kdl).
         #[arg(default_value = ".")]
@@ -243,7 +247,8 @@ enum Command {
         /// Convert this deployment manifest instead of reading a hub: a deployment.json
         /// (standard or layered), `az iot edge deployment show` output, or an iotedgedev
         /// deployment.template.json (${VAR} from the environment and the .env beside it,
-        /// ${MODULES.Name} from modules/Name/module.json).
+        /// ${MODULES.Name} from modules/Name/module.json). At most 4 MiB: larger is
+        /// refused before reading (no deployment the hub accepts is that large).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
         /// With --manifest: the deployment's name (default: a whole configuration's id,
@@ -725,7 +730,7 @@ fn fmt(check: bool, paths: &[PathBuf]) -> miette::Result<ExitCode> {
     for root in paths {
         for path in spec::kdl_files(root)? {
             let display = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let text = spec::read_kdl_file(&path, &display)?;
             // The formatter recurses per level, so too deep a file is refused before it.
             if spec::limits::too_deep(&text).is_some() {
                 let file = std::sync::Arc::new(spec::SourceFile::new(display.clone(), &path, text));
@@ -796,7 +801,7 @@ fn import(
     let (imported, skipped) = match manifest_file {
         Some(file) => {
             let display = file.display().to_string();
-            let text = std::fs::read_to_string(file).map_err(|e| miette::miette!("{display}: {e}"))?;
+            let text = fleetform::import::read_manifest_file(file, &display)?;
             let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             // `deployment.template.json` and `deployment.amd64.json` name the deployment after the folder.
             let default = match stem.split('.').next() {

@@ -117,9 +117,193 @@ fn oversized_files_are_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.kdl");
     let f = std::fs::File::create(&file).unwrap();
-    f.set_len(16 * 1024 * 1024 + 1).unwrap();
+    f.set_len(4 * 1024 * 1024 + 1).unwrap();
     let out = fleetform().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = stderr(&out);
-    assert!(err.contains("is 16777217 bytes; deployment files may be at most 16777216 bytes"), "{err}");
+    assert!(err.contains("is 4194305 bytes; deployment files may be at most 4194304 bytes"), "{err}");
+}
+
+/// A standard deployment with one module, whose twin is `twin_body` (KDL children).
+fn with_twin(twin_body: &str) -> String {
+    format!(
+        "deployment \"big\" {{\n    priority 1\n    target \"tags.a='b'\"\n    runtime {{\n        edge-agent image=\"mcr.microsoft.com/azureiotedge-agent:1.5\"\n        edge-hub image=\"mcr.microsoft.com/azureiotedge-hub:1.5\"\n    }}\n    module \"M\" image=\"m:1\" {{\n        twin {{\n{twin_body}        }}\n    }}\n}}\n"
+    )
+}
+
+/// `n` twin properties `k10`, `k11`, … each holding `counted` letters and `tabs` tabs
+/// (control characters, which the hub does not count).
+fn twin_props(n: usize, counted: usize, tabs: usize) -> String {
+    let value = format!("{}{}", "a".repeat(counted), "\\t".repeat(tabs));
+    (10..10 + n).map(|i| format!("            k{i} \"{value}\"\n")).collect()
+}
+
+/// The hub counts each key's UTF-8 bytes plus each value's characters (control
+/// characters excluded): 40 × (3 + 1,000) = 40,120 bytes, over 32,768.
+#[test]
+fn a_twin_over_the_hubs_32_kb_is_a_spanned_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.kdl");
+    std::fs::write(&file, with_twin(&twin_props(40, 1_000, 0))).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("40120 bytes by the hub's size rule"), "{err}");
+    // The `twin` node is on line 9, indented 8.
+    assert!(err.contains(&format!("{}:9:9]", file.display())), "{err}");
+
+    let out = fleetform().args(["validate", "--format", "json"]).arg(&file).output().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let p = &json["problems"][0];
+    assert_eq!((p["code"].as_str(), p["line"].as_u64(), p["column"].as_u64()), (Some("too-many"), Some(9), Some(9)));
+    assert_eq!(
+        p["message"],
+        "deployment \"big\" writes 40120 bytes of desired properties into `M`; the hub allows 32768"
+    );
+    assert_eq!(json["problems"].as_array().unwrap().len(), 1, "{json}");
+}
+
+/// Exactly 32 × (3 + 1,021) = 32,768 by the hub's rule is allowed, though the JSON text
+/// (quotes, colons, and tabs written as `\t`) is well over 32 KB.
+#[test]
+fn a_twin_at_the_limit_by_the_hubs_rule_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("edge.kdl");
+    std::fs::write(&file, with_twin(&twin_props(32, 1_021, 100))).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+
+    // One more character anywhere tips it over.
+    let mut props = twin_props(32, 1_021, 100);
+    props.push_str("            k \"\"\n");
+    std::fs::write(&file, with_twin(&props)).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(stderr(&out).contains("writes 32769 bytes"), "{}", stderr(&out));
+}
+
+/// Module settings all live in `$edgeAgent`'s twin: too much of them is an error on the
+/// biggest module.
+#[test]
+fn edge_agent_desired_properties_over_32_kb_point_at_the_biggest_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agent.kdl");
+    let modules: String = (0..30)
+        .map(|i| {
+            let value = "v".repeat(if i == 7 { 3_000 } else { 1_000 });
+            format!("    module \"m{i:02}\" image=\"m:1\" {{\n        env BIG=\"{value}\"\n    }}\n")
+        })
+        .collect();
+    let text = format!("layered \"agent\" {{\n    priority 5\n    target \"tags.a='b'\"\n{modules}}}\n");
+    std::fs::write(&file, text).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    // Modules take 3 lines each after the 3-line header; m07's name is on line 4 + 7 × 3.
+    assert!(err.contains(&format!("{}:25:12]", file.display())), "{err}");
+    // By hand, per module: "m07" 3, type+docker 10, status+running 13,
+    // restartPolicy+always 19, settings+image+"m:1" 16, env+BIG+value 11, plus the value:
+    // 72 + 3,000 = 3,072 for m07, 1,072 for each of the other 29; plus "modules" (7):
+    // 7 + 29 × 1,072 + 3,072 = 34,167.
+    assert!(err.contains("largest module: 3072 bytes"), "{err}");
+    let out = fleetform().args(["validate", "--format", "json"]).arg(&file).output().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        json["problems"][0]["message"],
+        "deployment \"agent\" writes 34167 bytes of desired properties into `$edgeAgent`; the hub allows 32768"
+    );
+}
+
+/// A createOptions JSON error inside a 1 MB string prints a short window, in KDL and in
+/// an imported manifest.
+#[test]
+fn a_megabyte_of_bad_create_options_prints_a_bounded_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("co.kdl");
+    let filler = "x".repeat(1_000_000);
+    let bad = format!("{{\"HostConfig\":{{\"Binds\":\"{filler}\",}}}}");
+    let text = with_twin("").replace(
+        "module \"M\" image=\"m:1\" {\n",
+        &format!("module \"M\" image=\"m:1\" {{\n        create-options #\"{bad}\"#\n"),
+    );
+    std::fs::write(&file, text).unwrap();
+    let out = fleetform().args(["validate"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("create-options is not valid JSON"), "{err}");
+    assert!(err.len() < 20_000, "{} bytes of error", err.len());
+
+    let manifest = dir.path().join("deployment.json");
+    let json = serde_json::json!({"modulesContent": {
+        "$edgeAgent": {"properties.desired": {
+            "schemaVersion": "1.1",
+            "runtime": {"type": "docker", "settings": {}},
+            "systemModules": {
+                "edgeAgent": {"type": "docker", "settings": {"image": "a:1"}},
+                "edgeHub": {"type": "docker", "status": "running", "restartPolicy": "always", "settings": {"image": "h:1"}}
+            },
+            "modules": {"M": {"type": "docker", "status": "running", "restartPolicy": "always",
+                "settings": {"image": "m:1", "createOptions": bad}}}
+        }},
+        "$edgeHub": {"properties.desired": {"schemaVersion": "1.1", "routes": {}, "storeAndForwardConfiguration": {"timeToLiveSecs": 7200}}}
+    }});
+    std::fs::write(&manifest, serde_json::to_string(&json).unwrap()).unwrap();
+    let out = fleetform()
+        .args(["import", "--manifest"])
+        .arg(&manifest)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("createOptions is not JSON"), "{err}");
+    assert!(err.len() < 20_000, "{} bytes of error", err.len());
+}
+
+/// The 52 MB manifest took 56 s and 2.3 GB; anything over the hub's own ceiling is
+/// refused before it is read.
+#[test]
+fn oversized_manifests_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("deployment.json");
+    let f = std::fs::File::create(&manifest).unwrap();
+    f.set_len(52_000_000).unwrap();
+    let out = fleetform()
+        .args(["import", "--manifest"])
+        .arg(&manifest)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    let err = err.split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" ");
+    assert!(err.contains("is 52000000 bytes; deployment manifests may be at most 4194304 bytes"), "{err}");
+    assert!(err.contains("32 KB of desired properties per twin"), "{err}");
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}
+
+/// `fmt` and `--ref` read through the same size limit as `validate`.
+#[test]
+fn fmt_and_git_reads_share_the_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.kdl");
+    let text = format!("// {}\n", "x".repeat(4 * 1024 * 1024));
+    std::fs::write(&file, &text).unwrap();
+    let out = fleetform().arg("fmt").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(stderr(&out).contains("deployment files may be at most 4194304 bytes"), "{}", stderr(&out));
+
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(std::path::Path::new("big.kdl")).unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "big", &tree, &[]).unwrap();
+    std::fs::write(&file, "").unwrap();
+    let out = fleetform().args(["validate", "--ref", "HEAD"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("HEAD:big.kdl is 4194308 bytes; deployment files may be at most 4194304 bytes"), "{err}");
 }

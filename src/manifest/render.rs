@@ -128,6 +128,48 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
     Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone() })
 }
 
+/// Resolves every `(env)` value to the mask: what `validate` can know without the
+/// environment plan and apply run in.
+struct PlaceholderEnv;
+
+impl Env for PlaceholderEnv {
+    fn var(&self, _name: &str) -> Option<String> {
+        Some(MASK.to_string())
+    }
+}
+
+/// The desired properties a deployment writes into each twin (`$edgeAgent`, `$edgeHub`,
+/// then module twins), as one document per twin: a standard deployment's whole
+/// `properties.desired`, or a layered deployment's `properties.desired.<path>` entries
+/// nested under their paths. `(env)` values count as the mask, since their values are
+/// known only where plan runs (which checks the merged, resolved twins again).
+pub fn desired_documents(d: &Deployment) -> Vec<(String, Value)> {
+    let mut r = Renderer { env: &PlaceholderEnv, problems: Vec::new(), sensitive: Vec::new(), first_secret: None };
+    let content = match d.kind {
+        DeploymentKind::Standard => r.standard(d),
+        DeploymentKind::Layered => r.layered(d),
+    };
+    let mut out: Vec<(String, Value)> = content
+        .into_iter()
+        .map(|(twin, v)| {
+            let mut doc = json!({});
+            if let Value::Object(entries) = v {
+                for (key, value) in entries {
+                    let path: Vec<String> = match key.strip_prefix("properties.desired") {
+                        Some(rest) => rest.split('.').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                        None => continue,
+                    };
+                    set_path(&mut doc, &path, value);
+                }
+            }
+            (twin, doc)
+        })
+        .collect();
+    // System twins first, as plan lists them.
+    out.sort_by_key(|(twin, _)| !twin.starts_with('$'));
+    out
+}
+
 /// The environment variable holding the key of the content hash's per-secret MACs.
 pub const HASH_KEY_VAR: &str = "FLEETFORM_HASH_KEY";
 

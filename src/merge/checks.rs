@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, SkipReason, Stack, route_text};
 use crate::route::parse_route;
 
-/// Desired properties of one twin are limited to 32 KB (IOTHUB.md §4 limits).
-pub const TWIN_DESIRED_LIMIT: usize = 32 * 1024;
+/// Desired properties of one twin are limited to 32 KB (IOTHUB.md §4 limits), counted by
+/// the hub's size rule ([`crate::spec::limits::hub_twin_size`]), as `validate` counts them.
+pub const TWIN_DESIRED_LIMIT: usize = crate::spec::limits::TWIN_DESIRED_LIMIT;
 /// One property value is limited to 4 KB.
 pub const TWIN_VALUE_LIMIT: usize = 4 * 1024;
 /// How many sample device ids a group or a warning keeps.
@@ -270,7 +271,7 @@ pub fn manifest_checks(manifest: &EffectiveManifest) -> Vec<Check> {
         .into_iter()
         .chain(manifest.twins.iter().map(|(k, v)| (k.as_str(), v)));
     for (twin, doc) in twins {
-        let bytes = json_size(doc);
+        let bytes = crate::spec::limits::hub_twin_size(doc);
         if bytes > TWIN_DESIRED_LIMIT {
             out.push(Check::TwinDesiredTooLarge { twin: twin.to_owned(), bytes, limit: TWIN_DESIRED_LIMIT });
         }

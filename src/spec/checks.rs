@@ -37,6 +37,55 @@ pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Pro
         for r in d.routes.values() {
             check_route(&r.text, problems);
         }
+        check_twin_sizes(d, problems);
+    }
+}
+
+/// Each twin's desired properties as this deployment renders them must fit the hub's
+/// 32 KB, counted by the hub's own rule. (Plan warns again for the merged stack on each
+/// device, where several deployments add up.)
+fn check_twin_sizes(d: &Deployment, problems: &mut Vec<Problem>) {
+    use super::limits::{TWIN_DESIRED_LIMIT, hub_twin_size};
+    for (twin, doc) in crate::manifest::desired_documents(d) {
+        let bytes = hub_twin_size(&doc);
+        if bytes <= TWIN_DESIRED_LIMIT {
+            continue;
+        }
+        let message = format!(
+            "deployment \"{}\" writes {bytes} bytes of desired properties into `{twin}`; the hub allows {TWIN_DESIRED_LIMIT}",
+            d.name
+        );
+        let problem = match twin.as_str() {
+            "$edgeAgent" => {
+                // The agent's twin holds every module's settings: point at the biggest.
+                let biggest = doc
+                    .get("modules")
+                    .and_then(|m| m.as_object())
+                    .and_then(|m| m.iter().map(|(k, v)| (k, k.len() + hub_twin_size(v))).max_by_key(|&(_, n)| n));
+                match biggest.and_then(|(name, n)| d.modules.get(name.as_str()).map(|m| (m, n))) {
+                    Some((m, n)) => Problem::new(Code::TooMany, &m.origin.file, m.origin.span, message, format!("largest module: {n} bytes")),
+                    None => Problem::new(Code::TooMany, &d.origin.file, d.origin.span, message, "this deployment"),
+                }
+                .with_help("module settings (create-options, env) are all stored in $edgeAgent's twin; shorten them, or move modules into a layered deployment of their own")
+            }
+            "$edgeHub" => {
+                let origin = d.runtime.as_ref().map_or(&d.origin, |r| &r.origin);
+                Problem::new(Code::TooMany, &origin.file, origin.span, message, "routes and settings of $edgeHub")
+                    .with_help("shorten the routes, or split them across layered deployments")
+            }
+            module => {
+                let origin = d.twins.iter().find(|t| t.module == module).map_or(&d.origin, |t| &t.origin);
+                // The node's name, not its whole (large) body, carries the label.
+                let span = if origin.file.text.get(origin.span.offset()..).is_some_and(|t| t.starts_with("twin")) {
+                    miette::SourceSpan::new(origin.span.offset().into(), "twin".len())
+                } else {
+                    origin.span
+                };
+                Problem::new(Code::TooMany, &origin.file, span, message, format!("{bytes} bytes by the hub's size rule"))
+                    .with_help("the hub counts each key's UTF-8 bytes plus each value (string characters, 8 per number, 4 per boolean); keep large data out of the twin, or split it across layered deployments")
+            }
+        };
+        problems.push(problem);
     }
 }
 

@@ -17,9 +17,53 @@ use super::source::SourceFile;
 /// plenty of room while staying far below where the recursive parsers run out of stack.
 pub const MAX_NESTING: usize = 128;
 
-/// Largest `.kdl` file read. Real deployment files are kilobytes; a 50 MB one took a minute
-/// and gigabytes to decode, so 16 MiB bounds time and memory with room to spare.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest `.kdl` file read. The KDL document tree costs up to ~95 bytes of memory per
+/// byte of input (a 15 MiB twin of 565,000 small keys peaked at 1.4 GB and took 10 s), so
+/// the limit is set by what a file can usefully hold: one deployment at the hub's ceiling
+/// is `$edgeAgent`, `$edgeHub` and 50 module twins of 32 KB each (1.7 MB of content, about
+/// 2–3 MB as indented KDL), and the hub holds at most 100 deployments, normally one per
+/// file. 4 MiB fits such a deployment with room to spare and bounds a file to under 0.5 GB
+/// and about 3 s.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The hub's limit on one twin's `properties.desired` (and on `properties.reported`), by
+/// [`hub_twin_size`].
+pub const TWIN_DESIRED_LIMIT: usize = 32 * 1024;
+
+/// Largest deployment manifest `import --manifest` reads. The most a deployment can carry
+/// is `$edgeAgent`, `$edgeHub` and one twin per module (50), 32 KB each by the hub's size
+/// rule: 52 × 32 KiB = 1.6 MiB. Pretty-printed JSON spends roughly as much again on
+/// quotes, colons, indentation and escapes, so 4 MiB admits every manifest the hub could
+/// accept while keeping a 52 MB file from costing a minute and gigabytes.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The size the hub charges a JSON document against its twin limits: for each property
+/// the UTF-8 length of its key plus the size of its value, where a string counts its
+/// characters except Unicode control characters (C0 and C1), a number 8 bytes, a boolean
+/// 4 bytes and a nested object the sum of its properties. Quotes, colons and braces are
+/// not counted, so this differs from the length of the JSON text.
+pub fn hub_twin_size(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + hub_twin_size(v)).sum(),
+        Value::String(s) => s.chars().filter(|c| !c.is_control()).count(),
+        Value::Number(_) => 8,
+        Value::Bool(_) => 4,
+        // Twins hold no arrays of their own (createOptions are strings); if a document
+        // has one, charging its elements keeps the estimate from being too low.
+        Value::Array(items) => items.iter().map(hub_twin_size).sum(),
+        // A desired `null` deletes a property: it stores nothing.
+        Value::Null => 0,
+    }
+}
+
+/// Refuses a file of `size` bytes over `max`, before it is read.
+pub fn check_file_size(path: &str, size: u64, max: u64) -> Result<(), super::LoadError> {
+    if size > max {
+        return Err(super::LoadError::TooLarge { path: path.to_string(), size, max });
+    }
+    Ok(())
+}
 
 /// The first `{` that opens a level deeper than [`MAX_NESTING`], as a byte offset.
 pub fn too_deep(text: &str) -> Option<usize> {
@@ -116,6 +160,25 @@ pub fn nesting_problem(file: &Arc<SourceFile>) -> Option<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twin_size_follows_the_hub_rule() {
+        // Worked by hand: "a" (1) + "héllo" (5 characters, 6 bytes) = 6; "n" (1) + 8 = 9;
+        // "flag" (4) + 4 = 8; "obj" (3) + ["x" (1) + "t\u{1}ab\u{85}" (3 after dropping
+        // a C0 and a C1 control)] = 7; "ünï" (5 UTF-8 bytes) + "" (0) = 5; "z" (1) + null
+        // (0) = 1. Total 6 + 9 + 8 + 7 + 5 + 1 = 36.
+        let doc = serde_json::json!({
+            "a": "héllo",
+            "n": 12345.5,
+            "flag": true,
+            "obj": { "x": "t\u{1}ab\u{85}" },
+            "ünï": "",
+            "z": null,
+        });
+        assert_eq!(hub_twin_size(&doc), 36);
+        // The JSON text is longer: the rule is not the serialised length.
+        assert!(serde_json::to_string(&doc).unwrap().len() > 36);
+    }
 
     #[test]
     fn counts_braces_outside_strings_and_comments() {

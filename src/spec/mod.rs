@@ -66,14 +66,7 @@ impl Workspace {
         for root in paths {
             for path in kdl_files(root)? {
                 let display = path.display().to_string();
-                // Checked before reading, so a huge file costs neither the time nor the memory.
-                let size =
-                    std::fs::metadata(&path).map_err(|source| LoadError::Read { path: display.clone(), source })?.len();
-                if size > limits::MAX_FILE_BYTES {
-                    return Err(LoadError::TooLarge { path: display, size, max: limits::MAX_FILE_BYTES });
-                }
-                let bytes = std::fs::read(&path).map_err(|source| LoadError::Read { path: display.clone(), source })?;
-                let text = String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: display.clone() })?;
+                let text = read_kdl_file(&path, &display)?;
                 sources.push(SourceFile::new(display, path, text));
             }
         }
@@ -96,6 +89,16 @@ impl Workspace {
     pub fn find(&self, name: &str) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.name.0 == name)
     }
+}
+
+/// Reads one `.kdl` file as UTF-8, refusing it over [`limits::MAX_FILE_BYTES`] before
+/// reading, so a huge file costs neither the time nor the memory. `validate`, `plan` and
+/// `fmt` all read through here.
+pub fn read_kdl_file(path: &Path, display: &str) -> Result<String, LoadError> {
+    let size = std::fs::metadata(path).map_err(|source| LoadError::Read { path: display.to_string(), source })?.len();
+    limits::check_file_size(display, size, limits::MAX_FILE_BYTES)?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: display.to_string(), source })?;
+    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: display.to_string() })
 }
 
 /// The `.kdl` files a path stands for: itself if it is a file, else those below it.
