@@ -355,6 +355,42 @@ fn hub_import_adopts_the_whole_corpus_without_content_changes() {
             a["field_changes"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
         assert!(fields.iter().all(|f| f.starts_with("labels.")), "only labels change on adoption: {a:#}");
     }
+    // Adoption has to go through: the hub refuses any update whose content differs from
+    // what it stores, so apply must send the stored content, not its own spelling of it.
+    let run = |args: &[&str]| {
+        let mut cmd = common::fleetform();
+        cmd.args(args).arg(&dir).args(hub_args).env(HASH_KEY.0, HASH_KEY.1);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(&["apply", "--auto-approve"]);
+    let text = common::transcript(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("0 created, {} updated, 0 deleted", configs.len())), "{text}");
+    for (_, secret) in &env {
+        assert!(!text.contains(secret.as_str()), "{text}");
+    }
+    let o = run(&["plan"]);
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    assert!(common::stdout(&o).contains("No changes. The hub matches the repository."), "{}", common::transcript(&o));
+    // The hub still holds every configuration's content exactly as it was, under its id.
+    let o = common::fleetform()
+        .args(["snapshot"])
+        .args(hub_args)
+        .arg("--out")
+        .arg(out.path().join("snap"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    let after: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("snap/configurations.json")).unwrap()).unwrap();
+    assert_eq!(after.len(), configs.len());
+    for c in &configs {
+        let now = after.iter().find(|a| a["id"] == c["id"]).unwrap_or_else(|| panic!("{} is gone", c["id"]));
+        assert_eq!(now["content"], c["content"], "{}", c["id"]);
+    }
 }
 
 #[test]

@@ -248,6 +248,24 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
     Ok(config)
 }
 
+/// The body of an in-place update: the hub's stored content byte for byte, with the
+/// declared mutable fields. Content is immutable on the hub, and an adopted configuration
+/// may spell the same content differently (createOptions chunking or key order), so
+/// sending fleetform's rendering would be refused with 400. The plan only chose `update`
+/// because the two contents are equivalent; if the hub's content is no longer equivalent
+/// (changed since the plan), the update is refused rather than written over.
+fn update_body(hub: &dyn Hub, step: &Step, mut declared: Configuration) -> Result<Configuration, HubError> {
+    let current = hub.configuration(&step.id)?;
+    if !crate::manifest::same_content(&current.content, &declared.content) {
+        return Err(HubError::Other(format!(
+            "step {}: the content of {} on the hub is no longer what {} declares; plan again",
+            step.number, step.id, step.name
+        )));
+    }
+    declared.content = current.content;
+    Ok(declared)
+}
+
 fn run_step(
     hub: &dyn Hub,
     step: &Step,
@@ -272,10 +290,10 @@ fn run_step(
             }
         }
         StepOp::Update => {
-            let config = to_write(step, declared, options)?;
             let etag = step.etag.as_deref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
+            let config = update_body(hub, step, to_write(step, declared, options)?)?;
             match hub.update_configuration(&config, etag) {
                 Ok(_) => Ok((StepStatus::Done, None)),
                 Err(HubError::PreconditionFailed { id }) => {
