@@ -44,15 +44,21 @@ fn passwords(mc: &Map<String, Value>) -> BTreeMap<String, String> {
         agent.pointer("/properties.desired/runtime/settings/registryCredentials").and_then(Value::as_object)
     {
         for (n, r) in regs {
-            out.insert(n.clone(), r["password"].as_str().unwrap().to_string());
+            out.insert(n.clone(), password_of(r));
         }
     }
     for (k, r) in agent.as_object().unwrap() {
         if let Some(n) = k.strip_prefix("properties.desired.runtime.settings.registryCredentials.") {
-            out.insert(n.to_string(), r["password"].as_str().unwrap().to_string());
+            out.insert(n.to_string(), password_of(r));
         }
     }
     out
+}
+
+/// A registry's password, however its key is spelt (the runtime ignores case).
+fn password_of(registry: &Value) -> String {
+    let m = registry.as_object().unwrap();
+    m.iter().find(|(k, _)| k.eq_ignore_ascii_case("password")).unwrap().1.as_str().unwrap().to_string()
 }
 
 /// The variable `import --manifest` names a registry's password after (README, import).
@@ -63,18 +69,33 @@ fn password_var(registry: &str) -> String {
     v
 }
 
-/// The documented normalisations, applied to the original: key spelling as the runtime
-/// reads it (case-insensitive), createOptions joined from its pieces and parsed as JSON,
-/// empty/blank/`null` createOptions dropped.
+/// The documented normalisations (schema/language.md), applied to the original: key
+/// spelling as the runtime reads it (case-insensitive), createOptions joined from its
+/// pieces and parsed as JSON, empty/blank/`null` createOptions dropped, a route object
+/// with only `route` written as the plain string.
 fn normalise(v: &mut Value) {
-    const KEYS: &[&str] = &["image", "status", "restartPolicy", "settings", "type", "version"];
+    const KEYS: &[&str] = &[
+        "image",
+        "status",
+        "restartPolicy",
+        "settings",
+        "type",
+        "version",
+        "value",
+        "route",
+        "priority",
+        "timeToLiveSecs",
+        "address",
+        "username",
+        "password",
+    ];
     if let Value::Object(m) = v {
         let old = std::mem::take(m);
         let mut pieces: BTreeMap<String, String> = BTreeMap::new();
         for (k, child) in old {
             let lower = k.to_ascii_lowercase();
             if let Some(n) = lower.strip_prefix("createoptions") {
-                pieces.insert(n.to_string(), child.as_str().unwrap().to_string());
+                pieces.insert(n.to_string(), child.as_str().unwrap_or_default().to_string());
             } else {
                 let k = KEYS.iter().find(|c| c.eq_ignore_ascii_case(&k)).map_or(k, |c| c.to_string());
                 m.insert(k, child);
@@ -88,6 +109,11 @@ fn normalise(v: &mut Value) {
         }
         for child in m.values_mut() {
             normalise(child);
+        }
+        if m.len() == 1
+            && let Some(Value::String(route)) = m.get("route")
+        {
+            *v = Value::String(route.clone());
         }
     } else if let Value::Array(items) = v {
         items.iter_mut().for_each(normalise);
