@@ -59,7 +59,9 @@ pub enum ImportError {
     #[error("{file}: {path}: {problem}")]
     #[diagnostic(
         code(fleetform::import::bad_field),
-        help("fix the value in the file, or override it (--priority, --target, --name)")
+        help(
+            "nothing was written; fix the value in the file (priority, target and name can also be given with --priority, --target, --name)"
+        )
     )]
     BadField { file: String, path: String, problem: String },
     #[error("{file}: {message}")]
@@ -392,7 +394,13 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         metrics,
         ..Default::default()
     };
-    let mut d = manifest::read(&config)?;
+    // Named by the file, not by the id import made up for it.
+    let mut d = manifest::read(&config).map_err(|e| match e {
+        manifest::ReadError::Unsupported { path, problem, .. } => {
+            ImportError::BadField { file: file.to_string(), path, problem }
+        }
+        manifest::ReadError::NotEdge { .. } => ImportError::NotAManifest { file: file.to_string() },
+    })?;
     d.name = DeploymentName(name.clone());
     if target.is_none() {
         notes.push(format!("{name}: no --target given; wrote `target #null` (targets no device until you set one)"));
@@ -425,7 +433,8 @@ struct TemplateVars {
     dir: Option<std::path::PathBuf>,
     /// Secret-looking variables that would be substituted into text.
     secrets: std::cell::RefCell<Vec<String>>,
-    /// Unresolved placeholders outside the template (in a module.json), with their place.
+    /// Unresolved placeholders found before the walk over the template's strings (outside
+    /// strings, or in a module.json), each with its place.
     elsewhere: std::cell::RefCell<Vec<String>>,
 }
 
@@ -457,10 +466,9 @@ impl TemplateVars {
     /// Substitutes the `${VAR}`s that stand outside JSON strings (a bare number or value,
     /// as in `"timeToLiveSecs": ${TTL}`), as iotedgedev's text expansion does; the ones in
     /// strings are left to [`resolve_placeholders`], which knows what each string is. An
-    /// unset one is named with its line and column.
+    /// unset one is recorded with its line and column, to be reported with all the others.
     fn expand_outside_strings(&self, file: &str, text: &str) -> Result<String, ImportError> {
         let mut out = String::with_capacity(text.len());
-        let mut unresolved = Vec::new();
         let (mut in_string, mut escaped) = (false, false);
         let (mut line, mut col) = (1usize, 1usize);
         let mut rest = text;
@@ -479,7 +487,11 @@ impl TemplateVars {
                             }
                             out.push_str(&v);
                         }
-                        None => unresolved.push(format!("${{{var}}} at {file}:{line}:{col}")),
+                        None => {
+                            // Named with the rest once the JSON is read; `null` keeps it parsable.
+                            self.elsewhere.borrow_mut().push(format!("${{{var}}} at {file}:{line}:{col}"));
+                            out.push_str("null");
+                        }
                     }
                     col += rest[..=end].chars().count();
                     rest = &rest[end + 1..];
@@ -505,11 +517,7 @@ impl TemplateVars {
             out.push(c);
             rest = &rest[c.len_utf8()..];
         }
-        if unresolved.is_empty() {
-            Ok(out)
-        } else {
-            Err(ImportError::Unresolved { file: file.to_string(), unresolved })
-        }
+        Ok(out)
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -552,7 +560,11 @@ impl TemplateVars {
             let mut elsewhere = self.elsewhere.borrow_mut();
             for var in &missing {
                 for (l, c) in placeholder_locations(&text, var) {
-                    elsewhere.push(format!("${{{var}}} at {shown}:{l}:{c}"));
+                    let at = format!("${{{var}}} at {shown}:{l}:{c}");
+                    // Two platforms of one module read the same module.json.
+                    if !elsewhere.contains(&at) {
+                        elsewhere.push(at);
+                    }
                 }
             }
             return Ok(Some(String::new()));
