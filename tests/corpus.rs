@@ -678,3 +678,63 @@ fn store_limits_under_edge_hub_1_1_fail_validate_at_their_place() {
     assert!(says(&text, "max-size-bytes needs edgeHub schema 1.2 or later (this edge-hub has 1.1)"), "{text}");
     assert!(text.contains("d.kdl:7:"), "{text}");
 }
+
+#[test]
+fn hub_import_skips_deployments_it_cannot_write_validly_and_says_why() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/manifests/vscode-default.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let config = |id: &str, edit: &dyn Fn(&mut Value)| {
+        let mut mc = Value::Object(modules_content(&doc));
+        edit(&mut mc);
+        json!({
+            "id": id, "schemaVersion": "1.0", "labels": {}, "content": { "modulesContent": mc },
+            "targetCondition": "tags.a='b'", "createdTimeUtc": "2025-01-01T00:00:00Z",
+            "lastUpdatedTimeUtc": "2025-01-01T00:00:00Z", "priority": 5, "etag": "MQ==",
+            "metrics": { "results": {}, "queries": {} }
+        })
+    };
+    let agent = "/$edgeAgent/properties.desired";
+    let configs = vec![
+        config("good", &|_| {}),
+        config("bad-co", &|mc| {
+            let modules = mc.pointer_mut(&format!("{agent}/modules")).unwrap().as_object_mut().unwrap();
+            let m = modules.values_mut().next().unwrap();
+            m["settings"]["createOptions"] = json!("[]");
+        }),
+        config("hub11-limits", &|mc| {
+            let h = mc.pointer_mut("/$edgeHub/properties.desired").unwrap().as_object_mut().unwrap();
+            h.insert("schemaVersion".into(), json!("1.1"));
+            h.insert(
+                "storeAndForwardConfiguration".into(),
+                json!({ "timeToLiveSecs": 10, "storeLimits": { "maxSizeBytes": 100 } }),
+            );
+        }),
+    ];
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("configurations.json"), serde_json::to_string(&configs).unwrap()).unwrap();
+    std::fs::write(state.path().join("devices.json"), "[]").unwrap();
+    std::fs::write(state.path().join("modules.json"), "[]").unwrap();
+    let emu = common::EmulatorProcess::start(state.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("deployments");
+    let o = common::fleetform()
+        .arg("import")
+        .args(["--hub", emu.connection.as_str(), "--endpoint", emu.url.as_str()])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(says(&err, "skipped bad-co:") && says(&err, "settings.createOptions: must hold a JSON object"), "{err}");
+    assert!(says(&err, "skipped hub11-limits:") && says(&err, "max-size-bytes needs edgeHub schema 1.2"), "{err}");
+    assert!(err.contains("1 deployment imported"), "{err}");
+    let written: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(written, ["good.kdl"]);
+}
