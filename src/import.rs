@@ -10,6 +10,8 @@
 //! deployment's `modulesContent`, createOptions as JSON objects or (possibly split)
 //! strings, and `${VAR}` placeholders, which become `(env)"VAR"` references.
 
+mod dotenv;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -54,9 +56,25 @@ pub enum ImportError {
     #[error("{file}: {message}")]
     #[diagnostic(code(fleetform::import::bad_template_input), help("fix the file named, or remove it"))]
     BadTemplateInput { file: String, message: String },
+    #[error("{file}: {path}: {problem}")]
+    #[diagnostic(
+        code(fleetform::import::bad_field),
+        help(
+            "nothing was written; fix the value in the file (priority, target and name can also be given with --priority, --target, --name)"
+        )
+    )]
+    BadField { file: String, path: String, problem: String },
     #[error("{file}: {message}")]
     #[diagnostic(code(fleetform::import::bad_create_options))]
     BadCreateOptions { file: String, message: String },
+    #[error("{file}: fleetform cannot express this deployment so that it validates: {}", .problems.join("; "))]
+    #[diagnostic(
+        code(fleetform::import::would_not_validate),
+        help(
+            "nothing was written; fix the manifest (or the configuration on the hub) so that it is a deployment the IoT Edge runtime accepts, or keep managing it outside fleetform"
+        )
+    )]
+    WouldNotValidate { file: String, problems: Vec<String> },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Read(#[from] manifest::ReadError),
@@ -199,7 +217,10 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
             env.push((var, Some(value)));
         }
         let text = manifest::to_kdl(&d);
-        check_written(&d.name.0, &text, &mut notes);
+        if let Err(e) = check_written(&format!("hub:{}", c.id), &d.name.0, &text) {
+            skipped.push(Skipped { id: c.id.clone(), reason: e.to_string() });
+            continue;
+        }
         // Adoption keeps the hub object only when the content fleetform renders is the
         // hub's, byte for byte (content is immutable); say so up front when it is not.
         // Only the content is compared, so any hash key does; the hash is dropped.
@@ -259,13 +280,17 @@ fn env_variable(name: &str) -> String {
     out
 }
 
-/// Parses the written text back: import never writes a file `validate` rejects without
-/// saying so.
-fn check_written(name: &str, text: &str, notes: &mut Vec<String>) {
+/// Parses the written text back: import never writes a file `validate` rejects. `source`
+/// names the input (the manifest file, or `hub:ID`) in the error.
+fn check_written(source: &str, name: &str, text: &str) -> Result<(), ImportError> {
     let ws = Workspace::from_sources(vec![SourceFile::new(format!("{name}.kdl"), format!("{name}.kdl"), text.into())]);
-    for p in &ws.problems {
-        notes.push(format!("{name}.kdl: {p} (edit the file before planning)"));
+    if ws.problems.is_empty() {
+        return Ok(());
     }
+    Err(ImportError::WouldNotValidate {
+        file: source.to_string(),
+        problems: ws.problems.iter().map(|p| p.to_string()).collect(),
+    })
 }
 
 /// Reads a manifest for [`from_manifest`], refusing one over
@@ -311,15 +336,24 @@ pub const DEFAULT_MANIFEST_PRIORITY: i32 = 10;
 /// priority, target condition, labels and metrics are kept. iotedgedev templates have
 /// their `${VAR}` and `${MODULES.Name}` placeholders resolved ([`resolve_placeholders`]).
 pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<Imported, ImportError> {
-    let mut json: Value = serde_json::from_str(text).map_err(|e| ImportError::NotJson {
+    // Windows editors save JSON with a byte order mark; the JSON itself starts after it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut notes = Vec::new();
+    let vars = if text.contains("${") { Some(TemplateVars::load(opts.dir.as_deref(), &mut notes)?) } else { None };
+    // iotedgedev expands variables in the template's text before it parses the JSON, so
+    // `"timeToLiveSecs": ${TTL}` is a number once TTL is set.
+    let parsed = match &vars {
+        Some(v) => std::borrow::Cow::Owned(v.expand_outside_strings(file, text)?),
+        None => std::borrow::Cow::Borrowed(text),
+    };
+    let mut json: Value = serde_json::from_str(&parsed).map_err(|e| ImportError::NotJson {
         file: file.to_string(),
         message: e.to_string(),
         line: e.line(),
         column: e.column(),
     })?;
-    let mut notes = Vec::new();
-    if text.contains("${") {
-        resolve_placeholders(file, text, &mut json, opts.dir.as_deref(), &mut notes)?;
+    if let Some(vars) = &vars {
+        resolve_placeholders(file, text, &mut json, vars)?;
     }
     let whole = json.get("content").is_some_and(Value::is_object);
     let content = if whole { &json["content"] } else { &json };
@@ -350,7 +384,11 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
     }
     let priority = match (opts.priority, field("priority")) {
         (Some(p), _) => i64::from(p),
-        (None, Some(p)) => p.as_i64().ok_or_else(|| ImportError::NotAManifest { file: file.to_string() })?,
+        (None, Some(p)) => p.as_i64().ok_or_else(|| ImportError::BadField {
+            file: file.to_string(),
+            path: "priority".into(),
+            problem: format!("expected a whole number from 0 to 2147483647, found {p}"),
+        })?,
         (None, None) => i64::from(DEFAULT_MANIFEST_PRIORITY),
     };
     let target = opts
@@ -384,7 +422,13 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         metrics,
         ..Default::default()
     };
-    let mut d = manifest::read(&config)?;
+    // Named by the file, not by the id import made up for it.
+    let mut d = manifest::read(&config).map_err(|e| match e {
+        manifest::ReadError::Unsupported { path, problem, .. } => {
+            ImportError::BadField { file: file.to_string(), path, problem }
+        }
+        manifest::ReadError::NotEdge { .. } => ImportError::NotAManifest { file: file.to_string() },
+    })?;
     d.name = DeploymentName(name.clone());
     if target.is_none() {
         notes.push(format!("{name}: no --target given; wrote `target #null` (targets no device until you set one)"));
@@ -392,7 +436,7 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     placeholders_to_env(&mut d, &mut env, &mut notes);
     let text = manifest::to_kdl(&d);
-    check_written(&name, &text, &mut notes);
+    check_written(file, &name, &text)?;
     Ok(Imported { name, text, env: env.into_iter().collect(), notes })
 }
 
@@ -411,36 +455,99 @@ fn placeholder_locations(text: &str, var: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// `KEY=VALUE` lines of an iotedgedev `.env` (comments, blank lines, `export ` and
-/// matching quotes allowed).
-fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else { continue };
-        let v = v.trim();
-        let v = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(a, b)| v.strip_prefix(*a).and_then(|x| x.strip_suffix(*b)))
-            .unwrap_or(v);
-        out.insert(k.trim().to_string(), v.to_string());
-    }
-    out
-}
-
 /// Variables a template can read: the process environment first, then `.env`.
 struct TemplateVars {
     dotenv: BTreeMap<String, String>,
     dir: Option<std::path::PathBuf>,
     /// Secret-looking variables that would be substituted into text.
     secrets: std::cell::RefCell<Vec<String>>,
+    /// Unresolved placeholders found before the walk over the template's strings (outside
+    /// strings, or in a module.json), each with its place.
+    elsewhere: std::cell::RefCell<Vec<String>>,
 }
 
 impl TemplateVars {
+    /// The variables beside a template: its `.env` (if any) under the process environment.
+    fn load(dir: Option<&std::path::Path>, notes: &mut Vec<String>) -> Result<Self, ImportError> {
+        let dotenv = match dir.map(|d| d.join(".env")) {
+            Some(p) if p.is_file() => {
+                let t = std::fs::read_to_string(&p).map_err(|e| ImportError::BadTemplateInput {
+                    file: p.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                notes.push(format!("read variables from {}", p.display()));
+                dotenv::parse(&t, &|k| std::env::var(k).ok()).map_err(|e| ImportError::BadTemplateInput {
+                    file: format!("{}:{}", p.display(), e.line),
+                    message: format!("{} (as python-dotenv reads it, which iotedgedev uses)", e.message),
+                })?
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(TemplateVars {
+            dotenv,
+            dir: dir.map(std::path::Path::to_path_buf),
+            secrets: Default::default(),
+            elsewhere: Default::default(),
+        })
+    }
+
+    /// Substitutes the `${VAR}`s that stand outside JSON strings (a bare number or value,
+    /// as in `"timeToLiveSecs": ${TTL}`), as iotedgedev's text expansion does; the ones in
+    /// strings are left to [`resolve_placeholders`], which knows what each string is. An
+    /// unset one is recorded with its line and column, to be reported with all the others.
+    fn expand_outside_strings(&self, file: &str, text: &str) -> Result<String, ImportError> {
+        let mut out = String::with_capacity(text.len());
+        let (mut in_string, mut escaped) = (false, false);
+        let (mut line, mut col) = (1usize, 1usize);
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            if !in_string
+                && rest.starts_with("${")
+                && let Some(end) = rest.find('}')
+            {
+                let var = &rest[2..end];
+                let plain = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if plain {
+                    match self.var(var) {
+                        Some(v) => {
+                            if name_looks_secret(var) {
+                                return Err(ImportError::SecretInText { file: file.to_string(), var: var.to_string() });
+                            }
+                            out.push_str(&v);
+                        }
+                        None => {
+                            // Named with the rest once the JSON is read; `null` keeps it parsable.
+                            self.elsewhere.borrow_mut().push(format!("${{{var}}} at {file}:{line}:{col}"));
+                            out.push_str("null");
+                        }
+                    }
+                    col += rest[..=end].chars().count();
+                    rest = &rest[end + 1..];
+                    continue;
+                }
+            }
+            if in_string {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+            }
+            if c == '\n' {
+                line += 1;
+                col = 1;
+            } else {
+                col += 1;
+            }
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        Ok(out)
+    }
+
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().or_else(|| self.dotenv.get(name).cloned())
     }
@@ -469,10 +576,26 @@ impl TemplateVars {
             let _ = file;
             return Ok(None);
         }
+        // iotedgedev expands variables in the whole module.json; the image's parts are the
+        // only ones that reach the deployment.
         let mut missing = Vec::new();
         let repo = self.substitute(repo, &mut missing);
+        let version = self.substitute(version, &mut missing);
         if !missing.is_empty() {
-            return Err(bad(format!("image.repository reads {} which is not set", missing.join(", "))));
+            missing.sort();
+            missing.dedup();
+            let shown = path.display().to_string();
+            let mut elsewhere = self.elsewhere.borrow_mut();
+            for var in &missing {
+                for (l, c) in placeholder_locations(&text, var) {
+                    let at = format!("${{{var}}} at {shown}:{l}:{c}");
+                    // Two platforms of one module read the same module.json.
+                    if !elsewhere.contains(&at) {
+                        elsewhere.push(at);
+                    }
+                }
+            }
+            return Ok(Some(String::new()));
         }
         Ok(Some(format!("{repo}:{version}-{platform}")))
     }
@@ -512,35 +635,20 @@ impl TemplateVars {
 /// a longer string, in createOptions or routes, which cannot read the environment) is
 /// replaced by its value, and `${MODULES.Name}` by the image iotedgedev would build.
 /// Placeholders that cannot be resolved are all named, with their line and column.
-fn resolve_placeholders(
-    file: &str,
-    text: &str,
-    json: &mut Value,
-    dir: Option<&std::path::Path>,
-    notes: &mut Vec<String>,
-) -> Result<(), ImportError> {
-    let dotenv = match dir.map(|d| d.join(".env")) {
-        Some(p) if p.is_file() => {
-            let t = std::fs::read_to_string(&p)
-                .map_err(|e| ImportError::BadTemplateInput { file: p.display().to_string(), message: e.to_string() })?;
-            notes.push(format!("read variables from {}", p.display()));
-            parse_dotenv(&t)
-        }
-        _ => BTreeMap::new(),
-    };
-    let vars = TemplateVars { dotenv, dir: dir.map(std::path::Path::to_path_buf), secrets: Default::default() };
+fn resolve_placeholders(file: &str, text: &str, json: &mut Value, vars: &TemplateVars) -> Result<(), ImportError> {
     let mut missing = Vec::new();
-    walk_template(json, false, &vars, file, &mut missing)?;
+    walk_template(json, false, vars, file, &mut missing)?;
     // Fails closed: a value substituted into text ends up in the repository.
     if let Some(var) = vars.secrets.borrow().first() {
         return Err(ImportError::SecretInText { file: file.to_string(), var: var.clone() });
     }
-    if missing.is_empty() {
+    let elsewhere = vars.elsewhere.borrow();
+    if missing.is_empty() && elsewhere.is_empty() {
         return Ok(());
     }
     missing.sort();
     missing.dedup();
-    let unresolved = missing
+    let unresolved: Vec<String> = missing
         .iter()
         .flat_map(|var| {
             let at = placeholder_locations(text, var);
@@ -550,6 +658,7 @@ fn resolve_placeholders(
                 at.into_iter().map(|(l, c)| format!("${{{var}}} at {file}:{l}:{c}")).collect()
             }
         })
+        .chain(elsewhere.iter().cloned())
         .collect();
     Err(ImportError::Unresolved { file: file.to_string(), unresolved })
 }

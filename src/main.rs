@@ -247,8 +247,11 @@ enum Command {
         /// Convert this deployment manifest instead of reading a hub: a deployment.json
         /// (standard or layered), `az iot edge deployment show` output, or an iotedgedev
         /// deployment.template.json (${VAR} from the environment and the .env beside it,
-        /// ${MODULES.Name} from modules/Name/module.json). At most 4 MiB: larger is
-        /// refused before reading (no deployment the hub accepts is that large).
+        /// read as python-dotenv reads it; ${MODULES.Name} from modules/Name/module.json).
+        /// Nothing is written when a placeholder is unresolved or the result would not
+        /// validate.
+        /// At most 4 MiB: larger is refused before reading (no deployment the hub accepts is
+        /// that large).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
         /// With --manifest: the deployment's name (default: a whole configuration's id,

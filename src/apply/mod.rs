@@ -248,6 +248,24 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
     Ok(config)
 }
 
+/// The body of an in-place update: the hub's stored content byte for byte, with the
+/// declared mutable fields. Content is immutable on the hub, and an adopted configuration
+/// may spell the same content differently (createOptions chunking or key order), so
+/// sending fleetform's rendering would be refused with 400. The plan only chose `update`
+/// because the two contents are equivalent; if the hub's content is no longer equivalent
+/// (changed since the plan), the update is refused rather than written over.
+fn update_body(hub: &dyn Hub, step: &Step, mut declared: Configuration) -> Result<Configuration, HubError> {
+    let current = hub.configuration(&step.id)?;
+    if !crate::manifest::same_content(&current.content, &declared.content) {
+        return Err(HubError::Other(format!(
+            "step {}: the content of {} on the hub is no longer what {} declares; plan again",
+            step.number, step.id, step.name
+        )));
+    }
+    declared.content = current.content;
+    Ok(declared)
+}
+
 fn run_step(
     hub: &dyn Hub,
     step: &Step,
@@ -272,10 +290,10 @@ fn run_step(
             }
         }
         StepOp::Update => {
-            let config = to_write(step, declared, options)?;
             let etag = step.etag.as_deref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
+            let config = update_body(hub, step, to_write(step, declared, options)?)?;
             match hub.update_configuration(&config, etag) {
                 Ok(_) => Ok((StepStatus::Done, None)),
                 Err(HubError::PreconditionFailed { id }) => {
@@ -464,6 +482,107 @@ layered "extra" {
         assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
         assert!(report.results[0].message.as_deref().unwrap().contains("HTTP 412"));
         assert_eq!(hub.configuration(&created.id).unwrap().priority, 99, "their change stays");
+    }
+
+    /// A hub that, like IoT Hub, refuses an update whose content differs from what it holds.
+    struct ImmutableContent<'a>(&'a SnapshotHub);
+
+    impl Hub for ImmutableContent<'_> {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
+            self.0.configurations()
+        }
+        fn device_batches(
+            &self,
+            projection: crate::hub::Projection,
+            visit: &(dyn Fn(Vec<crate::hub::Twin>) -> Result<(), HubError> + Sync),
+        ) -> Result<(), HubError> {
+            self.0.device_batches(projection, visit)
+        }
+        fn module_batches(
+            &self,
+            visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
+        ) -> Result<(), HubError> {
+            self.0.module_batches(visit)
+        }
+        fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
+            self.0.create_configuration(config)
+        }
+        fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+            if self.0.configuration(&config.id)?.content != config.content {
+                return Err(HubError::Other("HTTP 400 Configuration identifier and Content cannot be updated".into()));
+            }
+            self.0.update_configuration(config, etag)
+        }
+        fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
+            self.0.delete_configuration(id, etag)
+        }
+    }
+
+    /// The hub's copy of `declared[0]`, unmanaged, with its createOptions spelt otherwise.
+    fn adoptable(hub: &SnapshotHub, declared: &[Rendered]) -> Configuration {
+        let mut theirs = declared[0].configuration.clone();
+        theirs.id = "base-from-portal".into();
+        theirs.labels.clear();
+        let mc = theirs.content.modules_content.as_mut().unwrap();
+        let agent = mc.get_mut("$edgeAgent").unwrap();
+        let module = agent
+            .get_mut("properties.desired")
+            .and_then(|d| d.pointer_mut("/modules/M/settings"))
+            .and_then(|s| s.as_object_mut())
+            .unwrap();
+        module.insert("createOptions".into(), serde_json::Value::String("  ".into()));
+        hub.create_configuration(&theirs).unwrap()
+    }
+
+    #[test]
+    fn an_update_keeps_the_hubs_content_and_changes_only_mutable_fields() {
+        let (_dir, hub) = empty_hub();
+        let mut declared =
+            rendered(&TWO.replace("deployment \"base\" {", "deployment \"base\" {\n    adopt \"base-from-portal\""));
+        let theirs = adoptable(&hub, &declared);
+        declared.truncate(1);
+        let steps = plan_steps(&declared, &hub);
+        // As the CLI does before it applies: the declared deployment takes the adopted id.
+        crate::plan::adopt_ids(&mut declared, &hub.configurations().unwrap());
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!((steps[0].op, steps[0].id.as_str()), (StepOp::Update, "base-from-portal"));
+        let strict = ImmutableContent(&hub);
+        let options = ApplyOptions { commit: Some("c0ffee".into()) };
+        let report = execute(&strict, &steps, &declared, &options, &AtomicBool::new(false), &mut |_| {});
+        assert!(report.completed(), "{:?}", report.results[0].message);
+        let now = hub.configuration("base-from-portal").unwrap();
+        assert_eq!(now.content, theirs.content, "the stored content is sent back unchanged");
+        assert_eq!(now.labels.get(LABEL_HASH), Some(&declared[0].hash));
+        assert_eq!(now.labels.get(LABEL_COMMIT).map(String::as_str), Some("c0ffee"));
+        assert!(plan_steps(&declared, &hub).is_empty(), "converged");
+    }
+
+    #[test]
+    fn an_update_over_content_that_is_no_longer_equivalent_is_refused() {
+        let (_dir, hub) = empty_hub();
+        let declared = rendered(TWO);
+        let created = hub.create_configuration(&declared[0].configuration).unwrap();
+        // The step claims an in-place update, but the declared content now differs.
+        let mut changed = declared[0].clone();
+        let mc = changed.configuration.content.modules_content.as_mut().unwrap();
+        let desired = mc.get_mut("$edgeAgent").unwrap().get_mut("properties.desired").unwrap();
+        *desired.pointer_mut("/modules/M/settings/image").unwrap() = serde_json::json!("m:2.0");
+        let step = Step {
+            number: 1,
+            op: StepOp::Update,
+            name: "base".into(),
+            id: created.id.clone(),
+            priority: 10,
+            etag: created.etag.clone(),
+            reason: "update".into(),
+        };
+        let report = execute(&hub, &[step], &[changed], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
+        assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
+        assert!(report.results[0].message.as_deref().unwrap().contains("plan again"), "{:?}", report.results[0]);
+        assert_eq!(hub.configuration(&created.id).unwrap(), created, "nothing written");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! would write differently (a spaced or differently split createOptions, an empty one)
 //! would otherwise mean replacing it with identical settings. The agent joins the
 //! createOptions pieces and parses them as JSON, treating empty, blank and `null` as no
-//! options; the edge runtime matches field names case-insensitively. Those are the only
-//! differences forgiven here.
+//! options; the edge runtime matches field names case-insensitively (in `$edgeAgent` and
+//! `$edgeHub`); a route object holding only `route` is the plain route string. Those are
+//! the only differences forgiven here.
 
 use serde_json::{Map, Value};
 
@@ -19,7 +20,15 @@ pub fn same_content(a: &ConfigurationContent, b: &ConfigurationContent) -> bool 
     }
     let norm = |c: &ConfigurationContent| {
         let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-        normalise(&mut v);
+        // Only the runtime's own twins are read case-insensitively; a custom module's
+        // desired properties mean whatever that module makes of them.
+        if let Some(Value::Object(mc)) = v.get_mut("modulesContent") {
+            for (twin, t) in mc.iter_mut() {
+                if twin == "$edgeAgent" || twin == "$edgeHub" {
+                    normalise(t);
+                }
+            }
+        }
         v
     };
     norm(a) == norm(b)
@@ -51,6 +60,12 @@ const KNOWN_KEYS: &[&str] = &[
     "timeToLiveSecs",
     "storeLimits",
     "maxSizeBytes",
+    "value",
+    "route",
+    "priority",
+    "address",
+    "username",
+    "password",
 ];
 
 fn normalise(v: &mut Value) {
@@ -81,6 +96,13 @@ fn normalise(v: &mut Value) {
             for child in m.values_mut() {
                 normalise(child);
             }
+            // A route object with neither priority nor TTL is the plain route: edgeHub
+            // gives both their defaults either way.
+            if m.len() == 1
+                && let Some(Value::String(route)) = m.get("route")
+            {
+                *v = Value::String(route.clone());
+            }
         }
         Value::Array(items) => items.iter_mut().for_each(normalise),
         _ => {}
@@ -109,6 +131,22 @@ mod tests {
             assert!(same_content(&canonical, same));
         }
         let none = content(json!({ "image": "i" }));
+        assert!(same_content(&none, &content(json!({ "image": "i", "createOptions": null }))));
+        let hub = |routes: Value| -> ConfigurationContent {
+            serde_json::from_value(json!({ "modulesContent": {
+                "$edgeHub": { "properties.desired": { "routes": routes } },
+                "custom": { "properties.desired": { "Value": 1 } }
+            }}))
+            .unwrap()
+        };
+        let plain = hub(json!({ "r": "FROM /* INTO $upstream" }));
+        assert!(same_content(&plain, &hub(json!({ "r": { "Route": "FROM /* INTO $upstream" } }))));
+        assert!(!same_content(&plain, &hub(json!({ "r": { "route": "FROM /* INTO $upstream", "priority": 1 } }))));
+        // A custom module's twin is compared exactly: its keys mean what the module says.
+        let custom = |twin: Value| -> ConfigurationContent {
+            serde_json::from_value(json!({ "modulesContent": { "custom": { "properties.desired": twin } } })).unwrap()
+        };
+        assert!(!same_content(&custom(json!({ "Value": 1 })), &custom(json!({ "value": 1 }))));
         for empty in ["", "  ", "null"] {
             assert!(same_content(&none, &content(json!({ "image": "i", "createOptions": empty }))), "{empty:?}");
         }

@@ -49,9 +49,11 @@ pub fn chunk_create_options(compact: &str) -> Vec<(String, String)> {
 /// missing from the sequence.
 pub fn join_create_options(settings: &serde_json::Map<String, serde_json::Value>) -> Option<Result<String, String>> {
     let first = settings.get("createOptions")?;
-    let mut out = match first.as_str() {
-        Some(s) => s.to_string(),
-        None => return Some(Err("createOptions is not a string".to_string())),
+    let mut out = match first {
+        serde_json::Value::String(s) => s.clone(),
+        // The agent reads a `null` createOptions as no options, as `--manifest` does.
+        serde_json::Value::Null => String::new(),
+        _ => return Some(Err("createOptions is not a string".to_string())),
     };
     for i in 1..crate::spec::rules::MAX_CREATE_OPTIONS_CHUNKS {
         match settings.get(&format!("createOptions{i:02}")) {

@@ -122,7 +122,7 @@ impl<'a> Reader<'a> {
         only_keys(self, agent_twin, &["properties.desired"], "$edgeAgent")?;
         let agent = self.obj(&agent_twin["properties.desired"], "$edgeAgent.properties.desired")?;
         const AGENT_KEYS: &[&str] = &["schemaVersion", "runtime", "systemModules", "modules", "integrity"];
-        let agent = &canonical_keys(agent, AGENT_KEYS);
+        let agent = &self.canonical_keys(agent, AGENT_KEYS, "$edgeAgent.properties.desired")?;
         let p = "$edgeAgent.properties.desired";
         only_keys(self, agent, AGENT_KEYS, p)?;
         let integrity = match agent.get("integrity") {
@@ -130,18 +130,19 @@ impl<'a> Reader<'a> {
             None => None,
         };
         let agent_schema = self.str_at(agent, "schemaVersion", p)?.unwrap_or("1.1").to_string();
-        let runtime = &canonical_keys(
+        let runtime = &self.canonical_keys(
             self.obj(agent.get("runtime").unwrap_or(&Value::Null), &format!("{p}.runtime"))?,
             &["type", "settings"],
-        );
+            &format!("{p}.runtime"),
+        )?;
         only_keys(self, runtime, &["type", "settings"], &format!("{p}.runtime"))?;
         let empty = Map::new();
         let rs = match runtime.get("settings") {
             Some(v) => self.obj(v, &format!("{p}.runtime.settings"))?,
             None => &empty,
         };
-        let rs = &canonical_keys(rs, &["minDockerVersion", "loggingOptions", "registryCredentials"]);
         let rsp = format!("{p}.runtime.settings");
+        let rs = &self.canonical_keys(rs, &["minDockerVersion", "loggingOptions", "registryCredentials"], &rsp)?;
         only_keys(self, rs, &["minDockerVersion", "loggingOptions", "registryCredentials"], &rsp)?;
         let mut registries = BTreeMap::new();
         if let Some(creds) = rs.get("registryCredentials") {
@@ -149,10 +150,11 @@ impl<'a> Reader<'a> {
                 registries.insert(name.clone(), self.registry(name, r, &format!("{rsp}.registryCredentials.{name}"))?);
             }
         }
-        let system = &canonical_keys(
+        let system = &self.canonical_keys(
             self.obj(agent.get("systemModules").unwrap_or(&Value::Null), &format!("{p}.systemModules"))?,
             &["edgeAgent", "edgeHub"],
-        );
+            &format!("{p}.systemModules"),
+        )?;
         only_keys(self, system, &["edgeAgent", "edgeHub"], &format!("{p}.systemModules"))?;
         let edge_agent = self
             .settings(system.get("edgeAgent").unwrap_or(&Value::Null), &format!("{p}.systemModules.edgeAgent"), false)?
@@ -180,7 +182,7 @@ impl<'a> Reader<'a> {
             let hub = self.obj(hub_twin.get("properties.desired").unwrap_or(&Value::Null), hp)?;
             const HUB_KEYS: &[&str] =
                 &["schemaVersion", "routes", "storeAndForwardConfiguration", "mqttBroker", "integrity"];
-            let hub = &canonical_keys(hub, HUB_KEYS);
+            let hub = &self.canonical_keys(hub, HUB_KEYS, hp)?;
             only_keys(self, hub, HUB_KEYS, hp)?;
             if let Some(m) = hub.get("integrity") {
                 hub_integrity = Some(Value::Object(self.obj(m, &format!("{hp}.integrity"))?.clone()));
@@ -198,7 +200,7 @@ impl<'a> Reader<'a> {
             }
             if let Some(sf) = hub.get("storeAndForwardConfiguration") {
                 let sfp = format!("{hp}.storeAndForwardConfiguration");
-                let sf = &canonical_keys(self.obj(sf, &sfp)?, &["timeToLiveSecs", "storeLimits"]);
+                let sf = &self.canonical_keys(self.obj(sf, &sfp)?, &["timeToLiveSecs", "storeLimits"], &sfp)?;
                 only_keys(self, sf, &["timeToLiveSecs", "storeLimits"], &sfp)?;
                 if let Some(v) = sf.get("timeToLiveSecs") {
                     // edgeHub reads it as a 32-bit signed integer.
@@ -208,7 +210,7 @@ impl<'a> Reader<'a> {
                 }
                 if let Some(limits) = sf.get("storeLimits") {
                     let lp = format!("{sfp}.storeLimits");
-                    let limits = &canonical_keys(self.obj(limits, &lp)?, &["maxSizeBytes"]);
+                    let limits = &self.canonical_keys(self.obj(limits, &lp)?, &["maxSizeBytes"], &lp)?;
                     only_keys(self, limits, &["maxSizeBytes"], &lp)?;
                     if let Some(v) = limits.get("maxSizeBytes") {
                         // A signed 64-bit integer on the hub.
@@ -294,7 +296,7 @@ impl<'a> Reader<'a> {
     }
 
     fn registry(&self, name: &str, v: &Value, path: &str) -> R<Registry> {
-        let m = self.obj(v, path)?;
+        let m = &self.canonical_keys(self.obj(v, path)?, &["address", "username", "password"], path)?;
         only_keys(self, m, &["address", "username", "password"], path)?;
         let field = |k: &str| -> R<String> {
             self.str_at(m, k, path)?.map(str::to_string).ok_or_else(|| self.bad(&format!("{path}.{k}"), "missing"))
@@ -314,6 +316,7 @@ impl<'a> Reader<'a> {
         let (text, priority, ttl) = match v {
             Value::String(s) => (s.clone(), None, None),
             Value::Object(m) => {
+                let m = &self.canonical_keys(m, &["route", "priority", "timeToLiveSecs"], path)?;
                 only_keys(self, m, &["route", "priority", "timeToLiveSecs"], path)?;
                 let text =
                     self.str_at(m, "route", path)?.ok_or_else(|| self.bad(path, "route object without `route`"))?;
@@ -348,15 +351,17 @@ impl<'a> Reader<'a> {
         if allow_version {
             allowed.push("version");
         }
-        let m = &canonical_keys(m, &allowed);
+        let m = &self.canonical_keys(m, &allowed, path)?;
         only_keys(self, m, &allowed, path)?;
         if let Some(t) = self.str_at(m, "type", path)?
             && t != "docker"
         {
             return Err(self.bad(&format!("{path}.type"), format!("module type \"{t}\" (only docker exists)")));
         }
-        let settings_map =
-            &canonical_settings(self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?);
+        let settings_map = &self.canonical_settings(
+            self.obj(m.get("settings").unwrap_or(&Value::Null), &format!("{path}.settings"))?,
+            &format!("{path}.settings"),
+        )?;
         let sp = format!("{path}.settings");
         for k in settings_map.keys() {
             let chunk = k
@@ -375,12 +380,21 @@ impl<'a> Reader<'a> {
             Some(Ok(text)) => {
                 let doc: Value = serde_json::from_str(&text)
                     .map_err(|e| self.bad(&format!("{sp}.createOptions"), format!("not JSON: {e}")))?;
+                if !doc.is_object() {
+                    // The agent hands it to Docker as the container's create options.
+                    return Err(self.bad(
+                        &format!("{sp}.createOptions"),
+                        format!("must hold a JSON object of Docker create options, not {}", json_kind(&doc)),
+                    ));
+                }
                 Some(CreateOptions { doc: JsonDoc { value: doc, scalars: Vec::new() }, origin: self.origin.clone() })
             }
         };
         let mut env = BTreeMap::new();
         if let Some(e) = m.get("env") {
             for (k, v) in self.obj(e, &format!("{path}.env"))? {
+                let ep = format!("{path}.env.{k}");
+                let v = &self.canonical_keys(self.obj(v, &ep)?, &["value"], &ep)?;
                 let val =
                     v.get("value").filter(|v| v.is_string() || v.is_number() || v.is_boolean()).ok_or_else(|| {
                         self.bad(&format!("{path}.env.{k}"), "expected {\"value\": string, number or boolean}")
@@ -411,6 +425,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn only_keys(r: &Reader<'_>, m: &Map<String, Value>, allowed: &[&str], path: &str) -> R<()> {
     match m.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(r.bad(&format!("{path}.{k}"), "not understood by fleetform")),
@@ -421,26 +446,46 @@ fn only_keys(r: &Reader<'_>, m: &Map<String, Value>, allowed: &[&str], path: &st
 /// The edge runtime matches field names case-insensitively (Newtonsoft's default), so a
 /// manifest may say `createoptions` or `RestartPolicy`: such keys are renamed to the
 /// spelling fleetform renders. Unknown keys are kept as they are, to be refused by name.
-fn canonical_keys(m: &Map<String, Value>, known: &[&str]) -> Map<String, Value> {
-    m.iter()
-        .map(|(k, v)| {
-            let name = known.iter().find(|n| n.eq_ignore_ascii_case(k)).map_or_else(|| k.clone(), |n| n.to_string());
-            (name, v.clone())
-        })
-        .collect()
+/// Two keys that differ only in case would be one field to the agent, which keeps one of
+/// them silently; that is refused, naming both.
+fn canonical_with(
+    r: &Reader<'_>,
+    m: &Map<String, Value>,
+    path: &str,
+    rename: impl Fn(&str) -> String,
+) -> R<Map<String, Value>> {
+    let mut out = Map::new();
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (k, v) in m {
+        if let Some(first) = seen.insert(k.to_ascii_lowercase(), k) {
+            return Err(r.bad(
+                &format!("{path}.{k}"),
+                format!(
+                    "keys \"{first}\" and \"{k}\" differ only in case, and the edge runtime reads them as one; keep one"
+                ),
+            ));
+        }
+        out.insert(rename(k), v.clone());
+    }
+    Ok(out)
 }
 
-/// [`canonical_keys`] for a module's `settings`, whose createOptions pieces are numbered.
-fn canonical_settings(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter()
-        .map(|(k, v)| {
+impl Reader<'_> {
+    fn canonical_keys(&self, m: &Map<String, Value>, known: &[&str], path: &str) -> R<Map<String, Value>> {
+        canonical_with(self, m, path, |k| {
+            known.iter().find(|n| n.eq_ignore_ascii_case(k)).map_or_else(|| k.to_string(), |n| n.to_string())
+        })
+    }
+
+    /// [`Self::canonical_keys`] for a module's `settings`, whose createOptions pieces are numbered.
+    fn canonical_settings(&self, m: &Map<String, Value>, path: &str) -> R<Map<String, Value>> {
+        canonical_with(self, m, path, |k| {
             let lower = k.to_ascii_lowercase();
-            let name = match lower.strip_prefix("createoptions") {
+            match lower.strip_prefix("createoptions") {
                 Some(n) => format!("createOptions{n}"),
                 None if lower == "image" || lower == "digest" => lower,
-                None => k.clone(),
-            };
-            (name, v.clone())
+                None => k.to_string(),
+            }
         })
-        .collect()
+    }
 }

@@ -1020,9 +1020,24 @@ impl Cx<'_> {
                                 }
                             }
                             if let Some(e) = self.prop(k, "max-size-bytes") {
-                                match self.integer(e, "store-and-forward max-size-bytes", 0, i64::MAX as i128) {
-                                    Some(v) => max_size = Some(v as u64),
-                                    None => ok = false,
+                                // edgeHub reads `storeLimits` from schema 1.2 on; an older
+                                // hub would silently store without a limit.
+                                if matches!(hub_schema.as_str(), "1.0" | "1.1") {
+                                    self.err(
+                                        Code::OutOfRange,
+                                        e.span(),
+                                        format!(
+                                            "store-and-forward max-size-bytes needs edgeHub schema 1.2 or later (this edge-hub has {hub_schema})"
+                                        ),
+                                        "needs schema 1.2+",
+                                        Some("set `edge-hub … schema=\"1.2\"`, or drop max-size-bytes".into()),
+                                    );
+                                    ok = false;
+                                } else {
+                                    match self.integer(e, "store-and-forward max-size-bytes", 0, i64::MAX as i128) {
+                                        Some(v) => max_size = Some(v as u64),
+                                        None => ok = false,
+                                    }
                                 }
                             }
                         }
@@ -1813,6 +1828,21 @@ mod tests {
             assert_eq!(p.len(), 1, "{bad}: {p:?}");
             assert!(p[0].to_string().contains("store-and-forward"), "{bad}: {}", p[0]);
         }
+    }
+
+    #[test]
+    fn store_limits_need_edge_hub_schema_1_2() {
+        let file = Arc::new(SourceFile::new(
+            "t.kdl",
+            "t.kdl",
+            "deployment \"d\" {\n priority 1\n target \"*\"\n runtime {\n edge-agent image=\"a:1\"\n edge-hub image=\"h:1\" schema=\"1.1\" {\n store-and-forward ttl=10 max-size-bytes=100\n }\n }\n}\n".to_string(),
+        ));
+        let mut p = Vec::new();
+        parse_file(&file, &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].to_string().contains("max-size-bytes needs edgeHub schema 1.2"), "{}", p[0]);
+        // Line 7, at `max-size-bytes=100`.
+        assert_eq!(file.line_col(p[0].span.offset()).0, 7);
     }
 
     #[test]
