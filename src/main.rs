@@ -646,6 +646,11 @@ fn plan(
         };
         let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
         saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
+        // With a key, any edit of the file is refused at apply; without one, the
+        // re-derivation at apply still bounds what an edit can do.
+        if let Some(key) = std::env::var_os(manifest::HASH_KEY_VAR).filter(|k| !k.is_empty()) {
+            saved.seal(key.as_encoded_bytes()).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
+        }
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
         // A saved plan carries the hub's configurations it will replace, passwords masked
         // but everything else a reader of the hub could see: owner-only like a snapshot.
@@ -1044,8 +1049,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
         }
     }
     let Some(mut rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
-    if saved.is_none() {
-        flags.prune.check(&paths, &rendered)?;
+    match &saved {
+        None => flags.prune.check(&paths, &rendered)?,
+        // A saved plan prunes by its own `prune`: the same empty-set guard applies, so a
+        // plan file cannot delete every managed deployment without --allow-empty.
+        Some(saved) => Prune { prune: saved.prune, allow_empty: flags.prune.allow_empty }.check(&paths, &rendered)?,
     }
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;
