@@ -1026,9 +1026,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     // Files outside any repository have no commit to disagree with.
     // From a commit (--ref) the working tree does not matter.
     if !flags.allow_dirty && flags.rev.is_none() {
+        let mut in_repository = false;
         for p in &paths {
             match fleetform::git::is_dirty(p) {
-                Ok(false) | Err(fleetform::git::GitError::NotARepository { .. }) => {}
+                Ok(false) => in_repository = true,
+                Err(fleetform::git::GitError::NotARepository { .. }) => {}
                 Ok(true) => {
                     return Err(miette::miette!(
                         help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
@@ -1045,6 +1047,26 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                         p.display()
                     ));
                 }
+            }
+        }
+        // The folder's status does not see through symlinks: check every file the load
+        // will read, by its real path, in the repository that holds it. A path that
+        // cannot be listed is reported by the load itself.
+        let files: Vec<PathBuf> = paths.iter().filter_map(|p| spec::kdl_files(p).ok()).flatten().collect();
+        match fleetform::git::uncommitted_file(&files, in_repository) {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                return Err(miette::miette!(
+                    help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
+                    "{found}"
+                ));
+            }
+            Err(e) => {
+                return Err(miette::miette!(
+                    help = "fix the repository (try `git status` there), or pass --allow-dirty to apply the \
+                            working tree without the check",
+                    "cannot tell whether the deployment files have uncommitted changes: {e}"
+                ));
             }
         }
     }
