@@ -67,7 +67,9 @@ pub enum GitError {
         help("commit the link's target too, or fix or remove the link")
     )]
     LinkTargetMissing { rev: String, link: String, target: String },
-    #[error("{rev}:{link}: symlinks loop (the link leads back into a folder that contains it, or more than {MAX_LINK_HOPS} links in a row)")]
+    #[error(
+        "{rev}:{link}: symlinks loop (the link leads back into a folder that contains it, or more than {MAX_LINK_HOPS} links in a row)"
+    )]
     #[diagnostic(code(fleetform::git::link_loop), help("fix or remove the link"))]
     LinkLoop { rev: String, link: String },
     #[error("{git} is there but is not a usable repository: {message}")]
@@ -357,10 +359,14 @@ fn discover(path: &Path) -> Result<Repository, GitError> {
     Repository::discover(&probe).map_err(|e| match e.code() {
         // A `.git` that git cannot follow (a gitlink to a removed worktree) is a broken
         // repository, not "no repository": the dirty check must not pass for it.
-        git2::ErrorCode::NotFound => match probe.ancestors().map(|a| a.join(".git")).find(|g| g.symlink_metadata().is_ok()) {
-            Some(git) => GitError::BrokenRepository { git: git.display().to_string(), message: e.message().to_string() },
-            None => GitError::NotARepository { path: path.display().to_string() },
-        },
+        git2::ErrorCode::NotFound => {
+            match probe.ancestors().map(|a| a.join(".git")).find(|g| g.symlink_metadata().is_ok()) {
+                Some(git) => {
+                    GitError::BrokenRepository { git: git.display().to_string(), message: e.message().to_string() }
+                }
+                None => GitError::NotARepository { path: path.display().to_string() },
+            }
+        }
         _ => GitError::Git(e),
     })
 }
@@ -483,9 +489,8 @@ impl std::fmt::Display for Uncommitted {
 /// repository, as with no repository at all, there is no commit to disagree with).
 pub fn uncommitted_file(files: &[PathBuf], in_repository: bool) -> Result<Option<Uncommitted>, GitError> {
     for file in files {
-        let real = file
-            .canonicalize()
-            .map_err(|source| LoadError::Read { path: file.display().to_string(), source })?;
+        let real =
+            file.canonicalize().map_err(|source| LoadError::Read { path: file.display().to_string(), source })?;
         let repo = match discover(&real) {
             Ok(repo) => repo,
             Err(GitError::NotARepository { .. }) if in_repository => {

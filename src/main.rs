@@ -106,7 +106,8 @@ enum Command {
         /// Also show replaced and updated deployments as a unified diff of their JSON.
         #[arg(long)]
         diff: bool,
-        /// Save the plan for `fleetform apply PLANFILE` (no secrets are written).
+        /// Save the plan for `fleetform apply PLANFILE` (no secrets are written). With
+        /// FLEETFORM_HASH_KEY set the file is sealed with a MAC: apply then refuses any edit.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
@@ -124,11 +125,12 @@ enum Command {
     /// for confirmation.
     ///
     /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
-    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device,
-    /// 130 interrupted by Ctrl-C.
+    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device (or
+    /// is outranked on every device it targets), 130 interrupted by Ctrl-C.
     Apply {
-        /// A plan saved by `fleetform plan --out FILE` (any file holding JSON of kind
-        /// fleetform-plan; carried out only if planning now derives the same steps)
+        /// A plan saved by `fleetform plan --out FILE` (any file whose first non-blank
+        /// character is `{`, which must be JSON of kind fleetform-plan; its MAC is checked
+        /// with FLEETFORM_HASH_KEY; carried out only if planning now derives the same steps)
         /// followed by the deployment paths it was made from, or just the paths (files or
         /// directories searched recursively for *.kdl, symlinks followed; default ".").
         #[arg(value_name = "PLANFILE | PATH")]
@@ -142,9 +144,9 @@ enum Command {
         /// saved plan already says what it deletes).
         #[arg(long)]
         prune: bool,
-        /// With --prune, allow an empty set of deployments (which deletes every managed
-        /// deployment). Without it, finding no deployments is an error, since that is far
-        /// more often a wrong path than a wish to delete everything.
+        /// With --prune (or a plan file made with it), allow an empty set of deployments
+        /// (which deletes every managed deployment). Without it, finding no deployments is an
+        /// error, since that is far more often a wrong path than a wish to delete everything.
         #[arg(long)]
         allow_empty: bool,
         /// Overall deadline for each hub operation, retries of 429/5xx included.
@@ -155,7 +157,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
         wait: Option<String>,
         /// Apply even when the deployment files have uncommitted changes (the
-        /// fleetform-commit label then names a commit that does not hold them).
+        /// fleetform-commit label then names a commit that does not hold them). Every loaded
+        /// file is checked by its real path, so changes behind a symlink count too.
         #[arg(long)]
         allow_dirty: bool,
         #[command(flatten)]

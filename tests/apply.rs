@@ -530,7 +530,11 @@ fn wait_names_a_deployment_outranked_on_every_device_and_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{}", transcript(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("Rollout complete"), "{}", transcript(&out));
-    assert!(stdout.contains("deployments applied and reported successful; 1 is applied to no device:"), "{}", transcript(&out));
+    assert!(
+        stdout.contains("deployments applied and reported successful; 1 is applied to no device:"),
+        "{}",
+        transcript(&out)
+    );
     let line = stdout.lines().find(|l| l.trim_start().starts_with("shadow-")).unwrap_or_default();
     assert!(
         line.contains("applied to no device: every device it targets runs a higher-priority deployment"),

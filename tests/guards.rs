@@ -447,7 +447,8 @@ fn a_broken_plan_file_is_reported_as_json() {
     let other = dir.path().join("other.json");
     std::fs::write(&other, r#"{"kind": "something-else"}"#).unwrap();
     let before = configurations(hub.path());
-    let run = |file: &Path| cli().arg("apply").arg(file).arg(deployments()).arg("--hub").arg(hub.path()).output().unwrap();
+    let run =
+        |file: &Path| cli().arg("apply").arg(file).arg(deployments()).arg("--hub").arg(hub.path()).output().unwrap();
     let out = run(&truncated);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");

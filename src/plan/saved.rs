@@ -206,7 +206,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
@@ -226,9 +226,10 @@ mod tests {
         sealed["mac"] = json!(mac);
         assert_eq!(verify_mac(&sealed, Some(key)), Ok(()));
         // Reordered members: the same plan.
-        let reordered: serde_json::Value =
-            serde_json::from_str(&format!(r#"{{"mac":"{mac}","steps":[{{"n":1.5,"op":"create"}}],"prune":false,"kind":"fleetform-plan"}}"#))
-                .unwrap();
+        let reordered: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"mac":"{mac}","steps":[{{"n":1.5,"op":"create"}}],"prune":false,"kind":"fleetform-plan"}}"#
+        ))
+        .unwrap();
         assert_eq!(verify_mac(&reordered, Some(key)), Ok(()));
         let mut edited = sealed.clone();
         edited["prune"] = json!(true);
