@@ -324,17 +324,37 @@ deployment "base" {
     fn plan_files_are_told_from_paths() {
         let dir = tempfile::tempdir().unwrap();
         let other = dir.path().join("x.json");
+        let load = |p: &Path| load_plan_file_with_key(p, None);
+        // JSON, but not a plan: an error, not a path of deployment files.
         std::fs::write(&other, r#"{"kind":"something-else"}"#).unwrap();
-        assert!(load_plan_file(&other).unwrap().is_none());
-        assert!(load_plan_file(dir.path()).unwrap().is_none());
+        assert!(matches!(load(&other), Err(ApplyError::NotAPlanFile { .. })));
+        assert!(load(dir.path()).unwrap().is_none());
+        let kdl = dir.path().join("a.kdl");
+        std::fs::write(&kdl, "\n  // {\ndeployment \"a\" {}\n").unwrap();
+        assert!(load(&kdl).unwrap().is_none());
         let future = dir.path().join("p.json");
         std::fs::write(&future, r#"{"kind":"fleetform-plan","format_version":9}"#).unwrap();
-        assert!(matches!(load_plan_file(&future), Err(ApplyError::PlanVersion { found: 9, .. })));
+        assert!(matches!(load(&future), Err(ApplyError::PlanVersion { found: 9, .. })));
         let (_d, hub) = hub();
         let saved = saved_against(&hub, rendered("a"));
-        let good = dir.path().join("plan.json");
-        std::fs::write(&good, serde_json::to_string(&saved).unwrap()).unwrap();
-        assert_eq!(load_plan_file(&good).unwrap().unwrap(), saved);
+        let text = serde_json::to_string_pretty(&saved).unwrap();
+        // Named like KDL, read by content.
+        let good = dir.path().join("plan.kdl");
+        std::fs::write(&good, &text).unwrap();
+        assert_eq!(load(&good).unwrap().unwrap(), saved);
+        let cut = dir.path().join("cut.json");
+        std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+        match load(&cut) {
+            Err(ApplyError::NotAPlanFile { message, .. }) => assert!(message.contains("line"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // Sealed: checked with the key, refused without one.
+        let mut sealed = saved.clone();
+        sealed.seal(b"k").unwrap();
+        std::fs::write(&good, serde_json::to_string_pretty(&sealed).unwrap()).unwrap();
+        assert_eq!(load_plan_file_with_key(&good, Some(b"k")).unwrap().unwrap(), sealed);
+        assert!(matches!(load_plan_file_with_key(&good, Some(b"j")), Err(ApplyError::PlanMac { .. })));
+        assert!(matches!(load(&good), Err(ApplyError::PlanNeedsKey { .. })));
     }
 
     fn step(number: usize, op: StepOp, id: &str, reason: &str) -> Step {
