@@ -488,18 +488,39 @@ impl std::fmt::Display for Uncommitted {
 /// are in a repository; a file in none then counts as uncommitted (outside any
 /// repository, as with no repository at all, there is no commit to disagree with).
 pub fn uncommitted_file(files: &[PathBuf], in_repository: bool) -> Result<Option<Uncommitted>, GitError> {
+    // One discovery per folder: a thousand files in one folder open its repository once.
+    let mut repos: Vec<Repository> = Vec::new();
+    let mut by_folder: std::collections::HashMap<PathBuf, Option<usize>> = std::collections::HashMap::new();
     for file in files {
         let real =
             file.canonicalize().map_err(|source| LoadError::Read { path: file.display().to_string(), source })?;
-        let repo = match discover(&real) {
-            Ok(repo) => repo,
-            Err(GitError::NotARepository { .. }) if in_repository => {
+        let folder = real.parent().map_or_else(|| real.clone(), Path::to_path_buf);
+        let found = match by_folder.get(&folder) {
+            Some(found) => *found,
+            None => {
+                let found = match discover(&real) {
+                    Ok(repo) => Some(match repos.iter().position(|r| r.path() == repo.path()) {
+                        Some(same) => same,
+                        None => {
+                            repos.push(repo);
+                            repos.len() - 1
+                        }
+                    }),
+                    Err(GitError::NotARepository { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                by_folder.insert(folder, found);
+                found
+            }
+        };
+        let Some(at) = found else {
+            if in_repository {
                 return Ok(Some(Uncommitted::OutsideAnyRepository { file: file.clone(), real }));
             }
-            Err(GitError::NotARepository { .. }) => continue,
-            Err(e) => return Err(e),
+            continue;
         };
-        let rel = repo_relative(&repo, &real)?;
+        let repo = &repos[at];
+        let rel = repo_relative(repo, &real)?;
         // Current (empty) is the only clean answer: new, ignored or changed all mean the
         // commit does not hold this content.
         if !repo.status_file(&rel)?.is_empty() {
