@@ -585,6 +585,36 @@ mod tests {
         assert!(matches!(sources_at(&[outside.path().to_path_buf()], "HEAD"), Err(GitError::NotARepository { .. })));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn links_in_a_commit_are_followed_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("shared/deep")).unwrap();
+        std::fs::create_dir_all(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("shared/a.kdl"), "// a\n").unwrap();
+        std::fs::write(dir.path().join("shared/deep/b.kdl"), "// b\n").unwrap();
+        // Absolute, into the repository's own checkout; relative, to a file; a link to a
+        // link; and a non-.kdl name for a file, which the walk leaves alone.
+        std::os::unix::fs::symlink(dir.path().join("shared/deep"), dir.path().join("d/abs")).unwrap();
+        std::os::unix::fs::symlink("../shared/a.kdl", dir.path().join("d/rel.kdl")).unwrap();
+        std::os::unix::fs::symlink("rel.kdl", dir.path().join("d/again.kdl")).unwrap();
+        std::os::unix::fs::symlink("../shared/a.kdl", dir.path().join("d/notes.txt")).unwrap();
+        commit_all(&repo, "links");
+        let got = sources_at(&[dir.path().join("d")], "HEAD").unwrap();
+        let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["HEAD:shared/a.kdl", "HEAD:shared/a.kdl", "HEAD:shared/deep/b.kdl"]);
+        assert!(got.iter().all(|s| s.text.starts_with("// ")), "contents, not link text");
+        // A link given as the path itself.
+        let one = sources_at(&[dir.path().join("d/abs")], "HEAD").unwrap();
+        assert_eq!(one[0].name, "HEAD:shared/deep/b.kdl");
+        // A chain of links longer than the limit is a loop.
+        std::os::unix::fs::symlink("l1", dir.path().join("d/l0")).unwrap();
+        std::os::unix::fs::symlink("l0", dir.path().join("d/l1")).unwrap();
+        commit_all(&repo, "loop");
+        assert!(matches!(sources_at(&[dir.path().join("d")], "HEAD"), Err(GitError::LinkLoop { .. })));
+    }
+
     #[test]
     fn dirty_and_ancestry() {
         let dir = tempfile::tempdir().unwrap();
