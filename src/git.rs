@@ -11,7 +11,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use git2::{ObjectType, Repository, Status, StatusOptions, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Repository, Status, StatusOptions};
 
 use crate::spec::{LoadError, SourceFile, Workspace};
 
@@ -53,6 +53,33 @@ pub enum GitError {
     #[error("{path} in {rev} is not UTF-8 text")]
     #[diagnostic(code(fleetform::io), help("KDL files are UTF-8"))]
     NotUtf8 { rev: String, path: String },
+    #[error("{rev}:{link} is a symlink to {target}, which is outside the repository")]
+    #[diagnostic(
+        code(fleetform::git::link_outside),
+        help(
+            "files read from a commit (--ref, --base) must be in that commit: commit the target inside the repository and link to it there, or replace the link with the file"
+        )
+    )]
+    LinkOutside { rev: String, link: String, target: String },
+    #[error("{rev}:{link} is a symlink to {target}, which is not in commit {rev}")]
+    #[diagnostic(
+        code(fleetform::git::link_target_missing),
+        help("commit the link's target too, or fix or remove the link")
+    )]
+    LinkTargetMissing { rev: String, link: String, target: String },
+    #[error(
+        "{rev}:{link}: symlinks loop (the link leads back into a folder that contains it, or more than {MAX_LINK_HOPS} links in a row)"
+    )]
+    #[diagnostic(code(fleetform::git::link_loop), help("fix or remove the link"))]
+    LinkLoop { rev: String, link: String },
+    #[error("{git} is there but is not a usable repository: {message}")]
+    #[diagnostic(
+        code(fleetform::git::broken_repository),
+        help(
+            "a `.git` file must point at an existing git directory (`gitdir: PATH`); fix or remove it (try `git status` there)"
+        )
+    )]
+    BrokenRepository { git: String, message: String },
     #[error("git: {0}")]
     #[diagnostic(code(fleetform::git::other))]
     Git(#[from] git2::Error),
@@ -101,28 +128,19 @@ fn read_sources(paths: &[PathBuf], rev: &str, missing_ok: bool) -> Result<Vec<So
     let repo = discover(&start)?;
     let commit = resolve(&repo, rev)?;
     let tree = commit.tree()?;
+    let workdir = repo.workdir().ok_or(GitError::Bare)?.to_path_buf();
+    let at = CommitTree { repo: &repo, root: tree.id(), rev, workdir };
     let mut out = Vec::new();
     for path in paths {
         let rel = repo_relative(&repo, path)?;
         let rel_text = rel.to_string_lossy().replace('\\', "/");
         let not_in = || GitError::PathNotInCommit { rev: rev.to_string(), path: path.display().to_string() };
         let mut found: Vec<(String, git2::Oid)> = Vec::new();
-        if rel_text.is_empty() {
-            collect_kdl(&tree, "", &mut found)?;
-        } else {
-            let entry = match tree.get_path(&rel) {
-                Ok(e) => e,
-                Err(_) if missing_ok => continue,
-                Err(_) => return Err(not_in()),
-            };
-            match entry.kind() {
-                Some(ObjectType::Blob) => found.push((rel_text.clone(), entry.id())),
-                Some(ObjectType::Tree) => {
-                    let sub = repo.find_tree(entry.id())?;
-                    collect_kdl(&sub, &format!("{rel_text}/"), &mut found)?;
-                }
-                _ => return Err(not_in()),
-            }
+        match at.resolve(Vec::new(), &rel_text)? {
+            None if missing_ok => continue,
+            None => return Err(not_in()),
+            Some((real, Node::Blob(oid))) => found.push((real.join("/"), oid)),
+            Some((real, Node::Tree(oid))) => at.collect(&real, oid, &mut Vec::new(), &mut found)?,
         }
         found.sort();
         for (file, oid) in found {
@@ -143,20 +161,197 @@ fn read_sources(paths: &[PathBuf], rev: &str, missing_ok: bool) -> Result<Vec<So
     Ok(out)
 }
 
-/// The `.kdl` blobs below `tree`, skipping hidden folders (as the working-tree walk does).
-fn collect_kdl(tree: &git2::Tree<'_>, prefix: &str, out: &mut Vec<(String, git2::Oid)>) -> Result<(), GitError> {
-    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        let name = entry.name().unwrap_or("");
-        match entry.kind() {
-            Some(ObjectType::Tree) if name.starts_with('.') => TreeWalkResult::Skip,
-            Some(ObjectType::Blob) if name.ends_with(".kdl") => {
-                out.push((format!("{prefix}{dir}{name}"), entry.id()));
-                TreeWalkResult::Ok
-            }
-            _ => TreeWalkResult::Ok,
+/// Symlinks followed for one path before it counts as a loop (the limit Linux uses).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Folders nested in one walk (through links) before it counts as a loop.
+const MAX_DEPTH: usize = 256;
+
+/// The mode git records for a symlink: its blob holds the link's target as text.
+const LINK_MODE: i32 = 0o120_000;
+
+/// A tree entry a path resolved to.
+#[derive(Clone, Copy)]
+enum Node {
+    Blob(git2::Oid),
+    Tree(git2::Oid),
+}
+
+/// One commit's tree, read the way the working tree would be: symlinks are followed
+/// inside the commit (relative to the link, as the file system does), so that `--ref`
+/// sees the deployments a checkout of that commit would. A link whose target is not in
+/// the commit (outside the repository, or missing) is an error naming it, never skipped:
+/// a skipped folder of deployments would read as deleted, and `--prune` would delete them.
+struct CommitTree<'r> {
+    repo: &'r Repository,
+    root: git2::Oid,
+    rev: &'r str,
+    workdir: PathBuf,
+}
+
+impl CommitTree<'_> {
+    /// Resolves `path` (relative, `/`-separated) from folder `dir` (components from the
+    /// root, a real folder of the tree) to its real path and entry, following symlinks
+    /// in every component. `Ok(None)`: no such path, and no link was involved.
+    fn resolve(&self, dir: Vec<String>, path: &str) -> Result<Option<(Vec<String>, Node)>, GitError> {
+        let mut pending: std::collections::VecDeque<String> =
+            path.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect();
+        let mut real = Vec::new();
+        let mut trees = vec![self.root];
+        for c in dir {
+            let Some(Node::Tree(t)) = self.child(*trees.last().unwrap_or(&self.root), &c)? else {
+                return Ok(None);
+            };
+            real.push(c);
+            trees.push(t);
         }
-    })?;
-    Ok(())
+        let mut blob = None;
+        let mut hops = 0;
+        // The last link followed and its target, for errors.
+        let mut link: Option<(String, String)> = None;
+        let missing = |link: &Option<(String, String)>| match link {
+            Some((link, target)) => Err(GitError::LinkTargetMissing {
+                rev: self.rev.to_string(),
+                link: link.clone(),
+                target: target.clone(),
+            }),
+            None => Ok(None),
+        };
+        while let Some(c) = pending.pop_front() {
+            if blob.is_some() {
+                // `file/more`: a file is not a folder.
+                return missing(&link);
+            }
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    if real.pop().is_none() {
+                        let (link, target) = link.clone().unwrap_or_default();
+                        return Err(GitError::LinkOutside { rev: self.rev.to_string(), link, target });
+                    }
+                    trees.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let tree = self.repo.find_tree(*trees.last().unwrap_or(&self.root))?;
+            let Some(entry) = tree.get_name(&c) else { return missing(&link) };
+            if entry.filemode() == LINK_MODE {
+                let link_path = real.iter().chain(std::iter::once(&c)).cloned().collect::<Vec<_>>().join("/");
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(GitError::LinkLoop { rev: self.rev.to_string(), link: link_path });
+                }
+                let target = String::from_utf8_lossy(self.repo.find_blob(entry.id())?.content()).into_owned();
+                let mut next: Vec<String> = Vec::new();
+                if target.starts_with('/') {
+                    // An absolute link can still point into this repository's own checkout.
+                    let within = self.within_workdir(Path::new(&target)).ok_or_else(|| GitError::LinkOutside {
+                        rev: self.rev.to_string(),
+                        link: link_path.clone(),
+                        target: target.clone(),
+                    })?;
+                    real.clear();
+                    trees.truncate(1);
+                    next.extend(within);
+                } else {
+                    next.extend(target.split('/').filter(|c| !c.is_empty()).map(str::to_string));
+                }
+                link = Some((link_path, target));
+                for c in next.into_iter().rev() {
+                    pending.push_front(c);
+                }
+                continue;
+            }
+            match entry.kind() {
+                Some(ObjectType::Tree) => trees.push(entry.id()),
+                Some(ObjectType::Blob) => blob = Some(entry.id()),
+                // A submodule's commit: its files are not in this commit.
+                _ => return missing(&link),
+            }
+            real.push(c);
+        }
+        Ok(Some(match blob {
+            Some(b) => (real, Node::Blob(b)),
+            None => (real, Node::Tree(*trees.last().unwrap_or(&self.root))),
+        }))
+    }
+
+    fn child(&self, tree: git2::Oid, name: &str) -> Result<Option<Node>, GitError> {
+        let tree = self.repo.find_tree(tree)?;
+        Ok(tree.get_name(name).and_then(|e| match e.kind() {
+            Some(ObjectType::Tree) if e.filemode() != LINK_MODE => Some(Node::Tree(e.id())),
+            Some(ObjectType::Blob) if e.filemode() != LINK_MODE => Some(Node::Blob(e.id())),
+            _ => None,
+        }))
+    }
+
+    /// The components of absolute `target` below the repository's working tree, if it is there.
+    fn within_workdir(&self, target: &Path) -> Option<Vec<String>> {
+        let target = absolute(target);
+        let roots = [self.workdir.clone(), self.workdir.canonicalize().unwrap_or_else(|_| self.workdir.clone())];
+        let rest = roots.iter().find_map(|r| target.strip_prefix(absolute(r)).ok())?;
+        Some(rest.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
+    }
+
+    /// The `.kdl` blobs below folder `real` (tree `oid`), by real path, skipping hidden
+    /// folders as the working-tree walk does and following links as it does. `stack`
+    /// holds the real folders being walked, to refuse a link back into one of them.
+    fn collect(
+        &self,
+        real: &[String],
+        oid: git2::Oid,
+        stack: &mut Vec<Vec<String>>,
+        out: &mut Vec<(String, git2::Oid)>,
+    ) -> Result<(), GitError> {
+        let loop_at = |name: &str| GitError::LinkLoop {
+            rev: self.rev.to_string(),
+            link: real.iter().map(String::as_str).chain(std::iter::once(name)).collect::<Vec<_>>().join("/"),
+        };
+        if stack.len() >= MAX_DEPTH {
+            return Err(loop_at(""));
+        }
+        stack.push(real.to_vec());
+        let tree = self.repo.find_tree(oid)?;
+        for entry in tree.iter() {
+            let name = entry.name().unwrap_or("").to_string();
+            let path = || real.iter().chain(std::iter::once(&name)).cloned().collect::<Vec<_>>();
+            if entry.filemode() == LINK_MODE {
+                if name.starts_with('.') {
+                    continue;
+                }
+                match self.resolve(real.to_vec(), &name)? {
+                    Some((target, Node::Blob(b))) => {
+                        // Chosen by the link's name, as the working-tree walk does.
+                        if name.ends_with(".kdl") {
+                            out.push((target.join("/"), b));
+                        }
+                    }
+                    Some((target, Node::Tree(t))) => {
+                        if stack.iter().any(|walked| walked.starts_with(&target)) {
+                            return Err(loop_at(&name));
+                        }
+                        self.collect(&target, t, stack, out)?;
+                    }
+                    None => {
+                        return Err(GitError::LinkTargetMissing {
+                            rev: self.rev.to_string(),
+                            link: path().join("/"),
+                            target: String::new(),
+                        });
+                    }
+                }
+                continue;
+            }
+            match entry.kind() {
+                Some(ObjectType::Tree) if !name.starts_with('.') => self.collect(&path(), entry.id(), stack, out)?,
+                Some(ObjectType::Blob) if name.ends_with(".kdl") => out.push((path().join("/"), entry.id())),
+                _ => {}
+            }
+        }
+        stack.pop();
+        Ok(())
+    }
 }
 
 fn discover(path: &Path) -> Result<Repository, GitError> {
@@ -170,7 +365,16 @@ fn discover(path: &Path) -> Result<Repository, GitError> {
     // Only "no repository here" means that; a repository git cannot open (corrupt,
     // unreadable, unsafe owner) is an error, so that apply's dirty check fails closed.
     Repository::discover(&probe).map_err(|e| match e.code() {
-        git2::ErrorCode::NotFound => GitError::NotARepository { path: path.display().to_string() },
+        // A `.git` that git cannot follow (a gitlink to a removed worktree) is a broken
+        // repository, not "no repository": the dirty check must not pass for it.
+        git2::ErrorCode::NotFound => {
+            match probe.ancestors().map(|a| a.join(".git")).find(|g| g.symlink_metadata().is_ok()) {
+                Some(git) => {
+                    GitError::BrokenRepository { git: git.display().to_string(), message: e.message().to_string() }
+                }
+                None => GitError::NotARepository { path: path.display().to_string() },
+            }
+        }
         _ => GitError::Git(e),
     })
 }
@@ -255,6 +459,85 @@ pub fn is_dirty(path: &Path) -> Result<bool, GitError> {
     }))
 }
 
+/// Why a file apply would load is not the committed file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uncommitted {
+    /// Modified, staged, untracked or ignored in the repository that holds it (which may be
+    /// another one than the deployments', reached through a symlink).
+    Changed { file: PathBuf, real: PathBuf },
+    /// Reached through a symlink from inside a repository, but the file itself is in none:
+    /// no commit records what it held.
+    OutsideAnyRepository { file: PathBuf, real: PathBuf },
+}
+
+impl std::fmt::Display for Uncommitted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let same = |file: &Path, real: &Path| file == real || absolute(file) == real;
+        match self {
+            Uncommitted::Changed { file, real } if same(file, real) => {
+                write!(f, "{} has uncommitted changes", file.display())
+            }
+            Uncommitted::Changed { file, real } => {
+                write!(f, "{} (the symlinked file {}) has uncommitted changes", file.display(), real.display())
+            }
+            Uncommitted::OutsideAnyRepository { file, real } => write!(
+                f,
+                "{} is a symlink to {}, which is in no git repository, so no commit records what it holds",
+                file.display(),
+                real.display()
+            ),
+        }
+    }
+}
+
+/// The first of `files` (the files a load read, as it named them) whose content is not
+/// committed, each checked by its real path against the repository that contains it, so
+/// that a change reached through a symlink is seen. `in_repository`: the deployment paths
+/// are in a repository; a file in none then counts as uncommitted (outside any
+/// repository, as with no repository at all, there is no commit to disagree with).
+pub fn uncommitted_file(files: &[PathBuf], in_repository: bool) -> Result<Option<Uncommitted>, GitError> {
+    // One discovery per folder: a thousand files in one folder open its repository once.
+    let mut repos: Vec<Repository> = Vec::new();
+    let mut by_folder: std::collections::HashMap<PathBuf, Option<usize>> = std::collections::HashMap::new();
+    for file in files {
+        let real =
+            file.canonicalize().map_err(|source| LoadError::Read { path: file.display().to_string(), source })?;
+        let folder = real.parent().map_or_else(|| real.clone(), Path::to_path_buf);
+        let found = match by_folder.get(&folder) {
+            Some(found) => *found,
+            None => {
+                let found = match discover(&real) {
+                    Ok(repo) => Some(match repos.iter().position(|r| r.path() == repo.path()) {
+                        Some(same) => same,
+                        None => {
+                            repos.push(repo);
+                            repos.len() - 1
+                        }
+                    }),
+                    Err(GitError::NotARepository { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                by_folder.insert(folder, found);
+                found
+            }
+        };
+        let Some(at) = found else {
+            if in_repository {
+                return Ok(Some(Uncommitted::OutsideAnyRepository { file: file.clone(), real }));
+            }
+            continue;
+        };
+        let repo = &repos[at];
+        let rel = repo_relative(repo, &real)?;
+        // Current (empty) is the only clean answer: new, ignored or changed all mean the
+        // commit does not hold this content.
+        if !repo.status_file(&rel)?.is_empty() {
+            return Ok(Some(Uncommitted::Changed { file: file.clone(), real }));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether `commit` is `HEAD` or one of its ancestors in the repository containing `path`.
 /// `false` means HEAD is on another line of history; `Ok(true)` with a different id means
 /// HEAD has moved on since the commit (compare with [`head_commit`]).
@@ -308,6 +591,36 @@ mod tests {
         assert!(matches!(sources_at(&[dir.path().join("d/a.kdl")], "HEAD"), Err(GitError::PathNotInCommit { .. })));
         let outside = tempfile::tempdir().unwrap();
         assert!(matches!(sources_at(&[outside.path().to_path_buf()], "HEAD"), Err(GitError::NotARepository { .. })));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_in_a_commit_are_followed_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("shared/deep")).unwrap();
+        std::fs::create_dir_all(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("shared/a.kdl"), "// a\n").unwrap();
+        std::fs::write(dir.path().join("shared/deep/b.kdl"), "// b\n").unwrap();
+        // Absolute, into the repository's own checkout; relative, to a file; a link to a
+        // link; and a non-.kdl name for a file, which the walk leaves alone.
+        std::os::unix::fs::symlink(dir.path().join("shared/deep"), dir.path().join("d/abs")).unwrap();
+        std::os::unix::fs::symlink("../shared/a.kdl", dir.path().join("d/rel.kdl")).unwrap();
+        std::os::unix::fs::symlink("rel.kdl", dir.path().join("d/again.kdl")).unwrap();
+        std::os::unix::fs::symlink("../shared/a.kdl", dir.path().join("d/notes.txt")).unwrap();
+        commit_all(&repo, "links");
+        let got = sources_at(&[dir.path().join("d")], "HEAD").unwrap();
+        let names: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["HEAD:shared/a.kdl", "HEAD:shared/a.kdl", "HEAD:shared/deep/b.kdl"]);
+        assert!(got.iter().all(|s| s.text.starts_with("// ")), "contents, not link text");
+        // A link given as the path itself.
+        let one = sources_at(&[dir.path().join("d/abs")], "HEAD").unwrap();
+        assert_eq!(one[0].name, "HEAD:shared/deep/b.kdl");
+        // A chain of links longer than the limit is a loop.
+        std::os::unix::fs::symlink("l1", dir.path().join("d/l0")).unwrap();
+        std::os::unix::fs::symlink("l0", dir.path().join("d/l1")).unwrap();
+        commit_all(&repo, "loop");
+        assert!(matches!(sources_at(&[dir.path().join("d")], "HEAD"), Err(GitError::LinkLoop { .. })));
     }
 
     #[test]

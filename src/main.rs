@@ -110,7 +110,8 @@ enum Command {
         /// Also show replaced and updated deployments as a unified diff of their JSON.
         #[arg(long)]
         diff: bool,
-        /// Save the plan for `fleetform apply PLANFILE` (no secrets are written).
+        /// Save the plan for `fleetform apply PLANFILE` (no secrets are written). With
+        /// FLEETFORM_HASH_KEY set the file is sealed with a MAC: apply then refuses any edit.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
@@ -128,11 +129,12 @@ enum Command {
     /// for confirmation.
     ///
     /// Exit codes: 0 done (or no changes), 1 error, refused, stale plan, failed step or
-    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device,
-    /// 130 interrupted by Ctrl-C.
+    /// failed rollout (--wait), 3 (--wait) written but a deployment targets no device (or
+    /// is outranked on every device it targets), 130 interrupted by Ctrl-C.
     Apply {
-        /// A plan saved by `fleetform plan --out FILE` (any file holding JSON of kind
-        /// fleetform-plan; carried out only if planning now derives the same steps)
+        /// A plan saved by `fleetform plan --out FILE` (any file whose first non-blank
+        /// character is `{`, which must be JSON of kind fleetform-plan; its MAC is checked
+        /// with FLEETFORM_HASH_KEY; carried out only if planning now derives the same steps)
         /// followed by the deployment paths it was made from, or just the paths (files or
         /// directories searched recursively for *.kdl, symlinks followed; default ".").
         #[arg(value_name = "PLANFILE | PATH")]
@@ -146,9 +148,9 @@ enum Command {
         /// saved plan already says what it deletes).
         #[arg(long)]
         prune: bool,
-        /// With --prune, allow an empty set of deployments (which deletes every managed
-        /// deployment). Without it, finding no deployments is an error, since that is far
-        /// more often a wrong path than a wish to delete everything.
+        /// With --prune (or a plan file made with it), allow an empty set of deployments
+        /// (which deletes every managed deployment). Without it, finding no deployments is an
+        /// error, since that is far more often a wrong path than a wish to delete everything.
         #[arg(long)]
         allow_empty: bool,
         /// Overall deadline for each hub operation, retries of 429/5xx included.
@@ -159,7 +161,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
         wait: Option<String>,
         /// Apply even when the deployment files have uncommitted changes (the
-        /// fleetform-commit label then names a commit that does not hold them).
+        /// fleetform-commit label then names a commit that does not hold them). Every loaded
+        /// file is checked by its real path, so changes behind a symlink count too.
         #[arg(long)]
         allow_dirty: bool,
         #[command(flatten)]
@@ -654,6 +657,11 @@ fn plan(
         };
         let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, fleetform::render::summary_line(&plan));
         saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
+        // With a key, any edit of the file is refused at apply; without one, the
+        // re-derivation at apply still bounds what an edit can do.
+        if let Some(key) = std::env::var_os(manifest::HASH_KEY_VAR).filter(|k| !k.is_empty()) {
+            saved.seal(key.as_encoded_bytes()).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
+        }
         let text = serde_json::to_string_pretty(&saved).map_err(|e| miette::miette!("cannot encode the plan: {e}"))?;
         // A saved plan carries the hub's configurations it will replace, passwords masked
         // but everything else a reader of the hub could see: owner-only like a snapshot.
@@ -1029,9 +1037,11 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
     // Files outside any repository have no commit to disagree with.
     // From a commit (--ref) the working tree does not matter.
     if !flags.allow_dirty && flags.rev.is_none() {
+        let mut in_repository = false;
         for p in &paths {
             match fleetform::git::is_dirty(p) {
-                Ok(false) | Err(fleetform::git::GitError::NotARepository { .. }) => {}
+                Ok(false) => in_repository = true,
+                Err(fleetform::git::GitError::NotARepository { .. }) => {}
                 Ok(true) => {
                     return Err(miette::miette!(
                         help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
@@ -1050,10 +1060,33 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
                 }
             }
         }
+        // The folder's status does not see through symlinks: check every file the load
+        // will read, by its real path, in the repository that holds it. A path that
+        // cannot be listed is reported by the load itself.
+        let files: Vec<PathBuf> = paths.iter().filter_map(|p| spec::kdl_files(p).ok()).flatten().collect();
+        match fleetform::git::uncommitted_file(&files, in_repository) {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                return Err(miette::miette!(
+                    help = "commit the changes first, or pass --allow-dirty to apply the working tree as it is",
+                    "{found}"
+                ));
+            }
+            Err(e) => {
+                return Err(miette::miette!(
+                    help = "fix the repository (try `git status` there), or pass --allow-dirty to apply the \
+                            working tree without the check",
+                    "cannot tell whether the deployment files have uncommitted changes: {e}"
+                ));
+            }
+        }
     }
     let Some(mut rendered) = declared(&paths, flags.rev.as_deref())? else { return Ok(ExitCode::from(1)) };
-    if saved.is_none() {
-        flags.prune.check(&paths, &rendered)?;
+    match &saved {
+        None => flags.prune.check(&paths, &rendered)?,
+        // A saved plan prunes by its own `prune`: the same empty-set guard applies, so a
+        // plan file cannot delete every managed deployment without --allow-empty.
+        Some(saved) => Prune { prune: saved.prune, allow_empty: flags.prune.allow_empty }.check(&paths, &rendered)?,
     }
     let options = fleetform::hub::rest::RestOptions { deadline: timeout, ..Default::default() };
     let hub = fleetform::hub::open_with(hub_args.hub.as_deref(), hub_args.endpoint.as_deref(), options)?;

@@ -536,3 +536,44 @@ fn devices_that_leave_every_target_keep_their_desired_properties() {
     let edge_hub = hub.module_twin(device, "$edgeHub").unwrap();
     assert!(edge_hub["properties"]["desired"]["routes"].as_object().is_some_and(|r| !r.is_empty()), "{edge_hub}");
 }
+
+/// Review of #12, item 6: a standard deployment every targeted device of which runs a
+/// higher-priority one (here: priority 5 on campus-canary's devices, which run it at 20) is
+/// targeted but applied nowhere. That is not a rollout: `--wait` says so and exits 3.
+#[test]
+fn wait_names_a_deployment_outranked_on_every_device_and_exits_3() {
+    let server = start(&["--simulate-success-after", "0.5"]);
+    let dir = copy_deployments();
+    std::fs::write(
+        dir.path().join("shadow.kdl"),
+        r#"deployment "shadow" {
+    priority 5
+    target "tags.environment='prod' AND tags.location.building='20' AND tags.location.floor=3"
+    runtime {
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }
+    module "S" image="contoso.azurecr.io/s:1.0"
+}
+"#,
+    )
+    .unwrap();
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s"]);
+    let out = cmd.arg(dir.path()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", transcript(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("Rollout complete"), "{}", transcript(&out));
+    assert!(
+        stdout.contains("deployments applied and reported successful; 1 is applied to no device:"),
+        "{}",
+        transcript(&out)
+    );
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("shadow-")).unwrap_or_default();
+    assert!(
+        line.contains("applied to no device: every device it targets runs a higher-priority deployment"),
+        "{}",
+        transcript(&out)
+    );
+    // Targeted, but expected and applied nowhere.
+    assert!(line.contains("applied 0/0") && !line.contains("targeted 0,"), "{}", transcript(&out));
+}

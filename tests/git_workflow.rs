@@ -285,3 +285,161 @@ fn explain_and_apply_read_a_ref() {
     let main_id = repo.revparse_single("main").unwrap().id().to_string();
     assert!(written.contains(&format!("\"fleetform-commit\": \"{main_id}\"")), "commit label is main's");
 }
+
+/// Issue #12 (review item 2): deployments/base.kdl, and a committed link
+/// `deployments/shared -> ../shared` to the other four campus files.
+fn linked_repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    for sub in ["deployments", "shared"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/deployments");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let into = if entry.file_name() == "base.kdl" { "deployments" } else { "shared" };
+        std::fs::copy(entry.path(), dir.path().join(into).join(entry.file_name())).unwrap();
+    }
+    std::os::unix::fs::symlink("../shared", dir.path().join("deployments/shared")).unwrap();
+    commit(&repo, "deployments with a linked folder");
+    dir
+}
+
+/// An error as one line: miette wraps long messages, continuing them after `| `.
+fn flat(err: &str) -> String {
+    err.split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" ")
+}
+
+fn files_of(validated: &Value) -> Vec<String> {
+    validated["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn ref_follows_symlinks_inside_the_commit() {
+    let dir = linked_repository();
+    let at_head: Value =
+        serde_json::from_str(&ok(dir.path(), &["validate", "deployments", "--ref", "HEAD", "--format", "json"]))
+            .unwrap();
+    assert_eq!(at_head["deployments"].as_array().unwrap().len(), 5, "{at_head}");
+    // Named by the real path, which `git show HEAD:shared/canary.kdl` opens.
+    assert!(files_of(&at_head).contains(&"HEAD:shared/canary.kdl".to_string()), "{at_head}");
+    let worktree: Value =
+        serde_json::from_str(&ok(dir.path(), &["validate", "deployments", "--format", "json"])).unwrap();
+    assert_eq!(worktree["deployments"], at_head["deployments"], "the commit reads as its checkout does");
+    // Pruning from the commit keeps the linked deployments: only the hub's undeclared
+    // managed legacy-sensors goes.
+    let hub = campus_hub();
+    let hub = hub.to_str().unwrap();
+    let plan: Value = serde_json::from_str(&ok(
+        dir.path(),
+        &["plan", "deployments", "--ref", "HEAD", "--prune", "--hub", hub, "--format", "json"],
+    ))
+    .unwrap();
+    let list = actions(&plan);
+    let deleted: Vec<&str> = list.iter().filter(|(_, a)| a == "delete").map(|(n, _)| n.as_str()).collect();
+    assert_eq!(deleted, ["legacy-sensors"], "{list:?}");
+    for name in ["campus-canary", "conference-camera", "building-monitoring", "route-override"] {
+        assert!(action(&list, name).is_some(), "{name}: {list:?}");
+    }
+
+    // A linked file is read as its target's content, not as the link's text.
+    let repo = Repository::open(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("deployments/shared")).unwrap();
+    std::os::unix::fs::symlink("../shared/canary.kdl", dir.path().join("deployments/canary.kdl")).unwrap();
+    commit(&repo, "link one file");
+    let text = ok(dir.path(), &["validate", "deployments", "--ref", "HEAD"]);
+    assert!(text.contains("2 deployments in 2 files: valid"), "{text}");
+    // Also when the link is the path given.
+    let text = ok(dir.path(), &["validate", "deployments/canary.kdl", "--ref", "HEAD"]);
+    assert!(text.contains("1 deployment in 1 file: valid"), "{text}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ref_refuses_links_that_leave_the_commit() {
+    let dir = linked_repository();
+    let repo = Repository::open(dir.path()).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.kdl"), "").unwrap();
+    let outside_file = outside.path().join("x.kdl");
+    let cases = [
+        ("../nowhere", "link_target_missing", "is a symlink to ../nowhere, which is not in commit HEAD"),
+        ("../shared/gone.kdl", "link_target_missing", "which is not in commit HEAD"),
+        ("../../elsewhere", "link_outside", "which is outside the repository"),
+        (outside_file.to_str().unwrap(), "link_outside", "which is outside the repository"),
+        ("..", "link_loop", "symlinks loop"),
+        ("bad.kdl", "link_loop", "symlinks loop"),
+    ];
+    for (target, code, says) in cases {
+        let link = dir.path().join("deployments/bad.kdl");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        commit(&repo, &format!("link to {target}"));
+        for cmd in [&["validate", "deployments", "--ref", "HEAD"][..], &["plan", "deployments", "--ref", "HEAD"]] {
+            let mut args = cmd.to_vec();
+            let hub = campus_hub();
+            if cmd[0] == "plan" {
+                args.extend(["--hub", hub.to_str().unwrap()]);
+            }
+            let err = flat(&failing(dir.path(), &args));
+            assert!(err.contains(&format!("fleetform::git::{code}")), "{target}: {err}");
+            assert!(err.contains("HEAD:deployments/bad.kdl") && err.contains(says), "{target}: {err}");
+        }
+    }
+}
+
+/// Review item 3: the dirty check sees a change reached through a followed symlink.
+#[cfg(unix)]
+#[test]
+fn apply_sees_uncommitted_changes_behind_a_symlink() {
+    let dir = linked_repository();
+    let hub = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(campus_hub()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), hub.path().join(entry.file_name())).unwrap();
+    }
+    let hub = hub.path().to_str().unwrap().to_string();
+    let apply = ["apply", "deployments", "--auto-approve", "--hub", hub.as_str()];
+    edit(&dir.path().join("shared/canary.kdl"), "priority 20", "priority 21");
+    let err = flat(&failing(dir.path(), &apply));
+    assert!(err.contains("shared/canary.kdl") && err.contains("has uncommitted changes"), "{err}");
+    assert!(err.contains("--allow-dirty"), "{err}");
+    // An untracked file behind the link is not committed either.
+    let repo = Repository::open(dir.path()).unwrap();
+    commit(&repo, "canary at 21");
+    std::fs::copy(dir.path().join("shared/monitoring.kdl"), dir.path().join("shared/zz-copy.kdl")).unwrap();
+    let err = flat(&failing(dir.path(), &apply));
+    assert!(err.contains("zz-copy.kdl") && err.contains("has uncommitted changes"), "{err}");
+    std::fs::remove_file(dir.path().join("shared/zz-copy.kdl")).unwrap();
+    // A link to a file in no repository: no commit records it.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("shared/monitoring.kdl"), outside.path().join("m.kdl")).unwrap();
+    std::fs::remove_file(dir.path().join("shared/monitoring.kdl")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("m.kdl"), dir.path().join("shared/monitoring.kdl")).unwrap();
+    commit(&repo, "monitoring from outside");
+    let err = flat(&failing(dir.path(), &apply));
+    assert!(err.contains("which is in no git repository"), "{err}");
+    let mut forced = apply.to_vec();
+    forced.push("--allow-dirty");
+    ok(dir.path(), &forced);
+}
+
+/// Review item 8: a `.git` file pointing at nothing is a broken repository, not none.
+#[test]
+fn a_broken_gitlink_fails_the_dirty_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".git"), "gitdir: /nonexistent/x\n").unwrap();
+    let deployments = dir.path().join("deployments");
+    std::fs::create_dir(&deployments).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/deployments/base.kdl"),
+        deployments.join("base.kdl"),
+    )
+    .unwrap();
+    let hub = campus_hub();
+    let err = flat(&failing(dir.path(), &["apply", "deployments", "--auto-approve", "--hub", hub.to_str().unwrap()]));
+    assert!(err.contains("cannot tell whether") && err.contains("is there but is not a usable repository"), "{err}");
+    let err = failing(dir.path(), &["validate", "deployments", "--ref", "HEAD"]);
+    assert!(err.contains("fleetform::git::broken_repository"), "{err}");
+}

@@ -53,8 +53,23 @@ fn saved_plan() -> (tempfile::TempDir, Value) {
     (hub, plan)
 }
 
-/// `apply FILE PATHS` of `plan` written to `name` in a fresh directory.
+/// `plan` with its MAC made again under the test's key, as whoever holds the key could:
+/// the re-derivation must refuse the edit all the same.
+fn resealed(plan: &Value) -> Value {
+    let key = ENV.iter().find(|(k, _)| *k == "FLEETFORM_HASH_KEY").unwrap().1;
+    let mut plan = plan.clone();
+    let mac = fleetform::plan::saved::plan_mac(key.as_bytes(), &plan);
+    plan["mac"] = json!(mac.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    plan
+}
+
+/// `apply FILE PATHS` of `plan` (resealed) written to `name` in a fresh directory.
 fn apply_edited(hub: &Path, plan: &Value, name: &str) -> Output {
+    apply_as_written(hub, &resealed(plan), name)
+}
+
+/// `apply FILE PATHS` of `plan` exactly as given.
+fn apply_as_written(hub: &Path, plan: &Value, name: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, serde_json::to_vec_pretty(plan).unwrap()).unwrap();
@@ -330,4 +345,122 @@ fn apply_stops_when_git_cannot_say_whether_the_tree_is_clean() {
     let forced =
         cli().args(["apply", "--auto-approve", "--allow-dirty", "--hub"]).arg(hub.path()).arg(repo).output().unwrap();
     assert_eq!(forced.status.code(), Some(0), "{}", transcript(&forced));
+}
+
+/// Review of #12, item 4: with FLEETFORM_HASH_KEY set, `plan --out` seals the plan with a
+/// MAC and apply refuses any edit, `prune` included, before reading the hub's state.
+#[test]
+fn a_sealed_plan_refuses_every_edit() {
+    let (hub, plan) = saved_plan();
+    let mac = plan["mac"].as_str().expect("plan --out with the key set writes a mac");
+    assert_eq!(mac.len(), 64, "HMAC-SHA256 in hex: {mac}");
+    let before = configurations(hub.path());
+    let mut pruning = plan.clone();
+    pruning["prune"] = json!(true);
+    let mut dropped = plan.clone();
+    dropped.as_object_mut().unwrap().remove("mac");
+    let mut other_key = plan.clone();
+    other_key["summary"] = json!("Plan: nothing to see here.");
+    for (what, edited) in [("prune: true", &pruning), ("summary", &other_key)] {
+        let out = apply_as_written(hub.path(), edited, "plan.json");
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", transcript(&out));
+        let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");
+        assert!(err.contains("fleetform::apply::altered_plan"), "{what}: {err}");
+        assert!(err.contains("its MAC does not match its content"), "{what}: {err}");
+    }
+    let out = apply_as_written(hub.path(), &dropped, "plan.json");
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");
+    assert!(err.contains("altered_plan") && err.contains("it has no MAC"), "{err}");
+    // A sealed plan and no key to check it with: refused, saying which key to set.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    let out = cli()
+        .env_remove("FLEETFORM_HASH_KEY")
+        .arg("apply")
+        .arg(&file)
+        .arg(deployments())
+        .arg("--hub")
+        .arg(hub.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");
+    assert!(err.contains("carries a MAC, but FLEETFORM_HASH_KEY is not set"), "{err}");
+    assert_eq!(configurations(hub.path()), before, "nothing was written");
+    // Unedited, it applies.
+    let out = apply_as_written(hub.path(), &plan, "plan.json");
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+}
+
+/// Review of #12, item 4: a plan file that prunes over an empty set of deployments is
+/// refused like `apply --prune` on an empty folder, unless --allow-empty: a crafted plan
+/// (`paths: ["empty"]`, no configurations, `prune: true`) cannot delete every managed
+/// deployment, even signed with the key.
+#[test]
+fn a_pruning_plan_over_no_deployments_needs_allow_empty() {
+    let (hub, _) = saved_plan();
+    let before = configurations(hub.path());
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("empty")).unwrap();
+    // The re-derived plan's deletes, so that only the empty-set guard stands in the way.
+    let pruned = cli()
+        .current_dir(work.path())
+        .args(["plan", "empty", "--prune", "--allow-empty", "--out", "p.json", "--hub"])
+        .arg(hub.path())
+        .output()
+        .unwrap();
+    assert_eq!(pruned.status.code(), Some(0), "{}", transcript(&pruned));
+    let mut crafted: Value = serde_json::from_slice(&std::fs::read(work.path().join("p.json")).unwrap()).unwrap();
+    assert!(steps(&mut crafted).iter().all(|s| s["op"] == "delete") && !steps(&mut crafted).is_empty());
+    crafted["paths"] = json!(["empty"]);
+    crafted["configurations"] = json!([]);
+    crafted["prune"] = json!(true);
+    std::fs::write(work.path().join("crafted.json"), serde_json::to_vec_pretty(&resealed(&crafted)).unwrap()).unwrap();
+    let out = cli().current_dir(work.path()).args(["apply", "crafted.json", "--hub"]).arg(hub.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");
+    assert!(err.contains("no deployments found in empty") && err.contains("--allow-empty"), "{err}");
+    assert_eq!(configurations(hub.path()), before, "nothing was deleted");
+    let out = cli()
+        .current_dir(work.path())
+        .args(["apply", "crafted.json", "--allow-empty", "--hub"])
+        .arg(hub.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "on purpose: {}", transcript(&out));
+    assert_ne!(configurations(hub.path()), before);
+}
+
+/// Review of #12, item 5: a file starting with `{` is a plan file whatever its name, and
+/// a broken one says where it breaks instead of being read as KDL.
+#[test]
+fn a_broken_plan_file_is_reported_as_json() {
+    let (hub, plan) = saved_plan();
+    let text = serde_json::to_string_pretty(&plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("trunc.json");
+    std::fs::write(&truncated, &text[..300]).unwrap();
+    let as_kdl = dir.path().join("saved.kdl");
+    std::fs::write(&as_kdl, &text).unwrap();
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, r#"{"kind": "something-else"}"#).unwrap();
+    let before = configurations(hub.path());
+    let run =
+        |file: &Path| cli().arg("apply").arg(file).arg(deployments()).arg("--hub").arg(hub.path()).output().unwrap();
+    let out = run(&truncated);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", " ");
+    assert!(err.contains("trunc.json is not a complete fleetform plan file: EOF while parsing"), "{err}");
+    assert!(err.contains("at line ") && err.contains("column "), "{err}");
+    assert!(!err.contains("kdl"), "not read as KDL: {err}");
+    let out = run(&other);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr).replace("\n  | ", "");
+    assert!(err.contains("its kind is `something-else`, not `fleetform-plan`"), "{err}");
+    assert_eq!(configurations(hub.path()), before);
+    let out = run(&as_kdl);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Applying the plan saved at"), "{}", transcript(&out));
 }

@@ -172,7 +172,19 @@ fn a_saved_plan_applies_in_another_process_with_the_same_key_only() {
     let before = std::fs::read(hub.path().join("configurations.json")).unwrap();
 
     let other = "another-hash-key-of-at-least-32-chars";
+    // The plan is sealed under the key: another key fails its MAC first.
     let refused = cli(Some(other)).arg("apply").arg(&file).arg("--hub").arg(hub.path()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
+    let err = String::from_utf8_lossy(&refused.stderr).replace("\n  | ", " ");
+    assert!(err.contains("altered_plan") && err.contains("its MAC does not match"), "{err}");
+    assert!(!err.contains(other), "{err}");
+    // Sealed again under the other key, it is stale: the content hashes differ.
+    let mut value: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    let mac = fleetform::plan::saved::plan_mac(other.as_bytes(), &value);
+    value["mac"] = serde_json::json!(mac.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let resealed = hub.path().join("other-key.json");
+    std::fs::write(&resealed, serde_json::to_vec(&value).unwrap()).unwrap();
+    let refused = cli(Some(other)).arg("apply").arg(&resealed).arg("--hub").arg(hub.path()).output().unwrap();
     assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("the saved plan is stale") && err.contains("now renders to hash"), "{err}");

@@ -284,3 +284,41 @@ fn twins_of_the_wrong_shape_are_counted_and_named() {
     assert_eq!(stdout(&out), "good-1\ngood-2\n", "{}", transcript(&out));
     assert_shape_warning(&out);
 }
+
+/// Review of #12, item 7: a `properties.desired` of the wrong shape is reported by the
+/// snapshot reader's targeting projection too (plan, query), as explain's full read does.
+#[test]
+fn a_desired_of_the_wrong_shape_is_reported_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+    std::fs::write(
+        dir.path().join("devices.jsonl"),
+        concat!(
+            r#"{"deviceId":"bad-desired","capabilities":{"iotEdge":true},"tags":{"environment":"prod"},"properties":{"desired":"x","reported":{}}}"#,
+            "\n",
+            r#"{"deviceId":"good-1","capabilities":{"iotEdge":true},"tags":{"environment":"prod"},"properties":{"desired":{"a":{"b":[1]}},"reported":{}}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let said = "warning: 1 device twin is of the wrong shape";
+    let line = "`properties.desired` is not an object (read as nothing desired): 1 twin: bad-desired";
+    let out = query(dir.path(), "tags.environment='prod'");
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let plan = common::with_example_env(&mut fleetform())
+        .args(["plan", common::EXAMPLE_DEPLOYMENTS, "--format", "json", "--hub"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", transcript(&plan));
+    let explain = common::with_example_env(&mut fleetform())
+        .args(["explain", "good-1", common::EXAMPLE_DEPLOYMENTS, "--hub"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    for out in [&out, &plan, &explain] {
+        let err = flat_stderr(out);
+        assert!(err.contains(said) && err.contains(line), "{}", transcript(out));
+        assert!(!err.contains("good-1\n") && !err.contains(": 1 twin: good-1"), "{}", transcript(out));
+    }
+}

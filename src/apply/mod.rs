@@ -31,6 +31,31 @@ pub enum ApplyError {
     #[diagnostic(code(fleetform::apply::plan_file))]
     PlanFile { path: String, message: String },
 
+    #[error("{path} is not a complete fleetform plan file: {message}")]
+    #[diagnostic(
+        code(fleetform::apply::plan_file),
+        help(
+            "a file starting with `{{` is read as a plan saved by `fleetform plan --out FILE` (a KDL file never starts with `{{`); make the plan again, or pass the deployment files"
+        )
+    )]
+    NotAPlanFile { path: String, message: String },
+
+    #[error("refusing the saved plan {path}: {reason}")]
+    #[diagnostic(
+        code(fleetform::apply::altered_plan),
+        help(
+            "nothing was changed. Apply with the FLEETFORM_HASH_KEY the plan was made with, or make the plan again with `fleetform plan --out FILE` and review it"
+        )
+    )]
+    PlanMac { path: String, reason: String },
+
+    #[error("the saved plan {path} carries a MAC, but FLEETFORM_HASH_KEY is not set to check it")]
+    #[diagnostic(
+        code(fleetform::apply::plan_key),
+        help("set FLEETFORM_HASH_KEY to the key the plan was made with; nothing was changed")
+    )]
+    PlanNeedsKey { path: String },
+
     #[error("{path} is a fleetform plan of format version {found}; this fleetform reads version {supported}")]
     #[diagnostic(code(fleetform::apply::plan_version), help("make the plan again with this fleetform"))]
     PlanVersion { path: String, found: u32, supported: u32 },

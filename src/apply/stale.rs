@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::ApplyError;
 use crate::hub::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
-use crate::plan::saved::{SAVED_KIND, SAVED_VERSION};
+use crate::plan::saved::{MacProblem, SAVED_KIND, SAVED_VERSION};
 use crate::plan::{SavedPlan, Step, StepOp};
 
 /// One way a saved plan no longer matches.
@@ -34,28 +34,60 @@ pub enum Staleness {
     NewlyDeclared { name: String },
 }
 
-/// Reads `path` as a saved plan if it is one: a regular file holding a JSON object whose
-/// `kind` is `fleetform-plan`, whatever the file is called (`p.plan`, `plan.json`).
-/// Anything else (a directory, a `.kdl` file) is `Ok(None)`: a path of deployment files.
+/// Reads `path` as a saved plan if it is one: a regular file whose first non-blank byte is
+/// `{`, whatever the file is called (`p.plan`, `plan.json`, even `saved.kdl`: no KDL
+/// document starts with `{`). Such a file must then be a complete plan: broken JSON, or
+/// JSON of another kind, is an error saying so with its line and column, not a KDL file.
+/// Anything else (a directory, a KDL file) is `Ok(None)`: a path of deployment files.
+///
+/// The plan's MAC is checked against `FLEETFORM_HASH_KEY` ([`crate::plan::saved::verify_mac`]).
 pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
+    let key = std::env::var_os(crate::manifest::HASH_KEY_VAR).filter(|k| !k.is_empty());
+    let key = key.as_ref().map(|k| k.as_encoded_bytes());
+    load_plan_file_with_key(path, key)
+}
+
+/// [`load_plan_file`] with the MAC key given (`None`: no key is set).
+pub fn load_plan_file_with_key(path: &Path, key: Option<&[u8]>) -> Result<Option<SavedPlan>, ApplyError> {
+    use std::io::Read;
     // `is_file` follows links and is false for FIFOs and devices, which are never read
     // here (reading a FIFO would block); the deployment loader rejects those by name.
-    if !path.is_file() || path.extension().and_then(|e| e.to_str()) == Some("kdl") {
+    if !path.is_file() {
         return Ok(None);
     }
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ApplyError::PlanFile { path: shown.clone(), message: e.to_string() })?;
-    if !text.trim_start().starts_with('{') {
-        return Ok(None);
+    let read_error = |e: std::io::Error| ApplyError::PlanFile { path: shown.clone(), message: e.to_string() };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    // Looking at the start is enough to tell; a large KDL file is not read twice in full.
+    let mut head = Vec::new();
+    (&mut file).take(4096).read_to_end(&mut head).map_err(read_error)?;
+    match head.iter().find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF) {
+        Some(b'{') => {}
+        _ => return Ok(None),
     }
-    let value: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        // A .json file that is not JSON is not a plan; let the path handling say so.
-        Err(_) => return Ok(None),
-    };
-    if value.get("kind").and_then(|k| k.as_str()) != Some(SAVED_KIND) {
-        return Ok(None);
+    let size = file.metadata().map_err(read_error)?.len();
+    if size > MAX_PLAN_BYTES {
+        return Err(ApplyError::PlanFile {
+            path: shown,
+            message: format!("{size} bytes; a saved plan may be at most {MAX_PLAN_BYTES} bytes"),
+        });
+    }
+    let mut bytes = head;
+    file.read_to_end(&mut bytes).map_err(read_error)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApplyError::NotAPlanFile { path: shown.clone(), message: "not UTF-8 text".to_string() })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ApplyError::NotAPlanFile { path: shown.clone(), message: e.to_string() })?;
+    let kind = value.get("kind").and_then(|k| k.as_str());
+    if kind != Some(SAVED_KIND) {
+        return Err(ApplyError::NotAPlanFile {
+            path: shown,
+            message: match kind {
+                Some(k) => format!("its kind is `{k}`, not `{SAVED_KIND}`"),
+                None => format!("it has no `kind` member (a saved plan's is `{SAVED_KIND}`)"),
+            },
+        });
     }
     let version = value.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
     if version != u64::from(SAVED_VERSION) {
@@ -65,8 +97,30 @@ pub fn load_plan_file(path: &Path) -> Result<Option<SavedPlan>, ApplyError> {
             supported: SAVED_VERSION,
         });
     }
-    serde_json::from_value(value).map(Some).map_err(|e| ApplyError::PlanFile { path: shown, message: e.to_string() })
+    if let Err(problem) = crate::plan::saved::verify_mac(&value, key) {
+        return Err(match problem {
+            MacProblem::NoKey => ApplyError::PlanNeedsKey { path: shown },
+            MacProblem::Missing => ApplyError::PlanMac {
+                path: shown,
+                reason: "it has no MAC, but FLEETFORM_HASH_KEY is set: it was made without the key, or the MAC \
+                         was removed"
+                    .to_string(),
+            },
+            MacProblem::Mismatch => ApplyError::PlanMac {
+                path: shown,
+                reason: "its MAC does not match its content under FLEETFORM_HASH_KEY: the file was edited, or \
+                         made with another key"
+                    .to_string(),
+            },
+        });
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| ApplyError::NotAPlanFile { path: shown, message: format!("{e}") })
 }
+
+/// Saved plans are a few kilobytes per deployment; far past that a file is not one.
+const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Everything that makes `saved` stale, given the hub's configurations now (`current`),
 /// the declared deployments re-rendered now with secrets from the environment, and the
@@ -270,17 +324,37 @@ deployment "base" {
     fn plan_files_are_told_from_paths() {
         let dir = tempfile::tempdir().unwrap();
         let other = dir.path().join("x.json");
+        let load = |p: &Path| load_plan_file_with_key(p, None);
+        // JSON, but not a plan: an error, not a path of deployment files.
         std::fs::write(&other, r#"{"kind":"something-else"}"#).unwrap();
-        assert!(load_plan_file(&other).unwrap().is_none());
-        assert!(load_plan_file(dir.path()).unwrap().is_none());
+        assert!(matches!(load(&other), Err(ApplyError::NotAPlanFile { .. })));
+        assert!(load(dir.path()).unwrap().is_none());
+        let kdl = dir.path().join("a.kdl");
+        std::fs::write(&kdl, "\n  // {\ndeployment \"a\" {}\n").unwrap();
+        assert!(load(&kdl).unwrap().is_none());
         let future = dir.path().join("p.json");
         std::fs::write(&future, r#"{"kind":"fleetform-plan","format_version":9}"#).unwrap();
-        assert!(matches!(load_plan_file(&future), Err(ApplyError::PlanVersion { found: 9, .. })));
+        assert!(matches!(load(&future), Err(ApplyError::PlanVersion { found: 9, .. })));
         let (_d, hub) = hub();
         let saved = saved_against(&hub, rendered("a"));
-        let good = dir.path().join("plan.json");
-        std::fs::write(&good, serde_json::to_string(&saved).unwrap()).unwrap();
-        assert_eq!(load_plan_file(&good).unwrap().unwrap(), saved);
+        let text = serde_json::to_string_pretty(&saved).unwrap();
+        // Named like KDL, read by content.
+        let good = dir.path().join("plan.kdl");
+        std::fs::write(&good, &text).unwrap();
+        assert_eq!(load(&good).unwrap().unwrap(), saved);
+        let cut = dir.path().join("cut.json");
+        std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+        match load(&cut) {
+            Err(ApplyError::NotAPlanFile { message, .. }) => assert!(message.contains("line"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // Sealed: checked with the key, refused without one.
+        let mut sealed = saved.clone();
+        sealed.seal(b"k").unwrap();
+        std::fs::write(&good, serde_json::to_string_pretty(&sealed).unwrap()).unwrap();
+        assert_eq!(load_plan_file_with_key(&good, Some(b"k")).unwrap().unwrap(), sealed);
+        assert!(matches!(load_plan_file_with_key(&good, Some(b"j")), Err(ApplyError::PlanMac { .. })));
+        assert!(matches!(load(&good), Err(ApplyError::PlanNeedsKey { .. })));
     }
 
     fn step(number: usize, op: StepOp, id: &str, reason: &str) -> Step {

@@ -69,10 +69,26 @@ impl WaitProgress {
         self.applied >= self.expected && self.reported_ok == self.applied && self.reported_failed == 0
     }
 
-    /// Targeted by no device and expected on none: "finished" only vacuously, so never
-    /// reported as rolled out.
+    /// Expected on no device and applied to none: "finished" only vacuously, so never
+    /// reported as rolled out. Either its target matches no device, or every device it
+    /// targets runs a higher-priority deployment ([`Self::outranked_everywhere`]).
     pub fn targets_no_device(&self) -> bool {
-        self.targeted == 0 && self.expected == 0 && self.applied == 0
+        self.expected == 0 && self.applied == 0
+    }
+
+    /// Targeted, but expected on no device: every device it targets runs a deployment
+    /// that outranks it, so nothing of it is ever rolled out.
+    pub fn outranked_everywhere(&self) -> bool {
+        self.targets_no_device() && self.targeted > 0
+    }
+
+    /// Why nothing was rolled out, for a deployment [`Self::targets_no_device`] holds for.
+    pub fn idle_reason(&self) -> &'static str {
+        if self.outranked_everywhere() {
+            "applied to no device: every device it targets runs a higher-priority deployment"
+        } else {
+            "targets no device"
+        }
     }
 
     pub fn counts(&self) -> String {
@@ -98,7 +114,8 @@ pub enum WaitOutcome {
         deployments: Vec<WaitProgress>,
     },
     /// Everything that targets devices rolled out, but these deployments (`idle`, by id)
-    /// target no device: nothing was rolled out for them. Exit 3, so that a pipeline
+    /// are applied to no device (their target matches none, or every device they target
+    /// runs a higher-priority deployment): nothing was rolled out for them. Exit 3, so that a pipeline
     /// notices a target condition that matches nothing (a typo, a tag not set yet).
     TargetsNoDevice {
         deployments: Vec<WaitProgress>,
@@ -155,13 +172,19 @@ impl WaitOutcome {
                 let lines: Vec<String> = deployments
                     .iter()
                     .filter(|p| idle.contains(&p.id))
-                    .map(|p| format!("  {}: targets no device ({}); nothing was rolled out", p.id, p.counts()))
+                    .map(|p| format!("  {}: {} ({}); nothing was rolled out", p.id, p.idle_reason(), p.counts()))
                     .collect();
+                let outranked = deployments.iter().filter(|p| idle.contains(&p.id) && p.outranked_everywhere()).count();
+                let verb = match (outranked, idle.len()) {
+                    (0, 1) => "targets no device",
+                    (0, _) => "target no device",
+                    (1, 1) => "is applied to no device",
+                    _ => "are applied to no device",
+                };
                 format!(
-                    "Rollout incomplete: {rolled} deployment{} applied and reported successful; {} target{} no device:\n{}",
+                    "Rollout incomplete: {rolled} deployment{} applied and reported successful; {} {verb}:\n{}",
                     if rolled == 1 { "" } else { "s" },
                     idle.len(),
-                    if idle.len() == 1 { "s" } else { "" },
                     lines.join("\n")
                 )
             }
@@ -302,6 +325,22 @@ mod tests {
         assert!(WaitProgress::of(&with_metrics(10, 6, 6, 0), Some(6)).finished());
         assert!(!WaitProgress::of(&with_metrics(10, 6, 5, 1), Some(6)).finished());
         assert_eq!(WaitProgress::of(&Configuration::default(), None), WaitProgress::default());
+    }
+
+    #[test]
+    fn outranked_on_every_targeted_device_is_not_rolled_out() {
+        // Targets 8 devices, all of which run a higher-priority deployment.
+        let outranked = WaitProgress::of(&with_metrics(8, 0, 0, 0), Some(0));
+        assert!(outranked.finished(), "nothing more will happen");
+        assert!(outranked.targets_no_device() && outranked.outranked_everywhere());
+        assert!(outranked.idle_reason().contains("every device it targets runs a higher-priority deployment"));
+        let unmatched = WaitProgress::of(&with_metrics(0, 0, 0, 0), None);
+        assert!(unmatched.targets_no_device() && !unmatched.outranked_everywhere());
+        // Applied somewhere: rolled out.
+        assert!(!WaitProgress::of(&with_metrics(8, 2, 2, 0), Some(2)).targets_no_device());
+        let outcome = WaitOutcome::TargetsNoDevice { deployments: vec![outranked.clone()], idle: vec!["d-1".into()] };
+        assert_eq!(outcome.exit_code(), EXIT_TARGETS_NO_DEVICE);
+        assert!(outcome.message().contains("0 deployments applied and reported successful; 1 is applied to no device"));
     }
 
     /// A hub whose every configuration has the given system metrics.

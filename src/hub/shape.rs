@@ -48,8 +48,9 @@ impl ShapeIssue {
     }
 }
 
-/// The problems of one twin. A projected twin ([`Projection::Targeting`]) has no
-/// `properties.desired` to check, and its non-object `properties` arrive as `null`.
+/// The problems of one twin. A projected twin ([`Projection::Targeting`]) keeps no
+/// `properties.desired`, only a `null` in its place when it was not an object, and its
+/// non-object `properties` arrive as `null`.
 pub fn issues(twin: &Twin) -> Vec<ShapeIssue> {
     let mut out = Vec::new();
     let value = twin.value();

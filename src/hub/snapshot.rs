@@ -661,6 +661,13 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
             if self.properties {
                 if is("reported") {
                     out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else if is("desired") {
+                    // Not kept, but its shape is checked like a full read's (a `desired`
+                    // that is not an object stands as `null`), so the wrong shape is
+                    // reported whichever way the twin was read.
+                    if !map.next_value_seed(IsObject)? {
+                        out.insert(key.into_owned(), Value::Null);
+                    }
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -703,6 +710,59 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
 
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
+    }
+}
+
+/// Whether a value is a JSON object, read without building it.
+struct IsObject;
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsObject {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IsObject {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<bool, M::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(true)
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<bool, S::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
@@ -1419,6 +1479,20 @@ mod tests {
         let e =
             parse_record::<Twin>(b"{} x", pos(2, 1), file, TwinFormat::JsonLines, Projection::Targeting).unwrap_err();
         assert!(matches!(e, SnapshotError::Syntax { column: 4, .. }), "{e:?}");
+        // `desired` is dropped by the projection, but a wrong shape of it is still seen.
+        for (text, wrong) in [
+            (&br#"{"deviceId":"d","properties":{"desired":"x","reported":{}}}"#[..], true),
+            (br#"{"deviceId":"d","properties":{"desired":[1],"reported":{}}}"#, true),
+            (br#"{"deviceId":"d","properties":{"desired":{"a":{"b":1}},"reported":{}}}"#, false),
+        ] {
+            let twin: Twin = parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, Projection::Targeting).unwrap();
+            let full: Twin = parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, Projection::Full).unwrap();
+            assert_eq!(crate::hub::shape::issues(&twin), crate::hub::shape::issues(&full));
+            assert_eq!(
+                crate::hub::shape::issues(&twin).contains(&crate::hub::shape::ShapeIssue::DesiredNotObject),
+                wrong
+            );
+        }
         let e = parse_record::<Twin>(br#"{"tags":{}}"#, pos(3, 1), file, TwinFormat::JsonLines, Projection::Targeting)
             .unwrap_err();
         assert!(matches!(e, SnapshotError::MissingId { line: 3, .. }), "{e:?}");
