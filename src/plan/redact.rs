@@ -74,6 +74,10 @@ pub const SECRET_UNKNOWN: &str = "(sensitive, not in the redacted snapshot)";
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     secrets: HashSet<String>,
+    /// Numbers held at a sensitive place, by their JSON text. A secret need not be a
+    /// string (`API_TOKEN: 987654321`); booleans and null are not collected (masking
+    /// every `true` would hide the plan) and are masked by place instead.
+    numbers: HashSet<String>,
 }
 
 impl Redactor {
@@ -85,8 +89,8 @@ impl Redactor {
         for d in declared {
             let content = serde_json::to_value(&d.configuration.content.modules_content).unwrap_or(Value::Null);
             for p in &d.sensitive {
-                if let Some(Value::String(s)) = content.pointer(p) {
-                    r.add(s);
+                if let Some(v) = content.pointer(p) {
+                    r.add_value(v);
                 }
             }
         }
@@ -98,8 +102,8 @@ impl Redactor {
             for c in hub.iter().filter(|c| c.labels.get(LABEL_NAME) == Some(name)) {
                 let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
                 for p in &d.sensitive {
-                    if let Some(Value::String(s)) = content.pointer(p) {
-                        r.add(s);
+                    if let Some(v) = content.pointer(p) {
+                        r.add_value(v);
                     }
                 }
             }
@@ -148,14 +152,11 @@ impl Redactor {
             Value::Object(m) => {
                 for (k, child) in m {
                     if name_looks_secret(k) {
-                        match child {
-                            Value::String(s) => self.add(s),
-                            Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get("value") {
-                                    self.add(s);
-                                }
-                            }
-                            _ => {}
+                        // A whole object or array under a credential-named key is secret,
+                        // except a module env entry, whose secret is its `value`.
+                        match child.as_object().and_then(|o| o.get("value")) {
+                            Some(v) => self.add_value(v),
+                            None => self.add_value(child),
                         }
                     }
                     self.collect_secret_looking(child);
@@ -163,6 +164,19 @@ impl Redactor {
             }
             Value::Array(items) => items.iter().for_each(|i| self.collect_secret_looking(i)),
             _ => {}
+        }
+    }
+
+    /// Every string and number leaf of a value found at a sensitive place.
+    pub fn add_value(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.add(s),
+            Value::Number(n) => {
+                self.numbers.insert(n.to_string());
+            }
+            Value::Object(m) => m.values().for_each(|c| self.add_value(c)),
+            Value::Array(items) => items.iter().for_each(|c| self.add_value(c)),
+            Value::Bool(_) | Value::Null => {}
         }
     }
 
@@ -177,9 +191,7 @@ impl Redactor {
             Value::Object(m) => {
                 for (k, child) in m {
                     if in_credentials && k == "password" {
-                        if let Value::String(s) = child {
-                            self.add(s);
-                        }
+                        self.add_value(child);
                     } else {
                         self.collect_passwords(child, in_credentials || k == "registryCredentials");
                     }
@@ -194,11 +206,32 @@ impl Redactor {
         self.secrets.contains(s)
     }
 
-    /// A copy with every secret string replaced by the mask.
+    fn is_secret_number(&self, n: &serde_json::Number) -> bool {
+        self.numbers.contains(&n.to_string())
+    }
+
+    /// A copy with every secret value replaced by the mask: known secret strings and
+    /// numbers anywhere, and whatever sits under a credential-named key (booleans too).
     pub fn value(&self, v: &Value) -> Value {
         match v {
             Value::String(s) if self.is_secret(s) => Value::String(MASK.to_string()),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.value(v))).collect()),
+            Value::Number(n) if self.is_secret_number(n) => Value::String(MASK.to_string()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let masked = match v {
+                            Value::Bool(_) if name_looks_secret(k) => Value::String(MASK.to_string()),
+                            Value::Object(o) if name_looks_secret(k) && matches!(o.get("value"), Some(Value::Bool(_))) => {
+                                let mut o = o.clone();
+                                o.insert("value".into(), Value::String(MASK.to_string()));
+                                Value::Object(o)
+                            }
+                            other => self.value(other),
+                        };
+                        (k.clone(), masked)
+                    })
+                    .collect(),
+            ),
             Value::Array(items) => Value::Array(items.iter().map(|i| self.value(i)).collect()),
             other => other.clone(),
         }
@@ -228,6 +261,25 @@ impl Redactor {
         (b, a)
     }
 
+    /// Like [`Redactor::pair`] for a value at a dotted `path` (a twin property, an env
+    /// variable): when a name on the path looks like a credential, both sides are masked
+    /// whatever their type.
+    pub fn pair_at(&self, path: &str, before: Option<&Value>, after: Option<&Value>) -> (Option<String>, Option<String>) {
+        // Any name on the way counts: a whole object under `secrets` is secret.
+        if !path.split(['.', '/']).any(name_looks_secret) {
+            return self.pair(before, after);
+        }
+        if before.is_some() && after.is_some() && before != after {
+            let text = if before.is_some_and(holds_redacted) || after.is_some_and(holds_redacted) {
+                SECRET_UNKNOWN
+            } else {
+                SECRET_CHANGED
+            };
+            return (Some(text.to_string()), Some(text.to_string()));
+        }
+        (before.map(|_| MASK.to_string()), after.map(|_| MASK.to_string()))
+    }
+
     /// Replaces, in a value read from the hub (a configuration's content, a twin), every
     /// known secret and every value that is sensitive by its place (a registry password, a
     /// setting whose name looks like a credential) with [`REDACTED`]. The place matters for
@@ -239,19 +291,17 @@ impl Redactor {
     fn redact_at(&self, v: &mut Value, in_credentials: bool) {
         match v {
             Value::String(s) if self.is_secret(s) => *s = REDACTED.to_string(),
+            Value::Number(n) if self.is_secret_number(n) => *v = Value::String(REDACTED.to_string()),
             Value::Object(m) => {
                 for (k, child) in m.iter_mut() {
                     if (in_credentials && k == "password") || name_looks_secret(k) {
-                        match child {
-                            Value::String(s) => *s = REDACTED.to_string(),
-                            // `API_TOKEN: {value: …}` in a module's env.
-                            Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get_mut("value") {
-                                    *s = REDACTED.to_string();
-                                }
-                            }
-                            _ => {}
+                        // Whatever the type: `API_TOKEN: {value: …}` in a module's env keeps
+                        // its shape, anything else is replaced whole.
+                        match child.as_object_mut().and_then(|o| o.get_mut("value")) {
+                            Some(v) => *v = Value::String(REDACTED.to_string()),
+                            None => *child = Value::String(REDACTED.to_string()),
                         }
+                        continue;
                     }
                     self.redact_at(child, in_credentials || k.contains("registryCredentials"));
                 }
