@@ -393,7 +393,53 @@ fn quiet_on_closed_pipe() {
     }
 }
 
+/// Refuses a connection string given as a path or revision (a slip of `--hub`): the
+/// errors about a missing file or an unknown revision would print it, key and all, and
+/// `--out` would create a directory named after it.
+fn refuse_misplaced_connection_strings(command: &Command) -> miette::Result<()> {
+    use fleetform::hub::connection::MisplacedConnectionString as M;
+    let mut paths: Vec<&std::path::Path> = Vec::new();
+    let mut outs: Vec<&std::path::Path> = Vec::new();
+    let mut revs: Vec<&str> = Vec::new();
+    match command {
+        Command::Validate { paths: p, git, .. }
+        | Command::Render { paths: p, git, .. }
+        | Command::Explain { paths: p, git, .. } => {
+            paths.extend(p.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+        }
+        Command::Fmt { paths: p, .. } => paths.extend(p.iter().map(PathBuf::as_path)),
+        Command::Plan { paths: p, git, base, out, .. } => {
+            paths.extend(p.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+            revs.extend(base.as_deref());
+            outs.extend(out.as_deref());
+        }
+        Command::Apply { args, git, .. } => {
+            paths.extend(args.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+        }
+        Command::Import { manifest, out, .. } => {
+            paths.extend(manifest.as_deref());
+            outs.push(out);
+        }
+        Command::Snapshot { out, .. } | Command::Hub(HubCommand::Generate { out, .. }) => outs.push(out),
+        _ => {}
+    }
+    for p in paths {
+        M::check(p.as_os_str(), "a file or folder", "file or folder", "as the path give")?;
+    }
+    for p in outs {
+        M::check(p.as_os_str(), "an output path", "directory or file", "as --out give")?;
+    }
+    for r in revs {
+        M::check(std::ffi::OsStr::new(r), "a git revision", "branch, tag or commit", "as --ref/--base give")?;
+    }
+    Ok(())
+}
+
 fn run(command: Command) -> miette::Result<ExitCode> {
+    refuse_misplaced_connection_strings(&command)?;
     match command {
         Command::Validate { paths, format, max_problems, git } => {
             validate(&paths, format, max_problems, git.git_ref.as_deref())

@@ -446,3 +446,36 @@ fn credential_named_env_values_are_masked_and_hashed_only_under_the_key() {
         .unwrap();
     assert!(!o.status.success() && common::stderr(&o).contains("FLEETFORM_HASH_KEY"), "{}", common::transcript(&o));
 }
+
+#[test]
+fn a_connection_string_given_as_a_path_or_revision_is_refused_unechoed() {
+    let cs = format!("HostName=h.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}");
+    let hub = common::campus_hub_copy();
+    let hub = hub.path().to_str().unwrap();
+    let d = deployments();
+    let d = d.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["plan", &cs, "--hub", hub], "not a file or folder"),
+        (vec!["validate", &cs], "not a file or folder"),
+        (vec!["explain", DEVICE, &cs, "--hub", hub], "not a file or folder"),
+        (vec!["plan", "--ref", &cs, d, "--hub", hub], "not a git revision"),
+        (vec!["import", "--manifest", &cs, "--out", "x"], "not a file or folder"),
+        (vec!["import", "--hub", hub, "--out", &cs], "not an output path"),
+        (vec!["snapshot", "--hub", hub, "--out", &cs], "not an output path"),
+    ];
+    for (args, expected) in cases {
+        let o = fleetform()
+            .current_dir(work.path())
+            .env_remove("FLEETFORM_HUB")
+            .env_remove("IOTHUB_CONNECTION_STRING")
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+        assert!(!o.status.success(), "{args:?}: {all}");
+        assert!(!all.contains(&KEY[..12]) && !all.contains("iothubowner"), "{args:?} echoes it: {all}");
+        assert!(all.contains(expected) && all.contains("--hub"), "{args:?}: expected \"{expected}\": {all}");
+    }
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "nothing created");
+}
