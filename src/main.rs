@@ -902,7 +902,13 @@ fn import(
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
     let hub =
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
-    let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    let mut out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    // Rows can hold the hub's registry passwords and tokens (`SELECT properties.desired
+    // FROM devices.modules`): masked by place and by the values the configurations hold.
+    if let fleetform::query::QueryOutput::Rows(rows) = &mut out {
+        let redactor = fleetform::plan::Redactor::new(&[], &hub.as_ref().configurations()?);
+        rows.iter_mut().for_each(|r| redactor.mask_in_place(r));
+    }
     hub.warn();
     let mut stdout = std::io::stdout().lock();
     match (out, format) {

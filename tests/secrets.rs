@@ -479,3 +479,16 @@ fn a_connection_string_given_as_a_path_or_revision_is_refused_unechoed() {
     }
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "nothing created");
 }
+
+#[test]
+fn query_rows_mask_registry_passwords_and_credential_named_values() {
+    let hub = planted_hub();
+    let text = "SELECT properties.desired FROM devices.modules WHERE moduleId='$edgeAgent'";
+    for format in ["text", "json"] {
+        let o = run(hub.path(), &["query", text, "--format", format]);
+        assert!(o.status.success(), "{format}: {}", common::transcript(&o));
+        assert_output_clean(&format!("query --format {format}"), &o);
+        let out = common::stdout(&o);
+        assert!(out.contains("(sensitive)") && out.contains("old.azurecr.io"), "masked, the rest kept: {out}");
+    }
+}

@@ -285,28 +285,33 @@ impl Redactor {
     /// setting whose name looks like a credential) with [`REDACTED`]. The place matters for
     /// twins: they can hold secrets of deployments no longer on the hub.
     pub fn redact_in_place(&self, v: &mut Value) {
-        self.redact_at(v, false);
+        self.redact_at(v, false, REDACTED);
     }
 
-    fn redact_at(&self, v: &mut Value, in_credentials: bool) {
+    /// Like [`Redactor::redact_in_place`] with the plain mask, for output (`query` rows).
+    pub fn mask_in_place(&self, v: &mut Value) {
+        self.redact_at(v, false, MASK);
+    }
+
+    fn redact_at(&self, v: &mut Value, in_credentials: bool, marker: &str) {
         match v {
-            Value::String(s) if self.is_secret(s) => *s = REDACTED.to_string(),
-            Value::Number(n) if self.is_secret_number(n) => *v = Value::String(REDACTED.to_string()),
+            Value::String(s) if self.is_secret(s) => *s = marker.to_string(),
+            Value::Number(n) if self.is_secret_number(n) => *v = Value::String(marker.to_string()),
             Value::Object(m) => {
                 for (k, child) in m.iter_mut() {
                     if (in_credentials && k == "password") || name_looks_secret(k) {
                         // Whatever the type: `API_TOKEN: {value: …}` in a module's env keeps
                         // its shape, anything else is replaced whole.
                         match child.as_object_mut().and_then(|o| o.get_mut("value")) {
-                            Some(v) => *v = Value::String(REDACTED.to_string()),
-                            None => *child = Value::String(REDACTED.to_string()),
+                            Some(v) => *v = Value::String(marker.to_string()),
+                            None => *child = Value::String(marker.to_string()),
                         }
                         continue;
                     }
-                    self.redact_at(child, in_credentials || k.contains("registryCredentials"));
+                    self.redact_at(child, in_credentials || k.contains("registryCredentials"), marker);
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials)),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials, marker)),
             _ => {}
         }
     }
