@@ -276,7 +276,7 @@ fn secret_twin_leaves(v: &Value, pointer: &str, path: &[String], under: bool, ou
         Value::Object(m) => {
             for (k, child) in m {
                 let ptr = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
-                secret_twin_leaves(child, &ptr, &[k.clone()], under || name_looks_secret(k), out);
+                secret_twin_leaves(child, &ptr, &[], under || name_looks_secret(k), out);
             }
         }
         Value::Array(items) => {

@@ -129,7 +129,9 @@ impl fmt::Debug for ConnectionString {
 #[error("<a connection string>: not {what}; pass it with --hub")]
 #[diagnostic(
     code(fleetform::connection_string_misplaced),
-    help("give the hub with --hub \"$IOTHUB_CONNECTION_STRING\" (or --hub env:NAME, or set IOTHUB_CONNECTION_STRING), and {where_} a real {what_plain}")
+    help(
+        "give the hub with --hub \"$IOTHUB_CONNECTION_STRING\" (or --hub env:NAME, or set IOTHUB_CONNECTION_STRING), and {where_} a real {what_plain}"
+    )
 )]
 pub struct MisplacedConnectionString {
     /// "a file or folder", "a git revision", …

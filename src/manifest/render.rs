@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 
 use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
 use crate::hub::wire::{Configuration, ConfigurationContent, Metrics};
+use crate::plan::redact::name_looks_secret;
 use crate::spec::diag::{Code, Problem};
 use crate::spec::model::*;
 use crate::spec::rules::MAX_CREATE_OPTIONS_CHUNKS;
-use crate::plan::redact::name_looks_secret;
 
 /// Where `(env)` values come from.
 pub trait Env {

@@ -221,7 +221,9 @@ impl Redactor {
                     .map(|(k, v)| {
                         let masked = match v {
                             Value::Bool(_) if name_looks_secret(k) => Value::String(MASK.to_string()),
-                            Value::Object(o) if name_looks_secret(k) && matches!(o.get("value"), Some(Value::Bool(_))) => {
+                            Value::Object(o)
+                                if name_looks_secret(k) && matches!(o.get("value"), Some(Value::Bool(_))) =>
+                            {
                                 let mut o = o.clone();
                                 o.insert("value".into(), Value::String(MASK.to_string()));
                                 Value::Object(o)
@@ -264,7 +266,12 @@ impl Redactor {
     /// Like [`Redactor::pair`] for a value at a dotted `path` (a twin property, an env
     /// variable): when a name on the path looks like a credential, both sides are masked
     /// whatever their type.
-    pub fn pair_at(&self, path: &str, before: Option<&Value>, after: Option<&Value>) -> (Option<String>, Option<String>) {
+    pub fn pair_at(
+        &self,
+        path: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> (Option<String>, Option<String>) {
         // Any name on the way counts: a whole object under `secrets` is secret.
         if !path.split(['.', '/']).any(name_looks_secret) {
             return self.pair(before, after);
