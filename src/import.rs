@@ -241,6 +241,44 @@ fn secret_looking_env_to_refs(d: &mut Deployment, taken: &mut BTreeMap<String, S
             out.push((var, value));
         }
     }
+    // A credential-named Docker `Env` entry in createOptions (`"DB_PASSWORD=…"`) moves to
+    // the module's env as `(secret-env)`: the agent adds its env settings to the
+    // container's environment, so the container sees the same variable, and createOptions
+    // (stored in clear, unable to read the environment) no longer holds it.
+    for m in d.modules.values_mut() {
+        let Some(co) = m.settings.create_options.as_mut() else { continue };
+        let Some(Value::Array(entries)) = co.doc.value.get_mut("Env") else { continue };
+        let mut moved = Vec::new();
+        entries.retain(|e| {
+            let Some((name, value)) = e.as_str().and_then(|e| e.split_once('=')) else { return true };
+            if !name_looks_secret(name) || value.is_empty() {
+                return true;
+            }
+            // A module env setting of the same name already gives the container that
+            // variable; the createOptions copy is not written (import's note says the
+            // content differs from the hub's).
+            if !m.settings.env.contains_key(name) {
+                moved.push((name.to_string(), value.to_string()));
+            }
+            false
+        });
+        if entries.is_empty()
+            && let Value::Object(o) = &mut co.doc.value
+        {
+            o.remove("Env");
+        }
+        let origin = co.origin.clone();
+        for (name, value) in moved {
+            let var = [name.clone(), format!("{}_{name}", m.name), format!("{deployment}_{}_{name}", m.name)]
+                .into_iter()
+                .map(|v| env_variable(&v))
+                .find(|v| taken.get(v).is_none_or(|old| *old == value))
+                .unwrap_or_else(|| env_variable(&format!("{deployment}_{}_{name}", m.name)));
+            taken.insert(var.clone(), value.clone());
+            m.settings.env.insert(name, env_scalar(&var, true, &origin));
+            out.push((var, value));
+        }
+    }
     // Twin properties under a credential-named key (`camera.apiKey`, every leaf of a
     // `secrets` object) likewise: the file names the variable, never the hub's value.
     for t in &mut d.twins {

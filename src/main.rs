@@ -904,9 +904,10 @@ fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> 
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
     let mut out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
     // Rows can hold the hub's registry passwords and tokens (`SELECT properties.desired
-    // FROM devices.modules`): masked by place and by the values the configurations hold.
+    // FROM devices.modules`): masked by place (registry passwords, credential-named
+    // settings), which needs no further request to the hub.
     if let fleetform::query::QueryOutput::Rows(rows) = &mut out {
-        let redactor = fleetform::plan::Redactor::new(&[], &hub.as_ref().configurations()?);
+        let redactor = fleetform::plan::Redactor::default();
         rows.iter_mut().for_each(|r| redactor.mask_in_place(r));
     }
     hub.warn();

@@ -492,3 +492,49 @@ fn query_rows_mask_registry_passwords_and_credential_named_values() {
         assert!(out.contains("(sensitive)") && out.contains("old.azurecr.io"), "masked, the rest kept: {out}");
     }
 }
+
+#[test]
+fn credential_named_docker_env_in_create_options_is_masked_and_imported_as_secret_env() {
+    let dir = common::campus_hub_copy();
+    let path = dir.path().join("configurations.json");
+    let mut configs: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let camera = configs
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["labels"]["fleetform-name"] == "conference-camera")
+        .unwrap();
+    let settings = &mut camera["content"]["modulesContent"]["$edgeAgent"]["properties.desired.modules.OccupancyCamera"]
+        ["settings"];
+    settings["createOptions"] =
+        Value::String(r#"{"Env":["DB_PASSWORD=PLANT_CO_8","MODE=plain-co"],"HostConfig":{"Privileged":false}}"#.into());
+    std::fs::write(&path, serde_json::to_string_pretty(&configs).unwrap()).unwrap();
+    let d = deployments();
+    let d = d.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let plan_file = out.path().join("plan.json");
+    for args in [
+        &["plan", d][..],
+        &["plan", "--format", "json", d],
+        &["plan", "--diff", d],
+        &["plan", "--out", plan_file.to_str().unwrap(), d],
+        &["explain", "--current", "b20-f2-conf-000002", d],
+        &["explain", "--current", "--format", "json", "b20-f2-conf-000002", d],
+    ] {
+        let o = run(dir.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", common::transcript(&o));
+        let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+        assert!(!all.contains("PLANT_CO_8"), "{args:?} shows it: {all}");
+    }
+    let o = run(dir.path(), &["plan", d]);
+    assert!(common::stdout(&o).contains("plain-co"), "the rest of createOptions stays visible: {}", common::stdout(&o));
+    assert!(!std::fs::read_to_string(&plan_file).unwrap().contains("PLANT_CO_8"));
+    let imported = out.path().join("imported");
+    let o = run(dir.path(), &["import", "--out", imported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(!all.contains("PLANT_CO_8"), "{all}");
+    let camera = std::fs::read_to_string(imported.join("conference-camera.kdl")).unwrap();
+    assert!(!camera.contains("PLANT_CO_8"), "{camera}");
+    assert!(camera.contains("DB_PASSWORD=(secret-env)\"DB_PASSWORD\"") && camera.contains("plain-co"), "{camera}");
+}

@@ -78,6 +78,23 @@ pub struct Redactor {
     /// string (`API_TOKEN: 987654321`); booleans and null are not collected (masking
     /// every `true` would hide the plan) and are masked by place instead.
     numbers: HashSet<String>,
+    /// Values of credential-named Docker `Env` entries inside createOptions
+    /// (`"DB_PASSWORD=…"`): they sit inside a longer string, so they are masked wherever
+    /// they occur in a string, not only as a whole value.
+    embedded: Vec<String>,
+}
+
+/// The values of credential-named `NAME=VALUE` entries of the `Env` array of a
+/// createOptions document.
+pub fn create_options_env_secrets(create_options: &str) -> Vec<(String, String)> {
+    let Ok(doc) = serde_json::from_str::<Value>(create_options) else { return Vec::new() };
+    let Some(Value::Array(env)) = doc.get("Env") else { return Vec::new() };
+    env.iter()
+        .filter_map(Value::as_str)
+        .filter_map(|e| e.split_once('='))
+        .filter(|(name, value)| name_looks_secret(name) && !value.is_empty())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Redactor {
@@ -114,6 +131,7 @@ impl Redactor {
                     for (k, v) in twin {
                         r.collect_passwords(v, k.contains("registryCredentials"));
                         r.collect_secret_looking(v);
+                        r.collect_create_options(v);
                     }
                 }
             }
@@ -167,6 +185,42 @@ impl Redactor {
         }
     }
 
+    /// Secrets in the Docker `Env` of every module's createOptions (joined from its pieces).
+    fn collect_create_options(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Ok(joined)) = crate::manifest::join_create_options(m) {
+                    for (_, secret) in create_options_env_secrets(&joined) {
+                        self.add(&secret);
+                        // The JSON text escapes what JSON escapes; mask that spelling too.
+                        let escaped = serde_json::to_string(&secret).unwrap_or_default();
+                        let escaped = escaped.trim_matches('"').to_string();
+                        for e in [secret, escaped] {
+                            if !self.embedded.contains(&e) {
+                                self.embedded.push(e);
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|c| self.collect_create_options(c));
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect_create_options(i)),
+            _ => {}
+        }
+    }
+
+    /// `s` with every embedded secret replaced by `marker`, when it holds one.
+    fn mask_embedded(&self, s: &str, marker: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for e in &self.embedded {
+            let cur = out.as_deref().unwrap_or(s);
+            if cur.contains(e.as_str()) {
+                out = Some(cur.replace(e.as_str(), marker));
+            }
+        }
+        out
+    }
+
     /// Every string and number leaf of a value found at a sensitive place.
     pub fn add_value(&mut self, v: &Value) {
         match v {
@@ -215,6 +269,9 @@ impl Redactor {
     pub fn value(&self, v: &Value) -> Value {
         match v {
             Value::String(s) if self.is_secret(s) => Value::String(MASK.to_string()),
+            Value::String(s) if !self.embedded.is_empty() => {
+                Value::String(self.mask_embedded(s, MASK).unwrap_or_else(|| s.clone()))
+            }
             Value::Number(n) if self.is_secret_number(n) => Value::String(MASK.to_string()),
             Value::Object(m) => Value::Object(
                 m.iter()
@@ -303,6 +360,11 @@ impl Redactor {
     fn redact_at(&self, v: &mut Value, in_credentials: bool, marker: &str) {
         match v {
             Value::String(s) if self.is_secret(s) => *s = marker.to_string(),
+            Value::String(s) if !self.embedded.is_empty() => {
+                if let Some(masked) = self.mask_embedded(s, marker) {
+                    *s = masked;
+                }
+            }
             Value::Number(n) if self.is_secret_number(n) => *v = Value::String(marker.to_string()),
             Value::Object(m) => {
                 for (k, child) in m.iter_mut() {
