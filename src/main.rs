@@ -205,7 +205,8 @@ enum Command {
     /// devices.modules; TOP, COUNT, AVG, SUM, MIN, MAX, GROUP BY; strings in '…' or "…" with
     /// \' \" \\ \uXXXX escapes); anything else is a target condition (single quotes only), and
     /// the IoT Edge devices it targets are listed. Device twins of the wrong
-    /// shape are counted in a warning on stderr, with sample device ids.
+    /// shape are counted in a warning on stderr, with sample device ids. Registry passwords
+    /// and settings named like a credential read "(sensitive)" in the rows.
     Query {
         /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
         text: String,

@@ -449,6 +449,36 @@ mod tests {
     }
 
     #[test]
+    fn sensitive_places_are_masked_whatever_the_type() {
+        let c: Configuration = serde_json::from_value(json!({
+            "id": "x",
+            "content": {"modulesContent": {
+                "$edgeAgent": {"properties.desired.modules.m": {
+                    "env": {"API_TOKEN": {"value": 987654321}},
+                    "settings": {"createOptions": "{\"Env\":[\"DB_PASSWORD=co-pw\",\"MODE=x\"]}"}
+                }},
+                "m": {"properties.desired": {"secrets": {"inner": "obj-pw", "n": 424242}, "tokens": ["arr-pw"]}}
+            }}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[c]);
+        assert_eq!(r.text(&json!(987654321)), MASK);
+        assert_eq!(
+            r.value(&json!({"n": 424242, "s": "obj-pw", "t": ["arr-pw"]})),
+            json!({"n": MASK, "s": MASK, "t": [MASK]})
+        );
+        assert_eq!(r.text(&json!("{\"Env\":[\"DB_PASSWORD=co-pw\"]}")), "{\"Env\":[\"DB_PASSWORD=(sensitive)\"]}");
+        assert_eq!(r.value(&json!({"enabled": true, "password": true})), json!({"enabled": true, "password": MASK}));
+        let (b, a) = r.pair_at("camera.password", Some(&json!(true)), Some(&json!(false)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_CHANGED), Some(SECRET_CHANGED)));
+        let (b, a) = r.pair_at("camera.mode", Some(&json!(1)), Some(&json!(2)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some("1"), Some("2")));
+        let mut twin = json!({"secrets": {"n": 5}, "password": false, "mode": 424242});
+        r.mask_in_place(&mut twin);
+        assert_eq!(twin, json!({"secrets": MASK, "password": MASK, "mode": MASK}));
+    }
+
+    #[test]
     fn names_that_look_like_credentials() {
         for n in ["API_TOKEN", "DbPassword", "client_secret", "SAS_KEY", "key", "IOTHUB_CONNECTION_STRING", "apiKey"] {
             assert!(name_looks_secret(n), "{n}");
