@@ -254,8 +254,14 @@ fn secret_looking_env_to_refs(d: &mut Deployment, taken: &mut BTreeMap<String, S
             if s.source != ValueSource::Literal || !name_looks_secret(k) {
                 continue;
             }
-            let Value::String(value) = &s.value else { continue };
-            let value = value.clone();
+            // A number or boolean the hub holds is a secret too; the variable holds its
+            // text (the agent hands env values to Docker as text anyway).
+            let value = match &s.value {
+                Value::String(v) => v.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
             // Same name, same value: one variable; otherwise qualify by module, then deployment.
             let var = [k.clone(), format!("{}_{k}", m.name), format!("{deployment}_{}_{k}", m.name)]
                 .into_iter()
@@ -267,7 +273,97 @@ fn secret_looking_env_to_refs(d: &mut Deployment, taken: &mut BTreeMap<String, S
             out.push((var, value));
         }
     }
+    // A credential-named Docker `Env` entry in createOptions (`"DB_PASSWORD=…"`) moves to
+    // the module's env as `(secret-env)`: the agent adds its env settings to the
+    // container's environment, so the container sees the same variable, and createOptions
+    // (stored in clear, unable to read the environment) no longer holds it.
+    for m in d.modules.values_mut() {
+        let Some(co) = m.settings.create_options.as_mut() else { continue };
+        let Some(Value::Array(entries)) = co.doc.value.get_mut("Env") else { continue };
+        let mut moved = Vec::new();
+        entries.retain(|e| {
+            let Some((name, value)) = e.as_str().and_then(|e| e.split_once('=')) else { return true };
+            if !name_looks_secret(name) || value.is_empty() {
+                return true;
+            }
+            // A module env setting of the same name already gives the container that
+            // variable; the createOptions copy is not written (import's note says the
+            // content differs from the hub's).
+            if !m.settings.env.contains_key(name) {
+                moved.push((name.to_string(), value.to_string()));
+            }
+            false
+        });
+        if entries.is_empty()
+            && let Value::Object(o) = &mut co.doc.value
+        {
+            o.remove("Env");
+        }
+        let origin = co.origin.clone();
+        for (name, value) in moved {
+            let var = [name.clone(), format!("{}_{name}", m.name), format!("{deployment}_{}_{name}", m.name)]
+                .into_iter()
+                .map(|v| env_variable(&v))
+                .find(|v| taken.get(v).is_none_or(|old| *old == value))
+                .unwrap_or_else(|| env_variable(&format!("{deployment}_{}_{name}", m.name)));
+            taken.insert(var.clone(), value.clone());
+            m.settings.env.insert(name, env_scalar(&var, true, &origin));
+            out.push((var, value));
+        }
+    }
+    // Twin properties under a credential-named key (`camera.apiKey`, every leaf of a
+    // `secrets` object) likewise: the file names the variable, never the hub's value.
+    for t in &mut d.twins {
+        let mut found = Vec::new();
+        secret_twin_leaves(&t.doc.value, "", &t.path, false, &mut found);
+        for (pointer, name, value) in found {
+            if t.doc.scalars.iter().any(|(p, _)| *p == pointer) {
+                continue;
+            }
+            let base = format!("{}_{name}", t.module);
+            let var = [base.clone(), format!("{deployment}_{base}")]
+                .into_iter()
+                .map(|v| env_variable(&v))
+                .find(|v| taken.get(v).is_none_or(|old| *old == value))
+                .unwrap_or_else(|| env_variable(&format!("{deployment}_{base}_{}", out.len())));
+            taken.insert(var.clone(), value.clone());
+            if let Some(slot) = t.doc.value.pointer_mut(&pointer) {
+                *slot = Value::String(var.clone());
+            }
+            t.doc.scalars.push((pointer, env_scalar(&var, true, &t.origin)));
+            out.push((var, value));
+        }
+    }
     out
+}
+
+/// (JSON pointer, name for the variable, text) of every scalar leaf of a twin document
+/// that sits under a credential-named key. `path` is the twin section's own path, which
+/// can itself be credential-named.
+fn secret_twin_leaves(v: &Value, pointer: &str, path: &[String], under: bool, out: &mut Vec<(String, String, String)>) {
+    let under = under || path.iter().any(|p| name_looks_secret(p));
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let ptr = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                secret_twin_leaves(child, &ptr, &[], under || name_looks_secret(k), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                secret_twin_leaves(child, &format!("{pointer}/{i}"), &[], under, out);
+            }
+        }
+        _ if !under => {}
+        Value::String(s) => out.push((pointer.to_string(), pointer_name(pointer), s.clone())),
+        Value::Number(n) => out.push((pointer.to_string(), pointer_name(pointer), n.to_string())),
+        Value::Bool(b) => out.push((pointer.to_string(), pointer_name(pointer), b.to_string())),
+        Value::Null => {}
+    }
+}
+
+fn pointer_name(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', "_")
 }
 
 /// A usable environment variable name: uppercase letters, digits and `_`.

@@ -212,7 +212,8 @@ enum Command {
     /// devices.modules; TOP, COUNT, AVG, SUM, MIN, MAX, GROUP BY; strings in '…' or "…" with
     /// \' \" \\ \uXXXX escapes); anything else is a target condition (single quotes only), and
     /// the IoT Edge devices it targets are listed. Device twins of the wrong
-    /// shape are counted in a warning on stderr, with sample device ids.
+    /// shape are counted in a warning on stderr, with sample device ids. Registry passwords
+    /// and settings named like a credential read "(sensitive)" in the rows.
     Query {
         /// `SELECT … FROM devices …`, or a condition such as "tags.location.building='20'".
         text: String,
@@ -404,7 +405,53 @@ fn quiet_on_closed_pipe() {
     }
 }
 
+/// Refuses a connection string given as a path or revision (a slip of `--hub`): the
+/// errors about a missing file or an unknown revision would print it, key and all, and
+/// `--out` would create a directory named after it.
+fn refuse_misplaced_connection_strings(command: &Command) -> miette::Result<()> {
+    use fleetform::hub::connection::MisplacedConnectionString as M;
+    let mut paths: Vec<&std::path::Path> = Vec::new();
+    let mut outs: Vec<&std::path::Path> = Vec::new();
+    let mut revs: Vec<&str> = Vec::new();
+    match command {
+        Command::Validate { paths: p, git, .. }
+        | Command::Render { paths: p, git, .. }
+        | Command::Explain { paths: p, git, .. } => {
+            paths.extend(p.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+        }
+        Command::Fmt { paths: p, .. } => paths.extend(p.iter().map(PathBuf::as_path)),
+        Command::Plan { paths: p, git, base, out, .. } => {
+            paths.extend(p.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+            revs.extend(base.as_deref());
+            outs.extend(out.as_deref());
+        }
+        Command::Apply { args, git, .. } => {
+            paths.extend(args.iter().map(PathBuf::as_path));
+            revs.extend(git.git_ref.as_deref());
+        }
+        Command::Import { manifest, out, .. } => {
+            paths.extend(manifest.as_deref());
+            outs.push(out);
+        }
+        Command::Snapshot { out, .. } | Command::Hub(HubCommand::Generate { out, .. }) => outs.push(out),
+        _ => {}
+    }
+    for p in paths {
+        M::check(p.as_os_str(), "a file or folder", "file or folder", "as the path give")?;
+    }
+    for p in outs {
+        M::check(p.as_os_str(), "an output path", "directory or file", "as --out give")?;
+    }
+    for r in revs {
+        M::check(std::ffi::OsStr::new(r), "a git revision", "branch, tag or commit", "as --ref/--base give")?;
+    }
+    Ok(())
+}
+
 fn run(command: Command) -> miette::Result<ExitCode> {
+    refuse_misplaced_connection_strings(&command)?;
     match command {
         Command::Validate { paths, format, max_problems, git } => {
             validate(&paths, format, max_problems, git.git_ref.as_deref())
@@ -872,7 +919,14 @@ fn import(
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
     let hub =
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
-    let out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    let mut out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    // Rows can hold the hub's registry passwords and tokens (`SELECT properties.desired
+    // FROM devices.modules`): masked by place (registry passwords, credential-named
+    // settings), which needs no further request to the hub.
+    if let fleetform::query::QueryOutput::Rows(rows) = &mut out {
+        let redactor = fleetform::plan::Redactor::default();
+        rows.iter_mut().for_each(|r| redactor.mask_in_place(r));
+    }
     hub.warn();
     let mut stdout = std::io::stdout().lock();
     match (out, format) {

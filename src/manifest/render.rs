@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
 use crate::hub::wire::{Configuration, ConfigurationContent, Metrics};
+use crate::plan::redact::name_looks_secret;
 use crate::spec::diag::{Code, Problem};
 use crate::spec::model::*;
 use crate::spec::rules::MAX_CREATE_OPTIONS_CHUNKS;
@@ -275,6 +276,24 @@ pub(crate) fn mask(root: &mut Map<String, Value>, pointers: &[String]) {
     }
 }
 
+/// Pointers of the topmost values under a credential-named key.
+fn secret_named(v: &Value, pointer: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let p = format!("{pointer}/{}", escape_pointer(k));
+                if name_looks_secret(k) { out.push(p) } else { secret_named(child, &p, out) }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                secret_named(child, &format!("{pointer}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn escape_pointer(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
@@ -288,13 +307,19 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
+    /// Records the value at `pointer` as sensitive: masked when published, and in the hash
+    /// only through the keyed MAC.
+    fn mark_sensitive(&mut self, pointer: &str, origin: &Origin) {
+        self.sensitive.push(pointer.to_string());
+        if self.first_secret.is_none() {
+            self.first_secret = Some(origin.clone());
+        }
+    }
+
     /// The value of a scalar, resolving `(env)`; records it as sensitive at `pointer`.
     fn scalar(&mut self, s: &Scalar, pointer: &str) -> Value {
         if s.sensitive {
-            self.sensitive.push(pointer.to_string());
-            if self.first_secret.is_none() {
-                self.first_secret = Some(s.origin.clone());
-            }
+            self.mark_sensitive(pointer, &s.origin);
         }
         match &s.source {
             ValueSource::Literal => s.value.clone(),
@@ -317,6 +342,22 @@ impl Renderer<'_> {
             let resolved = self.scalar(s, &format!("{pointer}{p}"));
             if let Some(slot) = v.pointer_mut(p) {
                 *slot = resolved;
+            }
+        }
+        v
+    }
+
+    /// A twin section, with everything under a credential-named key (or the whole
+    /// section, when its path is one) recorded as sensitive, as plans mask it.
+    fn twin_doc(&mut self, t: &TwinSetting, pointer: &str) -> Value {
+        let v = self.doc(&t.doc, pointer);
+        if t.path.iter().any(|p| name_looks_secret(p)) {
+            self.mark_sensitive(pointer, &t.origin);
+        } else {
+            let mut found = Vec::new();
+            secret_named(&v, pointer, &mut found);
+            for p in found {
+                self.mark_sensitive(&p, &t.origin);
             }
         }
         v
@@ -361,7 +402,13 @@ impl Renderer<'_> {
         if !s.env.is_empty() {
             let mut env = Map::new();
             for (k, v) in &s.env {
-                let val = self.scalar(v, &format!("{pointer}/env/{}/value", escape_pointer(k)));
+                let at = format!("{pointer}/env/{}/value", escape_pointer(k));
+                // What plans mask by its name is a secret here too, literal or `(env)`:
+                // an unkeyed hash of it would let anyone test guesses against the id.
+                if !v.sensitive && name_looks_secret(k) {
+                    self.mark_sensitive(&at, &v.origin);
+                }
+                let val = self.scalar(v, &at);
                 env.insert(k.clone(), json!({ "value": val }));
             }
             m.insert("env".into(), Value::Object(env));
@@ -468,7 +515,7 @@ impl Renderer<'_> {
                 escape_pointer(&t.module),
                 t.path.iter().map(|s| format!("/{}", escape_pointer(s))).collect::<String>()
             );
-            let v = self.doc(&t.doc, &pointer);
+            let v = self.twin_doc(t, &pointer);
             let root = twins.entry(t.module.as_str()).or_insert_with(|| json!({}));
             set_path(root, &t.path, v);
         }
@@ -500,7 +547,7 @@ impl Renderer<'_> {
         }
         for t in &d.twins {
             let key = t.key();
-            let v = self.doc(&t.doc, &format!("/{}/{}", escape_pointer(&t.module), escape_pointer(&key)));
+            let v = self.twin_doc(t, &format!("/{}/{}", escape_pointer(&t.module), escape_pointer(&key)));
             let entry = content.entry(t.module.clone()).or_insert_with(|| json!({}));
             if let Value::Object(m) = entry {
                 m.insert(key, v);

@@ -231,7 +231,7 @@ pub fn diff(before: &EffectiveManifest, after: &EffectiveManifest, redact: &Reda
         leaf_diff(b, a, "", &mut fields);
         let total = fields.len();
         for (path, b, a) in fields.into_iter().take(MAX_TWIN_PATHS) {
-            let (before, after) = redact.pair(b.as_ref(), a.as_ref());
+            let (before, after) = redact.pair_at(&path, b.as_ref(), a.as_ref());
             let path = if path.is_empty() { "properties.desired".to_string() } else { path };
             out.push(Change::TwinChanged { module: twin.clone(), path, before, after });
         }
@@ -295,7 +295,7 @@ fn module_fields(b: &Value, a: &Value, redact: &Redactor) -> Vec<(String, Option
     for name in keys(b_env, a_env) {
         let (bv, av) = (b_env.get(&name).and_then(|v| v.get("value")), a_env.get(&name).and_then(|v| v.get("value")));
         if bv != av {
-            let (before, after) = redact.pair(bv, av);
+            let (before, after) = redact.pair_at(&name, bv, av);
             out.push((format!("env.{name}"), before, after));
         }
     }

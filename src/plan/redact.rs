@@ -74,6 +74,27 @@ pub const SECRET_UNKNOWN: &str = "(sensitive, not in the redacted snapshot)";
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     secrets: HashSet<String>,
+    /// Numbers held at a sensitive place, by their JSON text. A secret need not be a
+    /// string (`API_TOKEN: 987654321`); booleans and null are not collected (masking
+    /// every `true` would hide the plan) and are masked by place instead.
+    numbers: HashSet<String>,
+    /// Values of credential-named Docker `Env` entries inside createOptions
+    /// (`"DB_PASSWORD=…"`): they sit inside a longer string, so they are masked wherever
+    /// they occur in a string, not only as a whole value.
+    embedded: Vec<String>,
+}
+
+/// The values of credential-named `NAME=VALUE` entries of the `Env` array of a
+/// createOptions document.
+pub fn create_options_env_secrets(create_options: &str) -> Vec<(String, String)> {
+    let Ok(doc) = serde_json::from_str::<Value>(create_options) else { return Vec::new() };
+    let Some(Value::Array(env)) = doc.get("Env") else { return Vec::new() };
+    env.iter()
+        .filter_map(Value::as_str)
+        .filter_map(|e| e.split_once('='))
+        .filter(|(name, value)| name_looks_secret(name) && !value.is_empty())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 impl Redactor {
@@ -85,8 +106,8 @@ impl Redactor {
         for d in declared {
             let content = serde_json::to_value(&d.configuration.content.modules_content).unwrap_or(Value::Null);
             for p in &d.sensitive {
-                if let Some(Value::String(s)) = content.pointer(p) {
-                    r.add(s);
+                if let Some(v) = content.pointer(p) {
+                    r.add_value(v);
                 }
             }
         }
@@ -98,8 +119,8 @@ impl Redactor {
             for c in hub.iter().filter(|c| c.labels.get(LABEL_NAME) == Some(name)) {
                 let Ok(content) = serde_json::to_value(&c.content.modules_content) else { continue };
                 for p in &d.sensitive {
-                    if let Some(Value::String(s)) = content.pointer(p) {
-                        r.add(s);
+                    if let Some(v) = content.pointer(p) {
+                        r.add_value(v);
                     }
                 }
             }
@@ -110,6 +131,7 @@ impl Redactor {
                     for (k, v) in twin {
                         r.collect_passwords(v, k.contains("registryCredentials"));
                         r.collect_secret_looking(v);
+                        r.collect_create_options(v);
                     }
                 }
             }
@@ -148,14 +170,11 @@ impl Redactor {
             Value::Object(m) => {
                 for (k, child) in m {
                     if name_looks_secret(k) {
-                        match child {
-                            Value::String(s) => self.add(s),
-                            Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get("value") {
-                                    self.add(s);
-                                }
-                            }
-                            _ => {}
+                        // A whole object or array under a credential-named key is secret,
+                        // except a module env entry, whose secret is its `value`.
+                        match child.as_object().and_then(|o| o.get("value")) {
+                            Some(v) => self.add_value(v),
+                            None => self.add_value(child),
                         }
                     }
                     self.collect_secret_looking(child);
@@ -163,6 +182,55 @@ impl Redactor {
             }
             Value::Array(items) => items.iter().for_each(|i| self.collect_secret_looking(i)),
             _ => {}
+        }
+    }
+
+    /// Secrets in the Docker `Env` of every module's createOptions (joined from its pieces).
+    fn collect_create_options(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Ok(joined)) = crate::manifest::join_create_options(m) {
+                    for (_, secret) in create_options_env_secrets(&joined) {
+                        self.add(&secret);
+                        // The JSON text escapes what JSON escapes; mask that spelling too.
+                        let escaped = serde_json::to_string(&secret).unwrap_or_default();
+                        let escaped = escaped.trim_matches('"').to_string();
+                        for e in [secret, escaped] {
+                            if !self.embedded.contains(&e) {
+                                self.embedded.push(e);
+                            }
+                        }
+                    }
+                }
+                m.values().for_each(|c| self.collect_create_options(c));
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.collect_create_options(i)),
+            _ => {}
+        }
+    }
+
+    /// `s` with every embedded secret replaced by `marker`, when it holds one.
+    fn mask_embedded(&self, s: &str, marker: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for e in &self.embedded {
+            let cur = out.as_deref().unwrap_or(s);
+            if cur.contains(e.as_str()) {
+                out = Some(cur.replace(e.as_str(), marker));
+            }
+        }
+        out
+    }
+
+    /// Every string and number leaf of a value found at a sensitive place.
+    pub fn add_value(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.add(s),
+            Value::Number(n) => {
+                self.numbers.insert(n.to_string());
+            }
+            Value::Object(m) => m.values().for_each(|c| self.add_value(c)),
+            Value::Array(items) => items.iter().for_each(|c| self.add_value(c)),
+            Value::Bool(_) | Value::Null => {}
         }
     }
 
@@ -177,9 +245,7 @@ impl Redactor {
             Value::Object(m) => {
                 for (k, child) in m {
                     if in_credentials && k == "password" {
-                        if let Value::String(s) = child {
-                            self.add(s);
-                        }
+                        self.add_value(child);
                     } else {
                         self.collect_passwords(child, in_credentials || k == "registryCredentials");
                     }
@@ -194,11 +260,37 @@ impl Redactor {
         self.secrets.contains(s)
     }
 
-    /// A copy with every secret string replaced by the mask.
+    fn is_secret_number(&self, n: &serde_json::Number) -> bool {
+        self.numbers.contains(&n.to_string())
+    }
+
+    /// A copy with every secret value replaced by the mask: known secret strings and
+    /// numbers anywhere, and whatever sits under a credential-named key (booleans too).
     pub fn value(&self, v: &Value) -> Value {
         match v {
             Value::String(s) if self.is_secret(s) => Value::String(MASK.to_string()),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.value(v))).collect()),
+            Value::String(s) if !self.embedded.is_empty() => {
+                Value::String(self.mask_embedded(s, MASK).unwrap_or_else(|| s.clone()))
+            }
+            Value::Number(n) if self.is_secret_number(n) => Value::String(MASK.to_string()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let masked = match v {
+                            Value::Bool(_) if name_looks_secret(k) => Value::String(MASK.to_string()),
+                            Value::Object(o)
+                                if name_looks_secret(k) && matches!(o.get("value"), Some(Value::Bool(_))) =>
+                            {
+                                let mut o = o.clone();
+                                o.insert("value".into(), Value::String(MASK.to_string()));
+                                Value::Object(o)
+                            }
+                            other => self.value(other),
+                        };
+                        (k.clone(), masked)
+                    })
+                    .collect(),
+            ),
             Value::Array(items) => Value::Array(items.iter().map(|i| self.value(i)).collect()),
             other => other.clone(),
         }
@@ -228,35 +320,67 @@ impl Redactor {
         (b, a)
     }
 
+    /// Like [`Redactor::pair`] for a value at a dotted `path` (a twin property, an env
+    /// variable): when a name on the path looks like a credential, both sides are masked
+    /// whatever their type.
+    pub fn pair_at(
+        &self,
+        path: &str,
+        before: Option<&Value>,
+        after: Option<&Value>,
+    ) -> (Option<String>, Option<String>) {
+        // Any name on the way counts: a whole object under `secrets` is secret.
+        if !path.split(['.', '/']).any(name_looks_secret) {
+            return self.pair(before, after);
+        }
+        if before.is_some() && after.is_some() && before != after {
+            let text = if before.is_some_and(holds_redacted) || after.is_some_and(holds_redacted) {
+                SECRET_UNKNOWN
+            } else {
+                SECRET_CHANGED
+            };
+            return (Some(text.to_string()), Some(text.to_string()));
+        }
+        (before.map(|_| MASK.to_string()), after.map(|_| MASK.to_string()))
+    }
+
     /// Replaces, in a value read from the hub (a configuration's content, a twin), every
     /// known secret and every value that is sensitive by its place (a registry password, a
     /// setting whose name looks like a credential) with [`REDACTED`]. The place matters for
     /// twins: they can hold secrets of deployments no longer on the hub.
     pub fn redact_in_place(&self, v: &mut Value) {
-        self.redact_at(v, false);
+        self.redact_at(v, false, REDACTED);
     }
 
-    fn redact_at(&self, v: &mut Value, in_credentials: bool) {
+    /// Like [`Redactor::redact_in_place`] with the plain mask, for output (`query` rows).
+    pub fn mask_in_place(&self, v: &mut Value) {
+        self.redact_at(v, false, MASK);
+    }
+
+    fn redact_at(&self, v: &mut Value, in_credentials: bool, marker: &str) {
         match v {
-            Value::String(s) if self.is_secret(s) => *s = REDACTED.to_string(),
+            Value::String(s) if self.is_secret(s) => *s = marker.to_string(),
+            Value::String(s) if !self.embedded.is_empty() => {
+                if let Some(masked) = self.mask_embedded(s, marker) {
+                    *s = masked;
+                }
+            }
+            Value::Number(n) if self.is_secret_number(n) => *v = Value::String(marker.to_string()),
             Value::Object(m) => {
                 for (k, child) in m.iter_mut() {
                     if (in_credentials && k == "password") || name_looks_secret(k) {
-                        match child {
-                            Value::String(s) => *s = REDACTED.to_string(),
-                            // `API_TOKEN: {value: …}` in a module's env.
-                            Value::Object(o) => {
-                                if let Some(Value::String(s)) = o.get_mut("value") {
-                                    *s = REDACTED.to_string();
-                                }
-                            }
-                            _ => {}
+                        // Whatever the type: `API_TOKEN: {value: …}` in a module's env keeps
+                        // its shape, anything else is replaced whole.
+                        match child.as_object_mut().and_then(|o| o.get_mut("value")) {
+                            Some(v) => *v = Value::String(marker.to_string()),
+                            None => *child = Value::String(marker.to_string()),
                         }
+                        continue;
                     }
-                    self.redact_at(child, in_credentials || k.contains("registryCredentials"));
+                    self.redact_at(child, in_credentials || k.contains("registryCredentials"), marker);
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials)),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_at(i, in_credentials, marker)),
             _ => {}
         }
     }
@@ -322,6 +446,36 @@ mod tests {
             }}}}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn sensitive_places_are_masked_whatever_the_type() {
+        let c: Configuration = serde_json::from_value(json!({
+            "id": "x",
+            "content": {"modulesContent": {
+                "$edgeAgent": {"properties.desired.modules.m": {
+                    "env": {"API_TOKEN": {"value": 987654321}},
+                    "settings": {"createOptions": "{\"Env\":[\"DB_PASSWORD=co-pw\",\"MODE=x\"]}"}
+                }},
+                "m": {"properties.desired": {"secrets": {"inner": "obj-pw", "n": 424242}, "tokens": ["arr-pw"]}}
+            }}
+        }))
+        .unwrap();
+        let r = Redactor::new(&[], &[c]);
+        assert_eq!(r.text(&json!(987654321)), MASK);
+        assert_eq!(
+            r.value(&json!({"n": 424242, "s": "obj-pw", "t": ["arr-pw"]})),
+            json!({"n": MASK, "s": MASK, "t": [MASK]})
+        );
+        assert_eq!(r.text(&json!("{\"Env\":[\"DB_PASSWORD=co-pw\"]}")), "{\"Env\":[\"DB_PASSWORD=(sensitive)\"]}");
+        assert_eq!(r.value(&json!({"enabled": true, "password": true})), json!({"enabled": true, "password": MASK}));
+        let (b, a) = r.pair_at("camera.password", Some(&json!(true)), Some(&json!(false)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some(SECRET_CHANGED), Some(SECRET_CHANGED)));
+        let (b, a) = r.pair_at("camera.mode", Some(&json!(1)), Some(&json!(2)));
+        assert_eq!((b.as_deref(), a.as_deref()), (Some("1"), Some("2")));
+        let mut twin = json!({"secrets": {"n": 5}, "password": false, "mode": 424242});
+        r.mask_in_place(&mut twin);
+        assert_eq!(twin, json!({"secrets": MASK, "password": MASK, "mode": MASK}));
     }
 
     #[test]
