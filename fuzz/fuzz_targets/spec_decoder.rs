@@ -3,17 +3,17 @@
 //! and read back byte-identically.
 #![no_main]
 
-
 use fleetform::manifest::{self, Env, SecretMode};
 use fleetform::spec::{SourceFile, Workspace, fmt::format_source};
 use libfuzzer_sys::fuzz_target;
 
-/// Every variable is set, so rendering exercises `(env)` values.
+/// Every variable is set, so rendering exercises `(env)` values; each value is long enough
+/// to serve as `FLEETFORM_HASH_KEY` (at least 32 characters), which keys secrets in the hash.
 struct AnyEnv;
 
 impl Env for AnyEnv {
     fn var(&self, name: &str) -> Option<String> {
-        Some(format!("value-of-{name}"))
+        Some(format!("value-of-{name}-long-enough-for-a-hash-key"))
     }
 }
 
