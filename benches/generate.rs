@@ -18,8 +18,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use fleetform::hub::generate::{GenerateOptions, generate};
 use fleetform::hub::snapshot::{Projection, Snapshot};
+use fleetform_hub_emulator::generate::{GenerateOptions, generate};
 
 fn run_generate(dir: &Path, devices: usize) {
     let start = Instant::now();

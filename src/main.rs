@@ -976,9 +976,9 @@ fn generate(
             "--edge-share {edge_share} is not a share"
         ));
     }
-    let opts = fleetform::hub::generate::GenerateOptions { devices, seed, edge_share, ..Default::default() };
+    let opts = fleetform_hub_emulator::generate::GenerateOptions { devices, seed, edge_share, ..Default::default() };
     let started = std::time::Instant::now();
-    let summary = fleetform::hub::generate::generate(&opts, out)?;
+    let summary = fleetform_hub_emulator::generate::generate(&opts, out)?;
     eprintln!(
         "wrote {} devices ({} IoT Edge) in {} buildings to {} ({:.1} MiB) in {:.1} s",
         summary.devices,
@@ -992,7 +992,7 @@ fn generate(
         let dir = out.join("deployments");
         std::fs::create_dir_all(&dir).map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
         let file = dir.join("fleet.kdl");
-        write_atomically(&file, &fleetform::hub::generate::deployments_kdl(n))?;
+        write_atomically(&file, &fleetform_hub_emulator::generate::deployments_kdl(n))?;
         eprintln!("wrote {n} deployments to {}", file.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -1043,14 +1043,14 @@ fn serve(
         Some(s) if s.is_finite() && s >= 0.0 => Some(std::time::Duration::from_secs_f64(s)),
         Some(s) => return Err(miette::miette!("--simulate-success-after {s}: give a number of seconds, e.g. 5")),
     };
-    let behaviour = fleetform::hub::emulator::Behaviour {
+    let behaviour = fleetform_hub_emulator::Behaviour {
         simulate_success_after,
         simulate_failure_share,
         inject_429,
         inject_503,
         seed,
     };
-    fleetform::hub::emulator::serve(fleetform::hub::emulator::ServeOptions { state, listen, behaviour })?;
+    fleetform_hub_emulator::serve(fleetform_hub_emulator::ServeOptions { state, listen, behaviour })?;
     Ok(ExitCode::SUCCESS)
 }
 

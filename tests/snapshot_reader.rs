@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use fleetform::hub::generate::{GenerateOptions, generate};
 use fleetform::hub::snapshot::{Snapshot, SnapshotError, SnapshotWriter, TwinFormat};
 use fleetform::hub::twin::Twin;
 use fleetform::hub::wire::Configuration;
+use fleetform_hub_emulator::generate::{GenerateOptions, generate};
 use serde_json::{Value, json};
 
 fn twin_json(i: usize) -> String {

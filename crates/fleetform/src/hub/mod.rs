@@ -4,8 +4,6 @@
 //! implements [`Hub`], so plan, explain, query and apply work the same against each.
 
 pub mod connection;
-pub mod emulator;
-pub mod generate;
 pub mod rest;
 pub mod shape;
 pub mod snapshot;

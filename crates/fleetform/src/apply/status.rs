@@ -189,8 +189,9 @@ mod tests {
 
     #[test]
     fn the_example_hub_splits_managed_and_unmanaged() {
-        let hub = SnapshotHub::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/campus/hub")))
-            .unwrap();
+        let hub =
+            SnapshotHub::open(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/campus/hub")))
+                .unwrap();
         let report = status(&hub).unwrap();
         assert!(report.managed.iter().any(|d| d.name == "campus-base"));
         assert!(report.unmanaged.iter().any(|d| d.id.starts_with("manual-hotfix")), "{report:?}");

@@ -414,7 +414,8 @@ mod tests {
     fn examples_round_trip_through_the_writer() {
         let env = AnyEnv;
         for file in ["base.kdl", "monitoring.kdl", "conference-camera.kdl", "route-override.kdl", "canary.kdl"] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/deployments").join(file);
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/deployments").join(file);
             let text = std::fs::read_to_string(&path).unwrap();
             let ws = parse(&text);
             assert!(ws.problems.is_empty(), "{file}: {:?}", ws.problems);

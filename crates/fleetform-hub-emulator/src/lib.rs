@@ -8,6 +8,7 @@
 //! more than concurrency, and it makes every change a single atomic step on disk too.
 
 mod agent_desired;
+pub mod generate;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use state::{Behaviour, Emulator, Reply, Request, Stats};
 
-use crate::hub::snapshot::SnapshotError;
+use fleetform::hub::snapshot::SnapshotError;
 
 /// Why the emulator could not start or save.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

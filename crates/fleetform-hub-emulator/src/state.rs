@@ -13,14 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-use super::EmulatorError;
-use super::agent_desired::edge_agent_desired;
-use crate::hub::connection::{self, SecretKey};
-use crate::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
-use crate::hub::wire::{Configuration, Metrics};
-use crate::hub::{MAX_CONFIGURATIONS, Twin};
-use crate::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
-use crate::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
+use crate::EmulatorError;
+use crate::agent_desired::edge_agent_desired;
+use fleetform::hub::connection::{self, SecretKey};
+use fleetform::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
+use fleetform::hub::wire::{Configuration, Metrics};
+use fleetform::hub::{MAX_CONFIGURATIONS, Twin};
+use fleetform::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
+use fleetform::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
 
 /// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent
 /// over its history (2019-10-01, 2020-09-30, 2021-04-12, 2024-03-31; the last is what it and
@@ -527,7 +527,7 @@ impl Emulator {
             match req.headers.get("x-ms-max-item-count").map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
             {
                 None => DEFAULT_PAGE,
-                Some(Some(n)) if (1..=crate::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
+                Some(Some(n)) if (1..=fleetform::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
                 Some(_) => return self.error(400, "ArgumentInvalid", "x-ms-max-item-count must be between 1 and 1000"),
             };
         let start = match req.headers.get("x-ms-continuation") {
@@ -940,7 +940,7 @@ fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::connection::{ConnectionString, SasToken};
+    use fleetform::hub::connection::{ConnectionString, SasToken};
 
     fn emulator(devices: usize, behaviour: Behaviour) -> (tempfile::TempDir, Emulator) {
         let dir = tempfile::tempdir().unwrap();

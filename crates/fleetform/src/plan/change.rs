@@ -33,8 +33,9 @@ impl Env for PlaceholderEnv<'_> {
 fn process_hash_key() -> &'static str {
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
-        use rand::{Rng, SeedableRng};
-        let bytes: [u8; 32] = rand_chacha::ChaCha20Rng::from_entropy().r#gen();
+        let mut bytes = [0u8; 32];
+        // Fail closed: a process without entropy must not fall back to a guessable key.
+        getrandom::getrandom(&mut bytes).expect("the operating system's random number generator is available");
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     })
 }
@@ -153,7 +154,7 @@ layered "gone" {
 
     #[test]
     fn change_against_the_campus_snapshot() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub");
         let hub = crate::hub::open(Some(dir.to_str().unwrap()), None).unwrap();
         let base = rendered(BASE);
         let head_text = BASE.replace("m:1.0", "m:2.0").replace("layered \"gone\"", "layered \"new\"");

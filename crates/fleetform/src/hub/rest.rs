@@ -12,8 +12,6 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
@@ -74,7 +72,6 @@ pub struct RestHub {
     client: Client,
     token: Mutex<Option<SasToken>>,
     /// Jitter source for backoff; seeded from the OS so clients do not retry in step.
-    jitter: Mutex<ChaCha8Rng>,
     options: RestOptions,
 }
 
@@ -121,14 +118,7 @@ impl RestHub {
             .map_err(|e| HubError::Other(format!("cannot start the HTTP client: {e}")))?;
         let mut options = options;
         options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
-        Ok(RestHub {
-            connection,
-            base,
-            client,
-            token: Mutex::new(None),
-            jitter: Mutex::new(ChaCha8Rng::from_entropy()),
-            options,
-        })
+        Ok(RestHub { connection, base, client, token: Mutex::new(None), options })
     }
 
     pub fn host_name(&self) -> &str {
@@ -207,7 +197,7 @@ impl RestHub {
     fn backoff(&self, attempt: u32) -> Duration {
         let cap = self.options.base_backoff.saturating_mul(1u32 << attempt.min(20)).min(self.options.max_backoff);
         let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(self.jitter.lock().unwrap_or_else(|e| e.into_inner()).gen_range(0..=millis))
+        Duration::from_millis(uniform_up_to(millis))
     }
 
     fn json<T: for<'de> Deserialize<'de>>(operation: &str, reply: Reply) -> Result<T, HubError> {
@@ -624,6 +614,17 @@ impl Hub for RestHub {
     fn live_metrics(&self) -> bool {
         true
     }
+}
+
+/// A uniform draw from `0..=max` from the operating system's generator: backoff draws are
+/// rare (one per retry), so a seeded generator per client would buy nothing.
+fn uniform_up_to(max: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without entropy the longest wait is still a valid one; only the spreading is lost.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return max;
+    }
+    u64::from_le_bytes(bytes) % (max.saturating_add(1)).max(1)
 }
 
 #[cfg(test)]

@@ -980,7 +980,8 @@ mod tests {
 
     #[test]
     fn campus_hub_imports_and_adopts_the_unmanaged_deployment() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub/configurations.json");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub/configurations.json");
         let configs: Vec<Configuration> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let (imported, skipped) = from_hub(&configs);
         assert!(skipped.is_empty(), "{skipped:?}");

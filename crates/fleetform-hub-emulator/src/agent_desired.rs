@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::merge::{EDGE_AGENT, EffectiveManifest};
+use fleetform::merge::{EDGE_AGENT, EffectiveManifest};
 
 /// The merged `$edgeAgent` desired document with each module's configuration id filled in.
 pub(crate) fn edge_agent_desired(manifest: &EffectiveManifest) -> Value {

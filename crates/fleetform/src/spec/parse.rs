@@ -1894,7 +1894,7 @@ mod tests {
     /// schema/fleetform.kdl documents exactly the nodes and properties the parser accepts.
     #[test]
     fn schema_file_matches_the_parser() {
-        let doc: KdlDocument = include_str!("../../schema/fleetform.kdl").parse().unwrap();
+        let doc: KdlDocument = include_str!("../../../../schema/fleetform.kdl").parse().unwrap();
         let mut nodes = std::collections::BTreeSet::new();
         names_in(&doc, "node", &mut nodes);
         let mut props = std::collections::BTreeSet::new();

@@ -21,8 +21,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::snapshot::{SnapshotError, SnapshotWriter, TwinFormat};
-use super::wire::Configuration;
+use fleetform::hub::snapshot::{SnapshotError, SnapshotWriter, TwinFormat};
+use fleetform::hub::wire::Configuration;
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -777,7 +777,7 @@ pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::snapshot::Snapshot;
+    use fleetform::hub::snapshot::Snapshot;
     use std::collections::BTreeMap;
     use std::fs;
 
@@ -897,7 +897,7 @@ mod tests {
     /// after changing the generator: `FLEETFORM_BLESS=1 cargo test --lib campus_example`.
     #[test]
     fn campus_example_is_up_to_date() {
-        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub");
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub");
         if std::env::var_os("FLEETFORM_BLESS").is_some() {
             write_campus_example(&committed).unwrap();
         }
@@ -988,10 +988,12 @@ mod deployment_tests {
     #[test]
     fn generated_deployments_are_valid() {
         let text = super::deployments_kdl(100);
-        let ws = crate::spec::Workspace::from_sources(vec![crate::spec::SourceFile::new("gen.kdl", "gen.kdl", text)]);
+        let ws = fleetform::spec::Workspace::from_sources(vec![fleetform::spec::SourceFile::new(
+            "gen.kdl", "gen.kdl", text,
+        )]);
         assert!(ws.problems.is_empty(), "{:?}", ws.problems.first().map(|p| (p.location(), &p.message)));
         assert_eq!(ws.deployments.len(), 100);
-        let standard = ws.deployments.iter().filter(|d| d.kind == crate::spec::DeploymentKind::Standard).count();
+        let standard = ws.deployments.iter().filter(|d| d.kind == fleetform::spec::DeploymentKind::Standard).count();
         assert_eq!(standard, 10);
     }
 }
