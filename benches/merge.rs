@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fleetform::hub::wire::ConfigurationKind;
+use fleetform::model::ConfigurationKind;
 use fleetform::merge::{CreatedAt, Grouper, HubTime, MatchSet, MergeDeployment};
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};

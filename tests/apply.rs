@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use fleetform::apply::{ApplyOptions, execute};
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
-use fleetform::hub::wire::ConfigurationKind;
+use fleetform::model::ConfigurationKind;
 use fleetform::hub::{Configuration, Hub};
 use fleetform::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode, render_all};
 use fleetform::plan::StepOp;

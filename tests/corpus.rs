@@ -350,7 +350,7 @@ fn hub_import_adopts_the_whole_corpus_without_content_changes() {
     assert!(err.contains(&format!("{} deployments imported", configs.len())), "{err}");
     // The passwords, under the variables import chose (it names them; values come from
     // the library, as the CLI never prints them).
-    let typed: Vec<fleetform::hub::wire::Configuration> =
+    let typed: Vec<fleetform::model::Configuration> =
         configs.iter().map(|c| serde_json::from_value(c.clone()).unwrap()).collect();
     let (imported, _) = fleetform::import::from_hub(&typed);
     let env: Vec<(String, String)> =

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use fleetform::hub::wire::Configuration;
+use fleetform::model::Configuration;
 use fleetform::manifest::{self, MapEnv, SecretMode};
 use fleetform::spec::Workspace;
 
@@ -49,7 +49,7 @@ fn hub_state() -> Vec<Configuration> {
         c.last_updated_time_utc = Some(created);
         c.etag = Some(format!("\"MQ{i}=\""));
         c.system_metrics =
-            Some(fleetform::hub::wire::Metrics { results: Default::default(), queries: Default::default() });
+            Some(fleetform::model::Metrics { results: Default::default(), queries: Default::default() });
         out.push(c);
     }
     out

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use fleetform::hub::wire::Configuration;
+use fleetform::model::Configuration;
 use fleetform::manifest::{self, LABEL_HASH, LABEL_HASH_SCHEME, MapEnv, SecretMode};
 use serde_json::Value;
 

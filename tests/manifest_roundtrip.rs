@@ -224,7 +224,7 @@ proptest! {
         let again = rendered_text(&back);
         prop_assert_eq!(serde_json::to_string_pretty(&first.configuration).unwrap(), again);
         // The JSON survives the wire too.
-        let wire: fleetform::hub::wire::Configuration = serde_json::from_str(&serde_json::to_string(&first.configuration).unwrap()).unwrap();
+        let wire: fleetform::model::Configuration = serde_json::from_str(&serde_json::to_string(&first.configuration).unwrap()).unwrap();
         prop_assert_eq!(&wire, &first.configuration);
     }
 }
@@ -284,7 +284,7 @@ fn hub_shapes_read_back() {
         "cam": {"properties.desired.settings.zone": {"x": 1}}
       }}
     }"#;
-    let c: fleetform::hub::wire::Configuration = serde_json::from_str(text).unwrap();
+    let c: fleetform::model::Configuration = serde_json::from_str(text).unwrap();
     let d = manifest::read(&c).unwrap();
     assert_eq!(d.kind, DeploymentKind::Layered);
     assert_eq!(d.modules["cam"].settings.create_options.as_ref().unwrap().doc.value, serde_json::json!({"a": 1}));

@@ -1,6 +1,6 @@
 //! Hand-computed merge scenarios (IOTHUB.md §2) and properties of the merge engine.
 
-use fleetform::hub::wire::{Configuration, ConfigurationKind};
+use fleetform::model::{Configuration, ConfigurationKind};
 use fleetform::merge::{
     Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
     merge_fleet, stack,

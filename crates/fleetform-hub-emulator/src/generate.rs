@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use fleetform::hub::snapshot::{SnapshotError, SnapshotWriter, TwinFormat};
-use fleetform::hub::wire::Configuration;
+use fleetform::model::Configuration;
 
 /// What to generate.
 #[derive(Clone, Debug)]

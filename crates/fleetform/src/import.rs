@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::hub::wire::{Configuration, ConfigurationContent, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationContent, ConfigurationKind};
 use crate::manifest::{self, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode};
 use crate::plan::redact::name_looks_secret;
 use crate::spec::model::*;
@@ -496,7 +496,7 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
         .unwrap_or_default();
     let metrics =
-        field("metrics").and_then(|m| m.get("queries")).and_then(Value::as_object).map(|q| crate::hub::wire::Metrics {
+        field("metrics").and_then(|m| m.get("queries")).and_then(Value::as_object).map(|q| crate::model::Metrics {
             results: BTreeMap::new(),
             queries: q.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
         });

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod explain;
 pub mod git;
 pub mod hub;
+pub mod model;
 pub mod import;
 pub mod manifest;
 pub mod merge;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::hub::wire::ConfigurationKind;
+use crate::model::ConfigurationKind;
 use crate::hub::{Configuration, Hub, HubError};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME};
 

@@ -297,7 +297,7 @@ impl ProgressDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::wire::Metrics;
+    use crate::model::Metrics;
 
     fn with_metrics(t: i64, a: i64, ok: i64, failed: i64) -> Configuration {
         let results = [

@@ -7,8 +7,8 @@ pub mod connection;
 pub mod rest;
 pub mod shape;
 pub mod snapshot;
-pub mod twin;
-pub mod wire;
+
+
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use base64::Engine;
 
 pub use snapshot::{Projection, Snapshot, SnapshotError};
-pub use twin::Twin;
-pub use wire::Configuration;
+
+pub use crate::model::{Configuration, Twin};
 
 /// Why a hub operation failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

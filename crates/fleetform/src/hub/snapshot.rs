@@ -28,8 +28,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tempfile::NamedTempFile;
 
-use super::twin::{ModuleTwin, Twin, TwinRecord, TwinShapeError};
-use super::wire::Configuration;
+use crate::model::twin::{ModuleTwin, Twin, TwinRecord, TwinShapeError};
+use crate::model::Configuration;
 
 pub const CONFIGURATIONS_FILE: &str = "configurations.json";
 pub const DEVICES_JSON: &str = "devices.json";

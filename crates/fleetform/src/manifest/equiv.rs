@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::join_create_options;
-use crate::hub::wire::ConfigurationContent;
+use crate::model::ConfigurationContent;
 
 /// `a` and `b` configure devices identically (see the module comment).
 pub fn same_content(a: &ConfigurationContent, b: &ConfigurationContent) -> bool {

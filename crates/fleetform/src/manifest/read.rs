@@ -7,7 +7,7 @@ use miette::SourceSpan;
 use serde_json::{Map, Value};
 
 use super::{LABEL_NAME, join_create_options};
-use crate::hub::wire::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind};
 use crate::spec::model::*;
 use crate::spec::source::SourceFile;
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::provenance::Writer;
 use super::{Conflict, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, Provenance, SkipReason, Stack};
-use crate::hub::wire::ConfigurationKind;
+use crate::model::ConfigurationKind;
 
 /// The desired-properties path a content key writes, or `None` for keys that are not
 /// desired properties (which the hub would reject; the manifest layer reports them).

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::checks::{Check, DeviceSample, Warning, manifest_checks, stack_checks};
 use super::{EffectiveManifest, MatchSet, MergeDeployment, Stack, merge, stack};
-use crate::hub::wire::ConfigurationKind;
+use crate::model::ConfigurationKind;
 
 /// Index of a group in [`Fleet::groups`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

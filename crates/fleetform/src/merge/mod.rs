@@ -37,7 +37,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use crate::hub::wire::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind};
 
 pub use apply::merge;
 pub use checks::{Check, DeviceSample, Warning};

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use serde::Serialize;
 
 use super::{MatchSet, MergeDeployment};
-use crate::hub::wire::ConfigurationKind;
+use crate::model::ConfigurationKind;
 
 /// The deployments that apply to a device, in the order the hub applies them.
 ///

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::hub::wire::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, Rendered};
 
 /// What happens to one deployment.

@@ -7,7 +7,7 @@
 //! hub's. Whatever the real hub currently runs does not enter into it, so the section
 //! shows the change under review alone, and it works offline against a snapshot.
 
-use crate::hub::wire::Configuration;
+use crate::model::Configuration;
 use crate::hub::{Hub, HubError, Projection, Twin};
 use crate::manifest::{Env, Rendered};
 

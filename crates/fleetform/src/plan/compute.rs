@@ -11,7 +11,7 @@ use super::actions::{Action, ActionKind, classify};
 use super::diff::{Change, diff};
 use super::redact::Redactor;
 use super::steps::{Step, StepOp, steps};
-use crate::hub::wire::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind};
 use crate::hub::{Hub, HubError, Projection};
 use crate::manifest::Rendered;
 use crate::merge::{

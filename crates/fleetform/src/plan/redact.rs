@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::hub::wire::Configuration;
+use crate::model::Configuration;
 use crate::manifest::{LABEL_NAME, MASK, Rendered};
 
 /// Whether a setting's name says its value is a credential (an env variable, a field).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compute::Plan;
 use super::steps::Step;
-use crate::hub::wire::Configuration;
+use crate::model::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME};
 
 pub const SAVED_KIND: &str = "fleetform-plan";

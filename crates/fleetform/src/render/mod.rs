@@ -40,11 +40,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-pub fn kind_name(kind: crate::hub::wire::ConfigurationKind) -> &'static str {
+pub fn kind_name(kind: crate::model::ConfigurationKind) -> &'static str {
     match kind {
-        crate::hub::wire::ConfigurationKind::Standard => "standard",
-        crate::hub::wire::ConfigurationKind::Layered => "layered",
-        crate::hub::wire::ConfigurationKind::DeviceManagement => "device management",
+        crate::model::ConfigurationKind::Standard => "standard",
+        crate::model::ConfigurationKind::Layered => "layered",
+        crate::model::ConfigurationKind::DeviceManagement => "device management",
     }
 }
 

@@ -176,7 +176,7 @@ pub fn unified_diffs(plan: &Plan) -> String {
             continue;
         };
         // Compare what fleetform controls: hub-set fields would be noise.
-        let strip = |c: &crate::hub::wire::Configuration| {
+        let strip = |c: &crate::model::Configuration| {
             let mut c = plan.redactor.configuration(c);
             c.etag = None;
             c.created_time_utc = None;

@@ -1,0 +1,8 @@
+//! The ground floor: the hub's data as every stage sees it. Nothing here does I/O or
+//! knows where the data came from (a snapshot, the REST API, the emulator).
+
+pub mod configuration;
+pub mod twin;
+
+pub use configuration::{Configuration, ConfigurationContent, ConfigurationKind, Metrics};
+pub use twin::{ModuleTwin, Twin, TwinShapeError};
