@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fleetform::model::ConfigurationKind;
 use fleetform::merge::{CreatedAt, Grouper, HubTime, MatchSet, MergeDeployment};
+use fleetform::model::ConfigurationKind;
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

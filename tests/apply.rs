@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use fleetform::apply::{ApplyOptions, execute};
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
-use fleetform::model::ConfigurationKind;
-use fleetform::hub::{Configuration, Hub};
+use fleetform::hub::{Configuration, HubRead};
 use fleetform::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode, render_all};
+use fleetform::model::ConfigurationKind;
 use fleetform::plan::StepOp;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetform");

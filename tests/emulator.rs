@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
-use fleetform::hub::{Configuration, Hub, HubError, Projection};
+use fleetform::hub::{Configuration, HubError, HubRead, HubWrite, Projection};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetform");

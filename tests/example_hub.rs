@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use fleetform::model::Configuration;
 use fleetform::manifest::{self, MapEnv, SecretMode};
+use fleetform::model::Configuration;
 use fleetform::spec::Workspace;
 
 /// The README's hash key for the example hub.
@@ -48,8 +48,7 @@ fn hub_state() -> Vec<Configuration> {
         c.created_time_utc = Some(created.clone());
         c.last_updated_time_utc = Some(created);
         c.etag = Some(format!("\"MQ{i}=\""));
-        c.system_metrics =
-            Some(fleetform::model::Metrics { results: Default::default(), queries: Default::default() });
+        c.system_metrics = Some(fleetform::model::Metrics { results: Default::default(), queries: Default::default() });
         out.push(c);
     }
     out

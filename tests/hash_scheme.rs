@@ -8,8 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use fleetform::model::Configuration;
 use fleetform::manifest::{self, LABEL_HASH, LABEL_HASH_SCHEME, MapEnv, SecretMode};
+use fleetform::model::Configuration;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fleetform");

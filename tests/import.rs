@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use fleetform::hub::Hub;
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
+use fleetform::hub::{Hub, HubWrite};
 use fleetform::manifest::{MapEnv, SecretMode};
 use fleetform::plan::{ActionKind, PlanOptions, StepOp};
 use serde_json::Value;

@@ -1,10 +1,10 @@
 //! Hand-computed merge scenarios (IOTHUB.md §2) and properties of the merge engine.
 
-use fleetform::model::{Configuration, ConfigurationKind};
 use fleetform::merge::{
     Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
     merge_fleet, stack,
 };
+use fleetform::model::{Configuration, ConfigurationKind};
 use serde_json::{Value, json};
 
 /// A configuration as the hub lists it, with `createdTimeUtc` when `created` is set.

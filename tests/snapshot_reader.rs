@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use fleetform::hub::snapshot::{Snapshot, SnapshotError, SnapshotWriter, TwinFormat};
-use fleetform::model::Twin;
 use fleetform::model::Configuration;
+use fleetform::model::Twin;
 use fleetform_hub_emulator::generate::{GenerateOptions, generate};
 use serde_json::{Value, json};
 

@@ -17,9 +17,9 @@ use crate::EmulatorError;
 use crate::agent_desired::edge_agent_desired;
 use fleetform::hub::connection::{self, SecretKey};
 use fleetform::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
-use fleetform::model::{Configuration, Metrics};
 use fleetform::hub::{MAX_CONFIGURATIONS, Twin};
 use fleetform::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
+use fleetform::model::{Configuration, Metrics};
 use fleetform::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
 
 /// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent

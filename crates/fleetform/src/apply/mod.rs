@@ -357,6 +357,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, ApplyError> {
 mod tests {
     use super::*;
     use crate::hub::SnapshotHub;
+    use crate::hub::{HubRead, HubWrite};
     use crate::manifest::{MapEnv, SecretMode, render};
     use crate::spec::{SourceFile, Workspace};
 
@@ -512,13 +513,15 @@ layered "extra" {
     /// A hub that, like IoT Hub, refuses an update whose content differs from what it holds.
     struct ImmutableContent<'a>(&'a SnapshotHub);
 
-    impl Hub for ImmutableContent<'_> {
+    impl HubRead for ImmutableContent<'_> {
         fn describe(&self) -> String {
             self.0.describe()
         }
+
         fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
             self.0.configurations()
         }
+
         fn device_batches(
             &self,
             projection: crate::hub::Projection,
@@ -526,21 +529,27 @@ layered "extra" {
         ) -> Result<(), HubError> {
             self.0.device_batches(projection, visit)
         }
+
         fn module_batches(
             &self,
             visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
         ) -> Result<(), HubError> {
             self.0.module_batches(visit)
         }
+    }
+
+    impl HubWrite for ImmutableContent<'_> {
         fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
             self.0.create_configuration(config)
         }
+
         fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
             if self.0.configuration(&config.id)?.content != config.content {
                 return Err(HubError::Other("HTTP 400 Configuration identifier and Content cannot be updated".into()));
             }
             self.0.update_configuration(config, etag)
         }
+
         fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
             self.0.delete_configuration(id, etag)
         }

@@ -230,7 +230,7 @@ fn describe(step: &Step) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{Hub, SnapshotHub};
+    use crate::hub::{HubRead, HubWrite, SnapshotHub};
     use crate::manifest::{MapEnv, SecretMode, render};
     use crate::spec::{SourceFile, Workspace};
 

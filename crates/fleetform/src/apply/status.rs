@@ -6,9 +6,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::model::ConfigurationKind;
 use crate::hub::{Configuration, Hub, HubError};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME};
+use crate::model::ConfigurationKind;
 
 /// System metrics of one deployment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -297,6 +297,7 @@ impl ProgressDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::{HubRead, HubWrite};
     use crate::model::Metrics;
 
     fn with_metrics(t: i64, a: i64, ok: i64, failed: i64) -> Configuration {
@@ -346,13 +347,15 @@ mod tests {
     /// A hub whose every configuration has the given system metrics.
     struct Metered(Vec<Configuration>);
 
-    impl Hub for Metered {
+    impl HubRead for Metered {
         fn describe(&self) -> String {
             "metered".into()
         }
+
         fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
             Ok(self.0.clone())
         }
+
         fn device_batches(
             &self,
             _: crate::hub::Projection,
@@ -360,23 +363,30 @@ mod tests {
         ) -> Result<(), HubError> {
             Ok(())
         }
+
         fn module_batches(
             &self,
             _: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
         ) -> Result<(), HubError> {
             Ok(())
         }
+
+        fn live_metrics(&self) -> bool {
+            true
+        }
+    }
+
+    impl HubWrite for Metered {
         fn create_configuration(&self, c: &Configuration) -> Result<Configuration, HubError> {
             Ok(c.clone())
         }
+
         fn update_configuration(&self, c: &Configuration, _: &str) -> Result<Configuration, HubError> {
             Ok(c.clone())
         }
+
         fn delete_configuration(&self, _: &str, _: &str) -> Result<(), HubError> {
             Ok(())
-        }
-        fn live_metrics(&self) -> bool {
-            true
         }
     }
 

@@ -8,14 +8,13 @@ pub mod rest;
 pub mod shape;
 pub mod snapshot;
 
-
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use base64::Engine;
 
-pub use snapshot::{Projection, Snapshot, SnapshotError};
+pub use crate::model::fleet::{FleetRead, Projection, ReadError};
+pub use snapshot::{Snapshot, SnapshotError};
 
 pub use crate::model::{Configuration, Twin};
 
@@ -76,17 +75,22 @@ pub enum HubError {
     #[error("{0}")]
     #[diagnostic(code(fleetform::hub::other))]
     Other(String),
+
+    /// A failure of a pure stage's visitor, carried through a backend's batch reader.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Read(ReadError),
 }
 
-/// A hub: the configurations on it and the twins of its devices.
-pub trait Hub: Send + Sync {
+/// Reading a hub: its configurations and the twins of its devices.
+pub trait HubRead: Send + Sync {
     /// What this hub is, for messages (`snapshot examples/campus/hub`, a host name).
     fn describe(&self) -> String;
 
     /// Which hub this is, stable across the ways of naming it: saved plans record it and
     /// apply refuses a plan made against another one. The display text is not enough:
     /// `--hub ./hub` and `--hub hub` are one snapshot, and two emulators behind the same
-    /// URL at different times are two hubs. Defaults to [`Hub::describe`].
+    /// URL at different times are two hubs. Defaults to [`HubRead::describe`].
     fn identity(&self) -> String {
         self.describe()
     }
@@ -103,12 +107,27 @@ pub trait Hub: Send + Sync {
     ) -> Result<(), HubError>;
 
     /// Every module twin (`SELECT * FROM devices.modules`), in batches like
-    /// [`Hub::device_batches`].
+    /// [`HubRead::device_batches`].
     fn module_batches(
         &self,
         visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError>;
 
+    /// One configuration (`GET /configurations/{id}`), with its metrics where the hub
+    /// computes them; [`HubError::NotFound`] when it does not exist.
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.configurations()?.into_iter().find(|c| c.id == id).ok_or_else(|| HubError::NotFound { id: id.to_string() })
+    }
+
+    /// Whether [`HubRead::configuration`] returns live system metrics (a hub or the
+    /// emulator does; a snapshot directory only holds whatever was exported).
+    fn live_metrics(&self) -> bool {
+        false
+    }
+}
+
+/// Changing a hub's configurations, each write guarded by the etag it was read with.
+pub trait HubWrite: Send + Sync {
     /// Creates a configuration; fails with [`HubError::AlreadyExists`] if the id exists.
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError>;
 
@@ -117,17 +136,37 @@ pub trait Hub: Send + Sync {
 
     /// Deletes a configuration, if its etag is still `etag`.
     fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError>;
+}
 
-    /// One configuration (`GET /configurations/{id}`), with its metrics where the hub
-    /// computes them; [`HubError::NotFound`] when it does not exist.
-    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
-        self.configurations()?.into_iter().find(|c| c.id == id).ok_or_else(|| HubError::NotFound { id: id.to_string() })
+/// A hub that can be read and written: what apply needs. Every backend is one.
+pub trait Hub: HubRead + HubWrite {}
+
+impl<T: HubRead + HubWrite + ?Sized> Hub for T {}
+
+/// A hub seen as the pure stages see it: a fleet of device twins. Read errors keep
+/// their diagnostics (code, help) whole.
+pub struct Fleet<'h>(pub &'h dyn HubRead);
+
+impl FleetRead for Fleet<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 
-    /// Whether [`Hub::configuration`] returns live system metrics (a hub or the emulator
-    /// does; a snapshot directory only holds whatever was exported).
-    fn live_metrics(&self) -> bool {
-        false
+    fn identity(&self) -> String {
+        self.0.identity()
+    }
+
+    fn device_batches(
+        &self,
+        projection: Projection,
+        visit: &(dyn Fn(Vec<Twin>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError> {
+        // The visitor's own error travels through the backend as a HubError and comes
+        // back out unchanged.
+        self.0.device_batches(projection, &|batch| visit(batch).map_err(HubError::Read)).map_err(|e| match e {
+            HubError::Read(inner) => inner,
+            other => ReadError::new(other),
+        })
     }
 }
 
@@ -172,7 +211,7 @@ fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-impl Hub for SnapshotHub {
+impl HubRead for SnapshotHub {
     fn describe(&self) -> String {
         format!("snapshot {}", self.dir.display())
     }
@@ -240,7 +279,9 @@ impl Hub for SnapshotHub {
         }
         Ok(())
     }
+}
 
+impl HubWrite for SnapshotHub {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
         self.modify(|configs| {
             if configs.iter().any(|c| c.id == config.id) {

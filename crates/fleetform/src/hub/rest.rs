@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connection::{ConnectionString, SasToken};
-use super::{Configuration, Hub, HubError, MAX_CONFIGURATIONS, Projection, Twin};
+use super::{Configuration, HubError, HubRead, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
 
 pub const API_VERSION: &str = "2021-04-12";
 /// The most rows one query page may hold (the hub's cap on `x-ms-max-item-count`).
@@ -524,7 +524,7 @@ fn put_body(config: &Configuration) -> Configuration {
     body
 }
 
-impl Hub for RestHub {
+impl HubRead for RestHub {
     fn describe(&self) -> String {
         match &self.options.endpoint {
             Some(_) => format!("hub {} at {}", self.connection.host_name, self.base),
@@ -572,6 +572,16 @@ impl Hub for RestHub {
         self.read_all("devices.modules", "module twins", &mut |rows| visit(rows))
     }
 
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        RestHub::configuration(self, id)
+    }
+
+    fn live_metrics(&self) -> bool {
+        true
+    }
+}
+
+impl HubWrite for RestHub {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
         let op = format!("create deployment {}", config.id);
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
@@ -605,14 +615,6 @@ impl Hub for RestHub {
             return Err(error_from(&op, Some(id), resp));
         }
         Ok(())
-    }
-
-    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
-        RestHub::configuration(self, id)
-    }
-
-    fn live_metrics(&self) -> bool {
-        true
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Configuration, Hub, HubError, Projection, Twin};
+use super::{Configuration, Hub, HubError, HubRead, HubWrite, Projection, Twin};
 
 /// How many device ids a warning names per kind of problem.
 pub const SAMPLES: usize = 5;
@@ -195,7 +195,7 @@ impl AsRef<dyn Hub + 'static> for ShapeChecked {
     }
 }
 
-impl Hub for ShapeChecked {
+impl HubRead for ShapeChecked {
     fn describe(&self) -> String {
         self.inner.describe()
     }
@@ -232,6 +232,16 @@ impl Hub for ShapeChecked {
         self.inner.module_batches(visit)
     }
 
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.inner.configuration(id)
+    }
+
+    fn live_metrics(&self) -> bool {
+        self.inner.live_metrics()
+    }
+}
+
+impl HubWrite for ShapeChecked {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
         self.inner.create_configuration(config)
     }
@@ -242,14 +252,6 @@ impl Hub for ShapeChecked {
 
     fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
         self.inner.delete_configuration(id, etag)
-    }
-
-    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
-        self.inner.configuration(id)
-    }
-
-    fn live_metrics(&self) -> bool {
-        self.inner.live_metrics()
     }
 }
 

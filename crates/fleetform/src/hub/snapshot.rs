@@ -28,8 +28,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tempfile::NamedTempFile;
 
-use crate::model::twin::{ModuleTwin, Twin, TwinRecord, TwinShapeError};
 use crate::model::Configuration;
+pub use crate::model::fleet::Projection;
+use crate::model::twin::{ModuleTwin, Twin, TwinRecord, TwinShapeError};
 
 pub const CONFIGURATIONS_FILE: &str = "configurations.json";
 pub const DEVICES_JSON: &str = "devices.json";
@@ -589,19 +590,6 @@ fn syntax_error(file: &Path, pos: RecordPos, e: &serde_json::Error, help: String
     let (line, column) =
         if line <= 1 { (pos.line, pos.column + column.saturating_sub(1)) } else { (pos.line + line - 1, column) };
     SnapshotError::Syntax { file: file.to_path_buf(), line, column, message: serde_message(e), help }
-}
-
-/// How much of each device twin the readers keep.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Projection {
-    /// The whole twin as the hub returned it.
-    #[default]
-    Full,
-    /// Only what an IoT Edge target condition may reference (IOTHUB.md §3: `deviceId`,
-    /// `tags`, `properties.reported`) and `capabilities` (which devices are Edge). The
-    /// rest is checked as JSON but never built into values, which is most of the cost
-    /// of reading a twin: the plan over a million devices reads with this.
-    Targeting,
 }
 
 /// Top-level twin members [`Projection::Targeting`] keeps, besides `properties.reported`.

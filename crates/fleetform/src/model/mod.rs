@@ -2,7 +2,9 @@
 //! knows where the data came from (a snapshot, the REST API, the emulator).
 
 pub mod configuration;
+pub mod fleet;
 pub mod twin;
 
 pub use configuration::{Configuration, ConfigurationContent, ConfigurationKind, Metrics};
+pub use fleet::{FleetRead, Projection, ReadError};
 pub use twin::{ModuleTwin, Twin, TwinShapeError};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{Configuration, ConfigurationKind};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, Rendered};
+use crate::model::{Configuration, ConfigurationKind};
 
 /// What happens to one deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -7,9 +7,9 @@
 //! hub's. Whatever the real hub currently runs does not enter into it, so the section
 //! shows the change under review alone, and it works offline against a snapshot.
 
-use crate::model::Configuration;
-use crate::hub::{Hub, HubError, Projection, Twin};
+use crate::hub::{Hub, HubError, HubRead, HubWrite, Projection, Twin};
 use crate::manifest::{Env, Rendered};
+use crate::model::Configuration;
 
 use super::compute::{Plan, PlanError, PlanOptions, plan};
 
@@ -72,7 +72,7 @@ impl<'h> BaseHub<'h> {
     }
 }
 
-impl Hub for BaseHub<'_> {
+impl HubRead for BaseHub<'_> {
     fn describe(&self) -> String {
         format!("declared at {}, devices of {}", self.label, self.devices.describe())
     }
@@ -95,7 +95,9 @@ impl Hub for BaseHub<'_> {
     ) -> Result<(), HubError> {
         self.devices.module_batches(visit)
     }
+}
 
+impl HubWrite for BaseHub<'_> {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
         Err(read_only(&config.id))
     }

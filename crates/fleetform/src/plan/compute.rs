@@ -11,12 +11,12 @@ use super::actions::{Action, ActionKind, classify};
 use super::diff::{Change, diff};
 use super::redact::Redactor;
 use super::steps::{Step, StepOp, steps};
-use crate::model::{Configuration, ConfigurationKind};
 use crate::hub::{Hub, HubError, Projection};
 use crate::manifest::Rendered;
 use crate::merge::{
     self, CreatedAt, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning,
 };
+use crate::model::{Configuration, ConfigurationKind};
 use crate::query::{ConditionId, ConditionSet, Scratch, parse_condition};
 
 /// Why a plan could not be made.

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::model::Configuration;
 use crate::manifest::{LABEL_NAME, MASK, Rendered};
+use crate::model::Configuration;
 
 /// Whether a setting's name says its value is a credential (an env variable, a field).
 /// The hub never says which values are secret, so `import` and the redactor both guess

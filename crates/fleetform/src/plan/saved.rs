@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::compute::Plan;
 use super::steps::Step;
-use crate::model::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME};
+use crate::model::Configuration;
 
 pub const SAVED_KIND: &str = "fleetform-plan";
 pub const SAVED_VERSION: u32 = 1;

@@ -1,0 +1,96 @@
+//! A fleet as the pure stages read it: device twins in batches, from wherever they live.
+//! The hub backends provide it; `plan` and `explain` only ever see this trait.
+
+use super::Twin;
+
+/// Why reading the fleet failed: the backend's own diagnostic, kept whole (code, help,
+/// labels), so that a stage above reports it exactly as the backend wrote it.
+pub struct ReadError(Box<dyn miette::Diagnostic + Send + Sync + 'static>);
+
+impl ReadError {
+    pub fn new(e: impl miette::Diagnostic + Send + Sync + 'static) -> Self {
+        ReadError(Box::new(e))
+    }
+
+    /// The backend's error, for callers that want to tell its kinds apart.
+    pub fn inner(&self) -> &(dyn miette::Diagnostic + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl miette::Diagnostic for ReadError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        self.0.severity()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        self.0.related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn miette::Diagnostic> {
+        self.0.diagnostic_source()
+    }
+}
+
+/// Every device twin of a fleet, in batches, possibly from several threads at once.
+pub trait FleetRead: Send + Sync {
+    /// What this fleet is, for messages (`snapshot examples/campus/hub`, a host name).
+    fn describe(&self) -> String;
+
+    /// Which fleet this is, stable across the ways of naming it (see the hub's identity).
+    fn identity(&self) -> String {
+        self.describe()
+    }
+
+    /// Hands every device twin to `visit`, in batches; `projection` says which parts of
+    /// the twin are needed.
+    fn device_batches(
+        &self,
+        projection: Projection,
+        visit: &(dyn Fn(Vec<Twin>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError>;
+}
+
+/// How much of each device twin the readers keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Projection {
+    /// The whole twin as the hub returned it.
+    #[default]
+    Full,
+    /// Only what an IoT Edge target condition may reference (docs/hub-semantics.md: `deviceId`,
+    /// `tags`, `properties.reported`) and `capabilities` (which devices are Edge). The
+    /// rest is checked as JSON but never built into values, which is most of the cost
+    /// of reading a twin: the plan over a million devices reads with this.
+    Targeting,
+}
