@@ -7,6 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::{DEMO_ENV, cli, transcript};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -17,14 +19,6 @@ use fleetform::hub::{Configuration, HubRead};
 use fleetform::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode, render_all};
 use fleetform::model::ConfigurationKind;
 use fleetform::plan::StepOp;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
-const ENV: &[(&str, &str)] = &[
-    ("ACR_PASSWORD", "demo"),
-    ("VISION_REGISTRY_PASSWORD", "demo"),
-    ("CAMERA_API_TOKEN", "demo"),
-    ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
-];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,23 +42,6 @@ fn start(flags: &[&str]) -> Server {
     let state = dir.path().to_path_buf();
     let process = common::EmulatorProcess::start(&state, flags);
     Server { url: process.url.clone(), connection: process.connection.clone(), _process: process, state, _dir: dir }
-}
-
-/// The fleetform binary with the example's secrets and no hub from the environment.
-fn cli() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("FLEETFORM_HUB").env_remove("IOTHUB_CONNECTION_STRING").env("NO_COLOR", "1");
-    cmd.envs(ENV.iter().copied()).stdin(Stdio::null());
-    cmd
-}
-
-fn transcript(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 impl Server {
@@ -193,7 +170,7 @@ fn a_replace_creates_before_it_deletes_and_no_device_loses_its_standard() {
 
     let bumped = bumped_deployments();
     let ws = fleetform::spec::Workspace::load(&[bumped.path().to_path_buf()]).unwrap();
-    let env = MapEnv(ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let env = MapEnv(DEMO_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     let declared = render_all(&ws.deployments, &env, SecretMode::Reveal).unwrap();
     let plan = fleetform::plan::plan(declared, &hub, &Default::default()).unwrap();
     let create = plan.steps.iter().find(|s| s.name == "campus-base" && s.op == StepOp::Create).unwrap();

@@ -10,23 +10,17 @@ use serde_json::Value;
 
 const HUB: &str = "examples/campus/hub";
 
-fn demo(cmd: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
-    cmd.env("ACR_PASSWORD", "demo")
-        .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo")
-        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub")
-}
-
 fn explain(device: &str, extra: &[&str]) -> std::process::Output {
     let mut cmd = fleetform();
-    demo(&mut cmd).args(["explain", device, EXAMPLE_DEPLOYMENTS, "--hub", HUB]).args(extra).output().unwrap()
+    with_demo_env(&mut cmd).args(["explain", device, EXAMPLE_DEPLOYMENTS, "--hub", HUB]).args(extra).output().unwrap()
 }
 
 /// One device per distinct stack after apply, taken from the plan's cohorts, plus devices
 /// the plan does not move (unmanaged, not IoT Edge).
 fn one_device_per_stack() -> BTreeMap<String, String> {
     let mut cmd = fleetform();
-    let out = demo(&mut cmd).args(["plan", "--format", "json", "--hub", HUB, EXAMPLE_DEPLOYMENTS]).output().unwrap();
+    let out =
+        with_demo_env(&mut cmd).args(["plan", "--format", "json", "--hub", HUB, EXAMPLE_DEPLOYMENTS]).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut picks = BTreeMap::new();
     for c in v["cohorts"].as_array().unwrap() {

@@ -11,11 +11,7 @@ const HUB: &str = "examples/campus/hub";
 
 fn plan(args: &[&str]) -> std::process::Output {
     let mut cmd = fleetform();
-    with_example_env(&mut cmd)
-        .env("ACR_PASSWORD", "demo")
-        .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo")
-        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
+    with_demo_env(&mut cmd);
     cmd.args(["plan", "--hub", HUB, EXAMPLE_DEPLOYMENTS]).args(args).output().unwrap()
 }
 
@@ -170,10 +166,7 @@ fn detailed_exitcode_and_no_changes() {
     copy_dir(std::path::Path::new(HUB), dir.path());
     let render = |name: &str| -> Value {
         let mut cmd = fleetform();
-        cmd.env("ACR_PASSWORD", "demo")
-            .env("VISION_REGISTRY_PASSWORD", "demo")
-            .env("CAMERA_API_TOKEN", "demo")
-            .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
+        with_demo_env(&mut cmd);
         let out = cmd.args(["render", name, EXAMPLE_DEPLOYMENTS, "--show-secrets"]).output().unwrap();
         let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["createdTimeUtc"] = Value::String("2026-05-01T00:00:00Z".into());
@@ -187,11 +180,7 @@ fn detailed_exitcode_and_no_changes() {
             .collect();
     std::fs::write(dir.path().join("configurations.json"), serde_json::to_string(&configs).unwrap()).unwrap();
     let mut cmd = fleetform();
-    with_example_env(&mut cmd)
-        .env("ACR_PASSWORD", "demo")
-        .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo")
-        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub");
+    with_demo_env(&mut cmd);
     let out = cmd.args(["plan", "--detailed-exitcode", EXAMPLE_DEPLOYMENTS, "--hub"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     assert!(stdout(&out).trim_end().ends_with("No changes. The hub matches the repository."));

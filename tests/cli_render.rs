@@ -233,7 +233,7 @@ fn a_closed_pipe_ends_output_quietly() {
     let generated =
         fleetform().args(["hub", "generate", "--devices", "20000", "--out"]).arg(dir.path()).output().unwrap();
     assert!(generated.status.success(), "{}", transcript(&generated));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetform"))
+    let mut child = sealed()
         .args(["query", "SELECT deviceId FROM devices", "--hub"])
         .arg(dir.path())
         .stdout(Stdio::piped())

@@ -182,15 +182,7 @@ struct RoundTrip {
 
 /// import --manifest, validate, render --show-secrets: the real binary, as a user runs it.
 fn round_trip(manifest: &Path, out: &Path, env: &[(String, String)]) -> RoundTrip {
-    let o = common::fleetform()
-        .args(["import", "--manifest"])
-        .arg(manifest)
-        .arg("--out")
-        .arg(out)
-        .env_remove("CONTAINER_REGISTRY_PASSWORD")
-        .env_remove("SITE_NAME")
-        .output()
-        .unwrap();
+    let o = import_manifest(manifest, out);
     let err = common::stderr(&o);
     assert!(o.status.success(), "{}: {}", manifest.display(), err);
     let secrets: Vec<&str> = env.iter().filter(|(k, _)| k.ends_with("_PASSWORD")).map(|(_, v)| v.as_str()).collect();
@@ -279,15 +271,7 @@ fn unresolved_template_placeholders_are_all_named_with_their_place() {
     let text = std::fs::read_to_string(template_dir().join("deployment.template.json")).unwrap();
     // No .env and no modules/ beside it: SITE_NAME and both module images are unknown.
     std::fs::write(tmp.path().join("deployment.template.json"), &text).unwrap();
-    let o = common::fleetform()
-        .args(["import", "--manifest"])
-        .arg(tmp.path().join("deployment.template.json"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .env_remove("SITE_NAME")
-        .env_remove("DEFAULT_PLATFORM")
-        .output()
-        .unwrap();
+    let o = import_manifest(&tmp.path().join("deployment.template.json"), &tmp.path().join("out"));
     assert!(!o.status.success());
     let err = common::stderr(&o);
     // Line and column counted by hand in the template.
@@ -427,14 +411,7 @@ fn a_secret_is_never_substituted_into_template_text() {
     std::fs::write(tmp.path().join("deployment.template.json"), text).unwrap();
     common::copy_dir(&template_dir().join("modules"), &tmp.path().join("modules"));
     std::fs::copy(template_dir().join(".env"), tmp.path().join(".env")).unwrap();
-    let o = common::fleetform()
-        .args(["import", "--manifest"])
-        .arg(tmp.path().join("deployment.template.json"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .env_remove("CONTAINER_REGISTRY_PASSWORD")
-        .output()
-        .unwrap();
+    let o = import_manifest(&tmp.path().join("deployment.template.json"), &tmp.path().join("out"));
     assert!(!o.status.success());
     let err = common::stderr(&o);
     assert!(err.contains("${CONTAINER_REGISTRY_PASSWORD} looks like a secret"), "{err}");
@@ -463,22 +440,10 @@ fn template_copy(edit: impl FnOnce(&mut String, &mut String, &mut String)) -> te
     tmp
 }
 
-/// `import --manifest FILE --out DIR/out` with the template variables unset in the process.
+/// `import --manifest FILE --out DIR/out`, none of the template variables set in the
+/// (sealed) environment.
 fn import_manifest(file: &Path, out: &Path) -> std::process::Output {
-    let mut cmd = common::fleetform();
-    cmd.args(["import", "--manifest"]).arg(file).arg("--out").arg(out);
-    for var in [
-        "CONTAINER_REGISTRY_SERVER",
-        "CONTAINER_REGISTRY_USERNAME",
-        "CONTAINER_REGISTRY_PASSWORD",
-        "SITE_NAME",
-        "DEFAULT_PLATFORM",
-        "BUILD",
-        "TTL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.output().unwrap()
+    common::fleetform().args(["import", "--manifest"]).arg(file).arg("--out").arg(out).output().unwrap()
 }
 
 /// Whether `text` says `want`, however miette wrapped its lines (at 100 columns, in the

@@ -4,15 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
 use fleetform::hub::{Configuration, HubError, HubRead, HubWrite, Projection};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 /// A running emulator; killed (and reaped) on drop, so a failing test leaves no process.
 struct Server {
@@ -57,19 +54,15 @@ impl Server {
     }
 
     fn fleetform(&self, args: &[&str]) -> std::process::Output {
-        let out = Command::new(BIN)
-            .args(args)
-            .args(["--hub", &self.connection, "--endpoint", &self.url])
-            .env_remove("FLEETFORM_HUB")
-            .output()
-            .unwrap();
+        let out =
+            common::sealed().args(args).args(["--hub", &self.connection, "--endpoint", &self.url]).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         out
     }
 }
 
 fn fleetform_offline(args: &[&str], hub: &Path) -> std::process::Output {
-    let out = Command::new(BIN).args(args).arg("--hub").arg(hub).env_remove("FLEETFORM_HUB").output().unwrap();
+    let out = common::sealed().args(args).arg("--hub").arg(hub).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -152,11 +145,8 @@ fn query_lists_the_same_devices_as_the_snapshot() {
 
     // The connection string from IOTHUB_CONNECTION_STRING, and from a named variable.
     for (hub_arg, var) in [(None, "IOTHUB_CONNECTION_STRING"), (Some("env:MY_HUB"), "MY_HUB")] {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["query", "tags.environment='prod'", "--endpoint", &server.url])
-            .env_remove("FLEETFORM_HUB")
-            .env_remove("IOTHUB_CONNECTION_STRING")
-            .env(var, &server.connection);
+        let mut cmd = common::sealed();
+        cmd.args(["query", "tags.environment='prod'", "--endpoint", &server.url]).env(var, &server.connection);
         if let Some(h) = hub_arg {
             cmd.args(["--hub", h]);
         }
@@ -309,7 +299,7 @@ fn wrong_keys_and_api_versions_are_refused() {
 #[test]
 fn queries_page_with_continuation_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(BIN)
+    let status = common::sealed()
         .args(["hub", "generate", "--devices", "100", "--seed", "3", "--out"])
         .arg(dir.path())
         .output()
@@ -492,17 +482,11 @@ fn plan_is_the_same_against_the_emulator_as_against_the_snapshot() {
     let server = start(campus_copy(), &[]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let plan = |hub: &[&str]| {
-        let out = Command::new(BIN)
+        let out = common::sealed()
             .current_dir(root)
             .args(["plan", "examples/campus/deployments", "--format", "json"])
             .args(hub)
-            .env_remove("FLEETFORM_HUB")
-            .envs([
-                ("ACR_PASSWORD", "demo"),
-                ("VISION_REGISTRY_PASSWORD", "demo"),
-                ("CAMERA_API_TOKEN", "demo"),
-                ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
-            ])
+            .envs(common::DEMO_ENV.iter().copied())
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

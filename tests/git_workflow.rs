@@ -2,13 +2,13 @@
 //! branch, a feature branch that changes an image, deletes a file and renames a
 //! deployment, and a main that moved on after the branch was cut.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use git2::{IndexAddOption, Repository, Signature};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 fn campus_hub() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/campus/hub")
@@ -65,17 +65,7 @@ fn repository() -> tempfile::TempDir {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLEETFORM_HUB")
-        .env("ACR_PASSWORD", "demo")
-        .env("VISION_REGISTRY_PASSWORD", "demo")
-        .env("CAMERA_API_TOKEN", "demo")
-        .env("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::cli().args(args).current_dir(dir).output().unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {

@@ -5,37 +5,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use common::{DEMO_ENV, cli, transcript};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
-const ENV: &[(&str, &str)] = &[
-    ("ACR_PASSWORD", "demo"),
-    ("VISION_REGISTRY_PASSWORD", "demo"),
-    ("CAMERA_API_TOKEN", "demo"),
-    ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
-];
-
 fn deployments() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/campus/deployments")
-}
-
-fn cli() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("FLEETFORM_HUB").env_remove("IOTHUB_CONNECTION_STRING").env("NO_COLOR", "1");
-    cmd.envs(ENV.iter().copied()).stdin(Stdio::null());
-    cmd
-}
-
-fn transcript(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn configurations(hub: &Path) -> Vec<u8> {
@@ -56,7 +34,7 @@ fn saved_plan() -> (tempfile::TempDir, Value) {
 /// `plan` with its MAC made again under the test's key, as whoever holds the key could:
 /// the re-derivation must refuse the edit all the same.
 fn resealed(plan: &Value) -> Value {
-    let key = ENV.iter().find(|(k, _)| *k == "FLEETFORM_HASH_KEY").unwrap().1;
+    let key = DEMO_ENV.iter().find(|(k, _)| *k == "FLEETFORM_HASH_KEY").unwrap().1;
     let mut plan = plan.clone();
     let mac = fleetform::plan::saved::plan_mac(key.as_bytes(), &plan);
     plan["mac"] = json!(mac.iter().map(|b| format!("{b:02x}")).collect::<String>());

@@ -6,13 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
+
+use common::transcript;
 
 use fleetform::manifest::{self, LABEL_HASH, LABEL_HASH_SCHEME, MapEnv, SecretMode};
 use fleetform::model::Configuration;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 const DEMO_KEY: &str = "demo-hash-key-for-the-example-hub";
 /// The README's secrets: what the example hub's configurations were rendered with.
 const DEMO: &[(&str, &str)] =
@@ -23,21 +24,12 @@ fn deployments() -> PathBuf {
 }
 
 fn cli(key: Option<&str>) -> std::process::Command {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.env_remove("FLEETFORM_HUB")
-        .env_remove("IOTHUB_CONNECTION_STRING")
-        .env_remove(manifest::HASH_KEY_VAR)
-        .env("NO_COLOR", "1")
-        .envs(DEMO.iter().copied())
-        .stdin(Stdio::null());
+    let mut cmd = common::sealed();
+    cmd.envs(DEMO.iter().copied()).stdin(Stdio::null());
     if let Some(k) = key {
         cmd.env(manifest::HASH_KEY_VAR, k);
     }
     cmd
-}
-
-fn transcript(o: &Output) -> String {
-    common::transcript(o)
 }
 
 fn plan_json(hub: &[&str], key: &str) -> Value {

@@ -67,7 +67,6 @@ fn a_saved_plan_knows_its_hub_by_canonical_path() {
             .current_dir(work.path())
             .args(args)
             .arg(&deployments)
-            .env_remove("FLEETFORM_HUB")
             .output()
             .unwrap()
     };
@@ -277,7 +276,6 @@ fn twins_of_the_wrong_shape_are_counted_and_named() {
     let server = common::EmulatorProcess::start(hub.path(), &[]);
     let out = fleetform()
         .args(["query", "tags.environment='prod'", "--endpoint", &server.url, "--hub", &server.connection])
-        .env_remove("FLEETFORM_HUB")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));

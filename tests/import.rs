@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
@@ -13,8 +13,6 @@ use fleetform::hub::{Hub, HubWrite};
 use fleetform::manifest::{MapEnv, SecretMode};
 use fleetform::plan::{ActionKind, PlanOptions, StepOp};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 /// `fleetform hub serve` on a temp copy of the example hub; killed on drop.
 struct Emulator {
@@ -32,8 +30,8 @@ fn emulator() -> Emulator {
 
 impl Emulator {
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).args(["--hub", &self.connection, "--endpoint", &self.url]).env_remove("FLEETFORM_HUB");
+        let mut cmd = common::sealed();
+        cmd.args(args).args(["--hub", &self.connection, "--endpoint", &self.url]);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -212,13 +210,11 @@ fn manifest_import_converts_templates() {
     )
     .unwrap();
     let out_dir = tmp.path().join("out");
-    let out = Command::new(BIN)
+    let out = common::sealed()
         .args(["import", "--manifest"])
         .arg(&file)
         .args(["--name", "Sensor-App", "--priority", "5", "--target", "tags.environment='dev'", "--out"])
         .arg(&out_dir)
-        .env_remove("FLEETFORM_HUB")
-        .env_remove("DEFAULT_PLATFORM")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -251,8 +247,8 @@ fn manifest_import_converts_templates() {
         ("SENSOR_ENDPOINT", "https://example.test"),
         ("FLEETFORM_HASH_KEY", "a-hash-key-for-the-import-tests-000"),
     ];
-    let mut cmd = Command::new(BIN);
-    cmd.args(["render", "sensor-app", "--show-secrets"]).arg(&out_dir).env_remove("FLEETFORM_HUB");
+    let mut cmd = common::sealed();
+    cmd.args(["render", "sensor-app", "--show-secrets"]).arg(&out_dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -284,24 +280,22 @@ fn manifest_import_rejects_what_is_not_a_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("x.json");
     std::fs::write(&file, r#"{"modulesContent": {"$edgeAgent": {}}}"#).unwrap();
-    let out = Command::new(BIN)
+    let out = common::sealed()
         .args(["import", "--manifest"])
         .arg(&file)
         .arg("--out")
         .arg(tmp.path().join("out"))
-        .env_remove("FLEETFORM_HUB")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no modulesContent with $edgeAgent"), "{stderr}");
     std::fs::write(&file, "{not json").unwrap();
-    let out = Command::new(BIN)
+    let out = common::sealed()
         .args(["import", "--manifest"])
         .arg(&file)
         .arg("--out")
         .arg(tmp.path().join("out"))
-        .env_remove("FLEETFORM_HUB")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));

@@ -104,7 +104,6 @@ fn mode(path: &Path) -> u32 {
 fn run(hub: &Path, args: &[&str]) -> Output {
     let mut cmd = fleetform();
     with_example_env(&mut cmd);
-    cmd.env_remove("FLEETFORM_HUB").env_remove("IOTHUB_CONNECTION_STRING");
     cmd.args(args).arg("--hub").arg(hub).output().unwrap()
 }
 
@@ -164,8 +163,6 @@ fn apply_text_and_json_never_show_the_hubs_or_the_declared_secrets() {
         let mut cmd = fleetform();
         with_example_env(&mut cmd);
         let o = cmd
-            .env_remove("FLEETFORM_HUB")
-            .env_remove("IOTHUB_CONNECTION_STRING")
             .args(["apply", "--auto-approve", "--timeout", "60s", "--format", format])
             .arg(deployments())
             .args(["--hub", &server.connection, "--endpoint", &server.url])
@@ -247,11 +244,11 @@ fn connection_string_errors_name_the_part_and_never_echo_the_key() {
     let fragment = &KEY[..12];
     for (text, expected) in &cases {
         let mut flag = fleetform();
-        flag.env_remove("FLEETFORM_HUB").env_remove("IOTHUB_CONNECTION_STRING").args(["status", "--hub", text]);
+        flag.args(["status", "--hub", text]);
         let mut env_var = fleetform();
-        env_var.env_remove("FLEETFORM_HUB").env("IOTHUB_CONNECTION_STRING", text).arg("status");
+        env_var.env("IOTHUB_CONNECTION_STRING", text).arg("status");
         let mut ff_hub = fleetform();
-        ff_hub.env_remove("IOTHUB_CONNECTION_STRING").env("FLEETFORM_HUB", text).arg("status");
+        ff_hub.env("FLEETFORM_HUB", text).arg("status");
         for (how, cmd) in
             [("--hub", &mut flag), ("IOTHUB_CONNECTION_STRING", &mut env_var), ("FLEETFORM_HUB", &mut ff_hub)]
         {
@@ -373,8 +370,6 @@ fn hub_secrets_that_are_not_strings_never_show_in_apply() {
         let mut cmd = fleetform();
         with_example_env(&mut cmd);
         let o = cmd
-            .env_remove("FLEETFORM_HUB")
-            .env_remove("IOTHUB_CONNECTION_STRING")
             .args(["apply", "--auto-approve", "--timeout", "60s", "--format", format])
             .arg(deployments())
             .args(["--hub", &server.connection, "--endpoint", &server.url])
@@ -400,8 +395,6 @@ fn credential_named_env_deployment() -> tempfile::TempDir {
 
 fn render_hk(dir: &Path, db: &str, key: &str, extra: &[&str]) -> Output {
     fleetform()
-        .env_remove("FLEETFORM_HUB")
-        .env_remove("IOTHUB_CONNECTION_STRING")
         .env("DBPW", db)
         .env("TWK", "PLANT_TWK_77")
         .env("PLAINV", "plain")
@@ -436,7 +429,6 @@ fn credential_named_env_values_are_masked_and_hashed_only_under_the_key() {
     assert!(common::stdout(&o).contains("PLANT_DBPW_66"), "--show-secrets reveals: {}", common::transcript(&o));
     // And a hash key is required, as for any secret.
     let o = fleetform()
-        .env_remove("FLEETFORM_HASH_KEY")
         .env("DBPW", "x")
         .env("TWK", "y")
         .env("PLAINV", "z")
@@ -465,13 +457,7 @@ fn a_connection_string_given_as_a_path_or_revision_is_refused_unechoed() {
         (vec!["snapshot", "--hub", hub, "--out", &cs], "not an output path"),
     ];
     for (args, expected) in cases {
-        let o = fleetform()
-            .current_dir(work.path())
-            .env_remove("FLEETFORM_HUB")
-            .env_remove("IOTHUB_CONNECTION_STRING")
-            .args(&args)
-            .output()
-            .unwrap();
+        let o = fleetform().current_dir(work.path()).args(&args).output().unwrap();
         let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
         assert!(!o.status.success(), "{args:?}: {all}");
         assert!(!all.contains(&KEY[..12]) && !all.contains("iothubowner"), "{args:?} echoes it: {all}");

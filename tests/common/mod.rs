@@ -1,11 +1,19 @@
-//! Shared helpers for the integration tests: run the real binary, as a user would.
+//! Shared helpers for the integration tests: run the real binary, as a user would, in one
+//! sealed environment.
+//!
+//! Every run of the binary starts from an empty environment, so nothing on the developer's
+//! or the CI machine (a `FLEETFORM_HUB`, an `IOTHUB_CONNECTION_STRING`, a proxy that
+//! reqwest would honour, a `~/.gitconfig` that git2 would read, `NO_COLOR`) can change
+//! what a test sees. A test adds exactly the variables it is about.
 
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 
 use assert_cmd::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fleetform");
 
 /// The secrets the examples read, with values the tests can look for in output.
 pub const EXAMPLE_ENV: &[(&str, &str)] = &[
@@ -16,20 +24,58 @@ pub const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("FLEETFORM_HASH_KEY", "hash-key-for-the-tests-5d0c1b7a9e"),
 ];
 
+/// The README's secrets: what the example hub's configurations were rendered with, so a
+/// plan of the example against `examples/campus/hub` sees their real ids.
+pub const DEMO_ENV: &[(&str, &str)] = &[
+    ("ACR_PASSWORD", "demo"),
+    ("VISION_REGISTRY_PASSWORD", "demo"),
+    ("CAMERA_API_TOKEN", "demo"),
+    ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+];
+
+/// A home with nothing in it: git2 reads the global git configuration from `$HOME`, and a
+/// user's settings must not reach the binary. Under cargo's per-target temp dir, so runs
+/// leave nothing in /tmp.
+fn empty_home() -> PathBuf {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("empty-home");
+    std::fs::create_dir_all(&home).expect("the test home can be created");
+    home
+}
+
+/// Clears `cmd`'s environment down to what the binary needs to run the same everywhere.
+/// No `PATH`: the binary starts no other program (git is git2, in process).
+pub fn seal(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    // COLUMNS and NO_COLOR: output is never a terminal here, but a library that sizes or
+    // colours output from them must see the same values on every machine.
+    cmd.env_clear().env("HOME", empty_home()).env("COLUMNS", "100").env("NO_COLOR", "1")
+}
+
+/// The binary in the sealed environment, as a `std::process::Command` (for `spawn`).
+pub fn sealed() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    seal(&mut cmd);
+    cmd
+}
+
+/// The binary in the sealed environment, with no secrets set.
 pub fn fleetform() -> Command {
-    let mut cmd = Command::cargo_bin("fleetform").expect("the fleetform binary is built");
-    cmd.env_remove("NO_COLOR").env("COLUMNS", "100");
-    for (k, _) in EXAMPLE_ENV {
-        cmd.env_remove(k);
-    }
+    Command::from_std(sealed())
+}
+
+/// The binary in the sealed environment with the demo secrets, stdin closed: what the
+/// plan, apply and guard tests run against copies of the example hub.
+pub fn cli() -> std::process::Command {
+    let mut cmd = sealed();
+    cmd.envs(DEMO_ENV.iter().copied()).stdin(Stdio::null());
     cmd
 }
 
 pub fn with_example_env(cmd: &mut Command) -> &mut Command {
-    for (k, v) in EXAMPLE_ENV {
-        cmd.env(k, v);
-    }
-    cmd
+    cmd.envs(EXAMPLE_ENV.iter().copied())
+}
+
+pub fn with_demo_env(cmd: &mut Command) -> &mut Command {
+    cmd.envs(DEMO_ENV.iter().copied())
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -76,7 +122,7 @@ pub struct EmulatorProcess {
 impl EmulatorProcess {
     pub fn start(state: &Path, flags: &[&str]) -> EmulatorProcess {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetform"))
+        let mut child = sealed()
             .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
             .arg(state)
             .args(flags)
