@@ -61,38 +61,31 @@ pub(super) trait Declared {
     }
 }
 
-impl Declared for Module {
-    const WHAT: &'static str = "module";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
+/// The accessors every [`Declared`] part has under the same field names.
+macro_rules! declared {
+    ($ty:ty, $what:literal $(, $help:item)?) => {
+        impl Declared for $ty {
+            const WHAT: &'static str = $what;
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn origin(&self) -> &Origin {
+                &self.origin
+            }
+            $($help)?
+        }
+    };
 }
 
-impl Declared for Route {
-    const WHAT: &'static str = "route";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
-}
-
-impl Declared for Registry {
-    const WHAT: &'static str = "registry";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
+declared!(Module, "module");
+declared!(Route, "route");
+declared!(
+    Registry,
+    "registry",
     fn twice_help(_: &Self) -> String {
         "keep one".into()
     }
-}
+);
 
 /// A second declaration of a name already in `declared`; the first one stays.
 pub(super) fn declared_twice<T: Declared>(declared: &BTreeMap<String, T>, item: &T) -> Option<Problem> {

@@ -60,11 +60,7 @@ impl Cx<'_> {
                 "label" => self.labels(child, &mut parts),
                 "metric" => self.metric(child, &mut parts),
                 "runtime" if kind == DeploymentKind::Layered => self.runtime_in_layered(child),
-                "runtime" => {
-                    if !self.once(child, parts.runtime.is_some()) {
-                        parts.runtime = self.runtime(child);
-                    }
-                }
+                "runtime" => self.standard_runtime(child, &mut parts),
                 "registry" => {
                     if let Some(r) = self.registry(child) {
                         self.add_unique(&mut parts.registries, r);
@@ -240,6 +236,12 @@ impl Cx<'_> {
 
     fn runtime_in_layered(&mut self, child: &KdlNode) {
         self.err(Code::NotInLayered, child.name().span(), "a layered deployment can't set the runtime", "runtime in a layered deployment", Some("the runtime and system modules come from the standard deployment under it; move this into a `deployment`, or add only modules, routes and twin settings here".into()));
+    }
+
+    fn standard_runtime(&mut self, child: &KdlNode, parts: &mut Parts) {
+        if !self.once(child, parts.runtime.is_some()) {
+            parts.runtime = self.runtime(child);
+        }
     }
 
     fn deployment_module(&mut self, child: &KdlNode, kind: DeploymentKind, parts: &mut Parts) {

@@ -116,15 +116,17 @@ impl Cx<'_> {
         if self.once(child, parts.integrity.is_some()) {
             return;
         }
-        self.check_entries(child, 1, &[]);
-        if !self.schema_allows(SchemaGate::AgentIntegrity, &parts.agent_schema, child.name().span()) {
-            parts.ok = false;
-            return;
+        parts.integrity = self.integrity(child, SchemaGate::AgentIntegrity, &parts.agent_schema);
+        parts.ok &= parts.integrity.is_some();
+    }
+
+    /// An `integrity { … }` block (of the agent or of the edge hub), once `once` let it by.
+    fn integrity(&mut self, node: &KdlNode, gate: SchemaGate, schema: &str) -> Option<Value> {
+        self.check_entries(node, 1, &[]);
+        if !self.schema_allows(gate, schema, node.name().span()) {
+            return None;
         }
-        match self.json_object_node(child, "integrity", INTEGRITY_EXAMPLE) {
-            Some(v) => parts.integrity = Some(v),
-            None => parts.ok = false,
-        }
+        self.json_object_node(node, "integrity", INTEGRITY_EXAMPLE)
     }
 
     fn edge_agent(&mut self, child: &KdlNode, parts: &mut Parts) {
@@ -170,15 +172,15 @@ impl Cx<'_> {
             self.store_and_forward(k, parts);
         }
         for k in named("integrity") {
-            self.hub_integrity(k, parts);
+            if !self.once(k, parts.hub_integrity.is_some()) {
+                parts.hub_integrity = self.integrity(k, SchemaGate::HubIntegrity, &parts.hub_schema);
+                parts.ok &= parts.hub_integrity.is_some();
+            }
         }
         for k in named("mqtt-broker") {
-            if self.once(k, parts.mqtt_broker.is_some()) {
-                continue;
-            }
-            match self.mqtt_broker(k, &parts.hub_schema) {
-                Some(v) => parts.mqtt_broker = Some(v),
-                None => parts.ok = false,
+            if !self.once(k, parts.mqtt_broker.is_some()) {
+                parts.mqtt_broker = self.mqtt_broker(k, &parts.hub_schema);
+                parts.ok &= parts.mqtt_broker.is_some();
             }
         }
         parts.ok &= self.settings_children(&kids, &mut s);
@@ -205,21 +207,6 @@ impl Cx<'_> {
                 Some(v) => parts.max_size = Some(v as u64),
                 None => parts.ok = false,
             }
-        }
-    }
-
-    fn hub_integrity(&mut self, k: &KdlNode, parts: &mut Parts) {
-        if self.once(k, parts.hub_integrity.is_some()) {
-            return;
-        }
-        self.check_entries(k, 1, &[]);
-        if !self.schema_allows(SchemaGate::HubIntegrity, &parts.hub_schema, k.name().span()) {
-            parts.ok = false;
-            return;
-        }
-        match self.json_object_node(k, "integrity", INTEGRITY_EXAMPLE) {
-            Some(v) => parts.hub_integrity = Some(v),
-            None => parts.ok = false,
         }
     }
 
