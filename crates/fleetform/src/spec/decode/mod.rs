@@ -21,9 +21,10 @@ use miette::SourceSpan;
 use serde_json::Value;
 
 use super::checks::{self, Declared};
-use super::diag::{Code, Problem, did_you_mean};
+use super::diag::{Code, Problem};
 use super::model::*;
 use super::source::{SourceFile, string_offsets};
+use crate::suggest::did_you_mean;
 
 const ANNOTATIONS: &[&str] = &["env", "secret", "secret-env"];
 
