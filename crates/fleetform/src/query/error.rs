@@ -114,18 +114,10 @@ pub struct QueryError {
     pub kind: QueryErrorKind,
 }
 
-/// The most distance between a misspelt function name and a real one for us to suggest it.
-const SUGGEST_DISTANCE: usize = 2;
-
 /// The closest known function name to `name`, if close enough to be a likely typo.
 pub(crate) fn suggest_function(name: &str) -> Option<&'static str> {
-    let upper = name.to_ascii_uppercase();
-    crate::query::ast::Function::ALL
-        .iter()
-        .map(|f| (strsim::levenshtein(&upper, f.name()), f.name()))
-        .filter(|(d, _)| *d <= SUGGEST_DISTANCE)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
+    let names = crate::query::ast::Function::ALL.iter().map(|f| f.name());
+    crate::suggest::closest(name, names, crate::suggest::Likeness::Keyword)
 }
 
 impl QueryError {

@@ -1,11 +1,19 @@
-//! Checks that look across a whole deployment or workspace, after parsing: unique names,
-//! and the grammar of target conditions, metric queries and routes, each error placed on
-//! the exact character inside the KDL string.
+//! Every rule that weighs one part of a deployment against another, or one deployment
+//! against the workspace: unique names, references between twins and modules, what a
+//! schema version or a deployment kind allows, the hub's counts and sizes, and the grammar
+//! of target conditions, metric queries and routes (each error placed on the exact
+//! character inside the KDL string).
+//!
+//! The decoder ([`super::decode`]) only reads nodes. It calls the rules here that decide
+//! whether a part is kept (a second module of one name, a feature the schema lacks) at the
+//! moment it reads that part, so that diagnostics stay in file order; the rest run once a
+//! deployment, or the whole workspace, is decoded.
 
 use std::collections::BTreeMap;
 
 use super::diag::{Code, Problem};
 use super::model::*;
+use super::rules::{MAX_METRICS, MAX_MODULES, SYSTEM_MODULES};
 use crate::query::{self, QueryError};
 
 pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Problem>) {
@@ -38,6 +46,252 @@ pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Pro
             check_route(&r.text, problems);
         }
         check_twin_sizes(d, problems);
+    }
+}
+
+/// A part of a deployment whose name is unique within it.
+pub(super) trait Declared {
+    /// The node's name in a message: "module", "route", "registry".
+    const WHAT: &'static str;
+    fn name(&self) -> &str;
+    fn origin(&self) -> &Origin;
+    /// What to do about a second declaration of the same name as `first`.
+    fn twice_help(first: &Self) -> String {
+        format!("first declared at {}", first.origin().location())
+    }
+}
+
+/// The accessors every [`Declared`] part has under the same field names.
+macro_rules! declared {
+    ($ty:ty, $what:literal $(, $help:item)?) => {
+        impl Declared for $ty {
+            const WHAT: &'static str = $what;
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn origin(&self) -> &Origin {
+                &self.origin
+            }
+            $($help)?
+        }
+    };
+}
+
+declared!(Module, "module");
+declared!(Route, "route");
+declared!(
+    Registry,
+    "registry",
+    fn twice_help(_: &Self) -> String {
+        "keep one".into()
+    }
+);
+
+/// A second declaration of a name already in `declared`; the first one stays.
+pub(super) fn declared_twice<T: Declared>(declared: &BTreeMap<String, T>, item: &T) -> Option<Problem> {
+    let first = declared.get(item.name())?;
+    let at = item.origin();
+    Some(
+        Problem::new(
+            Code::Duplicate,
+            &at.file,
+            at.span,
+            format!("{} \"{}\" is declared twice", T::WHAT, item.name()),
+            "second declaration",
+        )
+        .with_help(T::twice_help(first)),
+    )
+}
+
+/// Whether one more metric named `name` may join `metrics`: names are unique and the hub
+/// takes at most [`MAX_METRICS`]. `name_at` is the metric's name, `node_at` its node name.
+pub(super) fn metric_fits(
+    metrics: &[Metric],
+    name: &str,
+    name_at: &Origin,
+    node_at: miette::SourceSpan,
+) -> Option<Problem> {
+    if metrics.iter().any(|m| m.name == name) {
+        return Some(
+            Problem::new(
+                Code::Duplicate,
+                &name_at.file,
+                name_at.span,
+                format!("metric \"{name}\" is declared twice"),
+                "second declaration",
+            )
+            .with_help("give each metric its own name"),
+        );
+    }
+    if metrics.len() == MAX_METRICS {
+        return Some(
+            Problem::new(
+                Code::TooMany,
+                &name_at.file,
+                node_at,
+                format!("more than {MAX_METRICS} metrics"),
+                "one too many",
+            )
+            .with_help(format!("the hub allows at most {MAX_METRICS} custom metrics per deployment")),
+        );
+    }
+    None
+}
+
+/// The hub's limit on modules per deployment, reported once, at the first module over it.
+/// `count` counts every `module` node so far, valid or not.
+pub(super) fn module_count(count: usize, at: &Origin) -> Option<Problem> {
+    (count == MAX_MODULES + 1).then(|| {
+        Problem::new(Code::TooMany, &at.file, at.span, format!("more than {MAX_MODULES} modules"), "module 51")
+            .with_help(format!(
+                "the hub allows at most {MAX_MODULES} modules per deployment; split it into layered deployments"
+            ))
+    })
+}
+
+/// A custom module named like one of the runtime's own; the help depends on the kind,
+/// since only a standard deployment may set the system modules (in `runtime`).
+pub(super) fn system_module(kind: DeploymentKind, name: &str, at: &Origin) -> Option<Problem> {
+    if !SYSTEM_MODULES.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        return None;
+    }
+    let (code, help) = match kind {
+        DeploymentKind::Layered => (
+            Code::NotInLayered,
+            "layered deployments can't change system modules; set edgeAgent and edgeHub in the standard deployment's `runtime`",
+        ),
+        DeploymentKind::Standard => {
+            (Code::InvalidName, "system modules are set in `runtime { edge-agent …; edge-hub … }`")
+        }
+    };
+    Some(
+        Problem::new(code, &at.file, at.span, format!("\"{name}\" is a system module"), "system module")
+            .with_help(help),
+    )
+}
+
+/// A runtime feature that exists only from some schema version of the agent or the hub on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SchemaGate {
+    /// `runtime { integrity … }`: edgeAgent schema 1.3.
+    AgentIntegrity,
+    /// `edge-hub { integrity … }`: edgeHub schema 1.3.
+    HubIntegrity,
+    /// `store-and-forward max-size-bytes=`: edgeHub reads `storeLimits` from schema 1.2 on;
+    /// an older hub would silently store without a limit.
+    StoreLimits,
+    /// `edge-hub { mqtt-broker … }`: edgeHub schema 1.2.
+    MqttBroker,
+}
+
+impl SchemaGate {
+    /// The problem when `schema`, the version in force, lacks the feature at `at`.
+    pub(super) fn check(self, schema: &str, at: &Origin) -> Option<Problem> {
+        let before_1_2 = matches!(schema, "1.0" | "1.1");
+        let (lacking, message, label, help) = match self {
+            SchemaGate::AgentIntegrity => (
+                schema != "1.3",
+                format!("integrity needs edgeAgent schema 1.3 (this runtime has {schema})"),
+                "needs schema 1.3",
+                "set `runtime schema=\"1.3\"`",
+            ),
+            SchemaGate::HubIntegrity => (
+                schema != "1.3",
+                format!("edge-hub integrity needs edgeHub schema 1.3 (this edge-hub has {schema})"),
+                "needs schema 1.3",
+                "set `edge-hub … schema=\"1.3\"`",
+            ),
+            SchemaGate::StoreLimits => (
+                before_1_2,
+                format!(
+                    "store-and-forward max-size-bytes needs edgeHub schema 1.2 or later (this edge-hub has {schema})"
+                ),
+                "needs schema 1.2+",
+                "set `edge-hub … schema=\"1.2\"`, or drop max-size-bytes",
+            ),
+            SchemaGate::MqttBroker => (
+                before_1_2,
+                format!("mqtt-broker needs edgeHub schema 1.2 or later (this edge-hub has {schema})"),
+                "needs schema 1.2+",
+                "set `edge-hub … schema=\"1.2\"`",
+            ),
+        };
+        lacking.then(|| Problem::new(Code::OutOfRange, &at.file, at.span, message, label).with_help(help))
+    }
+}
+
+/// The parts of one decoded deployment against each other: twin settings against the
+/// modules they name and against each other, routes against the edge hub's schema.
+pub(super) fn check_deployment_parts(
+    kind: DeploymentKind,
+    modules: &BTreeMap<String, Module>,
+    twins: &[TwinSetting],
+    runtime: Option<&Runtime>,
+    routes: &BTreeMap<String, Route>,
+    problems: &mut Vec<Problem>,
+) {
+    check_twins(kind, modules, twins, problems);
+    check_routes_schema(runtime, routes, problems);
+}
+
+/// A standard deployment sets twins only of its own modules (a layered one may set any
+/// module's, as the standard one under it declares them); no two settings of one module may
+/// write the same or nested paths.
+fn check_twins(
+    kind: DeploymentKind,
+    modules: &BTreeMap<String, Module>,
+    twins: &[TwinSetting],
+    problems: &mut Vec<Problem>,
+) {
+    for (i, t) in twins.iter().enumerate() {
+        let at = &t.origin;
+        if kind == DeploymentKind::Standard && !modules.contains_key(&t.module) {
+            problems.push(
+                Problem::new(
+                    Code::UnknownNode,
+                    &at.file,
+                    at.span,
+                    format!("twin settings for module \"{}\", which this deployment does not declare", t.module),
+                    "unknown module",
+                )
+                .with_help("declare the module here, or set its twin from a layered deployment"),
+            );
+        }
+        for earlier in &twins[..i] {
+            if earlier.module != t.module {
+                continue;
+            }
+            let overlap = earlier.path.is_empty()
+                || t.path.is_empty()
+                || earlier.path.starts_with(&t.path)
+                || t.path.starts_with(&earlier.path);
+            if overlap {
+                let first = earlier.origin.location();
+                problems.push(Problem::new(Code::Duplicate, &at.file, at.span, format!("twin settings for \"{}\" overlap", t.module), "overlaps an earlier twin node").with_help(format!("the earlier one is at {first}; merge them into one node or use paths that don't contain each other")));
+            }
+        }
+    }
+}
+
+/// edgeHub schema 1.0 has no route priority or time to live.
+fn check_routes_schema(runtime: Option<&Runtime>, routes: &BTreeMap<String, Route>, problems: &mut Vec<Problem>) {
+    let Some(rt) = runtime else { return };
+    if rt.hub_schema != "1.0" {
+        return;
+    }
+    for r in routes.values() {
+        if r.priority.is_some() || r.ttl.is_some() {
+            problems.push(
+                Problem::new(
+                    Code::OutOfRange,
+                    &r.origin.file,
+                    r.origin.span,
+                    format!("route \"{}\" has a priority or ttl, which edgeHub schema 1.0 does not support", r.name),
+                    "needs schema 1.1 or later",
+                )
+                .with_help("set `edge-hub … schema=\"1.2\"` or drop priority= and ttl="),
+            );
+        }
     }
 }
 

@@ -158,13 +158,5 @@ impl Diagnostic for Problem {
     }
 }
 
-/// The closest candidate to a misspelled name, if one is close enough to suggest.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let given_lower = given.to_ascii_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(&given_lower, &c.to_ascii_lowercase()), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
+// The CLI suggests deployment names through this path.
+pub use crate::suggest::did_you_mean;

@@ -2,20 +2,20 @@
 //! reported as a spanned miette diagnostic ([`Problem`]).
 
 mod checks;
+mod decode;
 pub mod diag;
 pub mod fmt;
 pub mod limits;
 pub mod model;
-mod parse;
 pub mod rules;
 pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use decode::syntax_problems;
 pub use diag::{Code, Problem};
 pub use model::*;
-pub use parse::syntax_problems;
 pub use source::SourceFile;
 
 /// Failure to read the files at all (as opposed to problems inside them).
@@ -78,7 +78,7 @@ impl Workspace {
         let mut ws = Workspace::default();
         for file in sources {
             let file = Arc::new(file);
-            let found = parse::parse_file(&file, &mut ws.problems);
+            let found = decode::parse_file(&file, &mut ws.problems);
             ws.deployments.extend(found);
             ws.files.push(file);
         }
