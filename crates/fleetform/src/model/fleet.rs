@@ -106,10 +106,6 @@ impl Twins {
 }
 
 impl FleetRead for Twins {
-    fn describe(&self) -> String {
-        self.name.clone()
-    }
-
     /// Every twin whole whatever the projection: it is already in memory, and a
     /// projection only ever promises the parts asked for, never their absence.
     fn device_batches(
@@ -117,18 +113,24 @@ impl FleetRead for Twins {
         _projection: Projection,
         visit: &(dyn Fn(Vec<Twin>) -> Result<(), ReadError> + Sync),
     ) -> Result<(), ReadError> {
-        if self.devices.is_empty() {
-            return Ok(());
-        }
-        visit(self.devices.clone())
+        one_batch(&self.devices, visit)
     }
 
     fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), ReadError> + Sync)) -> Result<(), ReadError> {
-        if self.modules.is_empty() {
-            return Ok(());
-        }
-        visit(self.modules.clone())
+        one_batch(&self.modules, visit)
     }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// All of `items` as a single batch; none at all when there are none, as a backend does.
+fn one_batch<T: Clone>(items: &[T], visit: &dyn Fn(Vec<T>) -> Result<(), ReadError>) -> Result<(), ReadError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    visit(items.to_vec())
 }
 
 /// How much of each device twin the readers keep.

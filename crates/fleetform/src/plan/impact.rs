@@ -90,6 +90,21 @@ pub struct Impact {
 /// Devices sharing the same matches: before-indices, then after-indices shifted past them.
 type Pairs = HashMap<MatchSet, DeviceSample>;
 
+/// The IoT Edge devices that match the same deployments before and the same after.
+struct MatchPair {
+    before: MatchSet,
+    after: MatchSet,
+    devices: DeviceSample,
+}
+
+/// One pass over the fleet.
+struct Fold {
+    pairs: Vec<MatchPair>,
+    /// Every device twin read.
+    devices: u64,
+    edge_devices: u64,
+}
+
 /// Moving the devices of `fleet` from `before` to `after`.
 pub fn impact(
     before: &DeploymentState,
@@ -97,14 +112,14 @@ pub fn impact(
     fleet: &dyn FleetRead,
     redactor: &Redactor,
 ) -> Result<Impact, ReadError> {
-    let (pairs, device_count, edge_count) = fold_devices(before, after, fleet)?;
+    let Fold { pairs, devices, edge_devices } = fold_devices(before, after, fleet)?;
     let (before, after) = (&before.deployments, &after.deployments);
 
     // The declared state, merged once per distinct stack: warnings, and the documents
     // devices will run.
     let mut grouper = Grouper::new(after);
-    for (_, a, sample) in &pairs {
-        grouper.add_devices(a, sample);
+    for p in &pairs {
+        grouper.add_devices(&p.after, &p.devices);
     }
     let merged = grouper.finish_documents();
     let warnings = merged.warnings.clone();
@@ -118,8 +133,8 @@ pub fn impact(
 
     let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
     let mut cohorts: HashMap<(StackIds, StackIds, Vec<Change>), DeviceSample> = HashMap::new();
-    let mut totals = DeviceTotals { devices: device_count, edge_devices: edge_count, ..Default::default() };
-    for (b, a, sample) in &pairs {
+    let mut totals = DeviceTotals { devices, edge_devices, ..Default::default() };
+    for MatchPair { before: b, after: a, devices: sample } in &pairs {
         let Some(group) = after_groups.get(a) else { continue };
         let Some(ma) = merged.manifest(group.manifest) else { continue };
         let sb = merge::stack(before, b);
@@ -140,14 +155,8 @@ pub fn impact(
 }
 
 /// Per device: which deployments match before and after, as one set (after-indices
-/// shifted past the before ones) so that the lookup needs no copy. Returns the distinct
-/// (before, after) match pairs with their devices, the device count and the IoT Edge
-/// device count.
-fn fold_devices(
-    before: &DeploymentState,
-    after: &DeploymentState,
-    fleet: &dyn FleetRead,
-) -> Result<(Vec<(MatchSet, MatchSet, DeviceSample)>, u64, u64), ReadError> {
+/// shifted past the before ones) so that the lookup needs no copy.
+fn fold_devices(before: &DeploymentState, after: &DeploymentState, fleet: &dyn FleetRead) -> Result<Fold, ReadError> {
     // One condition set for both states: a condition shared by several deployments (or
     // unchanged by the plan) is evaluated once per device.
     let mut set = ConditionSet::new();
@@ -209,13 +218,13 @@ fn fold_devices(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|(both, sample)| {
-            let b = both.iter().filter(|&i| i < shift).collect();
-            let a = both.iter().filter(|&i| i >= shift).map(|i| i - shift).collect();
-            (b, a, sample)
+        .map(|(both, devices)| MatchPair {
+            before: both.iter().filter(|&i| i < shift).collect(),
+            after: both.iter().filter(|&i| i >= shift).map(|i| i - shift).collect(),
+            devices,
         })
         .collect();
-    Ok((pairs, device_count, edge_count))
+    Ok(Fold { pairs, devices: device_count, edge_devices: edge_count })
 }
 
 fn sorted_cohorts(cohorts: HashMap<(StackIds, StackIds, Vec<Change>), DeviceSample>) -> Vec<Cohort> {
