@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::manifest::Rendered;
 use crate::merge::{self, MatchSet};
 use crate::model::{Configuration, FleetRead, Projection, ReadError};
-use crate::plan::{PlanError, Redactor, adopt_ids, classify, state, steps};
+use crate::plan::{self, PlanError, Redactor};
 use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
 /// Which set of deployments to explain.
@@ -99,14 +99,14 @@ pub fn explain_device(
     state: State,
 ) -> Result<Explanation, ExplainError> {
     // As in plan: deployments adopting a hub configuration keep its id.
-    adopt_ids(&mut declared, current);
+    plan::adopt_ids(&mut declared, current);
     let redactor = Redactor::new(&declared, current);
     let deployments = match state {
-        State::Current => state::before(current)?,
+        State::Current => plan::state::before(current)?,
         State::Declared => {
-            let actions = classify(&declared, current, false);
-            let steps = steps(&actions);
-            state::after(current, &declared, &actions, &steps)?
+            let actions = plan::classify(&declared, current, false);
+            let steps = plan::steps(&actions);
+            plan::state::after(current, &declared, &actions, &steps)?
         }
     };
     let found: Mutex<Option<Value>> = Mutex::new(None);
