@@ -120,3 +120,53 @@ pub fn plan(
         expected_applied,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{MapEnv, SecretMode, render_all};
+    use crate::model::{Twin, Twins};
+    use crate::spec::{SourceFile, Workspace};
+
+    const ONE: &str = r#"
+deployment "a" {
+    priority 10
+    target "tags.environment='prod'"
+    runtime {
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "M" image="m:1.0"
+}
+"#;
+
+    fn twin(id: &str, edge: bool, environment: &str) -> Twin {
+        let v = serde_json::json!({
+            "deviceId": id,
+            "capabilities": {"iotEdge": edge},
+            "tags": {"environment": environment},
+        });
+        Twin::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn plans_over_a_fleet_in_memory() {
+        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", ONE.to_string())]);
+        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+        let env = MapEnv(
+            [(crate::manifest::HASH_KEY_VAR.to_string(), "a-hash-key-for-the-unit-tests-0000".to_string())].into(),
+        );
+        let declared = render_all(&ws.deployments, &env, SecretMode::Reveal).unwrap();
+        let fleet = Twins::new(
+            "three devices",
+            vec![twin("d1", true, "prod"), twin("d2", true, "test"), twin("d3", false, "prod")],
+        );
+        let p = plan(declared, Vec::new(), &fleet, &PlanOptions::default()).unwrap();
+        assert_eq!((p.hub.as_str(), p.hub_id.as_str()), ("three devices", "three devices"));
+        assert_eq!(p.count(ActionKind::Create), 1);
+        assert_eq!(p.totals, DeviceTotals { devices: 3, edge_devices: 2, changed: 1, restacked: 0 });
+        assert_eq!(p.cohorts.len(), 1);
+        assert_eq!(p.cohorts[0].samples, ["d1"]);
+        assert_eq!(p.expected_applied.values().copied().collect::<Vec<_>>(), [1]);
+    }
+}
