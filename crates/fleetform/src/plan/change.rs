@@ -136,6 +136,28 @@ layered "gone" {
         assert!(p.actions.iter().all(|a| a.action != ActionKind::Unmanaged));
     }
 
+    fn twin(id: &str, edge: bool, environment: &str) -> Twin {
+        let v = serde_json::json!({
+            "deviceId": id,
+            "capabilities": {"iotEdge": edge},
+            "tags": {"environment": environment},
+        });
+        Twin::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn plans_over_a_fleet_in_memory() {
+        let devices = vec![twin("d1", true, "prod"), twin("d2", true, "test"), twin("d3", false, "prod")];
+        let p = plan(rendered(BASE), Vec::new(), &Twins::new("three devices", devices), &PlanOptions::default());
+        let p = p.unwrap();
+        assert_eq!((p.hub.as_str(), p.hub_id.as_str()), ("three devices", "three devices"));
+        assert_eq!(p.count(ActionKind::Create), 2);
+        assert_eq!(p.totals, crate::plan::DeviceTotals { devices: 3, edge_devices: 2, changed: 1, restacked: 0 });
+        assert_eq!(p.cohorts.len(), 1);
+        assert_eq!(p.cohorts[0].samples, ["d1"]);
+        assert_eq!(p.expected_applied.values().copied().collect::<Vec<_>>(), [1, 1]);
+    }
+
     #[test]
     fn the_base_keeps_the_hubs_creation_times() {
         let base = rendered(BASE);
