@@ -613,7 +613,8 @@ fn change_section(
     };
     let Some(head) = declared_with(paths, revs.head.as_deref(), &env)? else { return Ok(None) };
     let label = format!("{base}@{}", &merge_base[..merge_base.len().min(8)]);
-    Ok(Some(fleetform::plan::change_plan(&label, &base_rendered, head, hub)?))
+    let on_hub = hub.configurations()?;
+    Ok(Some(fleetform::plan::change_plan(&label, &base_rendered, head, &on_hub, &fleetform::hub::Fleet(hub))?))
 }
 
 /// `--prune` and whether it may act on an empty set of deployments.
@@ -662,7 +663,9 @@ fn plan(
         },
         None => None,
     };
-    let plan = fleetform::plan::plan(rendered, hub.as_ref(), &fleetform::plan::PlanOptions { prune })?;
+    let current = hub.as_ref().configurations()?;
+    let fleet = fleetform::hub::Fleet(hub.as_ref());
+    let plan = fleetform::plan::plan(rendered, current, &fleet, &fleetform::plan::PlanOptions { prune })?;
     hub.warn();
     let mut stdout = std::io::stdout().lock();
     match format {
@@ -740,7 +743,8 @@ fn explain(
     };
     let hub =
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
-    let e = explain_device(hub.as_ref(), rendered, device, state)?;
+    let current = hub.as_ref().configurations()?;
+    let e = explain_device(&fleetform::hub::Fleet(hub.as_ref()), &current, rendered, device, state)?;
     hub.warn();
     match format {
         Format::Text => print!("{}", e.to_text()),
@@ -919,7 +923,7 @@ fn import(
 fn query(text: &str, hub: &HubArgs, format: Format) -> miette::Result<ExitCode> {
     let hub =
         fleetform::hub::shape::ShapeChecked::new(fleetform::hub::open(hub.hub.as_deref(), hub.endpoint.as_deref())?);
-    let mut out = fleetform::query::run_on_hub(hub.as_ref(), text)?;
+    let mut out = fleetform::query::run_on_hub(&fleetform::hub::Fleet(hub.as_ref()), text)?;
     // Rows can hold the hub's registry passwords and tokens (`SELECT properties.desired
     // FROM devices.modules`): masked by place (registry passwords, credential-named
     // settings), which needs no further request to the hub.
@@ -1172,7 +1176,8 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
             // the repository and the hub gives now, so a hand-edited step is refused.
             let rederived = fleetform::plan::plan(
                 rendered.clone(),
-                hub.as_ref(),
+                current,
+                &fleetform::hub::Fleet(hub.as_ref()),
                 &fleetform::plan::PlanOptions { prune: saved.prune },
             )?;
             let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
@@ -1185,7 +1190,8 @@ fn apply(args: &[PathBuf], hub_args: &HubArgs, flags: ApplyFlags) -> miette::Res
         None => {
             let plan = fleetform::plan::plan(
                 rendered,
-                hub.as_ref(),
+                hub.configurations()?,
+                &fleetform::hub::Fleet(hub.as_ref()),
                 &fleetform::plan::PlanOptions { prune: flags.prune.prune },
             )?;
             let paint =

@@ -172,7 +172,8 @@ fn a_replace_creates_before_it_deletes_and_no_device_loses_its_standard() {
     let ws = fleetform::spec::Workspace::load(&[bumped.path().to_path_buf()]).unwrap();
     let env = MapEnv(DEMO_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     let declared = render_all(&ws.deployments, &env, SecretMode::Reveal).unwrap();
-    let plan = fleetform::plan::plan(declared, &hub, &Default::default()).unwrap();
+    let current = hub.configurations().unwrap();
+    let plan = fleetform::plan::plan(declared, current, &fleetform::hub::Fleet(&hub), &Default::default()).unwrap();
     let create = plan.steps.iter().find(|s| s.name == "campus-base" && s.op == StepOp::Create).unwrap();
     let delete = plan.steps.iter().find(|s| s.name == "campus-base" && s.op == StepOp::Delete).unwrap();
     assert!(create.number < delete.number, "{:?}", plan.steps);

@@ -60,7 +60,8 @@ fn plan_of(dir: &Path, hub: &dyn Hub) -> fleetform::plan::Plan {
     assert!(ws.problems.is_empty(), "{:?}", ws.problems);
     let env = MapEnv(SECRETS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     let rendered = fleetform::manifest::render_all(&ws.deployments, &env, SecretMode::Reveal).unwrap();
-    fleetform::plan::plan(rendered, hub, &PlanOptions::default()).unwrap()
+    let current = hub.configurations().unwrap();
+    fleetform::plan::plan(rendered, current, &fleetform::hub::Fleet(hub), &PlanOptions::default()).unwrap()
 }
 
 #[test]

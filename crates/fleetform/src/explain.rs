@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::hub::{Hub, Projection};
 use crate::manifest::Rendered;
-use crate::merge::{self, MatchSet, MergeDeployment};
-use crate::plan::compute::{after_state, before_state};
-use crate::plan::{PlanError, Redactor, classify, steps};
+use crate::merge::{self, MatchSet};
+use crate::model::{Configuration, FleetRead, Projection, ReadError};
+use crate::plan::{self, PlanError, Redactor};
 use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
 /// Which set of deployments to explain.
@@ -30,6 +29,10 @@ pub enum ExplainError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Plan(#[from] PlanError),
+    /// Reading the fleet's devices failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Read(#[from] ReadError),
     #[error("no device {device} on {hub}")]
     #[diagnostic(
         code(fleetform::explain::no_device),
@@ -73,7 +76,7 @@ pub struct Explanation {
 }
 
 /// Looks a dotted path up the way the hub does (exact name first, then ignoring case).
-fn lookup<'v>(twin: &'v Value, segments: &[String]) -> Option<&'v Value> {
+pub(crate) fn lookup<'v>(twin: &'v Value, segments: &[String]) -> Option<&'v Value> {
     let mut cur = twin;
     for seg in segments {
         let map = cur.as_object()?;
@@ -85,36 +88,36 @@ fn lookup<'v>(twin: &'v Value, segments: &[String]) -> Option<&'v Value> {
     Some(cur)
 }
 
-/// Explains `device` against the hub's configurations (`State::Current`) or against the
-/// state apply would leave from `declared` (`State::Declared`).
+/// Explains `device` of `fleet` against the hub's `current` configurations
+/// (`State::Current`) or against the state apply would leave from `declared`
+/// (`State::Declared`).
 pub fn explain_device(
-    hub: &dyn Hub,
+    fleet: &dyn FleetRead,
+    current: &[Configuration],
     mut declared: Vec<Rendered>,
     device: &str,
     state: State,
 ) -> Result<Explanation, ExplainError> {
-    let current = hub.configurations().map_err(PlanError::from)?;
     // As in plan: deployments adopting a hub configuration keep its id.
-    crate::plan::adopt_ids(&mut declared, &current);
-    let redactor = Redactor::new(&declared, &current);
-    let deployments: Vec<(MergeDeployment, String)> = match state {
-        State::Current => before_state(&current)?,
+    plan::adopt_ids(&mut declared, current);
+    let redactor = Redactor::new(&declared, current);
+    let deployments = match state {
+        State::Current => plan::state::before(current)?,
         State::Declared => {
-            let actions = classify(&declared, &current, false);
-            let steps = steps(&actions);
-            after_state(&current, &declared, &actions, &steps)?
+            let actions = plan::classify(&declared, current, false);
+            let steps = plan::steps(&actions);
+            plan::state::after(current, &declared, &actions, &steps)?
         }
     };
     let found: Mutex<Option<Value>> = Mutex::new(None);
-    hub.device_batches(Projection::Full, &|batch| {
+    fleet.device_batches(Projection::Full, &|batch| {
         if let Some(t) = batch.into_iter().find(|t| t.device_id() == device) {
             *found.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.into_value());
         }
         Ok(())
-    })
-    .map_err(PlanError::from)?;
+    })?;
     let Some(twin) = found.into_inner().unwrap_or_else(|e| e.into_inner()) else {
-        return Err(ExplainError::NoDevice { device: device.to_string(), hub: hub.describe() });
+        return Err(ExplainError::NoDevice { device: device.to_string(), hub: fleet.describe() });
     };
     let is_edge = is_edge_device(&twin);
 
@@ -143,14 +146,14 @@ pub fn explain_device(
             kind: crate::render::kind_name(d.kind),
             priority: d.priority,
             created: d.created.to_string(),
-            target: target.clone(),
+            target: target.to_string(),
             matched,
             clauses,
         });
     }
     // Highest priority first, as the hub considers them.
     candidates.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
-    let merge_deps: Vec<MergeDeployment> = deployments.into_iter().map(|(d, _)| d).collect();
+    let merge_deps = deployments.deployments;
     let stack = merge::stack(&merge_deps, &matches);
     let manifest = merge::merge(&merge_deps, &stack);
     let view = merge::explain(&merge_deps, &stack, &manifest);
@@ -160,143 +163,11 @@ pub fn explain_device(
 impl Explanation {
     /// The JSON `explain --format json` prints (documented in `schema/explain.md`).
     pub fn to_json(&self) -> Value {
-        let mut view = self.redactor.value(&self.view.to_json());
-        if let Some(skipped) = view.pointer_mut("/stack/skipped").and_then(Value::as_array_mut) {
-            for (s, orig) in skipped.iter_mut().zip(&self.view.stack.skipped) {
-                if let Value::Object(m) = s {
-                    m.insert("reason_text".into(), Value::String(orig.reason.to_string()));
-                }
-            }
-        }
-        json!({
-            "format_version": 1,
-            "device": self.device,
-            "state": self.state,
-            "is_edge": self.is_edge,
-            "reads": self.reads,
-            "deployments": self.candidates,
-            "stack": view["stack"],
-            "manifest": view["manifest"],
-            "checks": self.view.checks.iter().map(|c| json!({"check": serde_json::to_value(c).unwrap_or(Value::Null), "text": c.to_string()})).collect::<Vec<_>>(),
-        })
+        crate::render::explain::explain_json(self)
     }
 
     /// The text `explain` prints.
     pub fn to_text(&self) -> String {
-        use std::fmt::Write;
-        let r = &self.redactor;
-        let mut out = String::new();
-        let state = match self.state {
-            State::Declared => "as declared (after apply)",
-            State::Current => "as on the hub now",
-        };
-        let edge = if self.is_edge { "IoT Edge device" } else { "not an IoT Edge device: no deployment targets it" };
-        let _ = writeln!(out, "Device {} ({edge}), deployments {state}\n", self.device);
-        if !self.reads.is_empty() {
-            let _ = writeln!(out, "Twin values the target conditions read:");
-            let width = self.reads.keys().map(|k| k.len()).max().unwrap_or(0);
-            for (path, value) in &self.reads {
-                let v = value
-                    .as_ref()
-                    .map_or("(undefined)".to_string(), |v| serde_json::to_string(&r.value(v)).unwrap_or_default());
-                let _ = writeln!(out, "  {path:<width$}  {v}");
-            }
-            out.push('\n');
-        }
-        let _ = writeln!(out, "Deployments:");
-        let width = self.candidates.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        for c in &self.candidates {
-            let mark = if c.matched { "✓" } else { "✗" };
-            let _ = writeln!(out, "  {mark} {:<width$}  {:<8} p{:<4} {}", c.id, c.kind, c.priority, c.target);
-            for cl in c.clauses.iter().filter(|cl| cl.value != "true") {
-                let _ = writeln!(out, "      {} is {}", cl.text, cl.value);
-            }
-            if !c.matched && !self.is_edge && c.clauses.iter().all(|cl| cl.value == "true") {
-                let _ = writeln!(out, "      the condition holds, but deployments target IoT Edge devices only");
-            }
-        }
-        let stack = &self.view.stack;
-        let _ = writeln!(out, "\nStack:");
-        let _ = writeln!(out, "  standard: {}", stack.standard.as_deref().unwrap_or("(none)"));
-        if !stack.layered.is_empty() {
-            let _ = writeln!(out, "  layered, in the order applied: {}", stack.layered.join(", "));
-        }
-        for s in &stack.skipped {
-            let _ = writeln!(out, "  skipped {}: {}", s.id, s.reason);
-        }
-        let m = &self.view.manifest;
-        let _ = writeln!(out, "\nEffective manifest:");
-        if m.unmanaged {
-            let _ = writeln!(out, "  unmanaged: no deployment applies, the device keeps running what it runs now");
-        } else if m.no_standard {
-            let _ = writeln!(
-                out,
-                "  no standard deployment applies: layered ones alone give no manifest (the agent reports 417)"
-            );
-        }
-        let from = |e: &merge::Entry| {
-            let mut s = e.from.as_deref().map_or(String::new(), |f| format!("from {f}"));
-            if !e.overrode.is_empty() {
-                s.push_str(&format!(" (overrode {})", e.overrode.join(", ")));
-            }
-            s
-        };
-        let image = |v: &Value| v.pointer("/settings/image").map(|i| r.text(i)).unwrap_or_default();
-        for (title, map) in [("system modules", &m.system_modules), ("modules", &m.modules)] {
-            if map.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "  {title}:");
-            let w = map.keys().map(|k| k.len()).max().unwrap_or(0);
-            for (name, e) in map {
-                let _ = writeln!(out, "    {name:<w$}  {}  {}", image(&e.value), from(e));
-            }
-        }
-        if let Some(rt) = &m.runtime {
-            if rt.details.is_empty() || rt.from.is_some() {
-                let _ = writeln!(out, "  runtime: {}", from(rt));
-            } else {
-                let _ = writeln!(out, "  runtime:");
-                for d in rt.details.iter().filter(|d| !d.origin.removed) {
-                    let _ = writeln!(
-                        out,
-                        "    {}  from {}",
-                        d.path.strip_prefix("runtime.").unwrap_or(&d.path),
-                        d.origin.from
-                    );
-                }
-            }
-        }
-        if !m.routes.is_empty() {
-            let _ = writeln!(out, "  routes:");
-            for (name, e) in &m.routes {
-                let _ = writeln!(
-                    out,
-                    "    {name}: {}  {}",
-                    r.text(&Value::String(e.route.clone().unwrap_or_default())),
-                    from(&e.entry)
-                );
-            }
-        }
-        for (twin, t) in &m.twins {
-            let _ = writeln!(out, "  twin {twin}:");
-            for p in &t.provenance {
-                let value = lookup(&t.desired, &p.path.split('.').map(str::to_string).collect::<Vec<_>>());
-                let shown =
-                    value.map_or("(removed)".to_string(), |v| serde_json::to_string(&r.value(v)).unwrap_or_default());
-                let mut line = format!("    {} = {shown}  from {}", p.path, p.origin.from);
-                if !p.origin.overrode.is_empty() {
-                    line.push_str(&format!(" (overrode {})", p.origin.overrode.join(", ")));
-                }
-                let _ = writeln!(out, "{line}");
-            }
-        }
-        if !self.view.checks.is_empty() {
-            let _ = writeln!(out, "\nWarnings:");
-            for c in &self.view.checks {
-                let _ = writeln!(out, "  ! {c}");
-            }
-        }
-        out
+        crate::render::explain::explain_text(self)
     }
 }

@@ -394,7 +394,8 @@ layered "extra" {
     }
 
     fn plan_steps(declared: &[Rendered], hub: &dyn Hub) -> Vec<Step> {
-        crate::plan::plan(declared.to_vec(), hub, &Default::default()).unwrap().steps
+        let current = hub.configurations().unwrap();
+        crate::plan::plan(declared.to_vec(), current, &crate::hub::Fleet(hub), &Default::default()).unwrap().steps
     }
 
     #[test]

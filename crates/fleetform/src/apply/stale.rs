@@ -259,7 +259,8 @@ deployment "base" {
     }
 
     fn saved_against(hub: &SnapshotHub, declared: Vec<Rendered>) -> SavedPlan {
-        let plan = crate::plan::plan(declared, hub, &Default::default()).unwrap();
+        let current = hub.configurations().unwrap();
+        let plan = crate::plan::plan(declared, current, &crate::hub::Fleet(hub), &Default::default()).unwrap();
         SavedPlan::new(&plan, None, String::new())
     }
 

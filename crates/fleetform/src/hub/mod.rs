@@ -163,10 +163,22 @@ impl FleetRead for Fleet<'_> {
     ) -> Result<(), ReadError> {
         // The visitor's own error travels through the backend as a HubError and comes
         // back out unchanged.
-        self.0.device_batches(projection, &|batch| visit(batch).map_err(HubError::Read)).map_err(|e| match e {
-            HubError::Read(inner) => inner,
-            other => ReadError::new(other),
-        })
+        self.0.device_batches(projection, &|batch| visit(batch).map_err(HubError::Read)).map_err(read_error)
+    }
+
+    fn module_batches(
+        &self,
+        visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError> {
+        self.0.module_batches(&|batch| visit(batch).map_err(HubError::Read)).map_err(read_error)
+    }
+}
+
+/// A backend's error as a read error: the visitor's own comes back out unchanged.
+fn read_error(e: HubError) -> ReadError {
+    match e {
+        HubError::Read(inner) => inner,
+        other => ReadError::new(other),
     }
 }
 

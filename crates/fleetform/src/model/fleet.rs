@@ -1,5 +1,7 @@
 //! A fleet as the pure stages read it: device twins in batches, from wherever they live.
-//! The hub backends provide it; `plan` and `explain` only ever see this trait.
+//! The hub backends provide it; `plan`, `explain` and `query` only ever see this trait.
+
+use serde_json::Value;
 
 use super::Twin;
 
@@ -80,6 +82,55 @@ pub trait FleetRead: Send + Sync {
         projection: Projection,
         visit: &(dyn Fn(Vec<Twin>) -> Result<(), ReadError> + Sync),
     ) -> Result<(), ReadError>;
+
+    /// Hands every module twin (`SELECT * FROM devices.modules` rows) to `visit`, in
+    /// batches like [`FleetRead::device_batches`].
+    fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), ReadError> + Sync)) -> Result<(), ReadError>;
+}
+
+/// A fleet held in memory: twins built by a test, or read once and planned against
+/// several times.
+#[derive(Clone, Debug, Default)]
+pub struct Twins {
+    /// What [`FleetRead::describe`] says.
+    pub name: String,
+    pub devices: Vec<Twin>,
+    /// Module twins as the hub returns them.
+    pub modules: Vec<Value>,
+}
+
+impl Twins {
+    pub fn new(name: impl Into<String>, devices: Vec<Twin>) -> Self {
+        Twins { name: name.into(), devices, modules: Vec::new() }
+    }
+}
+
+impl FleetRead for Twins {
+    /// Every twin whole whatever the projection: it is already in memory, and a
+    /// projection only ever promises the parts asked for, never their absence.
+    fn device_batches(
+        &self,
+        _projection: Projection,
+        visit: &(dyn Fn(Vec<Twin>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError> {
+        one_batch(&self.devices, visit)
+    }
+
+    fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), ReadError> + Sync)) -> Result<(), ReadError> {
+        one_batch(&self.modules, visit)
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// All of `items` as a single batch; none at all when there are none, as a backend does.
+fn one_batch<T: Clone>(items: &[T], visit: &dyn Fn(Vec<T>) -> Result<(), ReadError>) -> Result<(), ReadError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    visit(items.to_vec())
 }
 
 /// How much of each device twin the readers keep.

@@ -6,5 +6,5 @@ pub mod fleet;
 pub mod twin;
 
 pub use configuration::{Configuration, ConfigurationContent, ConfigurationKind, Metrics};
-pub use fleet::{FleetRead, Projection, ReadError};
+pub use fleet::{FleetRead, Projection, ReadError, Twins};
 pub use twin::{ModuleTwin, Twin, TwinShapeError};

@@ -2,16 +2,15 @@
 //! head (a pull request's review view), with the device impact of moving from one to the
 //! other computed against the hub's twins.
 //!
-//! It is an ordinary plan of the head's deployments against a [`BaseHub`]: a hub whose
-//! configurations are the base's rendered deployments and whose devices are the real
-//! hub's. Whatever the real hub currently runs does not enter into it, so the section
+//! It is an ordinary plan of the head's deployments against the base's rendered
+//! deployments as the current configurations ([`base_configurations`]), over the real
+//! fleet. Whatever the real hub currently runs does not enter into it, so the section
 //! shows the change under review alone, and it works offline against a snapshot.
 
-use crate::hub::{Hub, HubError, HubRead, HubWrite, Projection, Twin};
 use crate::manifest::{Env, Rendered};
-use crate::model::Configuration;
+use crate::model::{Configuration, FleetRead};
 
-use super::compute::{Plan, PlanError, PlanOptions, plan};
+use super::{Plan, PlanError, PlanOptions, plan};
 
 /// An [`Env`] that never fails: unset variables read as a fixed placeholder. Both sides of
 /// a change are rendered with it, so a secret changes neither side's hash, and a pull
@@ -40,93 +39,50 @@ fn process_hash_key() -> &'static str {
     })
 }
 
-/// The base commit's deployments as a hub's configurations, over the real hub's devices.
-/// Read-only: every write fails.
-pub struct BaseHub<'h> {
-    label: String,
-    configurations: Vec<Configuration>,
-    devices: &'h dyn Hub,
-}
-
-impl<'h> BaseHub<'h> {
-    /// `label` names the base in output (`main@1a2b3c4d`). Each configuration gets the
-    /// creation time and etag of the real hub's configuration with the same id when there
-    /// is one (so equal-priority ties break as they do on the hub), else a synthetic time
-    /// in declaration order.
-    pub fn new(label: impl Into<String>, base: &[Rendered], devices: &'h dyn Hub) -> Result<Self, HubError> {
-        let real = devices.configurations()?;
-        let configurations = base
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut c = r.configuration.clone();
-                let on_hub = real.iter().find(|h| h.id == c.id);
-                c.created_time_utc = Some(on_hub.and_then(|h| h.created_time_utc.clone()).unwrap_or_else(|| {
+/// The base commit's deployments as the hub's configurations would be had the base been
+/// applied. Each gets the creation time and etag of the hub's configuration with the same
+/// id in `on_hub` when there is one (so equal-priority ties break as they do on the hub),
+/// else a synthetic time in declaration order.
+pub fn base_configurations(base: &[Rendered], on_hub: &[Configuration]) -> Vec<Configuration> {
+    base.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut c = r.configuration.clone();
+            let real = on_hub.iter().find(|h| h.id == c.id);
+            c.created_time_utc =
+                Some(real.and_then(|h| h.created_time_utc.clone()).unwrap_or_else(|| {
                     format!("2000-01-01T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60)
                 }));
-                c.etag = Some(format!("\"base-{i}\""));
-                c
-            })
-            .collect();
-        Ok(BaseHub { label: label.into(), configurations, devices })
-    }
+            c.etag = Some(format!("\"base-{i}\""));
+            c
+        })
+        .collect()
 }
 
-impl HubRead for BaseHub<'_> {
-    fn describe(&self) -> String {
-        format!("declared at {}, devices of {}", self.label, self.devices.describe())
-    }
-
-    fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
-        Ok(self.configurations.clone())
-    }
-
-    fn device_batches(
-        &self,
-        projection: Projection,
-        visit: &(dyn Fn(Vec<Twin>) -> Result<(), HubError> + Sync),
-    ) -> Result<(), HubError> {
-        self.devices.device_batches(projection, visit)
-    }
-
-    fn module_batches(
-        &self,
-        visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
-    ) -> Result<(), HubError> {
-        self.devices.module_batches(visit)
-    }
-}
-
-impl HubWrite for BaseHub<'_> {
-    fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
-        Err(read_only(&config.id))
-    }
-
-    fn update_configuration(&self, config: &Configuration, _etag: &str) -> Result<Configuration, HubError> {
-        Err(read_only(&config.id))
-    }
-
-    fn delete_configuration(&self, id: &str, _etag: &str) -> Result<(), HubError> {
-        Err(read_only(id))
-    }
-}
-
-fn read_only(id: &str) -> HubError {
-    HubError::Other(format!("{id}: the base of a change is read-only"))
-}
-
-/// Plans `head` against `base` over the devices of `hub`: created, deleted, replaced and
+/// Plans `head` against `base` over the devices of `fleet`: created, deleted, replaced and
 /// updated deployments, and the device cohorts that change. Deployments removed by the
 /// change are deletions (not orphans): removing them is what the change declares.
-pub fn change_plan(label: &str, base: &[Rendered], head: Vec<Rendered>, hub: &dyn Hub) -> Result<Plan, PlanError> {
-    let base_hub = BaseHub::new(label, base, hub)?;
-    plan(head, &base_hub, &PlanOptions { prune: true })
+/// `label` names the base in output (`main@1a2b3c4d`); `on_hub` are the hub's
+/// configurations, read for their creation times only (see [`base_configurations`]).
+pub fn change_plan(
+    label: &str,
+    base: &[Rendered],
+    head: Vec<Rendered>,
+    on_hub: &[Configuration],
+    fleet: &dyn FleetRead,
+) -> Result<Plan, PlanError> {
+    let mut p = plan(head, base_configurations(base, on_hub), fleet, &PlanOptions { prune: true })?;
+    // The base is not a hub anyone can apply to: the plan names it, not the fleet.
+    p.hub = format!("declared at {label}, devices of {}", fleet.describe());
+    p.hub_id = p.hub.clone();
+    Ok(p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::manifest::{MapEnv, SecretMode, render_all};
+    use crate::model::{Twin, Twins};
     use crate::plan::ActionKind;
     use crate::spec::{SourceFile, Workspace};
 
@@ -154,14 +110,21 @@ layered "gone" {
 }
 "#;
 
+    /// The campus example's device twins, as the snapshot holds them.
+    fn campus_fleet() -> Twins {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub/devices.json");
+        let values: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let twins = values.into_iter().map(|v| Twin::from_value(v).unwrap()).collect();
+        Twins::new("snapshot examples/campus/hub", twins)
+    }
+
     #[test]
     fn change_against_the_campus_snapshot() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub");
-        let hub = crate::hub::open(Some(dir.to_str().unwrap()), None).unwrap();
+        let fleet = campus_fleet();
         let base = rendered(BASE);
         let head_text = BASE.replace("m:1.0", "m:2.0").replace("layered \"gone\"", "layered \"new\"");
         let head = rendered(&head_text);
-        let p = change_plan("main", &base, head, hub.as_ref()).unwrap();
+        let p = change_plan("main", &base, head, &[], &fleet).unwrap();
         let kinds: Vec<(&str, ActionKind)> = p.actions.iter().map(|a| (a.name.as_str(), a.action)).collect();
         assert_eq!(kinds, [("a", ActionKind::Replace), ("gone", ActionKind::Delete), ("new", ActionKind::Create)]);
         assert!(p.hub.starts_with("declared at main, devices of"), "{}", p.hub);
@@ -171,6 +134,38 @@ layered "gone" {
         assert!(text.contains("m:2.0"), "{text}");
         // Nothing on the real hub (its unmanaged or orphaned deployments) appears.
         assert!(p.actions.iter().all(|a| a.action != ActionKind::Unmanaged));
-        assert!(BaseHub::new("x", &base, hub.as_ref()).unwrap().delete_configuration("a", "*").is_err());
+    }
+
+    fn twin(id: &str, edge: bool, environment: &str) -> Twin {
+        let v = serde_json::json!({
+            "deviceId": id,
+            "capabilities": {"iotEdge": edge},
+            "tags": {"environment": environment},
+        });
+        Twin::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn plans_over_a_fleet_in_memory() {
+        let devices = vec![twin("d1", true, "prod"), twin("d2", true, "test"), twin("d3", false, "prod")];
+        let p = plan(rendered(BASE), Vec::new(), &Twins::new("three devices", devices), &PlanOptions::default());
+        let p = p.unwrap();
+        assert_eq!((p.hub.as_str(), p.hub_id.as_str()), ("three devices", "three devices"));
+        assert_eq!(p.count(ActionKind::Create), 2);
+        assert_eq!(p.totals, crate::plan::DeviceTotals { devices: 3, edge_devices: 2, changed: 1, restacked: 0 });
+        assert_eq!(p.cohorts.len(), 1);
+        assert_eq!(p.cohorts[0].samples, ["d1"]);
+        assert_eq!(p.expected_applied.values().copied().collect::<Vec<_>>(), [1, 1]);
+    }
+
+    #[test]
+    fn the_base_keeps_the_hubs_creation_times() {
+        let base = rendered(BASE);
+        let mut on_hub = base[0].configuration.clone();
+        on_hub.created_time_utc = Some("2026-01-02T03:04:05Z".into());
+        let configs = base_configurations(&base, &[on_hub]);
+        assert_eq!(configs[0].created_time_utc.as_deref(), Some("2026-01-02T03:04:05Z"));
+        assert_eq!(configs[1].created_time_utc.as_deref(), Some("2000-01-01T00:00:01Z"));
+        assert_eq!(configs[1].etag.as_deref(), Some("\"base-1\""));
     }
 }

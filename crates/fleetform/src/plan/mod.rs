@@ -1,18 +1,122 @@
 //! `fleetform plan`: what apply will do to the hub, deployment by deployment, and what
 //! every device will run before and after.
+//!
+//! A pure function of its inputs: the declared deployments, the hub's configurations and
+//! a [`FleetRead`] over the devices. The stages run in order: [`actions`] classify each
+//! deployment, [`steps`] order the writes, [`state`] gives the deployments before and
+//! after, [`impact`] folds the fleet into cohorts.
 
 pub mod actions;
 pub mod change;
-pub mod compute;
+pub mod content;
 pub mod diff;
+pub mod impact;
 pub mod redact;
 pub mod saved;
+pub mod state;
 pub mod steps;
 
+use std::collections::BTreeMap;
+
 pub use actions::{Action, ActionKind, FieldChange, HubRef, adopt_ids, classify};
-pub use change::{BaseHub, PlaceholderEnv, change_plan};
-pub use compute::{Cohort, DeviceTotals, Plan, PlanError, PlanOptions, StackIds, plan};
+pub use change::{PlaceholderEnv, base_configurations, change_plan};
 pub use diff::{Change, diff};
+pub use impact::{Cohort, DeviceTotals, Impact, StackIds};
 pub use redact::Redactor;
 pub use saved::{SavedConfiguration, SavedPlan};
+pub use state::DeploymentState;
 pub use steps::{Step, StepOp, steps};
+
+use crate::manifest::Rendered;
+use crate::merge::Warning;
+use crate::model::{Configuration, FleetRead, ReadError};
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanError {
+    /// Reading the fleet's devices failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Read(#[from] ReadError),
+    #[error("configuration {id} on the hub has {problem}")]
+    #[diagnostic(
+        code(fleetform::plan::bad_hub_configuration),
+        help(
+            "the hub sets createdTimeUtc on every configuration; a snapshot must keep it (re-export it with `fleetform snapshot`)"
+        )
+    )]
+    BadHubConfiguration { id: String, problem: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Delete managed deployments that are no longer declared.
+    pub prune: bool,
+}
+
+/// A complete plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// [`FleetRead::describe`] of the fleet planned against.
+    pub hub: String,
+    /// [`FleetRead::identity`] of the fleet planned against.
+    pub hub_id: String,
+    pub actions: Vec<Action>,
+    pub steps: Vec<Step>,
+    /// For replaced deployments: what their content change means, by deployment name.
+    pub content_changes: BTreeMap<String, Vec<Change>>,
+    pub cohorts: Vec<Cohort>,
+    pub totals: DeviceTotals,
+    /// Findings on the declared state (after apply).
+    pub warnings: Vec<Warning>,
+    /// The configurations read from the hub (with real content: never print unredacted).
+    pub current: Vec<Configuration>,
+    /// What apply writes (with real content: never print unredacted).
+    pub declared: Vec<Rendered>,
+    pub redactor: Redactor,
+    /// After apply: how many IoT Edge devices each deployment (by id) should be applied
+    /// to, from the merge of the declared state; `apply --wait` waits for these counts.
+    pub expected_applied: BTreeMap<String, u64>,
+}
+
+impl Plan {
+    pub fn count(&self, kind: ActionKind) -> usize {
+        self.actions.iter().filter(|a| a.action == kind).count()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.steps.is_empty()
+    }
+}
+
+/// Makes the plan for `declared` (rendered with secrets resolved) against the hub's
+/// `current` configurations, over the devices of `fleet`.
+pub fn plan(
+    mut declared: Vec<Rendered>,
+    current: Vec<Configuration>,
+    fleet: &dyn FleetRead,
+    opts: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    adopt_ids(&mut declared, &current);
+    let actions = classify(&declared, &current, opts.prune);
+    let steps = steps(&actions);
+    let redactor = Redactor::new(&declared, &current);
+    let before = state::before(&current)?;
+    let after = state::after(&current, &declared, &actions, &steps)?;
+    let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
+    let Impact { cohorts, totals, warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
+    Ok(Plan {
+        hub: fleet.describe(),
+        hub_id: fleet.identity(),
+        actions,
+        steps,
+        content_changes,
+        cohorts,
+        totals,
+        warnings,
+        current,
+        declared,
+        redactor,
+        expected_applied,
+    })
+}

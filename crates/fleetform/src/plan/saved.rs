@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::compute::Plan;
+use super::Plan;
 use super::steps::Step;
 use crate::manifest::{LABEL_HASH, LABEL_NAME};
 use crate::model::Configuration;
@@ -36,7 +36,7 @@ pub struct SavedPlan {
     pub source_commit: Option<String>,
     /// The hub as the user named it, for messages.
     pub hub: String,
-    /// The hub's stable identity ([`crate::hub::Hub::identity`]): what apply compares.
+    /// The hub's stable identity ([`crate::model::FleetRead::identity`]): what apply compares.
     /// Missing in plans saved before it existed; apply refuses those.
     #[serde(default)]
     pub hub_id: Option<String>,

@@ -1,11 +1,11 @@
-//! Running a query or a target condition against a whole hub, as `fleetform query` does.
+//! Running a query or a target condition against a whole fleet, as `fleetform query` does.
 
 use std::sync::Mutex;
 
 use serde_json::Value;
 
 use super::{CompiledCondition, QueryError, parse_condition, parse_query, targets_device};
-use crate::hub::{Hub, HubError, Projection};
+use crate::model::{FleetRead, Projection, ReadError};
 
 /// What a query returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +36,10 @@ pub enum QueryRunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Syntax(Box<QuerySyntaxError>),
+    /// Reading the fleet's twins failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Hub(#[from] HubError),
+    Read(#[from] ReadError),
 }
 
 impl QueryRunError {
@@ -58,14 +59,14 @@ pub fn is_full_query(text: &str) -> bool {
         && text.trim_start()[6..].starts_with(char::is_whitespace)
 }
 
-/// Runs `text` against every twin of the hub: a full query exactly as the hub's query
+/// Runs `text` against every twin of the fleet: a full query exactly as the hub's query
 /// endpoint would, or a bare condition as a deployment would target devices.
-pub fn run_on_hub(hub: &dyn Hub, text: &str) -> Result<QueryOutput, QueryRunError> {
+pub fn run_on_hub(fleet: &dyn FleetRead, text: &str) -> Result<QueryOutput, QueryRunError> {
     if !is_full_query(text) {
         let cond = parse_condition(text).map_err(|e| QueryRunError::syntax(text, e))?;
         let compiled = CompiledCondition::new(&cond);
         let found = Mutex::new(Vec::new());
-        hub.device_batches(Projection::Targeting, &|batch| {
+        fleet.device_batches(Projection::Targeting, &|batch| {
             let ids: Vec<String> = batch
                 .iter()
                 .filter(|t| targets_device(&compiled, t.value()))
@@ -89,9 +90,9 @@ pub fn run_on_hub(hub: &dyn Hub, text: &str) -> Result<QueryOutput, QueryRunErro
         Ok(())
     };
     if query.from_modules() {
-        hub.module_batches(&keep)?;
+        fleet.module_batches(&keep)?;
     } else {
-        hub.device_batches(Projection::Full, &|batch| keep(batch.into_iter().map(|t| t.into_value()).collect()))?;
+        fleet.device_batches(Projection::Full, &|batch| keep(batch.into_iter().map(|t| t.into_value()).collect()))?;
     }
     let mut rows = kept.into_inner().unwrap_or_else(|e| e.into_inner());
     // The hub returns rows in no particular order; sorting makes TOP and output stable.

@@ -2,6 +2,7 @@
 //! machines. Everything here reads a [`Plan`](crate::plan::Plan) and redacts through its
 //! redactor; nothing here computes.
 
+pub mod explain;
 pub mod json;
 pub mod markdown;
 pub mod text;
