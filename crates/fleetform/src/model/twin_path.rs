@@ -50,7 +50,10 @@ impl TwinPath {
             return Ok(TwinPath::root());
         }
         match key.strip_prefix(DESIRED).and_then(|rest| rest.strip_prefix('.')) {
-            Some(rest) => TwinPath::parse(rest).map_err(|_| TwinPathError::EmptySegment { key: key.to_string() }),
+            Some(rest) => match TwinPath::parse(rest) {
+                Ok(path) if !path.is_root() => Ok(path),
+                _ => Err(TwinPathError::EmptySegment { key: key.to_string() }),
+            },
             None => Err(TwinPathError::NotDesired { key: key.to_string() }),
         }
     }
