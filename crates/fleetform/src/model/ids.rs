@@ -91,36 +91,56 @@ pub enum IdError {
     Character { id: String, found: char },
 }
 
-/// An etag, held in one form: the HTTP entity-tag, double-quoted, which is what `If-Match`
-/// needs (the hub treats an unquoted `If-Match` as no precondition: azure-iot-sdk-python
-/// issue #983) and what the snapshot backend stamps. The hub's own JSON carries the value
-/// unquoted (`"etag": "MQ=="`); [`Etag::opaque`] gives that form back. Parsing accepts
-/// both, so an etag read from any backend and written out again compares equal.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An etag. Its identity is the opaque value, without the quotes of the HTTP entity-tag:
+/// the hub's JSON carries it bare (`"etag": "MQ=="`), the snapshot backend stamps it
+/// quoted, and either spelling names the same etag. [`Etag::header`] is the one form
+/// `If-Match` takes: quoted, since the hub treats an unquoted `If-Match` as no
+/// precondition at all (azure-iot-sdk-python issue #983). The spelling it was read with is
+/// what it is written back as, so a round trip through any backend or file never changes
+/// an etag's text.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
-pub struct Etag(String);
+pub struct Etag {
+    text: String,
+}
 
 impl Etag {
     /// The `If-Match` header value that makes a write conditional on this etag.
-    pub fn header(&self) -> &str {
-        &self.0
+    pub fn header(&self) -> String {
+        format!("\"{}\"", self.opaque())
     }
 
-    /// The value without its quotes, as the hub's JSON bodies carry it.
+    /// The value without quotes: what identifies the etag, and what the hub's JSON bodies
+    /// carry.
     pub fn opaque(&self) -> &str {
-        &self.0[1..self.0.len() - 1]
+        if Self::is_quoted(&self.text) { &self.text[1..self.text.len() - 1] } else { &self.text }
     }
 
-    /// Whether `text` is already in the quoted form (the only form the hub reads in
-    /// `If-Match` as a precondition).
+    /// Whether `text` is in the quoted form (the only form the hub reads in `If-Match` as
+    /// a precondition).
     pub fn is_quoted(text: &str) -> bool {
         text.len() >= 2 && text.starts_with('"') && text.ends_with('"')
     }
 }
 
+impl PartialEq for Etag {
+    fn eq(&self, other: &Self) -> bool {
+        self.opaque() == other.opaque()
+    }
+}
+
+impl Eq for Etag {}
+
+impl std::hash::Hash for Etag {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.opaque().hash(state);
+    }
+}
+
 impl fmt::Display for Etag {
+    /// As it was read.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -138,7 +158,7 @@ impl FromStr for Etag {
         if opaque.contains('"') {
             return Err(EtagError::Quote { text: s.to_string() });
         }
-        Ok(Etag(format!("\"{opaque}\"")))
+        Ok(Etag { text: s.to_string() })
     }
 }
 
@@ -152,7 +172,7 @@ impl TryFrom<String> for Etag {
 
 impl From<Etag> for String {
     fn from(e: Etag) -> String {
-        e.0
+        e.text
     }
 }
 
@@ -279,15 +299,17 @@ mod tests {
     }
 
     #[test]
-    fn etags_have_one_form_whatever_they_were_read_as() {
+    fn etags_are_one_etag_whichever_spelling_they_were_read_in() {
         let bare: Etag = "MQ==".parse().unwrap();
         let quoted: Etag = "\"MQ==\"".parse().unwrap();
         assert_eq!(bare, quoted);
         assert_eq!(bare.header(), "\"MQ==\"");
+        assert_eq!(quoted.header(), "\"MQ==\"");
         assert_eq!(bare.opaque(), "MQ==");
-        assert_eq!(bare.to_string(), "\"MQ==\"");
-        assert_eq!(bare.to_string().parse::<Etag>().unwrap(), bare);
-        assert_eq!("AAAAAAAAAAE=".parse::<Etag>().unwrap().header(), "\"AAAAAAAAAAE=\"");
+        assert_eq!(quoted.opaque(), "MQ==");
+        assert_eq!(bare.to_string(), "MQ==");
+        assert_eq!(quoted.to_string(), "\"MQ==\"");
+        assert_ne!(bare, "Mg==".parse::<Etag>().unwrap());
         assert_eq!("".parse::<Etag>(), Err(EtagError::Empty));
         assert_eq!("\"\"".parse::<Etag>(), Err(EtagError::Empty));
         assert_eq!("*".parse::<Etag>(), Err(EtagError::Wildcard));
@@ -296,10 +318,11 @@ mod tests {
     }
 
     #[test]
-    fn etags_serialise_quoted_and_read_either_way() {
-        let e: Etag = serde_json::from_str(r#""MQ==""#).unwrap();
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#""\"MQ==\"""#);
-        assert_eq!(serde_json::from_str::<Etag>(&serde_json::to_string(&e).unwrap()).unwrap(), e);
+    fn etags_are_written_back_as_they_were_read() {
+        for text in [r#""MQ==""#, r#""\"MQ==\"""#] {
+            let e: Etag = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&e).unwrap(), text);
+        }
         assert!(serde_json::from_str::<Etag>(r#""""#).is_err());
     }
 
