@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -19,7 +20,7 @@ use fleetform::hub::connection::{self, SecretKey};
 use fleetform::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
 use fleetform::hub::{MAX_CONFIGURATIONS, Twin};
 use fleetform::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
-use fleetform::model::{Configuration, Metrics};
+use fleetform::model::{Configuration, Etag, IfMatch, Metrics, Priority};
 use fleetform::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
 
 /// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent
@@ -153,7 +154,7 @@ impl Emulator {
                 let stamp = now_utc();
                 c.created_time_utc.get_or_insert_with(|| stamp.clone());
                 c.last_updated_time_utc.get_or_insert_with(|| stamp.clone());
-                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)));
+                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)).opaque().to_string());
                 stamped = true;
             }
         }
@@ -380,7 +381,7 @@ impl Emulator {
         if let Err(why) = check_queries(&incoming) {
             return self.error(400, "ArgumentInvalid", &why);
         }
-        if incoming.priority < 0 || incoming.priority > i64::from(i32::MAX) {
+        if Priority::try_from(incoming.priority).is_err() {
             return self.error(400, "ArgumentInvalid", "priority must be a non-negative 32-bit integer");
         }
         // An unquoted etag is no precondition on the hub: the request counts as a create.
@@ -389,7 +390,7 @@ impl Emulator {
             .get("if-match")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
-            .filter(|v| *v == "*" || (v.len() >= 2 && v.starts_with('"') && v.ends_with('"')));
+            .filter(|v| *v == "*" || Etag::is_quoted(v));
         let stamp = now_utc();
         let existing = self.configs.iter().position(|c| c.id == id);
         let (status, stored) = match (if_match, existing) {
@@ -407,7 +408,7 @@ impl Emulator {
                 let mut c = incoming;
                 c.created_time_utc = Some(stamp.clone());
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp));
+                c.etag = Some(new_etag(&stamp).opaque().to_string());
                 c.system_metrics = None;
                 strip_results(&mut c);
                 self.configs.push(c.clone());
@@ -416,7 +417,7 @@ impl Emulator {
             (Some(_), None) => return self.not_found_config(id),
             (Some(tag), Some(pos)) => {
                 let current = &self.configs[pos];
-                if tag != "*" && current.etag.as_deref().map(|e| e.trim_matches('"')) != Some(tag.trim_matches('"')) {
+                if !admits(tag, current) {
                     return self.error(
                         412,
                         "PreconditionFailed",
@@ -437,7 +438,7 @@ impl Emulator {
                 c.metrics = incoming.metrics;
                 strip_results(&mut c);
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp));
+                c.etag = Some(new_etag(&stamp).opaque().to_string());
                 self.configs[pos] = c.clone();
                 (200, c)
             }
@@ -454,7 +455,7 @@ impl Emulator {
             return self.not_found_config(id);
         };
         let tag = req.headers.get("if-match").and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("*");
-        if tag != "*" && self.configs[pos].etag.as_deref().map(|e| e.trim_matches('"')) != Some(tag.trim_matches('"')) {
+        if !admits(tag, &self.configs[pos]) {
             return self.error(
                 412,
                 "PreconditionFailed",
@@ -892,10 +893,20 @@ fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Etags like the hub's: short base64, unquoted in the JSON, quoted in `If-Match`.
-fn new_etag(stamp: &str) -> String {
+/// Etags like the hub's: short base64. The hub's JSON bodies carry etags unquoted
+/// (`"etag": "AAAAAAAAAAE="` in twins), so the emulator stores and sends
+/// [`Etag::opaque`]; clients quote them for `If-Match`.
+fn new_etag(stamp: &str) -> Etag {
     let digest = sha2::Sha256::digest(stamp.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(&digest[..6])
+    Etag::from_str(&base64::engine::general_purpose::STANDARD.encode(&digest[..6]))
+        .expect("base64 of a digest is a non-empty text without quotes")
+}
+
+/// Whether an `If-Match` value admits a write to `config`. A value that is no etag at all
+/// (`""`) matches nothing, as on the hub.
+fn admits(if_match: &str, config: &Configuration) -> bool {
+    let current = config.etag.as_deref().and_then(|e| e.parse::<Etag>().ok());
+    if_match.parse::<IfMatch>().is_ok_and(|m| m.admits(current.as_ref()))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> {

@@ -698,30 +698,18 @@ impl TemplateVars {
 
     /// Replaces every resolvable plain `${VAR}` in `s`; the unset ones go to `missing`.
     fn substitute(&self, s: &str, missing: &mut Vec<String>) -> String {
-        let mut out = String::new();
-        let mut rest = s;
-        while let Some(at) = rest.find("${") {
-            out.push_str(&rest[..at]);
-            let after = &rest[at + 2..];
-            let Some(end) = after.find('}') else {
-                out.push_str(&rest[at..]);
-                return out;
-            };
-            let var = &after[..end];
+        dotenv::expand_placeholders(s, |var| {
             if name_looks_secret(var) && self.var(var).is_some() {
                 self.secrets.borrow_mut().push(var.to_string());
             }
             match self.var(var) {
-                Some(v) if !var.starts_with("MODULES.") => out.push_str(&v),
+                Some(v) if !var.starts_with("MODULES.") => Some(v),
                 _ => {
                     missing.push(var.to_string());
-                    out.push_str(&rest[at..at + 3 + end]);
+                    None
                 }
             }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        out
+        })
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::ApplyError;
-use crate::hub::Configuration;
 use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
+use crate::model::{Configuration, Etag};
 use crate::plan::saved::{MacProblem, SAVED_KIND, SAVED_VERSION};
 use crate::plan::{SavedPlan, Step, StepOp};
 
@@ -122,6 +122,18 @@ pub fn load_plan_file_with_key(path: &Path, key: Option<&[u8]>) -> Result<Option
 /// Saved plans are a few kilobytes per deployment; far past that a file is not one.
 const MAX_PLAN_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Whether two recorded etags are the same etag, whichever backend quoted them. Texts that
+/// are no etag compare as written.
+fn same_etag(now: Option<&str>, planned: Option<&str>) -> bool {
+    match (now, planned) {
+        (Some(a), Some(b)) => match (a.parse::<Etag>(), b.parse::<Etag>()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        },
+        (a, b) => a == b,
+    }
+}
+
 /// Everything that makes `saved` stale, given the hub's configurations now (`current`),
 /// the declared deployments re-rendered now with secrets from the environment, and the
 /// identity ([`crate::hub::Hub::identity`]) of the hub apply talks to. Empty when the plan
@@ -145,7 +157,7 @@ pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], decl
     for (id, planned) in &saved.hub_etags {
         match now.get(id.as_str()) {
             None => out.push(Staleness::Vanished { id: id.clone() }),
-            Some(etag) if *etag != planned.as_deref() => out.push(Staleness::EtagChanged {
+            Some(etag) if !same_etag(*etag, planned.as_deref()) => out.push(Staleness::EtagChanged {
                 id: id.clone(),
                 planned: planned.clone().unwrap_or_else(|| "(none)".into()),
                 now: etag.unwrap_or("(none)").to_string(),
@@ -304,6 +316,15 @@ deployment "base" {
         let problems = check_saved(&saved, &hub.identity(), &[], &rendered("a"));
         assert!(matches!(&problems[..], [Staleness::NoHubIdentity { .. }]), "{problems:?}");
         assert!(problems[0].to_string().contains("older fleetform"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn an_etag_is_the_same_quoted_or_not() {
+        assert!(same_etag(Some("MQ=="), Some("\"MQ==\"")));
+        assert!(!same_etag(Some("MQ=="), Some("Mg==")));
+        assert!(!same_etag(Some("MQ=="), None));
+        assert!(same_etag(None, None));
+        assert!(same_etag(Some(""), Some("")) && !same_etag(Some(""), Some("\"\"")));
     }
 
     #[test]

@@ -110,8 +110,19 @@ fn strip_inline_comment(line: &str) -> &str {
 /// `${VAR}` / `${VAR:-default}`: the process environment, then earlier lines, then the
 /// default (empty without one), as python-dotenv resolves them.
 fn interpolate(raw: &str, earlier: &BTreeMap<String, String>, env: &dyn Fn(&str) -> Option<String>) -> String {
+    expand_placeholders(raw, |inner| {
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        valid.then(|| env(name).or_else(|| earlier.get(name).cloned()).unwrap_or_else(|| default.to_string()))
+    })
+}
+
+/// Replaces each `${inner}` of `text` by what `resolve(inner)` returns; where it returns
+/// `None` the placeholder stays as written. An unterminated `${` and the rest after it are
+/// kept as they are.
+pub(crate) fn expand_placeholders(text: &str, mut resolve: impl FnMut(&str) -> Option<String>) -> String {
     let mut out = String::new();
-    let mut rest = raw;
+    let mut rest = text;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let after = &rest[at + 2..];
@@ -119,17 +130,9 @@ fn interpolate(raw: &str, earlier: &BTreeMap<String, String>, env: &dyn Fn(&str)
             out.push_str(&rest[at..]);
             return out;
         };
-        let inner = &after[..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, d),
-            None => (inner, ""),
-        };
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if valid {
-            let value = env(name).or_else(|| earlier.get(name).cloned()).unwrap_or_else(|| default.to_string());
-            out.push_str(&value);
-        } else {
-            out.push_str(&rest[at..at + 3 + end]);
+        match resolve(&after[..end]) {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(&rest[at..at + 3 + end]),
         }
         rest = &after[end + 1..];
     }

@@ -7,7 +7,7 @@ use miette::SourceSpan;
 use serde_json::{Map, Value};
 
 use super::{LABEL_NAME, join_create_options};
-use crate::model::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind, TwinPath, TwinPathError};
 use crate::spec::model::*;
 use crate::spec::source::SourceFile;
 
@@ -280,12 +280,14 @@ impl<'a> Reader<'a> {
     }
 
     fn twin(&self, module: &str, key: &str, value: &Value) -> R<TwinSetting> {
-        let path: Vec<String> = if key == "properties.desired" {
-            Vec::new()
-        } else if let Some(rest) = key.strip_prefix("properties.desired.") {
-            rest.split('.').map(str::to_string).collect()
-        } else {
-            return Err(self.bad(&format!("{module}.{key}"), "module content keys start with properties.desired"));
+        let path = match TwinPath::from_desired_key(key) {
+            Ok(path) => path.into_segments(),
+            Err(TwinPathError::NotDesired { .. }) => {
+                return Err(self.bad(&format!("{module}.{key}"), "module content keys start with properties.desired"));
+            }
+            Err(TwinPathError::EmptySegment { .. }) => {
+                return Err(self.bad(&format!("{module}.{key}"), "module content keys have no empty path segment"));
+            }
         };
         Ok(TwinSetting {
             module: module.to_string(),

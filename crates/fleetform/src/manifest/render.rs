@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
-use crate::model::{Configuration, ConfigurationContent, Metrics};
+use crate::model::{Configuration, ConfigurationContent, Metrics, TwinPath};
 use crate::plan::redact::name_looks_secret;
 use crate::spec::diag::{Code, Problem};
 use crate::spec::model::*;
@@ -156,11 +156,10 @@ pub fn desired_documents(d: &Deployment) -> Vec<(String, Value)> {
             let mut doc = json!({});
             if let Value::Object(entries) = v {
                 for (key, value) in entries {
-                    let path: Vec<String> = match key.strip_prefix("properties.desired") {
-                        Some(rest) => rest.split('.').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                        None => continue,
+                    let Ok(path) = TwinPath::from_desired_key(&key) else {
+                        continue;
                     };
-                    set_path(&mut doc, &path, value);
+                    set_path(&mut doc, path.segments(), value);
                 }
             }
             (twin, doc)
@@ -557,31 +556,18 @@ impl Renderer<'_> {
     }
 }
 
-/// Writes `value` at `path` inside `root`, creating objects on the way.
+/// Writes `value` at `path` inside `root`, creating objects on the way. At the root an
+/// object is merged into the document rather than replacing it, because a standard
+/// deployment's whole-twin node and its path nodes build one document together.
 pub fn set_path(root: &mut Value, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else {
+    if path.is_empty() {
         match (root, value) {
             (Value::Object(r), Value::Object(v)) => r.extend(v),
             (r, v) => *r = v,
         }
         return;
-    };
-    let mut cur = root;
-    for seg in parents {
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        cur = match cur {
-            Value::Object(m) => m.entry(seg.clone()).or_insert_with(|| json!({})),
-            _ => return,
-        };
     }
-    if !cur.is_object() {
-        *cur = json!({});
-    }
-    if let Value::Object(m) = cur {
-        m.insert(last.clone(), value);
-    }
+    TwinPath::from(path).set(root, value);
 }
 
 #[cfg(test)]

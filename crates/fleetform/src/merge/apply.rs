@@ -13,20 +13,12 @@ use serde_json::{Map, Value};
 
 use super::provenance::Writer;
 use super::{Conflict, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, Provenance, SkipReason, Stack};
-use crate::model::ConfigurationKind;
+use crate::model::{ConfigurationKind, TwinPath};
 
 /// The desired-properties path a content key writes, or `None` for keys that are not
 /// desired properties (which the hub would reject; the manifest layer reports them).
-pub(crate) fn desired_path(key: &str) -> Option<Vec<String>> {
-    if key == "properties.desired" {
-        return Some(Vec::new());
-    }
-    let rest = key.strip_prefix("properties.desired.")?;
-    let segments: Vec<String> = rest.split('.').map(str::to_owned).collect();
-    if segments.iter().any(String::is_empty) {
-        return None;
-    }
-    Some(segments)
+pub(crate) fn desired_path(key: &str) -> Option<TwinPath> {
+    TwinPath::from_desired_key(key).ok()
 }
 
 /// A copy of `value` without `null` members: a null in desired properties means "absent".
@@ -48,43 +40,16 @@ fn without_nulls(value: &Value) -> Value {
     copy
 }
 
-/// Makes `value` an object (replacing a scalar that is in the way, as a deeper write does
-/// on the hub) and returns its map.
-fn force_object(value: &mut Value) -> &mut Map<String, Value> {
-    if !value.is_object() {
-        *value = Value::Object(Map::new());
-    }
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("the value was made an object just above"),
-    }
-}
-
-/// Writes `value` at `path` of `doc`.
-pub(crate) fn write_path(doc: &mut Value, path: &[String], value: &Value) {
-    let Some((last, parents)) = path.split_last() else {
-        *doc = if value.is_null() { Value::Object(Map::new()) } else { without_nulls(value) };
-        return;
-    };
-    if value.is_null() {
-        // Deleting under a path that does not exist changes nothing: walk without creating.
-        let mut cur = doc;
-        for seg in parents {
-            match cur.get_mut(seg.as_str()) {
-                Some(next) => cur = next,
-                None => return,
-            }
+/// Writes `value` at `path` of `doc` with the hub's patch rules: a `null` deletes (and
+/// a `null` for the whole document leaves it empty).
+pub(crate) fn write_path(doc: &mut Value, path: &TwinPath, value: &Value) {
+    match (path.is_root(), value.is_null()) {
+        (true, true) => *doc = Value::Object(Map::new()),
+        (false, true) => {
+            path.remove(doc);
         }
-        if let Some(map) = cur.as_object_mut() {
-            map.remove(last.as_str());
-        }
-        return;
+        (_, false) => path.set(doc, without_nulls(value)),
     }
-    let mut cur = doc;
-    for seg in parents {
-        cur = force_object(cur).entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
-    }
-    force_object(cur).insert(last.clone(), without_nulls(value));
 }
 
 /// Merges the stack into the effective manifest: the standard deployment's documents, then
@@ -113,17 +78,17 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
         for (twin, keys) in &d.content {
             // Sorted by path so that, within one deployment, a parent is written before its
             // children whatever order the JSON map keeps its keys in.
-            let mut writes: Vec<(Vec<String>, &Value)> =
+            let mut writes: Vec<(TwinPath, &Value)> =
                 keys.iter().filter_map(|(k, v)| Some((desired_path(k)?, v))).collect();
             writes.sort_by(|a, b| a.0.cmp(&b.0));
             for (path, value) in writes {
                 let doc = docs.entry(twin.clone()).or_insert_with(|| Value::Object(Map::new()));
                 write_path(doc, &path, value);
-                let replaced = provenance.record(twin, &path, value, writer);
+                let replaced = provenance.record(twin, path.segments(), value, writer);
                 if d.kind != ConfigurationKind::Layered {
                     continue;
                 }
-                if let Some(granule) = granule(twin, &path) {
+                if let Some(granule) = granule(twin, path.segments()) {
                     let writers = granules.entry((twin.clone(), granule)).or_default();
                     if !writers.contains(&index) {
                         writers.push(index);
@@ -139,7 +104,7 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
                     {
                         conflicts.insert(Conflict {
                             twin: twin.clone(),
-                            path: path.join("."),
+                            path: path.to_string(),
                             priority: d.priority,
                             winner: d.id.clone(),
                             loser: other.id.clone(),
@@ -206,13 +171,13 @@ mod tests {
 
     use super::*;
 
-    fn p(s: &str) -> Vec<String> {
-        s.split('.').map(str::to_owned).collect()
+    fn p(s: &str) -> TwinPath {
+        TwinPath::parse(s).unwrap()
     }
 
     #[test]
     fn desired_paths() {
-        assert_eq!(desired_path("properties.desired"), Some(vec![]));
+        assert_eq!(desired_path("properties.desired"), Some(TwinPath::root()));
         assert_eq!(desired_path("properties.desired.routes.r"), Some(p("routes.r")));
         assert_eq!(desired_path("properties.desired."), None);
         assert_eq!(desired_path("properties.desired.a..b"), None);
@@ -231,9 +196,9 @@ mod tests {
         write_path(&mut doc, &p("nothing.here"), &Value::Null);
         assert_eq!(doc["a"], json!({"b": {"c": 2}}));
         assert!(doc.get("nothing").is_none());
-        write_path(&mut doc, &[], &json!({"fresh": 1}));
+        write_path(&mut doc, &TwinPath::root(), &json!({"fresh": 1}));
         assert_eq!(doc, json!({"fresh": 1}));
-        write_path(&mut doc, &[], &Value::Null);
+        write_path(&mut doc, &TwinPath::root(), &Value::Null);
         assert_eq!(doc, json!({}));
     }
 }

@@ -4,7 +4,6 @@
 //! point back into the file, and every value that may be a secret knows it is one.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use miette::SourceSpan;
@@ -12,32 +11,7 @@ use serde::Serialize;
 
 use super::source::SourceFile;
 
-/// A deployment's name as written in KDL. The hub id is this plus a content hash.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct DeploymentName(pub String);
-
-impl fmt::Display for DeploymentName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A configuration id on the hub (`<name>-<8 hex>` for managed deployments).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct DeploymentId(pub String);
-
-impl fmt::Display for DeploymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Deployment priority: a non-negative int32 (the hub accepts 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Priority(pub i32);
+pub use crate::model::ids::{DeploymentId, DeploymentName, Priority};
 
 /// Standard deployments carry the runtime; layered ones add to a standard one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
