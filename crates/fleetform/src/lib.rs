@@ -18,3 +18,4 @@ pub mod query;
 pub mod render;
 pub mod route;
 pub mod spec;
+pub mod util;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connection::{ConnectionString, SasToken};
-use super::{Configuration, HubError, HubRead, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
+use super::{Configuration, HubError, HubRead, HubSpecError, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
 
 pub const API_VERSION: &str = "2021-04-12";
 /// The most rows one query page may hold (the hub's cap on `x-ms-max-item-count`).
@@ -102,9 +102,7 @@ impl RestHub {
             Some(url) => {
                 let url = url.trim_end_matches('/');
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(HubError::Other(format!(
-                        "--endpoint {url}: expected a URL such as http://127.0.0.1:8080 or https://<hub>.azure-devices.us"
-                    )));
+                    return Err(HubSpecError::EndpointNotAUrl { url: url.to_string() }.into());
                 }
                 url.to_string()
             }
@@ -115,7 +113,7 @@ impl RestHub {
             .timeout(options.read_timeout)
             .user_agent(concat!("fleetform/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| HubError::Other(format!("cannot start the HTTP client: {e}")))?;
+            .map_err(|cause| HubError::HttpClient { cause })?;
         let mut options = options;
         options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
         Ok(RestHub { connection, base, client, token: Mutex::new(None), options })
@@ -558,11 +556,7 @@ impl HubRead for RestHub {
         self.read_all("devices", "device twins", &mut |rows| {
             let twins = rows
                 .into_iter()
-                .map(|v| {
-                    Twin::from_value(v).map_err(|e| {
-                        HubError::Other(format!("the hub returned a device twin without a deviceId ({e:?})"))
-                    })
-                })
+                .map(|v| Twin::from_value(v).map_err(|shape| HubError::TwinWithoutId { shape }))
                 .collect::<Result<Vec<_>, _>>()?;
             visit(twins)
         })
