@@ -4,6 +4,7 @@
 
 pub mod json;
 pub mod markdown;
+pub mod read_progress;
 pub mod text;
 
 use crate::plan::{ActionKind, Plan};
