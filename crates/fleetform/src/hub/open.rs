@@ -136,8 +136,8 @@ impl HubSpec {
     }
 }
 
-/// Opens the hub a `--hub` argument names (see [`HubSpec::parse`]); nothing falls back
-/// to `IOTHUB_CONNECTION_STRING`.
+/// Opens the hub a `--hub` argument names (see [`HubSpec::parse`]); without one, the
+/// one `IOTHUB_CONNECTION_STRING` names.
 ///
 /// `endpoint` replaces the REST base URL (`https://<HostName>`), for the emulator and for
 /// sovereign clouds; it makes no sense with a snapshot.
