@@ -929,12 +929,12 @@ fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> 
             ChaCha8Rng::from_entropy().fill(&mut bytes[..]);
             let key = SecretKey::from_bytes(bytes);
             let file = KeyFile { key_name: "iothubowner".into(), key: key.to_base64() };
-            let mut out = AtomicFile::create(&path)?;
+            let mut out = AtomicFile::create(&path).map_err(snapshot::SnapshotError::from)?;
             serde_json::to_writer_pretty(&mut out, &file)
                 .map_err(std::io::Error::from)
                 .and_then(|()| std::io::Write::write_all(&mut out, b"\n"))
                 .map_err(|source| EmulatorError::Io { what: format!("writing {}", path.display()), source })?;
-            out.commit()?;
+            out.commit().map_err(snapshot::SnapshotError::from)?;
             // The key guards the emulated hub: readable by its owner only.
             #[cfg(unix)]
             {

@@ -19,3 +19,4 @@ pub mod render;
 pub mod route;
 pub mod spec;
 pub mod suggest;
+pub mod util;

@@ -5,6 +5,7 @@
 pub mod explain;
 pub mod json;
 pub mod markdown;
+pub mod read_progress;
 pub mod text;
 
 use crate::plan::{ActionKind, Plan};

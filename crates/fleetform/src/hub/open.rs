@@ -1,0 +1,189 @@
+//! Which hub a `--hub` value names, and opening it.
+//!
+//! The text is turned into a [`HubSpec`] once, so that everything after knows whether it
+//! holds a snapshot directory or a connection string, and no error past that point can
+//! echo a text that may hold a key.
+
+use std::path::{Path, PathBuf};
+
+use super::connection::{ConnectionString, ConnectionStringError};
+use super::rest::{RestHub, RestOptions};
+use super::snapshot::SnapshotHub;
+use super::{Hub, HubError};
+
+/// The environment variable read when no `--hub` is given.
+pub const CONNECTION_STRING_ENV: &str = "IOTHUB_CONNECTION_STRING";
+
+/// A hub, named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HubSpec {
+    /// A snapshot directory (it existed when the spec was parsed).
+    Snapshot(PathBuf),
+    /// A hub reached over REST.
+    Connection(ConnectionString),
+}
+
+/// Why a `--hub` (or `--endpoint`) value names no hub. The texts still name the flags and
+/// `FLEETFORM_HUB`, as the CLI has always shown them; the codes stay `hub::other`, the
+/// code these errors had before they had names.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum HubSpecError {
+    #[error(
+        "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub), --hub \"HostName=…\" \
+         or --hub env:NAME, or set FLEETFORM_HUB or {env}",
+        env = CONNECTION_STRING_ENV
+    )]
+    #[diagnostic(code(fleetform::hub::other))]
+    NoHubGiven,
+
+    /// `env:NAME` named a variable that is unset or not UTF-8.
+    #[error("--hub env:{name}: environment variable {name} is not set (or not UTF-8)")]
+    #[diagnostic(code(fleetform::hub::other))]
+    EnvVarUnset { name: String },
+
+    /// A value that looks like a path and is not a directory.
+    #[error(
+        "--hub {}: no such directory; --hub takes a snapshot directory, a connection string \
+         (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME",
+        path.display()
+    )]
+    #[diagnostic(code(fleetform::hub::other))]
+    NotADirectory { path: PathBuf },
+
+    /// Neither a directory nor a recognisable connection string, but with `=` or `;`: it
+    /// may be a mangled connection string, so it is not shown.
+    #[error(
+        "--hub: the value is not a directory and not a connection string (not shown: it may hold a key); --hub takes \
+         a snapshot directory, a connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
+    )]
+    #[diagnostic(code(fleetform::hub::other))]
+    Unrecognised,
+
+    #[error(
+        "--endpoint applies to a hub reached by connection string, not to the snapshot directory {}",
+        path.display()
+    )]
+    #[diagnostic(code(fleetform::hub::other))]
+    EndpointWithSnapshot { path: PathBuf },
+
+    /// The REST base URL is not an `http://` or `https://` URL.
+    #[error("--endpoint {url}: expected a URL such as http://127.0.0.1:8080 or https://<hub>.azure-devices.us")]
+    #[diagnostic(code(fleetform::hub::other))]
+    EndpointNotAUrl { url: String },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Connection(#[from] ConnectionStringError),
+}
+
+impl From<HubSpecError> for HubError {
+    /// A connection string's own error stays [`HubError::Connection`], as callers have
+    /// always matched it.
+    fn from(e: HubSpecError) -> HubError {
+        match e {
+            HubSpecError::Connection(e) => HubError::Connection(e),
+            other => HubError::Spec(other),
+        }
+    }
+}
+
+impl HubSpec {
+    /// Reads a `--hub` value:
+    /// - a directory is a snapshot;
+    /// - `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` is a hub reached over REST;
+    /// - `env:NAME` reads that connection string from variable `NAME`.
+    pub fn parse(text: &str) -> Result<HubSpec, HubSpecError> {
+        if let Some(name) = text.strip_prefix("env:") {
+            let value = std::env::var(name).map_err(|_| HubSpecError::EnvVarUnset { name: name.to_string() })?;
+            return Ok(HubSpec::Connection(value.parse()?));
+        }
+        if ConnectionString::looks_like(text) {
+            return Ok(HubSpec::Connection(text.parse()?));
+        }
+        let path = Path::new(text);
+        if path.is_dir() {
+            return Ok(HubSpec::Snapshot(path.to_path_buf()));
+        }
+        if text.contains(['=', ';']) {
+            return Err(HubSpecError::Unrecognised);
+        }
+        Err(HubSpecError::NotADirectory { path: path.to_path_buf() })
+    }
+
+    /// [`HubSpec::parse`] of the value given, or without one of
+    /// `IOTHUB_CONNECTION_STRING` ([`CONNECTION_STRING_ENV`]).
+    pub fn resolve(given: Option<&str>) -> Result<HubSpec, HubSpecError> {
+        match given {
+            Some(text) => HubSpec::parse(text),
+            None => match std::env::var(CONNECTION_STRING_ENV) {
+                Ok(v) if !v.trim().is_empty() => HubSpec::parse(&v),
+                _ => Err(HubSpecError::NoHubGiven),
+            },
+        }
+    }
+
+    /// Opens the hub. `options` tune the REST backend (`options.endpoint` replaces the
+    /// base URL `https://<HostName>`, for the emulator and sovereign clouds); a snapshot
+    /// takes no endpoint and ignores the rest.
+    pub fn open(&self, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
+        match self {
+            HubSpec::Connection(connection) => Ok(Box::new(RestHub::new(connection.clone(), options)?)),
+            HubSpec::Snapshot(path) if options.endpoint.is_some() => {
+                Err(HubSpecError::EndpointWithSnapshot { path: path.clone() }.into())
+            }
+            HubSpec::Snapshot(path) => Ok(Box::new(SnapshotHub::open(path)?)),
+        }
+    }
+}
+
+/// Opens the hub a `--hub` argument names (see [`HubSpec::parse`]); without one, the
+/// one `IOTHUB_CONNECTION_STRING` names.
+///
+/// `endpoint` replaces the REST base URL (`https://<HostName>`), for the emulator and for
+/// sovereign clouds; it makes no sense with a snapshot.
+pub fn open(spec: Option<&str>, endpoint: Option<&str>) -> Result<Box<dyn Hub>, HubError> {
+    open_with(spec, endpoint, RestOptions::default())
+}
+
+/// [`open`] with the REST backend's tuning (deadline, backoff…); `options.endpoint` is
+/// replaced by `endpoint`. The options are ignored for a snapshot directory.
+pub fn open_with(spec: Option<&str>, endpoint: Option<&str>, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
+    HubSpec::resolve(spec)?.open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::connection;
+    use crate::hub::snapshot::hub::tests::hub_with_devices;
+
+    #[test]
+    fn open_tells_the_hub_forms_apart() {
+        let rest = open(Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_eq!(rest.describe(), "hub h.example");
+        let local = open(
+            Some("HostName=h.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"),
+            Some("http://127.0.0.1:1/"),
+        )
+        .unwrap();
+        assert_eq!(local.describe(), "hub h.example at http://127.0.0.1:1");
+        // One hub whatever the HostName's case or the endpoint; another HostName is another hub.
+        assert_eq!(local.identity(), "hub h.example");
+        let upper = open(Some("HostName=H.Example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_eq!(upper.identity(), rest.identity());
+        let other = open(Some("HostName=h2.example;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), None).unwrap();
+        assert_ne!(other.identity(), rest.identity());
+        let missing = open(Some("env:FLEETFORM_TEST_SURELY_UNSET_VARIABLE"), None).err().unwrap();
+        assert!(missing.to_string().contains("FLEETFORM_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
+        let bad_key = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=@@@"), None).err().unwrap();
+        assert!(matches!(bad_key, HubError::Connection(connection::ConnectionStringError::BadKey)));
+        let (dir, _hub) = hub_with_devices();
+        let both = open(dir.path().to_str(), Some("http://127.0.0.1:1")).err().unwrap();
+        assert!(both.to_string().contains("--endpoint applies to a hub reached by connection string"), "{both}");
+        assert_eq!(open(dir.path().to_str(), None).unwrap().describe(), format!("snapshot {}", dir.path().display()));
+        let nowhere = open(Some("/no/such/dir"), None).err().unwrap();
+        assert!(nowhere.to_string().contains("no such directory"), "{nowhere}");
+        let bad_url = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("127.0.0.1:1"));
+        assert!(bad_url.err().unwrap().to_string().contains("expected a URL"));
+    }
+}

@@ -1,0 +1,384 @@
+//! The REST backend: a real IoT Hub (or the emulator) over HTTPS (IOTHUB.md §4).
+//!
+//! Every request carries `api-version=2021-04-12` and a SAS token signed locally from the
+//! connection string; the token is renewed a few minutes before it expires. Throttling
+//! (429) and server errors (5xx) are retried with exponential backoff and full jitter,
+//! honouring `Retry-After`, until an overall deadline; so are transport failures (a
+//! refused or reset connection, a timeout, a body cut short), see `retry::Replay`. Other
+//! failures map to [`HubError`] variants that say what to do (`error.rs`). Nothing here
+//! ever formats the key or a token.
+
+mod error;
+mod paging;
+mod progress;
+mod retry;
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::blocking::Client;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::connection::{ConnectionString, SasToken};
+use super::{Configuration, HubError, HubRead, HubSpecError, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
+use error::error_from;
+use retry::{Replay, Reply};
+
+pub use error::{HubErrorBody, parse_error_body};
+pub use progress::{ProgressObserver, ReadProgress, ReadStage, TwinKind};
+
+pub const API_VERSION: &str = "2021-04-12";
+/// The most rows one query page may hold (the hub's cap on `x-ms-max-item-count`).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Tuning for [`RestHub`]. The defaults suit a real hub.
+#[derive(Clone, Debug)]
+pub struct RestOptions {
+    /// Base URL replacing `https://<HostName>` (the emulator, sovereign clouds).
+    pub endpoint: Option<String>,
+    /// How long one operation may take, retries included.
+    pub deadline: Duration,
+    pub connect_timeout: Duration,
+    /// How long to wait for a response once connected.
+    pub read_timeout: Duration,
+    /// Rows per query page (`x-ms-max-item-count`), 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: usize,
+    /// First backoff step; attempt n waits up to `base × 2ⁿ`, at most `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Lifetime of each SAS token.
+    pub token_ttl: Duration,
+    /// Whether twin reads report to `on_progress`; false spares the COUNT queries that
+    /// size the report.
+    pub progress: bool,
+    /// Told how far twin reads have got (the CLI draws a bar from it).
+    pub on_progress: Option<ProgressObserver>,
+}
+
+impl Default for RestOptions {
+    fn default() -> Self {
+        RestOptions {
+            endpoint: None,
+            deadline: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            page_size: MAX_PAGE_SIZE,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            token_ttl: Duration::from_secs(3600),
+            progress: true,
+            on_progress: None,
+        }
+    }
+}
+
+/// Renew a token when less than this is left, so a slow request never arrives expired.
+const RENEW_MARGIN: Duration = Duration::from_secs(300);
+
+/// An IoT Hub reached over its REST API.
+pub struct RestHub {
+    connection: ConnectionString,
+    base: String,
+    client: Client,
+    token: Mutex<Option<SasToken>>,
+    /// Jitter source for backoff; seeded from the OS so clients do not retry in step.
+    options: RestOptions,
+}
+
+impl std::fmt::Debug for RestHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestHub")
+            .field("host_name", &self.connection.host_name)
+            .field("key_name", &self.connection.key_name)
+            .field("base", &self.base)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer of `POST /configurations/testQueries`: empty strings mean "valid".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestQueriesResult {
+    #[serde(default)]
+    pub target_condition_error: String,
+    #[serde(default)]
+    pub custom_metric_query_errors: std::collections::BTreeMap<String, String>,
+}
+
+impl RestHub {
+    pub fn new(connection: ConnectionString, options: RestOptions) -> Result<RestHub, HubError> {
+        let base = match &options.endpoint {
+            Some(url) => {
+                let url = url.trim_end_matches('/');
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(HubSpecError::EndpointNotAUrl { url: url.to_string() }.into());
+                }
+                url.to_string()
+            }
+            None => format!("https://{}", connection.host_name),
+        };
+        let client = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.read_timeout)
+            .user_agent(concat!("fleetform/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|cause| HubError::HttpClient { cause })?;
+        let mut options = options;
+        options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
+        Ok(RestHub { connection, base, client, token: Mutex::new(None), options })
+    }
+
+    pub fn host_name(&self) -> &str {
+        &self.connection.host_name
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn authorization(&self) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut slot = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(t) if t.expiry > now + RENEW_MARGIN.as_secs() => t.header_value().to_string(),
+            _ => {
+                let token = SasToken::new(&self.connection, now + self.options.token_ttl.as_secs().max(60));
+                let header = token.header_value().to_string();
+                *slot = Some(token);
+                header
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{sep}api-version={API_VERSION}", self.base)
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(operation: &str, reply: Reply) -> Result<T, HubError> {
+        serde_json::from_slice(&reply.body).map_err(|e| HubError::Http {
+            operation: operation.to_string(),
+            status: reply.status.as_u16(),
+            code: "UnexpectedResponse".into(),
+            message: format!("the response is not the expected JSON: {e}"),
+            help: None,
+        })
+    }
+
+    /// `GET /configurations/{id}`.
+    pub fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        let op = format!("get deployment {id}");
+        let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
+        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(id), resp));
+        }
+        Self::json(&op, resp)
+    }
+
+    /// `POST /configurations/testQueries`: lets the hub check a target condition and
+    /// custom metric queries without creating anything.
+    pub fn test_queries(
+        &self,
+        target_condition: &str,
+        custom_metric_queries: &std::collections::BTreeMap<String, String>,
+    ) -> Result<TestQueriesResult, HubError> {
+        let op = "test queries";
+        let url = self.url("/configurations/testQueries");
+        let body =
+            serde_json::json!({ "targetCondition": target_condition, "customMetricQueries": custom_metric_queries });
+        let resp = self.send(op, Replay::Idempotent, &|c| c.post(&url).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(op, None, resp));
+        }
+        Self::json(op, resp)
+    }
+
+    /// `GET /twins/{deviceId}`.
+    pub fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
+        self.get_twin(&format!("/twins/{}", urlencoding::encode(device_id)), device_id)
+    }
+
+    /// `GET /twins/{deviceId}/modules/{moduleId}`.
+    pub fn module_twin(&self, device_id: &str, module_id: &str) -> Result<Value, HubError> {
+        let path = format!("/twins/{}/modules/{}", urlencoding::encode(device_id), urlencoding::encode(module_id));
+        self.get_twin(&path, &format!("{device_id}/{module_id}"))
+    }
+
+    fn get_twin(&self, path: &str, what: &str) -> Result<Value, HubError> {
+        let op = format!("get twin {what}");
+        let url = self.url(path);
+        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
+            // Not `NotFound`: that variant speaks of deployments. A missing twin stays an
+            // HTTP 404 with the hub's DeviceNotFound / ModuleNotFound code.
+            return Err(error_from(&op, None, resp));
+        }
+        Self::json(&op, resp)
+    }
+}
+
+/// Double-quotes an etag for `If-Match` unless it already is (or is `*`): the hub treats
+/// an unquoted etag as no precondition at all.
+pub fn quote_etag(etag: &str) -> String {
+    if etag == "*" || (etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"')) {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+/// The body of a PUT: the configuration without the fields the hub owns.
+fn put_body(config: &Configuration) -> Configuration {
+    let mut body = config.clone();
+    body.etag = None;
+    body.created_time_utc = None;
+    body.last_updated_time_utc = None;
+    body.system_metrics = None;
+    if let Some(m) = &mut body.metrics {
+        m.results.clear();
+    }
+    body
+}
+
+impl HubRead for RestHub {
+    fn describe(&self) -> String {
+        match &self.options.endpoint {
+            Some(_) => format!("hub {} at {}", self.connection.host_name, self.base),
+            None => format!("hub {}", self.connection.host_name),
+        }
+    }
+
+    /// The HostName, lowercased (DNS names are case-insensitive): what the SAS token is
+    /// signed for, so the hub the key belongs to, whatever `--endpoint` routes through.
+    fn identity(&self) -> String {
+        format!("hub {}", self.connection.host_name.to_ascii_lowercase())
+    }
+
+    fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
+        let op = "list deployments";
+        let url = self.url(&format!("/configurations?top={MAX_CONFIGURATIONS}"));
+        let resp = self.send(op, Replay::Idempotent, &|c| c.get(&url))?;
+        if !resp.status.is_success() {
+            return Err(error_from(op, None, resp));
+        }
+        Self::json(op, resp)
+    }
+
+    /// The query endpoint returns whole twins whatever is needed, so `projection` has
+    /// nothing to save here (it matters for snapshot files, where parsing dominates).
+    fn device_batches(
+        &self,
+        _projection: Projection,
+        visit: &(dyn Fn(Vec<Twin>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        self.read_all(TwinKind::Devices, &mut |rows| {
+            let twins = rows
+                .into_iter()
+                .map(|v| Twin::from_value(v).map_err(|shape| HubError::TwinWithoutId { shape }))
+                .collect::<Result<Vec<_>, _>>()?;
+            visit(twins)
+        })
+    }
+
+    fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), HubError> + Sync)) -> Result<(), HubError> {
+        self.read_all(TwinKind::Modules, &mut |rows| visit(rows))
+    }
+
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        RestHub::configuration(self, id)
+    }
+
+    fn live_metrics(&self) -> bool {
+        true
+    }
+}
+
+impl HubWrite for RestHub {
+    fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
+        let op = format!("create deployment {}", config.id);
+        let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
+        let body = put_body(config);
+        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(&config.id), resp));
+        }
+        Self::json(&op, resp)
+    }
+
+    fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+        let op = format!("update deployment {}", config.id);
+        let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
+        let mut body = put_body(config);
+        body.etag = Some(etag.trim_matches('"').to_string());
+        let if_match = quote_etag(etag);
+        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(&config.id), resp));
+        }
+        Self::json(&op, resp)
+    }
+
+    fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
+        let op = format!("delete deployment {id}");
+        let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
+        let if_match = quote_etag(etag);
+        let resp = self.send(&op, Replay::Guarded, &|c| c.delete(&url).header("If-Match", &if_match))?;
+        if !resp.status.is_success() {
+            return Err(error_from(&op, Some(id), resp));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error::{HubErrorBody, map_status};
+    use super::*;
+
+    #[test]
+    fn etags_are_quoted_once() {
+        assert_eq!(quote_etag("MQ=="), "\"MQ==\"");
+        assert_eq!(quote_etag("\"MQ==\""), "\"MQ==\"");
+        assert_eq!(quote_etag("*"), "*");
+        assert_eq!(quote_etag("\""), "\"\"\"");
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let key = "c2VjcmV0LWtleS1ieXRlcy1mb3ItZmxlZXRmb3Jt";
+        let conn: ConnectionString =
+            format!("HostName=h.example;SharedAccessKeyName=owner;SharedAccessKey={key}").parse().unwrap();
+        let hub = RestHub::new(
+            conn,
+            RestOptions {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                deadline: Duration::from_millis(50),
+                connect_timeout: Duration::from_millis(50),
+                base_backoff: Duration::from_millis(1),
+                ..RestOptions::default()
+            },
+        )
+        .unwrap();
+        let header = hub.authorization();
+        let signature = super::super::connection::parse_sas_header(&header).unwrap().signature;
+        let mut texts = vec![format!("{hub:?}"), hub.describe(), format!("{:?}", hub.token.lock().unwrap())];
+        // A real failure path: nothing listens on port 9.
+        let err = hub.configurations().unwrap_err();
+        texts.push(err.to_string());
+        texts.push(format!("{err:?}"));
+        for status in [400, 401, 404, 409, 412, 429, 500, 503] {
+            let e = map_status("op", Some("id"), status, HubErrorBody::default(), 3);
+            texts.push(e.to_string());
+            texts.push(format!("{e:?}"));
+        }
+        for text in &texts {
+            assert!(!text.contains(key), "key in {text}");
+            assert!(!text.contains(&signature[..20]), "signature in {text}");
+            assert!(!text.contains(&urlencoding::encode(&signature)[..20]), "signature in {text}");
+            assert!(!text.contains("SharedAccessSignature"), "token in {text}");
+        }
+    }
+}

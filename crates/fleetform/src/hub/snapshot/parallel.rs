@@ -1,0 +1,180 @@
+//! Parsing a twin file on several threads: the calling thread cuts records, workers
+//! parse, check ids and fold, and the first error (by line) wins as it would serially.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::model::fleet::Projection;
+use crate::model::twin::TwinRecord;
+use crate::util::pool;
+
+use super::record::{SeenIds, duplicate, parse_record};
+use super::splitter::{RecordPos, open_splitter};
+use super::{SnapshotError, TwinFile, TwinFormat};
+
+/// A parallel batch is cut at whichever limit comes first. 1 MiB of ~1 KB twins keeps a
+/// worker busy for a few milliseconds (cheap channel traffic) while the queue of
+/// `2 × threads` batches stays at a few MiB.
+const BATCH_BYTES: usize = 1024 * 1024;
+const BATCH_RECORDS: usize = 4096;
+
+/// Records cut from the file, parsed by one worker: `bytes` holds them back to back and
+/// `ends[i]` is where record `i` ends.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<(usize, RecordPos)>,
+}
+
+struct WorkerResult<A> {
+    acc: A,
+    seen: SeenIds,
+    first_error: Option<SnapshotError>,
+}
+
+fn keep_first(slot: &mut Option<SnapshotError>, e: SnapshotError) {
+    if slot.as_ref().is_none_or(|old| e.line() < old.line()) {
+        *slot = Some(e);
+    }
+}
+
+/// The calling thread cuts the file into batches of records (cheap: no parsing) and
+/// `threads` workers parse them, check ids and fold. The queue is bounded, so memory is
+/// the batches in flight plus the id set, whatever the fleet size.
+pub(super) fn par_fold<T, A, I, F>(
+    file: Option<&TwinFile>,
+    projection: Projection,
+    threads: usize,
+    init: I,
+    fold: F,
+) -> Result<Vec<A>, SnapshotError>
+where
+    T: TwinRecord,
+    A: Send,
+    I: Fn() -> A + Sync,
+    F: Fn(&mut A, T) + Sync,
+{
+    let threads = pool::threads_or_cores(threads);
+    let Some(file) = file else {
+        return Ok((0..threads).map(|_| init()).collect());
+    };
+    let mut splitter = open_splitter(file)?;
+    let stop = AtomicBool::new(false);
+    let path = file.path.as_path();
+    let (producer_error, results) = pool::fan_out(
+        threads,
+        |feed| {
+            let mut producer_error = None;
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mut batch = Batch::default();
+                let filled = loop {
+                    match splitter.next_record(&mut batch.bytes) {
+                        Ok(Some(pos)) => {
+                            batch.ends.push((batch.bytes.len(), pos));
+                            if batch.bytes.len() >= BATCH_BYTES || batch.ends.len() >= BATCH_RECORDS {
+                                break true;
+                            }
+                        }
+                        Ok(None) => break false,
+                        Err(e) => {
+                            producer_error = Some(e);
+                            break false;
+                        }
+                    }
+                };
+                // Records before a framing error are still checked, so that an earlier
+                // error in them wins, as it would when reading serially.
+                if !batch.ends.is_empty() && !feed.send(batch) {
+                    break;
+                }
+                if !filled {
+                    break;
+                }
+            }
+            producer_error
+        },
+        |batches| worker::<T, A, F>(batches, &stop, init(), &fold, path, file.format, projection),
+    );
+
+    let mut first_error = producer_error;
+    let mut accs = Vec::with_capacity(results.len());
+    let mut merged: Option<SeenIds> = None;
+    for result in results {
+        if let Some(e) = result.first_error {
+            keep_first(&mut first_error, e);
+        }
+        accs.push(result.acc);
+        // Ids seen by different workers are merged into the largest set, moving keys.
+        let (mut big, small) = match merged.take() {
+            None => {
+                merged = Some(result.seen);
+                continue;
+            }
+            Some(m) if m.lines.len() >= result.seen.lines.len() => (m, result.seen),
+            Some(m) => (result.seen, m),
+        };
+        for (key, line) in small.lines {
+            match big.lines.get_mut(&key) {
+                Some(first) => {
+                    let pair = ((*first).min(line), (*first).max(line));
+                    *first = pair.0;
+                    keep_first(&mut first_error, duplicate(T::WHAT, &file.path, (key.into(), pair.0, pair.1)));
+                }
+                None => {
+                    big.lines.insert(key, line);
+                }
+            }
+        }
+        merged = Some(big);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(accs),
+    }
+}
+
+fn worker<T, A, F>(
+    batches: pool::Intake<'_, Batch>,
+    stop: &AtomicBool,
+    mut acc: A,
+    fold: &F,
+    path: &Path,
+    format: TwinFormat,
+    projection: Projection,
+) -> WorkerResult<A>
+where
+    T: TwinRecord,
+    F: Fn(&mut A, T),
+{
+    let mut seen = SeenIds::default();
+    let mut first_error = None;
+    for batch in batches {
+        let mut start = 0;
+        for &(end, pos) in &batch.ends {
+            let bytes = &batch.bytes[start..end];
+            start = end;
+            let twin = match parse_record::<T>(bytes, pos, path, format, projection) {
+                Ok(twin) => twin,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    keep_first(&mut first_error, e);
+                    break;
+                }
+            };
+            if let Some(dup) = seen.check(&twin, pos.line) {
+                stop.store(true, Ordering::Relaxed);
+                keep_first(&mut first_error, duplicate(T::WHAT, path, dup));
+                continue;
+            }
+            // Once anything failed the result is an error; keep checking (an earlier
+            // line may still fail elsewhere) but skip the caller's work.
+            if !stop.load(Ordering::Relaxed) {
+                fold(&mut acc, twin);
+            }
+        }
+    }
+    WorkerResult { acc, seen, first_error }
+}

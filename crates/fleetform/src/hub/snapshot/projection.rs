@@ -1,0 +1,180 @@
+//! [`Projection::Targeting`]: reading a twin without building what target conditions
+//! cannot reference, which dominates the cost of planning over a large snapshot.
+
+use serde_json::Value;
+
+use crate::model::fleet::Projection;
+
+/// Top-level twin members [`Projection::Targeting`] keeps, besides `properties.reported`.
+const TARGETING_MEMBERS: [&str; 3] = ["deviceId", "capabilities", "tags"];
+
+/// A map key, borrowed from the input when it has no escapes (most keys): skipped
+/// members then cost no allocation at all.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Builds the projected twin. Anything that is not an object becomes `null`, so that the
+/// caller reports "not a JSON object" exactly as for a full read.
+struct TargetingVisitor {
+    /// Inside `properties`: keep `reported` only.
+    properties: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TargetingVisitor {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a twin object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        use serde::de::IgnoredAny;
+        let mut out = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            // Property names are case-insensitive in the query language.
+            let is = |name: &str| key.eq_ignore_ascii_case(name);
+            if self.properties {
+                if is("reported") {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else if is("desired") {
+                    // Not kept, but its shape is checked like a full read's (a `desired`
+                    // that is not an object stands as `null`), so the wrong shape is
+                    // reported whichever way the twin was read.
+                    if !map.next_value_seed(IsObject)? {
+                        out.insert(key.into_owned(), Value::Null);
+                    }
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            } else if TARGETING_MEMBERS.iter().any(|m| is(m)) {
+                out.insert(key.into_owned(), map.next_value::<Value>()?);
+            } else if is("properties") {
+                let properties = map.next_value_seed(TargetingVisitor { properties: true })?;
+                out.insert(key.into_owned(), properties);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+}
+
+/// Whether a value is a JSON object, read without building it.
+struct IsObject;
+
+impl<'de> serde::de::DeserializeSeed<'de> for IsObject {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IsObject {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<bool, M::Error> {
+        while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+        Ok(true)
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<bool, S::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+pub(super) fn parse_value(bytes: &[u8], projection: Projection) -> Result<Value, serde_json::Error> {
+    match projection {
+        Projection::Full => serde_json::from_slice(bytes),
+        Projection::Targeting => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let value = serde::de::DeserializeSeed::deserialize(TargetingVisitor { properties: false }, &mut de)?;
+            de.end()?;
+            Ok(value)
+        }
+    }
+}
