@@ -545,3 +545,18 @@ deployment "base" {
         assert_eq!(a.field_changes.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), ["labels.fleetform-hash"]);
     }
 }
+
+impl std::fmt::Display for ActionKind {
+    /// The serde name (`create`, …, `no-op`), so text and JSON name an action alike.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Replace => "replace",
+            ActionKind::Delete => "delete",
+            ActionKind::Orphan => "orphan",
+            ActionKind::Unmanaged => "unmanaged",
+            ActionKind::NoOp => "no-op",
+        })
+    }
+}

@@ -23,7 +23,7 @@ pub fn plan_json(plan: &Plan) -> Value {
             json!({
                 "name": a.name,
                 "action": a.action,
-                "kind": super::kind_name(a.kind),
+                "kind": a.kind.word(),
                 "priority": a.priority,
                 "before": a.before.iter().map(|b| &b.id).collect::<Vec<_>>(),
                 "after": a.after,
