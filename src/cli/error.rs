@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use fleetform::git::{GitError, Uncommitted};
+use fleetform::model::ReadError;
 use miette::Diagnostic;
 
 use crate::cli::args::{RefArg, joined};
@@ -13,9 +14,11 @@ use crate::cli::args::{RefArg, joined};
 /// Why a command failed; printed through miette, exit code 1.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum CommandError {
+    /// The library's error, boxed whole (code, help, labels), so it reads exactly as the
+    /// library wrote it.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Library(LibraryError),
+    Library(ReadError),
 
     /// A connection string given as a path or revision (a slip of `--hub`): the errors
     /// about a missing file or an unknown revision would print it, key and all, and `--out`
@@ -84,55 +87,12 @@ pub enum CommandError {
     EncodePlan { reason: serde_json::Error },
 }
 
-/// A library error, boxed: shown exactly as the library's own diagnostic.
-#[derive(Debug)]
-pub struct LibraryError(Box<dyn Diagnostic + Send + Sync + 'static>);
-
-impl std::fmt::Display for LibraryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for LibraryError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-impl Diagnostic for LibraryError {
-    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.0.code()
-    }
-    fn severity(&self) -> Option<miette::Severity> {
-        self.0.severity()
-    }
-    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.0.help()
-    }
-    fn url<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.0.url()
-    }
-    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.0.source_code()
-    }
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        self.0.labels()
-    }
-    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
-        self.0.related()
-    }
-    fn diagnostic_source(&self) -> Option<&dyn Diagnostic> {
-        self.0.diagnostic_source()
-    }
-}
-
 /// Every library error a command can meet becomes a [`CommandError::Library`].
 macro_rules! library_errors {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for CommandError {
             fn from(e: $t) -> Self {
-                CommandError::Library(LibraryError(Box::new(e)))
+                CommandError::Library(ReadError::new(e))
             }
         }
     )*};

@@ -1,5 +1,6 @@
 //! `apply --wait`: polls the system metrics of what apply wrote until every deployment
 //! is applied and reported successful, a device reports failure, or time runs out.
+//! What the user reads of it (progress, how it ended) is in `render::progress`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! What `fleetform apply` prints: the line per step as it ends, and the summary when the
 //! run is over. `apply` decides what was done; this decides how it reads.
 
-use crate::apply::{ApplyReport, Stop, StepResult, StepStatus};
+use crate::apply::{ApplyReport, StepResult, StepStatus, Stop};
 use crate::plan::{SavedPlan, StepOp};
 
 /// `[2/3] create campus-base-1a2b3c4d (campus-base): done`, as each step ends.

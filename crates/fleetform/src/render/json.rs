@@ -97,11 +97,7 @@ pub fn apply_unchanged_json(source: &str) -> Value {
 }
 
 /// `apply --format json` after the writes (and the wait, if any).
-pub fn apply_json(
-    source: &str,
-    report: &crate::apply::ApplyReport,
-    wait: Option<&crate::apply::WaitOutcome>,
-) -> Value {
+pub fn apply_json(source: &str, report: &crate::apply::ApplyReport, wait: Option<&crate::apply::WaitOutcome>) -> Value {
     json!({
         "changes": true,
         "source": source,

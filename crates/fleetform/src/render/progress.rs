@@ -1,6 +1,6 @@
 //! `apply --wait` as the user sees it: progress while waiting (bars on a terminal, a line
-//! per change in a log) and how the wait ended. The waiting itself is in
-//! [`crate::apply::wait`], which only reports counts.
+//! per change in a log) and how the wait ended. The waiting itself is `apply::wait`,
+//! which only reports counts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
