@@ -64,4 +64,16 @@ mod tests {
         assert_eq!(super::thousands(1000), "1,000");
         assert_eq!(super::thousands(1234567), "1,234,567");
     }
+
+    #[test]
+    fn enum_words_pad_in_columns() {
+        use crate::model::ConfigurationKind;
+        use crate::plan::{ActionKind, StepOp};
+        assert_eq!(format!("{:<8}|", ConfigurationKind::Layered), "layered |");
+        assert_eq!(ConfigurationKind::DeviceManagement.to_string(), "device management");
+        assert_eq!(format!("{:>7}", StepOp::Delete), " delete");
+        assert_eq!(ActionKind::NoOp.to_string(), "no-op");
+        assert_eq!(super::plural(1), "");
+        assert_eq!(super::plural(0), "s");
+    }
 }
