@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use fleetform::hub::{Hub, HubError, rest::RestOptions};
+use fleetform::hub::{Hub, HubError, rest::RestOptions, shape::ShapeChecked};
 
 use crate::cli::error::CommandError;
 
@@ -56,6 +56,12 @@ impl HubArgs {
     /// The hub these arguments name, with the REST backend's default options.
     pub fn open_hub(&self) -> Result<Box<dyn Hub>, HubError> {
         self.open_hub_with(RestOptions::default())
+    }
+
+    /// [`Self::open_hub`], counting device twins of the wrong shape for a warning
+    /// ([`ShapeChecked::warn`]) instead of failing on them.
+    pub fn open_shape_checked(&self) -> Result<ShapeChecked, HubError> {
+        Ok(ShapeChecked::new(self.open_hub()?))
     }
 
     /// The hub these arguments name; `options` apply when it is a connection string.

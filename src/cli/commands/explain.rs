@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             None => return Ok(ExitCode::from(1)),
         }
     };
-    let hub = fleetform::hub::shape::ShapeChecked::new(args.hub.open_hub()?);
+    let hub = args.hub.open_shape_checked()?;
     let e = explain_device(hub.as_ref(), rendered, &args.device, state)?;
     hub.warn();
     match args.format {

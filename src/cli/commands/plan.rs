@@ -66,7 +66,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
     let Some(rendered) = declared(paths, head)? else { return Ok(ExitCode::from(1)) };
     let prune = Prune { prune: args.prune, allow_empty: args.allow_empty };
     prune.check(paths, &rendered)?;
-    let hub = fleetform::hub::shape::ShapeChecked::new(args.hub.open_hub()?);
+    let hub = args.hub.open_shape_checked()?;
     let change = match &args.base {
         Some(base) => match change_section(paths, head, base, hub.as_ref())? {
             Some(c) => Some(c),

@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
-    let hub = fleetform::hub::shape::ShapeChecked::new(args.hub.open_hub()?);
+    let hub = args.hub.open_shape_checked()?;
     let mut out = fleetform::query::run_on_hub(hub.as_ref(), &args.text)?;
     // Rows can hold the hub's registry passwords and tokens (`SELECT properties.desired
     // FROM devices.modules`): masked by place (registry passwords, credential-named
