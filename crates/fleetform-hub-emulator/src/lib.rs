@@ -57,17 +57,26 @@ pub enum EmulatorError {
 pub struct ServeOptions {
     /// The state directory: a snapshot directory, rewritten as the hub changes.
     pub state: PathBuf,
-    /// Where to listen; port 0 picks a free port (the banner says which).
+    /// Where to listen; port 0 picks a free port ([`Serving`] says which).
     pub listen: SocketAddr,
     pub behaviour: Behaviour,
 }
 
+/// What a running emulator serves, for its caller to announce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serving {
+    /// The base URL to pass as `--endpoint` (`http://127.0.0.1:8484`).
+    pub url: String,
+    /// The connection string whose key the emulator accepts, naming that host.
+    pub connection_string: String,
+}
+
 type Shared = Arc<Mutex<Emulator>>;
 
-/// Runs the emulator until Ctrl-C or SIGTERM. Prints two lines to stdout once it accepts
-/// connections: the URL (`listening on http://…`) and the connection string to use with
-/// `--hub "…" --endpoint URL`.
-pub fn serve(options: ServeOptions) -> Result<(), EmulatorError> {
+/// Runs the emulator until Ctrl-C or SIGTERM. `on_ready` sees what it serves once it
+/// accepts connections (port 0 is resolved by then); the counts of what it did come back
+/// when it stops.
+pub fn serve(options: ServeOptions, on_ready: impl FnOnce(&Serving)) -> Result<Stats, EmulatorError> {
     let io = |what: &str| {
         let what = what.to_string();
         move |source| EmulatorError::Io { what: what.clone(), source }
@@ -97,24 +106,10 @@ pub fn serve(options: ServeOptions) -> Result<(), EmulatorError> {
         let connection = emulator.connection_string();
         let shared: Shared = Arc::new(Mutex::new(emulator));
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
-        {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "fleetform hub emulator listening on http://{host}");
-            let _ = writeln!(out, "connection string: {connection}");
-            let _ = writeln!(
-                out,
-                "try: fleetform query '*' --hub \"{connection}\" --endpoint http://{host}    (Ctrl-C stops)"
-            );
-            let _ = out.flush();
-        }
+        on_ready(&Serving { url: format!("http://{host}"), connection_string: connection });
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(io("serving HTTP"))?;
         let stats = shared.lock().unwrap_or_else(|e| e.into_inner()).stats().clone();
-        eprintln!(
-            "emulator stopped: {} requests, {} injected 429, {} injected 503, {} unauthorized",
-            stats.requests, stats.injected429, stats.injected503, stats.unauthorized
-        );
-        Ok(())
+        Ok(stats)
     })
 }
 

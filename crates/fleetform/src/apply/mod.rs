@@ -21,7 +21,7 @@ use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
 use crate::plan::{Step, StepOp, actions::field_changes};
 
 pub use stale::{Staleness, check_saved, load_plan_file, unjustified_steps};
-pub use status::{DeploymentStatus, StatusReport, compare_with_head, status, status_text};
+pub use status::{DeploymentStatus, StatusReport, compare_with_head, status};
 pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
 
 /// Why apply could not start or load its input.
@@ -152,58 +152,6 @@ impl ApplyReport {
             }
         }
         ids
-    }
-
-    /// The text apply prints at the end: a summary when complete, otherwise what was done
-    /// and what remains, by step number and id.
-    pub fn summary_text(&self) -> String {
-        let count =
-            |op: StepOp| self.results.iter().filter(|r| r.status == StepStatus::Done && r.step.op == op).count();
-        let already = self.results.iter().filter(|r| r.status == StepStatus::AlreadyDone).count();
-        let list = |rs: Vec<&StepResult>| {
-            rs.iter()
-                .map(|r| format!("  {}. {} {} ({})", r.step.number, op_word(r.step.op), r.step.id, r.step.name))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let mut totals = format!(
-            "{} created, {} updated, {} deleted",
-            count(StepOp::Create),
-            count(StepOp::Update),
-            count(StepOp::Delete)
-        );
-        if already > 0 {
-            // An interrupted or concurrent run got there first.
-            totals.push_str(&format!(", {already} already done on the hub"));
-        }
-        match &self.stopped {
-            None => format!("Apply complete: {totals}.\n"),
-            Some(stop) => {
-                let why = match stop {
-                    Stop::Failed { step } => format!("Apply stopped: step {step} failed."),
-                    Stop::Interrupted => "Apply interrupted: stopped after the step in progress.".to_string(),
-                };
-                let done: Vec<&StepResult> = self.done().collect();
-                let remaining: Vec<&StepResult> = self.remaining().collect();
-                let mut out = format!("{why} So far: {totals}.\n");
-                if !done.is_empty() {
-                    out.push_str(&format!("Done:\n{}\n", list(done)));
-                }
-                if !remaining.is_empty() {
-                    out.push_str(&format!("Remaining:\n{}\n", list(remaining)));
-                }
-                out.push_str("Run `fleetform plan` and apply again: the new plan picks up where this one stopped.\n");
-                out
-            }
-        }
-    }
-}
-
-fn op_word(op: StepOp) -> &'static str {
-    match op {
-        StepOp::Create => "create",
-        StepOp::Update => "update",
-        StepOp::Delete => "delete",
     }
 }
 

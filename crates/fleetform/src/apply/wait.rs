@@ -1,17 +1,14 @@
 //! `apply --wait`: polls the system metrics of what apply wrote until every deployment
 //! is applied and reported successful, a device reports failure, or time runs out.
+//! What the user reads of it (progress, how it ended) is in `render::progress`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::hub::{Configuration, Hub, HubError};
-
-/// The environment variable that overrides the polling interval, in milliseconds (tests).
-pub const INTERVAL_ENV: &str = "FLEETFORM_WAIT_INTERVAL_MS";
 
 /// `apply --wait` exit code: written, but a deployment targets no device.
 pub const EXIT_TARGETS_NO_DEVICE: u8 = 3;
@@ -29,14 +26,13 @@ pub struct WaitOptions {
 }
 
 impl WaitOptions {
-    /// Polls every 5 s, or every `FLEETFORM_WAIT_INTERVAL_MS` when set.
+    /// Polls every [`Self::DEFAULT_INTERVAL`]; set `interval` to poll otherwise.
     pub fn new(timeout: Duration, expected_applied: BTreeMap<String, u64>) -> Self {
-        let interval = std::env::var(INTERVAL_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Duration::from_secs(5), Duration::from_millis);
-        WaitOptions { timeout, interval, expected_applied }
+        WaitOptions { timeout, interval: Self::DEFAULT_INTERVAL, expected_applied }
     }
+
+    /// Often enough to see a rollout move, rarely enough not to be throttled.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 /// One deployment's rollout, from its system metrics.
@@ -80,22 +76,6 @@ impl WaitProgress {
     /// that outranks it, so nothing of it is ever rolled out.
     pub fn outranked_everywhere(&self) -> bool {
         self.targets_no_device() && self.targeted > 0
-    }
-
-    /// Why nothing was rolled out, for a deployment [`Self::targets_no_device`] holds for.
-    pub fn idle_reason(&self) -> &'static str {
-        if self.outranked_everywhere() {
-            "applied to no device: every device it targets runs a higher-priority deployment"
-        } else {
-            "targets no device"
-        }
-    }
-
-    pub fn counts(&self) -> String {
-        format!(
-            "targeted {}, applied {}/{}, reported ok {}, reported failed {}",
-            self.targeted, self.applied, self.expected, self.reported_ok, self.reported_failed
-        )
     }
 }
 
@@ -142,58 +122,6 @@ impl WaitOutcome {
             WaitOutcome::Failed { .. } | WaitOutcome::TimedOut { .. } => 1,
         }
     }
-
-    pub fn message(&self) -> String {
-        match self {
-            WaitOutcome::Succeeded { deployments } => {
-                format!(
-                    "Rollout complete: {} deployment{} applied and reported successful.",
-                    deployments.len(),
-                    if deployments.len() == 1 { "" } else { "s" }
-                )
-            }
-            WaitOutcome::Failed { deployment } => {
-                format!(
-                    "Rollout failed: deployment {} has devices reporting failure ({}).",
-                    deployment.id,
-                    deployment.counts()
-                )
-            }
-            WaitOutcome::TimedOut { deployments } => {
-                let pending: Vec<String> = deployments
-                    .iter()
-                    .filter(|p| !p.finished())
-                    .map(|p| format!("{} ({})", p.id, p.counts()))
-                    .collect();
-                format!("Rollout timed out; still waiting for: {}.", pending.join("; "))
-            }
-            WaitOutcome::TargetsNoDevice { deployments, idle } => {
-                let rolled = deployments.len() - idle.len();
-                let lines: Vec<String> = deployments
-                    .iter()
-                    .filter(|p| idle.contains(&p.id))
-                    .map(|p| format!("  {}: {} ({}); nothing was rolled out", p.id, p.idle_reason(), p.counts()))
-                    .collect();
-                let outranked = deployments.iter().filter(|p| idle.contains(&p.id) && p.outranked_everywhere()).count();
-                let verb = match (outranked, idle.len()) {
-                    (0, 1) => "targets no device",
-                    (0, _) => "target no device",
-                    (1, 1) => "is applied to no device",
-                    _ => "are applied to no device",
-                };
-                format!(
-                    "Rollout incomplete: {rolled} deployment{} applied and reported successful; {} {verb}:\n{}",
-                    if rolled == 1 { "" } else { "s" },
-                    idle.len(),
-                    lines.join("\n")
-                )
-            }
-            WaitOutcome::Interrupted { .. } => "Waiting interrupted; the rollout goes on on the hub.".to_string(),
-            WaitOutcome::NoMetrics => {
-                "--wait: a snapshot directory has no devices reporting metrics; nothing to wait for.".to_string()
-            }
-        }
-    }
 }
 
 /// Polls `ids` until they finish, one fails, `options.timeout` passes or `interrupt`
@@ -236,60 +164,6 @@ pub fn wait(
                 return Ok(WaitOutcome::Interrupted { deployments: now });
             }
             std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
-        }
-    }
-}
-
-/// Shows wait progress on stderr: one progress bar per deployment on a terminal, a plain
-/// line per deployment whenever its counts change otherwise (CI logs).
-pub struct ProgressDisplay {
-    bars: Option<(indicatif::MultiProgress, BTreeMap<String, indicatif::ProgressBar>)>,
-    last: BTreeMap<String, WaitProgress>,
-}
-
-impl ProgressDisplay {
-    pub fn new(terminal: bool) -> Self {
-        ProgressDisplay {
-            bars: terminal.then(|| (indicatif::MultiProgress::new(), BTreeMap::new())),
-            last: BTreeMap::new(),
-        }
-    }
-
-    pub fn show(&mut self, progress: &[WaitProgress]) {
-        match &mut self.bars {
-            Some((multi, bars)) => {
-                for p in progress {
-                    let bar = bars.entry(p.id.clone()).or_insert_with(|| {
-                        let style = indicatif::ProgressStyle::with_template("{prefix:40} [{bar:30}] {pos}/{len} {msg}")
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                            .progress_chars("=> ");
-                        multi.add(indicatif::ProgressBar::new(0).with_style(style).with_prefix(p.id.clone()))
-                    });
-                    bar.set_length(u64::try_from(p.expected.max(1)).unwrap_or(1));
-                    bar.set_position(u64::try_from(p.reported_ok.max(0)).unwrap_or(0));
-                    bar.set_message(format!(
-                        "targeted {} applied {} ok {} failed {}",
-                        p.targeted, p.applied, p.reported_ok, p.reported_failed
-                    ));
-                }
-            }
-            None => {
-                let mut err = std::io::stderr().lock();
-                for p in progress {
-                    if self.last.get(&p.id) != Some(p) {
-                        let _ = writeln!(err, "waiting: {}: {}", p.id, p.counts());
-                        self.last.insert(p.id.clone(), p.clone());
-                    }
-                }
-            }
-        }
-    }
-
-    pub fn finish(&mut self) {
-        if let Some((_, bars)) = &self.bars {
-            for bar in bars.values() {
-                bar.abandon();
-            }
         }
     }
 }

@@ -100,6 +100,25 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+impl ConfigurationKind {
+    /// The word plans, status and explain print for the kind (`{:<8}` pads it, so it is a
+    /// plain word, not the serde name).
+    pub fn word(self) -> &'static str {
+        match self {
+            ConfigurationKind::Standard => "standard",
+            ConfigurationKind::Layered => "layered",
+            ConfigurationKind::DeviceManagement => "device management",
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigurationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that the plan's column width applies.
+        f.pad(self.word())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

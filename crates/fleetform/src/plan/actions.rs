@@ -253,6 +253,21 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
     out
 }
 
+impl std::fmt::Display for ActionKind {
+    /// The serde name (`create`, …, `no-op`), so text and JSON name an action alike.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            ActionKind::Create => "create",
+            ActionKind::Update => "update",
+            ActionKind::Replace => "replace",
+            ActionKind::Delete => "delete",
+            ActionKind::Orphan => "orphan",
+            ActionKind::Unmanaged => "unmanaged",
+            ActionKind::NoOp => "no-op",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

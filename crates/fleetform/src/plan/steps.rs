@@ -80,3 +80,20 @@ pub fn steps(actions: &[Action]) -> Vec<Step> {
     }
     all
 }
+
+impl StepOp {
+    /// The verb plans and apply print for the step.
+    pub fn word(self) -> &'static str {
+        match self {
+            StepOp::Create => "create",
+            StepOp::Update => "update",
+            StepOp::Delete => "delete",
+        }
+    }
+}
+
+impl std::fmt::Display for StepOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.word())
+    }
+}

@@ -23,7 +23,7 @@ pub fn plan_json(plan: &Plan) -> Value {
             json!({
                 "name": a.name,
                 "action": a.action,
-                "kind": super::kind_name(a.kind),
+                "kind": a.kind.word(),
                 "priority": a.priority,
                 "before": a.before.iter().map(|b| &b.id).collect::<Vec<_>>(),
                 "after": a.after,
@@ -71,5 +71,39 @@ pub fn plan_json(plan: &Plan) -> Value {
             }
             v
         }).collect::<Vec<_>>(),
+    })
+}
+
+/// `validate --format json`: whether the files are valid, what they declare, every problem.
+pub fn validate_json(ws: &crate::spec::Workspace) -> Value {
+    json!({
+        "valid": ws.problems.is_empty(),
+        "files": ws.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        "deployments": ws.deployments.iter().map(|d| json!({"name": d.name, "kind": d.kind, "priority": d.priority})).collect::<Vec<_>>(),
+        "problems": ws.problems.iter().map(crate::spec::Problem::to_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `query --format json` of a target condition: the targeted devices as rows, like a
+/// `SELECT deviceId` gives them.
+pub fn targeted_json(ids: Vec<String>) -> Value {
+    Value::Array(ids.into_iter().map(|id| json!({ "deviceId": id })).collect())
+}
+
+/// `apply --format json` when there is nothing to do. `source` is `plan` (a saved plan)
+/// or `repository`.
+pub fn apply_unchanged_json(source: &str) -> Value {
+    json!({"changes": false, "steps": [], "source": source})
+}
+
+/// `apply --format json` after the writes (and the wait, if any).
+pub fn apply_json(source: &str, report: &crate::apply::ApplyReport, wait: Option<&crate::apply::WaitOutcome>) -> Value {
+    json!({
+        "changes": true,
+        "source": source,
+        "completed": report.completed(),
+        "stopped": report.stopped,
+        "steps": report.results,
+        "wait": wait,
     })
 }

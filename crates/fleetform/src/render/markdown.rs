@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{kind_name, summary_line, thousands};
+use super::{summary_line, thousands};
 use crate::plan::{ActionKind, Cohort, Plan};
 
 /// Below GitHub's limit of 65,536 characters, with room for the closing lines.
@@ -52,7 +52,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
             "| `{}` | `{}` | {} | {} | {} |",
             a.action.symbol(),
             escape(&a.name),
-            kind_name(a.kind),
+            a.kind,
             a.priority,
             what
         );

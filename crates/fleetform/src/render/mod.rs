@@ -1,11 +1,15 @@
-//! Presenting plans: text for a terminal, Markdown for a pull-request comment, JSON for
-//! machines. Everything here reads a [`Plan`](crate::plan::Plan) and redacts through its
-//! redactor; nothing here computes.
+//! All human output (and the CLI's JSON documents): plans as text for a terminal, Markdown
+//! for a pull-request comment and JSON for machines; apply's step lines and summary; the
+//! `--wait` progress and outcome; `status`. Everything here reads what the other modules
+//! computed (plans redact through their redactor); nothing here computes or decides.
 
+pub mod apply;
 pub mod explain;
 pub mod json;
 pub mod markdown;
+pub mod progress;
 pub mod read_progress;
+pub mod status;
 pub mod text;
 
 use crate::plan::{ActionKind, Plan};
@@ -42,12 +46,15 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// The kind's word; [`ConfigurationKind`](crate::model::ConfigurationKind)'s `Display`
+/// says the same. Kept for `explain`, which calls it by this name.
 pub fn kind_name(kind: crate::model::ConfigurationKind) -> &'static str {
-    match kind {
-        crate::model::ConfigurationKind::Standard => "standard",
-        crate::model::ConfigurationKind::Layered => "layered",
-        crate::model::ConfigurationKind::DeviceManagement => "device management",
-    }
+    kind.word()
+}
+
+/// The plural ending for a count of `n`: "1 file", "2 files".
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]
@@ -58,5 +65,17 @@ mod tests {
         assert_eq!(super::thousands(999), "999");
         assert_eq!(super::thousands(1000), "1,000");
         assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn enum_words_pad_in_columns() {
+        use crate::model::ConfigurationKind;
+        use crate::plan::{ActionKind, StepOp};
+        assert_eq!(format!("{:<8}|", ConfigurationKind::Layered), "layered |");
+        assert_eq!(ConfigurationKind::DeviceManagement.to_string(), "device management");
+        assert_eq!(format!("{:>7}", StepOp::Delete), " delete");
+        assert_eq!(ActionKind::NoOp.to_string(), "no-op");
+        assert_eq!(super::plural(1), "");
+        assert_eq!(super::plural(0), "s");
     }
 }

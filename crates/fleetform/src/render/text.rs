@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{kind_name, summary_line, thousands};
+use super::{summary_line, thousands};
 use crate::plan::{Action, ActionKind, Cohort, Plan, StepOp};
 
 /// At most this many cohorts are printed; the rest are counted.
@@ -67,7 +67,7 @@ pub fn plan_text(plan: &Plan, paint: Paint) -> String {
             "  {} {:<width$}  {:<8} {:>5}  {}",
             paint.action(a.action, &symbol),
             a.name,
-            kind_name(a.kind),
+            a.kind,
             format!("p{}", a.priority),
             describe(a),
         );
@@ -95,11 +95,12 @@ pub fn plan_text(plan: &Plan, paint: Paint) -> String {
     if !plan.steps.is_empty() {
         let _ = writeln!(out, "\n{}", paint.bold("Steps (apply runs them in this order)"));
         for s in &plan.steps {
-            let verb = match s.op {
-                StepOp::Create => paint.fg(AnsiColor::Green, "create"),
-                StepOp::Update => paint.fg(AnsiColor::Yellow, "update"),
-                StepOp::Delete => paint.fg(AnsiColor::Red, "delete"),
+            let colour = match s.op {
+                StepOp::Create => AnsiColor::Green,
+                StepOp::Update => AnsiColor::Yellow,
+                StepOp::Delete => AnsiColor::Red,
             };
+            let verb = paint.fg(colour, s.op.word());
             let why = if s.reason == "stale copy" {
                 " (leftover of an interrupted replace)".to_string()
             } else {

@@ -1,0 +1,116 @@
+//! Arguments several commands share, and the typed values the commands' text arguments
+//! become. Values are checked when the command runs, not by clap, so that their errors are
+//! reported (and exit) like every other error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use fleetform::hub::{Hub, HubError, rest::RestOptions, shape::ShapeChecked};
+
+use crate::cli::error::CommandError;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// `--ref REV`: read the deployment files from a git commit instead of the working tree.
+#[derive(clap::Args)]
+pub struct RefArg {
+    /// Read the .kdl files from this commit (branch, tag, id) instead of the working tree;
+    /// files are shown as REV:path.
+    #[arg(long = "ref", value_name = "REV")]
+    pub git_ref: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct HubArgs {
+    /// The hub: a snapshot directory (configurations.json and devices.json[l]), a
+    /// connection string "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…", or env:NAME
+    /// to read one from variable NAME. Without it, IOTHUB_CONNECTION_STRING is used.
+    #[arg(long, env = "FLEETFORM_HUB", value_name = "HUB", hide_env_values = true)]
+    pub hub: Option<String>,
+    /// Base URL replacing https://<HostName>: the emulator (http://127.0.0.1:PORT) or a
+    /// sovereign cloud.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+impl HubArgs {
+    /// The hub these arguments name, with the REST backend's default options.
+    pub fn open_hub(&self) -> Result<Box<dyn Hub>, HubError> {
+        self.open_hub_with(RestOptions::default())
+    }
+
+    /// [`Self::open_hub`], counting device twins of the wrong shape for a warning
+    /// ([`ShapeChecked::warn`]) instead of failing on them.
+    pub fn open_shape_checked(&self) -> Result<ShapeChecked, HubError> {
+        Ok(ShapeChecked::new(self.open_hub()?))
+    }
+
+    /// The hub these arguments name; `options` apply when it is a connection string.
+    pub fn open_hub_with(&self, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
+        fleetform::hub::open_with(self.hub.as_deref(), self.endpoint.as_deref(), options)
+    }
+}
+
+/// `--prune` and whether it may act on an empty set of deployments.
+#[derive(Clone, Copy)]
+pub struct Prune {
+    pub prune: bool,
+    pub allow_empty: bool,
+}
+
+impl Prune {
+    /// Pruning with nothing declared deletes every managed deployment: refused unless
+    /// asked for, because a wrong path, a skipped link or a bad checkout looks the same.
+    pub fn check(self, paths: &[PathBuf], rendered: &[fleetform::manifest::Rendered]) -> Result<(), CommandError> {
+        if self.prune && !self.allow_empty && rendered.is_empty() {
+            return Err(CommandError::PruneEmpty { paths: paths.to_vec() });
+        }
+        Ok(())
+    }
+}
+
+/// A duration such as `90s`, `10m`, `1h30m` or `500ms`.
+pub fn duration(text: &str) -> Result<Duration, CommandError> {
+    Ok(fleetform::apply::parse_duration(text)?)
+}
+
+/// A share between 0 and 1 (`--edge-share`).
+pub fn share(flag: &'static str, value: f64) -> Result<f64, CommandError> {
+    if !(0.0..=1.0).contains(&value) {
+        return Err(CommandError::NotAShare { flag, value });
+    }
+    Ok(value)
+}
+
+/// A number of seconds, 0 or more (`--simulate-success-after`).
+pub fn seconds(flag: &'static str, value: f64) -> Result<Duration, CommandError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(CommandError::NotSeconds { flag, value })
+    }
+}
+
+/// Paths as the user typed them, comma-separated, for messages.
+pub fn joined(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

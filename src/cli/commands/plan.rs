@@ -1,0 +1,167 @@
+//! `fleetform plan`, and the one place the CLI plans (apply plans through
+//! [`plan_against`] too).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fleetform::hub::{Fleet, Hub};
+use fleetform::manifest::{self, ProcessEnv, Rendered, SecretMode};
+use fleetform::model::Configuration;
+use fleetform::plan::{Plan, PlanError, PlanOptions};
+use fleetform::render;
+
+use crate::cli::args::{HubArgs, PlanFormat, Prune, RefArg};
+use crate::cli::error::CommandError;
+use crate::cli::files::write_private;
+use crate::cli::revisions::{self, MergeBase};
+use crate::cli::ui::Ui;
+use crate::cli::workspace::{declared, declared_with, print_problems};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or directories (searched recursively for *.kdl).
+    #[arg(default_value = ".")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// text (terminal), markdown (pull-request comment) or json.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Delete managed deployments that are no longer declared (otherwise they are
+    /// reported as orphaned and kept).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune, allow an empty set of deployments (which deletes every managed
+    /// deployment). Without it, finding no deployments is an error, since that is far
+    /// more often a wrong path than a wish to delete everything.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Also show replaced and updated deployments as a unified diff of their JSON.
+    #[arg(long)]
+    pub diff: bool,
+    /// Save the plan for `fleetform apply PLANFILE` (no secrets are written). With
+    /// FLEETFORM_HASH_KEY set the file is sealed with a MAC: apply then refuses any edit.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub git: RefArg,
+    /// Also show what this change does: the deployments declared at the merge base of
+    /// REV and HEAD compared with the head (the working tree, or --ref), with the
+    /// device impact on the hub's twins. For pull requests: --base origin/main.
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+}
+
+/// The plan from `current` (the hub's configurations, as just read) to `declared`, over
+/// the hub's devices.
+pub fn plan_against(
+    declared: Vec<Rendered>,
+    current: Vec<Configuration>,
+    hub: &dyn Hub,
+    prune: bool,
+) -> Result<Plan, PlanError> {
+    fleetform::plan::plan(declared, current, &Fleet(hub), &PlanOptions { prune })
+}
+
+pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
+    let paths = &args.paths;
+    let head = args.git.git_ref.as_deref();
+    let Some(rendered) = declared(paths, head)? else { return Ok(ExitCode::from(1)) };
+    let prune = Prune { prune: args.prune, allow_empty: args.allow_empty };
+    prune.check(paths, &rendered)?;
+    let hub = args.hub.open_shape_checked()?;
+    let change = match &args.base {
+        Some(base) => match change_section(paths, head, base, hub.as_ref())? {
+            Some(c) => Some(c),
+            None => return Ok(ExitCode::from(1)),
+        },
+        None => None,
+    };
+    let plan = plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune)?;
+    hub.warn();
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        PlanFormat::Text => {
+            let paint = render::text::Paint { color: ui.color_stdout };
+            if let Some(c) = &change {
+                let _ = writeln!(stdout, "What this change does\n=====================");
+                let _ = write!(stdout, "{}", render::text::plan_text(c, paint));
+                let _ = writeln!(stdout, "\nPlan against the hub\n====================");
+            }
+            let _ = write!(stdout, "{}", render::text::plan_text(&plan, paint));
+        }
+        PlanFormat::Markdown => {
+            use render::markdown::{MAX_CHARS, plan_markdown_titled};
+            // One PR comment holds both sections: each gets half of GitHub's limit.
+            let max = if change.is_some() { MAX_CHARS / 2 } else { MAX_CHARS };
+            if let Some(c) = &change {
+                let _ = writeln!(stdout, "{}", plan_markdown_titled(c, "What this change does", max));
+            }
+            let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
+        }
+        PlanFormat::Json => {
+            let mut json = render::json::plan_json(&plan);
+            if let (Some(c), serde_json::Value::Object(m)) = (&change, &mut json) {
+                m.insert("change".into(), render::json::plan_json(c));
+            }
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        }
+    }
+    if args.diff {
+        let _ = write!(stdout, "{}", render::text::unified_diffs(&plan));
+    }
+    if let Some(file) = &args.out {
+        let commit = revisions::source_commit(paths, head)?;
+        let mut saved = fleetform::plan::SavedPlan::new(&plan, commit, render::summary_line(&plan));
+        saved.paths = paths.iter().map(|p| p.display().to_string()).collect();
+        // With a key, any edit of the file is refused at apply; without one, the
+        // re-derivation at apply still bounds what an edit can do.
+        if let Some(key) = std::env::var_os(manifest::HASH_KEY_VAR).filter(|k| !k.is_empty()) {
+            saved.seal(key.as_encoded_bytes()).map_err(|reason| CommandError::EncodePlan { reason })?;
+        }
+        let text = serde_json::to_string_pretty(&saved).map_err(|reason| CommandError::EncodePlan { reason })?;
+        // A saved plan carries the hub's configurations it will replace, passwords masked
+        // but everything else a reader of the hub could see: owner-only like a snapshot.
+        write_private(file, &(text + "\n"))?;
+        eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
+    }
+    Ok(match (args.detailed_exitcode, plan.has_changes()) {
+        (true, true) => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// The `--base` section: the head's deployments planned against the merge base's, over
+/// the hub's devices. Secrets that are not set read as placeholders on both sides.
+fn change_section(
+    paths: &[PathBuf],
+    head: Option<&str>,
+    base: &str,
+    hub: &dyn Hub,
+) -> Result<Option<Plan>, CommandError> {
+    let merge_base = MergeBase::of(paths, base)?;
+    let env = fleetform::plan::PlaceholderEnv(&ProcessEnv);
+    let base_ws = fleetform::git::load_base_workspace(paths, merge_base.short())?;
+    if !base_ws.problems.is_empty() {
+        print_problems(&base_ws.problems);
+        return Err(CommandError::BaseProblems {
+            base: base.to_string(),
+            merge_base: merge_base.short().to_string(),
+            count: base_ws.problems.len(),
+        });
+    }
+    let base_rendered = match manifest::render_all(&base_ws.deployments, &env, SecretMode::Reveal) {
+        Ok(r) => r,
+        Err(problems) => {
+            print_problems(&problems);
+            return Ok(None);
+        }
+    };
+    let Some(head) = declared_with(paths, head, &env)? else { return Ok(None) };
+    let on_hub = hub.configurations()?;
+    Ok(Some(fleetform::plan::change_plan(&merge_base.label(base), &base_rendered, head, &on_hub, &Fleet(hub))?))
+}
