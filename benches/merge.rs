@@ -3,7 +3,7 @@
 //! skewed distribution, so a few stacks cover most devices and a long tail of rare ones
 //! gives some thousands of distinct sets.
 //!
-//! Run with `cargo bench --bench merge`. Target (DESIGN.md): under 1 s for 100,000 devices.
+//! Run with `cargo bench --bench merge`. Target: under 1 s for 100,000 devices.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

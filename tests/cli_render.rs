@@ -1,5 +1,5 @@
 //! `fleetform render`: golden renders of every example deployment, checked field by field
-//! against the hub's shapes (IOTHUB.md §1), and secrets never shown unless asked.
+//! against the hub's shapes (docs/hub-semantics.md#edge-content), and secrets never shown unless asked.
 
 mod common;
 

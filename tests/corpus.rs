@@ -140,7 +140,7 @@ fn flatten(v: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
 }
 
 /// What the renderer may add that the original left to the runtime's defaults
-/// (IOTHUB.md / the agent's documented defaults).
+/// (docs/hub-semantics.md#edge-content / the agent's documented defaults).
 fn documented_default(path: &str, value: &Value) -> bool {
     let ends = |s: &str| path.ends_with(s);
     (ends("/type") && value == "docker")

@@ -1,4 +1,4 @@
-//! Hand-computed merge scenarios (IOTHUB.md §2) and properties of the merge engine.
+//! Hand-computed merge scenarios (docs/hub-semantics.md#standard-winner) and properties of the merge engine.
 
 use fleetform::merge::{
     Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
@@ -323,8 +323,8 @@ fn equal_priority_layered_overlap_newest_wins_and_is_warned() {
     assert_eq!(checks(&ds, &s, &m), vec![overlap("$edgeAgent", "modules.mon"), overlap("$edgeHub", "routes.monUp")]);
 }
 
-/// Paths that differ inside one module or route still collide: by the hub's rules (IOTHUB.md
-/// §2.3) the newer equal-priority layer wins, and field reports say only its writes apply.
+/// Paths that differ inside one module or route still collide: by the hub's rules
+/// (docs/hub-semantics.md#layered-stack) the newer equal-priority layer wins, and field reports say only its writes apply.
 #[test]
 fn equal_priority_layers_touching_one_module_or_route_are_warned() {
     let ds = vec![
@@ -607,7 +607,7 @@ mod properties {
             prop_assert_eq!(json_of(&before)["provenance"].clone(), json_of(&after)["provenance"].clone());
             prop_assert_eq!(&before.conflicts, &after.conflicts);
             // A device that matched nothing becomes "no standard" (it now matches a layered
-            // deployment, IOTHUB.md §2.4); any other keeps its flags.
+            // deployment, docs/hub-semantics.md#layered-stack); any other keeps its flags.
             if !set.is_empty() || !matches_it {
                 prop_assert_eq!((before.no_standard, before.unmanaged), (after.no_standard, after.unmanaged));
             }

@@ -1,5 +1,5 @@
 //! `fleetform hub serve`: a local IoT Hub speaking the REST subset fleetform uses
-//! (IOTHUB.md §4) over a snapshot directory, so the REST backend is tested end to end and
+//! (docs/hub-semantics.md#rest-api) over a snapshot directory, so the REST backend is tested end to end and
 //! users can rehearse an apply without a real hub.
 //!
 //! The hub logic lives in [`state`] as a synchronous request → reply function over the

@@ -1,5 +1,5 @@
 //! The emulator's hub: configurations and twins in memory, every change written through to
-//! the state directory, and the REST subset of IOTHUB.md §4 as a synchronous request →
+//! the state directory, and the REST subset of docs/hub-semantics.md#rest-api as a synchronous request →
 //! reply function (the HTTP layer in `mod.rs` only moves bytes).
 
 use std::collections::HashMap;
@@ -609,7 +609,7 @@ impl Emulator {
         i64::try_from(rows.len()).unwrap_or(i64::MAX)
     }
 
-    /// Assigns deployments to devices as the hub does (IOTHUB.md §2): `configurations`
+    /// Assigns deployments to devices as the hub does (docs/hub-semantics.md#standard-winner, #layered-stack, #merge-layered, #twin-status): `configurations`
     /// statuses on device and `$edgeAgent` twins, merged desired properties on module twins.
     /// Returns whether device twins and module twins changed.
     fn reassign(&mut self, now: Instant) -> (bool, bool) {
@@ -792,7 +792,7 @@ fn check_queries(c: &Configuration) -> Result<(), String> {
     Ok(())
 }
 
-/// Deployment ids: at most 128 of lowercase letters, digits and `- + % _ * ! '` (IOTHUB.md §4).
+/// Deployment ids: at most 128 of lowercase letters, digits and `- + % _ * ! '` (docs/hub-semantics.md#ids).
 fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > 128 {
         return Err("a configuration id has 1 to 128 characters".into());

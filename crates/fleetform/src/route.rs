@@ -1,4 +1,4 @@
-//! The IoT Edge hub's route grammar (IOTHUB.md §1; edge hub `Route.g4`; docs
+//! The IoT Edge hub's route grammar (docs/hub-semantics.md#routes; edge hub `Route.g4`; docs
 //! `module-composition.md`):
 //!
 //! ```text
@@ -267,7 +267,7 @@ pub fn parse_route(text: &str) -> Result<Route, RouteError> {
     Ok(Route { source, source_span, condition, sink, sink_span })
 }
 
-/// Checks a module name against the agent's pattern `^[a-zA-Z0-9_-]+$` (IOTHUB.md §1).
+/// Checks a module name against the agent's pattern `^[a-zA-Z0-9_-]+$` (docs/hub-semantics.md#names-and-enums).
 fn check_module_name(name: &str, offset: usize) -> Result<(), RouteError> {
     if name.is_empty() {
         return Err(err(offset, 0, "missing module name", None));

@@ -1,4 +1,4 @@
-//! IoT Hub connection strings and shared access signatures (IOTHUB.md §4, "Authentication").
+//! IoT Hub connection strings and shared access signatures (docs/hub-semantics.md#sas).
 //!
 //! The key never leaves this module in readable form: [`SecretKey`] has no accessor that
 //! returns it, its `Debug` prints a placeholder, and the errors here name the part that is

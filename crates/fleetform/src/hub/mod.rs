@@ -18,7 +18,7 @@ pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapsh
 
 pub use crate::model::{Configuration, Twin};
 
-/// The most configurations a standard hub holds (IOTHUB.md §4).
+/// The most configurations a standard hub holds (docs/hub-semantics.md#limits).
 pub const MAX_CONFIGURATIONS: usize = 100;
 
 /// Reading a hub: its configurations and the twins of its devices.

@@ -1,4 +1,4 @@
-//! Model -> Configuration JSON (IOTHUB.md §1), with the content-hash id.
+//! Model -> Configuration JSON (docs/hub-semantics.md#configuration, #create-options), with the content-hash id.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,5 +1,5 @@
-//! Replaying a stack's writes into merged desired documents (IOTHUB.md §1 "Layered
-//! deployment content", §2.3).
+//! Replaying a stack's writes into merged desired documents (docs/hub-semantics.md#merge-layered,
+//! #layered-stack).
 //!
 //! Every content key is a write into one module twin's desired properties:
 //! `properties.desired` replaces the whole document; `properties.desired.<a>.<b>` replaces

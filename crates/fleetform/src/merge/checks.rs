@@ -1,5 +1,5 @@
 //! Per-device checks on stacks and merged manifests: what the hub accepts but a device
-//! would suffer from (DESIGN.md "Per-device checks nobody else does").
+//! would suffer from (docs/hub-semantics.md#per-device-checks).
 //!
 //! Checks are computed once per group of devices sharing a match set (and the manifest
 //! checks once per distinct manifest), then summed into [`Warning`]s that carry a device
@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, SkipReason, Stack, route_text};
 use crate::route::parse_route;
 
-/// Desired properties of one twin are limited to 32 KB (IOTHUB.md §4 limits), counted by
+/// Desired properties of one twin are limited to 32 KB (docs/hub-semantics.md#limits), counted by
 /// the hub's size rule ([`crate::spec::limits::hub_twin_size`]), as `validate` counts them.
 pub const TWIN_DESIRED_LIMIT: usize = crate::spec::limits::TWIN_DESIRED_LIMIT;
 /// One property value is limited to 4 KB.

@@ -1,5 +1,5 @@
 //! Per-device layered merge: what each device runs once the hub has stacked the standard
-//! and layered deployments that target it (IOTHUB.md §2).
+//! and layered deployments that target it (docs/hub-semantics.md#standard-winner).
 //!
 //! The engine works on the hub's wire content (`Configuration.content.modulesContent`), so
 //! that the hub's current configurations and fleetform's rendered declared ones go through

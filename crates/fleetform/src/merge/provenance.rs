@@ -53,7 +53,7 @@ pub struct PathOrigin {
 }
 
 /// Two layered deployments of equal priority wrote overlapping paths; the newest won
-/// (IOTHUB.md §2.3). JSON: `twin`, `path` (dotted), `priority`, `winner`, `loser`.
+/// (docs/hub-semantics.md#layered-stack). JSON: `twin`, `path` (dotted), `priority`, `winner`, `loser`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Conflict {
     pub twin: String,

@@ -1,4 +1,4 @@
-//! Which of a device's matching deployments apply, and in what order (IOTHUB.md §2.2–2.4).
+//! Which of a device's matching deployments apply, and in what order (docs/hub-semantics.md#standard-winner, #layered-stack).
 
 use std::cmp::Ordering;
 

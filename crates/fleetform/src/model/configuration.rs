@@ -1,5 +1,5 @@
 //! The hub's `Configuration` object exactly as the REST API sends and receives it
-//! (IOTHUB.md §1, §4). Everything that crosses the wire or sits in a snapshot's
+//! (docs/hub-semantics.md#configuration, #rest-api). Everything that crosses the wire or sits in a snapshot's
 //! `configurations.json` goes through these types, so that the snapshot, REST and
 //! emulator backends agree on one shape.
 
@@ -76,7 +76,7 @@ pub enum ConfigurationKind {
 
 impl Configuration {
     /// No flag marks a layered deployment: a standard one has `properties.desired`
-    /// at the root of `$edgeAgent`, a layered one does not (IOTHUB.md §1).
+    /// at the root of `$edgeAgent`, a layered one does not (docs/hub-semantics.md#layered-vs-standard).
     pub fn kind(&self) -> ConfigurationKind {
         match &self.content.modules_content {
             None => ConfigurationKind::DeviceManagement,

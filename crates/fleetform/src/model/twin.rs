@@ -1,7 +1,7 @@
 //! Device and module twins as the hub's query and twin endpoints return them.
 //!
 //! A twin is kept as the `serde_json::Value` the hub sent, because target conditions and
-//! metric queries may reference any path in it (IOTHUB.md §3). The ids are copied out once
+//! metric queries may reference any path in it (docs/hub-semantics.md#query-language). The ids are copied out once
 //! at read time: the plan looks them up for every device, and a `Value` lookup plus a
 //! type check each time would be wasted work over a million twins.
 
@@ -52,7 +52,7 @@ impl Twin {
     }
 
     /// `capabilities.iotEdge = true`: only such devices are targeted by IoT Edge
-    /// deployments (IOTHUB.md §2.1). Anything else (absent, `false`, a string) is not Edge.
+    /// deployments (docs/hub-semantics.md#targeting). Anything else (absent, `false`, a string) is not Edge.
     pub fn is_edge(&self) -> bool {
         self.value.get("capabilities").and_then(|c| c.get("iotEdge")).and_then(Value::as_bool).unwrap_or(false)
     }

@@ -1,4 +1,4 @@
-//! The hub's and the agent's rules, checked before anything is sent (IOTHUB.md §1, §3, §4).
+//! The hub's and the agent's rules, checked before anything is sent (docs/hub-semantics.md#names-and-enums, #query-language, #limits, #ids).
 
 /// Configuration ids are at most 128 characters; `-` and 8 hex digits of content hash
 /// are appended to the name, so the name gets the rest.

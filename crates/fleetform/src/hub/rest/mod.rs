@@ -1,4 +1,4 @@
-//! The REST backend: a real IoT Hub (or the emulator) over HTTPS (IOTHUB.md §4).
+//! The REST backend: a real IoT Hub (or the emulator) over HTTPS (docs/hub-semantics.md#rest-api, #query-paging, #throttling).
 //!
 //! Every request carries `api-version=2021-04-12` and a SAS token signed locally from the
 //! connection string; the token is renewed a few minutes before it expires. Throttling

@@ -1,4 +1,4 @@
-//! The snapshot directory: a hub kept as JSON files (DESIGN.md "Hub backends").
+//! The snapshot directory: a hub kept as JSON files (docs/hub-semantics.md#snapshot-directory).
 //!
 //! ```text
 //! configurations.json   the list endpoint's array (`GET /configurations`)
