@@ -119,12 +119,17 @@ impl RestHub {
             }
             None => format!("https://{}", connection.host_name),
         };
-        let client = Client::builder()
+        let mut builder = Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.read_timeout)
-            .user_agent(concat!("fleetform/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|cause| HubError::HttpClient { cause })?;
+            .user_agent(concat!("fleetform/", env!("CARGO_PKG_VERSION")));
+        // A proxy in the environment is for the way out; a hub on this machine (the
+        // emulator, a tunnel) is reached directly, or an HTTP_PROXY meant for package
+        // downloads would swallow every request to it.
+        if is_loopback(&base) {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|cause| HubError::HttpClient { cause })?;
         let mut options = options;
         options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
         Ok(RestHub { connection, base, client, token: Mutex::new(None), options })
@@ -333,10 +338,32 @@ impl HubWrite for RestHub {
     }
 }
 
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::error::{HubErrorBody, map_status};
     use super::*;
+
+    #[test]
+    fn loopback_endpoints_bypass_proxies() {
+        for url in ["http://127.0.0.1:8080", "http://localhost:1/", "https://[::1]:443/x", "http://127.1.2.3"] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in ["https://h.azure-devices.net", "http://10.0.0.1:80", "https://127.0.0.1.example.com"] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 
     #[test]
     fn etags_are_quoted_once() {
