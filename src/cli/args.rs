@@ -54,19 +54,25 @@ pub struct HubArgs {
 
 impl HubArgs {
     /// The hub these arguments name, with the REST backend's default options.
-    pub fn open_hub(&self) -> Result<Box<dyn Hub>, HubError> {
+    pub fn open_hub(&self) -> Result<Box<dyn Hub>, CommandError> {
         self.open_hub_with(RestOptions::default())
     }
 
     /// [`Self::open_hub`], counting device twins of the wrong shape for a warning
     /// ([`ShapeChecked::warn`]) instead of failing on them.
-    pub fn open_shape_checked(&self) -> Result<ShapeChecked, HubError> {
+    pub fn open_shape_checked(&self) -> Result<ShapeChecked, CommandError> {
         Ok(ShapeChecked::new(self.open_hub()?))
     }
 
-    /// The hub these arguments name; `options` apply when it is a connection string.
-    pub fn open_hub_with(&self, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
-        fleetform::hub::open_with(self.hub.as_deref(), self.endpoint.as_deref(), options)
+    /// The hub these arguments name; `options` apply when it is a connection string. On a
+    /// terminal, reading a hub's twins over REST draws a progress bar on stderr.
+    pub fn open_hub_with(&self, options: RestOptions) -> Result<Box<dyn Hub>, CommandError> {
+        let on_progress = options.on_progress.clone().or_else(fleetform::render::read_progress::stderr_bar);
+        let options = RestOptions { on_progress, ..options };
+        fleetform::hub::open_with(self.hub.as_deref(), self.endpoint.as_deref(), options).map_err(|e| match e {
+            HubError::Spec(reason) => CommandError::HubArg { reason, given: self.hub.clone() },
+            other => other.into(),
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use fleetform::git::{GitError, Uncommitted};
+use fleetform::hub::HubSpecError;
 use fleetform::model::ReadError;
 use miette::Diagnostic;
 
@@ -31,6 +32,12 @@ pub enum CommandError {
         )
     )]
     MisplacedConnectionString { what: &'static str, what_plain: &'static str, where_: &'static str },
+
+    /// `--hub` or `--endpoint` names no hub: the library says what is wrong with the value,
+    /// this says which flag gave it and what it takes.
+    #[error("{}", hub_arg_message(reason, given.as_deref()))]
+    #[diagnostic(code(fleetform::hub_arg), help("{}", hub_arg_help(reason)))]
+    HubArg { reason: HubSpecError, given: Option<String> },
 
     #[error("{} has uncommitted changes", path.display())]
     #[diagnostic(help("commit the changes first, or pass --allow-dirty to apply the working tree as it is"))]
@@ -152,4 +159,42 @@ pub fn refuse_misplaced_connection_strings(inputs: &UserInputs<'_>) -> Result<()
         check(OsStr::new(r), "a git revision", "branch, tag or commit", "as --ref/--base give")?;
     }
     Ok(())
+}
+
+const HUB_FORMS: &str = "--hub takes a snapshot directory (e.g. examples/campus/hub), a connection string \
+                         (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME";
+
+fn hub_arg_message(reason: &HubSpecError, given: Option<&str>) -> String {
+    match reason {
+        HubSpecError::NoHubGiven => format!(
+            "{reason}: no --hub, and neither FLEETFORM_HUB nor {} is set",
+            fleetform::hub::CONNECTION_STRING_ENV
+        ),
+        // `given` is `env:NAME` here: the name, never a value.
+        HubSpecError::EnvVarUnset { .. } => format!("--hub {}: {reason}", given.unwrap_or("env:")),
+        HubSpecError::NotADirectory { .. } => format!("--hub {reason}"),
+        HubSpecError::Unrecognised => format!("--hub: {reason}"),
+        HubSpecError::EndpointWithSnapshot { path } => format!(
+            "--endpoint applies to a hub reached by connection string, not to the snapshot directory {}",
+            path.display()
+        ),
+        HubSpecError::EndpointNotAUrl { .. } => format!("--endpoint {reason}"),
+        HubSpecError::Connection(_) => format!("--hub: {reason}"),
+    }
+}
+
+fn hub_arg_help(reason: &HubSpecError) -> String {
+    match reason {
+        HubSpecError::NoHubGiven => {
+            format!("pass --hub, or set FLEETFORM_HUB or {}; {HUB_FORMS}", fleetform::hub::CONNECTION_STRING_ENV)
+        }
+        HubSpecError::EnvVarUnset { name } => {
+            format!("export {name} with the hub's connection string, or pass --hub another way")
+        }
+        HubSpecError::EndpointWithSnapshot { .. } => "drop --endpoint, or give --hub a connection string".to_string(),
+        HubSpecError::EndpointNotAUrl { .. } => {
+            "--endpoint takes the REST base URL, e.g. http://127.0.0.1:8080 for the emulator".to_string()
+        }
+        _ => HUB_FORMS.to_string(),
+    }
 }

@@ -23,52 +23,39 @@ pub enum HubSpec {
     Connection(ConnectionString),
 }
 
-/// Why a `--hub` (or `--endpoint`) value names no hub. The texts still name the flags and
-/// `FLEETFORM_HUB`, as the CLI has always shown them; the codes stay `hub::other`, the
-/// code these errors had before they had names.
+/// Why the value naming a hub (the CLI's `--hub`, `--endpoint`) names none. The texts say
+/// what is wrong with the value; which flag or variable gave it is the caller's to add.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum HubSpecError {
-    #[error(
-        "no hub given: pass --hub DIR (a snapshot directory, e.g. examples/campus/hub), --hub \"HostName=…\" \
-         or --hub env:NAME, or set FLEETFORM_HUB or {env}",
-        env = CONNECTION_STRING_ENV
-    )]
-    #[diagnostic(code(fleetform::hub::other))]
+    /// No value, and no connection string in the environment either.
+    #[error("no hub given")]
+    #[diagnostic(code(fleetform::hub::no_hub))]
     NoHubGiven,
 
     /// `env:NAME` named a variable that is unset or not UTF-8.
-    #[error("--hub env:{name}: environment variable {name} is not set (or not UTF-8)")]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[error("environment variable {name} is not set (or not UTF-8)")]
+    #[diagnostic(code(fleetform::hub::env_unset))]
     EnvVarUnset { name: String },
 
     /// A value that looks like a path and is not a directory.
-    #[error(
-        "--hub {}: no such directory; --hub takes a snapshot directory, a connection string \
-         (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME",
-        path.display()
-    )]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[error("{}: no such directory", path.display())]
+    #[diagnostic(code(fleetform::hub::not_a_directory))]
     NotADirectory { path: PathBuf },
 
     /// Neither a directory nor a recognisable connection string, but with `=` or `;`: it
     /// may be a mangled connection string, so it is not shown.
-    #[error(
-        "--hub: the value is not a directory and not a connection string (not shown: it may hold a key); --hub takes \
-         a snapshot directory, a connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…) or env:NAME"
-    )]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[error("the value is not a directory and not a connection string (not shown: it may hold a key)")]
+    #[diagnostic(code(fleetform::hub::unrecognised))]
     Unrecognised,
 
-    #[error(
-        "--endpoint applies to a hub reached by connection string, not to the snapshot directory {}",
-        path.display()
-    )]
-    #[diagnostic(code(fleetform::hub::other))]
+    /// A REST base URL given for a snapshot directory.
+    #[error("an endpoint applies to a hub reached by connection string, not to the snapshot directory {}", path.display())]
+    #[diagnostic(code(fleetform::hub::endpoint_with_snapshot))]
     EndpointWithSnapshot { path: PathBuf },
 
     /// The REST base URL is not an `http://` or `https://` URL.
-    #[error("--endpoint {url}: expected a URL such as http://127.0.0.1:8080 or https://<hub>.azure-devices.us")]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[error("{url}: expected a URL such as http://127.0.0.1:8080 or https://<hub>.azure-devices.us")]
+    #[diagnostic(code(fleetform::hub::endpoint_not_a_url))]
     EndpointNotAUrl { url: String },
 
     #[error(transparent)]
@@ -179,7 +166,7 @@ mod tests {
         assert!(matches!(bad_key, HubError::Connection(connection::ConnectionStringError::BadKey)));
         let (dir, _hub) = hub_with_devices();
         let both = open(dir.path().to_str(), Some("http://127.0.0.1:1")).err().unwrap();
-        assert!(both.to_string().contains("--endpoint applies to a hub reached by connection string"), "{both}");
+        assert!(both.to_string().contains("an endpoint applies to a hub reached by connection string"), "{both}");
         assert_eq!(open(dir.path().to_str(), None).unwrap().describe(), format!("snapshot {}", dir.path().display()));
         let nowhere = open(Some("/no/such/dir"), None).err().unwrap();
         assert!(nowhere.to_string().contains("no such directory"), "{nowhere}");
