@@ -8,7 +8,10 @@ use common::{fleetform, stderr};
 
 fn status(args: &[&str]) -> (i32, String) {
     let out = fleetform().arg("status").args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), stderr(&out).split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" "))
+    (
+        out.status.code().unwrap_or(-1),
+        stderr(&out).split_whitespace().filter(|w| *w != "|").collect::<Vec<_>>().join(" "),
+    )
 }
 
 #[test]

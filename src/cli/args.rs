@@ -59,7 +59,7 @@ impl HubArgs {
     }
 
     /// [`Self::open_hub`], counting device twins of the wrong shape for a warning
-    /// ([`ShapeChecked::warn`]) instead of failing on them.
+    /// ([`crate::cli::ui::warn_wrong_shapes`]) instead of failing on them.
     pub fn open_shape_checked(&self) -> Result<ShapeChecked, CommandError> {
         Ok(ShapeChecked::new(self.open_hub()?))
     }

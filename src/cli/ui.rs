@@ -96,3 +96,12 @@ pub fn interrupt_between_steps() -> Arc<AtomicBool> {
     }
     interrupted
 }
+
+/// Device twins of the wrong shape were skipped while reading the hub: said on stderr, so
+/// that the plan or query on stdout stays what it would be, and nobody misses it.
+pub fn warn_wrong_shapes(hub: &fleetform::hub::shape::ShapeChecked) {
+    let report = hub.report();
+    if !report.is_empty() {
+        eprintln!("{report}");
+    }
+}

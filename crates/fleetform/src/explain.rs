@@ -143,7 +143,7 @@ pub fn explain_device(
         }
         candidates.push(Candidate {
             id: d.id.clone(),
-            kind: crate::render::kind_name(d.kind),
+            kind: d.kind.word(),
             priority: d.priority,
             created: d.created.to_string(),
             target: target.to_string(),

@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let hub = args.hub.open_shape_checked()?;
     let current = hub.as_ref().configurations()?;
     let e = explain_device(&Fleet(hub.as_ref()), &current, rendered, &args.device, state)?;
-    hub.warn();
+    crate::cli::ui::warn_wrong_shapes(&hub);
     match args.format {
         Format::Text => print!("{}", e.to_text()),
         Format::Json => super::print_json(&e.to_json()),

@@ -82,7 +82,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         None => None,
     };
     let plan = plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune)?;
-    hub.warn();
+    crate::cli::ui::warn_wrong_shapes(&hub);
     let mut stdout = std::io::stdout().lock();
     match args.format {
         PlanFormat::Text => {

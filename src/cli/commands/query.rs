@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         let redactor = fleetform::plan::Redactor::default();
         rows.iter_mut().for_each(|r| redactor.mask_in_place(r));
     }
-    hub.warn();
+    crate::cli::ui::warn_wrong_shapes(&hub);
     let mut stdout = std::io::stdout().lock();
     match (out, args.format) {
         (QueryOutput::Targeted(ids), Format::Text) => {

@@ -123,41 +123,6 @@ impl fmt::Debug for ConnectionString {
     }
 }
 
-/// A connection string given where a path or revision belongs. Errors about paths echo
-/// the path, so such a text is refused before anything reads, creates or prints it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("<a connection string>: not {what}; pass it with --hub")]
-#[diagnostic(
-    code(fleetform::connection_string_misplaced),
-    help(
-        "give the hub with --hub \"$IOTHUB_CONNECTION_STRING\" (or --hub env:NAME, or set IOTHUB_CONNECTION_STRING), and {where_} a real {what_plain}"
-    )
-)]
-pub struct MisplacedConnectionString {
-    /// "a file or folder", "a git revision", …
-    pub what: &'static str,
-    pub what_plain: &'static str,
-    /// Which argument it was given as: "the deployment paths", "--ref", …
-    pub where_: &'static str,
-}
-
-impl MisplacedConnectionString {
-    /// Fails when `text` (a user-given path or revision) looks like a connection string.
-    pub fn check(
-        text: &std::ffi::OsStr,
-        what: &'static str,
-        what_plain: &'static str,
-        where_: &'static str,
-    ) -> Result<(), MisplacedConnectionString> {
-        let text = text.to_string_lossy();
-        if ConnectionString::looks_like(&text) {
-            Err(MisplacedConnectionString { what, what_plain, where_ })
-        } else {
-            Ok(())
-        }
-    }
-}
-
 impl ConnectionString {
     /// Whether `text` looks like a connection string rather than a path: any `;`-separated
     /// part names a connection-string field (spaces around `=` allowed), or it mentions a

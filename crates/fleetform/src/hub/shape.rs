@@ -178,14 +178,6 @@ impl ShapeChecked {
     pub fn report(&self) -> ShapeReport {
         self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-
-    /// Prints the warning on stderr when some twin had the wrong shape.
-    pub fn warn(&self) {
-        let report = self.report();
-        if !report.is_empty() {
-            eprintln!("{report}");
-        }
-    }
 }
 
 /// So that callers holding a `Box<dyn Hub>` and a `ShapeChecked` read alike.

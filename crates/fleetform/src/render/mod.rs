@@ -46,12 +46,6 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The kind's word; [`ConfigurationKind`](crate::model::ConfigurationKind)'s `Display`
-/// says the same. Kept for `explain`, which calls it by this name.
-pub fn kind_name(kind: crate::model::ConfigurationKind) -> &'static str {
-    kind.word()
-}
-
 /// The plural ending for a count of `n`: "1 file", "2 files".
 pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
