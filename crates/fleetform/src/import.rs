@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::manifest::{self, LABEL_HASH, LABEL_NAME, MapEnv, SecretMode};
+use crate::model::sensitive::name_looks_secret;
 use crate::model::{Configuration, ConfigurationContent, ConfigurationKind};
-use crate::plan::redact::name_looks_secret;
 use crate::spec::model::*;
 use crate::spec::rules::{MAX_NAME_LEN, valid_deployment_char};
 use crate::spec::{SourceFile, Workspace};

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{LABEL_HASH, LABEL_HASH_SCHEME, LABEL_NAME, MASK, chunk_create_options};
+use crate::model::sensitive::name_looks_secret;
 use crate::model::{Configuration, ConfigurationContent, Metrics, TwinPath};
-use crate::plan::redact::name_looks_secret;
 use crate::spec::diag::{Code, Problem};
 use crate::spec::model::*;
 use crate::spec::rules::MAX_CREATE_OPTIONS_CHUNKS;

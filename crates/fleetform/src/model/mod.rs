@@ -3,13 +3,13 @@
 
 pub mod configuration;
 pub mod fleet;
+pub mod ids;
+pub mod sensitive;
 pub mod twin;
+pub mod twin_path;
 
 pub use configuration::{Configuration, ConfigurationContent, ConfigurationKind, Metrics};
 pub use fleet::{FleetRead, Projection, ReadError, Twins};
-pub use twin::{ModuleTwin, Twin, TwinShapeError};
-pub mod ids;
-pub mod twin_path;
-
 pub use ids::{DeploymentId, DeploymentName, Etag, EtagError, IdError, IfMatch, Priority, PriorityError};
+pub use twin::{ModuleTwin, Twin, TwinShapeError};
 pub use twin_path::{TwinPath, TwinPathError};
