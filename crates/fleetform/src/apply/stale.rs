@@ -136,7 +136,7 @@ fn same_etag(now: Option<&str>, planned: Option<&str>) -> bool {
 
 /// Everything that makes `saved` stale, given the hub's configurations now (`current`),
 /// the declared deployments re-rendered now with secrets from the environment, and the
-/// identity ([`crate::hub::Hub::identity`]) of the hub apply talks to. Empty when the plan
+/// identity ([`crate::hub::HubRead::identity`]) of the hub apply talks to. Empty when the plan
 /// can be carried out.
 pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], declared: &[Rendered]) -> Vec<Staleness> {
     let mut out = Vec::new();
