@@ -231,12 +231,7 @@ pub fn unjustified_steps(saved: &[Step], rederived: &[Step]) -> Vec<String> {
 }
 
 fn describe(step: &Step) -> String {
-    let op = match step.op {
-        StepOp::Create => "create",
-        StepOp::Update => "update",
-        StepOp::Delete => "delete",
-    };
-    format!("step {} ({op} {} ({}), {})", step.number, step.name, step.id, step.reason)
+    format!("step {} ({} {} ({}), {})", step.number, step.op, step.name, step.id, step.reason)
 }
 
 #[cfg(test)]

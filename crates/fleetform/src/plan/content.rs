@@ -58,7 +58,7 @@ pub fn content_changes(
         let Some(new) = declared.iter().find(|r| Some(&r.configuration.id) == a.after.as_ref()) else { continue };
         let mut changes = diff(&content_manifest(old), &content_manifest(&new.configuration), redactor);
         if old.kind() != new.configuration.kind() {
-            let kind = |k: ConfigurationKind| format!("{k:?}").to_lowercase();
+            let kind = |k: ConfigurationKind| k.word().to_string();
             changes.insert(
                 0,
                 Change::RuntimeChanged {
