@@ -9,6 +9,7 @@ use std::time::Duration;
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
 use fleetform::hub::{Configuration, HubError, HubRead, HubWrite, Projection};
+use fleetform::model::Priority;
 use serde_json::{Value, json};
 
 /// A running emulator; killed (and reaped) on drop, so a failing test leaves no process.
@@ -194,11 +195,11 @@ fn etags_ids_and_content_are_guarded() {
     assert!(matches!(hub.create_configuration(&config), Err(HubError::AlreadyExists { id }) if id == "guarded"));
 
     let mut changed = created.clone();
-    changed.priority = 11;
+    changed.priority = Priority(11);
     changed.labels.insert("stage".into(), "two".into());
     // The backend quotes the bare etag; the emulator would treat an unquoted one as a create.
     let updated = hub.update_configuration(&changed, &etag).unwrap();
-    assert_eq!(updated.priority, 11);
+    assert_eq!(updated.priority, Priority(11));
     assert_ne!(updated.etag, created.etag);
     assert!(updated.created_time_utc == created.created_time_utc);
     assert!(matches!(hub.update_configuration(&changed, &etag), Err(HubError::PreconditionFailed { .. })));
@@ -412,7 +413,7 @@ fn deployments_are_assigned_merged_and_reported() {
     // Lowering the layered deployment below the base makes it Targeted, not Applied.
     let camera = hub.configuration("camera").unwrap();
     let mut lower = camera.clone();
-    lower.priority = 5;
+    lower.priority = Priority(5);
     hub.update_configuration(&lower, camera.etag.as_deref().unwrap()).unwrap();
     let twin = hub.device_twin(device).unwrap();
     assert_eq!(twin["configurations"]["camera"]["status"], "Targeted");

@@ -361,9 +361,14 @@ impl Emulator {
     }
 
     fn put(&mut self, id: &str, req: &Request, now: Instant) -> Reply {
-        let mut incoming: Configuration = match serde_json::from_slice(&req.body) {
-            Ok(c) => c,
-            Err(e) => return self.error(400, "ArgumentInvalid", &format!("the body is not a Configuration: {e}")),
+        // A `Configuration` cannot hold a priority the hub refuses, but the hub reports
+        // that after the id and query checks, so the body is read without it first.
+        let (mut incoming, bad_priority) = match serde_json::from_slice::<Configuration>(&req.body) {
+            Ok(c) => (c, false),
+            Err(e) => match without_refused_priority(&req.body) {
+                Some(c) => (c, true),
+                None => return self.error(400, "ArgumentInvalid", &format!("the body is not a Configuration: {e}")),
+            },
         };
         if incoming.id.is_empty() {
             incoming.id = id.to_string();
@@ -381,7 +386,7 @@ impl Emulator {
         if let Err(why) = check_queries(&incoming) {
             return self.error(400, "ArgumentInvalid", &why);
         }
-        if Priority::try_from(incoming.priority).is_err() {
+        if bad_priority {
             return self.error(400, "ArgumentInvalid", "priority must be a non-negative 32-bit integer");
         }
         // An unquoted etag is no precondition on the hub: the request counts as a create.
@@ -778,6 +783,16 @@ fn compile_target(text: &str) -> Condition {
         "" => Condition::nothing(),
         t => parse_condition(t).unwrap_or_else(|_| Condition::nothing()),
     }
+}
+
+/// The body as a configuration when its only fault is an integer priority outside the
+/// hub's range.
+fn without_refused_priority(body: &[u8]) -> Option<Configuration> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let priority = v.get_mut("priority")?;
+    Priority::try_from(priority.as_i64()?).err()?;
+    *priority = Value::from(0);
+    serde_json::from_value(v).ok()
 }
 
 fn check_queries(c: &Configuration) -> Result<(), String> {

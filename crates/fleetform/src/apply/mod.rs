@@ -307,6 +307,7 @@ mod tests {
     use crate::hub::SnapshotHub;
     use crate::hub::{HubRead, HubWrite};
     use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::model::Priority;
     use crate::spec::{SourceFile, Workspace};
 
     fn rendered(text: &str) -> Vec<Rendered> {
@@ -423,7 +424,7 @@ layered "extra" {
             op: StepOp::Delete,
             name: "gone".into(),
             id: "gone-1".into(),
-            priority: 1,
+            priority: Priority(1),
             etag: Some("\"x\"".into()),
             reason: "delete".into(),
         };
@@ -439,24 +440,24 @@ layered "extra" {
         let etag = created.etag.clone().unwrap();
         // Someone else changes the priority after our plan read the etag.
         let mut theirs = created.clone();
-        theirs.priority = 99;
+        theirs.priority = Priority(99);
         hub.update_configuration(&theirs, &etag).unwrap();
         let mut ours = declared[0].configuration.clone();
-        ours.priority = 11;
+        ours.priority = Priority(11);
         let ours = Rendered { configuration: ours, ..declared[0].clone() };
         let step = Step {
             number: 1,
             op: StepOp::Update,
             name: "base".into(),
             id: created.id.clone(),
-            priority: 11,
+            priority: Priority(11),
             etag: Some(etag),
             reason: "update".into(),
         };
         let report = execute(&hub, &[step], &[ours], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
         assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
         assert!(report.results[0].message.as_deref().unwrap().contains("HTTP 412"));
-        assert_eq!(hub.configuration(&created.id).unwrap().priority, 99, "their change stays");
+        assert_eq!(hub.configuration(&created.id).unwrap().priority, Priority(99), "their change stays");
     }
 
     /// A hub that, like IoT Hub, refuses an update whose content differs from what it holds.
@@ -558,7 +559,7 @@ layered "extra" {
             op: StepOp::Update,
             name: "base".into(),
             id: created.id.clone(),
-            priority: 10,
+            priority: Priority(10),
             etag: created.etag.clone(),
             reason: "update".into(),
         };

@@ -244,6 +244,7 @@ mod tests {
     use super::*;
     use crate::hub::{HubRead, HubWrite, SnapshotHub};
     use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::model::Priority;
     use crate::spec::{SourceFile, Workspace};
 
     const BASE: &str = r#"
@@ -380,7 +381,7 @@ deployment "base" {
     }
 
     fn step(number: usize, op: StepOp, id: &str, reason: &str) -> Step {
-        Step { number, op, name: id.into(), id: id.into(), priority: 1, etag: None, reason: reason.into() }
+        Step { number, op, name: id.into(), id: id.into(), priority: Priority(1), etag: None, reason: reason.into() }
     }
 
     #[test]

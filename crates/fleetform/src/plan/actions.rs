@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, Rendered};
-use crate::model::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind, Priority};
 
 /// What happens to one deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -59,7 +59,7 @@ pub struct FieldChange {
 pub struct HubRef {
     pub id: String,
     pub etag: Option<String>,
-    pub priority: i64,
+    pub priority: Priority,
     pub kind: ConfigurationKind,
 }
 
@@ -79,7 +79,7 @@ pub struct Action {
     pub before: Vec<HubRef>,
     /// The id it ends as (`None` when deleted).
     pub after: Option<String>,
-    pub priority: i64,
+    pub priority: Priority,
     pub kind: ConfigurationKind,
     pub field_changes: Vec<FieldChange>,
 }
@@ -211,8 +211,8 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
     if hub.priority != declared.priority {
         out.push(FieldChange {
             field: "priority".into(),
-            before: Some(hub.priority.into()),
-            after: Some(declared.priority.into()),
+            before: Some(i64::from(hub.priority).into()),
+            after: Some(i64::from(declared.priority).into()),
         });
     }
     if hub.target_condition != declared.target_condition {
@@ -408,7 +408,7 @@ deployment "base" {
 
     #[test]
     fn steps_run_writes_high_to_low_then_deletes_low_to_high() {
-        let mk = |name: &str, prio: i64, kind: ActionKind, before: &[(&str, i64)]| Action {
+        let mk = |name: &str, prio: i32, kind: ActionKind, before: &[(&str, i32)]| Action {
             name: name.into(),
             action: kind,
             before: before
@@ -416,12 +416,12 @@ deployment "base" {
                 .map(|(id, p)| HubRef {
                     id: id.to_string(),
                     etag: Some("e".into()),
-                    priority: *p,
+                    priority: Priority(*p),
                     kind: ConfigurationKind::Standard,
                 })
                 .collect(),
             after: (kind != ActionKind::Delete).then(|| format!("{name}-new")),
-            priority: prio,
+            priority: Priority(prio),
             kind: ConfigurationKind::Standard,
             field_changes: vec![],
         };

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, ActionKind};
+use crate::model::Priority;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,7 +25,7 @@ pub struct Step {
     pub name: String,
     /// The configuration id written or deleted.
     pub id: String,
-    pub priority: i64,
+    pub priority: Priority,
     /// For updates and deletes: the etag the plan saw (sent as `If-Match`).
     pub etag: Option<String>,
     /// Why: `create`, `update`, `replace`, `delete`, or `stale copy` (a leftover of an

@@ -174,6 +174,7 @@ impl HubWrite for SnapshotHub {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::model::Priority;
 
     pub(crate) fn hub_with_devices() -> (tempfile::TempDir, SnapshotHub) {
         let dir = tempfile::tempdir().unwrap();
@@ -188,16 +189,16 @@ pub(crate) mod tests {
     #[test]
     fn writes_are_guarded_by_etags_and_ids() {
         let (_dir, hub) = hub_with_devices();
-        let c = Configuration { id: "a-1".into(), priority: 1, ..Default::default() };
+        let c = Configuration { id: "a-1".into(), priority: Priority(1), ..Default::default() };
         let created = hub.create_configuration(&c).unwrap();
         assert!(created.created_time_utc.is_some());
         assert!(matches!(hub.create_configuration(&c), Err(HubError::AlreadyExists { .. })));
         let etag = created.etag.clone().unwrap();
         assert!(etag.starts_with('"') && etag.ends_with('"'));
         let mut changed = created.clone();
-        changed.priority = 5;
+        changed.priority = Priority(5);
         let updated = hub.update_configuration(&changed, &etag).unwrap();
-        assert_eq!(updated.priority, 5);
+        assert_eq!(updated.priority, Priority(5));
         assert_ne!(updated.etag.as_deref(), Some(etag.as_str()));
         assert!(matches!(hub.update_configuration(&changed, &etag), Err(HubError::PreconditionFailed { .. })));
         assert!(matches!(hub.delete_configuration("a-1", &etag), Err(HubError::PreconditionFailed { .. })));
