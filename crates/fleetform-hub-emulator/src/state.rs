@@ -154,7 +154,7 @@ impl Emulator {
                 let stamp = now_utc();
                 c.created_time_utc.get_or_insert_with(|| stamp.clone());
                 c.last_updated_time_utc.get_or_insert_with(|| stamp.clone());
-                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)).opaque().to_string());
+                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)));
                 stamped = true;
             }
         }
@@ -413,7 +413,7 @@ impl Emulator {
                 let mut c = incoming;
                 c.created_time_utc = Some(stamp.clone());
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp).opaque().to_string());
+                c.etag = Some(new_etag(&stamp));
                 c.system_metrics = None;
                 strip_results(&mut c);
                 self.configs.push(c.clone());
@@ -443,7 +443,7 @@ impl Emulator {
                 c.metrics = incoming.metrics;
                 strip_results(&mut c);
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp).opaque().to_string());
+                c.etag = Some(new_etag(&stamp));
                 self.configs[pos] = c.clone();
                 (200, c)
             }
@@ -909,8 +909,8 @@ fn now_utc() -> String {
 }
 
 /// Etags like the hub's: short base64. The hub's JSON bodies carry etags unquoted
-/// (`"etag": "AAAAAAAAAAE="` in twins), so the emulator stores and sends
-/// [`Etag::opaque`]; clients quote them for `If-Match`.
+/// (`"etag": "AAAAAAAAAAE="` in twins), so the emulator stores and sends them bare;
+/// clients quote them for `If-Match`.
 fn new_etag(stamp: &str) -> Etag {
     let digest = sha2::Sha256::digest(stamp.as_bytes());
     Etag::from_str(&base64::engine::general_purpose::STANDARD.encode(&digest[..6]))
@@ -920,8 +920,7 @@ fn new_etag(stamp: &str) -> Etag {
 /// Whether an `If-Match` value admits a write to `config`. A value that is no etag at all
 /// (`""`) matches nothing, as on the hub.
 fn admits(if_match: &str, config: &Configuration) -> bool {
-    let current = config.etag.as_deref().and_then(|e| e.parse::<Etag>().ok());
-    if_match.parse::<IfMatch>().is_ok_and(|m| m.admits(current.as_ref()))
+    if_match.parse::<IfMatch>().is_ok_and(|m| m.admits(config.etag.as_ref()))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::hub::{Configuration, Hub, HubError};
+use crate::hub::{Configuration, Hub, HubError, IfMatch};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
 use crate::plan::{Step, StepOp, actions::field_changes};
 
@@ -263,7 +263,7 @@ fn run_step(
             }
         }
         StepOp::Update => {
-            let etag = step.etag.as_deref().ok_or_else(|| {
+            let etag = step.etag.as_ref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
             let config = update_body(hub, step, to_write(step, declared, options)?)?;
@@ -283,10 +283,10 @@ fn run_step(
             }
         }
         StepOp::Delete => {
-            let etag = step.etag.as_deref().ok_or_else(|| {
+            let etag = step.etag.as_ref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
-            match hub.delete_configuration(&step.id, etag) {
+            match hub.delete_configuration(&step.id, &IfMatch::Etag(etag.clone())) {
                 Ok(()) => Ok((StepStatus::Done, None)),
                 Err(HubError::NotFound { .. }) => Ok((StepStatus::AlreadyDone, Some("already deleted".into()))),
                 Err(e) => Err(e),
@@ -307,7 +307,7 @@ mod tests {
     use crate::hub::SnapshotHub;
     use crate::hub::{HubRead, HubWrite};
     use crate::manifest::{MapEnv, SecretMode, render};
-    use crate::model::Priority;
+    use crate::model::{Etag, Priority};
     use crate::spec::{SourceFile, Workspace};
 
     fn rendered(text: &str) -> Vec<Rendered> {
@@ -425,7 +425,7 @@ layered "extra" {
             name: "gone".into(),
             id: "gone-1".into(),
             priority: Priority(1),
-            etag: Some("\"x\"".into()),
+            etag: Some("\"x\"".parse().unwrap()),
             reason: "delete".into(),
         };
         let report = execute(&hub, &[step], &[], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
@@ -493,15 +493,15 @@ layered "extra" {
             self.0.create_configuration(config)
         }
 
-        fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+        fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
             if self.0.configuration(&config.id)?.content != config.content {
                 return Err(HubError::Other("HTTP 400 Configuration identifier and Content cannot be updated".into()));
             }
             self.0.update_configuration(config, etag)
         }
 
-        fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
-            self.0.delete_configuration(id, etag)
+        fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
+            self.0.delete_configuration(id, if_match)
         }
     }
 

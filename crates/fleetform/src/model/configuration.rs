@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::ids::Priority;
+use super::ids::{Etag, Priority};
 
 /// One configuration as returned by `GET /configurations/{id}` and the list endpoint.
 ///
@@ -38,7 +38,7 @@ pub struct Configuration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub etag: Option<Etag>,
 }
 
 /// `content`: IoT Edge deployments use `modulesContent`; ADM configurations use the others.
