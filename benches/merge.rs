@@ -10,7 +10,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fleetform::merge::{CreatedAt, Grouper, HubTime, MatchSet, MergeDeployment};
-use fleetform::model::ConfigurationKind;
+use fleetform::model::{ConfigurationKind, Priority};
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,7 +125,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         out.push(MergeDeployment {
             id: format!("base-{s:02}"),
             kind: ConfigurationKind::Standard,
-            priority: 1 + s as i64,
+            priority: Priority::try_from(1 + s as i64).unwrap(),
             created: created(s),
             content,
         });
@@ -161,7 +161,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         out.push(MergeDeployment {
             id: format!("layer-{l:02}"),
             kind: ConfigurationKind::Layered,
-            priority,
+            priority: Priority::try_from(priority).unwrap(),
             created: created(STANDARD + l),
             content,
         });

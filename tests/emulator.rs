@@ -9,6 +9,7 @@ use std::time::Duration;
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
 use fleetform::hub::{Configuration, HubError, HubRead, HubWrite, Projection};
+use fleetform::model::{Etag, IfMatch, Priority};
 use serde_json::{Value, json};
 
 /// A running emulator; killed (and reaped) on drop, so a failing test leaves no process.
@@ -188,34 +189,37 @@ fn etags_ids_and_content_are_guarded() {
     let config = standard("guarded", 10, "tags.location.building='12'");
     let created = hub.create_configuration(&config).unwrap();
     let etag = created.etag.clone().unwrap();
-    assert!(!etag.starts_with('"'), "the hub sends etags unquoted in the body: {etag}");
+    assert!(!Etag::is_quoted(etag.as_str()), "the hub sends etags unquoted in the body: {etag}");
     assert!(created.created_time_utc.is_some() && created.last_updated_time_utc.is_some());
 
     assert!(matches!(hub.create_configuration(&config), Err(HubError::AlreadyExists { id }) if id == "guarded"));
 
     let mut changed = created.clone();
-    changed.priority = 11;
+    changed.priority = Priority(11);
     changed.labels.insert("stage".into(), "two".into());
     // The backend quotes the bare etag; the emulator would treat an unquoted one as a create.
     let updated = hub.update_configuration(&changed, &etag).unwrap();
-    assert_eq!(updated.priority, 11);
+    assert_eq!(updated.priority, Priority(11));
     assert_ne!(updated.etag, created.etag);
     assert!(updated.created_time_utc == created.created_time_utc);
     assert!(matches!(hub.update_configuration(&changed, &etag), Err(HubError::PreconditionFailed { .. })));
 
     let mut new_content = updated.clone();
     new_content.content = layered("x", 1, "*").content;
-    let immutable = hub.update_configuration(&new_content, updated.etag.as_deref().unwrap()).unwrap_err();
+    let immutable = hub.update_configuration(&new_content, updated.etag.as_ref().unwrap()).unwrap_err();
     assert!(matches!(&immutable, HubError::Http { status: 400, code, .. } if code == "ArgumentInvalid"), "{immutable}");
     assert!(immutable.to_string().contains("Content cannot be updated"), "{immutable}");
 
-    assert!(matches!(hub.delete_configuration("guarded", &etag), Err(HubError::PreconditionFailed { .. })));
+    assert!(matches!(
+        hub.delete_configuration("guarded", &IfMatch::Etag(etag.clone())),
+        Err(HubError::PreconditionFailed { .. })
+    ));
     assert!(matches!(hub.configuration("missing"), Err(HubError::NotFound { id }) if id == "missing"));
-    assert!(matches!(hub.delete_configuration("missing", "*"), Err(HubError::NotFound { .. })));
+    assert!(matches!(hub.delete_configuration("missing", &IfMatch::Any), Err(HubError::NotFound { .. })));
     let mut ghost = standard("ghost", 1, "*");
-    ghost.etag = Some("AAAA".into());
-    assert!(matches!(hub.update_configuration(&ghost, "AAAA"), Err(HubError::NotFound { .. })));
-    hub.delete_configuration("guarded", updated.etag.as_deref().unwrap()).unwrap();
+    ghost.etag = Some("AAAA".parse().unwrap());
+    assert!(matches!(hub.update_configuration(&ghost, &"AAAA".parse().unwrap()), Err(HubError::NotFound { .. })));
+    hub.delete_configuration("guarded", &IfMatch::Etag(updated.etag.clone().unwrap())).unwrap();
     assert!(hub.configurations().unwrap().is_empty());
 
     let bad_query = standard("bad", 1, "tags.x = \"double\"");
@@ -412,8 +416,8 @@ fn deployments_are_assigned_merged_and_reported() {
     // Lowering the layered deployment below the base makes it Targeted, not Applied.
     let camera = hub.configuration("camera").unwrap();
     let mut lower = camera.clone();
-    lower.priority = 5;
-    hub.update_configuration(&lower, camera.etag.as_deref().unwrap()).unwrap();
+    lower.priority = Priority(5);
+    hub.update_configuration(&lower, camera.etag.as_ref().unwrap()).unwrap();
     let twin = hub.device_twin(device).unwrap();
     assert_eq!(twin["configurations"]["camera"]["status"], "Targeted");
     let agent = hub.module_twin(device, "$edgeAgent").unwrap();
@@ -446,7 +450,9 @@ fn state_survives_kill_9() {
             let Ok(created) = hub.create_configuration(&standard(&id, 1, "tags.location.building='21'")) else {
                 break;
             };
-            if i % 2 == 0 && hub.delete_configuration(&id, created.etag.as_deref().unwrap_or("*")).is_err() {
+            if i % 2 == 0
+                && hub.delete_configuration(&id, &created.etag.clone().map_or(IfMatch::Any, IfMatch::Etag)).is_err()
+            {
                 break;
             }
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -526,7 +532,7 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
     // Narrow the target so that this device matches nothing.
     let mut narrowed = created.clone();
     narrowed.target_condition = format!("tags.environment='prod' AND deviceId != '{device}'");
-    let narrowed = hub.update_configuration(&narrowed, created.etag.as_deref().unwrap()).unwrap();
+    let narrowed = hub.update_configuration(&narrowed, created.etag.as_ref().unwrap()).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let twin = hub.device_twin(device).unwrap();
     assert!(twin["configurations"].get("base").is_none(), "{twin}");
@@ -551,7 +557,7 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
     let neighbour = prod.iter().find(|d| *d != device).expect("another prod edge device").as_str();
     let neighbour_before = hub.module_twin(neighbour, "$edgeAgent").unwrap();
     assert_eq!(neighbour_before["properties"]["desired"]["modules"], expected_modules);
-    hub.delete_configuration("base", narrowed.etag.as_deref().unwrap()).unwrap();
+    hub.delete_configuration("base", &IfMatch::Etag(narrowed.etag.clone().unwrap())).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     for (d, was) in [(device, &before), (neighbour, &neighbour_before)] {
         let now = hub.module_twin(d, "$edgeAgent").unwrap();

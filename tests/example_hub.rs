@@ -47,7 +47,7 @@ fn hub_state() -> Vec<Configuration> {
         let created = format!("2026-0{}-1{}T08:{:02}:00.1234567Z", 3 + i % 6, i % 10, 7 * i % 60);
         c.created_time_utc = Some(created.clone());
         c.last_updated_time_utc = Some(created);
-        c.etag = Some(format!("\"MQ{i}=\""));
+        c.etag = Some(format!("\"MQ{i}=\"").parse().unwrap());
         c.system_metrics = Some(fleetform::model::Metrics { results: Default::default(), queries: Default::default() });
         out.push(c);
     }

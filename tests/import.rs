@@ -114,7 +114,7 @@ fn hub_import_round_trips_and_adopts_in_place() {
     for step in &plan.steps {
         assert_eq!(step.op, StepOp::Update);
         let declared = plan.declared.iter().find(|r| r.configuration.id == step.id).unwrap();
-        hub.update_configuration(&declared.configuration, step.etag.as_deref().unwrap()).unwrap();
+        hub.update_configuration(&declared.configuration, step.etag.as_ref().unwrap()).unwrap();
     }
     assert!(plan.steps.iter().any(|s| s.id == "manual-hotfix"));
     let again = plan_of(&dir, &hub);

@@ -4,7 +4,7 @@ use fleetform::merge::{
     Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
     merge_fleet, stack,
 };
-use fleetform::model::{Configuration, ConfigurationKind};
+use fleetform::model::{Configuration, ConfigurationKind, Priority};
 use serde_json::{Value, json};
 
 /// A configuration as the hub lists it, with `createdTimeUtc` when `created` is set.
@@ -100,7 +100,11 @@ fn standard_tie_goes_to_the_newest_and_pending_is_newest_of_all() {
     );
     assert_eq!(
         checks(&ds, &s, &m),
-        vec![Check::EqualPriorityStandards { priority: 10, winner: "newer".into(), losers: vec!["older".into()] }]
+        vec![Check::EqualPriorityStandards {
+            priority: Priority(10),
+            winner: "newer".into(),
+            losers: vec!["older".into()]
+        }]
     );
 
     ds.push(pending("replacement", 10, 0, base_content("sensor:pending")));
@@ -316,7 +320,7 @@ fn equal_priority_layered_overlap_newest_wins_and_is_warned() {
     let overlap = |twin: &str, path: &str| Check::EqualPriorityLayeredOverlap {
         twin: twin.into(),
         path: path.into(),
-        priority: 20,
+        priority: Priority(20),
         winner: "mon-new".into(),
         loser: "mon-old".into(),
     };
@@ -358,7 +362,7 @@ fn equal_priority_layers_touching_one_module_or_route_are_warned() {
     let tie = |twin: &str, path: &str| Check::EqualPriorityLayeredOverlap {
         twin: twin.into(),
         path: path.into(),
-        priority: 20,
+        priority: Priority(20),
         winner: "image-new".into(),
         loser: "env-old".into(),
     };
@@ -525,7 +529,7 @@ mod properties {
         MergeDeployment {
             id: format!("d{i}"),
             kind: if s.layered { ConfigurationKind::Layered } else { ConfigurationKind::Standard },
-            priority: s.priority,
+            priority: Priority::try_from(s.priority).unwrap(),
             created: created(s.created),
             content: serde_json::from_value(Value::Object(content)).unwrap(),
         }
@@ -592,7 +596,7 @@ mod properties {
             ds.push(MergeDeployment {
                 id: "empty".into(),
                 kind: ConfigurationKind::Layered,
-                priority,
+                priority: Priority::try_from(priority).unwrap(),
                 created: created(created_n),
                 content: serde_json::from_value(json!({"$edgeAgent": {}})).unwrap(),
             });

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use fleetform::hub::snapshot::{Snapshot, SnapshotError, SnapshotWriter, TwinFormat};
-use fleetform::model::Configuration;
 use fleetform::model::Twin;
+use fleetform::model::{Configuration, Priority};
 use fleetform_hub_emulator::generate::{GenerateOptions, generate};
 use serde_json::{Value, json};
 
@@ -177,7 +177,7 @@ fn writer_is_atomic_and_leaves_no_temp_files() {
     let writer = SnapshotWriter::create(&out).unwrap();
     let configs = vec![Configuration {
         id: "campus-base-3f9a1c2e".into(),
-        priority: 10,
+        priority: Priority(10),
         target_condition: "tags.environment='prod'".into(),
         ..Configuration::default()
     }];
@@ -192,7 +192,7 @@ fn writer_is_atomic_and_leaves_no_temp_files() {
         .unwrap();
     // Rewriting (what apply does) replaces the content in place.
     let mut updated = configs.clone();
-    updated[0].priority = 11;
+    updated[0].priority = Priority(11);
     writer.write_configurations(&updated).unwrap();
 
     let mut names: Vec<String> =

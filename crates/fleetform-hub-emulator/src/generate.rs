@@ -778,6 +778,7 @@ pub fn write_campus_example(out: &Path) -> Result<GenerateSummary, GenerateError
 mod tests {
     use super::*;
     use fleetform::hub::snapshot::Snapshot;
+    use fleetform::model::Priority;
     use std::collections::BTreeMap;
     use std::fs;
 
@@ -883,7 +884,11 @@ mod tests {
             devices: 10,
             module_twins: false,
             edge_share: 1.0,
-            configurations: vec![Configuration { id: "campus-base".into(), priority: 10, ..Configuration::default() }],
+            configurations: vec![Configuration {
+                id: "campus-base".into(),
+                priority: Priority(10),
+                ..Configuration::default()
+            }],
             ..GenerateOptions::default()
         };
         let summary = generate(&opts, dir.path()).unwrap();

@@ -154,7 +154,7 @@ impl Emulator {
                 let stamp = now_utc();
                 c.created_time_utc.get_or_insert_with(|| stamp.clone());
                 c.last_updated_time_utc.get_or_insert_with(|| stamp.clone());
-                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)).opaque().to_string());
+                c.etag.get_or_insert_with(|| new_etag(&format!("{}\n{stamp}", c.id)));
                 stamped = true;
             }
         }
@@ -361,9 +361,14 @@ impl Emulator {
     }
 
     fn put(&mut self, id: &str, req: &Request, now: Instant) -> Reply {
-        let mut incoming: Configuration = match serde_json::from_slice(&req.body) {
-            Ok(c) => c,
-            Err(e) => return self.error(400, "ArgumentInvalid", &format!("the body is not a Configuration: {e}")),
+        // A `Configuration` cannot hold a priority the hub refuses, but the hub reports
+        // that after the id and query checks, so the body is read without it first.
+        let (mut incoming, bad_priority) = match serde_json::from_slice::<Configuration>(&req.body) {
+            Ok(c) => (c, false),
+            Err(e) => match without_refused_priority(&req.body) {
+                Some(c) => (c, true),
+                None => return self.error(400, "ArgumentInvalid", &format!("the body is not a Configuration: {e}")),
+            },
         };
         if incoming.id.is_empty() {
             incoming.id = id.to_string();
@@ -381,7 +386,7 @@ impl Emulator {
         if let Err(why) = check_queries(&incoming) {
             return self.error(400, "ArgumentInvalid", &why);
         }
-        if Priority::try_from(incoming.priority).is_err() {
+        if bad_priority {
             return self.error(400, "ArgumentInvalid", "priority must be a non-negative 32-bit integer");
         }
         // An unquoted etag is no precondition on the hub: the request counts as a create.
@@ -408,7 +413,7 @@ impl Emulator {
                 let mut c = incoming;
                 c.created_time_utc = Some(stamp.clone());
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp).opaque().to_string());
+                c.etag = Some(new_etag(&stamp));
                 c.system_metrics = None;
                 strip_results(&mut c);
                 self.configs.push(c.clone());
@@ -438,7 +443,7 @@ impl Emulator {
                 c.metrics = incoming.metrics;
                 strip_results(&mut c);
                 c.last_updated_time_utc = Some(stamp.clone());
-                c.etag = Some(new_etag(&stamp).opaque().to_string());
+                c.etag = Some(new_etag(&stamp));
                 self.configs[pos] = c.clone();
                 (200, c)
             }
@@ -780,6 +785,16 @@ fn compile_target(text: &str) -> Condition {
     }
 }
 
+/// The body as a configuration when its only fault is an integer priority outside the
+/// hub's range.
+fn without_refused_priority(body: &[u8]) -> Option<Configuration> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let priority = v.get_mut("priority")?;
+    Priority::try_from(priority.as_i64()?).err()?;
+    *priority = Value::from(0);
+    serde_json::from_value(v).ok()
+}
+
 fn check_queries(c: &Configuration) -> Result<(), String> {
     if !c.target_condition.trim().is_empty() {
         parse_condition(&c.target_condition).map_err(|e| format!("targetCondition: {}", e.message()))?;
@@ -894,8 +909,8 @@ fn now_utc() -> String {
 }
 
 /// Etags like the hub's: short base64. The hub's JSON bodies carry etags unquoted
-/// (`"etag": "AAAAAAAAAAE="` in twins), so the emulator stores and sends
-/// [`Etag::opaque`]; clients quote them for `If-Match`.
+/// (`"etag": "AAAAAAAAAAE="` in twins), so the emulator stores and sends them bare;
+/// clients quote them for `If-Match`.
 fn new_etag(stamp: &str) -> Etag {
     let digest = sha2::Sha256::digest(stamp.as_bytes());
     Etag::from_str(&base64::engine::general_purpose::STANDARD.encode(&digest[..6]))
@@ -905,8 +920,7 @@ fn new_etag(stamp: &str) -> Etag {
 /// Whether an `If-Match` value admits a write to `config`. A value that is no etag at all
 /// (`""`) matches nothing, as on the hub.
 fn admits(if_match: &str, config: &Configuration) -> bool {
-    let current = config.etag.as_deref().and_then(|e| e.parse::<Etag>().ok());
-    if_match.parse::<IfMatch>().is_ok_and(|m| m.admits(current.as_ref()))
+    if_match.parse::<IfMatch>().is_ok_and(|m| m.admits(config.etag.as_ref()))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<(String, SecretKey), EmulatorError> {

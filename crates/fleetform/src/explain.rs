@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::manifest::Rendered;
 use crate::merge::{self, MatchSet};
-use crate::model::{Configuration, FleetRead, Projection, ReadError};
+use crate::model::{Configuration, FleetRead, Priority, Projection, ReadError};
 use crate::plan::{self, PlanError, Redactor};
 use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
@@ -54,7 +54,7 @@ pub struct Clause {
 pub struct Candidate {
     pub id: String,
     pub kind: &'static str,
-    pub priority: i64,
+    pub priority: Priority,
     pub created: String,
     pub target: String,
     pub matched: bool,

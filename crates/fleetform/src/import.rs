@@ -487,6 +487,24 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         })?,
         (None, None) => i64::from(DEFAULT_MANIFEST_PRIORITY),
     };
+    // A configuration holds only priorities the hub accepts. The two ways out keep the
+    // errors they had when the manifest reader and `validate` caught them.
+    let priority = match Priority::try_from(priority) {
+        Ok(p) => p,
+        Err(_) if i32::try_from(priority).is_ok() => {
+            return Err(ImportError::WouldNotValidate {
+                file: file.to_string(),
+                problems: vec![format!("priority {priority} is out of range")],
+            });
+        }
+        Err(_) => {
+            return Err(ImportError::BadField {
+                file: file.to_string(),
+                path: "priority".into(),
+                problem: "out of the int32 range".into(),
+            });
+        }
+    };
     let target = opts
         .target
         .clone()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::hub::{Configuration, Hub, HubError};
+use crate::hub::{Configuration, Hub, HubError, IfMatch};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
 use crate::plan::{Step, StepOp, actions::field_changes};
 
@@ -263,7 +263,7 @@ fn run_step(
             }
         }
         StepOp::Update => {
-            let etag = step.etag.as_deref().ok_or_else(|| {
+            let etag = step.etag.as_ref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
             let config = update_body(hub, step, to_write(step, declared, options)?)?;
@@ -283,10 +283,10 @@ fn run_step(
             }
         }
         StepOp::Delete => {
-            let etag = step.etag.as_deref().ok_or_else(|| {
+            let etag = step.etag.as_ref().ok_or_else(|| {
                 HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
             })?;
-            match hub.delete_configuration(&step.id, etag) {
+            match hub.delete_configuration(&step.id, &IfMatch::Etag(etag.clone())) {
                 Ok(()) => Ok((StepStatus::Done, None)),
                 Err(HubError::NotFound { .. }) => Ok((StepStatus::AlreadyDone, Some("already deleted".into()))),
                 Err(e) => Err(e),
@@ -307,6 +307,7 @@ mod tests {
     use crate::hub::SnapshotHub;
     use crate::hub::{HubRead, HubWrite};
     use crate::manifest::{MapEnv, SecretMode, render};
+    use crate::model::{Etag, Priority};
     use crate::spec::{SourceFile, Workspace};
 
     fn rendered(text: &str) -> Vec<Rendered> {
@@ -423,8 +424,8 @@ layered "extra" {
             op: StepOp::Delete,
             name: "gone".into(),
             id: "gone-1".into(),
-            priority: 1,
-            etag: Some("\"x\"".into()),
+            priority: Priority(1),
+            etag: Some("\"x\"".parse().unwrap()),
             reason: "delete".into(),
         };
         let report = execute(&hub, &[step], &[], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
@@ -439,24 +440,24 @@ layered "extra" {
         let etag = created.etag.clone().unwrap();
         // Someone else changes the priority after our plan read the etag.
         let mut theirs = created.clone();
-        theirs.priority = 99;
+        theirs.priority = Priority(99);
         hub.update_configuration(&theirs, &etag).unwrap();
         let mut ours = declared[0].configuration.clone();
-        ours.priority = 11;
+        ours.priority = Priority(11);
         let ours = Rendered { configuration: ours, ..declared[0].clone() };
         let step = Step {
             number: 1,
             op: StepOp::Update,
             name: "base".into(),
             id: created.id.clone(),
-            priority: 11,
+            priority: Priority(11),
             etag: Some(etag),
             reason: "update".into(),
         };
         let report = execute(&hub, &[step], &[ours], &ApplyOptions::default(), &AtomicBool::new(false), &mut |_| {});
         assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
         assert!(report.results[0].message.as_deref().unwrap().contains("HTTP 412"));
-        assert_eq!(hub.configuration(&created.id).unwrap().priority, 99, "their change stays");
+        assert_eq!(hub.configuration(&created.id).unwrap().priority, Priority(99), "their change stays");
     }
 
     /// A hub that, like IoT Hub, refuses an update whose content differs from what it holds.
@@ -492,15 +493,15 @@ layered "extra" {
             self.0.create_configuration(config)
         }
 
-        fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+        fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
             if self.0.configuration(&config.id)?.content != config.content {
                 return Err(HubError::Other("HTTP 400 Configuration identifier and Content cannot be updated".into()));
             }
             self.0.update_configuration(config, etag)
         }
 
-        fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
-            self.0.delete_configuration(id, etag)
+        fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
+            self.0.delete_configuration(id, if_match)
         }
     }
 
@@ -558,7 +559,7 @@ layered "extra" {
             op: StepOp::Update,
             name: "base".into(),
             id: created.id.clone(),
-            priority: 10,
+            priority: Priority(10),
             etag: created.etag.clone(),
             reason: "update".into(),
         };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::hub::{Configuration, Hub, HubError};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME};
-use crate::model::ConfigurationKind;
+use crate::model::{ConfigurationKind, Priority};
 
 /// System metrics of one deployment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -25,7 +25,7 @@ pub struct DeploymentStatus {
     pub name: String,
     pub id: String,
     pub kind: ConfigurationKind,
-    pub priority: i64,
+    pub priority: Priority,
     pub target_condition: String,
     /// `fleetform-commit`: the commit the deployment was applied from.
     pub commit: Option<String>,

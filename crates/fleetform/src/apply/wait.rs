@@ -255,11 +255,11 @@ mod tests {
             Ok(c.clone())
         }
 
-        fn update_configuration(&self, c: &Configuration, _: &str) -> Result<Configuration, HubError> {
+        fn update_configuration(&self, c: &Configuration, _: &crate::model::Etag) -> Result<Configuration, HubError> {
             Ok(c.clone())
         }
 
-        fn delete_configuration(&self, _: &str, _: &str) -> Result<(), HubError> {
+        fn delete_configuration(&self, _: &str, _: &crate::model::IfMatch) -> Result<(), HubError> {
             Ok(())
         }
     }

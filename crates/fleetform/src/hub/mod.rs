@@ -16,7 +16,7 @@ pub use error::HubError;
 pub use open::{CONNECTION_STRING_ENV, HubSpec, HubSpecError, open, open_with};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapshot_from, snapshot_with};
 
-pub use crate::model::{Configuration, Twin};
+pub use crate::model::{Configuration, Etag, IfMatch, Twin};
 
 /// The most configurations a standard hub holds (docs/hub-semantics.md#limits).
 pub const MAX_CONFIGURATIONS: usize = 100;
@@ -71,10 +71,10 @@ pub trait HubWrite: Send + Sync {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError>;
 
     /// Replaces the mutable fields of a configuration, if its etag is still `etag`.
-    fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError>;
+    fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError>;
 
-    /// Deletes a configuration, if its etag is still `etag`.
-    fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError>;
+    /// Deletes a configuration, if its etag meets `if_match`.
+    fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError>;
 }
 
 /// A hub that can be read and written: what apply needs. Every backend is one.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Configuration, Hub, HubError, HubRead, HubWrite, Projection, Twin};
+use super::{Configuration, Etag, Hub, HubError, HubRead, HubWrite, IfMatch, Projection, Twin};
 
 /// How many device ids a warning names per kind of problem.
 pub const SAMPLES: usize = 5;
@@ -238,12 +238,12 @@ impl HubWrite for ShapeChecked {
         self.inner.create_configuration(config)
     }
 
-    fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+    fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
         self.inner.update_configuration(config, etag)
     }
 
-    fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
-        self.inner.delete_configuration(id, etag)
+    fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
+        self.inner.delete_configuration(id, if_match)
     }
 }
 

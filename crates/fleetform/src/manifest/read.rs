@@ -77,7 +77,6 @@ impl<'a> Reader<'a> {
         };
         let content = c.content.modules_content.as_ref().ok_or_else(|| ReadError::NotEdge { id: c.id.clone() })?;
         let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.clone());
-        let priority = i32::try_from(c.priority).map_err(|_| self.bad("priority", "out of the int32 range"))?;
         let labels = c
             .labels
             .iter()
@@ -94,7 +93,7 @@ impl<'a> Reader<'a> {
         let mut d = Deployment {
             name: DeploymentName(name),
             kind,
-            priority: Priority(priority),
+            priority: c.priority,
             target,
             labels,
             metrics,

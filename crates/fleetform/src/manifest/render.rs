@@ -122,7 +122,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         labels,
         content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },
         target_condition: d.target.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
-        priority: i64::from(d.priority.0),
+        priority: d.priority,
         metrics,
         ..Default::default()
     };

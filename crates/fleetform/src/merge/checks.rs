@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, SkipReason, Stack, route_text};
+use crate::model::Priority;
 use crate::route::parse_route;
 
 /// Desired properties of one twin are limited to 32 KB (docs/hub-semantics.md#limits), counted by
@@ -41,9 +42,9 @@ pub enum Check {
     TwinValueTooLarge { twin: String, path: String, bytes: usize, limit: usize, from: String },
     /// Several standard deployments of the same priority match: the newest wins, so the
     /// result depends on creation time.
-    EqualPriorityStandards { priority: i64, winner: String, losers: Vec<String> },
+    EqualPriorityStandards { priority: Priority, winner: String, losers: Vec<String> },
     /// Two layered deployments of equal priority write the same path: the newest wins.
-    EqualPriorityLayeredOverlap { twin: String, path: String, priority: i64, winner: String, loser: String },
+    EqualPriorityLayeredOverlap { twin: String, path: String, priority: Priority, winner: String, loser: String },
     /// A layered deployment lands on devices with no standard deployment: those devices
     /// get no full manifest (the agent reports 417).
     LayeredWithoutStandard { deployment: String },
@@ -294,7 +295,7 @@ pub fn stack_checks(deployments: &[MergeDeployment], stack: &Stack) -> Vec<Check
     }
     if let (Some(winner), Some(index), false) = (&stack.standard, stack.standard_index(), losers.is_empty()) {
         out.push(Check::EqualPriorityStandards {
-            priority: deployments.get(index as usize).map_or(0, |d| d.priority),
+            priority: deployments.get(index as usize).map_or(Priority::MIN, |d| d.priority),
             winner: winner.clone(),
             losers,
         });

@@ -37,7 +37,7 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
-use crate::model::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind, Priority};
 
 pub use apply::merge;
 pub use checks::{Check, DeviceSample, Warning};
@@ -57,7 +57,7 @@ pub struct MergeDeployment {
     /// The hub id (for declared deployments, the id they will be created with).
     pub id: String,
     pub kind: ConfigurationKind,
-    pub priority: i64,
+    pub priority: Priority,
     pub created: CreatedAt,
     /// `modulesContent`: module twin id to the keys written into that twin
     /// (`properties.desired` or dotted `properties.desired.<path>`).
@@ -391,7 +391,7 @@ mod tests {
         c.created_time_utc = Some("2024-05-01T10:00:00.1234567Z".into());
         let d = MergeDeployment::existing(&c).unwrap().unwrap();
         assert_eq!(d.kind, ConfigurationKind::Standard);
-        assert_eq!(d.priority, 3);
+        assert_eq!(d.priority, Priority(3));
         let adm: Configuration = serde_json::from_str(r#"{"id":"c","content":{"deviceContent":{}}}"#).unwrap();
         assert_eq!(MergeDeployment::existing(&adm), Ok(None));
         assert_eq!(MergeDeployment::pending(&adm, 0), None);

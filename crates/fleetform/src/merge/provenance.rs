@@ -20,6 +20,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::{EDGE_AGENT, EDGE_HUB};
+use crate::model::Priority;
 
 /// The origin of one unit of a merged manifest.
 ///
@@ -58,7 +59,7 @@ pub struct PathOrigin {
 pub struct Conflict {
     pub twin: String,
     pub path: String,
-    pub priority: i64,
+    pub priority: Priority,
     pub winner: String,
     pub loser: String,
 }

@@ -169,9 +169,10 @@ mod tests {
 
     use super::*;
     use crate::merge::{CreatedAt, HubTime};
+    use crate::model::Priority;
 
-    fn dep(id: &str, kind: ConfigurationKind, priority: i64, created: CreatedAt) -> MergeDeployment {
-        MergeDeployment { id: id.into(), kind, priority, created, content: BTreeMap::new() }
+    fn dep(id: &str, kind: ConfigurationKind, priority: i32, created: CreatedAt) -> MergeDeployment {
+        MergeDeployment { id: id.into(), kind, priority: Priority(priority), created, content: BTreeMap::new() }
     }
 
     fn at(s: &str) -> CreatedAt {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::ids::{Etag, Priority};
+
 /// One configuration as returned by `GET /configurations/{id}` and the list endpoint.
 ///
 /// Fields the hub sets (`createdTimeUtc`, `etag`, metric results…) are optional so that
@@ -30,13 +32,13 @@ pub struct Configuration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated_time_utc: Option<String>,
     #[serde(default)]
-    pub priority: i64,
+    pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_metrics: Option<Metrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    pub etag: Option<Etag>,
 }
 
 /// `content`: IoT Edge deployments use `modulesContent`; ADM configurations use the others.

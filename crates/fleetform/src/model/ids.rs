@@ -116,6 +116,16 @@ impl Etag {
         if Self::is_quoted(&self.text) { &self.text[1..self.text.len() - 1] } else { &self.text }
     }
 
+    /// The text as it was read.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The same etag spelled bare, as the hub's JSON bodies carry it.
+    pub fn unquoted(&self) -> Etag {
+        Etag { text: self.opaque().to_string() }
+    }
+
     /// Whether `text` is in the quoted form (the only form the hub reads in `If-Match` as
     /// a precondition).
     pub fn is_quoted(text: &str) -> bool {
@@ -196,6 +206,14 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
+    /// The `If-Match` header value.
+    pub fn header(&self) -> String {
+        match self {
+            IfMatch::Any => "*".to_string(),
+            IfMatch::Etag(e) => e.header(),
+        }
+    }
+
     /// Whether a resource whose etag is `current` meets the precondition. A resource
     /// without an etag meets only `*`.
     pub fn admits(&self, current: Option<&Etag>) -> bool {
@@ -218,7 +236,7 @@ impl FromStr for IfMatch {
 /// positive integer" (MicrosoftDocs/azure-docs, `--priority` of `az iot hub configuration
 /// create`), the REST API's `Configuration.priority` is an int32, and the hub accepts 0:
 /// the range is `0..=i32::MAX`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(into = "i64", try_from = "i64")]
 pub struct Priority(pub i32);
 

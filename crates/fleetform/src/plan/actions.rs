@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, Rendered};
-use crate::model::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind, Etag, Priority};
 
 /// What happens to one deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -58,8 +58,8 @@ pub struct FieldChange {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HubRef {
     pub id: String,
-    pub etag: Option<String>,
-    pub priority: i64,
+    pub etag: Option<Etag>,
+    pub priority: Priority,
     pub kind: ConfigurationKind,
 }
 
@@ -79,7 +79,7 @@ pub struct Action {
     pub before: Vec<HubRef>,
     /// The id it ends as (`None` when deleted).
     pub after: Option<String>,
-    pub priority: i64,
+    pub priority: Priority,
     pub kind: ConfigurationKind,
     pub field_changes: Vec<FieldChange>,
 }
@@ -211,8 +211,8 @@ pub fn field_changes(hub: &Configuration, declared: &Configuration) -> Vec<Field
     if hub.priority != declared.priority {
         out.push(FieldChange {
             field: "priority".into(),
-            before: Some(hub.priority.into()),
-            after: Some(declared.priority.into()),
+            before: Some(i64::from(hub.priority).into()),
+            after: Some(i64::from(declared.priority).into()),
         });
     }
     if hub.target_condition != declared.target_condition {
@@ -305,7 +305,7 @@ deployment "base" {
     /// The hub's copy of a rendered deployment: hub-set fields added.
     fn on_hub(r: &Rendered) -> Configuration {
         let mut c = r.configuration.clone();
-        c.etag = Some("\"etag-1\"".into());
+        c.etag = Some("\"etag-1\"".parse().unwrap());
         c.created_time_utc = Some("2026-01-01T00:00:00Z".into());
         c
     }
@@ -341,7 +341,10 @@ deployment "base" {
             assert_eq!(a.action, ActionKind::Update, "{field}");
             assert_eq!(a.field_changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), [field]);
             let s = steps(&[a]);
-            assert_eq!((s.len(), s[0].op, s[0].etag.as_deref()), (1, StepOp::Update, Some("\"etag-1\"")));
+            assert_eq!(
+                (s.len(), s[0].op, s[0].etag.as_ref().map(|e| e.as_str())),
+                (1, StepOp::Update, Some("\"etag-1\""))
+            );
         }
     }
 
@@ -357,7 +360,7 @@ deployment "base" {
             s.iter().map(|s| (s.op, s.id.as_str())).collect::<Vec<_>>(),
             [(StepOp::Create, changed.configuration.id.as_str()), (StepOp::Delete, r.configuration.id.as_str())]
         );
-        assert_eq!(s[1].etag.as_deref(), Some("\"etag-1\""));
+        assert_eq!(s[1].etag.as_ref().map(|e| e.as_str()), Some("\"etag-1\""));
     }
 
     #[test]
@@ -396,7 +399,7 @@ deployment "base" {
         let old = rendered(BASE, "s1");
         let new = rendered(&BASE.replace("m:1.0", "m:1.1"), "s1");
         let mut new_on_hub = on_hub(&new);
-        new_on_hub.etag = Some("\"etag-2\"".into());
+        new_on_hub.etag = Some("\"etag-2\"".parse().unwrap());
         let a = only(&new, &[on_hub(&old), new_on_hub], false);
         assert_eq!(a.action, ActionKind::Update);
         let s = steps(&[a]);
@@ -408,20 +411,20 @@ deployment "base" {
 
     #[test]
     fn steps_run_writes_high_to_low_then_deletes_low_to_high() {
-        let mk = |name: &str, prio: i64, kind: ActionKind, before: &[(&str, i64)]| Action {
+        let mk = |name: &str, prio: i32, kind: ActionKind, before: &[(&str, i32)]| Action {
             name: name.into(),
             action: kind,
             before: before
                 .iter()
                 .map(|(id, p)| HubRef {
                     id: id.to_string(),
-                    etag: Some("e".into()),
-                    priority: *p,
+                    etag: Some("e".parse().unwrap()),
+                    priority: Priority(*p),
                     kind: ConfigurationKind::Standard,
                 })
                 .collect(),
             after: (kind != ActionKind::Delete).then(|| format!("{name}-new")),
-            priority: prio,
+            priority: Priority(prio),
             kind: ConfigurationKind::Standard,
             field_changes: vec![],
         };

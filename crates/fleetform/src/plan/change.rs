@@ -53,7 +53,7 @@ pub fn base_configurations(base: &[Rendered], on_hub: &[Configuration]) -> Vec<C
                 Some(real.and_then(|h| h.created_time_utc.clone()).unwrap_or_else(|| {
                     format!("2000-01-01T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, i % 60)
                 }));
-            c.etag = Some(format!("\"base-{i}\""));
+            c.etag = Some(format!("\"base-{i}\"").parse().expect("a quoted word is an etag"));
             c
         })
         .collect()
@@ -166,6 +166,6 @@ layered "gone" {
         let configs = base_configurations(&base, &[on_hub]);
         assert_eq!(configs[0].created_time_utc.as_deref(), Some("2026-01-02T03:04:05Z"));
         assert_eq!(configs[1].created_time_utc.as_deref(), Some("2000-01-01T00:00:01Z"));
-        assert_eq!(configs[1].etag.as_deref(), Some("\"base-1\""));
+        assert_eq!(configs[1].etag.as_ref().map(|e| e.as_str()), Some("\"base-1\""));
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::Plan;
 use super::steps::Step;
 use crate::manifest::{LABEL_HASH, LABEL_NAME};
-use crate::model::Configuration;
+use crate::model::{Configuration, Etag};
 
 pub const SAVED_KIND: &str = "fleetform-plan";
 pub const SAVED_VERSION: u32 = 1;
@@ -44,7 +44,7 @@ pub struct SavedPlan {
     pub configurations: Vec<SavedConfiguration>,
     /// Every managed configuration on the hub when planned: id → etag. Apply refuses the
     /// plan when this no longer matches.
-    pub hub_etags: BTreeMap<String, Option<String>>,
+    pub hub_etags: BTreeMap<String, Option<Etag>>,
     pub summary: String,
     /// Devices each deployment (by id) should be applied to after apply (for `--wait`).
     #[serde(default)]

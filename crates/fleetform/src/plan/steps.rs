@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, ActionKind};
+use crate::model::{Etag, Priority};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,9 +25,9 @@ pub struct Step {
     pub name: String,
     /// The configuration id written or deleted.
     pub id: String,
-    pub priority: i64,
+    pub priority: Priority,
     /// For updates and deletes: the etag the plan saw (sent as `If-Match`).
-    pub etag: Option<String>,
+    pub etag: Option<Etag>,
     /// Why: `create`, `update`, `replace`, `delete`, or `stale copy` (a leftover of an
     /// interrupted replace).
     pub reason: String,
@@ -37,7 +38,7 @@ pub fn steps(actions: &[Action]) -> Vec<Step> {
     let mut deletes = Vec::new();
     for a in actions {
         let after = a.after.clone().unwrap_or_default();
-        let step = |op, id: &str, priority, etag: Option<String>, reason: &str| Step {
+        let step = |op, id: &str, priority, etag: Option<Etag>, reason: &str| Step {
             number: 0,
             op,
             name: a.name.clone(),

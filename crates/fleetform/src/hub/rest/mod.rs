@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connection::{ConnectionString, SasToken};
-use super::{Configuration, HubError, HubRead, HubSpecError, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
+use super::{
+    Configuration, Etag, HubError, HubRead, HubSpecError, HubWrite, IfMatch, MAX_CONFIGURATIONS, Projection, Twin,
+};
 use error::error_from;
 use retry::{Replay, Reply};
 
@@ -225,16 +227,6 @@ impl RestHub {
     }
 }
 
-/// Double-quotes an etag for `If-Match` unless it already is (or is `*`): the hub treats
-/// an unquoted etag as no precondition at all.
-pub fn quote_etag(etag: &str) -> String {
-    if etag == "*" || (etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"')) {
-        etag.to_string()
-    } else {
-        format!("\"{etag}\"")
-    }
-}
-
 /// The body of a PUT: the configuration without the fields the hub owns.
 fn put_body(config: &Configuration) -> Configuration {
     let mut body = config.clone();
@@ -313,12 +305,12 @@ impl HubWrite for RestHub {
         Self::json(&op, resp)
     }
 
-    fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+    fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
         let op = format!("update deployment {}", config.id);
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
         let mut body = put_body(config);
-        body.etag = Some(etag.trim_matches('"').to_string());
-        let if_match = quote_etag(etag);
+        body.etag = Some(etag.unquoted());
+        let if_match = etag.header();
         let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(&config.id), resp));
@@ -326,10 +318,10 @@ impl HubWrite for RestHub {
         Self::json(&op, resp)
     }
 
-    fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
+    fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
         let op = format!("delete deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
-        let if_match = quote_etag(etag);
+        let if_match = if_match.header();
         let resp = self.send(&op, Replay::Guarded, &|c| c.delete(&url).header("If-Match", &if_match))?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(id), resp));
@@ -363,14 +355,6 @@ mod tests {
         for url in ["https://h.azure-devices.net", "http://10.0.0.1:80", "https://127.0.0.1.example.com"] {
             assert!(!is_loopback(url), "{url}");
         }
-    }
-
-    #[test]
-    fn etags_are_quoted_once() {
-        assert_eq!(quote_etag("MQ=="), "\"MQ==\"");
-        assert_eq!(quote_etag("\"MQ==\""), "\"MQ==\"");
-        assert_eq!(quote_etag("*"), "*");
-        assert_eq!(quote_etag("\""), "\"\"\"");
     }
 
     #[test]

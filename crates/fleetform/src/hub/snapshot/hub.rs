@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 
-use crate::hub::{Configuration, HubError, HubRead, HubWrite, MAX_CONFIGURATIONS, Projection, Twin};
+use crate::hub::{Configuration, Etag, HubError, HubRead, HubWrite, IfMatch, MAX_CONFIGURATIONS, Projection, Twin};
 
 use super::{CONFIGURATIONS_FILE, Snapshot, SnapshotWriter, read_configurations};
 
@@ -38,10 +38,12 @@ impl SnapshotHub {
 }
 
 /// A fresh etag, quoted as the hub sends it.
-fn new_etag(id: &str, now: &str) -> String {
+fn new_etag(id: &str, now: &str) -> Etag {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{id}\n{now}\n{}", std::process::id()).as_bytes());
     format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(&digest[..9]))
+        .parse()
+        .expect("quoted base64 is an etag")
 }
 
 fn now_utc() -> String {
@@ -137,13 +139,13 @@ impl HubWrite for SnapshotHub {
         })
     }
 
-    fn update_configuration(&self, config: &Configuration, etag: &str) -> Result<Configuration, HubError> {
+    fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
         self.modify(|configs| {
             let existing = configs
                 .iter_mut()
                 .find(|c| c.id == config.id)
                 .ok_or_else(|| HubError::NotFound { id: config.id.clone() })?;
-            if existing.etag.as_deref() != Some(etag) {
+            if existing.etag.as_ref() != Some(etag) {
                 return Err(HubError::PreconditionFailed { id: config.id.clone() });
             }
             // Content and id are immutable on the hub; only these fields change.
@@ -158,11 +160,11 @@ impl HubWrite for SnapshotHub {
         })
     }
 
-    fn delete_configuration(&self, id: &str, etag: &str) -> Result<(), HubError> {
+    fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
         self.modify(|configs| {
             let pos =
                 configs.iter().position(|c| c.id == id).ok_or_else(|| HubError::NotFound { id: id.to_string() })?;
-            if etag != "*" && configs[pos].etag.as_deref() != Some(etag) {
+            if !if_match.admits(configs[pos].etag.as_ref()) {
                 return Err(HubError::PreconditionFailed { id: id.to_string() });
             }
             configs.remove(pos);
@@ -174,6 +176,7 @@ impl HubWrite for SnapshotHub {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::model::Priority;
 
     pub(crate) fn hub_with_devices() -> (tempfile::TempDir, SnapshotHub) {
         let dir = tempfile::tempdir().unwrap();
@@ -188,21 +191,24 @@ pub(crate) mod tests {
     #[test]
     fn writes_are_guarded_by_etags_and_ids() {
         let (_dir, hub) = hub_with_devices();
-        let c = Configuration { id: "a-1".into(), priority: 1, ..Default::default() };
+        let c = Configuration { id: "a-1".into(), priority: Priority(1), ..Default::default() };
         let created = hub.create_configuration(&c).unwrap();
         assert!(created.created_time_utc.is_some());
         assert!(matches!(hub.create_configuration(&c), Err(HubError::AlreadyExists { .. })));
         let etag = created.etag.clone().unwrap();
-        assert!(etag.starts_with('"') && etag.ends_with('"'));
+        assert!(Etag::is_quoted(etag.as_str()));
         let mut changed = created.clone();
-        changed.priority = 5;
+        changed.priority = Priority(5);
         let updated = hub.update_configuration(&changed, &etag).unwrap();
-        assert_eq!(updated.priority, 5);
-        assert_ne!(updated.etag.as_deref(), Some(etag.as_str()));
+        assert_eq!(updated.priority, Priority(5));
+        assert_ne!(updated.etag.as_ref(), Some(&etag));
         assert!(matches!(hub.update_configuration(&changed, &etag), Err(HubError::PreconditionFailed { .. })));
-        assert!(matches!(hub.delete_configuration("a-1", &etag), Err(HubError::PreconditionFailed { .. })));
-        hub.delete_configuration("a-1", updated.etag.as_deref().unwrap()).unwrap();
-        assert!(matches!(hub.delete_configuration("a-1", "*"), Err(HubError::NotFound { .. })));
+        assert!(matches!(
+            hub.delete_configuration("a-1", &IfMatch::Etag(etag.clone())),
+            Err(HubError::PreconditionFailed { .. })
+        ));
+        hub.delete_configuration("a-1", &IfMatch::Etag(updated.etag.clone().unwrap())).unwrap();
+        assert!(matches!(hub.delete_configuration("a-1", &IfMatch::Any), Err(HubError::NotFound { .. })));
         assert!(hub.configurations().unwrap().is_empty());
     }
 

@@ -234,6 +234,7 @@ impl<T: TwinRecord> Iterator for TwinReader<T> {
 mod tests {
     use super::*;
     use crate::hub::snapshot::SnapshotWriter;
+    use crate::model::Priority;
 
     #[test]
     fn open_needs_snapshot_files_and_rejects_ambiguity() {
@@ -264,11 +265,11 @@ mod tests {
         let configs = vec![
             Configuration {
                 id: "campus-base".into(),
-                priority: 10,
+                priority: Priority(10),
                 target_condition: "tags.environment='prod'".into(),
                 ..Default::default()
             },
-            Configuration { id: "canary".into(), priority: 20, ..Default::default() },
+            Configuration { id: "canary".into(), priority: Priority(20), ..Default::default() },
         ];
         writer.write_configurations(&configs).unwrap();
         writer.write_devices(TwinFormat::JsonLines, [0u8; 0]).unwrap();
