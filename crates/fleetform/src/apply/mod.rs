@@ -199,20 +199,37 @@ pub fn execute(
     ApplyReport { results, stopped }
 }
 
+/// Why one step could not be carried out: the hub refused it, or what the step would write
+/// is no longer what the plan reviewed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StepError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Hub(#[from] HubError),
+
+    #[error("step {step}: no declared deployment renders to id {id} any more; plan again")]
+    NoLongerDeclared { step: usize, id: String },
+
+    /// The id carries the hash of the reviewed content; anything else is refused.
+    #[error("step {step}: the content rendered for {id} does not hash to its fleetform-hash label")]
+    HashMismatch { step: usize, id: String },
+
+    #[error("step {step}: the content of {id} on the hub is no longer what {name} declares; plan again")]
+    ContentChanged { step: usize, id: String, name: String },
+
+    #[error("step {step}: the plan has no etag for {id}")]
+    NoEtag { step: usize, id: String },
+}
+
 /// The configuration to write for `id`, with the commit label set.
-fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Result<Configuration, HubError> {
-    let r = declared.iter().find(|r| r.configuration.id == step.id).ok_or_else(|| {
-        HubError::Other(format!(
-            "step {}: no declared deployment renders to id {} any more; plan again",
-            step.number, step.id
-        ))
-    })?;
+fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Result<Configuration, StepError> {
+    let r = declared
+        .iter()
+        .find(|r| r.configuration.id == step.id)
+        .ok_or_else(|| StepError::NoLongerDeclared { step: step.number, id: step.id.clone() })?;
     // The id carries the hash of the content the plan reviewed: refuse anything else.
     if r.configuration.labels.get(LABEL_HASH) != Some(&r.hash) {
-        return Err(HubError::Other(format!(
-            "step {}: the content rendered for {} does not hash to its fleetform-hash label",
-            step.number, step.id
-        )));
+        return Err(StepError::HashMismatch { step: step.number, id: step.id.clone() });
     }
     let mut config = r.configuration.clone();
     if let Some(commit) = &options.commit {
@@ -227,13 +244,10 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
 /// sending fleetform's rendering would be refused with 400. The plan only chose `update`
 /// because the two contents are equivalent; if the hub's content is no longer equivalent
 /// (changed since the plan), the update is refused rather than written over.
-fn update_body(hub: &dyn Hub, step: &Step, mut declared: Configuration) -> Result<Configuration, HubError> {
+fn update_body(hub: &dyn Hub, step: &Step, mut declared: Configuration) -> Result<Configuration, StepError> {
     let current = hub.configuration(&step.id)?;
     if !crate::manifest::same_content(&current.content, &declared.content) {
-        return Err(HubError::Other(format!(
-            "step {}: the content of {} on the hub is no longer what {} declares; plan again",
-            step.number, step.id, step.name
-        )));
+        return Err(StepError::ContentChanged { step: step.number, id: step.id.clone(), name: step.name.clone() });
     }
     declared.content = current.content;
     Ok(declared)
@@ -244,7 +258,7 @@ fn run_step(
     step: &Step,
     declared: &[Rendered],
     options: &ApplyOptions,
-) -> Result<(StepStatus, Option<String>), HubError> {
+) -> Result<(StepStatus, Option<String>), StepError> {
     match step.op {
         StepOp::Create => {
             let config = to_write(step, declared, options)?;
@@ -256,16 +270,15 @@ fn run_step(
                     if want.is_some() && existing.labels.get(LABEL_HASH) == want {
                         Ok((StepStatus::AlreadyDone, Some("already on the hub with the same content".into())))
                     } else {
-                        Err(HubError::AlreadyExists { id })
+                        Err(HubError::AlreadyExists { id }.into())
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
         StepOp::Update => {
-            let etag = step.etag.as_ref().ok_or_else(|| {
-                HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
-            })?;
+            let etag =
+                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.clone() })?;
             let config = update_body(hub, step, to_write(step, declared, options)?)?;
             match hub.update_configuration(&config, etag) {
                 Ok(_) => Ok((StepStatus::Done, None)),
@@ -276,20 +289,19 @@ fn run_step(
                     if field_changes(&existing, &config).is_empty() {
                         Ok((StepStatus::AlreadyDone, Some("the hub already holds this update".into())))
                     } else {
-                        Err(HubError::PreconditionFailed { id })
+                        Err(HubError::PreconditionFailed { id }.into())
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
         StepOp::Delete => {
-            let etag = step.etag.as_ref().ok_or_else(|| {
-                HubError::Other(format!("step {}: the plan has no etag for {}", step.number, step.id))
-            })?;
+            let etag =
+                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.clone() })?;
             match hub.delete_configuration(&step.id, &IfMatch::Etag(etag.clone())) {
                 Ok(()) => Ok((StepStatus::Done, None)),
                 Err(HubError::NotFound { .. }) => Ok((StepStatus::AlreadyDone, Some("already deleted".into()))),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
     }
@@ -495,7 +507,13 @@ layered "extra" {
 
         fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
             if self.0.configuration(&config.id)?.content != config.content {
-                return Err(HubError::Other("HTTP 400 Configuration identifier and Content cannot be updated".into()));
+                return Err(HubError::Http {
+                    operation: format!("update {}", config.id),
+                    status: 400,
+                    code: "BadRequest".into(),
+                    message: "Configuration identifier and Content cannot be updated".into(),
+                    help: None,
+                });
             }
             self.0.update_configuration(config, etag)
         }

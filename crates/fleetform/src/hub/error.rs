@@ -65,18 +65,13 @@ pub enum HubError {
     Spec(HubSpecError),
 
     #[error("cannot start the HTTP client: {cause}")]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[diagnostic(code(fleetform::hub::http_client))]
     HttpClient { cause: reqwest::Error },
 
     /// A query row the hub sent is not a device twin; `shape` says what is wrong with it.
     #[error("the hub returned a device twin without a deviceId ({shape:?})")]
-    #[diagnostic(code(fleetform::hub::other))]
+    #[diagnostic(code(fleetform::hub::twin_without_id))]
     TwinWithoutId { shape: TwinShapeError },
-
-    /// A failure outside the backends (apply's own checks) that has no variant yet.
-    #[error("{0}")]
-    #[diagnostic(code(fleetform::hub::other))]
-    Other(String),
 
     /// A failure of a pure stage's visitor, carried through a backend's batch reader.
     #[error(transparent)]
