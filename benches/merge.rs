@@ -123,7 +123,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         content.insert("$edgeAgent".into(), agent);
         content.insert("$edgeHub".into(), hub);
         out.push(MergeDeployment {
-            id: format!("base-{s:02}"),
+            id: format!("base-{s:02}").into(),
             kind: ConfigurationKind::Standard,
             priority: Priority::try_from(1 + s as i64).unwrap(),
             created: created(s),
@@ -159,7 +159,7 @@ fn deployments(rng: &mut ChaCha8Rng) -> Vec<MergeDeployment> {
         // Mostly above every base; a few at low priorities, which some stacks skip.
         let priority = if l % 15 == 0 { rng.gen_range(1..=10) } else { 20 + (l as i64 % 30) };
         out.push(MergeDeployment {
-            id: format!("layer-{l:02}"),
+            id: format!("layer-{l:02}").into(),
             kind: ConfigurationKind::Layered,
             priority: Priority::try_from(priority).unwrap(),
             created: created(STANDARD + l),

@@ -36,12 +36,12 @@ fn hub_state() -> Vec<Configuration> {
         let mut c = manifest::render(d, &demo_env(), SecretMode::Reveal).unwrap().configuration;
         if c.labels.remove("unmanaged").is_some() {
             c.labels.retain(|k, _| !k.starts_with("fleetform-"));
-            c.id = d.name.0.clone();
+            c.id = d.name.0.clone().into();
         } else if SCHEME_1.contains(&d.name.0.as_str()) {
             let old = manifest::legacy_hash(c.content.modules_content.as_ref().unwrap());
             c.labels.remove(manifest::LABEL_HASH_SCHEME);
             c.labels.insert(manifest::LABEL_HASH.to_string(), old.clone());
-            c.id = format!("{}-{}", d.name, &old[..8]);
+            c.id = format!("{}-{}", d.name, &old[..8]).into();
         }
         // What the hub adds: creation and update times, an etag, metric results.
         let created = format!("2026-0{}-1{}T08:{:02}:00.1234567Z", 3 + i % 6, i % 10, 7 * i % 60);

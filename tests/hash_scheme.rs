@@ -79,7 +79,7 @@ fn a_hub_written_entirely_under_scheme_1_is_relabelled_without_a_replace() {
             let hash = manifest::legacy_hash(c.content.modules_content.as_ref().unwrap());
             c.labels.remove(LABEL_HASH_SCHEME);
             c.labels.insert(LABEL_HASH.into(), hash.clone());
-            c.id = format!("{}-{}", d.name, &hash[..8]);
+            c.id = format!("{}-{}", d.name, &hash[..8]).into();
             c.etag = Some(format!("\"old{i}\"").parse().unwrap());
             c.created_time_utc = Some("2026-01-01T00:00:00Z".into());
             c

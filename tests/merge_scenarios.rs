@@ -4,7 +4,7 @@ use fleetform::merge::{
     Check, CreatedAt, EffectiveManifest, MatchSet, MergeDeployment, SkipReason, Skipped, Stack, explain, merge,
     merge_fleet, stack,
 };
-use fleetform::model::{Configuration, ConfigurationKind, Priority};
+use fleetform::model::{Configuration, ConfigurationKind, DeploymentId, Priority};
 use serde_json::{Value, json};
 
 /// A configuration as the hub lists it, with `createdTimeUtc` when `created` is set.
@@ -527,7 +527,7 @@ mod properties {
             twin[key] = json!({"v": v, "by": i});
         }
         MergeDeployment {
-            id: format!("d{i}"),
+            id: format!("d{i}").into(),
             kind: if s.layered { ConfigurationKind::Layered } else { ConfigurationKind::Standard },
             priority: Priority::try_from(s.priority).unwrap(),
             created: created(s.created),
@@ -542,7 +542,7 @@ mod properties {
         })
     }
 
-    fn ids(s: &Stack) -> (Option<String>, Vec<String>, Vec<Skipped>) {
+    fn ids(s: &Stack) -> (Option<DeploymentId>, Vec<DeploymentId>, Vec<Skipped>) {
         (s.standard.clone(), s.layered.clone(), s.skipped.clone())
     }
 

@@ -371,7 +371,7 @@ impl Emulator {
             },
         };
         if incoming.id.is_empty() {
-            incoming.id = id.to_string();
+            incoming.id = id.into();
         }
         if incoming.id != id {
             return self.error(
@@ -645,7 +645,7 @@ impl Emulator {
                 .iter()
                 .map(|k| {
                     let status = if applied.contains(&k) { "Applied" } else { "Targeted" };
-                    (deployments[k as usize].id.clone(), json!({ "status": status }))
+                    (deployments[k as usize].id.to_string(), json!({ "status": status }))
                 })
                 .collect();
             devices_changed |= set_configurations(&mut self.devices[i], &statuses);

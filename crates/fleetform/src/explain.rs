@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::manifest::Rendered;
 use crate::merge::{self, MatchSet};
-use crate::model::{Configuration, FleetRead, Priority, Projection, ReadError};
+use crate::model::{Configuration, DeploymentId, FleetRead, Priority, Projection, ReadError};
 use crate::plan::{self, PlanError, Redactor};
 use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
@@ -52,7 +52,7 @@ pub struct Clause {
 /// A deployment and whether it targets the device.
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
-    pub id: String,
+    pub id: DeploymentId,
     pub kind: &'static str,
     pub priority: Priority,
     pub created: String,

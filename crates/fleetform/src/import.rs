@@ -158,33 +158,33 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
     configs.sort_by(|a, b| b.created_time_utc.cmp(&a.created_time_utc).then_with(|| a.id.cmp(&b.id)));
     for c in configs {
         if c.kind() == ConfigurationKind::DeviceManagement {
-            skipped.push(Skipped { id: c.id.clone(), reason: "not an IoT Edge deployment".into() });
+            skipped.push(Skipped { id: c.id.to_string(), reason: "not an IoT Edge deployment".into() });
             continue;
         }
         let mut d = match manifest::read(c) {
             Ok(d) => d,
             Err(e) => {
-                skipped.push(Skipped { id: c.id.clone(), reason: e.to_string() });
+                skipped.push(Skipped { id: c.id.to_string(), reason: e.to_string() });
                 continue;
             }
         };
         let mut notes = Vec::new();
         let managed = c.labels.contains_key(LABEL_NAME) && c.labels.contains_key(LABEL_HASH);
         if !managed {
-            let name = sanitize_name(c.labels.get(LABEL_NAME).unwrap_or(&c.id));
+            let name = sanitize_name(c.labels.get(LABEL_NAME).map(String::as_str).unwrap_or(c.id.as_str()));
             if name.is_empty() {
-                skipped.push(Skipped { id: c.id.clone(), reason: "no usable name can be made from its id".into() });
+                skipped.push(Skipped { id: c.id.to_string(), reason: "no usable name can be made from its id".into() });
                 continue;
             }
             if name != c.id {
                 notes.push(format!("hub id \"{}\" is not a valid deployment name; named it \"{name}\"", c.id));
             }
             d.name = DeploymentName(name);
-            d.adopt = Some(c.id.clone());
+            d.adopt = Some(c.id.to_string());
         }
         if let Some(first) = out.iter().find(|i| i.name == d.name.0) {
             skipped.push(Skipped {
-                id: c.id.clone(),
+                id: c.id.to_string(),
                 reason: format!("an older copy of \"{}\" (a newer one was imported)", first.name),
             });
             continue;
@@ -218,7 +218,7 @@ pub fn from_hub(configs: &[Configuration]) -> (Vec<Imported>, Vec<Skipped>) {
         }
         let text = manifest::to_kdl(&d);
         if let Err(e) = check_written(&format!("hub:{}", c.id), &d.name.0, &text) {
-            skipped.push(Skipped { id: c.id.clone(), reason: e.to_string() });
+            skipped.push(Skipped { id: c.id.to_string(), reason: e.to_string() });
             continue;
         }
         // Adoption keeps the hub object only when the content fleetform renders is the
@@ -528,7 +528,7 @@ pub fn from_manifest(file: &str, text: &str, opts: &ManifestOptions) -> Result<I
         modules_content.insert(twin.clone(), m);
     }
     let config = Configuration {
-        id: name.clone(),
+        id: name.clone().into(),
         labels,
         content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },
         target_condition: target.clone().unwrap_or_default(),

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::hub::{Configuration, Hub, HubError, IfMatch};
 use crate::manifest::{LABEL_COMMIT, LABEL_HASH, Rendered};
+use crate::model::DeploymentId;
 use crate::plan::{Step, StepOp, actions::field_changes};
 
 pub use stale::{Staleness, check_saved, load_plan_file, unjustified_steps};
@@ -144,8 +145,8 @@ impl ApplyReport {
     }
 
     /// Ids created or updated (for `--wait`), in step order.
-    pub fn written_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = Vec::new();
+    pub fn written_ids(&self) -> Vec<DeploymentId> {
+        let mut ids: Vec<DeploymentId> = Vec::new();
         for r in self.done().filter(|r| r.step.op != StepOp::Delete) {
             if !ids.contains(&r.step.id) {
                 ids.push(r.step.id.clone());
@@ -226,10 +227,10 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
     let r = declared
         .iter()
         .find(|r| r.configuration.id == step.id)
-        .ok_or_else(|| StepError::NoLongerDeclared { step: step.number, id: step.id.clone() })?;
+        .ok_or_else(|| StepError::NoLongerDeclared { step: step.number, id: step.id.to_string() })?;
     // The id carries the hash of the content the plan reviewed: refuse anything else.
     if r.configuration.labels.get(LABEL_HASH) != Some(&r.hash) {
-        return Err(StepError::HashMismatch { step: step.number, id: step.id.clone() });
+        return Err(StepError::HashMismatch { step: step.number, id: step.id.to_string() });
     }
     let mut config = r.configuration.clone();
     if let Some(commit) = &options.commit {
@@ -247,7 +248,7 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
 fn update_body(hub: &dyn Hub, step: &Step, mut declared: Configuration) -> Result<Configuration, StepError> {
     let current = hub.configuration(&step.id)?;
     if !crate::manifest::same_content(&current.content, &declared.content) {
-        return Err(StepError::ContentChanged { step: step.number, id: step.id.clone(), name: step.name.clone() });
+        return Err(StepError::ContentChanged { step: step.number, id: step.id.to_string(), name: step.name.clone() });
     }
     declared.content = current.content;
     Ok(declared)
@@ -278,7 +279,7 @@ fn run_step(
         }
         StepOp::Update => {
             let etag =
-                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.clone() })?;
+                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.to_string() })?;
             let config = update_body(hub, step, to_write(step, declared, options)?)?;
             match hub.update_configuration(&config, etag) {
                 Ok(_) => Ok((StepStatus::Done, None)),
@@ -297,7 +298,7 @@ fn run_step(
         }
         StepOp::Delete => {
             let etag =
-                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.clone() })?;
+                step.etag.as_ref().ok_or_else(|| StepError::NoEtag { step: step.number, id: step.id.to_string() })?;
             match hub.delete_configuration(&step.id, &IfMatch::Etag(etag.clone())) {
                 Ok(()) => Ok((StepStatus::Done, None)),
                 Err(HubError::NotFound { .. }) => Ok((StepStatus::AlreadyDone, Some("already deleted".into()))),

@@ -165,7 +165,7 @@ pub fn check_saved(saved: &SavedPlan, hub: &str, current: &[Configuration], decl
             None => out.push(Staleness::NoLongerDeclared { name: c.name.clone() }),
             Some(r) if r.hash != c.hash || r.configuration.id != c.id => out.push(Staleness::ContentChanged {
                 name: c.name.clone(),
-                id: c.id.clone(),
+                id: c.id.to_string(),
                 planned: c.hash.clone(),
                 now: r.hash.clone(),
             }),
@@ -314,7 +314,7 @@ deployment "base" {
         let problems = check_saved(&saved, &hub.identity(), &[touched], &rendered("a"));
         assert!(matches!(&problems[..], [Staleness::EtagChanged { id, .. }] if *id == created.id), "{problems:?}");
         let problems = check_saved(&saved, &hub.identity(), &[], &rendered("a"));
-        assert_eq!(problems, [Staleness::Vanished { id: created.id.clone() }]);
+        assert_eq!(problems, [Staleness::Vanished { id: created.id.to_string() }]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `fleetform status`: the deployments on a hub as fleetform sees them: managed ones
 //! with their name, commit and rollout metrics, and unmanaged IoT Edge ones apart.
 
+use crate::model::DeploymentId;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -23,7 +24,7 @@ pub struct SystemCounts {
 pub struct DeploymentStatus {
     /// `fleetform-name` for managed deployments, the id otherwise.
     pub name: String,
-    pub id: String,
+    pub id: DeploymentId,
     pub kind: ConfigurationKind,
     pub priority: Priority,
     pub target_condition: String,
@@ -58,7 +59,7 @@ impl DeploymentStatus {
             }
         });
         DeploymentStatus {
-            name: if managed { c.labels.get(LABEL_NAME).cloned().unwrap_or_default() } else { c.id.clone() },
+            name: if managed { c.labels.get(LABEL_NAME).cloned().unwrap_or_default() } else { c.id.to_string() },
             id: c.id.clone(),
             kind: c.kind(),
             priority: c.priority,

@@ -2,6 +2,7 @@
 //! is applied and reported successful, a device reports failure, or time runs out.
 //! What the user reads of it (progress, how it ended) is in `render::progress`.
 
+use crate::model::DeploymentId;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ impl WaitOptions {
 /// One deployment's rollout, from its system metrics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WaitProgress {
-    pub id: String,
+    pub id: DeploymentId,
     pub targeted: i64,
     pub applied: i64,
     /// Devices that should end up applied.
@@ -99,7 +100,7 @@ pub enum WaitOutcome {
     /// notices a target condition that matches nothing (a typo, a tag not set yet).
     TargetsNoDevice {
         deployments: Vec<WaitProgress>,
-        idle: Vec<String>,
+        idle: Vec<DeploymentId>,
     },
     Interrupted {
         deployments: Vec<WaitProgress>,
@@ -128,7 +129,7 @@ impl WaitOutcome {
 /// is set. `on_poll` sees the counts after every poll.
 pub fn wait(
     hub: &dyn Hub,
-    ids: &[String],
+    ids: &[DeploymentId],
     options: &WaitOptions,
     interrupt: &AtomicBool,
     on_poll: &mut dyn FnMut(&[WaitProgress]),
@@ -141,14 +142,14 @@ pub fn wait(
         let mut now = Vec::with_capacity(ids.len());
         for id in ids {
             let c = hub.configuration(id)?;
-            now.push(WaitProgress::of(&c, options.expected_applied.get(id).copied()));
+            now.push(WaitProgress::of(&c, options.expected_applied.get(id.as_str()).copied()));
         }
         on_poll(&now);
         if let Some(failed) = now.iter().find(|p| p.reported_failed > 0) {
             return Ok(WaitOutcome::Failed { deployment: failed.clone() });
         }
         if now.iter().all(WaitProgress::finished) {
-            let idle: Vec<String> = now.iter().filter(|p| p.targets_no_device()).map(|p| p.id.clone()).collect();
+            let idle: Vec<DeploymentId> = now.iter().filter(|p| p.targets_no_device()).map(|p| p.id.clone()).collect();
             if idle.is_empty() {
                 return Ok(WaitOutcome::Succeeded { deployments: now });
             }

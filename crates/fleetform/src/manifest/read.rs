@@ -47,7 +47,7 @@ impl<'a> Reader<'a> {
     }
 
     fn bad(&self, path: &str, problem: impl Into<String>) -> ReadError {
-        ReadError::Unsupported { id: self.config.id.clone(), path: path.to_string(), problem: problem.into() }
+        ReadError::Unsupported { id: self.config.id.to_string(), path: path.to_string(), problem: problem.into() }
     }
 
     fn literal(&self, v: Value) -> Scalar {
@@ -72,11 +72,11 @@ impl<'a> Reader<'a> {
             ConfigurationKind::Standard => DeploymentKind::Standard,
             ConfigurationKind::Layered => DeploymentKind::Layered,
             ConfigurationKind::DeviceManagement => {
-                return Err(ReadError::NotEdge { id: c.id.clone() });
+                return Err(ReadError::NotEdge { id: c.id.to_string() });
             }
         };
-        let content = c.content.modules_content.as_ref().ok_or_else(|| ReadError::NotEdge { id: c.id.clone() })?;
-        let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.clone());
+        let content = c.content.modules_content.as_ref().ok_or_else(|| ReadError::NotEdge { id: c.id.to_string() })?;
+        let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.to_string());
         let labels = c
             .labels
             .iter()

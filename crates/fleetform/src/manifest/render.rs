@@ -117,7 +117,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         })
         .collect();
     let configuration = Configuration {
-        id: format!("{}-{}", d.name, &hash[..8]),
+        id: format!("{}-{}", d.name, &hash[..8]).into(),
         schema_version: Some("1.0".to_string()),
         labels,
         content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },

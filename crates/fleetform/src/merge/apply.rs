@@ -106,8 +106,8 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
                             twin: twin.clone(),
                             path: path.to_string(),
                             priority: d.priority,
-                            winner: d.id.clone(),
-                            loser: other.id.clone(),
+                            winner: d.id.to_string(),
+                            loser: other.id.to_string(),
                         });
                     }
                 }
@@ -132,8 +132,8 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
                         twin: twin.clone(),
                         path: granule.clone(),
                         priority: w.priority,
-                        winner: w.id.clone(),
-                        loser: l.id.clone(),
+                        winner: w.id.to_string(),
+                        loser: l.id.to_string(),
                     });
                 }
             }

@@ -288,15 +288,15 @@ pub fn stack_checks(deployments: &[MergeDeployment], stack: &Stack) -> Vec<Check
     let mut losers = Vec::new();
     for skipped in &stack.skipped {
         match &skipped.reason {
-            SkipReason::LostTie { .. } => losers.push(skipped.id.clone()),
-            SkipReason::NoStandard => out.push(Check::LayeredWithoutStandard { deployment: skipped.id.clone() }),
+            SkipReason::LostTie { .. } => losers.push(skipped.id.to_string()),
+            SkipReason::NoStandard => out.push(Check::LayeredWithoutStandard { deployment: skipped.id.to_string() }),
             _ => {}
         }
     }
     if let (Some(winner), Some(index), false) = (&stack.standard, stack.standard_index(), losers.is_empty()) {
         out.push(Check::EqualPriorityStandards {
             priority: deployments.get(index as usize).map_or(Priority::MIN, |d| d.priority),
-            winner: winner.clone(),
+            winner: winner.to_string(),
             losers,
         });
     }

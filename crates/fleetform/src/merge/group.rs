@@ -229,7 +229,7 @@ impl<'d> Grouper<'d> {
 
         for (i, d) in deployments.iter().enumerate() {
             if d.kind == ConfigurationKind::Layered && matched[i].count > 0 && applied[i] == 0 {
-                findings.insert(Check::LayeredNeverApplies { deployment: d.id.clone() }, matched[i].clone());
+                findings.insert(Check::LayeredNeverApplies { deployment: d.id.to_string() }, matched[i].clone());
             }
         }
 

@@ -30,6 +30,7 @@ mod provenance;
 mod stack;
 mod view;
 
+use crate::model::DeploymentId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
@@ -55,7 +56,7 @@ pub const EDGE_HUB: &str = "$edgeHub";
 #[derive(Clone, Debug, PartialEq)]
 pub struct MergeDeployment {
     /// The hub id (for declared deployments, the id they will be created with).
-    pub id: String,
+    pub id: DeploymentId,
     pub kind: ConfigurationKind,
     pub priority: Priority,
     pub created: CreatedAt,
@@ -93,9 +94,9 @@ impl MergeDeployment {
         let text = config
             .created_time_utc
             .as_deref()
-            .ok_or_else(|| MergeInputError::MissingCreatedTime { id: config.id.clone() })?;
-        let time =
-            HubTime::parse(text).map_err(|source| MergeInputError::BadCreatedTime { id: config.id.clone(), source })?;
+            .ok_or_else(|| MergeInputError::MissingCreatedTime { id: config.id.to_string() })?;
+        let time = HubTime::parse(text)
+            .map_err(|source| MergeInputError::BadCreatedTime { id: config.id.to_string(), source })?;
         Ok(Self::from_configuration(config, CreatedAt::Existing(time)))
     }
 

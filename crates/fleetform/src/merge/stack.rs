@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use serde::Serialize;
 
 use super::{MatchSet, MergeDeployment};
-use crate::model::ConfigurationKind;
+use crate::model::{ConfigurationKind, DeploymentId};
 
 /// The deployments that apply to a device, in the order the hub applies them.
 ///
@@ -14,8 +14,8 @@ use crate::model::ConfigurationKind;
 /// id, each `{id, reason}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stack {
-    pub standard: Option<String>,
-    pub layered: Vec<String>,
+    pub standard: Option<DeploymentId>,
+    pub layered: Vec<DeploymentId>,
     pub skipped: Vec<Skipped>,
     #[serde(skip)]
     standard_index: Option<u32>,
@@ -54,7 +54,7 @@ impl Stack {
 /// A matching deployment that does not apply, and why.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Skipped {
-    pub id: String,
+    pub id: DeploymentId,
     pub reason: SkipReason,
 }
 
@@ -129,9 +129,9 @@ pub fn stack(deployments: &[MergeDeployment], matches: &MatchSet) -> Stack {
         for &loser in &standards[1..] {
             let ld = dep(loser);
             let reason = if ld.priority == wd.priority {
-                SkipReason::LostTie { to: wd.id.clone() }
+                SkipReason::LostTie { to: wd.id.to_string() }
             } else {
-                SkipReason::OutrankedStandard { by: wd.id.clone() }
+                SkipReason::OutrankedStandard { by: wd.id.to_string() }
             };
             skipped.push(Skipped { id: ld.id.clone(), reason });
         }
@@ -147,7 +147,7 @@ pub fn stack(deployments: &[MergeDeployment], matches: &MatchSet) -> Stack {
             None => skipped.push(Skipped { id: ld.id.clone(), reason: SkipReason::NoStandard }),
             Some(w) if ld.priority <= dep(w).priority => skipped.push(Skipped {
                 id: ld.id.clone(),
-                reason: SkipReason::LayeredNotAboveStandard { standard: dep(w).id.clone() },
+                reason: SkipReason::LayeredNotAboveStandard { standard: dep(w).id.to_string() },
             }),
             Some(_) => applied.push(l),
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::ids::{Etag, Priority};
+use super::ids::{DeploymentId, Etag, Priority};
 
 /// One configuration as returned by `GET /configurations/{id}` and the list endpoint.
 ///
@@ -17,7 +17,7 @@ use super::ids::{Etag, Priority};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Configuration {
-    pub id: String,
+    pub id: DeploymentId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
     /// The hub sends `null` for a configuration without labels.

@@ -14,7 +14,7 @@ pub struct DeploymentName(pub String);
 
 impl fmt::Display for DeploymentName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -36,7 +36,12 @@ impl FromStr for DeploymentName {
 /// 128 characters long. Lowercase letters and the following special characters are
 /// allowed: `-+%_*!'`"; the C# service SDK's `Configuration(string configurationId)` says
 /// the same: "Lowercase and the following special characters are allowed: [-+%_*!']").
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Ids read from a hub, a snapshot or a saved plan are taken as they are (`From<String>`,
+/// serde): the hub is the authority on what it stored, and refusing to read a hub whose
+/// ids another tool made would leave it unmanageable. `FromStr` checks the rule for ids
+/// fleetform makes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DeploymentId(pub String);
 
@@ -65,9 +70,91 @@ impl DeploymentId {
     }
 }
 
+// An id is compared with, looked up by and printed as its text all over: these let it
+// stand where a `&str` did without a conversion at every use.
+impl std::ops::Deref for DeploymentId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for DeploymentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for DeploymentId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DeploymentId {
+    fn from(s: String) -> Self {
+        DeploymentId(s)
+    }
+}
+
+impl From<&str> for DeploymentId {
+    fn from(s: &str) -> Self {
+        DeploymentId(s.to_string())
+    }
+}
+
+impl From<&String> for DeploymentId {
+    fn from(s: &String) -> Self {
+        DeploymentId(s.clone())
+    }
+}
+
+impl From<DeploymentId> for String {
+    fn from(id: DeploymentId) -> String {
+        id.0
+    }
+}
+
+impl PartialEq<str> for DeploymentId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for DeploymentId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for DeploymentId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<DeploymentId> for String {
+    fn eq(&self, other: &DeploymentId) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<DeploymentId> for str {
+    fn eq(&self, other: &DeploymentId) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<DeploymentId> for &str {
+    fn eq(&self, other: &DeploymentId) -> bool {
+        *self == other.0
+    }
+}
+
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`: ids stand in columns (`{:<30}`) as the strings they replaced did.
+        f.pad(&self.0)
     }
 }
 
@@ -150,7 +237,7 @@ impl std::hash::Hash for Etag {
 impl fmt::Display for Etag {
     /// As it was read.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.pad(&self.text)
     }
 }
 
@@ -293,6 +380,18 @@ pub enum PriorityError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_pad_like_strings_and_are_read_as_the_hub_stored_them() {
+        let id = DeploymentId::from("campus-base-68afc0b2");
+        assert_eq!(format!("[{id:<24}]"), "[campus-base-68afc0b2    ]");
+        assert_eq!(format!("[{id:>22}]"), "[  campus-base-68afc0b2]");
+        // An id another tool made, outside the rule for ids fleetform makes, still reads.
+        let odd: DeploymentId = serde_json::from_str("\"Odd ID\"").unwrap();
+        assert_eq!(odd, "Odd ID");
+        assert!("Odd ID".parse::<DeploymentId>().is_err());
+        assert_eq!(serde_json::to_string(&odd).unwrap(), "\"Odd ID\"");
+    }
 
     #[test]
     fn ids_follow_the_hub_rules() {

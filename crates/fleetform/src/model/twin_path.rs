@@ -120,7 +120,7 @@ fn force_object(value: &mut Value) -> &mut Map<String, Value> {
 impl fmt::Display for TwinPath {
     /// Dotted, as deployments and messages write it; the root is the empty text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("."))
+        f.pad(&self.0.join("."))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Deployment actions: what apply will do to each configuration on the hub, and why.
 
+use crate::model::DeploymentId;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -57,7 +58,7 @@ pub struct FieldChange {
 /// The configuration on the hub an action starts from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HubRef {
-    pub id: String,
+    pub id: DeploymentId,
     pub etag: Option<Etag>,
     pub priority: Priority,
     pub kind: ConfigurationKind,
@@ -78,7 +79,7 @@ pub struct Action {
     /// apply stopped between creating a replacement and deleting the old one.
     pub before: Vec<HubRef>,
     /// The id it ends as (`None` when deleted).
-    pub after: Option<String>,
+    pub after: Option<DeploymentId>,
     pub priority: Priority,
     pub kind: ConfigurationKind,
     pub field_changes: Vec<FieldChange>,
@@ -101,7 +102,7 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
                 managed.entry(adopted[c.id.as_str()]).or_default().push(c);
             }
             _ => actions.push(Action {
-                name: c.id.clone(),
+                name: c.id.to_string(),
                 action: ActionKind::Unmanaged,
                 before: vec![HubRef::of(c)],
                 after: Some(c.id.clone()),
@@ -113,7 +114,7 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
     }
     for r in declared {
         let c = &r.configuration;
-        let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.clone());
+        let name = c.labels.get(LABEL_NAME).cloned().unwrap_or_else(|| c.id.to_string());
         let on_hub = managed.remove(name.as_str()).unwrap_or_default();
         let same_content = on_hub.iter().find(|h| h.id == c.id);
         let (action, field_changes) = match same_content {
@@ -417,13 +418,13 @@ deployment "base" {
             before: before
                 .iter()
                 .map(|(id, p)| HubRef {
-                    id: id.to_string(),
+                    id: id.to_string().into(),
                     etag: Some("e".parse().unwrap()),
                     priority: Priority(*p),
                     kind: ConfigurationKind::Standard,
                 })
                 .collect(),
-            after: (kind != ActionKind::Delete).then(|| format!("{name}-new")),
+            after: (kind != ActionKind::Delete).then(|| format!("{name}-new").into()),
             priority: Priority(prio),
             kind: ConfigurationKind::Standard,
             field_changes: vec![],
@@ -504,7 +505,7 @@ deployment "base" {
         let old = crate::manifest::legacy_hash(c.content.modules_content.as_ref().unwrap());
         c.labels.remove(crate::manifest::LABEL_HASH_SCHEME);
         c.labels.insert(LABEL_HASH.into(), old.clone());
-        c.id = format!("base-{}", &old[..8]);
+        c.id = format!("base-{}", &old[..8]).into();
         c
     }
 

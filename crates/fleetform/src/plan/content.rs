@@ -10,7 +10,7 @@ use super::diff::{Change, diff};
 use super::redact::Redactor;
 use crate::manifest::Rendered;
 use crate::merge::{self, EffectiveManifest};
-use crate::model::{Configuration, ConfigurationKind};
+use crate::model::{Configuration, ConfigurationKind, TwinPath};
 
 /// A deployment's own content as a partial manifest: what it writes into each twin.
 fn content_manifest(c: &Configuration) -> EffectiveManifest {
@@ -18,12 +18,9 @@ fn content_manifest(c: &Configuration) -> EffectiveManifest {
     for (twin, keys) in c.content.modules_content.iter().flatten() {
         let doc = docs.entry(twin.clone()).or_insert_with(|| Value::Object(Map::new()));
         for (k, v) in keys {
-            let path: Vec<String> = match k.strip_prefix("properties.desired") {
-                Some("") => Vec::new(),
-                Some(rest) => rest.trim_start_matches('.').split('.').map(str::to_string).collect(),
-                None => continue,
-            };
-            crate::manifest::set_path(doc, &path, v.clone());
+            // Keys outside `properties.desired` write nothing a device runs.
+            let Ok(path) = TwinPath::from_desired_key(k) else { continue };
+            crate::manifest::set_path(doc, path.segments(), v.clone());
         }
     }
     let edge_agent = docs.remove(merge::EDGE_AGENT).unwrap_or_else(|| Value::Object(Map::new()));
@@ -55,7 +52,9 @@ pub fn content_changes(
             continue;
         }
         let old = super::actions::newest(&copies);
-        let Some(new) = declared.iter().find(|r| Some(&r.configuration.id) == a.after.as_ref()) else { continue };
+        let Some(new) = declared.iter().find(|r| a.after.as_deref() == Some(r.configuration.id.as_str())) else {
+            continue;
+        };
         let mut changes = diff(&content_manifest(old), &content_manifest(&new.configuration), redactor);
         if old.kind() != new.configuration.kind() {
             let kind = |k: ConfigurationKind| k.word().to_string();

@@ -11,17 +11,18 @@ use super::diff::{Change, diff};
 use super::redact::Redactor;
 use super::state::DeploymentState;
 use crate::merge::{self, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning};
+use crate::model::DeploymentId;
 use crate::model::{FleetRead, Projection, ReadError};
 use crate::query::{ConditionId, ConditionSet, Scratch, parse_condition};
 
 /// The deployments a device gets: the standard one and the layered ones, in order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct StackIds {
-    pub standard: Option<String>,
-    pub layered: Vec<String>,
+    pub standard: Option<DeploymentId>,
+    pub layered: Vec<DeploymentId>,
     /// Layered deployments that target the device but have no standard one to apply on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub without_standard: Vec<String>,
+    pub without_standard: Vec<DeploymentId>,
 }
 
 impl StackIds {
@@ -123,10 +124,10 @@ pub fn impact(
     }
     let merged = grouper.finish_documents();
     let warnings = merged.warnings.clone();
-    let mut expected_applied: BTreeMap<String, u64> = after.iter().map(|d| (d.id.clone(), 0)).collect();
+    let mut expected_applied: BTreeMap<String, u64> = after.iter().map(|d| (d.id.to_string(), 0)).collect();
     for g in &merged.groups {
         for id in g.stack.standard.iter().chain(&g.stack.layered) {
-            *expected_applied.entry(id.clone()).or_default() += g.devices;
+            *expected_applied.entry(id.to_string()).or_default() += g.devices;
         }
     }
     let after_groups: HashMap<&MatchSet, &merge::Group> = merged.groups.iter().map(|g| (&g.matches, g)).collect();

@@ -3,6 +3,7 @@
 //! moved on. Secrets are left out: contents are stored redacted, with the content hash
 //! the resolved (secret-bearing) content must still have at apply time.
 
+use crate::model::DeploymentId;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ pub const SAVED_VERSION: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SavedConfiguration {
     pub name: String,
-    pub id: String,
+    pub id: DeploymentId,
     /// `fleetform-hash`: SHA-256 of the resolved content (first 16 hex digits).
     pub hash: String,
     /// The configuration with every sensitive value masked.
@@ -81,7 +82,7 @@ impl SavedPlan {
             .current
             .iter()
             .filter(|c| c.labels.contains_key(LABEL_NAME) && c.labels.contains_key(LABEL_HASH))
-            .map(|c| (c.id.clone(), c.etag.clone()))
+            .map(|c| (c.id.to_string(), c.etag.clone()))
             .collect();
         SavedPlan {
             kind: SAVED_KIND.to_string(),

@@ -90,7 +90,7 @@ pub fn after(
 fn existing(c: &Configuration) -> Result<MergeDeployment, PlanError> {
     match MergeDeployment::existing(c) {
         Ok(Some(d)) => Ok(d),
-        Ok(None) => Err(PlanError::BadHubConfiguration { id: c.id.clone(), problem: "no IoT Edge content".into() }),
-        Err(e) => Err(PlanError::BadHubConfiguration { id: c.id.clone(), problem: e.to_string() }),
+        Ok(None) => Err(PlanError::BadHubConfiguration { id: c.id.to_string(), problem: "no IoT Edge content".into() }),
+        Err(e) => Err(PlanError::BadHubConfiguration { id: c.id.to_string(), problem: e.to_string() }),
     }
 }

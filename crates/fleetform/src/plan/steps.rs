@@ -2,6 +2,7 @@
 //! deletes (old halves of replacements included) from the lowest priority up, so that a
 //! device moves at most once where possible and never sits without a deployment.
 
+use crate::model::DeploymentId;
 use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, ActionKind};
@@ -24,7 +25,7 @@ pub struct Step {
     /// The deployment's name.
     pub name: String,
     /// The configuration id written or deleted.
-    pub id: String,
+    pub id: DeploymentId,
     pub priority: Priority,
     /// For updates and deletes: the etag the plan saw (sent as `If-Match`).
     pub etag: Option<Etag>,
@@ -42,7 +43,7 @@ pub fn steps(actions: &[Action]) -> Vec<Step> {
             number: 0,
             op,
             name: a.name.clone(),
-            id: id.to_string(),
+            id: id.to_string().into(),
             priority,
             etag,
             reason: reason.to_string(),

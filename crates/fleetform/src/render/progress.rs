@@ -100,11 +100,11 @@ impl ProgressDisplay {
         match &mut self.bars {
             Some((multi, bars)) => {
                 for p in progress {
-                    let bar = bars.entry(p.id.clone()).or_insert_with(|| {
+                    let bar = bars.entry(p.id.to_string()).or_insert_with(|| {
                         let style = indicatif::ProgressStyle::with_template("{prefix:40} [{bar:30}] {pos}/{len} {msg}")
                             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                             .progress_chars("=> ");
-                        multi.add(indicatif::ProgressBar::new(0).with_style(style).with_prefix(p.id.clone()))
+                        multi.add(indicatif::ProgressBar::new(0).with_style(style).with_prefix(p.id.to_string()))
                     });
                     bar.set_length(u64::try_from(p.expected.max(1)).unwrap_or(1));
                     bar.set_position(u64::try_from(p.reported_ok.max(0)).unwrap_or(0));
@@ -117,9 +117,9 @@ impl ProgressDisplay {
             None => {
                 let mut err = std::io::stderr().lock();
                 for p in progress {
-                    if self.last.get(&p.id) != Some(p) {
+                    if self.last.get(p.id.as_str()) != Some(p) {
                         let _ = writeln!(err, "waiting: {}: {}", p.id, p.counts());
-                        self.last.insert(p.id.clone(), p.clone());
+                        self.last.insert(p.id.to_string(), p.clone());
                     }
                 }
             }

@@ -172,7 +172,9 @@ fn cohort_text(out: &mut String, c: &Cohort, paint: Paint) {
 pub fn unified_diffs(plan: &Plan) -> String {
     let mut out = String::new();
     for a in plan.actions.iter().filter(|a| matches!(a.action, ActionKind::Replace | ActionKind::Update)) {
-        let Some(new) = plan.declared.iter().find(|r| Some(&r.configuration.id) == a.after.as_ref()) else { continue };
+        let Some(new) = plan.declared.iter().find(|r| a.after.as_deref() == Some(r.configuration.id.as_str())) else {
+            continue;
+        };
         let Some(old) = a.before.iter().rev().find_map(|b| plan.current.iter().find(|c| c.id == b.id)) else {
             continue;
         };

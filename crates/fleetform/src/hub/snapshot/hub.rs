@@ -124,7 +124,7 @@ impl HubWrite for SnapshotHub {
     fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
         self.modify(|configs| {
             if configs.iter().any(|c| c.id == config.id) {
-                return Err(HubError::AlreadyExists { id: config.id.clone() });
+                return Err(HubError::AlreadyExists { id: config.id.to_string() });
             }
             if configs.len() >= MAX_CONFIGURATIONS {
                 return Err(HubError::TooManyConfigurations { limit: MAX_CONFIGURATIONS });
@@ -144,9 +144,9 @@ impl HubWrite for SnapshotHub {
             let existing = configs
                 .iter_mut()
                 .find(|c| c.id == config.id)
-                .ok_or_else(|| HubError::NotFound { id: config.id.clone() })?;
+                .ok_or_else(|| HubError::NotFound { id: config.id.to_string() })?;
             if existing.etag.as_ref() != Some(etag) {
-                return Err(HubError::PreconditionFailed { id: config.id.clone() });
+                return Err(HubError::PreconditionFailed { id: config.id.to_string() });
             }
             // Content and id are immutable on the hub; only these fields change.
             let now = now_utc();
@@ -216,7 +216,7 @@ pub(crate) mod tests {
     fn the_configuration_limit_is_enforced() {
         let (_dir, hub) = hub_with_devices();
         for i in 0..MAX_CONFIGURATIONS {
-            hub.create_configuration(&Configuration { id: format!("c{i}"), ..Default::default() }).unwrap();
+            hub.create_configuration(&Configuration { id: format!("c{i}").into(), ..Default::default() }).unwrap();
         }
         let over = hub.create_configuration(&Configuration { id: "one-more".into(), ..Default::default() });
         assert!(matches!(over, Err(HubError::TooManyConfigurations { limit: 100 })));

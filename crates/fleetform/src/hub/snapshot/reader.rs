@@ -166,7 +166,7 @@ pub fn read_configurations(path: &Path) -> Result<Vec<Configuration>, SnapshotEr
     let mut ids = HashSet::new();
     for c in &configurations {
         if !ids.insert(c.id.as_str()) {
-            return Err(SnapshotError::DuplicateConfiguration { file: path.to_path_buf(), id: c.id.clone() });
+            return Err(SnapshotError::DuplicateConfiguration { file: path.to_path_buf(), id: c.id.to_string() });
         }
     }
     Ok(configurations)
