@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Twin;
+use super::{Twin, TwinPath};
 
 /// Why reading the fleet failed: the backend's own diagnostic, kept whole (code, help,
 /// labels), so that a stage above reports it exactly as the backend wrote it.
@@ -134,7 +134,7 @@ fn one_batch<T: Clone>(items: &[T], visit: &dyn Fn(Vec<T>) -> Result<(), ReadErr
 }
 
 /// How much of each device twin the readers keep.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Projection {
     /// The whole twin as the hub returned it.
     #[default]
@@ -144,4 +144,35 @@ pub enum Projection {
     /// rest is checked as JSON but never built into values, which is most of the cost
     /// of reading a twin: the plan over a million devices reads with this.
     Targeting,
+    /// Only `deviceId`, the IoT Edge capability and these paths, of IoT Edge devices: what a
+    /// plan needs once it knows every condition it evaluates. A backend may return more
+    /// (a snapshot reader may read [`Projection::Targeting`]), never less.
+    Paths(ReadPaths),
+}
+
+/// The twin paths a set of conditions reads, each at most once, shortest first when one
+/// is a prefix of another (then only the prefix is read: it holds the longer one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadPaths(std::sync::Arc<[TwinPath]>);
+
+impl ReadPaths {
+    /// The paths, deduplicated and with paths under another one dropped. Property names
+    /// are case-insensitive in the query language, so duplicates are found ignoring case.
+    pub fn new(paths: impl IntoIterator<Item = TwinPath>) -> ReadPaths {
+        let lower = |p: &TwinPath| p.segments().iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        let mut all: Vec<(Vec<String>, TwinPath)> = paths.into_iter().map(|p| (lower(&p), p)).collect();
+        all.sort();
+        let mut kept: Vec<(Vec<String>, TwinPath)> = Vec::new();
+        for (key, path) in all {
+            if kept.last().is_some_and(|(k, _)| key.starts_with(k)) {
+                continue;
+            }
+            kept.push((key, path));
+        }
+        ReadPaths(kept.into_iter().map(|(_, p)| p).collect())
+    }
+
+    pub fn paths(&self) -> &[TwinPath] {
+        &self.0
+    }
 }

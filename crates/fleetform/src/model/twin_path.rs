@@ -63,6 +63,11 @@ impl TwinPath {
         if self.0.is_empty() { DESIRED.to_string() } else { format!("{DESIRED}.{self}") }
     }
 
+    /// A path from segments read elsewhere (a query's property path), taken as they are.
+    pub fn from_segments(segments: Vec<String>) -> TwinPath {
+        TwinPath(segments)
+    }
+
     pub fn segments(&self) -> &[String] {
         &self.0
     }

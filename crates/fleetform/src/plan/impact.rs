@@ -177,7 +177,7 @@ fn fold_devices(before: &DeploymentState, after: &DeploymentState, fleet: &dyn F
     let shift = before.len() as u32;
     let pairs: Mutex<Pairs> = Mutex::new(HashMap::new());
     let totals = Mutex::new((0u64, 0u64));
-    fleet.device_batches(Projection::Targeting, &|batch| {
+    fleet.device_batches(Projection::Paths(set.read_paths()), &|batch| {
         let mut local: Pairs = HashMap::new();
         let mut scratch = Scratch::new();
         let mut edge = 0u64;

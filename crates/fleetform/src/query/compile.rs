@@ -247,6 +247,8 @@ pub struct ConditionSet {
     roots: Vec<Root>,
     trie: Vec<TrieNode>,
     index: HashMap<(u32, Box<str>), u32>,
+    /// The nodes that end a path some condition reads (a prefix may be read too).
+    ends: Vec<u32>,
 }
 
 impl ConditionSet {
@@ -292,6 +294,7 @@ impl ConditionSet {
                 }
             };
         }
+        self.ends.push(parent);
         parent
     }
 
@@ -303,6 +306,21 @@ impl ConditionSet {
     /// True when the set holds no condition.
     pub fn is_empty(&self) -> bool {
         self.roots.is_empty()
+    }
+
+    /// The paths the conditions read, for a reader that fetches only those.
+    pub fn read_paths(&self) -> crate::model::ReadPaths {
+        let path_of = |mut id: u32| {
+            let mut segments = Vec::new();
+            while id != NO_PARENT {
+                let node = &self.trie[id as usize];
+                segments.push(node.segment.to_string());
+                id = node.parent;
+            }
+            segments.reverse();
+            crate::model::TwinPath::from_segments(segments)
+        };
+        crate::model::ReadPaths::new(self.ends.iter().map(|&id| path_of(id)))
     }
 
     /// How many distinct path prefixes the conditions read (the slots resolved per twin).
@@ -417,6 +435,20 @@ mod tests {
             "tags": {"environment": "prod", "location": {"building": "20", "floor": 3}},
             "properties": {"reported": {"firmware": "2.1", "temp": 21.5}, "desired": {}}
         })
+    }
+
+    #[test]
+    fn read_paths_are_the_leaves_once_each() {
+        let conditions = [
+            "tags.location.building='20' AND tags.environment='prod'",
+            "TAGS.Location.building='21' OR properties.reported.firmware='2.1'",
+            "tags.location = 'x' AND deviceId = 'd1'",
+        ];
+        let parsed: Vec<_> = conditions.iter().map(|c| parse_condition(c).unwrap()).collect();
+        let set = ConditionSet::with_conditions(&parsed);
+        let paths: Vec<String> = set.read_paths().paths().iter().map(|p| p.to_string()).collect();
+        // `tags.location` holds `tags.location.building`, whatever the spelling.
+        assert_eq!(paths, ["deviceId", "properties.reported.firmware", "tags.environment", "tags.location"]);
     }
 
     #[test]

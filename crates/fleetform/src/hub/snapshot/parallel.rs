@@ -43,7 +43,7 @@ fn keep_first(slot: &mut Option<SnapshotError>, e: SnapshotError) {
 /// the batches in flight plus the id set, whatever the fleet size.
 pub(super) fn par_fold<T, A, I, F>(
     file: Option<&TwinFile>,
-    projection: Projection,
+    projection: &Projection,
     threads: usize,
     init: I,
     fold: F,
@@ -143,7 +143,7 @@ fn worker<T, A, F>(
     fold: &F,
     path: &Path,
     format: TwinFormat,
-    projection: Projection,
+    projection: &Projection,
 ) -> WorkerResult<A>
 where
     T: TwinRecord,

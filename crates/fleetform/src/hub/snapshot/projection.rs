@@ -167,10 +167,11 @@ impl<'de> serde::de::Visitor<'de> for IsObject {
     }
 }
 
-pub(super) fn parse_value(bytes: &[u8], projection: Projection) -> Result<Value, serde_json::Error> {
+pub(super) fn parse_value(bytes: &[u8], projection: &Projection) -> Result<Value, serde_json::Error> {
     match projection {
         Projection::Full => serde_json::from_slice(bytes),
-        Projection::Targeting => {
+        // Narrower projections are a promise of what is needed, not of what is absent.
+        Projection::Targeting | Projection::Paths(_) => {
             let mut de = serde_json::Deserializer::from_slice(bytes);
             let value = serde::de::DeserializeSeed::deserialize(TargetingVisitor { properties: false }, &mut de)?;
             de.end()?;

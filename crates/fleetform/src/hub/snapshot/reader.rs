@@ -69,8 +69,8 @@ impl Snapshot {
         self
     }
 
-    pub fn projection(&self) -> Projection {
-        self.projection
+    pub fn projection(&self) -> &Projection {
+        &self.projection
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,7 +95,7 @@ impl Snapshot {
     /// Streams the device twins in file order. The reader keeps one twin's bytes and the
     /// set of ids seen (for the duplicate check), never the twins themselves.
     pub fn devices(&self) -> Result<DeviceReader, SnapshotError> {
-        TwinReader::open(self.devices.as_ref(), self.projection)
+        TwinReader::open(self.devices.as_ref(), self.projection.clone())
     }
 
     /// Streams the module twins; empty when the snapshot has none.
@@ -113,7 +113,7 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, Twin) + Sync,
     {
-        par_fold::<Twin, A, I, F>(self.devices.as_ref(), self.projection, threads, init, fold)
+        par_fold::<Twin, A, I, F>(self.devices.as_ref(), &self.projection, threads, init, fold)
     }
 
     /// [`Snapshot::par_fold_devices`] for module twins.
@@ -123,7 +123,7 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, ModuleTwin) + Sync,
     {
-        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), Projection::Full, threads, init, fold)
+        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), &Projection::Full, threads, init, fold)
     }
 
     /// Calls `f` for every device twin on `threads` worker threads (0 = all cores).
@@ -204,7 +204,7 @@ impl<T: TwinRecord> TwinReader<T> {
         let Some(pos) = splitter.next_record(&mut self.record)? else {
             return Ok(None);
         };
-        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format, self.projection)?;
+        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format, &self.projection)?;
         if let Some(dup) = self.seen.check(&twin, pos.line) {
             return Err(duplicate(T::WHAT, &splitter.path, dup));
         }
