@@ -37,7 +37,7 @@ fn run_generate(dir: &Path, devices: usize) {
 
 /// `threads == 0` reads serially with the iterator; otherwise with `par_fold_devices`.
 fn run_read(dir: &Path, threads: usize, projection: Projection) {
-    let snapshot = Snapshot::open(dir).expect("open").with_projection(projection);
+    let snapshot = Snapshot::open(dir).expect("open").with_projection(projection.clone());
     let start = Instant::now();
     let (devices, edge) = if threads == 0 {
         let mut counts = (0usize, 0usize);
@@ -89,7 +89,7 @@ fn main() {
             let dir = tempfile::tempdir().expect("tempdir");
             run_generate(dir.path(), 100_000);
             for projection in [Projection::Full, Projection::Targeting] {
-                run_read(dir.path(), 0, projection);
+                run_read(dir.path(), 0, projection.clone());
                 run_read(dir.path(), 2, projection);
             }
         }
