@@ -116,6 +116,7 @@ library_errors!(
     fleetform::query::QueryRunError,
     fleetform::explain::ExplainError,
     fleetform_hub_emulator::EmulatorError,
+    fleetform_hub_emulator::auth::EntraConfigError,
     fleetform_hub_emulator::generate::GenerateError,
 );
 
