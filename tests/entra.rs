@@ -5,9 +5,9 @@
 //! Bearer token the way the hub does. Expectations come from the documented flows
 //! (docs/hub-semantics.md#entra-rbac), never from fleetform's own output.
 
-mod common;
 #[path = "common/entra.rs"]
 mod authority;
+mod common;
 
 use std::path::Path;
 use std::process::Output;
@@ -22,7 +22,8 @@ use fleetform::hub::rest::{RestHub, RestOptions};
 /// What GitHub Actions writes for a job that may request an OIDC token: a JWT from
 /// token.actions.githubusercontent.com; its contents are the authority's business, the
 /// client only hands the text over.
-const FEDERATED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMuZ2l0aHVidXNlcmNvbnRlbnQuY29tIn0.c2lnbmF0dXJl";
+const FEDERATED_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMuZ2l0aHVidXNlcmNvbnRlbnQuY29tIn0.c2lnbmF0dXJl";
 const HUB_HOST: &str = "myhub.azure-devices.net";
 
 fn authority(audience: &str, lifetime: u64) -> Authority {
@@ -93,10 +94,8 @@ fn workload_identity_federation_signs_in_and_plans_like_a_key_does() {
     assert_no_token(&[&stdout(&out), &stderr(&out)], &authority.issued());
 
     // The same plan as with the emulator's key: signing in changes who asks, not the answer.
-    let with_key = cli()
-        .args(["plan", "--hub", &hub.connection, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS])
-        .output()
-        .unwrap();
+    let with_key =
+        cli().args(["plan", "--hub", &hub.connection, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS]).output().unwrap();
     assert_eq!(with_key.status.code(), out.status.code(), "{}", transcript(&with_key));
     let sas_host = hub.url.trim_start_matches("http://");
     assert_eq!(stdout(&out).replace(HUB_HOST, sas_host), stdout(&with_key));
@@ -156,7 +155,10 @@ fn the_azure_cli_credential_takes_the_token_az_prints() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let args = std::fs::read_to_string(work.path().join("az-args.txt")).unwrap();
-    assert_eq!(args.lines().next(), Some("account get-access-token -o json --scope https://iothubs.azure.net/.default"));
+    assert_eq!(
+        args.lines().next(),
+        Some("account get-access-token -o json --scope https://iothubs.azure.net/.default")
+    );
     assert_no_token(&[&stdout(&out), &stderr(&out)], &[token]);
     assert!(authority.requests().is_empty(), "az, not the authority, was asked");
 }

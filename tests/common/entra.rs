@@ -149,7 +149,8 @@ fn form_fields(body: &[u8]) -> TokenRequest {
 }
 
 fn entra_error(code: u32, error: &str, description: &str) -> Response {
-    let body = json!({ "error": error, "error_description": format!("AADSTS{code}: {description}"), "error_codes": [code] });
+    let body =
+        json!({ "error": error, "error_description": format!("AADSTS{code}: {description}"), "error_codes": [code] });
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
@@ -177,7 +178,8 @@ async fn token_endpoint(State(shared): State<Arc<Shared>>, uri: axum::http::Uri,
     }
     let token = sign(&shared, &audience, lifetime);
     shared.issued.lock().unwrap().push(token.clone());
-    let body = json!({ "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token });
+    let body =
+        json!({ "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token });
     axum::Json(body).into_response()
 }
 

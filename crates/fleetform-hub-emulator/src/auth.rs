@@ -31,7 +31,9 @@ pub enum EntraConfigError {
     #[error("{}: not a JSON Web Key Set ({{\"keys\": [...]}})", path.display())]
     #[diagnostic(
         code(fleetform::emulator::entra_jwks),
-        help("use the document the issuer's jwks_uri serves, e.g. https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys")
+        help(
+            "use the document the issuer's jwks_uri serves, e.g. https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys"
+        )
     )]
     NotJwks {
         path: PathBuf,
@@ -40,7 +42,10 @@ pub enum EntraConfigError {
     },
 
     #[error("{}: the key set holds no RSA or elliptic-curve public key", path.display())]
-    #[diagnostic(code(fleetform::emulator::entra_jwks), help("Entra ID signs with RSA keys (RS256); give their public JWKs"))]
+    #[diagnostic(
+        code(fleetform::emulator::entra_jwks),
+        help("Entra ID signs with RSA keys (RS256); give their public JWKs")
+    )]
     NoKeys { path: PathBuf },
 
     #[error("--entra-issuer {issuer}: expected an https:// URL such as https://sts.windows.net/<tenant>/")]
@@ -55,13 +60,26 @@ pub enum Refusal {
     Malformed,
     /// `alg` is not an asymmetric signature (HS256 would let anyone holding the public
     /// key sign; `none` signs nothing).
-    Algorithm { alg: String },
-    UnknownKey { kid: Option<String> },
+    Algorithm {
+        alg: String,
+    },
+    UnknownKey {
+        kid: Option<String>,
+    },
     BadSignature,
-    WrongIssuer { found: String, expected: String },
-    WrongAudience { found: String },
-    Expired { seconds_ago: u64 },
-    NotYetValid { in_seconds: u64 },
+    WrongIssuer {
+        found: String,
+        expected: String,
+    },
+    WrongAudience {
+        found: String,
+    },
+    Expired {
+        seconds_ago: u64,
+    },
+    NotYetValid {
+        in_seconds: u64,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -71,7 +89,9 @@ impl fmt::Display for Refusal {
                 "Bearer tokens are not accepted: this emulator was started without --entra-issuer and --entra-jwks",
             ),
             Refusal::Malformed => f.write_str("the Bearer token is not a signed JWT (header.payload.signature)"),
-            Refusal::Algorithm { alg } => write!(f, "the Bearer token is signed with {alg}; only RS*, PS* and ES* are accepted"),
+            Refusal::Algorithm { alg } => {
+                write!(f, "the Bearer token is signed with {alg}; only RS*, PS* and ES* are accepted")
+            }
             Refusal::UnknownKey { kid: Some(kid) } => {
                 write!(f, "the Bearer token is signed with key {kid}, which the issuer's key set does not hold")
             }
@@ -88,7 +108,9 @@ impl fmt::Display for Refusal {
                  {IOT_HUB_AUDIENCE}/.default"
             ),
             Refusal::Expired { seconds_ago } => write!(f, "the Bearer token expired {seconds_ago} s ago"),
-            Refusal::NotYetValid { in_seconds } => write!(f, "the Bearer token is not valid for another {in_seconds} s"),
+            Refusal::NotYetValid { in_seconds } => {
+                write!(f, "the Bearer token is not valid for another {in_seconds} s")
+            }
         }
     }
 }
@@ -110,8 +132,8 @@ impl EntraVerifier {
     /// Trusts tokens from `issuer` signed by a key in the JWKS file at `path`.
     pub fn from_file(issuer: &str, path: &Path) -> Result<EntraVerifier, EntraConfigError> {
         let text = std::fs::read(path).map_err(|source| EntraConfigError::Read { path: path.to_path_buf(), source })?;
-        let keys: JwkSet =
-            serde_json::from_slice(&text).map_err(|source| EntraConfigError::NotJwks { path: path.to_path_buf(), source })?;
+        let keys: JwkSet = serde_json::from_slice(&text)
+            .map_err(|source| EntraConfigError::NotJwks { path: path.to_path_buf(), source })?;
         EntraVerifier::new(issuer, keys, path)
     }
 
@@ -121,9 +143,8 @@ impl EntraVerifier {
         if !(issuer.starts_with("https://") || loopback.iter().any(|l| issuer.starts_with(l))) {
             return Err(EntraConfigError::BadIssuer { issuer: issuer.to_string() });
         }
-        let asymmetric = |a: &AlgorithmParameters| {
-            matches!(a, AlgorithmParameters::RSA(_) | AlgorithmParameters::EllipticCurve(_))
-        };
+        let asymmetric =
+            |a: &AlgorithmParameters| matches!(a, AlgorithmParameters::RSA(_) | AlgorithmParameters::EllipticCurve(_));
         let keys = JwkSet { keys: keys.keys.into_iter().filter(|k| asymmetric(&k.algorithm)).collect() };
         if keys.keys.is_empty() {
             return Err(EntraConfigError::NoKeys { path: path.to_path_buf() });
@@ -165,7 +186,9 @@ impl EntraVerifier {
         let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => Refusal::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => Refusal::Algorithm { alg: format!("{:?}", header.alg) },
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    Refusal::Algorithm { alg: format!("{:?}", header.alg) }
+                }
                 _ => Refusal::Malformed,
             })?
             .claims;
@@ -248,10 +271,7 @@ mod tests {
         assert_eq!(verifier.verify(&expired, NOW), Err(Refusal::Expired { seconds_ago: 5 }));
         let mut other_issuer = claims("https://iothubs.azure.net", NOW + 600);
         other_issuer["iss"] = json!("https://evil.example/");
-        assert!(matches!(
-            verifier.verify(&token(&key, "k1", other_issuer), NOW),
-            Err(Refusal::WrongIssuer { .. })
-        ));
+        assert!(matches!(verifier.verify(&token(&key, "k1", other_issuer), NOW), Err(Refusal::WrongIssuer { .. })));
         let mut early = claims("https://iothubs.azure.net", NOW + 600);
         early["nbf"] = json!(NOW + 30);
         assert_eq!(verifier.verify(&token(&key, "k1", early), NOW), Err(Refusal::NotYetValid { in_seconds: 30 }));
@@ -266,7 +286,11 @@ mod tests {
         assert_eq!(verifier.verify(&forged, NOW), Err(Refusal::BadSignature));
         let unknown = token(&stranger, "k2", claims("https://iothubs.azure.net", NOW + 600));
         assert_eq!(verifier.verify(&unknown, NOW), Err(Refusal::UnknownKey { kid: Some("k2".into()) }));
-        let hs = encode(&Header::new(Algorithm::HS256), &claims("https://iothubs.azure.net", NOW + 1), &EncodingKey::from_secret(b"x"));
+        let hs = encode(
+            &Header::new(Algorithm::HS256),
+            &claims("https://iothubs.azure.net", NOW + 1),
+            &EncodingKey::from_secret(b"x"),
+        );
         assert_eq!(verifier.verify(&hs.unwrap(), NOW), Err(Refusal::Algorithm { alg: "HS256".into() }));
         assert_eq!(verifier.verify("not-a-jwt", NOW), Err(Refusal::Malformed));
         assert_eq!(check_bearer(None, "x.y.z", NOW), Err(Refusal::NotConfigured));

@@ -130,9 +130,9 @@ pub enum CredentialError {
         code(fleetform::hub::entra_refused),
         help(
             "the token must be for the scope {IOT_HUB_SCOPE}, and the signed-in identity needs a data-plane role on \
-             this hub: IoT Hub Data Reader to plan, explain, status and query, IoT Hub Data Contributor (or \
-             IoT Hub Registry Contributor with IoT Hub Twin Contributor) to apply; see README \"Signing in with \
-             Microsoft Entra ID\""
+             this hub: IoT Hub Data Reader to plan, explain, status, query and snapshot, IoT Hub Data Contributor to \
+             apply (Registry and Twin Contributor cannot write configurations); a new role assignment can take \
+             minutes to apply; see README \"Signing in with Microsoft Entra ID\""
         )
     )]
     Refused { operation: String, code: String, message: String },
@@ -193,7 +193,9 @@ impl EntraCredential {
         // default; ring is what the hub client already uses. Installing fails only when a
         // provider is already installed, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let var = |name: &'static str| env(name).filter(|v| !v.is_empty()).ok_or(CredentialError::MissingVariable { kind, name });
+        let var = |name: &'static str| {
+            env(name).filter(|v| !v.is_empty()).ok_or(CredentialError::MissingVariable { kind, name })
+        };
         let setup = |cause| CredentialError::Setup { kind, cause };
         let client_options = ClientOptions { cloud: authority(env), ..Default::default() };
         let inner: Arc<dyn TokenCredential> = match kind {
@@ -366,7 +368,10 @@ mod tests {
         let env = env_of(&[("AZURE_CLIENT_SECRET", "hunter2-secret"), ("AZURE_TENANT_ID", "t")]);
         let err = EntraCredential::new(CredentialKind::Auto, &env).unwrap_err();
         assert!(
-            matches!(err, CredentialError::MissingVariable { kind: CredentialKind::ClientSecret, name: "AZURE_CLIENT_ID" }),
+            matches!(
+                err,
+                CredentialError::MissingVariable { kind: CredentialKind::ClientSecret, name: "AZURE_CLIENT_ID" }
+            ),
             "{err:?}"
         );
         assert!(!format!("{err} {err:?}").contains("hunter2"));

@@ -26,9 +26,10 @@ pub enum HubSpec {
     Entra { host_name: String, credential: CredentialKind },
 }
 
-/// The DNS suffixes of IoT hubs in the public, US Government and China clouds: a bare
-/// host name ending so is a hub to sign in to with Entra ID.
-const HUB_SUFFIXES: [&str; 3] = [".azure-devices.net", ".azure-devices.us", ".azure-devices.cn"];
+/// The DNS suffix of IoT hubs in the public cloud: a bare host name ending so is a hub to
+/// sign in to with Entra ID. Not the sovereign clouds': their hubs take tokens for another
+/// resource (docs/hub-semantics.md#entra-rbac), which fleetform does not request.
+const HUB_SUFFIXES: [&str; 1] = [".azure-devices.net"];
 
 /// Whether `text` can only be a host name (and optional port): letters, digits, `.`,
 /// `-`, `:`, with a dot or a port.
@@ -59,7 +60,9 @@ pub enum HubSpecError {
     NotADirectory { path: PathBuf },
 
     /// `--hub-credential` given with a value that is not a host name.
-    #[error("Entra ID sign-in needs the hub's host name (<hub>.azure-devices.net), not a snapshot or connection string")]
+    #[error(
+        "Entra ID sign-in needs the hub's host name (<hub>.azure-devices.net), not a snapshot or connection string"
+    )]
     #[diagnostic(code(fleetform::hub::credential_without_host))]
     CredentialWithoutHost,
 
@@ -126,16 +129,21 @@ impl HubSpec {
 
     /// [`HubSpec::resolve`], and with `credential` the value is a host name to sign in to
     /// with that Entra ID credential (any host: the emulator, a custom domain). Without
-    /// it, a host name ending in `.azure-devices.net` (`.us`, `.cn`) that is not a
+    /// it, a host name ending in `.azure-devices.net` that is not a
     /// directory signs in with [`CredentialKind::Auto`].
     pub fn resolve_signed_in(given: Option<&str>, credential: Option<CredentialKind>) -> Result<HubSpec, HubSpecError> {
-        let entra = |text: &str, kind: CredentialKind| HubSpec::Entra { host_name: text.trim().to_string(), credential: kind };
+        let entra =
+            |text: &str, kind: CredentialKind| HubSpec::Entra { host_name: text.trim().to_string(), credential: kind };
         let text = given.map(str::trim);
         match (text, credential) {
-            (Some(text), Some(kind)) if is_host_name(text) && !Path::new(text).is_dir() => return Ok(entra(text, kind)),
+            (Some(text), Some(kind)) if is_host_name(text) && !Path::new(text).is_dir() => {
+                return Ok(entra(text, kind));
+            }
             (Some(text), None)
                 if is_host_name(text)
-                    && HUB_SUFFIXES.iter().any(|s| text.to_ascii_lowercase().split(':').next().unwrap_or("").ends_with(s))
+                    && HUB_SUFFIXES
+                        .iter()
+                        .any(|s| text.to_ascii_lowercase().split(':').next().unwrap_or("").ends_with(s))
                     && !Path::new(text).is_dir() =>
             {
                 return Ok(entra(text, CredentialKind::Auto));
@@ -193,7 +201,8 @@ pub fn open_signed_in(
     credential: Option<CredentialKind>,
     options: RestOptions,
 ) -> Result<Box<dyn Hub>, HubError> {
-    HubSpec::resolve_signed_in(spec, credential)?.open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
+    HubSpec::resolve_signed_in(spec, credential)?
+        .open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
 }
 
 #[cfg(test)]
@@ -205,7 +214,10 @@ mod tests {
     #[test]
     fn host_names_sign_in_with_entra() {
         let auto = HubSpec::resolve_signed_in(Some("MyHub.azure-devices.net"), None).unwrap();
-        assert_eq!(auto, HubSpec::Entra { host_name: "MyHub.azure-devices.net".into(), credential: CredentialKind::Auto });
+        assert_eq!(
+            auto,
+            HubSpec::Entra { host_name: "MyHub.azure-devices.net".into(), credential: CredentialKind::Auto }
+        );
         let cli = HubSpec::resolve_signed_in(Some("127.0.0.1:8484"), Some(CredentialKind::AzureCli)).unwrap();
         assert_eq!(cli, HubSpec::Entra { host_name: "127.0.0.1:8484".into(), credential: CredentialKind::AzureCli });
         // Without a credential, another host name is still read as a path.

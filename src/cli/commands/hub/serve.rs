@@ -58,7 +58,10 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         _ => None,
     };
     if let Some(issuer) = &args.entra_issuer {
-        eprintln!("accepting Entra ID Bearer tokens from {issuer} for {}", fleetform_hub_emulator::auth::IOT_HUB_AUDIENCE);
+        eprintln!(
+            "accepting Entra ID Bearer tokens from {issuer} for {}",
+            fleetform_hub_emulator::auth::IOT_HUB_AUDIENCE
+        );
     }
     let options = ServeOptions { state: args.state, listen: args.listen, behaviour, entra };
     let stats = fleetform_hub_emulator::serve(options, banner)?;

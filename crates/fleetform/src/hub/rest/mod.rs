@@ -111,7 +111,11 @@ impl RestHub {
     }
 
     /// A hub reached with an Entra ID token instead of a key.
-    pub fn with_entra(host_name: String, credential: EntraCredential, options: RestOptions) -> Result<RestHub, HubError> {
+    pub fn with_entra(
+        host_name: String,
+        credential: EntraCredential,
+        options: RestOptions,
+    ) -> Result<RestHub, HubError> {
         RestHub::signed_in(HubSignIn::Entra { host_name, credential }, options)
     }
 
