@@ -202,11 +202,10 @@ impl EntraCredential {
             CredentialKind::Auto => unreachable!("resolved above"),
             CredentialKind::Workload => {
                 let options = WorkloadIdentityCredentialOptions {
-                    credential_options: ClientAssertionCredentialOptions { client_options, ..Default::default() },
+                    credential_options: ClientAssertionCredentialOptions { client_options },
                     client_id: Some(var("AZURE_CLIENT_ID")?),
                     tenant_id: Some(var("AZURE_TENANT_ID")?),
                     token_file_path: Some(PathBuf::from(var("AZURE_FEDERATED_TOKEN_FILE")?)),
-                    ..Default::default()
                 };
                 WorkloadIdentityCredential::new(Some(options)).map_err(setup)?
             }
