@@ -81,6 +81,28 @@ impl CredentialKind {
     }
 }
 
+impl CredentialKind {
+    /// What to check when this credential gets no token.
+    fn sign_in_help(self) -> &'static str {
+        match self {
+            CredentialKind::Workload => {
+                "check AZURE_CLIENT_ID and AZURE_TENANT_ID, that the app registration has a federated credential \
+                 for this workload (issuer, subject), and that the federated token file is fresh (they expire)"
+            }
+            CredentialKind::ClientSecret => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the client secret has not expired or been rotated"
+            }
+            CredentialKind::ManagedIdentity => {
+                "check that this machine has a managed identity, and AZURE_CLIENT_ID if it is a user-assigned one"
+            }
+            CredentialKind::AzureCli | CredentialKind::Auto => {
+                "install the Azure CLI and run `az login` (or set AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_SECRET \
+                 to sign in another way; --hub-credential chooses)"
+            }
+        }
+    }
+}
+
 impl fmt::Display for CredentialKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -110,17 +132,13 @@ pub enum CredentialError {
     },
 
     #[error("signing in to Entra ID with the {kind} credential failed (scope {IOT_HUB_SCOPE})")]
-    #[diagnostic(
-        code(fleetform::hub::credential_token),
-        help(
-            "for azure-cli run `az login`; for workload check AZURE_CLIENT_ID, AZURE_TENANT_ID and that the \
-             federated token file is fresh; for client-secret check the secret has not expired"
-        )
-    )]
+    #[diagnostic(code(fleetform::hub::credential_token))]
     Token {
         kind: CredentialKind,
         #[source]
         cause: azure_core::Error,
+        #[help]
+        help: &'static str,
     },
 
     /// The hub answered 401 to a Bearer token: the token is not for the hub, has expired,
@@ -248,7 +266,7 @@ impl EntraCredential {
         let token = self
             .runtime
             .block_on(self.inner.get_token(&[IOT_HUB_SCOPE], None))
-            .map_err(|cause| CredentialError::Token { kind: self.kind, cause })?;
+            .map_err(|cause| CredentialError::Token { kind: self.kind, cause, help: self.kind.sign_in_help() })?;
         let header = format!("Bearer {}", token.token.secret());
         *slot = Some(Cached { header: Secret::new(header.clone()), obtained: now, expires: token.expires_on });
         Ok(header)
