@@ -45,8 +45,12 @@ fn emulator(authority: &Authority) -> (EmulatorProcess, tempfile::TempDir) {
 /// `fleetform plan` of the example against `hub` at `endpoint`, signed in through
 /// workload identity federation.
 fn plan_with_workload(authority: &Authority, endpoint: &str, token_file: &Path) -> Output {
+    with_workload(authority, token_file, &["plan", "--hub", HUB_HOST, "--endpoint", endpoint, EXAMPLE_DEPLOYMENTS])
+}
+
+fn with_workload(authority: &Authority, token_file: &Path, args: &[&str]) -> Output {
     cli()
-        .args(["plan", "--hub", HUB_HOST, "--endpoint", endpoint, EXAMPLE_DEPLOYMENTS])
+        .args(args)
         .env("AZURE_FEDERATED_TOKEN_FILE", token_file)
         .env("AZURE_CLIENT_ID", CLIENT_ID)
         .env("AZURE_TENANT_ID", TENANT)
@@ -99,6 +103,61 @@ fn workload_identity_federation_signs_in_and_plans_like_a_key_does() {
     assert_eq!(with_key.status.code(), out.status.code(), "{}", transcript(&with_key));
     let sas_host = hub.url.trim_start_matches("http://");
     assert_eq!(stdout(&out).replace(HUB_HOST, sas_host), stdout(&with_key));
+}
+
+#[test]
+fn apply_writes_with_an_entra_token() {
+    let authority = authority(IOT_HUB_AUDIENCE, 3600);
+    let (hub, _state) = emulator(&authority);
+    let work = tempfile::tempdir().unwrap();
+    let token_file = federated_token_file(work.path());
+    let args = ["apply", "--auto-approve", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS];
+    let out = with_workload(&authority, &token_file, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert_no_token(&[&stdout(&out), &stderr(&out)], &authority.issued());
+    // Checked with the key, not the token: the hub now holds what the files declare.
+    let again = cli()
+        .args(["plan", "--detailed-exitcode", "--hub", &hub.connection, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "no changes left: {}", transcript(&again));
+}
+
+#[test]
+fn a_client_secret_signs_in_and_is_never_shown() {
+    let authority = authority(IOT_HUB_AUDIENCE, 3600);
+    let (hub, _state) = emulator(&authority);
+    let out = cli()
+        .args(["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS])
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_SECRET", authority::CLIENT_SECRET)
+        .env("AZURE_AUTHORITY_HOST", authority.url())
+        .env("SSL_CERT_FILE", &authority.ca_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let requests = authority.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["client_secret"], authority::CLIENT_SECRET);
+    assert_eq!(requests[0]["scope"], "https://iothubs.azure.net/.default");
+    assert!(!transcript(&out).contains(authority::CLIENT_SECRET));
+    assert_no_token(&[&stdout(&out), &stderr(&out)], &authority.issued());
+
+    // A wrong secret: the authority's reason, never the secret.
+    let out = cli()
+        .args(["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS])
+        .env("AZURE_CLIENT_ID", CLIENT_ID)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_SECRET", "wrong-secret-value-7Qx")
+        .env("AZURE_AUTHORITY_HOST", authority.url())
+        .env("SSL_CERT_FILE", &authority.ca_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("client-secret credential failed") && err.contains("AADSTS7000215"), "{err}");
+    assert!(!err.contains("wrong-secret-value-7Qx"), "{err}");
 }
 
 #[test]
@@ -165,7 +224,7 @@ fn the_azure_cli_credential_takes_the_token_az_prints() {
 
 #[test]
 fn an_expiring_token_is_renewed_before_the_hub_would_refuse_it() {
-    let authority = authority(IOT_HUB_AUDIENCE, 3);
+    let authority = authority(IOT_HUB_AUDIENCE, 4);
     let (hub, _state) = emulator(&authority);
     let work = tempfile::tempdir().unwrap();
     let token_file = federated_token_file(work.path());
@@ -187,7 +246,7 @@ fn an_expiring_token_is_renewed_before_the_hub_would_refuse_it() {
     rest.configurations().unwrap();
     rest.configurations().unwrap();
     assert_eq!(authority.requests().len(), 1, "a fresh token is reused");
-    std::thread::sleep(Duration::from_millis(3200));
+    std::thread::sleep(Duration::from_millis(4200));
     rest.configurations().expect("a new token was fetched for the request after expiry");
     let issued = authority.issued();
     assert_eq!(issued.len(), 2, "{} token requests", authority.requests().len());

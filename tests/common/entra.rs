@@ -9,7 +9,7 @@
 //! client credentials flow ("Second case: Access token request with a certificate" /
 //! federated credential): form fields `client_id`, `scope`, `grant_type=client_credentials`,
 //! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`,
-//! `client_assertion`; answer `{token_type, expires_in, ext_expires_in, access_token}`;
+//! `client_assertion` (or `client_secret` for a service principal's secret); answer `{token_type, expires_in, ext_expires_in, access_token}`;
 //! errors `{error, error_description, error_codes}`.
 
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const CLIENT_ID: &str = "5f1c2a7e-0b7d-4a53-9a47-1e2f0c3d4b5a";
 pub const IOT_HUB_AUDIENCE: &str = "https://iothubs.azure.net";
 const KEY_ID: &str = "fleetform-test-key-1";
+/// The client secret the authority accepts (the client-secret credential's case).
+pub const CLIENT_SECRET: &str = "test-client-secret-Zk3~9vQ";
 
 /// What the authority issues, changeable while it runs.
 pub struct Settings {
@@ -171,7 +173,11 @@ async fn token_endpoint(State(shared): State<Arc<Shared>>, uri: axum::http::Uri,
     if field("client_id") != CLIENT_ID {
         return entra_error(700016, "unauthorized_client", "application not found in the directory");
     }
-    if field("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    if fields.contains_key("client_secret") {
+        if field("client_secret") != CLIENT_SECRET {
+            return entra_error(7000215, "invalid_client", "invalid client secret provided");
+        }
+    } else if field("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
         || field("client_assertion") != expected
     {
         return entra_error(700211, "invalid_client", "no matching federated identity record found");
