@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use fleetform::hub::credential::CredentialKind;
 use fleetform::hub::{Hub, HubError, rest::RestOptions, shape::ShapeChecked};
 
 use crate::cli::error::CommandError;
@@ -42,14 +43,44 @@ pub struct RefArg {
 #[derive(clap::Args)]
 pub struct HubArgs {
     /// The hub: a snapshot directory (configurations.json and devices.json[l]), a
-    /// connection string "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…", or env:NAME
-    /// to read one from variable NAME. Without it, IOTHUB_CONNECTION_STRING is used.
+    /// connection string "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…", env:NAME
+    /// to read one from variable NAME, or a host name <hub>.azure-devices.net to sign in
+    /// with Microsoft Entra ID (see --hub-credential). Without it,
+    /// IOTHUB_CONNECTION_STRING is used.
     #[arg(long, env = "FLEETFORM_HUB", value_name = "HUB", hide_env_values = true)]
     pub hub: Option<String>,
     /// Base URL replacing https://<HostName>: the emulator (http://127.0.0.1:PORT) or a
     /// sovereign cloud.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// How to sign in with Entra ID when --hub is a host name: auto picks workload
+    /// (AZURE_FEDERATED_TOKEN_FILE set), else client-secret (AZURE_CLIENT_SECRET), else
+    /// managed-identity (IDENTITY_ENDPOINT/MSI_ENDPOINT), else azure-cli. Given, any host
+    /// name is signed in to.
+    #[arg(long, env = "FLEETFORM_HUB_CREDENTIAL", value_name = "CREDENTIAL")]
+    pub hub_credential: Option<HubCredential>,
+}
+
+/// `--hub-credential`: which Entra ID credential signs in.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HubCredential {
+    Auto,
+    ClientSecret,
+    Workload,
+    ManagedIdentity,
+    AzureCli,
+}
+
+impl From<HubCredential> for CredentialKind {
+    fn from(choice: HubCredential) -> CredentialKind {
+        match choice {
+            HubCredential::Auto => CredentialKind::Auto,
+            HubCredential::ClientSecret => CredentialKind::ClientSecret,
+            HubCredential::Workload => CredentialKind::Workload,
+            HubCredential::ManagedIdentity => CredentialKind::ManagedIdentity,
+            HubCredential::AzureCli => CredentialKind::AzureCli,
+        }
+    }
 }
 
 impl HubArgs {
@@ -69,7 +100,9 @@ impl HubArgs {
     pub fn open_hub_with(&self, options: RestOptions) -> Result<Box<dyn Hub>, CommandError> {
         let on_progress = options.on_progress.clone().or_else(fleetform::render::read_progress::stderr_bar);
         let options = RestOptions { on_progress, ..options };
-        fleetform::hub::open_with(self.hub.as_deref(), self.endpoint.as_deref(), options).map_err(|e| match e {
+        let credential = self.hub_credential.map(CredentialKind::from);
+        let opened = fleetform::hub::open_signed_in(self.hub.as_deref(), self.endpoint.as_deref(), credential, options);
+        opened.map_err(|e| match e {
             HubError::Spec(reason) => CommandError::HubArg { reason, given: self.hub.clone() },
             other => other.into(),
         })

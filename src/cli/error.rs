@@ -116,6 +116,7 @@ library_errors!(
     fleetform::query::QueryRunError,
     fleetform::explain::ExplainError,
     fleetform_hub_emulator::EmulatorError,
+    fleetform_hub_emulator::auth::EntraConfigError,
     fleetform_hub_emulator::generate::GenerateError,
 );
 
@@ -180,6 +181,7 @@ fn hub_arg_message(reason: &HubSpecError, given: Option<&str>) -> String {
         ),
         HubSpecError::EndpointNotAUrl { .. } => format!("--endpoint {reason}"),
         HubSpecError::Connection(_) => format!("--hub: {reason}"),
+        HubSpecError::CredentialWithoutHost => format!("--hub-credential: {reason}"),
     }
 }
 
@@ -194,6 +196,9 @@ fn hub_arg_help(reason: &HubSpecError) -> String {
         HubSpecError::EndpointWithSnapshot { .. } => "drop --endpoint, or give --hub a connection string".to_string(),
         HubSpecError::EndpointNotAUrl { .. } => {
             "--endpoint takes the REST base URL, e.g. http://127.0.0.1:8080 for the emulator".to_string()
+        }
+        HubSpecError::CredentialWithoutHost => {
+            "give --hub the hub's host name (e.g. --hub myhub.azure-devices.net), or drop --hub-credential".to_string()
         }
         _ => HUB_FORMS.to_string(),
     }

@@ -8,6 +8,7 @@
 //! more than concurrency, and it makes every change a single atomic step on disk too.
 
 mod agent_desired;
+pub mod auth;
 pub mod generate;
 pub mod state;
 
@@ -60,6 +61,8 @@ pub struct ServeOptions {
     /// Where to listen; port 0 picks a free port ([`Serving`] says which).
     pub listen: SocketAddr,
     pub behaviour: Behaviour,
+    /// Whom Entra ID Bearer tokens are trusted from (`--entra-issuer`, `--entra-jwks`).
+    pub entra: Option<auth::EntraVerifier>,
 }
 
 /// What a running emulator serves, for its caller to announce.
@@ -100,9 +103,12 @@ pub fn serve(options: ServeOptions, on_ready: impl FnOnce(&Serving)) -> Result<S
         let state = options.state.clone();
         let behaviour = options.behaviour.clone();
         let host_for_state = host.clone();
-        let emulator = tokio::task::spawn_blocking(move || Emulator::open(&state, host_for_state, behaviour))
+        let mut emulator = tokio::task::spawn_blocking(move || Emulator::open(&state, host_for_state, behaviour))
             .await
             .map_err(|e| EmulatorError::BadOption(format!("loading the state failed: {e}")))??;
+        if let Some(verifier) = options.entra {
+            emulator.accept_entra(verifier);
+        }
         let connection = emulator.connection_string();
         let shared: Shared = Arc::new(Mutex::new(emulator));
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());

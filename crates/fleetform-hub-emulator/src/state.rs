@@ -118,6 +118,8 @@ pub struct Emulator {
     /// The last query's rows, so that paging through a result runs the query once rather
     /// than once per page: (query text, generation, rows).
     last_query: Option<(String, u64, std::sync::Arc<Vec<Value>>)>,
+    /// Whom Bearer tokens are trusted from; `None` refuses them (SAS only).
+    entra: Option<crate::auth::EntraVerifier>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -194,6 +196,7 @@ impl Emulator {
             tracking: 0,
             generation: 0,
             last_query: None,
+            entra: None,
         };
         emulator.reindex();
         let now = Instant::now();
@@ -212,6 +215,11 @@ impl Emulator {
         let (devices_changed, modules_changed) = emulator.reassign(now);
         emulator.persist_twins(devices_changed, modules_changed)?;
         Ok(emulator)
+    }
+
+    /// Accepts Entra ID Bearer tokens that `verifier` trusts, next to SAS tokens.
+    pub fn accept_entra(&mut self, verifier: crate::auth::EntraVerifier) {
+        self.entra = Some(verifier);
     }
 
     /// The connection string users need, key included.
@@ -259,9 +267,17 @@ impl Emulator {
             }
             Some(_) => {}
         }
-        if let Err(why) = self.authorize(&req.headers) {
+        let header = req.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let verdict = match header.and_then(crate::auth::bearer_token) {
+            Some(token) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                crate::auth::check_bearer(self.entra.as_ref(), token, now).map_err(|r| r.to_string())
+            }
+            None => self.authorize(&req.headers).map_err(str::to_string),
+        };
+        if let Err(why) = verdict {
             self.stats.unauthorized += 1;
-            return self.error(401, "IotHubUnauthorizedAccess", why);
+            return self.error(401, "IotHubUnauthorizedAccess", &why);
         }
         let roll: f64 = self.faults.r#gen();
         if roll < self.behaviour.inject_429 {

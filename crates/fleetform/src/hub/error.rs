@@ -52,6 +52,10 @@ pub enum HubError {
     #[diagnostic(transparent)]
     Connection(#[from] ConnectionStringError),
 
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Credential(#[from] super::credential::CredentialError),
+
     #[error("{operation}: {message}")]
     #[diagnostic(
         code(fleetform::hub::unreachable),

@@ -5,6 +5,7 @@
 //! [`open`] turns a `--hub` value into one of them.
 
 pub mod connection;
+pub mod credential;
 mod error;
 pub mod open;
 pub mod rest;
@@ -13,7 +14,7 @@ pub mod snapshot;
 
 pub use crate::model::fleet::{FleetRead, Projection, ReadError};
 pub use error::HubError;
-pub use open::{CONNECTION_STRING_ENV, HubSpec, HubSpecError, open, open_with};
+pub use open::{CONNECTION_STRING_ENV, HubSpec, HubSpecError, open, open_signed_in, open_with};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapshot_from, snapshot_with};
 
 pub use crate::model::{Configuration, Etag, IfMatch, Twin};

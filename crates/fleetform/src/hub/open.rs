@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::connection::{ConnectionString, ConnectionStringError};
+use super::credential::{CredentialKind, EntraCredential};
 use super::rest::{RestHub, RestOptions};
 use super::snapshot::SnapshotHub;
 use super::{Hub, HubError};
@@ -21,6 +22,22 @@ pub enum HubSpec {
     Snapshot(PathBuf),
     /// A hub reached over REST.
     Connection(ConnectionString),
+    /// A hub reached over REST, signed in with Microsoft Entra ID (docs/hub-semantics.md#entra-rbac).
+    Entra { host_name: String, credential: CredentialKind },
+}
+
+/// The DNS suffix of IoT hubs in the public cloud: a bare host name ending so is a hub to
+/// sign in to with Entra ID. Not the sovereign clouds': their hubs take tokens for another
+/// resource (docs/hub-semantics.md#entra-rbac), which fleetform does not request.
+const HUB_SUFFIXES: [&str; 1] = [".azure-devices.net"];
+
+/// Whether `text` can only be a host name (and optional port): letters, digits, `.`,
+/// `-`, `:`, with a dot or a port.
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !text.starts_with(['.', '-', ':'])
+        && text.contains(['.', ':'])
 }
 
 /// Why the value naming a hub (the CLI's `--hub`, `--endpoint`) names none. The texts say
@@ -41,6 +58,13 @@ pub enum HubSpecError {
     #[error("{}: no such directory", path.display())]
     #[diagnostic(code(fleetform::hub::not_a_directory))]
     NotADirectory { path: PathBuf },
+
+    /// `--hub-credential` given with a value that is not a host name.
+    #[error(
+        "Entra ID sign-in needs the hub's host name (<hub>.azure-devices.net), not a snapshot or connection string"
+    )]
+    #[diagnostic(code(fleetform::hub::credential_without_host))]
+    CredentialWithoutHost,
 
     /// Neither a directory nor a recognisable connection string, but with `=` or `;`: it
     /// may be a mangled connection string, so it is not shown.
@@ -100,6 +124,33 @@ impl HubSpec {
     /// [`HubSpec::parse`] of the value given, or without one of
     /// `IOTHUB_CONNECTION_STRING` ([`CONNECTION_STRING_ENV`]).
     pub fn resolve(given: Option<&str>) -> Result<HubSpec, HubSpecError> {
+        HubSpec::resolve_signed_in(given, None)
+    }
+
+    /// [`HubSpec::resolve`], and with `credential` the value is a host name to sign in to
+    /// with that Entra ID credential (any host: the emulator, a custom domain). Without
+    /// it, a host name ending in `.azure-devices.net` that is not a
+    /// directory signs in with [`CredentialKind::Auto`].
+    pub fn resolve_signed_in(given: Option<&str>, credential: Option<CredentialKind>) -> Result<HubSpec, HubSpecError> {
+        let entra =
+            |text: &str, kind: CredentialKind| HubSpec::Entra { host_name: text.trim().to_string(), credential: kind };
+        let text = given.map(str::trim);
+        match (text, credential) {
+            (Some(text), Some(kind)) if is_host_name(text) && !Path::new(text).is_dir() => {
+                return Ok(entra(text, kind));
+            }
+            (Some(text), None)
+                if is_host_name(text)
+                    && HUB_SUFFIXES
+                        .iter()
+                        .any(|s| text.to_ascii_lowercase().split(':').next().unwrap_or("").ends_with(s))
+                    && !Path::new(text).is_dir() =>
+            {
+                return Ok(entra(text, CredentialKind::Auto));
+            }
+            (_, Some(_)) if given.is_some() => return Err(HubSpecError::CredentialWithoutHost),
+            _ => {}
+        }
         match given {
             Some(text) => HubSpec::parse(text),
             None => match std::env::var(CONNECTION_STRING_ENV) {
@@ -115,6 +166,10 @@ impl HubSpec {
     pub fn open(&self, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
         match self {
             HubSpec::Connection(connection) => Ok(Box::new(RestHub::new(connection.clone(), options)?)),
+            HubSpec::Entra { host_name, credential } => {
+                let credential = EntraCredential::from_process_env(*credential)?;
+                Ok(Box::new(RestHub::with_entra(host_name.clone(), credential, options)?))
+            }
             HubSpec::Snapshot(path) if options.endpoint.is_some() => {
                 Err(HubSpecError::EndpointWithSnapshot { path: path.clone() }.into())
             }
@@ -135,7 +190,19 @@ pub fn open(spec: Option<&str>, endpoint: Option<&str>) -> Result<Box<dyn Hub>, 
 /// [`open`] with the REST backend's tuning (deadline, backoff…); `options.endpoint` is
 /// replaced by `endpoint`. The options are ignored for a snapshot directory.
 pub fn open_with(spec: Option<&str>, endpoint: Option<&str>, options: RestOptions) -> Result<Box<dyn Hub>, HubError> {
-    HubSpec::resolve(spec)?.open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
+    open_signed_in(spec, endpoint, None, options)
+}
+
+/// [`open_with`], signing in with the Entra ID `credential` when one is given (see
+/// [`HubSpec::resolve_signed_in`]).
+pub fn open_signed_in(
+    spec: Option<&str>,
+    endpoint: Option<&str>,
+    credential: Option<CredentialKind>,
+    options: RestOptions,
+) -> Result<Box<dyn Hub>, HubError> {
+    HubSpec::resolve_signed_in(spec, credential)?
+        .open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
 }
 
 #[cfg(test)]
@@ -143,6 +210,28 @@ mod tests {
     use super::*;
     use crate::hub::connection;
     use crate::hub::snapshot::hub::tests::hub_with_devices;
+
+    #[test]
+    fn host_names_sign_in_with_entra() {
+        let auto = HubSpec::resolve_signed_in(Some("MyHub.azure-devices.net"), None).unwrap();
+        assert_eq!(
+            auto,
+            HubSpec::Entra { host_name: "MyHub.azure-devices.net".into(), credential: CredentialKind::Auto }
+        );
+        let cli = HubSpec::resolve_signed_in(Some("127.0.0.1:8484"), Some(CredentialKind::AzureCli)).unwrap();
+        assert_eq!(cli, HubSpec::Entra { host_name: "127.0.0.1:8484".into(), credential: CredentialKind::AzureCli });
+        // Without a credential, another host name is still read as a path.
+        assert!(matches!(
+            HubSpec::resolve_signed_in(Some("hub.example.com"), None),
+            Err(HubSpecError::NotADirectory { .. })
+        ));
+        let with_key = "HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0";
+        assert!(matches!(
+            HubSpec::resolve_signed_in(Some(with_key), Some(CredentialKind::Workload)),
+            Err(HubSpecError::CredentialWithoutHost)
+        ));
+        assert!(!is_host_name("a/b.c") && !is_host_name("x=y.z") && !is_host_name("plain") && !is_host_name(".x"));
+    }
 
     #[test]
     fn open_tells_the_hub_forms_apart() {

@@ -34,6 +34,13 @@ pub struct Args {
     /// Seed for simulated failures and injected faults.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also accept Microsoft Entra ID Bearer tokens issued by this issuer (the `iss` claim,
+    /// e.g. https://sts.windows.net/<tenant>/) for the audience https://iothubs.azure.net.
+    #[arg(long, value_name = "URL", requires = "entra_jwks")]
+    pub entra_issuer: Option<String>,
+    /// The issuer's signing keys: a JSON Web Key Set file (what its jwks_uri serves).
+    #[arg(long, value_name = "FILE", requires = "entra_issuer")]
+    pub entra_jwks: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -46,7 +53,17 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         inject_503: args.inject_503,
         seed: args.seed,
     };
-    let options = ServeOptions { state: args.state, listen: args.listen, behaviour };
+    let entra = match (&args.entra_issuer, &args.entra_jwks) {
+        (Some(issuer), Some(jwks)) => Some(fleetform_hub_emulator::auth::EntraVerifier::from_file(issuer, jwks)?),
+        _ => None,
+    };
+    if let Some(issuer) = &args.entra_issuer {
+        eprintln!(
+            "accepting Entra ID Bearer tokens from {issuer} for {}",
+            fleetform_hub_emulator::auth::IOT_HUB_AUDIENCE
+        );
+    }
+    let options = ServeOptions { state: args.state, listen: args.listen, behaviour, entra };
     let stats = fleetform_hub_emulator::serve(options, banner)?;
     eprintln!(
         "emulator stopped: {} requests, {} injected 429, {} injected 503, {} unauthorized",

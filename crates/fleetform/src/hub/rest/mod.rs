@@ -1,7 +1,8 @@
 //! The REST backend: a real IoT Hub (or the emulator) over HTTPS (docs/hub-semantics.md#rest-api, #query-paging, #throttling).
 //!
 //! Every request carries `api-version=2021-04-12` and a SAS token signed locally from the
-//! connection string; the token is renewed a few minutes before it expires. Throttling
+//! connection string, or an Entra ID token (`credential::HubSignIn`); either is renewed a
+//! few minutes before it expires. Throttling
 //! (429) and server errors (5xx) are retried with exponential backoff and full jitter,
 //! honouring `Retry-After`, until an overall deadline; so are transport failures (a
 //! refused or reset connection, a timeout, a body cut short), see `retry::Replay`. Other
@@ -13,14 +14,14 @@ mod paging;
 mod progress;
 mod retry;
 
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::blocking::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::connection::{ConnectionString, SasToken};
+use super::connection::ConnectionString;
+use super::credential::{EntraCredential, HubSignIn};
 use super::{
     Configuration, Etag, HubError, HubRead, HubSpecError, HubWrite, IfMatch, MAX_CONFIGURATIONS, Projection, Twin,
 };
@@ -75,15 +76,11 @@ impl Default for RestOptions {
     }
 }
 
-/// Renew a token when less than this is left, so a slow request never arrives expired.
-const RENEW_MARGIN: Duration = Duration::from_secs(300);
-
 /// An IoT Hub reached over its REST API.
 pub struct RestHub {
-    connection: ConnectionString,
+    sign_in: HubSignIn,
     base: String,
     client: Client,
-    token: Mutex<Option<SasToken>>,
     /// Jitter source for backoff; seeded from the OS so clients do not retry in step.
     options: RestOptions,
 }
@@ -91,8 +88,7 @@ pub struct RestHub {
 impl std::fmt::Debug for RestHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestHub")
-            .field("host_name", &self.connection.host_name)
-            .field("key_name", &self.connection.key_name)
+            .field("sign_in", &self.sign_in)
             .field("base", &self.base)
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -111,6 +107,19 @@ pub struct TestQueriesResult {
 
 impl RestHub {
     pub fn new(connection: ConnectionString, options: RestOptions) -> Result<RestHub, HubError> {
+        RestHub::signed_in(HubSignIn::shared_key(connection), options)
+    }
+
+    /// A hub reached with an Entra ID token instead of a key.
+    pub fn with_entra(
+        host_name: String,
+        credential: EntraCredential,
+        options: RestOptions,
+    ) -> Result<RestHub, HubError> {
+        RestHub::signed_in(HubSignIn::Entra { host_name, credential }, options)
+    }
+
+    fn signed_in(sign_in: HubSignIn, options: RestOptions) -> Result<RestHub, HubError> {
         let base = match &options.endpoint {
             Some(url) => {
                 let url = url.trim_end_matches('/');
@@ -119,7 +128,7 @@ impl RestHub {
                 }
                 url.to_string()
             }
-            None => format!("https://{}", connection.host_name),
+            None => format!("https://{}", sign_in.host_name()),
         };
         let mut builder = Client::builder()
             .connect_timeout(options.connect_timeout)
@@ -134,29 +143,19 @@ impl RestHub {
         let client = builder.build().map_err(|cause| HubError::HttpClient { cause })?;
         let mut options = options;
         options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
-        Ok(RestHub { connection, base, client, token: Mutex::new(None), options })
+        Ok(RestHub { sign_in, base, client, options })
     }
 
     pub fn host_name(&self) -> &str {
-        &self.connection.host_name
+        self.sign_in.host_name()
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
-    fn authorization(&self) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let mut slot = self.token.lock().unwrap_or_else(|e| e.into_inner());
-        match &*slot {
-            Some(t) if t.expiry > now + RENEW_MARGIN.as_secs() => t.header_value().to_string(),
-            _ => {
-                let token = SasToken::new(&self.connection, now + self.options.token_ttl.as_secs().max(60));
-                let header = token.header_value().to_string();
-                *slot = Some(token);
-                header
-            }
-        }
+    fn authorization(&self) -> Result<String, HubError> {
+        Ok(self.sign_in.header_value(self.options.token_ttl)?)
     }
 
     fn url(&self, path: &str) -> String {
@@ -243,15 +242,15 @@ fn put_body(config: &Configuration) -> Configuration {
 impl HubRead for RestHub {
     fn describe(&self) -> String {
         match &self.options.endpoint {
-            Some(_) => format!("hub {} at {}", self.connection.host_name, self.base),
-            None => format!("hub {}", self.connection.host_name),
+            Some(_) => format!("hub {} at {}", self.host_name(), self.base),
+            None => format!("hub {}", self.host_name()),
         }
     }
 
     /// The HostName, lowercased (DNS names are case-insensitive): what the SAS token is
     /// signed for, so the hub the key belongs to, whatever `--endpoint` routes through.
     fn identity(&self) -> String {
-        format!("hub {}", self.connection.host_name.to_ascii_lowercase())
+        format!("hub {}", self.host_name().to_ascii_lowercase())
     }
 
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
@@ -371,9 +370,9 @@ mod tests {
             },
         )
         .unwrap();
-        let header = hub.authorization();
+        let header = hub.authorization().unwrap();
         let signature = super::super::connection::parse_sas_header(&header).unwrap().signature;
-        let mut texts = vec![format!("{hub:?}"), hub.describe(), format!("{:?}", hub.token.lock().unwrap())];
+        let mut texts = vec![format!("{hub:?}"), hub.describe(), format!("{:?}", hub.sign_in)];
         // A real failure path: nothing listens on port 9.
         let err = hub.configurations().unwrap_err();
         texts.push(err.to_string());

@@ -25,7 +25,7 @@ impl RestHub {
         let deadline = Instant::now() + self.options.deadline;
         let mut attempt: u32 = 0;
         loop {
-            let request = build(&self.client).header("Authorization", self.authorization());
+            let request = build(&self.client).header("Authorization", self.authorization()?);
             // The body is read inside the loop: a connection reset half-way through a
             // page is as retryable as one before the status line.
             let outcome = request.send().and_then(|resp| {
@@ -34,6 +34,14 @@ impl RestHub {
                 resp.bytes().map(|body| Reply { status, headers, body: body.to_vec(), attempts: attempt + 1 })
             });
             let retry_in = match outcome {
+                Ok(reply) if reply.status.as_u16() == 401 => {
+                    let code = reply.headers.get("iothub-errorcode").and_then(|v| v.to_str().ok());
+                    let body = super::parse_error_body(code, &reply.body);
+                    match self.sign_in.refused(operation, &body.code, &body.message) {
+                        Some(refused) => return Err(refused.into()),
+                        None => return Ok(reply),
+                    }
+                }
                 Ok(reply) if retryable(reply.status) => {
                     let wait = retry_after(&reply.headers).unwrap_or_else(|| self.backoff(attempt));
                     if Instant::now() + wait > deadline {
