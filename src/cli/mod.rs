@@ -86,6 +86,15 @@ enum Command {
     Import(commands::import::Args),
     /// Rewrite .kdl files into the canonical layout, keeping comments.
     Fmt(commands::fmt::Args),
+    /// Start a deployments repository: deployments/ with one commented standard
+    /// deployment, GitHub workflows using the fleetform action, .gitignore, README.
+    ///
+    /// Refuses (and writes nothing) when any of those files exists, unless --force.
+    Init(commands::init::Args),
+    /// Print a shell completion script: `fleetform completions bash > /etc/bash_completion.d/fleetform`.
+    Completions(commands::completions::Args),
+    /// Print a manual page (roff), or write one per command with --out DIR.
+    Man(commands::man::Args),
 }
 
 impl Command {
@@ -118,7 +127,12 @@ impl Command {
             }
             Command::Snapshot(a) => inputs.outs.push(&a.out),
             Command::Hub(HubCommand::Generate(a)) => inputs.outs.push(&a.out),
-            Command::Status(_) | Command::Query(_) | Command::Hub(HubCommand::Serve(_)) => {}
+            Command::Init(a) => inputs.outs.push(&a.dir),
+            Command::Man(a) => inputs.outs.extend(a.out.as_deref()),
+            Command::Status(_)
+            | Command::Query(_)
+            | Command::Hub(HubCommand::Serve(_))
+            | Command::Completions(_) => {}
         }
         inputs
     }
@@ -159,5 +173,8 @@ fn run(command: Command, ui: &ui::Ui) -> Result<ExitCode, CommandError> {
         Command::Hub(command) => commands::hub::run(command),
         Command::Import(args) => commands::import::run(args),
         Command::Fmt(args) => commands::fmt::run(args),
+        Command::Init(args) => commands::init::run(args),
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
     }
 }

@@ -2,10 +2,13 @@
 //! [`crate::cli`]) and `run`, which returns the exit code.
 
 pub mod apply;
+pub mod completions;
 pub mod explain;
 pub mod fmt;
 pub mod hub;
 pub mod import;
+pub mod init;
+pub mod man;
 pub mod plan;
 pub mod query;
 pub mod render;
