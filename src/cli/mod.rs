@@ -95,6 +95,8 @@ enum Command {
     Completions(commands::completions::Args),
     /// Print a manual page (roff), or write one per command with --out DIR.
     Man(commands::man::Args),
+    /// Print the JSON Schema of `plan --format json` or `explain --format json`.
+    Schema(commands::schema::Args),
 }
 
 impl Command {
@@ -132,7 +134,8 @@ impl Command {
             Command::Status(_)
             | Command::Query(_)
             | Command::Hub(HubCommand::Serve(_))
-            | Command::Completions(_) => {}
+            | Command::Completions(_)
+            | Command::Schema(_) => {}
         }
         inputs
     }
@@ -176,5 +179,6 @@ fn run(command: Command, ui: &ui::Ui) -> Result<ExitCode, CommandError> {
         Command::Init(args) => commands::init::run(args),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::man::run(args),
+        Command::Schema(args) => commands::schema::run(args),
     }
 }

@@ -12,6 +12,7 @@ pub mod man;
 pub mod plan;
 pub mod query;
 pub mod render;
+pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod validate;
