@@ -47,7 +47,8 @@ fn every_action_input_and_output_is_documented_in_the_readme() {
     let action = read("action.yml");
     let inputs = top_level_keys(&action, "inputs");
     // Those the README promises, written out so that dropping one from action.yml fails.
-    for wanted in ["command", "paths", "hub", "format", "base-ref", "prune", "wait", "args", "comment", "github-token"] {
+    for wanted in ["command", "paths", "hub", "format", "base-ref", "prune", "wait", "args", "comment", "github-token"]
+    {
         assert!(inputs.iter().any(|i| i == wanted), "action.yml has no input {wanted}: {inputs:?}");
     }
     let section = readme_action_section();

@@ -34,7 +34,12 @@ fn three_commands_from_nothing_to_a_first_plan() {
     // An empty generated hub: the one declared deployment is created, and every
     // production IoT Edge device in it gets its modules.
     assert!(text.contains("+ fleet-base  standard   p10  create fleet-base-"), "{text}");
-    assert!(text.contains("+ module SimulatedTemperatureSensor (mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5)"), "{text}");
+    assert!(
+        text.contains(
+            "+ module SimulatedTemperatureSensor (mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("Plan: 1 to create, 0 to update, 0 to replace, 0 to delete."), "{text}");
     // No secrets in the skeleton: planning needed no FLEETFORM_HASH_KEY and nothing warns
     // about the files themselves.
@@ -102,7 +107,9 @@ fn a_failure_half_way_leaves_no_file_and_no_directory() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("cannot create repo-b/.github/workflows"), "{err}");
-    let left: Vec<String> =
-        std::fs::read_dir(dir.join("repo-b")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<String> = std::fs::read_dir(dir.join("repo-b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(left, [".github"], "init left files behind");
 }

@@ -51,7 +51,15 @@ fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
         words.last().unwrap(),
         words[words.len().saturating_sub(2)],
     );
-    let out = Command::new("bash").arg("--norc").arg("--noprofile").arg("-c").arg(program).env_clear().env("PATH", "/usr/bin:/bin").output().expect("bash runs");
+    let out = Command::new("bash")
+        .arg("--norc")
+        .arg("--noprofile")
+        .arg("-c")
+        .arg(program)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("bash runs");
     assert!(out.status.success(), "bash failed ({:?}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
 }
@@ -127,7 +135,11 @@ fn man_writes_one_page_per_command_and_each_renders() {
         if groff {
             // -k: the pages are UTF-8 (… and —), which groff reads through preconv, as man does;
             // -P-cbu: plain text, no bold or underline to search around.
-            let run = Command::new("groff").args(["-k", "-man", "-Tutf8", "-ww", "-P-cbu"]).arg(out.join(name)).output().unwrap();
+            let run = Command::new("groff")
+                .args(["-k", "-man", "-Tutf8", "-ww", "-P-cbu"])
+                .arg(out.join(name))
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&run.stderr);
             assert!(run.status.success() && stderr.is_empty(), "{name}: groff warns: {stderr}");
             let text = String::from_utf8_lossy(&run.stdout);

@@ -33,6 +33,9 @@ fn validator(schema: &Value) -> jsonschema::Validator {
     jsonschema::draft202012::new(schema).expect("the schema is itself valid JSON Schema 2020-12")
 }
 
+/// An edit that makes a valid document break the documented shape.
+type Breaks = Box<dyn Fn(&mut Value)>;
+
 fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
     v.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path())).collect()
 }
@@ -67,7 +70,8 @@ fn the_example_plans_validate_against_the_plan_schema() {
         // The hub's own deployments: nothing to do.
         run_json(&["plan", "--format", "json", "--hub", HUB, "examples/campus/hub-state"]),
     ];
-    let kinds: Vec<&str> = plans.iter().flat_map(|p| p["actions"].as_array().unwrap()).map(|a| a["action"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        plans.iter().flat_map(|p| p["actions"].as_array().unwrap()).map(|a| a["action"].as_str().unwrap()).collect();
     for kind in ["create", "update", "replace", "delete", "orphan", "unmanaged", "no-op"] {
         assert!(kinds.contains(&kind), "no example plan has a {kind} action to check");
     }
@@ -106,7 +110,7 @@ fn the_example_explanations_validate_against_the_explain_schema() {
 fn the_plan_schema_refuses_what_the_documentation_rules_out() {
     let v = validator(&checked_in("plan.schema.json"));
     let good = run_json(&["plan", "--format", "json", "--hub", HUB, DEPLOYMENTS]);
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let broken: Vec<(&str, Breaks)> = vec![
         ("no summary.devices", Box::new(|p| drop(p["summary"].as_object_mut().unwrap().remove("devices")))),
         ("a count as a string", Box::new(|p| p["summary"]["create"] = json!("1"))),
         ("an unknown action", Box::new(|p| p["actions"][0]["action"] = json!("upsert"))),
@@ -130,15 +134,21 @@ fn the_explain_schema_refuses_what_the_documentation_rules_out() {
     let v = validator(&checked_in("explain.schema.json"));
     let good = run_json(&["explain", "b20-f3-conf-000062", DEPLOYMENTS, "--hub", HUB, "--format", "json"]);
     assert!(errors(&v, &good).is_empty());
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let broken: Vec<(&str, Breaks)> = vec![
         ("a state other than declared or current", Box::new(|e| e["state"] = json!("planned"))),
         ("is_edge as a string", Box::new(|e| e["is_edge"] = json!("true"))),
-        ("a skip without its reason", Box::new(|e| drop(e["stack"]["skipped"][0].as_object_mut().unwrap().remove("reason")))),
-        ("a module entry without its value", Box::new(|e| {
-            let modules = e["manifest"]["modules"].as_object_mut().unwrap();
-            let first = modules.values_mut().next().unwrap();
-            first.as_object_mut().unwrap().remove("value");
-        })),
+        (
+            "a skip without its reason",
+            Box::new(|e| drop(e["stack"]["skipped"][0].as_object_mut().unwrap().remove("reason"))),
+        ),
+        (
+            "a module entry without its value",
+            Box::new(|e| {
+                let modules = e["manifest"]["modules"].as_object_mut().unwrap();
+                let first = modules.values_mut().next().unwrap();
+                first.as_object_mut().unwrap().remove("value");
+            }),
+        ),
         ("no manifest", Box::new(|e| drop(e.as_object_mut().unwrap().remove("manifest")))),
     ];
     for (what, breaks) in broken {

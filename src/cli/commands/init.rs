@@ -74,8 +74,11 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
 pub fn write_skeleton(dir: &Path, force: bool) -> Result<Vec<PathBuf>, OutputError> {
     let targets: Vec<(PathBuf, &str)> = SKELETON.iter().map(|(rel, body)| (dir.join(rel), *body)).collect();
     if !force {
-        let existing: Vec<PathBuf> =
-            SKELETON.iter().map(|(rel, _)| PathBuf::from(rel)).filter(|rel| dir.join(rel).symlink_metadata().is_ok()).collect();
+        let existing: Vec<PathBuf> = SKELETON
+            .iter()
+            .map(|(rel, _)| PathBuf::from(rel))
+            .filter(|rel| dir.join(rel).symlink_metadata().is_ok())
+            .collect();
         if !existing.is_empty() {
             return Err(OutputError::Exists { dir: dir.to_path_buf(), files: existing });
         }

@@ -60,7 +60,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         write_all(dir)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let wanted = std::iter::once("fleetform".to_string()).chain(args.command.iter().cloned()).collect::<Vec<_>>().join("-");
+    let wanted =
+        std::iter::once("fleetform".to_string()).chain(args.command.iter().cloned()).collect::<Vec<_>>().join("-");
     match pages().into_iter().find(|(title, _)| *title == wanted) {
         Some((_, command)) => {
             use std::io::Write;

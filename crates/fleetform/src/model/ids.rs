@@ -323,7 +323,9 @@ impl FromStr for IfMatch {
 /// positive integer" (MicrosoftDocs/azure-docs, `--priority` of `az iot hub configuration
 /// create`), the REST API's `Configuration.priority` is an int32, and the hub accepts 0:
 /// the range is `0..=i32::MAX`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(into = "i64", try_from = "i64")]
 pub struct Priority(pub i32);
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::explain::{Candidate, State};
 use crate::merge::{Check, ManifestView, Skipped, Warning};
 use crate::model::{DeploymentId, Priority};
-use crate::plan::{ActionKind, Change, Cohort, Step, StackIds};
+use crate::plan::{ActionKind, Change, Cohort, StackIds, Step};
 
 /// `plan --format json`.
 #[derive(Serialize, JsonSchema)]
