@@ -92,19 +92,29 @@ pub struct FieldChangeOutput<'a> {
     pub after: Option<Value>,
 }
 
-/// A change with the line the text output shows for it.
+/// The part's own fields, and `text`: the line the text output shows for it.
+// Flattened, so a field added to the part (a warning's code, say) appears in the output
+// and in the schema by itself.
 #[derive(Serialize, JsonSchema)]
-pub struct ChangeOutput<'a> {
+#[schemars(rename = "{T}Output")]
+pub struct WithText<'a, T: std::fmt::Display + JsonSchema> {
     #[serde(flatten)]
-    pub change: &'a Change,
+    pub part: &'a T,
     pub text: String,
 }
 
-impl<'a> ChangeOutput<'a> {
-    pub fn of(change: &'a Change) -> Self {
-        ChangeOutput { change, text: change.to_string() }
+impl<'a, T: std::fmt::Display + JsonSchema> WithText<'a, T> {
+    pub fn of(part: &'a T) -> Self {
+        WithText { part, text: part.to_string() }
     }
 }
+
+/// A change a device sees.
+pub type ChangeOutput<'a> = WithText<'a, Change>;
+
+/// A warning: its check's fields (`check` names it), the devices it concerns (`devices`,
+/// `samples`), and its text.
+pub type WarningOutput<'a> = WithText<'a, Warning>;
 
 #[derive(Serialize, JsonSchema)]
 pub struct CohortOutput<'a> {
@@ -126,21 +136,6 @@ impl<'a> CohortOutput<'a> {
             stack_after: &c.stack_after,
             changes: c.changes.iter().map(ChangeOutput::of).collect(),
         }
-    }
-}
-
-/// A warning: its check's fields (`check` names it), the devices it concerns, and its
-/// text. Fields added to [`Warning`] appear here (and in the schema) by themselves.
-#[derive(Serialize, JsonSchema)]
-pub struct WarningOutput<'a> {
-    #[serde(flatten)]
-    pub warning: &'a Warning,
-    pub text: String,
-}
-
-impl<'a> WarningOutput<'a> {
-    pub fn of(warning: &'a Warning) -> Self {
-        WarningOutput { warning, text: warning.to_string() }
     }
 }
 
