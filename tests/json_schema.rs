@@ -104,6 +104,42 @@ fn the_example_explanations_validate_against_the_explain_schema() {
     assert!(skipped > 0, "no explanation has a skipped deployment to check");
 }
 
+#[test]
+fn a_plan_with_base_validates_with_its_change() {
+    // A repository holding the example's deployments, committed once; the working tree
+    // then bumps one image, and `--base HEAD` adds the change's own plan as `change`.
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&root().join(DEPLOYMENTS), &dir.path().join("deployments"));
+    let repo = git2::Repository::init(dir.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("test", "test@example.com").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "deployments", &tree, &[]).unwrap();
+    let base = dir.path().join("deployments/base.kdl");
+    let text = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, text.replace("telemetry:3.2.0", "telemetry:3.3.0")).unwrap();
+
+    let hub = root().join(HUB);
+    let out = cli()
+        .current_dir(dir.path())
+        .args(["plan", "deployments", "--base", "HEAD", "--format", "json", "--hub"])
+        .arg(&hub)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let change = &plan["change"];
+    assert!(change.is_object(), "no change in a --base plan");
+    assert!(change.get("change").is_none(), "the change's plan nests another");
+    assert_eq!(change["summary"]["replace"], 1, "{}", change["summary"]);
+    let v = validator(&checked_in("plan.schema.json"));
+    assert_eq!(errors(&v, &plan), Vec::<String>::new());
+    let mut broken = plan.clone();
+    broken["change"]["summary"] = json!("one replace");
+    assert!(!v.is_valid(&broken), "the schema does not describe `change`");
+}
+
 /// Documents that break what schema/plan.md promises are refused: the schema would catch
 /// an output that changed shape.
 #[test]
