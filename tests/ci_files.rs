@@ -165,3 +165,139 @@ fn the_action_and_every_pipeline_match_their_published_schemas() {
         );
     }
 }
+
+/// The `run: |` script of the action step named `name`, dedented.
+fn action_script(name: &str) -> String {
+    let action = read("action.yml");
+    let mut lines = action.lines().skip_while(|l| l.trim() != format!("- name: {name}"));
+    assert!(lines.next().is_some(), "action.yml has no step {name:?}");
+    let run = lines.find(|l| l.trim() == "run: |").unwrap_or_else(|| panic!("step {name:?} has no run block"));
+    let indent = run.len() - run.trim_start().len() + 2;
+    let mut script = String::new();
+    for line in lines {
+        if !line.trim().is_empty() && line.len() - line.trim_start().len() < indent {
+            break;
+        }
+        script.push_str(line.get(indent..).unwrap_or(""));
+        script.push('\n');
+    }
+    script
+}
+
+/// Runs one of the action's scripts as the runner would: bash, with the step's `env:`
+/// given as `env`, `GITHUB_OUTPUT` and friends in `tmp`, and `bin` first on `PATH`.
+fn run_action_script(script: &str, tmp: &Path, bin: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        bin.display(),
+        Path::new(env!("CARGO_BIN_EXE_fleetform")).parent().unwrap().display()
+    );
+    Command::new("bash")
+        .args(["--noprofile", "--norc", "-e", "-o", "pipefail", "-c", script])
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", tmp)
+        .env("RUNNER_TEMP", tmp)
+        .env("GITHUB_OUTPUT", tmp.join("output"))
+        .env("GITHUB_STEP_SUMMARY", tmp.join("summary"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn step_outputs(tmp: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(tmp.join("output")).unwrap_or_default();
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn the_action_plans_and_posts_then_edits_one_comment() {
+    if Command::new("bash").arg("-c").arg("true").status().is_err() {
+        eprintln!("bash is not installed: skipping the action's scripts");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // A stand-in for the GitHub CLI: records its arguments, and lists one comment of ours
+    // when GH_EXISTING_ID is set (with the marker checked as the real jq filter would).
+    let gh = bin.join("gh");
+    std::fs::write(
+        &gh,
+        "#!/bin/bash\nprintf '%s\\n' \"$*\" >> \"$GH_LOG\"\n\
+         case \"$*\" in *--paginate*) [ -n \"${GH_EXISTING_ID:-}\" ] && [ \"$MARKER\" = '<!-- fleetform-plan -->' ] && echo \"$GH_EXISTING_ID\" ;; esac\nexit 0\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&gh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    let inputs = [
+        ("INPUT_COMMAND", "plan"),
+        ("INPUT_PATHS", "examples/campus/deployments"),
+        ("INPUT_HUB", "examples/campus/hub"),
+        ("INPUT_FORMAT", ""),
+        ("INPUT_BASE_REF", ""),
+        ("INPUT_PRUNE", "false"),
+        ("INPUT_WAIT", "false"),
+        ("INPUT_ARGS", ""),
+        ("INPUT_MARKER", "<!-- fleetform-plan -->"),
+        ("PR_BASE_REF", ""),
+        ("ACR_PASSWORD", "demo"),
+        ("VISION_REGISTRY_PASSWORD", "demo"),
+        ("CAMERA_API_TOKEN", "demo"),
+        ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+    ];
+    let out = run_action_script(&action_script("fleetform ${{ inputs.command }}"), tmp.path(), &bin, &inputs);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The hub is masked before anything can print it.
+    assert!(stdout.starts_with("::add-mask::examples/campus/hub\n"), "{stdout}");
+    let outputs = step_outputs(tmp.path());
+    let get = |k: &str| outputs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    assert_eq!(get("exitcode"), "2", "the example plan has changes: {outputs:?}");
+    assert_eq!(get("changes"), "true");
+    let comment_file = get("comment-file");
+    let comment = std::fs::read_to_string(&comment_file).unwrap();
+    assert!(comment.starts_with("<!-- fleetform-plan -->\n"), "{comment}");
+    assert!(comment.contains("Plan: 1 to create, 2 to update, 1 to replace, 0 to delete."), "{comment}");
+    assert!(!comment.contains("\"demo\""), "the comment holds the registry password");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("summary")).unwrap(), comment);
+
+    let log = tmp.path().join("gh.log");
+    let comment_env = |existing: &'static str| {
+        vec![
+            ("GH_TOKEN", "token-never-printed"),
+            ("PR", "17"),
+            ("REPO", "contoso/edge-deployments"),
+            ("MARKER", "<!-- fleetform-plan -->"),
+            ("COMMENT_FILE", comment_file.as_str()),
+            ("GH_LOG", log.to_str().unwrap()),
+            ("GH_EXISTING_ID", existing),
+        ]
+    };
+    let script = action_script("Post or update the plan comment");
+    // The first run finds no comment of ours and posts one.
+    let first = run_action_script(&script, tmp.path(), &bin, &comment_env(""));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    // A later push finds it and edits it in place.
+    let second = run_action_script(&script, tmp.path(), &bin, &comment_env("4242"));
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    let body = format!("-F body=@{comment_file}");
+    assert_eq!(
+        calls,
+        [
+            "api --paginate repos/contoso/edge-deployments/issues/17/comments --jq .[] | select(.body | startswith(env.MARKER)) | .id".to_string(),
+            format!("api --method POST repos/contoso/edge-deployments/issues/17/comments {body}"),
+            "api --paginate repos/contoso/edge-deployments/issues/17/comments --jq .[] | select(.body | startswith(env.MARKER)) | .id".to_string(),
+            format!("api --method PATCH repos/contoso/edge-deployments/issues/comments/4242 {body}"),
+        ]
+    );
+    for run in [&first, &second] {
+        assert!(!String::from_utf8_lossy(&run.stdout).contains("token-never-printed"));
+    }
+}

@@ -25,6 +25,7 @@ const SUBCOMMANDS: &[&str] = &[
     "init",
     "completions",
     "man",
+    "schema",
 ];
 
 fn stdout_of(args: &[&str]) -> String {

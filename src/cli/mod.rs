@@ -91,11 +91,20 @@ enum Command {
     ///
     /// Refuses (and writes nothing) when any of those files exists, unless --force.
     Init(commands::init::Args),
-    /// Print a shell completion script: `fleetform completions bash > /etc/bash_completion.d/fleetform`.
+    /// Print a shell completion script for bash, zsh, fish, PowerShell or elvish.
+    ///
+    /// For example `fleetform completions bash > ~/.local/share/bash-completion/completions/fleetform`,
+    /// or `fleetform completions zsh > "${fpath[1]}/_fleetform"`.
     Completions(commands::completions::Args),
     /// Print a manual page (roff), or write one per command with --out DIR.
+    ///
+    /// `fleetform man plan | man -l -` reads one page; `fleetform man --out
+    /// ~/.local/share/man/man1` installs fleetform.1, fleetform-plan.1, fleetform-hub-serve.1, …
     Man(commands::man::Args),
     /// Print the JSON Schema of `plan --format json` or `explain --format json`.
+    ///
+    /// Generated from the output types; schema/plan.schema.json and
+    /// schema/explain.schema.json hold the same text.
     Schema(commands::schema::Args),
 }
 
