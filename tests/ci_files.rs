@@ -2,6 +2,8 @@
 //! the examples passing only inputs the action has, no expression spliced into a script,
 //! and (where check-jsonschema is installed) each file against its published schema.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -300,4 +302,71 @@ fn the_action_plans_and_posts_then_edits_one_comment() {
     for run in [&first, &second] {
         assert!(!String::from_utf8_lossy(&run.stdout).contains("token-never-printed"));
     }
+}
+
+#[test]
+fn the_action_applies_and_refuses_an_unknown_command() {
+    if Command::new("bash").arg("-c").arg("true").status().is_err() {
+        eprintln!("bash is not installed: skipping the action's scripts");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = common::campus_hub_copy();
+    let hub_path = hub.path().to_str().unwrap().to_string();
+    let script = action_script("fleetform ${{ inputs.command }}");
+    let inputs = |command: &'static str, args: &'static str| {
+        vec![
+            ("INPUT_COMMAND", command),
+            ("INPUT_PATHS", "examples/campus/deployments"),
+            ("INPUT_HUB", hub_path.as_str()),
+            ("INPUT_FORMAT", ""),
+            ("INPUT_BASE_REF", ""),
+            ("INPUT_PRUNE", "false"),
+            ("INPUT_WAIT", "false"),
+            ("INPUT_ARGS", args),
+            ("INPUT_MARKER", "<!-- fleetform-plan -->"),
+            ("PR_BASE_REF", ""),
+            ("ACR_PASSWORD", "demo"),
+            ("VISION_REGISTRY_PASSWORD", "demo"),
+            ("CAMERA_API_TOKEN", "demo"),
+            ("FLEETFORM_HASH_KEY", "demo-hash-key-for-the-example-hub"),
+        ]
+    };
+    // --allow-dirty: the examples in this checkout may be edited while the tests run.
+    let out = run_action_script(&script, tmp.path(), tmp.path(), &inputs("apply", "--allow-dirty"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("fleetform apply examples/campus/deployments --auto-approve --format text --allow-dirty"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Apply complete: 2 created, 2 updated, 1 deleted."), "{stdout}");
+    let outputs = step_outputs(tmp.path());
+    assert!(outputs.contains(&("exitcode".to_string(), "0".to_string())), "{outputs:?}");
+    assert!(!outputs.iter().any(|(k, _)| k == "comment-file"), "apply wrote a plan comment");
+    // The hub now matches: the same step as plan has nothing to do (exit 0, not 2).
+    std::fs::remove_file(tmp.path().join("output")).unwrap();
+    let again = run_action_script(&script, tmp.path(), tmp.path(), &inputs("plan", ""));
+    assert!(again.status.success());
+    let outputs = step_outputs(tmp.path());
+    assert!(outputs.contains(&("exitcode".to_string(), "0".to_string())), "{outputs:?}");
+    assert!(outputs.contains(&("changes".to_string(), "false".to_string())), "{outputs:?}");
+
+    // A flag plan does not have: clap's usage error also exits 2, which must not read as
+    // "changes".
+    std::fs::remove_file(tmp.path().join("output")).unwrap();
+    let typo = run_action_script(&script, tmp.path(), tmp.path(), &inputs("plan", "--allow-dirty"));
+    assert!(typo.status.success());
+    let outputs = step_outputs(tmp.path());
+    assert!(outputs.contains(&("exitcode".to_string(), "1".to_string())), "{outputs:?}");
+    let comment = std::fs::read_to_string(tmp.path().join("fleetform-comment.md")).unwrap();
+    assert!(comment.contains("### fleetform plan failed") && comment.contains("--allow-dirty"), "{comment}");
+
+    std::fs::remove_file(tmp.path().join("output")).unwrap();
+    let wrong = run_action_script(&script, tmp.path(), tmp.path(), &inputs("destroy", ""));
+    assert!(
+        String::from_utf8_lossy(&wrong.stdout)
+            .contains("::error title=fleetform::input command must be plan or apply, not destroy")
+    );
+    assert_eq!(step_outputs(tmp.path()), [("exitcode".to_string(), "1".to_string())]);
 }
