@@ -92,6 +92,11 @@ pub enum CommandError {
 
     #[error("cannot encode the plan: {reason}")]
     EncodePlan { reason: serde_json::Error },
+
+    /// `init` or `man --out` could not write its files.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Output(#[from] crate::cli::commands::init::OutputError),
 }
 
 /// Every library error a command can meet becomes a [`CommandError::Library`].

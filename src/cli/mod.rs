@@ -86,6 +86,26 @@ enum Command {
     Import(commands::import::Args),
     /// Rewrite .kdl files into the canonical layout, keeping comments.
     Fmt(commands::fmt::Args),
+    /// Start a deployments repository: deployments/ with one commented standard
+    /// deployment, GitHub workflows using the fleetform action, .gitignore, README.
+    ///
+    /// Refuses (and writes nothing) when any of those files exists, unless --force.
+    Init(commands::init::Args),
+    /// Print a shell completion script for bash, zsh, fish, PowerShell or elvish.
+    ///
+    /// For example `fleetform completions bash > ~/.local/share/bash-completion/completions/fleetform`,
+    /// or `fleetform completions zsh > "${fpath[1]}/_fleetform"`.
+    Completions(commands::completions::Args),
+    /// Print a manual page (roff), or write one per command with --out DIR.
+    ///
+    /// `fleetform man plan | man -l -` reads one page; `fleetform man --out
+    /// ~/.local/share/man/man1` installs fleetform.1, fleetform-plan.1, fleetform-hub-serve.1, …
+    Man(commands::man::Args),
+    /// Print the JSON Schema of `plan --format json` or `explain --format json`.
+    ///
+    /// Generated from the output types; schema/plan.schema.json and
+    /// schema/explain.schema.json hold the same text.
+    Schema(commands::schema::Args),
 }
 
 impl Command {
@@ -118,7 +138,13 @@ impl Command {
             }
             Command::Snapshot(a) => inputs.outs.push(&a.out),
             Command::Hub(HubCommand::Generate(a)) => inputs.outs.push(&a.out),
-            Command::Status(_) | Command::Query(_) | Command::Hub(HubCommand::Serve(_)) => {}
+            Command::Init(a) => inputs.outs.push(&a.dir),
+            Command::Man(a) => inputs.outs.extend(a.out.as_deref()),
+            Command::Status(_)
+            | Command::Query(_)
+            | Command::Hub(HubCommand::Serve(_))
+            | Command::Completions(_)
+            | Command::Schema(_) => {}
         }
         inputs
     }
@@ -159,5 +185,9 @@ fn run(command: Command, ui: &ui::Ui) -> Result<ExitCode, CommandError> {
         Command::Hub(command) => commands::hub::run(command),
         Command::Import(args) => commands::import::run(args),
         Command::Fmt(args) => commands::fmt::run(args),
+        Command::Init(args) => commands::init::run(args),
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
+        Command::Schema(args) => commands::schema::run(args),
     }
 }

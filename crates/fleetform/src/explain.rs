@@ -15,7 +15,7 @@ use crate::plan::{self, PlanError, Redactor};
 use crate::query::{CompiledCondition, eq_ignore_case, is_edge_device, parse_condition};
 
 /// Which set of deployments to explain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     /// The repository's deployments as they will be on the hub after apply.
@@ -42,7 +42,7 @@ pub enum ExplainError {
 }
 
 /// One clause of a target condition and its value on the device.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Clause {
     pub text: String,
     /// `true`, `false` or `undefined` (a property the twin does not have).
@@ -50,7 +50,7 @@ pub struct Clause {
 }
 
 /// A deployment and whether it targets the device.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Candidate {
     pub id: DeploymentId,
     pub kind: &'static str,

@@ -2,13 +2,17 @@
 //! [`crate::cli`]) and `run`, which returns the exit code.
 
 pub mod apply;
+pub mod completions;
 pub mod explain;
 pub mod fmt;
 pub mod hub;
 pub mod import;
+pub mod init;
+pub mod man;
 pub mod plan;
 pub mod query;
 pub mod render;
+pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod validate;

@@ -104,10 +104,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
             let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
         }
         PlanFormat::Json => {
-            let mut json = render::json::plan_json(&plan);
-            if let (Some(c), serde_json::Value::Object(m)) = (&change, &mut json) {
-                m.insert("change".into(), render::json::plan_json(c));
-            }
+            let json = render::json::plan_json_with_change(&plan, change.as_ref());
             let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
         }
     }

@@ -25,7 +25,7 @@ pub const SAMPLE_SIZE: usize = 5;
 /// One finding, without the devices it concerns. JSON: `{"check": "<kebab-case>", ...}`.
 ///
 /// The derived order (variant, then fields) is the order warnings are reported in.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(tag = "check", rename_all = "kebab-case")]
 pub enum Check {
     /// A route delivers to `BrokeredEndpoint("/modules/<module>/...")` but the merged
@@ -130,7 +130,7 @@ impl DeviceSample {
 
 /// A check with the devices it concerns. JSON: the check's fields, plus `devices` (count)
 /// and `samples` (up to 5 device ids, smallest first).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Warning {
     #[serde(flatten)]
     pub check: Check,

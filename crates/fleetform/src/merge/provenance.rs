@@ -27,7 +27,7 @@ use crate::model::Priority;
 /// JSON: `from` (deployment id), `overrode` (ids whose writes this one replaced, oldest
 /// first), `removed` (present and true when the write deleted the path: a `null`, or a
 /// wider write that dropped it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Origin {
     pub from: String,
     pub overrode: Vec<String>,
@@ -46,7 +46,7 @@ impl Origin {
 
 /// One provenance entry with its path, as a renderer walks them.
 /// JSON: `path` (dotted, `""` for the whole twin), `from`, `overrode`, `removed`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PathOrigin {
     pub path: String,
     #[serde(flatten)]

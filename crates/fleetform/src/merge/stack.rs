@@ -52,14 +52,14 @@ impl Stack {
 }
 
 /// A matching deployment that does not apply, and why.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub id: DeploymentId,
     pub reason: SkipReason,
 }
 
 /// Why a matching deployment does not apply. JSON: `{"kind": "<kebab-case variant>", ...}`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SkipReason {
     /// A standard deployment of higher priority applies instead.

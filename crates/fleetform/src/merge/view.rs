@@ -17,7 +17,7 @@ use super::{EDGE_AGENT, EDGE_HUB, EffectiveManifest, MergeDeployment, PathOrigin
 /// (deployments whose writes it replaced, oldest first), `details` (finer-grained
 /// provenance below this part: a layered deployment patching one field of a module, a
 /// runtime setting, a removed key).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub value: Value,
     pub from: Option<String>,
@@ -28,7 +28,7 @@ pub struct Entry {
 /// A route with its provenance. JSON: `route` (the route text, null if the value has
 /// none), then the [`Entry`] fields (`value` is the string or the `{route, priority,
 /// timeToLiveSecs}` object as deployed).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RouteEntry {
     pub route: Option<String>,
     #[serde(flatten)]
@@ -37,7 +37,7 @@ pub struct RouteEntry {
 
 /// A module twin's merged desired properties. JSON: `desired`, `provenance` (every
 /// written path, dotted, with `from`/`overrode`/`removed`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TwinView {
     pub desired: Value,
     pub provenance: Vec<PathOrigin>,
@@ -49,7 +49,7 @@ pub struct TwinView {
 /// (name → Entry), `modules` (name → Entry), `routes` (name → RouteEntry),
 /// `store_and_forward` (Entry or null), `twins` (module → TwinView), `removed` (modules,
 /// routes and settings a later deployment deleted: `{twin, path, from, overrode}`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ManifestView {
     pub no_standard: bool,
     pub unmanaged: bool,
@@ -63,7 +63,7 @@ pub struct ManifestView {
 }
 
 /// A part of `$edgeAgent` or `$edgeHub` a deployment deleted.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RemovedPart {
     pub twin: String,
     #[serde(flatten)]

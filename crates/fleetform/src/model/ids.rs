@@ -41,7 +41,7 @@ impl FromStr for DeploymentName {
 /// serde): the hub is the authority on what it stored, and refusing to read a hub whose
 /// ids another tool made would leave it unmanageable. `FromStr` checks the rule for ids
 /// fleetform makes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct DeploymentId(pub String);
 
@@ -185,7 +185,7 @@ pub enum IdError {
 /// precondition at all (azure-iot-sdk-python issue #983). The spelling it was read with is
 /// what it is written back as, so a round trip through any backend or file never changes
 /// an etag's text.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(into = "String", try_from = "String")]
 pub struct Etag {
     text: String,
@@ -323,7 +323,9 @@ impl FromStr for IfMatch {
 /// positive integer" (MicrosoftDocs/azure-docs, `--priority` of `az iot hub configuration
 /// create`), the REST API's `Configuration.priority` is an int32, and the hub accepts 0:
 /// the range is `0..=i32::MAX`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(into = "i64", try_from = "i64")]
 pub struct Priority(pub i32);
 

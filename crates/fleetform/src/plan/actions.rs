@@ -10,7 +10,7 @@ use crate::manifest::{LABEL_COMMIT, LABEL_HASH, LABEL_NAME, Rendered};
 use crate::model::{Configuration, ConfigurationKind, Etag, Priority};
 
 /// What happens to one deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     /// Declared, not on the hub: created.

@@ -15,7 +15,7 @@ use crate::merge::EffectiveManifest;
 const MAX_TWIN_PATHS: usize = 12;
 
 /// One difference. Values are compact, redacted JSON text.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Change {
     /// No deployment matches any more: the device keeps running what it runs.

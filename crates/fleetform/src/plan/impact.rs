@@ -16,7 +16,7 @@ use crate::model::{FleetRead, Projection, ReadError};
 use crate::query::{ConditionId, ConditionSet, Scratch, parse_condition};
 
 /// The deployments a device gets: the standard one and the layered ones, in order.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct StackIds {
     pub standard: Option<DeploymentId>,
     pub layered: Vec<DeploymentId>,

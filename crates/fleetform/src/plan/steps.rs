@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::actions::{Action, ActionKind};
 use crate::model::{Etag, Priority};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepOp {
     Create,
@@ -17,7 +17,7 @@ pub enum StepOp {
 }
 
 /// One write against the hub.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Step {
     /// 1-based position in the run.
     pub number: usize,

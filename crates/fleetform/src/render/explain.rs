@@ -2,13 +2,16 @@
 
 use std::fmt::Write;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use super::output::{CheckOutput, ExplainOutput};
 
 use crate::explain::{Explanation, State, lookup};
 use crate::merge;
 
-/// The JSON `explain --format json` prints (documented in `schema/explain.md`).
-pub fn explain_json(ex: &Explanation) -> Value {
+/// The JSON `explain --format json` prints: [`ExplainOutput`] (schema in
+/// `schema/explain.schema.json`, described in `schema/explain.md`).
+pub fn explain_output(ex: &Explanation) -> ExplainOutput<'_> {
     let mut view = ex.redactor.value(&ex.view.to_json());
     if let Some(skipped) = view.pointer_mut("/stack/skipped").and_then(Value::as_array_mut) {
         for (s, orig) in skipped.iter_mut().zip(&ex.view.stack.skipped) {
@@ -17,17 +20,21 @@ pub fn explain_json(ex: &Explanation) -> Value {
             }
         }
     }
-    json!({
-        "format_version": 1,
-        "device": ex.device,
-        "state": ex.state,
-        "is_edge": ex.is_edge,
-        "reads": ex.reads,
-        "deployments": ex.candidates,
-        "stack": view["stack"],
-        "manifest": view["manifest"],
-        "checks": ex.view.checks.iter().map(|c| json!({"check": serde_json::to_value(c).unwrap_or(Value::Null), "text": c.to_string()})).collect::<Vec<_>>(),
-    })
+    ExplainOutput {
+        format_version: 1,
+        device: &ex.device,
+        state: ex.state,
+        is_edge: ex.is_edge,
+        reads: &ex.reads,
+        deployments: &ex.candidates,
+        stack: view["stack"].take(),
+        manifest: view["manifest"].take(),
+        checks: ex.view.checks.iter().map(|c| CheckOutput { check: c, text: c.to_string() }).collect(),
+    }
+}
+
+pub fn explain_json(ex: &Explanation) -> Value {
+    serde_json::to_value(explain_output(ex)).unwrap_or(Value::Null)
 }
 
 /// The text `explain` prints.

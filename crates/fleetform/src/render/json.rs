@@ -1,77 +1,77 @@
-//! `--format json`: the whole plan for machines. The shape is documented in
-//! `schema/plan.md`; `format_version` changes when it changes incompatibly.
+//! `--format json`: the whole plan for machines, as [`PlanOutput`] (its JSON Schema is
+//! `schema/plan.schema.json`, described in `schema/plan.md`); `format_version` changes when
+//! it changes incompatibly.
 
 use serde_json::{Value, json};
 
-use crate::plan::{ActionKind, Change, Plan};
+use super::output::{ActionOutput, ChangeOutput, CohortOutput, FieldChangeOutput, PlanOutput, Summary, WarningOutput};
+use crate::plan::{ActionKind, Plan};
 
 pub const FORMAT_VERSION: u32 = 1;
 
-fn change_json(c: &Change) -> Value {
-    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("text".into(), Value::String(c.to_string()));
-    }
-    v
-}
-
-pub fn plan_json(plan: &Plan) -> Value {
-    let actions: Vec<Value> = plan
+/// The plan as [`PlanOutput`] borrows it; `change` is the `--base` plan, if any.
+pub fn plan_output<'a>(plan: &'a Plan, change: Option<&'a Plan>) -> PlanOutput<'a> {
+    let actions = plan
         .actions
         .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "action": a.action,
-                "kind": a.kind.word(),
-                "priority": a.priority,
-                "before": a.before.iter().map(|b| &b.id).collect::<Vec<_>>(),
-                "after": a.after,
-                "field_changes": a.field_changes.iter().map(|f| json!({
-                    "field": f.field,
-                    "before": f.before.as_ref().map(|v| plan.redactor.value(v)),
-                    "after": f.after.as_ref().map(|v| plan.redactor.value(v)),
-                })).collect::<Vec<_>>(),
-                "content_changes": plan.content_changes.get(&a.name).map(|cs| cs.iter().map(change_json).collect::<Vec<_>>()).unwrap_or_default(),
-            })
+        .map(|a| ActionOutput {
+            name: &a.name,
+            action: a.action,
+            kind: a.kind.word(),
+            priority: a.priority,
+            before: a.before.iter().map(|b| &b.id).collect(),
+            after: a.after.as_ref(),
+            field_changes: a
+                .field_changes
+                .iter()
+                .map(|f| FieldChangeOutput {
+                    field: &f.field,
+                    before: f.before.as_ref().map(|v| plan.redactor.value(v)),
+                    after: f.after.as_ref().map(|v| plan.redactor.value(v)),
+                })
+                .collect(),
+            content_changes: plan
+                .content_changes
+                .get(&a.name)
+                .map(|cs| cs.iter().map(ChangeOutput::of).collect())
+                .unwrap_or_default(),
         })
         .collect();
     let count = |k| plan.count(k);
-    json!({
-        "format_version": FORMAT_VERSION,
-        "hub": plan.hub,
-        "summary": {
-            "text": super::summary_line(plan),
-            "changes": plan.has_changes(),
-            "create": count(ActionKind::Create),
-            "update": count(ActionKind::Update),
-            "replace": count(ActionKind::Replace),
-            "delete": count(ActionKind::Delete),
-            "orphan": count(ActionKind::Orphan),
-            "unmanaged": count(ActionKind::Unmanaged),
-            "no_op": count(ActionKind::NoOp),
-            "devices": plan.totals.devices,
-            "edge_devices": plan.totals.edge_devices,
-            "devices_changed": plan.totals.changed,
-            "devices_restacked": plan.totals.restacked,
+    PlanOutput {
+        format_version: FORMAT_VERSION,
+        hub: &plan.hub,
+        summary: Summary {
+            text: super::summary_line(plan),
+            changes: plan.has_changes(),
+            create: count(ActionKind::Create),
+            update: count(ActionKind::Update),
+            replace: count(ActionKind::Replace),
+            delete: count(ActionKind::Delete),
+            orphan: count(ActionKind::Orphan),
+            unmanaged: count(ActionKind::Unmanaged),
+            no_op: count(ActionKind::NoOp),
+            devices: plan.totals.devices,
+            edge_devices: plan.totals.edge_devices,
+            devices_changed: plan.totals.changed,
+            devices_restacked: plan.totals.restacked,
         },
-        "actions": actions,
-        "steps": plan.steps,
-        "cohorts": plan.cohorts.iter().map(|c| json!({
-            "count": c.count,
-            "samples": c.samples,
-            "stack_before": c.stack_before,
-            "stack_after": c.stack_after,
-            "changes": c.changes.iter().map(change_json).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "warnings": plan.warnings.iter().map(|w| {
-            let mut v = serde_json::to_value(w).unwrap_or(Value::Null);
-            if let Value::Object(m) = &mut v {
-                m.insert("text".into(), Value::String(w.to_string()));
-            }
-            v
-        }).collect::<Vec<_>>(),
-    })
+        actions,
+        steps: &plan.steps,
+        cohorts: plan.cohorts.iter().map(CohortOutput::of).collect(),
+        warnings: plan.warnings.iter().map(WarningOutput::of).collect(),
+        change: change.map(|c| Box::new(plan_output(c, None))),
+    }
+}
+
+/// `plan --format json` (with `--base`: `change` holds the change's own plan).
+pub fn plan_json_with_change(plan: &Plan, change: Option<&Plan>) -> Value {
+    // Every map in the output is keyed by strings, so conversion cannot fail.
+    serde_json::to_value(plan_output(plan, change)).unwrap_or(Value::Null)
+}
+
+pub fn plan_json(plan: &Plan) -> Value {
+    plan_json_with_change(plan, None)
 }
 
 /// `validate --format json`: whether the files are valid, what they declare, every problem.

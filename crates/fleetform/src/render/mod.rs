@@ -7,6 +7,7 @@ pub mod apply;
 pub mod explain;
 pub mod json;
 pub mod markdown;
+pub mod output;
 pub mod progress;
 pub mod read_progress;
 pub mod status;
