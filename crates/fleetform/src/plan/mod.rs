@@ -11,6 +11,7 @@ pub mod change;
 pub mod content;
 pub mod diff;
 pub mod impact;
+pub mod lint;
 pub mod redact;
 pub mod saved;
 pub mod state;
@@ -104,7 +105,10 @@ pub fn plan(
     let before = state::before(&current)?;
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
-    let Impact { cohorts, totals, warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
+    let Impact { cohorts, totals, mut warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
+    // A second pass over the fleet for now: the statistics are a fold over `&Twin` meant to
+    // join the impact's single pass.
+    warnings.extend(lint::lint(&declared, fleet)?);
     Ok(Plan {
         hub: fleet.describe(),
         hub_id: fleet.identity(),
