@@ -59,8 +59,10 @@ pub enum Check {
     /// (docs/hub-semantics.md#undefined).
     LiteralTypeMismatch {
         deployment: String,
-        /// `target` or `metric <name>`.
-        query: String,
+        query: QueryKind,
+        /// The metric's name, for a metric query.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
         path: String,
         /// The comparison as written.
         comparison: String,
@@ -71,13 +73,34 @@ pub enum Check {
     /// A condition reads a path that no IoT Edge twin of the fleet has.
     PathOnNoTwin {
         deployment: String,
-        query: String,
+        query: QueryKind,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
         path: String,
         /// The path with its first unknown segment replaced by the closest existing one.
         did_you_mean: Option<String>,
     },
     /// A deployment's target condition matches no IoT Edge device of the fleet.
     TargetsNoDevice { deployment: String },
+}
+
+/// Which query of a deployment a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryKind {
+    /// The target condition.
+    Target,
+    /// A custom metric (its name is beside it).
+    Metric,
+}
+
+/// "target" or "metric `name`", as the messages name a query.
+fn query_label(kind: QueryKind, metric: &Option<String>) -> String {
+    match (kind, metric) {
+        (QueryKind::Metric, Some(name)) => format!("metric `{name}`"),
+        (QueryKind::Metric, None) => "metric".to_owned(),
+        (QueryKind::Target, _) => "target".to_owned(),
+    }
 }
 
 /// The JSON type of a twin value or of a query literal.
@@ -157,7 +180,7 @@ impl Serialize for WarningCode {
 
 /// Why a text is not a warning code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("`{given}` is not a warning code")]
+#[error("`{given}` is not a warning code (known: W001 to W013 and W020; README \"Reading a plan as a reviewer\")")]
 #[diagnostic(
     code(fleetform::warning_code),
     help("warning codes are W followed by three digits, such as W006; README \"Reading a plan as a reviewer\" lists them")
@@ -266,19 +289,21 @@ impl std::fmt::Display for Check {
             Check::Unmanaged => {
                 f.write_str("devices matched by no deployment are unmanaged and keep their current modules")
             }
-            Check::LiteralTypeMismatch { deployment, query, path, comparison, literal_type, fleet_types } => {
+            Check::LiteralTypeMismatch { deployment, query, metric, path, comparison, literal_type, fleet_types } => {
+                let query = query_label(*query, metric);
                 let counts: Vec<String> = fleet_types.iter().map(|t| format!("{} {}", t.json_type.word(), t.twins)).collect();
                 let most = fleet_types.first().map_or(JsonType::Null, |t| t.json_type);
                 write!(
                     f,
-                    "`{deployment}` {query}: `{comparison}` compares `{path}` with a {}, but on most IoT Edge twins that have it `{path}` is a {} ({}); comparing different types is never true, so those twins never match: write {}",
+                    "`{deployment}` {query}: `{comparison}` compares with a {}, but `{path}` is a {} on most IoT Edge twins that have it ({}): a comparison across types is never true, so the condition misses them; write {}",
                     literal_type.word(),
                     most.word(),
                     counts.join(", "),
                     most.example()
                 )
             }
-            Check::PathOnNoTwin { deployment, query, path, did_you_mean } => {
+            Check::PathOnNoTwin { deployment, query, metric, path, did_you_mean } => {
+                let query = query_label(*query, metric);
                 write!(f, "`{deployment}` {query} reads `{path}`, which no IoT Edge twin of the fleet has")?;
                 match did_you_mean {
                     Some(p) => write!(f, "; did you mean `{p}`?"),

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 
 use crate::manifest::Rendered;
-use crate::merge::{Check, DeviceSample, JsonType, TypeCount, Warning};
+use crate::merge::{Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning};
 use crate::model::{FleetRead, Projection, ReadError, Twin};
 use crate::query::{CompiledCondition, Condition, ConditionRoot, Expr, ExprKind, Literal, Path, eq_ignore_case};
 
@@ -25,12 +25,11 @@ const MAX_KEYS: usize = 256;
 #[derive(Debug)]
 struct Query {
     deployment: String,
-    /// `target` or `metric <name>`.
-    label: String,
-    condition: CompiledCondition,
     /// Only target conditions count as targeting (a metric matching nothing is normal
     /// before rollout).
-    is_target: bool,
+    kind: QueryKind,
+    metric: Option<String>,
+    condition: CompiledCondition,
     /// Comparisons of a path with a literal: (watched path index, comparison text, type).
     comparisons: Vec<(usize, String, JsonType)>,
     /// Every path the query reads (watched path indexes).
@@ -58,7 +57,7 @@ impl Watches {
         self.paths.len() - 1
     }
 
-    fn add(&mut self, deployment: &str, label: String, condition: Condition, is_target: bool) {
+    fn add(&mut self, deployment: &str, metric: Option<&str>, condition: Condition) {
         let mut comparisons = Vec::new();
         let mut reads = Vec::new();
         if let ConditionRoot::Expr(e) = &condition.root {
@@ -83,9 +82,9 @@ impl Watches {
         }
         self.queries.push(Query {
             deployment: deployment.to_owned(),
-            label,
+            kind: if metric.is_some() { QueryKind::Metric } else { QueryKind::Target },
+            metric: metric.map(str::to_owned),
             condition: CompiledCondition::new(&condition),
-            is_target,
             comparisons,
             reads,
         });
@@ -99,14 +98,14 @@ impl Watches {
             let c = &r.configuration;
             let id = c.id.to_string();
             if let Ok(condition) = crate::query::parse_condition(&c.target_condition) {
-                w.add(&id, "target".into(), condition, true);
+                w.add(&id, None, condition);
             }
             for (name, text) in c.metrics.iter().flat_map(|m| &m.queries) {
                 // Module-twin metrics read module twins, which this fold does not see.
                 if let Ok(q) = crate::query::parse_query(text)
                     && !q.from_modules()
                 {
-                    w.add(&id, format!("metric `{name}`"), q.where_condition(), false);
+                    w.add(&id, Some(name), q.where_condition());
                 }
             }
         }
@@ -278,7 +277,7 @@ impl FleetStats {
             return out;
         }
         for (query, matched) in watches.queries.iter().zip(&self.matched) {
-            if query.is_target && matched.count == 0 {
+            if query.kind == QueryKind::Target && matched.count == 0 {
                 out.push(Warning::new(
                     Check::TargetsNoDevice { deployment: query.deployment.clone() },
                     &DeviceSample::default(),
@@ -293,7 +292,8 @@ impl FleetStats {
                 out.push(Warning::new(
                     Check::PathOnNoTwin {
                         deployment: query.deployment.clone(),
-                        query: query.label.clone(),
+                        query: query.kind,
+                        metric: query.metric.clone(),
                         path: watches.paths[i].join("."),
                         did_you_mean: suggestion(&watches.paths[i], stats),
                     },
@@ -306,6 +306,8 @@ impl FleetStats {
                 }
             }
         }
+        // In code order, then by deployment: the order every output lists them in.
+        out.sort_by(|a, b| a.check.cmp(&b.check));
         out
     }
 }
@@ -340,7 +342,8 @@ fn type_mismatch(
     Some(Warning::new(
         Check::LiteralTypeMismatch {
             deployment: query.deployment.clone(),
-            query: query.label.clone(),
+            query: query.kind,
+            metric: query.metric.clone(),
             path: path.join("."),
             comparison: comparison.to_owned(),
             literal_type: literal,
@@ -396,7 +399,7 @@ mod tests {
 
     fn watches(condition: &str) -> Watches {
         let mut w = Watches::default();
-        w.add("dep-1", "target".into(), crate::query::parse_condition(condition).unwrap(), true);
+        w.add("dep-1", None, crate::query::parse_condition(condition).unwrap());
         w
     }
 
@@ -448,7 +451,8 @@ mod tests {
                 &Check::TargetsNoDevice { deployment: "dep-1".into() },
                 &Check::PathOnNoTwin {
                     deployment: "dep-1".into(),
-                    query: "target".into(),
+                    query: QueryKind::Target,
+                    metric: None,
                     path: "tags.enviroment".into(),
                     did_you_mean: Some("tags.environment".into()),
                 },

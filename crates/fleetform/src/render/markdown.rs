@@ -14,6 +14,13 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// A list item's text: change lines start with `+`, `-` or `~`, and a list item starting
+/// with `+ ` or `- ` is a nested list in CommonMark, so a leading marker is escaped.
+fn item(s: &str) -> String {
+    let text = escape(s);
+    if text.starts_with("+ ") || text.starts_with("- ") { format!("\\{text}") } else { text }
+}
+
 pub fn plan_markdown(plan: &Plan) -> String {
     plan_markdown_titled(plan, "fleetform plan", MAX_CHARS)
 }
@@ -74,7 +81,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
                 writeln!(details, "- `{}`: `{}` → `{}`", f.field, escape(&show(&f.before)), escape(&show(&f.after)));
         }
         for c in content.into_iter().flatten() {
-            let _ = writeln!(details, "- {}", escape(&c.to_string()));
+            let _ = writeln!(details, "- {}", item(&c.to_string()));
         }
     }
     head.push_str(&details);
@@ -90,7 +97,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
     if !plan.warnings.is_empty() {
         let _ = writeln!(tail, "\n#### Warnings\n");
         for w in &plan.warnings {
-            let _ = writeln!(tail, "- {}", escape(&w.to_string()));
+            let _ = writeln!(tail, "- {}", item(&w.to_string()));
         }
     }
 
@@ -151,7 +158,7 @@ fn cohort_markdown(c: &Cohort) -> String {
         let _ = writeln!(s, "- same manifest, from other deployments");
     }
     for ch in &c.changes {
-        let _ = writeln!(s, "- {}", escape(&ch.to_string()));
+        let _ = writeln!(s, "- {}", item(&ch.to_string()));
     }
     s.push('\n');
     s
