@@ -214,3 +214,178 @@ fn markdown_change_lines_are_list_items_not_nested_lists() {
     assert!(rendered.contains("<li>+ module Telemetry (contoso.azurecr.io/campus/telemetry:3.3.0)</li>"), "{rendered}");
     assert!(!rendered.contains("<li>\n<ul>"), "{rendered}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Equal-priority ties (W020 in validate, W006 and W014 in plan).
+
+fn standard(name: &str, target: &str, image: &str) -> String {
+    format!(
+        r#"deployment "{name}" {{
+    priority 10
+    target "{target}"
+    runtime {{
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }}
+    module "Telemetry" image="{image}"
+}}
+"#
+    )
+}
+
+/// A hub where `base` (older) and `site` (newer) are both applied at priority 10 on
+/// every device, so `site` wins the tie; the repository then bumps `base`'s image.
+fn tied_hub() -> Repo {
+    let repo = Repo::new(&[
+        ("base.kdl", &standard("base", "tags.environment='prod'", "contoso.azurecr.io/telemetry:1.0")),
+        ("site.kdl", &standard("site", "tags.location.building='20'", "contoso.azurecr.io/telemetry:2.0")),
+    ]);
+    let render = |name: &str, created: &str| {
+        let out = fleetform().current_dir(repo.dir.path()).args(["render", name, "deployments"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+        let mut c: Value = serde_json::from_slice(&out.stdout).unwrap();
+        c["createdTimeUtc"] = json!(created);
+        c["etag"] = json!("MQ==");
+        c
+    };
+    let on_hub = json!([render("base", "2026-11-01T08:00:00Z"), render("site", "2026-11-02T08:00:00Z")]);
+    std::fs::write(repo.dir.path().join("hub/configurations.json"), on_hub.to_string()).unwrap();
+    std::fs::write(
+        repo.dir.path().join("deployments/base.kdl"),
+        standard("base", "tags.environment='prod'", "contoso.azurecr.io/telemetry:1.1"),
+    )
+    .unwrap();
+    repo
+}
+
+#[test]
+fn validate_warns_of_equal_priority_standards_whose_targets_can_meet() {
+    let repo = tied_hub();
+    let out = fleetform().current_dir(repo.dir.path()).args(["validate", "deployments"]).output().unwrap();
+    // A warning, not a problem: the files are valid.
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    insta::assert_snapshot!("review_validate_tie", stderr(&out));
+    let out = fleetform().current_dir(repo.dir.path()).args(["validate", "deployments", "--format", "json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    let w = &v["warnings"][0];
+    assert_eq!((&w["code"], &w["check"], &w["priority"]), (&json!("W020"), &json!("equal-priority-overlap"), &json!(10)));
+    assert_eq!((&w["first"], &w["second"]), (&json!("base"), &json!("site")));
+    assert_eq!(w["first_at"], "deployments/base.kdl:1:12");
+    // Targets pinned to different values of one tag cannot meet: no warning.
+    let apart = Repo::new(&[
+        ("a.kdl", &standard("a", "tags.environment='prod'", "x.io/t:1")),
+        ("b.kdl", &standard("b", "tags.environment='dev'", "x.io/t:1")),
+    ]);
+    let out = fleetform().current_dir(apart.dir.path()).args(["validate", "deployments", "--format", "json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["warnings"], json!([]));
+}
+
+#[test]
+fn a_replace_that_flips_a_tie_heads_the_plan_in_every_format() {
+    let repo = tied_hub();
+    let out = repo.plan(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let text = stdout(&out);
+    // All 6 IoT Edge devices run `site` today (the newer); the re-created `base` is newer still.
+    let first = text.lines().next().unwrap();
+    assert!(first.starts_with("!! W014 A replace changes which standard deployment wins on 6 devices: `site-"), "{text}");
+    insta::assert_snapshot!("review_tie_flip_banner", first);
+
+    let md = stdout(&repo.plan(&["--format", "markdown"]));
+    let rendered = html(&md);
+    let alert = rendered.find("markdown-alert-caution").unwrap_or_else(|| panic!("no caution alert:\n{rendered}"));
+    assert!(alert < rendered.find("<table>").unwrap(), "the banner comes before the table");
+
+    let ws = warnings(&repo.plan(&["--format", "json"]));
+    let flip = ws.iter().find(|w| w["code"] == "W014").expect("W014 in JSON");
+    assert_eq!(flip["check"], "standard-winner-flips");
+    assert_eq!(flip["devices"], 6);
+    assert!(flip["from"].as_str().unwrap().starts_with("site-") && flip["to"].as_str().unwrap().starts_with("base-"));
+    // The tie itself is W006 with the devices concerned.
+    let tie = ws.iter().find(|w| w["code"] == "W006").expect("W006 in JSON");
+    assert_eq!(tie["devices"], 6);
+    assert_eq!(repo.plan(&["--fail-on", "W014"]).status.code(), Some(4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// validate: every problem at once, with the hints a newcomer needs.
+
+/// Six problems in two deployments: before, the bad priority hid the target, the metric and
+/// the route of `broken` until it was fixed.
+const EVERY_PROBLEM: &str = r#"deployment "broken" {
+    priority -1
+    target "tags.roomtype = conference"
+    runtime {
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }
+    module "Telemetry" image="contoso.azurecr.io/campus/telemetry:3.3.0"
+    route "up" "FROM /messages/modules/Telemetry/outputs/* INTO $upstrem"
+    metric "m1" "SELECT deviceId FROM devices WHERE"
+    metric "m2" "SELECT deviceId FROM devices"
+    metric "m3" "SELECT deviceId FROM devices"
+    metric "m4" "SELECT deviceId FROM devices"
+    metric "m5" "SELECT deviceId FROM devices"
+    metric "m6" "SELECT deviceId FROM devices"
+}
+deployment "other" {
+    priority 1
+    target "tag.environment = 'x'"
+    runtime {
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }
+    module "Telemetry" image="contoso.azurecr.io/campus/telemetry:3.3.0" {
+        env SendData=#true
+    }
+}
+"#;
+
+const BARE_BOOLEAN: &str = r#"deployment "flags" {
+    priority 1
+    target "*"
+    runtime {
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }
+    module "Telemetry" image="contoso.azurecr.io/campus/telemetry:3.3.0" {
+        env SendData=true
+    }
+}
+"#;
+
+fn validate_file(name: &str, text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), text).unwrap();
+    fleetform().current_dir(dir.path()).args(["validate", name]).output().unwrap()
+}
+
+#[test]
+fn validate_reports_every_problem_of_a_deployment_at_once_with_hints() {
+    let out = validate_file("broken.kdl", EVERY_PROBLEM);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.trim_end().ends_with("6 problems found"), "{err}");
+    for needle in [
+        "priority -1 is out of range",
+        "more than 5 metrics",
+        "quote it: 'conference'",
+        "metric query: expected a value",
+        "did you mean `$upstream`?",
+        "did you mean `tags.environment`?",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in\n{err}");
+    }
+    insta::assert_snapshot!("review_every_problem", err);
+}
+
+#[test]
+fn a_bare_boolean_is_taught_as_kdl_2_writes_it() {
+    let out = validate_file("flags.kdl", BARE_BOOLEAN);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("flags.kdl:9:22"), "{err}");
+    assert!(err.contains("booleans are written `#true` and `#false` in KDL 2"), "{err}");
+}

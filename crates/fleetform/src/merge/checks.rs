@@ -82,6 +82,10 @@ pub enum Check {
     },
     /// A deployment's target condition matches no IoT Edge device of the fleet.
     TargetsNoDevice { deployment: String },
+    /// A replace changes which standard deployment wins on these devices between two of
+    /// equal priority: the re-created one is newer, and the newest wins a tie
+    /// (docs/hub-semantics.md#standard-winner).
+    StandardWinnerFlips { priority: Priority, from: String, to: String },
 }
 
 /// Which query of a deployment a finding is about.
@@ -180,7 +184,7 @@ impl Serialize for WarningCode {
 
 /// Why a text is not a warning code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("`{given}` is not a warning code (known: W001 to W013 and W020; README \"Reading a plan as a reviewer\")")]
+#[error("`{given}` is not a warning code (known: W001 to W014 and W020; README \"Reading a plan as a reviewer\")")]
 #[diagnostic(
     code(fleetform::warning_code),
     help("warning codes are W followed by three digits, such as W006; README \"Reading a plan as a reviewer\" lists them")
@@ -205,7 +209,7 @@ impl std::str::FromStr for WarningCode {
 
 impl WarningCode {
     /// Every code a warning of `plan` or `validate` can carry.
-    pub const KNOWN: [WarningCode; 14] = [
+    pub const KNOWN: [WarningCode; 15] = [
         WarningCode(1),
         WarningCode(2),
         WarningCode(3),
@@ -219,6 +223,7 @@ impl WarningCode {
         WarningCode(11),
         WarningCode(12),
         WarningCode(13),
+        WarningCode(14),
         WarningCode(20),
     ];
     /// `validate`: equal-priority standard deployments whose targets can overlap.
@@ -242,6 +247,7 @@ impl Check {
             Check::LiteralTypeMismatch { .. } => 11,
             Check::PathOnNoTwin { .. } => 12,
             Check::TargetsNoDevice { .. } => 13,
+            Check::StandardWinnerFlips { .. } => 14,
         })
     }
 
@@ -310,6 +316,10 @@ impl std::fmt::Display for Check {
                     None => Ok(()),
                 }
             }
+            Check::StandardWinnerFlips { priority, from, to } => write!(
+                f,
+                "the standard deployment these devices run flips from `{from}` to `{to}`, only because the replace makes `{to}` the newer of two at priority {priority}"
+            ),
             Check::TargetsNoDevice { deployment } => {
                 write!(f, "`{deployment}` targets no IoT Edge device of the fleet: apply would roll it out nowhere")
             }
@@ -583,7 +593,7 @@ mod tests {
     fn warning_codes_parse_only_when_known() {
         assert_eq!("W012".parse::<WarningCode>(), Ok(WarningCode(12)));
         assert_eq!("w006".parse::<WarningCode>(), Ok(WarningCode(6)));
-        for bad in ["W12", "W0120", "E012", "W999", "W014", "", "W-01"] {
+        for bad in ["W12", "W0120", "E012", "W999", "W015", "", "W-01"] {
             assert!(bad.parse::<WarningCode>().is_err(), "{bad}");
         }
         assert_eq!(WarningCode(7).to_string(), "W007");
