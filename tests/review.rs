@@ -70,7 +70,8 @@ impl Repo {
                 })
             })
             .collect();
-        devices.push(json!({"deviceId": "leaf-00", "capabilities": {"iotEdge": false}, "tags": {"environment": "prod"}}));
+        devices
+            .push(json!({"deviceId": "leaf-00", "capabilities": {"iotEdge": false}, "tags": {"environment": "prod"}}));
         std::fs::write(hub.join("devices.json"), serde_json::to_string_pretty(&devices).unwrap()).unwrap();
         let deps = dir.path().join("deployments");
         std::fs::create_dir_all(&deps).unwrap();
@@ -265,11 +266,18 @@ fn validate_warns_of_equal_priority_standards_whose_targets_can_meet() {
     // A warning, not a problem: the files are valid.
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     insta::assert_snapshot!("review_validate_tie", stderr(&out));
-    let out = fleetform().current_dir(repo.dir.path()).args(["validate", "deployments", "--format", "json"]).output().unwrap();
+    let out = fleetform()
+        .current_dir(repo.dir.path())
+        .args(["validate", "deployments", "--format", "json"])
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], true);
     let w = &v["warnings"][0];
-    assert_eq!((&w["code"], &w["check"], &w["priority"]), (&json!("W020"), &json!("equal-priority-overlap"), &json!(10)));
+    assert_eq!(
+        (&w["code"], &w["check"], &w["priority"]),
+        (&json!("W020"), &json!("equal-priority-overlap"), &json!(10))
+    );
     assert_eq!((&w["first"], &w["second"]), (&json!("base"), &json!("site")));
     assert_eq!(w["first_at"], "deployments/base.kdl:1:12");
     // Targets pinned to different values of one tag cannot meet: no warning.
@@ -277,7 +285,11 @@ fn validate_warns_of_equal_priority_standards_whose_targets_can_meet() {
         ("a.kdl", &standard("a", "tags.environment='prod'", "x.io/t:1")),
         ("b.kdl", &standard("b", "tags.environment='dev'", "x.io/t:1")),
     ]);
-    let out = fleetform().current_dir(apart.dir.path()).args(["validate", "deployments", "--format", "json"]).output().unwrap();
+    let out = fleetform()
+        .current_dir(apart.dir.path())
+        .args(["validate", "deployments", "--format", "json"])
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["warnings"], json!([]));
 }
@@ -290,7 +302,10 @@ fn a_replace_that_flips_a_tie_heads_the_plan_in_every_format() {
     let text = stdout(&out);
     // All 6 IoT Edge devices run `site` today (the newer); the re-created `base` is newer still.
     let first = text.lines().next().unwrap();
-    assert!(first.starts_with("!! W014 A replace changes which standard deployment wins on 6 devices: `site-"), "{text}");
+    assert!(
+        first.starts_with("!! W014 A replace changes which standard deployment wins on 6 devices: `site-"),
+        "{text}"
+    );
     insta::assert_snapshot!("review_tie_flip_banner", first);
 
     let md = stdout(&repo.plan(&["--format", "markdown"]));

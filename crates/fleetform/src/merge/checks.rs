@@ -187,7 +187,9 @@ impl Serialize for WarningCode {
 #[error("`{given}` is not a warning code (known: W001 to W014 and W020; README \"Reading a plan as a reviewer\")")]
 #[diagnostic(
     code(fleetform::warning_code),
-    help("warning codes are W followed by three digits, such as W006; README \"Reading a plan as a reviewer\" lists them")
+    help(
+        "warning codes are W followed by three digits, such as W006; README \"Reading a plan as a reviewer\" lists them"
+    )
 )]
 pub struct BadWarningCode {
     pub given: String,
@@ -297,7 +299,8 @@ impl std::fmt::Display for Check {
             }
             Check::LiteralTypeMismatch { deployment, query, metric, path, comparison, literal_type, fleet_types } => {
                 let query = query_label(*query, metric);
-                let counts: Vec<String> = fleet_types.iter().map(|t| format!("{} {}", t.json_type.word(), t.twins)).collect();
+                let counts: Vec<String> =
+                    fleet_types.iter().map(|t| format!("{} {}", t.json_type.word(), t.twins)).collect();
                 let most = fleet_types.first().map_or(JsonType::Null, |t| t.json_type);
                 write!(
                     f,

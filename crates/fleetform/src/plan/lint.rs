@@ -47,9 +47,8 @@ pub struct Watches {
 impl Watches {
     fn path_index(&mut self, path: &Path) -> usize {
         let segments: Vec<String> = path.segments.iter().map(|s| s.name.clone()).collect();
-        let same = |p: &Vec<String>| {
-            p.len() == segments.len() && p.iter().zip(&segments).all(|(a, b)| eq_ignore_case(a, b))
-        };
+        let same =
+            |p: &Vec<String>| p.len() == segments.len() && p.iter().zip(&segments).all(|(a, b)| eq_ignore_case(a, b));
         if let Some(i) = self.paths.iter().position(same) {
             return i;
         }
@@ -448,7 +447,6 @@ mod tests {
         assert_eq!(
             checks,
             vec![
-                &Check::TargetsNoDevice { deployment: "dep-1".into() },
                 &Check::PathOnNoTwin {
                     deployment: "dep-1".into(),
                     query: QueryKind::Target,
@@ -456,6 +454,7 @@ mod tests {
                     path: "tags.enviroment".into(),
                     did_you_mean: Some("tags.environment".into()),
                 },
+                &Check::TargetsNoDevice { deployment: "dep-1".into() },
             ]
         );
         // A misspelt root is suggested too.

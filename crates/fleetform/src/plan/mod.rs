@@ -114,12 +114,15 @@ fn winner_flips(
         if was.name == now.name || !replaced || !tied {
             continue;
         }
-        let entry = flips.entry((from.to_string(), to.to_string())).or_insert_with(|| (now.priority, DeviceSample::default()));
+        let entry =
+            flips.entry((from.to_string(), to.to_string())).or_insert_with(|| (now.priority, DeviceSample::default()));
         entry.1.merge(&DeviceSample { count: c.count, samples: c.samples.clone() });
     }
     flips
         .into_iter()
-        .map(|((from, to), (priority, devices))| Warning::new(Check::StandardWinnerFlips { priority, from, to }, &devices))
+        .map(|((from, to), (priority, devices))| {
+            Warning::new(Check::StandardWinnerFlips { priority, from, to }, &devices)
+        })
         .collect()
 }
 

@@ -384,7 +384,9 @@ fn forbidden_path_hint(path: &str) -> Option<String> {
             } else {
                 rest.to_string()
             };
-            format!("did you mean `{near}.{rest}`? target conditions may only use tags, properties.reported and deviceId")
+            format!(
+                "did you mean `{near}.{rest}`? target conditions may only use tags, properties.reported and deviceId"
+            )
         }),
     }
 }
@@ -436,7 +438,9 @@ fn check_route(q: &QueryText, problems: &mut Vec<Problem>) {
         if word.starts_with('$')
             && let Some(near) = crate::suggest::did_you_mean(word, ["$upstream"])
         {
-            p.help = Some(format!("did you mean `{near}`? {}", p.help.as_deref().unwrap_or_default()).trim_end().to_string());
+            p.help = Some(
+                format!("did you mean `{near}`? {}", p.help.as_deref().unwrap_or_default()).trim_end().to_string(),
+            );
         }
         problems.push(p);
     }

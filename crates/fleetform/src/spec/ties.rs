@@ -42,6 +42,11 @@ impl std::fmt::Display for EqualPriorityOverlap {
 /// matches names) to the only values it may hold. `None`: the condition matches nothing.
 fn pinned(text: &str) -> Option<BTreeMap<String, Vec<Literal>>> {
     let mut out = BTreeMap::new();
+    // An empty condition targets nothing: its targetedCount is empty (docs/hub-semantics.md#system-metrics).
+    if text.trim().is_empty() {
+        return None;
+    }
+    // Text that does not parse is `validate`'s problem; it may match anything meanwhile.
     let Ok(condition) = parse_condition(text) else { return Some(out) };
     if condition.root == ConditionRoot::Nothing {
         return None;
