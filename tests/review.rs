@@ -36,18 +36,10 @@ const TYPO: &str = r#"deployment "typo" {
 }
 "#;
 
-/// The same deployments written the way the fleet's twins hold the values.
-const FIXED: &str = r#"deployment "floor-two" {
-    priority 10
-    target "tags.environment='prod' AND tags.location.floor=2"
-    runtime {
-        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
-        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
-    }
-    module "Telemetry" image="contoso.azurecr.io/campus/telemetry:3.3.0"
-    metric "reporting" "SELECT deviceId FROM devices WHERE tags.location.floor = 2"
+/// `floor-two` written the way the fleet's twins hold the values.
+fn fixed() -> String {
+    FLOOR.replace("floor='2'", "floor=2").replace(".flor ", ".floor ")
 }
-"#;
 
 struct Repo {
     dir: tempfile::TempDir,
@@ -144,7 +136,7 @@ fn fleet_aware_warnings_in_json_carry_code_and_counts() {
 
 #[test]
 fn conditions_written_as_the_fleet_holds_the_values_give_no_fleet_warning() {
-    let repo = Repo::new(&[("floor.kdl", FIXED)]);
+    let repo = Repo::new(&[("floor.kdl", fixed().as_str())]);
     let out = repo.plan(&["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let codes: Vec<Value> = warnings(&out).iter().map(|w| w["code"].clone()).collect();
@@ -166,7 +158,7 @@ fn fail_on_exits_4_after_the_whole_plan_only_for_the_codes_named() {
     // Codes that do not fire leave the exit code alone; `all` takes any warning.
     assert_eq!(repo.plan(&["--fail-on", "W001,W004"]).status.code(), Some(0));
     assert_eq!(repo.plan(&["--fail-on", "all", "--format", "json"]).status.code(), Some(4));
-    let fixed = Repo::new(&[("floor.kdl", FIXED)]);
+    let fixed = Repo::new(&[("floor.kdl", fixed().as_str())]);
     assert_eq!(fixed.plan(&["--fail-on", "W011,W012,W013"]).status.code(), Some(0));
     // --fail-on decides before --detailed-exitcode: a failing review is not "has changes".
     assert_eq!(repo.plan(&["--fail-on", "W011", "--detailed-exitcode"]).status.code(), Some(4));
@@ -209,7 +201,7 @@ fn markdown_warnings_render_as_one_flat_list_with_codes() {
 #[test]
 fn markdown_change_lines_are_list_items_not_nested_lists() {
     // "+ module …" after a list marker is a nested list in CommonMark: it must stay text.
-    let repo = Repo::new(&[("floor.kdl", FIXED)]);
+    let repo = Repo::new(&[("floor.kdl", fixed().as_str())]);
     let out = repo.plan(&["--format", "markdown"]);
     let rendered = html(&stdout(&out));
     assert!(rendered.contains("<li>+ module Telemetry (contoso.azurecr.io/campus/telemetry:3.3.0)</li>"), "{rendered}");
