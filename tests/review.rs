@@ -396,3 +396,75 @@ fn a_bare_boolean_is_taught_as_kdl_2_writes_it() {
     assert!(err.contains("flags.kdl:9:22"), "{err}");
     assert!(err.contains("booleans are written `#true` and `#false` in KDL 2"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// `plan --base` when the hub equals the base, and `--diff` in Markdown.
+
+/// `tied_hub`'s repository as a git repository: `main` holds the deployments the hub runs
+/// (base on 1.0), `feature` bumps base's image. The hub equals the merge base.
+fn hub_equal_to_base() -> Repo {
+    let repo = tied_hub();
+    let base = repo.dir.path().join("deployments/base.kdl");
+    let bumped = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, bumped.replace("telemetry:1.1", "telemetry:1.0")).unwrap();
+    let git =
+        git2::Repository::init_opts(repo.dir.path(), git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    let commit = |message: &str| {
+        let mut index = git.index().unwrap();
+        index.add_all(["deployments/*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        index.write().unwrap();
+        let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("test", "test@example.com").unwrap();
+        let parent = git.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap()
+    };
+    let first = commit("what the hub runs");
+    git.branch("feature", &git.find_commit(first).unwrap(), false).unwrap();
+    git.set_head("refs/heads/feature").unwrap();
+    std::fs::write(&base, bumped).unwrap();
+    commit("base: telemetry 1.1");
+    repo
+}
+
+#[test]
+fn plan_base_against_a_hub_equal_to_the_base_prints_the_plan_once() {
+    let repo = hub_equal_to_base();
+    let md = stdout(&repo.plan(&["--base", "main", "--format", "markdown"]));
+    assert_eq!(md.matches("<summary>Device impact").count(), 1, "one plan, not two:\n{md}");
+    assert!(
+        md.contains("The hub matches the base of this change: applying it makes exactly the changes above"),
+        "{md}"
+    );
+    let rendered = html(&md);
+    assert_eq!(rendered.matches("<table>").count(), 1, "{rendered}");
+    assert_eq!(rendered.matches("<h3>").count(), 2, "{rendered}");
+
+    let text = stdout(&repo.plan(&["--base", "main"]));
+    assert_eq!(text.matches("Device impact").count(), 1, "{text}");
+    assert!(text.contains("Plan against the hub\n====================\nThe hub matches the base"), "{text}");
+    assert!(
+        text.trim_end().ends_with("Plan: 0 to create, 0 to update, 1 to replace, 0 to delete. 6 devices change."),
+        "{text}"
+    );
+}
+
+#[test]
+fn markdown_diff_is_one_fenced_diff_block() {
+    let repo = tied_hub();
+    let md = stdout(&repo.plan(&["--format", "markdown", "--diff"]));
+    let rendered = html(&md);
+    let start =
+        rendered.find("<pre><code class=\"language-diff\">").unwrap_or_else(|| panic!("no diff block:\n{rendered}"));
+    let block = &rendered[start..rendered[start..].find("</code></pre>").unwrap() + start];
+    let line = |sign: char, image: &str| {
+        block
+            .lines()
+            .any(|l| l.starts_with(sign) && l.trim_start_matches(sign).trim() == format!("\"image\": \"{image}\""))
+    };
+    assert!(line('-', "contoso.azurecr.io/telemetry:1.0") && line('+', "contoso.azurecr.io/telemetry:1.1"), "{block}");
+    // Nothing of the diff leaks out of the block as lists or headings.
+    let after_table = &rendered[rendered.find("</table>").unwrap()..];
+    assert!(!after_table.contains("<h1>") && !after_table.contains("<h2>"), "{rendered}");
+    assert_eq!(rendered.matches("<pre>").count(), 1);
+}

@@ -124,17 +124,23 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
                 let _ = write!(stdout, "{}", render::text::plan_text(c, paint));
                 let _ = writeln!(stdout, "\nPlan against the hub\n====================");
             }
-            let _ = write!(stdout, "{}", render::text::plan_text(&plan, paint));
-        }
-        PlanFormat::Markdown => {
-            use render::markdown::{MAX_CHARS, plan_markdown_titled};
-            // One PR comment holds both sections: each gets half of GitHub's limit.
-            let max = if change.is_some() { MAX_CHARS / 2 } else { MAX_CHARS };
-            if let Some(c) = &change {
-                let _ = writeln!(stdout, "{}", plan_markdown_titled(c, "What this change does", max));
+            match &change {
+                Some(c) if c.same_changes(&plan) => {
+                    let _ = writeln!(stdout, "{}\n\n{}", render::markdown::SAME_AS_CHANGE, render::summary_line(&plan));
+                }
+                _ => {
+                    let _ = write!(stdout, "{}", render::text::plan_text(&plan, paint));
+                }
             }
-            let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
         }
+        PlanFormat::Markdown => match &change {
+            Some(c) => {
+                let _ = write!(stdout, "{}", render::markdown::plan_markdown_with_base(c, &plan));
+            }
+            None => {
+                let _ = write!(stdout, "{}", render::markdown::plan_markdown(&plan));
+            }
+        },
         PlanFormat::Json => {
             let mut json = render::json::plan_json(&plan);
             if let (Some(c), serde_json::Value::Object(m)) = (&change, &mut json) {
@@ -144,7 +150,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         }
     }
     if args.diff {
-        let _ = write!(stdout, "{}", render::text::unified_diffs(&plan));
+        let diffs = match args.format {
+            PlanFormat::Markdown => render::markdown::unified_diffs_markdown(&plan),
+            _ => render::text::unified_diffs(&plan),
+        };
+        let _ = write!(stdout, "{diffs}");
     }
     if let Some(file) = &args.out {
         let commit = revisions::source_commit(paths, head)?;

@@ -88,6 +88,17 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.steps.is_empty()
     }
+
+    /// True when `other` makes the same writes (op, deployment, id, priority, in order)
+    /// with the same device impact: `plan --base` against a hub that equals the base,
+    /// where printing both would show one plan twice. Etags are left out: the base side
+    /// has none of its own.
+    pub fn same_changes(&self, other: &Plan) -> bool {
+        let writes = |p: &Plan| -> Vec<(StepOp, String, String, crate::model::Priority)> {
+            p.steps.iter().map(|s| (s.op, s.name.clone(), s.id.to_string(), s.priority)).collect()
+        };
+        writes(self) == writes(other) && self.cohorts == other.cohorts && self.totals == other.totals
+    }
 }
 
 /// Devices whose standard deployment changes to another of equal priority because a
