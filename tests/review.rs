@@ -468,3 +468,55 @@ fn markdown_diff_is_one_fenced_diff_block() {
     assert!(!after_table.contains("<h1>") && !after_table.contains("<h2>"), "{rendered}");
     assert_eq!(rendered.matches("<pre>").count(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// `status` names the devices that fail a rollout.
+
+#[test]
+fn status_names_a_sample_of_the_failing_devices_with_their_agent_status() {
+    let repo = tied_hub();
+    let hub = repo.dir.path().join("hub");
+    let configurations: Value =
+        serde_json::from_slice(&std::fs::read(hub.join("configurations.json")).unwrap()).unwrap();
+    let site = configurations[1]["id"].as_str().unwrap().to_string();
+    // Eight agents applied `site`: 01 reports 200; 03 reports 400 but on an older desired
+    // version (the hub does not count it); the other six fail, and 07 is the sixth smallest.
+    let agent = |device: &str, code: i64, desired: i64, reported: i64| {
+        json!({
+            "deviceId": device, "moduleId": "$edgeAgent",
+            "configurations": { site.clone(): { "status": "Applied" } },
+            "properties": {
+                "desired": { "$version": desired },
+                "reported": { "lastDesiredVersion": reported,
+                              "lastDesiredStatus": { "code": code, "description": if code == 200 { "" } else { "image pull failed" } } }
+            }
+        })
+    };
+    let modules = json!([
+        agent("dev-06", 500, 2, 2), agent("dev-05", 406, 2, 2), agent("dev-04", 400, 2, 2),
+        agent("dev-03", 400, 3, 2), agent("dev-02", 400, 2, 2), agent("dev-01", 200, 2, 2),
+        agent("dev-00", 400, 2, 2), agent("dev-07", 412, 2, 2),
+        // Another module of a failing device is not its agent.
+        {"deviceId": "dev-08", "moduleId": "Telemetry", "configurations": { site.clone(): { "status": "Applied" } }},
+    ]);
+    std::fs::write(hub.join("modules.json"), modules.to_string()).unwrap();
+    let out = fleetform().current_dir(repo.dir.path()).args(["status", "--hub", "hub"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let text = stdout(&out);
+    // Hand-picked: the five smallest failing ids, 01 (200) and 03 (stale version) left out.
+    let block = &text[text.find(&format!("({site})")).unwrap()..];
+    assert!(
+        block.contains(
+            "      failing devices (first 5):\n        dev-00 reports 400: image pull failed\n        dev-02 reports 400: image pull failed\n        dev-04 reports 400: image pull failed\n        dev-05 reports 406: image pull failed\n        dev-06 reports 500: image pull failed\n"
+        ),
+        "{text}"
+    );
+    let out =
+        fleetform().current_dir(repo.dir.path()).args(["status", "--hub", "hub", "--format", "json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = v["managed"].as_array().unwrap().iter().find(|d| d["id"] == site.as_str()).unwrap();
+    assert_eq!(d["failed_devices"][0], json!({"device_id": "dev-00", "code": 400, "description": "image pull failed"}));
+    assert_eq!(d["failed_devices"].as_array().unwrap().len(), 5);
+    let other = v["managed"].as_array().unwrap().iter().find(|d| d["id"] != site.as_str()).unwrap();
+    assert!(other.get("failed_devices").is_none(), "{other}");
+}
