@@ -25,16 +25,9 @@ const FLOOR: &str = r#"deployment "floor-two" {
 }
 "#;
 
-const TYPO: &str = r#"deployment "typo" {
-    priority 20
-    target "tags.enviroment='prod'"
-    runtime {
-        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
-        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
-    }
-    module "Telemetry" image="contoso.azurecr.io/campus/telemetry:3.4.0"
+fn typo() -> String {
+    standard("typo", "tags.enviroment='prod'", "contoso.azurecr.io/campus/telemetry:3.4.0")
 }
-"#;
 
 /// `floor-two` written the way the fleet's twins hold the values.
 fn fixed() -> String {
@@ -96,7 +89,7 @@ fn warnings(out: &std::process::Output) -> Vec<Value> {
 
 #[test]
 fn fleet_aware_warnings_in_text_with_codes() {
-    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", TYPO)]);
+    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", typo().as_str())]);
     let out = repo.plan(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let text = stdout(&out);
@@ -108,7 +101,7 @@ fn fleet_aware_warnings_in_text_with_codes() {
 
 #[test]
 fn fleet_aware_warnings_in_json_carry_code_and_counts() {
-    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", TYPO)]);
+    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", typo().as_str())]);
     let out = repo.plan(&["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let ws = warnings(&out);
@@ -150,7 +143,7 @@ fn conditions_written_as_the_fleet_holds_the_values_give_no_fleet_warning() {
 
 #[test]
 fn fail_on_exits_4_after_the_whole_plan_only_for_the_codes_named() {
-    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", TYPO)]);
+    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", typo().as_str())]);
     let out = repo.plan(&["--fail-on", "W013"]);
     assert_eq!(out.status.code(), Some(4), "{}", transcript(&out));
     assert!(stdout(&out).trim_end().ends_with("2 devices change."), "the whole plan is printed first");
@@ -184,7 +177,7 @@ fn html(markdown: &str) -> String {
 
 #[test]
 fn markdown_warnings_render_as_one_flat_list_with_codes() {
-    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", TYPO)]);
+    let repo = Repo::new(&[("floor.kdl", FLOOR), ("typo.kdl", typo().as_str())]);
     let out = repo.plan(&["--format", "markdown"]);
     assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
     let rendered = html(&stdout(&out));
