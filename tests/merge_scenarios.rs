@@ -294,7 +294,7 @@ fn a_device_matching_nothing_is_unmanaged() {
     assert!(fleet.manifest_of(2).unwrap().is_managed());
     assert_eq!(
         fleet.warnings[0].to_string(),
-        "devices matched by no deployment are unmanaged and keep their current modules (2 devices: a-dev, z-dev)"
+        "W010 devices matched by no deployment are unmanaged and keep their current modules (2 devices: a-dev, z-dev)"
     );
 }
 
@@ -408,7 +408,7 @@ fn routes_to_and_from_missing_modules_are_warned() {
     let json = serde_json::to_value(&fleet.warnings[0]).unwrap();
     assert_eq!(
         json,
-        json!({"check": "route-to-missing-module", "route": "toGhost", "module": "ghost",
+        json!({"code": "W001", "check": "route-to-missing-module", "route": "toGhost", "module": "ghost",
                "from": "wiring", "devices": 7, "samples": ["d0", "d1", "d2", "d3", "d4"]})
     );
 }

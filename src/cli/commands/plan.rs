@@ -54,6 +54,38 @@ pub struct Args {
     /// device impact on the hub's twins. For pull requests: --base origin/main.
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
+    /// Exit 4 (after printing the whole plan) when a warning with one of these codes
+    /// fires, e.g. W011,W013; `all` for any warning. README "Reading a plan as a reviewer"
+    /// lists the codes.
+    #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_fail_on)]
+    pub fail_on: Vec<FailOn>,
+}
+
+/// `plan` exit code: a warning named by `--fail-on` fired.
+pub const EXIT_FAIL_ON: u8 = 4;
+
+/// One `--fail-on` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOn {
+    All,
+    Code(fleetform::merge::WarningCode),
+}
+
+fn parse_fail_on(s: &str) -> Result<FailOn, fleetform::merge::BadWarningCode> {
+    if s.trim().eq_ignore_ascii_case("all") { Ok(FailOn::All) } else { s.trim().parse().map(FailOn::Code) }
+}
+
+/// The codes of `plan`'s warnings (and of the `--base` section's) that `--fail-on` names.
+fn failing(fail_on: &[FailOn], plans: &[&Plan]) -> Vec<fleetform::merge::WarningCode> {
+    let mut hit: Vec<_> = plans
+        .iter()
+        .flat_map(|p| &p.warnings)
+        .map(|w| w.code)
+        .filter(|code| fail_on.iter().any(|f| *f == FailOn::All || *f == FailOn::Code(*code)))
+        .collect();
+    hit.sort();
+    hit.dedup();
+    hit
 }
 
 /// The plan from `current` (the hub's configurations, as just read) to `declared`, over
@@ -92,24 +124,34 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
                 let _ = write!(stdout, "{}", render::text::plan_text(c, paint));
                 let _ = writeln!(stdout, "\nPlan against the hub\n====================");
             }
-            let _ = write!(stdout, "{}", render::text::plan_text(&plan, paint));
-        }
-        PlanFormat::Markdown => {
-            use render::markdown::{MAX_CHARS, plan_markdown_titled};
-            // One PR comment holds both sections: each gets half of GitHub's limit.
-            let max = if change.is_some() { MAX_CHARS / 2 } else { MAX_CHARS };
-            if let Some(c) = &change {
-                let _ = writeln!(stdout, "{}", plan_markdown_titled(c, "What this change does", max));
+            match &change {
+                Some(c) if c.same_changes(&plan) => {
+                    let _ = writeln!(stdout, "{}\n\n{}", render::markdown::SAME_AS_CHANGE, render::summary_line(&plan));
+                }
+                _ => {
+                    let _ = write!(stdout, "{}", render::text::plan_text(&plan, paint));
+                }
             }
-            let _ = write!(stdout, "{}", plan_markdown_titled(&plan, "fleetform plan", max));
         }
+        PlanFormat::Markdown => match &change {
+            Some(c) => {
+                let _ = write!(stdout, "{}", render::markdown::plan_markdown_with_base(c, &plan));
+            }
+            None => {
+                let _ = write!(stdout, "{}", render::markdown::plan_markdown(&plan));
+            }
+        },
         PlanFormat::Json => {
             let json = render::json::plan_json_with_change(&plan, change.as_ref());
             let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
         }
     }
     if args.diff {
-        let _ = write!(stdout, "{}", render::text::unified_diffs(&plan));
+        let diffs = match args.format {
+            PlanFormat::Markdown => render::markdown::unified_diffs_markdown(&plan),
+            _ => render::text::unified_diffs(&plan),
+        };
+        let _ = write!(stdout, "{diffs}");
     }
     if let Some(file) = &args.out {
         let commit = revisions::source_commit(paths, head)?;
@@ -125,6 +167,13 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         // but everything else a reader of the hub could see: owner-only like a snapshot.
         write_private(file, &(text + "\n"))?;
         eprintln!("Saved the plan to {}; apply it with `fleetform apply {}`", file.display(), file.display());
+    }
+    let plans: Vec<&Plan> = change.iter().chain([&plan]).collect();
+    let hit = failing(&args.fail_on, &plans);
+    if !hit.is_empty() {
+        let codes: Vec<String> = hit.iter().map(ToString::to_string).collect();
+        eprintln!("error: the plan has warnings that --fail-on names: {} (exit {EXIT_FAIL_ON})", codes.join(", "));
+        return Ok(ExitCode::from(EXIT_FAIL_ON));
     }
     Ok(match (args.detailed_exitcode, plan.has_changes()) {
         (true, true) => ExitCode::from(2),

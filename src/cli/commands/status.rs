@@ -22,6 +22,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let hub = args.hub.open_hub()?;
     let mut report = fleetform::apply::status(hub.as_ref())?;
     fleetform::apply::compare_with_head(&mut report, &args.repo);
+    fleetform::apply::sample_failed_devices(hub.as_ref(), &mut report)?;
     match args.format {
         Format::Text => print!("{}", fleetform::render::status::status_text(&report)),
         Format::Json => super::print_json(&report),

@@ -28,9 +28,30 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let Args { paths, format, max_problems, git } = args;
     let ws = fleetform::git::load_workspace(&paths, git.git_ref.as_deref())?;
     let ok = ws.problems.is_empty();
+    // Warnings do not make the files invalid: the hub accepts them, a reviewer should not.
+    let warnings = fleetform::spec::ties::equal_priority_overlaps(&ws.deployments);
     match format {
-        Format::Json => super::print_json(&fleetform::render::json::validate_json(&ws)),
+        Format::Json => {
+            let mut json = fleetform::render::json::validate_json(&ws);
+            if let serde_json::Value::Object(m) = &mut json {
+                let list = warnings
+                    .iter()
+                    .map(|w| {
+                        let mut v = serde_json::to_value(w).unwrap_or_default();
+                        if let serde_json::Value::Object(o) = &mut v {
+                            o.insert("text".into(), w.to_string().into());
+                        }
+                        v
+                    })
+                    .collect();
+                m.insert("warnings".into(), serde_json::Value::Array(list));
+            }
+            super::print_json(&json)
+        }
         Format::Text => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             // A terminal is no use past a screenful or so; the count below stays exact.
             let shown = if max_problems == 0 { ws.problems.len() } else { max_problems.min(ws.problems.len()) };
             print_problems(&ws.problems[..shown]);

@@ -22,7 +22,7 @@ use crate::model::DeploymentId;
 use crate::plan::{Step, StepOp, actions::field_changes};
 
 pub use stale::{Staleness, check_saved, load_plan_file, unjustified_steps};
-pub use status::{DeploymentStatus, StatusReport, compare_with_head, status};
+pub use status::{DeploymentStatus, FailedDevice, StatusReport, compare_with_head, sample_failed_devices, status};
 pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
 
 /// Why apply could not start or load its input.

@@ -38,6 +38,85 @@ pub struct DeploymentStatus {
     pub system_metrics: Option<SystemCounts>,
     /// Custom metric results by name.
     pub metrics: BTreeMap<String, i64>,
+    /// Up to [`FAILED_SAMPLE`] devices (smallest ids first) whose `$edgeAgent` reports a
+    /// failure for this deployment, from the module twins: a count alone names no device.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_devices: Vec<FailedDevice>,
+}
+
+/// How many failed devices `status` names per deployment.
+pub const FAILED_SAMPLE: usize = 5;
+
+/// A device whose agent applied a deployment and reports failing at it: the rows
+/// `reportedFailedCount` counts (docs/hub-semantics.md#system-metrics), with the agent's
+/// `lastDesiredStatus`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct FailedDevice {
+    pub device_id: String,
+    pub code: i64,
+    pub description: String,
+}
+
+impl FailedDevice {
+    /// The failure `agent` (an `$edgeAgent` module twin) reports for deployment `id`, if
+    /// any: applied, reporting on the desired version it was sent, with a code other than 200.
+    pub fn of(agent: &serde_json::Value, id: &str) -> Option<FailedDevice> {
+        if agent.get("moduleId")?.as_str()? != "$edgeAgent" {
+            return None;
+        }
+        let status = agent.get("configurations")?.get(id)?.get("status")?.as_str()?;
+        if status != "Applied" {
+            return None;
+        }
+        let desired = agent.pointer("/properties/desired/$version")?;
+        let reported = agent.pointer("/properties/reported")?;
+        if reported.get("lastDesiredVersion")? != desired {
+            return None;
+        }
+        let last = reported.get("lastDesiredStatus")?;
+        let code = last.get("code")?.as_i64()?;
+        (code != 200).then(|| FailedDevice {
+            device_id: agent.get("deviceId").and_then(|d| d.as_str()).unwrap_or_default().to_owned(),
+            code,
+            description: last.get("description").and_then(|d| d.as_str()).unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// Fills in [`DeploymentStatus::failed_devices`] for every managed deployment from one
+/// pass over the module twins. A hub that serves no module twins leaves them empty.
+pub fn sample_failed_devices(hub: &dyn Hub, report: &mut StatusReport) -> Result<(), HubError> {
+    // Reading every module twin costs a pass over the hub: only when a count says some
+    // device failed, or there are no counts to say otherwise.
+    let may_fail = |d: &DeploymentStatus| d.system_metrics.as_ref().is_none_or(|m| m.reported_failed > 0);
+    if !report.managed.iter().any(may_fail) {
+        return Ok(());
+    }
+    let ids: Vec<String> = report.managed.iter().map(|d| d.id.to_string()).collect();
+    let found = std::sync::Mutex::new(vec![Vec::<FailedDevice>::new(); ids.len()]);
+    hub.module_batches(&|batch| {
+        let mut local = vec![Vec::new(); ids.len()];
+        for agent in &batch {
+            for (i, id) in ids.iter().enumerate() {
+                if let Some(f) = FailedDevice::of(agent, id) {
+                    local[i].push(f);
+                }
+            }
+        }
+        let mut all = found.lock().unwrap_or_else(|e| e.into_inner());
+        for (into, mut more) in all.iter_mut().zip(local) {
+            into.append(&mut more);
+            // The smallest ids, whatever order the batches came in.
+            into.sort();
+            into.truncate(FAILED_SAMPLE);
+        }
+        Ok(())
+    })?;
+    let found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (d, failed) in report.managed.iter_mut().zip(found) {
+        d.failed_devices = failed;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,6 +147,7 @@ impl DeploymentStatus {
             commit_vs_head: None,
             system_metrics,
             metrics: c.metrics.as_ref().map(|m| m.results.clone()).unwrap_or_default(),
+            failed_devices: Vec::new(),
         }
     }
 }

@@ -53,6 +53,211 @@ pub enum Check {
     LayeredNeverApplies { deployment: String },
     /// Devices matched by no deployment: unmanaged, they keep their current modules.
     Unmanaged,
+    /// A condition compares a path with a literal of one JSON type, but on most IoT Edge
+    /// twins that have the path it holds another type: a comparison of values of different
+    /// types is undefined, never true, so those devices silently fall out of the condition
+    /// (docs/hub-semantics.md#undefined).
+    LiteralTypeMismatch {
+        deployment: String,
+        query: QueryKind,
+        /// The metric's name, for a metric query.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
+        path: String,
+        /// The comparison as written.
+        comparison: String,
+        literal_type: JsonType,
+        /// How many IoT Edge twins hold the path with each type, most first.
+        fleet_types: Vec<TypeCount>,
+    },
+    /// A condition reads a path that no IoT Edge twin of the fleet has.
+    PathOnNoTwin {
+        deployment: String,
+        query: QueryKind,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metric: Option<String>,
+        path: String,
+        /// The path with its first unknown segment replaced by the closest existing one.
+        did_you_mean: Option<String>,
+    },
+    /// A deployment's target condition matches no IoT Edge device of the fleet.
+    TargetsNoDevice { deployment: String },
+    /// A replace changes which standard deployment wins on these devices between two of
+    /// equal priority: the re-created one is newer, and the newest wins a tie
+    /// (docs/hub-semantics.md#standard-winner).
+    StandardWinnerFlips { priority: Priority, from: String, to: String },
+}
+
+/// Which query of a deployment a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueryKind {
+    /// The target condition.
+    Target,
+    /// A custom metric (its name is beside it).
+    Metric,
+}
+
+/// "target" or "metric `name`", as the messages name a query.
+fn query_label(kind: QueryKind, metric: &Option<String>) -> String {
+    match (kind, metric) {
+        (QueryKind::Metric, Some(name)) => format!("metric `{name}`"),
+        (QueryKind::Metric, None) => "metric".to_owned(),
+        (QueryKind::Target, _) => "target".to_owned(),
+    }
+}
+
+/// The JSON type of a twin value or of a query literal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonType {
+    String,
+    Number,
+    Boolean,
+    Null,
+    Object,
+    Array,
+}
+
+impl JsonType {
+    pub const ALL: [JsonType; 6] =
+        [JsonType::String, JsonType::Number, JsonType::Boolean, JsonType::Null, JsonType::Object, JsonType::Array];
+
+    pub fn of(value: &Value) -> JsonType {
+        match value {
+            Value::String(_) => JsonType::String,
+            Value::Number(_) => JsonType::Number,
+            Value::Bool(_) => JsonType::Boolean,
+            Value::Null => JsonType::Null,
+            Value::Object(_) => JsonType::Object,
+            Value::Array(_) => JsonType::Array,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            JsonType::String => "string",
+            JsonType::Number => "number",
+            JsonType::Boolean => "boolean",
+            JsonType::Null => "null",
+            JsonType::Object => "object",
+            JsonType::Array => "array",
+        }
+    }
+
+    /// How a value of this type is written in the query language, for hints.
+    fn example(self) -> &'static str {
+        match self {
+            JsonType::String => "a quoted string such as '2'",
+            JsonType::Number => "a bare number such as 2",
+            JsonType::Boolean => "true or false",
+            JsonType::Null => "IS_NULL(…)",
+            JsonType::Object | JsonType::Array => "a path below it",
+        }
+    }
+}
+
+/// How many twins hold a path with one JSON type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TypeCount {
+    #[serde(rename = "type")]
+    pub json_type: JsonType,
+    pub twins: u64,
+}
+
+/// A warning's stable code (`W001`…), for `plan --fail-on` and for reviewers who decide
+/// which warnings block a change. Codes are never reused for another meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WarningCode(pub u16);
+
+impl std::fmt::Display for WarningCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "W{:03}", self.0)
+    }
+}
+
+impl Serialize for WarningCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a text is not a warning code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("`{given}` is not a warning code (known: W001 to W014 and W020; README \"Reading a plan as a reviewer\")")]
+#[diagnostic(
+    code(fleetform::warning_code),
+    help(
+        "warning codes are W followed by three digits, such as W006; README \"Reading a plan as a reviewer\" lists them"
+    )
+)]
+pub struct BadWarningCode {
+    pub given: String,
+}
+
+impl std::str::FromStr for WarningCode {
+    type Err = BadWarningCode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadWarningCode { given: s.to_owned() };
+        let digits = s.strip_prefix(['W', 'w']).ok_or_else(bad)?;
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u16 = digits.parse().map_err(|_| bad())?;
+        WarningCode::KNOWN.contains(&WarningCode(n)).then_some(WarningCode(n)).ok_or_else(bad)
+    }
+}
+
+impl WarningCode {
+    /// Every code a warning of `plan` or `validate` can carry.
+    pub const KNOWN: [WarningCode; 15] = [
+        WarningCode(1),
+        WarningCode(2),
+        WarningCode(3),
+        WarningCode(4),
+        WarningCode(5),
+        WarningCode(6),
+        WarningCode(7),
+        WarningCode(8),
+        WarningCode(9),
+        WarningCode(10),
+        WarningCode(11),
+        WarningCode(12),
+        WarningCode(13),
+        WarningCode(14),
+        WarningCode(20),
+    ];
+    /// `validate`: equal-priority standard deployments whose targets can overlap.
+    pub const VALIDATE_EQUAL_PRIORITY: WarningCode = WarningCode(20);
+}
+
+impl Check {
+    /// The check's stable code (README "Reading a plan as a reviewer").
+    pub fn code(&self) -> WarningCode {
+        WarningCode(match self {
+            Check::RouteToMissingModule { .. } => 1,
+            Check::RouteFromMissingModule { .. } => 2,
+            Check::InvalidRoute { .. } => 3,
+            Check::TwinDesiredTooLarge { .. } => 4,
+            Check::TwinValueTooLarge { .. } => 5,
+            Check::EqualPriorityStandards { .. } => 6,
+            Check::EqualPriorityLayeredOverlap { .. } => 7,
+            Check::LayeredWithoutStandard { .. } => 8,
+            Check::LayeredNeverApplies { .. } => 9,
+            Check::Unmanaged => 10,
+            Check::LiteralTypeMismatch { .. } => 11,
+            Check::PathOnNoTwin { .. } => 12,
+            Check::TargetsNoDevice { .. } => 13,
+            Check::StandardWinnerFlips { .. } => 14,
+        })
+    }
+
+    /// Fleet-wide findings about a query, not about the devices it concerns: their device
+    /// count is not worth printing when it is 0.
+    fn about_query(&self) -> bool {
+        matches!(self, Check::PathOnNoTwin { .. } | Check::TargetsNoDevice { .. })
+    }
 }
 
 impl std::fmt::Display for Check {
@@ -91,6 +296,35 @@ impl std::fmt::Display for Check {
             }
             Check::Unmanaged => {
                 f.write_str("devices matched by no deployment are unmanaged and keep their current modules")
+            }
+            Check::LiteralTypeMismatch { deployment, query, metric, path, comparison, literal_type, fleet_types } => {
+                let query = query_label(*query, metric);
+                let counts: Vec<String> =
+                    fleet_types.iter().map(|t| format!("{} {}", t.json_type.word(), t.twins)).collect();
+                let most = fleet_types.first().map_or(JsonType::Null, |t| t.json_type);
+                write!(
+                    f,
+                    "`{deployment}` {query}: `{comparison}` compares with a {}, but `{path}` is a {} on most IoT Edge twins that have it ({}): a comparison across types is never true, so the condition misses them; write {}",
+                    literal_type.word(),
+                    most.word(),
+                    counts.join(", "),
+                    most.example()
+                )
+            }
+            Check::PathOnNoTwin { deployment, query, metric, path, did_you_mean } => {
+                let query = query_label(*query, metric);
+                write!(f, "`{deployment}` {query} reads `{path}`, which no IoT Edge twin of the fleet has")?;
+                match did_you_mean {
+                    Some(p) => write!(f, "; did you mean `{p}`?"),
+                    None => Ok(()),
+                }
+            }
+            Check::StandardWinnerFlips { priority, from, to } => write!(
+                f,
+                "the standard deployment these devices run flips from `{from}` to `{to}`, only because the replace makes `{to}` the newer of two at priority {priority}"
+            ),
+            Check::TargetsNoDevice { deployment } => {
+                write!(f, "`{deployment}` targets no IoT Edge device of the fleet: apply would roll it out nowhere")
             }
         }
     }
@@ -132,6 +366,8 @@ impl DeviceSample {
 /// and `samples` (up to 5 device ids, smallest first).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Warning {
+    /// [`Check::code`], kept beside the check so every output shows the same code.
+    pub code: WarningCode,
     #[serde(flatten)]
     pub check: Check,
     pub devices: u64,
@@ -140,8 +376,12 @@ pub struct Warning {
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.check)?;
+        if self.devices == 0 && self.check.about_query() {
+            return Ok(());
+        }
         let plural = if self.devices == 1 { "" } else { "s" };
-        write!(f, "{} ({} device{plural}", self.check, self.devices)?;
+        write!(f, " ({} device{plural}", self.devices)?;
         if !self.samples.is_empty() {
             let more = if self.devices > self.samples.len() as u64 { ", …" } else { "" };
             write!(f, ": {}{more}", self.samples.join(", "))?;
@@ -152,7 +392,7 @@ impl std::fmt::Display for Warning {
 
 impl Warning {
     pub fn new(check: Check, devices: &DeviceSample) -> Self {
-        Warning { check, devices: devices.count, samples: devices.samples.clone() }
+        Warning { code: check.code(), check, devices: devices.count, samples: devices.samples.clone() }
     }
 }
 
@@ -343,12 +583,23 @@ mod tests {
         let w = Warning::new(Check::Unmanaged, &s);
         assert_eq!(
             w.to_string(),
-            "devices matched by no deployment are unmanaged and keep their current modules (6 devices: a, b, c, d, e, …)"
+            "W010 devices matched by no deployment are unmanaged and keep their current modules (6 devices: a, b, c, d, e, …)"
         );
         let json = serde_json::to_value(&w).unwrap();
+        assert_eq!(json["code"], "W010");
         assert_eq!(json["check"], "unmanaged");
         assert_eq!(json["devices"], 6);
         assert_eq!(json["samples"].as_array().map(Vec::len), Some(5));
+    }
+
+    #[test]
+    fn warning_codes_parse_only_when_known() {
+        assert_eq!("W012".parse::<WarningCode>(), Ok(WarningCode(12)));
+        assert_eq!("w006".parse::<WarningCode>(), Ok(WarningCode(6)));
+        for bad in ["W12", "W0120", "E012", "W999", "W015", "", "W-01"] {
+            assert!(bad.parse::<WarningCode>().is_err(), "{bad}");
+        }
+        assert_eq!(WarningCode(7).to_string(), "W007");
     }
 
     #[test]

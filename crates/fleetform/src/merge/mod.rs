@@ -41,7 +41,7 @@ use smallvec::SmallVec;
 use crate::model::{Configuration, ConfigurationKind, Priority};
 
 pub use apply::merge;
-pub use checks::{Check, DeviceSample, Warning};
+pub use checks::{BadWarningCode, Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning, WarningCode};
 pub use group::{Fleet, Group, GroupId, Grouper, ManifestId, merge_fleet};
 pub use provenance::{Conflict, Origin, PathOrigin, ProvPath, Provenance};
 pub use stack::{SkipReason, Skipped, Stack, stack};

@@ -11,6 +11,7 @@ pub mod change;
 pub mod content;
 pub mod diff;
 pub mod impact;
+pub mod lint;
 pub mod redact;
 pub mod saved;
 pub mod state;
@@ -87,6 +88,53 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         !self.steps.is_empty()
     }
+
+    /// True when `other` makes the same writes (op, deployment, id, priority, in order)
+    /// with the same device impact: `plan --base` against a hub that equals the base,
+    /// where printing both would show one plan twice. Etags are left out: the base side
+    /// has none of its own.
+    pub fn same_changes(&self, other: &Plan) -> bool {
+        let writes = |p: &Plan| -> Vec<(StepOp, String, String, crate::model::Priority)> {
+            p.steps.iter().map(|s| (s.op, s.name.clone(), s.id.to_string(), s.priority)).collect()
+        };
+        writes(self) == writes(other) && self.cohorts == other.cohorts && self.totals == other.totals
+    }
+}
+
+/// Devices whose standard deployment changes to another of equal priority because a
+/// replace re-creates one of the two (the newest wins a tie), summed per pair.
+fn winner_flips(
+    actions: &[Action],
+    before: &DeploymentState,
+    after: &DeploymentState,
+    cohorts: &[Cohort],
+) -> Vec<Warning> {
+    use crate::merge::{Check, DeviceSample};
+    let name_of = |id: &crate::model::DeploymentId| {
+        actions.iter().find(|a| a.after.as_ref() == Some(id) || a.before.iter().any(|b| &b.id == id))
+    };
+    let priority_in = |state: &DeploymentState, id: &crate::model::DeploymentId| {
+        state.deployments.iter().find(|d| &d.id == id).map(|d| d.priority)
+    };
+    let mut flips: BTreeMap<(String, String), (crate::model::Priority, DeviceSample)> = BTreeMap::new();
+    for c in cohorts {
+        let (Some(from), Some(to)) = (&c.stack_before.standard, &c.stack_after.standard) else { continue };
+        let (Some(was), Some(now)) = (name_of(from), name_of(to)) else { continue };
+        let replaced = was.action == ActionKind::Replace || now.action == ActionKind::Replace;
+        let tied = priority_in(before, from).is_some_and(|p| Some(p) == priority_in(after, to));
+        if was.name == now.name || !replaced || !tied {
+            continue;
+        }
+        let entry =
+            flips.entry((from.to_string(), to.to_string())).or_insert_with(|| (now.priority, DeviceSample::default()));
+        entry.1.merge(&DeviceSample { count: c.count, samples: c.samples.clone() });
+    }
+    flips
+        .into_iter()
+        .map(|((from, to), (priority, devices))| {
+            Warning::new(Check::StandardWinnerFlips { priority, from, to }, &devices)
+        })
+        .collect()
 }
 
 /// Makes the plan for `declared` (rendered with secrets resolved) against the hub's
@@ -104,7 +152,11 @@ pub fn plan(
     let before = state::before(&current)?;
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
-    let Impact { cohorts, totals, warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
+    let Impact { cohorts, totals, mut warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
+    // A second pass over the fleet for now: the statistics are a fold over `&Twin` meant to
+    // join the impact's single pass.
+    warnings.extend(lint::lint(&declared, fleet)?);
+    warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
     Ok(Plan {
         hub: fleet.describe(),
         hub_id: fleet.identity(),

@@ -14,6 +14,13 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// A list item's text: change lines start with `+`, `-` or `~`, and a list item starting
+/// with `+ ` or `- ` is a nested list in CommonMark, so a leading marker is escaped.
+fn item(s: &str) -> String {
+    let text = escape(s);
+    if text.starts_with("+ ") || text.starts_with("- ") { format!("\\{text}") } else { text }
+}
+
 pub fn plan_markdown(plan: &Plan) -> String {
     plan_markdown_titled(plan, "fleetform plan", MAX_CHARS)
 }
@@ -24,6 +31,9 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
     let mut head = String::new();
     let _ = writeln!(head, "### {title}\n");
     let _ = writeln!(head, "**{}**\n", summary_line(plan));
+    if let Some(banner) = super::text::winner_flip_banner(plan) {
+        let _ = writeln!(head, "> [!CAUTION]\n> {}\n", escape(&banner));
+    }
     let replaced = plan.count(ActionKind::Replace);
     let deleted = plan.count(ActionKind::Delete);
     if replaced + deleted > 0 {
@@ -74,7 +84,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
                 writeln!(details, "- `{}`: `{}` → `{}`", f.field, escape(&show(&f.before)), escape(&show(&f.after)));
         }
         for c in content.into_iter().flatten() {
-            let _ = writeln!(details, "- {}", escape(&c.to_string()));
+            let _ = writeln!(details, "- {}", item(&c.to_string()));
         }
     }
     head.push_str(&details);
@@ -90,7 +100,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
     if !plan.warnings.is_empty() {
         let _ = writeln!(tail, "\n#### Warnings\n");
         for w in &plan.warnings {
-            let _ = writeln!(tail, "- {}", escape(&w.to_string()));
+            let _ = writeln!(tail, "- {}", item(&w.to_string()));
         }
     }
 
@@ -132,6 +142,41 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
     out
 }
 
+/// What `plan --base` says in place of the plan against the hub when it would repeat the
+/// change section line for line.
+pub const SAME_AS_CHANGE: &str = "The hub matches the base of this change: applying it makes exactly the changes above, with the same device impact.";
+
+/// `plan --base --format markdown`: the change under review, then the plan against the
+/// hub, in one comment; the second is a sentence when it equals the first.
+pub fn plan_markdown_with_base(change: &Plan, plan: &Plan) -> String {
+    if change.same_changes(plan) {
+        let mut out = plan_markdown_titled(change, "What this change does", MAX_CHARS - 400);
+        let _ = writeln!(out, "\n### fleetform plan\n\n**{}**\n\n{SAME_AS_CHANGE}", summary_line(plan));
+        return out;
+    }
+    // One PR comment holds both sections: each gets half of GitHub's limit.
+    let mut out = plan_markdown_titled(change, "What this change does", MAX_CHARS / 2);
+    out.push('\n');
+    out.push_str(&plan_markdown_titled(plan, "fleetform plan", MAX_CHARS / 2));
+    out
+}
+
+/// `--diff` in a comment: each diff in a `diff` code fence (raw `+`/`-` lines would render as
+/// lists and headings), folded in `<details>`. The fence is longer than any run of
+/// backticks inside, so no content can close it.
+pub fn unified_diffs_markdown(plan: &Plan) -> String {
+    let diffs = super::text::unified_diffs(plan);
+    if diffs.trim().is_empty() {
+        return String::new();
+    }
+    let longest = diffs.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!(
+        "\n<details><summary>Diff of the replaced and updated deployments</summary>\n\n{fence}diff\n{}\n{fence}\n\n</details>\n",
+        diffs.trim_matches('\n')
+    )
+}
+
 fn cohort_markdown(c: &Cohort) -> String {
     let mut s = String::new();
     let stacks = if c.stack_before == c.stack_after {
@@ -151,7 +196,7 @@ fn cohort_markdown(c: &Cohort) -> String {
         let _ = writeln!(s, "- same manifest, from other deployments");
     }
     for ch in &c.changes {
-        let _ = writeln!(s, "- {}", escape(&ch.to_string()));
+        let _ = writeln!(s, "- {}", item(&ch.to_string()));
     }
     s.push('\n');
     s

@@ -32,6 +32,13 @@ fn entry(out: &mut String, d: &DeploymentStatus, managed: bool) {
             let _ = writeln!(out, "      devices: (no metrics from this hub)");
         }
     }
+    if !d.failed_devices.is_empty() {
+        let _ = writeln!(out, "      failing devices (first {}):", d.failed_devices.len());
+        for f in &d.failed_devices {
+            let why = if f.description.is_empty() { String::new() } else { format!(": {}", f.description) };
+            let _ = writeln!(out, "        {} reports {}{why}", f.device_id, f.code);
+        }
+    }
     if !d.metrics.is_empty() {
         let parts: Vec<String> = d.metrics.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(out, "      metrics: {}", parts.join(", "));

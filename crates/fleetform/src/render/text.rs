@@ -5,6 +5,7 @@ use std::fmt::Write;
 use anstyle::{AnsiColor, Style};
 
 use super::{summary_line, thousands};
+use crate::merge::Check;
 use crate::plan::{Action, ActionKind, Cohort, Plan, StepOp};
 
 /// At most this many cohorts are printed; the rest are counted.
@@ -56,8 +57,33 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// The sentence that heads a plan in which a replace changes the winner of an
+/// equal-priority tie (W014) on some devices: it is easy to miss as one cohort among many.
+pub fn winner_flip_banner(plan: &Plan) -> Option<String> {
+    let flips: Vec<_> = plan.warnings.iter().filter(|w| matches!(w.check, Check::StandardWinnerFlips { .. })).collect();
+    let first = flips.first()?;
+    let devices: u64 = flips.iter().map(|w| w.devices).sum();
+    let pairs: Vec<String> = flips
+        .iter()
+        .filter_map(|w| match &w.check {
+            Check::StandardWinnerFlips { from, to, .. } => Some(format!("`{from}` → `{to}`")),
+            _ => None,
+        })
+        .collect();
+    Some(format!(
+        "{} A replace changes which standard deployment wins on {} device{}: {}. The deployments tie on priority, so creation time decides; give one a higher priority to make the choice explicit.",
+        first.code,
+        thousands(devices),
+        if devices == 1 { "" } else { "s" },
+        pairs.join(", ")
+    ))
+}
+
 pub fn plan_text(plan: &Plan, paint: Paint) -> String {
     let mut out = String::new();
+    if let Some(banner) = winner_flip_banner(plan) {
+        let _ = writeln!(out, "{}\n", paint.fg(AnsiColor::Red, &format!("!! {banner}")));
+    }
     let _ = writeln!(out, "{}", paint.bold(&format!("Deployments ({})", plan.hub)));
     let width = plan.actions.iter().map(|a| a.name.chars().count()).max().unwrap_or(0);
     for a in &plan.actions {

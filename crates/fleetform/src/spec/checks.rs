@@ -36,16 +36,26 @@ pub(super) fn check_workspace(deployments: &[Deployment], problems: &mut Vec<Pro
         } else {
             seen.insert(&d.name.0, d);
         }
-        if let Some(t) = &d.target {
-            check_target(t, problems);
-        }
-        for m in &d.metrics {
-            check_metric(&m.query, problems);
-        }
-        for r in d.routes.values() {
-            check_route(&r.text, problems);
-        }
         check_twin_sizes(d, problems);
+    }
+}
+
+/// The queries and routes of one deployment, checked from its parts whether or not the
+/// deployment itself could be built: a bad priority must not hide a broken target.
+pub(super) fn check_queries(
+    target: Option<&QueryText>,
+    metrics: &[Metric],
+    routes: &BTreeMap<String, Route>,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(t) = target {
+        check_target(t, problems);
+    }
+    for m in metrics {
+        check_metric(&m.query, problems);
+    }
+    for r in routes.values() {
+        check_route(&r.text, problems);
     }
 }
 
@@ -357,6 +367,30 @@ fn query_problem(q: &QueryText, err: &QueryError, what: &str) -> Problem {
     }))
 }
 
+/// What a newcomer most likely meant by a path a target condition may not read: a bare
+/// word is a path in the query language, so `= conference` reads a property named
+/// `conference`; `tag.x` is one letter off `tags.x`.
+fn forbidden_path_hint(path: &str) -> Option<String> {
+    let (first, rest) = path.split_once('.').map_or((path, None), |(f, r)| (f, Some(r)));
+    match rest {
+        None => Some(format!(
+            "a bare word is a property path; to compare with the text, quote it: '{path}' (or use tags.{path}, properties.reported.{path} to read a property)"
+        )),
+        // `properties.desired.x` is spelt right and read from the wrong place: the general help says so.
+        Some(_) if first.eq_ignore_ascii_case("properties") || first.eq_ignore_ascii_case("tags") => None,
+        Some(rest) => crate::suggest::did_you_mean(first, ["tags", "properties"]).map(|near| {
+            let rest = if near == "properties" && !rest.to_ascii_lowercase().starts_with("reported") {
+                format!("reported.{rest}")
+            } else {
+                rest.to_string()
+            };
+            format!(
+                "did you mean `{near}.{rest}`? target conditions may only use tags, properties.reported and deviceId"
+            )
+        }),
+    }
+}
+
 fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
     if let Some(err) = query::check_query_length(&q.text) {
         problems.push(query_problem(q, &err, "target condition"));
@@ -365,7 +399,13 @@ fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
     match query::parse_condition(&q.text) {
         Ok(cond) => {
             for err in query::check_target_condition(&cond) {
-                problems.push(query_problem(q, &err, "target condition"));
+                let mut p = query_problem(q, &err, "target condition");
+                if let query::QueryErrorKind::ForbiddenPath(path) = &err.kind
+                    && let Some(hint) = forbidden_path_hint(path)
+                {
+                    p = p.with_help(hint);
+                }
+                problems.push(p);
             }
         }
         Err(err) => problems.push(query_problem(q, &err, "target condition")),
@@ -392,6 +432,16 @@ fn check_route(q: &QueryText, problems: &mut Vec<Problem>) {
             "here",
         );
         p.help = err.help.clone();
+        // `$upstrem` and friends: the one `$` sink there is.
+        let end = (err.offset + err.len.max(1)).min(q.text.len());
+        let word = q.text.get(err.offset..end).unwrap_or_default().trim();
+        if word.starts_with('$')
+            && let Some(near) = crate::suggest::did_you_mean(word, ["$upstream"])
+        {
+            p.help = Some(
+                format!("did you mean `{near}`? {}", p.help.as_deref().unwrap_or_default()).trim_end().to_string(),
+            );
+        }
         problems.push(p);
     }
 }

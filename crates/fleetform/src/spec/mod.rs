@@ -9,6 +9,7 @@ pub mod limits;
 pub mod model;
 pub mod rules;
 pub mod source;
+pub mod ties;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -85,6 +85,12 @@ impl Cx<'_> {
             &parts.routes,
             self.problems,
         );
+        checks::check_queries(
+            parts.target.as_ref().and_then(Option::as_ref),
+            &parts.metrics,
+            &parts.routes,
+            self.problems,
+        );
 
         let Parts { priority, target, labels, metrics, runtime, registries, modules, routes, twins, adopt, .. } = parts;
         Some(Deployment {

@@ -76,11 +76,23 @@ pub fn syntax_problems(file: &Arc<SourceFile>, err: kdl::KdlError) -> Vec<Proble
         .into_iter()
         .map(|d| {
             let message = d.message.unwrap_or_else(|| "invalid KDL".to_string());
+            let help = keyword_hint(file.slice(d.span)).map(str::to_string).or(d.help);
             Problem::new(Code::Syntax, file, d.span, message, d.label.unwrap_or_default()).with_help(
-                d.help.unwrap_or_else(|| "fix the KDL syntax; see https://kdl.dev for the language".to_string()),
+                help.unwrap_or_else(|| "fix the KDL syntax; see https://kdl.dev for the language".to_string()),
             )
         })
         .collect()
+}
+
+/// KDL 2 spells its keywords with `#`; a bare `true` is what a newcomer writes first, and
+/// the parser only says it is not an identifier.
+fn keyword_hint(token: &str) -> Option<&'static str> {
+    match token.trim() {
+        "true" | "false" => Some("booleans are written `#true` and `#false` in KDL 2 (a quoted \"true\" is a string)"),
+        "null" => Some("null is written `#null` in KDL 2"),
+        "inf" | "-inf" | "nan" => Some("KDL 2 writes these as `#inf`, `#-inf` and `#nan`"),
+        _ => None,
+    }
 }
 
 /// The file being decoded and the problems found in it so far.
