@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use fleetform::hub::shape::ShapeChecked;
 use fleetform::hub::{Fleet, Hub, SnapshotHub, TwinsFromSnapshot, TwinsReadAt, twins_read_at};
-use fleetform::model::ReadError;
 use fleetform::manifest::{self, ProcessEnv, Rendered, SecretMode};
 use fleetform::model::Configuration;
+use fleetform::model::ReadError;
 use fleetform::plan::{Plan, PlanError, PlanOptions};
 use fleetform::render;
 
@@ -151,7 +151,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
 /// `--twins DIR`: the hub the arguments name for the deployments, the snapshot in `dir` for
 /// the twins. Says on stderr how old the twins are (stdout stays the plan, whatever its
 /// format), and warns past `max_age`.
-fn twins_from_snapshot(hub: &HubArgs, dir: &std::path::Path, max_age: std::time::Duration) -> Result<ShapeChecked, CommandError> {
+fn twins_from_snapshot(
+    hub: &HubArgs,
+    dir: &std::path::Path,
+    max_age: std::time::Duration,
+) -> Result<ShapeChecked, CommandError> {
     let twins = SnapshotHub::open(dir)?;
     let read_at = twins_read_at(&twins).map_err(|e| CommandError::Library(ReadError::new(e)))?;
     let age = read_at.age(std::time::SystemTime::now());

@@ -14,7 +14,8 @@ pub mod snapshot;
 pub use crate::model::fleet::{FleetRead, Projection, ReadError};
 pub use error::HubError;
 pub use open::{
-    CONNECTION_STRING_ENV, HubSpec, HubSpecError, TwinsAgeError, TwinsFromSnapshot, TwinsReadAt, open, open_with, twins_read_at,
+    CONNECTION_STRING_ENV, HubSpec, HubSpecError, TwinsAgeError, TwinsFromSnapshot, TwinsReadAt, open, open_with,
+    twins_read_at,
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapshot_from, snapshot_with};
 

@@ -162,8 +162,10 @@ impl TwinsFromSnapshot {
 }
 
 impl HubRead for TwinsFromSnapshot {
+    /// The live hub's: the plan is a plan against it (`plan --twins` says on its own line
+    /// where the twins came from and how old they are).
     fn describe(&self) -> String {
-        format!("{} (device twins from {})", self.live.describe(), self.twins.describe())
+        self.live.describe()
     }
 
     fn identity(&self) -> String {
@@ -242,7 +244,9 @@ pub enum TwinsAgeError {
     #[error("{}: not {{\"twinsReadAt\": \"<RFC 3339 time>\"}}: {source}", path.display())]
     #[diagnostic(
         code(fleetform::hub::snapshot_info),
-        help("the file is written by `fleetform snapshot`; take the snapshot again, or delete the file to fall back to the device file's time")
+        help(
+            "the file is written by `fleetform snapshot`; take the snapshot again, or delete the file to fall back to the device file's time"
+        )
     )]
     Malformed { path: PathBuf, source: serde_json::Error },
 
@@ -267,14 +271,17 @@ pub fn twins_read_at(snapshot: &SnapshotHub) -> Result<TwinsReadAt, TwinsAgeErro
     let path = dir.join(SNAPSHOT_INFO_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let info: Info =
-                serde_json::from_slice(&bytes).map_err(|source| TwinsAgeError::Malformed { path: path.clone(), source })?;
+            let info: Info = serde_json::from_slice(&bytes)
+                .map_err(|source| TwinsAgeError::Malformed { path: path.clone(), source })?;
             let at = humantime::parse_rfc3339_weak(info.twins_read_at.trim())
                 .map_err(|_| TwinsAgeError::BadTime { path, value: info.twins_read_at.clone() })?;
             Ok(TwinsReadAt::Recorded(at))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let file = snapshot.snapshot().devices_file().ok_or_else(|| TwinsAgeError::NoDevices { dir: dir.to_path_buf() })?;
+            let file = snapshot
+                .snapshot()
+                .devices_file()
+                .ok_or_else(|| TwinsAgeError::NoDevices { dir: dir.to_path_buf() })?;
             let modified = std::fs::metadata(&file.path)
                 .and_then(|m| m.modified())
                 .map_err(|source| TwinsAgeError::Read { path: file.path.clone(), source })?;

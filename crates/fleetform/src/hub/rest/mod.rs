@@ -9,8 +9,8 @@
 //! ever formats the key or a token.
 
 mod error;
-mod paging;
 pub mod pacer;
+mod paging;
 mod progress;
 pub mod projection;
 mod retry;
@@ -288,7 +288,8 @@ impl RestHub {
 /// hub allows no spaces in one), so it can never be mistaken for a real device, and no
 /// Edge capability, so no condition is ever evaluated for it.
 fn not_edge_stand_in() -> Result<Twin, HubError> {
-    let value = serde_json::json!({ "deviceId": "(not IoT Edge: counted, not read)", "capabilities": { "iotEdge": false } });
+    let value =
+        serde_json::json!({ "deviceId": "(not IoT Edge: counted, not read)", "capabilities": { "iotEdge": false } });
     Twin::from_value(value).map_err(|shape| HubError::TwinWithoutId { shape })
 }
 
@@ -415,7 +416,9 @@ impl HubWrite for RestHub {
         let mut body = put_body(config);
         body.etag = Some(etag.unquoted());
         let if_match = etag.header();
-        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| {
+            c.put(&url).header("If-Match", &if_match).json(&body)
+        })?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(&config.id), resp));
         }
@@ -426,7 +429,9 @@ impl HubWrite for RestHub {
         let op = format!("delete deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
         let if_match = if_match.header();
-        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| c.delete(&url).header("If-Match", &if_match))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| {
+            c.delete(&url).header("If-Match", &if_match)
+        })?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(id), resp));
         }

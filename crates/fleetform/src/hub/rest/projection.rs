@@ -164,7 +164,10 @@ mod tests {
             "SELECT deviceId, capabilities.iotEdge AS iotEdge, tags.a.b AS p0 FROM devices WHERE capabilities.iotEdge = true"
         );
         let none = ProjectedQuery::new(&ReadPaths::default());
-        assert_eq!(none.text, "SELECT deviceId, capabilities.iotEdge AS iotEdge FROM devices WHERE capabilities.iotEdge = true");
+        assert_eq!(
+            none.text,
+            "SELECT deviceId, capabilities.iotEdge AS iotEdge FROM devices WHERE capabilities.iotEdge = true"
+        );
     }
 
     /// Conditions give the same answer on the rebuilt twin as on the whole one; the rows
