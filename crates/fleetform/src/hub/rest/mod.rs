@@ -7,6 +7,10 @@
 //! refused or reset connection, a timeout, a body cut short), see `retry::Replay`. Other
 //! failures map to [`HubError`] variants that say what to do (`error.rs`). Nothing here
 //! ever formats the key or a token.
+//!
+//! A plan reads only the twin paths its conditions reference, of IoT Edge devices
+//! (`projection.rs`, docs/hub-semantics.md#projection-queries), and with a known tier every
+//! request waits for its operation class's budget (`pacer.rs`, docs/hub-semantics.md#pacing).
 
 mod error;
 pub mod pacer;
@@ -355,7 +359,15 @@ impl HubRead for RestHub {
             );
         };
         let query = projection::ProjectedQuery::new(&paths);
-        let total = self.count("SELECT COUNT() AS n FROM devices")?;
+        let count_query = "SELECT COUNT() AS n FROM devices";
+        // Without the total the plan would count only the Edge devices: refused, not guessed.
+        let total = self.count(count_query)?.ok_or_else(|| HubError::Http {
+            operation: "count devices".into(),
+            status: 200,
+            code: "UnexpectedResponse".into(),
+            message: format!("`{count_query}` returned no count"),
+            help: None,
+        })?;
         let mut edge = 0u64;
         self.read_all(
             TwinKind::Devices,
@@ -368,7 +380,7 @@ impl HubRead for RestHub {
         )?;
         // Queries are eventually consistent: a device added between the count and the read
         // can make the read exceed the count; then there are simply no stand-ins.
-        let mut others = total.unwrap_or(edge).saturating_sub(edge);
+        let mut others = total.saturating_sub(edge);
         while others > 0 {
             let n = others.min(self.options.page_size as u64);
             visit((0..n).map(|_| not_edge_stand_in()).collect::<Result<Vec<_>, _>>()?)?;
