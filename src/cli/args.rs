@@ -5,9 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::ValueEnum;
 use fleetform::hub::credential::CredentialKind;
-use fleetform::hub::{Hub, HubError, rest::RestOptions, shape::ShapeChecked};
+use fleetform::hub::rest::{Pacer, Quota, RestOptions, Tier, pacer};
+use fleetform::hub::{Hub, HubError, shape::ShapeChecked};
 
 use crate::cli::error::CommandError;
 
@@ -53,6 +56,25 @@ pub struct HubArgs {
     /// sovereign cloud.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The hub's tier. With it, requests are paced to stay within --hub-share of the hub's
+    /// per-minute quotas (queries 20/unit on S1 and S2, 1,000/unit on S3; deployments
+    /// 20/unit). Without it, requests go as fast as the hub answers, backing off on 429.
+    #[arg(long, value_enum, ignore_case = true, env = "FLEETFORM_HUB_TIER", value_name = "TIER")]
+    pub hub_tier: Option<HubTier>,
+    /// The hub's units, which multiply its quotas (with --hub-tier).
+    #[arg(long, env = "FLEETFORM_HUB_UNITS", value_name = "N", default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub hub_units: u32,
+    /// The share of each of the hub's quotas fleetform may use (with --hub-tier). Half by
+    /// default: other services query the same hub, and two runs at once still fit.
+    #[arg(long, env = "FLEETFORM_HUB_SHARE", value_name = "SHARE", default_value_t = pacer::DEFAULT_SHARE)]
+    pub hub_share: f64,
+    /// The hub's metering window, for rehearsals against `fleetform hub serve
+    /// --quota-window` (set through FLEETFORM_QUOTA_WINDOW, e.g. 1s). A real hub meters
+    /// per minute.
+    #[arg(long, env = "FLEETFORM_QUOTA_WINDOW", value_name = "DURATION", hide = true,
+        value_parser = humantime::parse_duration)]
+    pub quota_window: Option<Duration>,
     /// How to sign in with Entra ID when --hub is a host name: auto picks workload
     /// (AZURE_FEDERATED_TOKEN_FILE set), else client-secret (AZURE_CLIENT_SECRET), else
     /// managed-identity (IDENTITY_ENDPOINT/MSI_ENDPOINT), else azure-cli. Given, any host
@@ -83,6 +105,27 @@ impl From<HubCredential> for CredentialKind {
     }
 }
 
+/// `--hub-tier`: the standard tiers, which are the ones with IoT Edge deployments.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HubTier {
+    #[value(name = "S1")]
+    S1,
+    #[value(name = "S2")]
+    S2,
+    #[value(name = "S3")]
+    S3,
+}
+
+impl From<HubTier> for Tier {
+    fn from(t: HubTier) -> Tier {
+        match t {
+            HubTier::S1 => Tier::S1,
+            HubTier::S2 => Tier::S2,
+            HubTier::S3 => Tier::S3,
+        }
+    }
+}
+
 impl HubArgs {
     /// The hub these arguments name, with the REST backend's default options.
     pub fn open_hub(&self) -> Result<Box<dyn Hub>, CommandError> {
@@ -99,13 +142,30 @@ impl HubArgs {
     /// terminal, reading a hub's twins over REST draws a progress bar on stderr.
     pub fn open_hub_with(&self, options: RestOptions) -> Result<Box<dyn Hub>, CommandError> {
         let on_progress = options.on_progress.clone().or_else(fleetform::render::read_progress::stderr_bar);
-        let options = RestOptions { on_progress, ..options };
+        let pacer = match options.pacer.clone() {
+            Some(p) => Some(p),
+            None => self.quota()?.map(|q| Arc::new(Pacer::new(q))),
+        };
+        let options = RestOptions { on_progress, pacer, ..options };
         let credential = self.hub_credential.map(CredentialKind::from);
         let opened = fleetform::hub::open_signed_in(self.hub.as_deref(), self.endpoint.as_deref(), credential, options);
         opened.map_err(|e| match e {
             HubError::Spec(reason) => CommandError::HubArg { reason, given: self.hub.clone() },
             other => other.into(),
         })
+    }
+}
+
+impl HubArgs {
+    /// The hub's quotas and fleetform's share of them, when the tier is known.
+    pub fn quota(&self) -> Result<Option<Quota>, CommandError> {
+        let Some(tier) = self.hub_tier else { return Ok(None) };
+        let share = share("--hub-share", self.hub_share)?;
+        if share == 0.0 {
+            return Err(CommandError::NotAShare { flag: "--hub-share", value: share });
+        }
+        let window = self.quota_window.filter(|w| !w.is_zero()).unwrap_or(pacer::MINUTE);
+        Ok(Some(Quota { share, window, ..Quota::new(tier.into(), self.hub_units) }))
     }
 }
 

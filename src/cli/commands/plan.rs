@@ -5,13 +5,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fleetform::hub::{Fleet, Hub};
+use fleetform::hub::shape::ShapeChecked;
+use fleetform::hub::{Fleet, Hub, SnapshotHub, TwinsFromSnapshot, TwinsReadAt, twins_read_at};
 use fleetform::manifest::{self, ProcessEnv, Rendered, SecretMode};
 use fleetform::model::Configuration;
+use fleetform::model::ReadError;
 use fleetform::plan::{Plan, PlanError, PlanOptions};
 use fleetform::render;
 
-use crate::cli::args::{HubArgs, PlanFormat, Prune, RefArg};
+use crate::cli::args::{HubArgs, PlanFormat, Prune, RefArg, duration};
 use crate::cli::error::CommandError;
 use crate::cli::files::write_private;
 use crate::cli::revisions::{self, MergeBase};
@@ -59,6 +61,14 @@ pub struct Args {
     /// lists the codes.
     #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_fail_on)]
     pub fail_on: Vec<FailOn>,
+    /// Read the device twins from this snapshot directory (made earlier by `fleetform
+    /// snapshot`, e.g. by a nightly job) instead of the hub; the deployments are still read
+    /// from the hub, in one request. Says how old the twins are.
+    #[arg(long, value_name = "DIR")]
+    pub twins: Option<PathBuf>,
+    /// With --twins, warn when the twins are older than this (e.g. 12h, 2d).
+    #[arg(long, value_name = "AGE", default_value = "24h", requires = "twins")]
+    pub twins_max_age: String,
 }
 
 /// `plan` exit code: a warning named by `--fail-on` fired.
@@ -105,7 +115,10 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
     let Some(rendered) = declared(paths, head)? else { return Ok(ExitCode::from(1)) };
     let prune = Prune { prune: args.prune, allow_empty: args.allow_empty };
     prune.check(paths, &rendered)?;
-    let hub = args.hub.open_shape_checked()?;
+    let hub = match &args.twins {
+        None => args.hub.open_shape_checked()?,
+        Some(dir) => twins_from_snapshot(&args.hub, dir, duration(&args.twins_max_age)?)?,
+    };
     let change = match &args.base {
         Some(base) => match change_section(paths, head, base, hub.as_ref())? {
             Some(c) => Some(c),
@@ -179,6 +192,43 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         (true, true) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `--twins DIR`: the hub the arguments name for the deployments, the snapshot in `dir` for
+/// the twins. Says on stderr how old the twins are (stdout stays the plan, whatever its
+/// format), and warns past `max_age`.
+fn twins_from_snapshot(
+    hub: &HubArgs,
+    dir: &std::path::Path,
+    max_age: std::time::Duration,
+) -> Result<ShapeChecked, CommandError> {
+    let twins = SnapshotHub::open(dir)?;
+    let read_at = twins_read_at(&twins).map_err(|e| CommandError::Library(ReadError::new(e)))?;
+    let age = read_at.age(std::time::SystemTime::now());
+    let when = humantime::format_rfc3339_seconds(read_at.time());
+    let how = match read_at {
+        TwinsReadAt::Recorded(_) => "",
+        TwinsReadAt::FileModified(_) => ", by the device file's time: the snapshot records none",
+    };
+    eprintln!("Device twins from {}, read {} ago ({when}{how}).", dir.display(), rounded(age));
+    if age > max_age {
+        eprintln!(
+            "warning: the device twins are older than --twins-max-age {}: device counts may be out of date; refresh them with `fleetform snapshot --out {}`",
+            rounded(max_age),
+            dir.display()
+        );
+    }
+    let live = hub.open_hub()?;
+    Ok(ShapeChecked::new(Box::new(TwinsFromSnapshot::new(live, twins))))
+}
+
+/// An age to the minute (`3h 12m`): the seconds of a snapshot's age are noise.
+fn rounded(age: std::time::Duration) -> String {
+    let minutes = age.as_secs() / 60;
+    if minutes == 0 {
+        return "under a minute".to_string();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(minutes * 60)).to_string()
 }
 
 /// The `--base` section: the head's deployments planned against the merge base's, over

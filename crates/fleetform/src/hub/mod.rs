@@ -14,7 +14,10 @@ pub mod snapshot;
 
 pub use crate::model::fleet::{FleetRead, Projection, ReadError};
 pub use error::HubError;
-pub use open::{CONNECTION_STRING_ENV, HubSpec, HubSpecError, open, open_signed_in, open_with};
+pub use open::{
+    CONNECTION_STRING_ENV, HubSpec, HubSpecError, TwinsAgeError, TwinsFromSnapshot, TwinsReadAt, open, open_signed_in,
+    open_with, twins_read_at,
+};
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapshot_from, snapshot_with};
 
 pub use crate::model::{Configuration, Etag, IfMatch, Twin};

@@ -5,12 +5,15 @@
 //! echo a text that may hold a key.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
 
 use super::connection::{ConnectionString, ConnectionStringError};
 use super::credential::{CredentialKind, EntraCredential};
 use super::rest::{RestHub, RestOptions};
-use super::snapshot::SnapshotHub;
-use super::{Hub, HubError};
+use super::snapshot::{SNAPSHOT_INFO_FILE, SnapshotHub};
+use super::{Configuration, Etag, Hub, HubError, HubRead, HubWrite, IfMatch, Projection, Twin};
 
 /// The environment variable read when no `--hub` is given.
 pub const CONNECTION_STRING_ENV: &str = "IOTHUB_CONNECTION_STRING";
@@ -205,6 +208,156 @@ pub fn open_signed_in(
         .open(RestOptions { endpoint: endpoint.map(str::to_string), ..options })
 }
 
+/// A live hub whose device twins come from a snapshot taken earlier (`plan --twins`): its
+/// configurations (the one thing a plan must read fresh) and every write go to the hub; the
+/// twins, which a million-device hub takes its whole query quota for hours to send, are read
+/// from the snapshot. It is the live hub for saved plans and apply (its identity).
+pub struct TwinsFromSnapshot {
+    live: Box<dyn Hub>,
+    twins: SnapshotHub,
+}
+
+impl TwinsFromSnapshot {
+    pub fn new(live: Box<dyn Hub>, twins: SnapshotHub) -> TwinsFromSnapshot {
+        TwinsFromSnapshot { live, twins }
+    }
+
+    /// The snapshot the twins come from.
+    pub fn twins(&self) -> &SnapshotHub {
+        &self.twins
+    }
+}
+
+impl HubRead for TwinsFromSnapshot {
+    /// The live hub's: the plan is a plan against it (`plan --twins` says on its own line
+    /// where the twins came from and how old they are).
+    fn describe(&self) -> String {
+        self.live.describe()
+    }
+
+    fn identity(&self) -> String {
+        self.live.identity()
+    }
+
+    fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
+        self.live.configurations()
+    }
+
+    fn device_batches(
+        &self,
+        projection: Projection,
+        visit: &(dyn Fn(Vec<Twin>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        self.twins.device_batches(projection, visit)
+    }
+
+    fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), HubError> + Sync)) -> Result<(), HubError> {
+        self.twins.module_batches(visit)
+    }
+
+    fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
+        self.live.configuration(id)
+    }
+
+    fn live_metrics(&self) -> bool {
+        self.live.live_metrics()
+    }
+}
+
+impl HubWrite for TwinsFromSnapshot {
+    fn create_configuration(&self, config: &Configuration) -> Result<Configuration, HubError> {
+        self.live.create_configuration(config)
+    }
+
+    fn update_configuration(&self, config: &Configuration, etag: &Etag) -> Result<Configuration, HubError> {
+        self.live.update_configuration(config, etag)
+    }
+
+    fn delete_configuration(&self, id: &str, if_match: &IfMatch) -> Result<(), HubError> {
+        self.live.delete_configuration(id, if_match)
+    }
+}
+
+/// When a snapshot's twins were read, and how fleetform knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwinsReadAt {
+    /// `snapshot.json`, written by `fleetform snapshot`.
+    Recorded(SystemTime),
+    /// No `snapshot.json` (a snapshot from `hub generate`, an older fleetform, or made by
+    /// hand): the device file's modification time, the last time it was written.
+    FileModified(SystemTime),
+}
+
+impl TwinsReadAt {
+    pub fn time(self) -> SystemTime {
+        match self {
+            TwinsReadAt::Recorded(t) | TwinsReadAt::FileModified(t) => t,
+        }
+    }
+
+    /// How old the twins are at `now`; zero for a time in the future (a skewed clock).
+    pub fn age(self, now: SystemTime) -> Duration {
+        now.duration_since(self.time()).unwrap_or_default()
+    }
+}
+
+/// Why a snapshot's age cannot be told.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TwinsAgeError {
+    #[error("{}: cannot read it: {source}", path.display())]
+    #[diagnostic(code(fleetform::hub::snapshot_info))]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("{}: not {{\"twinsReadAt\": \"<RFC 3339 time>\"}}: {source}", path.display())]
+    #[diagnostic(
+        code(fleetform::hub::snapshot_info),
+        help(
+            "the file is written by `fleetform snapshot`; take the snapshot again, or delete the file to fall back to the device file's time"
+        )
+    )]
+    Malformed { path: PathBuf, source: serde_json::Error },
+
+    #[error("{}: twinsReadAt {value:?} is not an RFC 3339 time such as 2026-01-31T02:00:00Z", path.display())]
+    #[diagnostic(code(fleetform::hub::snapshot_info), help("take the snapshot again"))]
+    BadTime { path: PathBuf, value: String },
+
+    #[error("{}: no device twin file to date the snapshot by", dir.display())]
+    #[diagnostic(code(fleetform::hub::snapshot_info))]
+    NoDevices { dir: PathBuf },
+}
+
+/// When the twins of the snapshot in `dir` were read: `snapshot.json` if there is one,
+/// else the device file's modification time.
+pub fn twins_read_at(snapshot: &SnapshotHub) -> Result<TwinsReadAt, TwinsAgeError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Info {
+        twins_read_at: String,
+    }
+    let dir = snapshot.snapshot().dir();
+    let path = dir.join(SNAPSHOT_INFO_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let info: Info = serde_json::from_slice(&bytes)
+                .map_err(|source| TwinsAgeError::Malformed { path: path.clone(), source })?;
+            let at = humantime::parse_rfc3339_weak(info.twins_read_at.trim())
+                .map_err(|_| TwinsAgeError::BadTime { path, value: info.twins_read_at.clone() })?;
+            Ok(TwinsReadAt::Recorded(at))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let file = snapshot
+                .snapshot()
+                .devices_file()
+                .ok_or_else(|| TwinsAgeError::NoDevices { dir: dir.to_path_buf() })?;
+            let modified = std::fs::metadata(&file.path)
+                .and_then(|m| m.modified())
+                .map_err(|source| TwinsAgeError::Read { path: file.path.clone(), source })?;
+            Ok(TwinsReadAt::FileModified(modified))
+        }
+        Err(source) => Err(TwinsAgeError::Read { path, source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +414,24 @@ mod tests {
         assert!(nowhere.to_string().contains("no such directory"), "{nowhere}");
         let bad_url = open(Some("HostName=h;SharedAccessKeyName=p;SharedAccessKey=c2VjcmV0"), Some("127.0.0.1:1"));
         assert!(bad_url.err().unwrap().to_string().contains("expected a URL"));
+    }
+
+    #[test]
+    fn a_snapshot_is_dated_by_its_info_file_or_its_device_file() {
+        let (dir, _hub) = hub_with_devices();
+        let hub = SnapshotHub::open(dir.path()).unwrap();
+        let modified = twins_read_at(&hub).unwrap();
+        assert!(matches!(modified, TwinsReadAt::FileModified(_)), "{modified:?}");
+        std::fs::write(dir.path().join(SNAPSHOT_INFO_FILE), r#"{"twinsReadAt": "2026-01-31T02:00:00Z"}"#).unwrap();
+        let recorded = twins_read_at(&hub).unwrap();
+        // 2026-01-31T02:00:00Z is 1,769,824,800 s after the epoch.
+        assert_eq!(recorded, TwinsReadAt::Recorded(SystemTime::UNIX_EPOCH + Duration::from_secs(1_769_824_800)));
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_769_824_800 + 90_000);
+        assert_eq!(recorded.age(later), Duration::from_secs(90_000));
+        std::fs::write(dir.path().join(SNAPSHOT_INFO_FILE), r#"{"twinsReadAt": "yesterday"}"#).unwrap();
+        let bad = twins_read_at(&hub).unwrap_err();
+        assert!(bad.to_string().contains(r#""yesterday" is not an RFC 3339 time"#), "{bad}");
+        std::fs::write(dir.path().join(SNAPSHOT_INFO_FILE), "[").unwrap();
+        assert!(matches!(twins_read_at(&hub), Err(TwinsAgeError::Malformed { .. })));
     }
 }

@@ -89,7 +89,7 @@ pub enum Check {
 }
 
 /// Which query of a deployment a finding is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QueryKind {
     /// The target condition.
@@ -108,7 +108,7 @@ fn query_label(kind: QueryKind, metric: &Option<String>) -> String {
 }
 
 /// The JSON type of a twin value or of a query literal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum JsonType {
     String,
@@ -158,7 +158,7 @@ impl JsonType {
 }
 
 /// How many twins hold a path with one JSON type.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 pub struct TypeCount {
     #[serde(rename = "type")]
     pub json_type: JsonType,
@@ -173,6 +173,17 @@ pub struct WarningCode(pub u16);
 impl std::fmt::Display for WarningCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "W{:03}", self.0)
+    }
+}
+
+/// In JSON a code is its text (`"W011"`).
+impl schemars::JsonSchema for WarningCode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WarningCode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^W[0-9]{3}$" })
     }
 }
 

@@ -8,12 +8,19 @@
 //! refused or reset connection, a timeout, a body cut short), see `retry::Replay`. Other
 //! failures map to [`HubError`] variants that say what to do (`error.rs`). Nothing here
 //! ever formats the key or a token.
+//!
+//! A plan reads only the twin paths its conditions reference, of IoT Edge devices
+//! (`projection.rs`, docs/hub-semantics.md#projection-queries), and with a known tier every
+//! request waits for its operation class's budget (`pacer.rs`, docs/hub-semantics.md#pacing).
 
 mod error;
+pub mod pacer;
 mod paging;
 mod progress;
+pub mod projection;
 mod retry;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::blocking::Client;
@@ -29,6 +36,7 @@ use error::error_from;
 use retry::{Replay, Reply};
 
 pub use error::{HubErrorBody, parse_error_body};
+pub use pacer::{OperationClass, Pacer, Quota, Tier};
 pub use progress::{ProgressObserver, ReadProgress, ReadStage, TwinKind};
 
 pub const API_VERSION: &str = "2021-04-12";
@@ -57,6 +65,9 @@ pub struct RestOptions {
     pub progress: bool,
     /// Told how far twin reads have got (the CLI draws a bar from it).
     pub on_progress: Option<ProgressObserver>,
+    /// Keeps requests within a share of the hub's quotas; `None` sends as fast as the hub
+    /// answers (429s still back off).
+    pub pacer: Option<Arc<Pacer>>,
 }
 
 impl Default for RestOptions {
@@ -72,6 +83,7 @@ impl Default for RestOptions {
             token_ttl: Duration::from_secs(3600),
             progress: true,
             on_progress: None,
+            pacer: None,
         }
     }
 }
@@ -81,8 +93,52 @@ pub struct RestHub {
     sign_in: HubSignIn,
     base: String,
     client: Client,
-    /// Jitter source for backoff; seeded from the OS so clients do not retry in step.
     options: RestOptions,
+    stats: RequestCounters,
+}
+
+/// What a [`RestHub`] has sent and received so far, counted on the client side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Query requests (`POST /devices/query`), every page and every retry.
+    pub queries: u64,
+    /// Configuration requests (list, get, create, update, delete, testQueries).
+    pub configurations: u64,
+    /// Single twin reads.
+    pub twin_reads: u64,
+    /// Response body bytes received, all requests together.
+    pub body_bytes: u64,
+}
+
+#[derive(Default)]
+struct RequestCounters {
+    queries: std::sync::atomic::AtomicU64,
+    configurations: std::sync::atomic::AtomicU64,
+    twin_reads: std::sync::atomic::AtomicU64,
+    body_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl RequestCounters {
+    fn record(&self, class: OperationClass, body_bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counter = match class {
+            OperationClass::Queries => &self.queries,
+            OperationClass::Configurations => &self.configurations,
+            OperationClass::TwinReads => &self.twin_reads,
+        };
+        counter.fetch_add(1, Relaxed);
+        self.body_bytes.fetch_add(body_bytes as u64, Relaxed);
+    }
+
+    fn snapshot(&self) -> RequestStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        RequestStats {
+            queries: self.queries.load(Relaxed),
+            configurations: self.configurations.load(Relaxed),
+            twin_reads: self.twin_reads.load(Relaxed),
+            body_bytes: self.body_bytes.load(Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for RestHub {
@@ -143,7 +199,7 @@ impl RestHub {
         let client = builder.build().map_err(|cause| HubError::HttpClient { cause })?;
         let mut options = options;
         options.page_size = options.page_size.clamp(1, MAX_PAGE_SIZE);
-        Ok(RestHub { sign_in, base, client, options })
+        Ok(RestHub { sign_in, base, client, options, stats: RequestCounters::default() })
     }
 
     pub fn host_name(&self) -> &str {
@@ -152,6 +208,11 @@ impl RestHub {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// Requests sent and bytes received so far.
+    pub fn stats(&self) -> RequestStats {
+        self.stats.snapshot()
     }
 
     fn authorization(&self) -> Result<String, HubError> {
@@ -177,7 +238,7 @@ impl RestHub {
     pub fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
         let op = format!("get deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
-        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Idempotent, &|c| c.get(&url))?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(id), resp));
         }
@@ -195,7 +256,7 @@ impl RestHub {
         let url = self.url("/configurations/testQueries");
         let body =
             serde_json::json!({ "targetCondition": target_condition, "customMetricQueries": custom_metric_queries });
-        let resp = self.send(op, Replay::Idempotent, &|c| c.post(&url).json(&body))?;
+        let resp = self.send(op, OperationClass::Configurations, Replay::Idempotent, &|c| c.post(&url).json(&body))?;
         if !resp.status.is_success() {
             return Err(error_from(op, None, resp));
         }
@@ -216,7 +277,8 @@ impl RestHub {
     fn get_twin(&self, path: &str, what: &str) -> Result<Value, HubError> {
         let op = format!("get twin {what}");
         let url = self.url(path);
-        let resp = self.send(&op, Replay::Idempotent, &|c| c.get(&url))?;
+        // Twin reads are metered per second, far above what fleetform sends; not paced.
+        let resp = self.send(&op, OperationClass::TwinReads, Replay::Idempotent, &|c| c.get(&url))?;
         if !resp.status.is_success() {
             // Not `NotFound`: that variant speaks of deployments. A missing twin stays an
             // HTTP 404 with the hub's DeviceNotFound / ModuleNotFound code.
@@ -224,6 +286,15 @@ impl RestHub {
         }
         Self::json(&op, resp)
     }
+}
+
+/// A device that is not IoT Edge, known only by being counted: not a valid device id (the
+/// hub allows no spaces in one), so it can never be mistaken for a real device, and no
+/// Edge capability, so no condition is ever evaluated for it.
+fn not_edge_stand_in() -> Result<Twin, HubError> {
+    let value =
+        serde_json::json!({ "deviceId": "(not IoT Edge: counted, not read)", "capabilities": { "iotEdge": false } });
+    Twin::from_value(value).map_err(|shape| HubError::TwinWithoutId { shape })
 }
 
 /// The body of a PUT: the configuration without the fields the hub owns.
@@ -256,31 +327,78 @@ impl HubRead for RestHub {
     fn configurations(&self) -> Result<Vec<Configuration>, HubError> {
         let op = "list deployments";
         let url = self.url(&format!("/configurations?top={MAX_CONFIGURATIONS}"));
-        let resp = self.send(op, Replay::Idempotent, &|c| c.get(&url))?;
+        let resp = self.send(op, OperationClass::Configurations, Replay::Idempotent, &|c| c.get(&url))?;
         if !resp.status.is_success() {
             return Err(error_from(op, None, resp));
         }
         Self::json(op, resp)
     }
 
-    /// The query endpoint returns whole twins whatever is needed, so `projection` has
-    /// nothing to save here (it matters for snapshot files, where parsing dominates).
+    /// With [`Projection::Paths`], a projection query of IoT Edge devices
+    /// ([`projection::ProjectedQuery`]): only the referenced paths travel. Devices that are
+    /// not IoT Edge are counted (`SELECT COUNT()`, one request) but not read, and handed to
+    /// `visit` as count-only stand-ins (see [`not_edge_stand_in`]) so that a fleet's device
+    /// total is the hub's. Other projections read whole twins (`SELECT *`).
     fn device_batches(
         &self,
-        _projection: Projection,
+        projection: Projection,
         visit: &(dyn Fn(Vec<Twin>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {
-        self.read_all(TwinKind::Devices, &mut |rows| {
-            let twins = rows
-                .into_iter()
-                .map(|v| Twin::from_value(v).map_err(|shape| HubError::TwinWithoutId { shape }))
-                .collect::<Result<Vec<_>, _>>()?;
-            visit(twins)
-        })
+        let Projection::Paths(paths) = projection else {
+            return self.read_all(
+                TwinKind::Devices,
+                "SELECT * FROM devices",
+                "SELECT COUNT() AS n FROM devices",
+                &mut |rows| {
+                    let twins = rows
+                        .into_iter()
+                        .map(|v| Twin::from_value(v).map_err(|shape| HubError::TwinWithoutId { shape }))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    visit(twins)
+                },
+            );
+        };
+        let query = projection::ProjectedQuery::new(&paths);
+        let count_query = "SELECT COUNT() AS n FROM devices";
+        // Without the total the plan would count only the Edge devices: refused, not guessed.
+        let total = self.count(count_query)?.ok_or_else(|| HubError::Http {
+            operation: "count devices".into(),
+            status: 200,
+            code: "UnexpectedResponse".into(),
+            message: format!("`{count_query}` returned no count"),
+            help: None,
+        })?;
+        let mut edge = 0u64;
+        self.read_all(
+            TwinKind::Devices,
+            &query.text,
+            "SELECT COUNT() AS n FROM devices WHERE capabilities.iotEdge = true",
+            &mut |rows| {
+                edge += rows.len() as u64;
+                visit(rows.into_iter().map(|row| query.twin(row)).collect::<Result<Vec<_>, _>>()?)
+            },
+        )?;
+        // Queries are eventually consistent: a device added between the count and the read
+        // can make the read exceed the count; then there are simply no stand-ins.
+        let mut others = total.saturating_sub(edge);
+        while others > 0 {
+            let n = others.min(self.options.page_size as u64);
+            visit((0..n).map(|_| not_edge_stand_in()).collect::<Result<Vec<_>, _>>()?)?;
+            others -= n;
+        }
+        Ok(())
     }
 
+    /// Every module twin (`SELECT * FROM devices.modules`). `plan` never calls this; the
+    /// callers are `snapshot` (it copies them) and `query … FROM devices.modules`
+    /// (docs/hub-semantics.md#projection-queries).
     fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), HubError> + Sync)) -> Result<(), HubError> {
-        self.read_all(TwinKind::Modules, &mut |rows| visit(rows))
+        self.read_all(
+            TwinKind::Modules,
+            "SELECT * FROM devices.modules",
+            "SELECT COUNT() AS n FROM devices.modules",
+            &mut |rows| visit(rows),
+        )
     }
 
     fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
@@ -297,7 +415,7 @@ impl HubWrite for RestHub {
         let op = format!("create deployment {}", config.id);
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(&config.id)));
         let body = put_body(config);
-        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).json(&body))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| c.put(&url).json(&body))?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(&config.id), resp));
         }
@@ -310,7 +428,9 @@ impl HubWrite for RestHub {
         let mut body = put_body(config);
         body.etag = Some(etag.unquoted());
         let if_match = etag.header();
-        let resp = self.send(&op, Replay::Guarded, &|c| c.put(&url).header("If-Match", &if_match).json(&body))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| {
+            c.put(&url).header("If-Match", &if_match).json(&body)
+        })?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(&config.id), resp));
         }
@@ -321,7 +441,9 @@ impl HubWrite for RestHub {
         let op = format!("delete deployment {id}");
         let url = self.url(&format!("/configurations/{}", urlencoding::encode(id)));
         let if_match = if_match.header();
-        let resp = self.send(&op, Replay::Guarded, &|c| c.delete(&url).header("If-Match", &if_match))?;
+        let resp = self.send(&op, OperationClass::Configurations, Replay::Guarded, &|c| {
+            c.delete(&url).header("If-Match", &if_match)
+        })?;
         if !resp.status.is_success() {
             return Err(error_from(&op, Some(id), resp));
         }

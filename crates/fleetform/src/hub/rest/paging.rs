@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::error::error_from;
 use super::progress::{ReadProgress, ReadStage, TwinKind};
 use super::retry::Replay;
-use super::{HubError, RestHub};
+use super::{HubError, OperationClass, RestHub};
 
 impl RestHub {
     /// Runs `query` on `POST /devices/query`, page by page, handing each page to `visit`.
@@ -23,7 +23,7 @@ impl RestHub {
         let mut rows = 0u64;
         loop {
             let token = continuation.clone();
-            let resp = self.send(op, Replay::Idempotent, &|c| {
+            let resp = self.send(op, OperationClass::Queries, Replay::Idempotent, &|c| {
                 let req = c.post(&url).header("x-ms-max-item-count", &page_size).json(&body);
                 match &token {
                     Some(t) => req.header("x-ms-continuation", t),
@@ -48,33 +48,41 @@ impl RestHub {
         }
     }
 
-    /// `SELECT COUNT() AS n FROM …`, for sizing the progress bar.
-    fn count(&self, collection: &str) -> Option<u64> {
+    /// The `n` of a `SELECT COUNT() AS n …` query; `None` when the hub answered without one.
+    pub(super) fn count(&self, query: &str) -> Result<Option<u64>, HubError> {
         let mut n = None;
-        self.query_pages(&format!("SELECT COUNT() AS n FROM {collection}"), &mut |rows| {
+        self.query_pages(query, &mut |rows| {
             n = rows.first().and_then(|r| r.get("n")).and_then(Value::as_u64);
             Ok(())
-        })
-        .ok()?;
-        n
+        })?;
+        Ok(n)
     }
 
-    /// Reads a whole collection, reporting to the observer of [`super::RestOptions`]
-    /// (sized by a COUNT query first) when there is one and progress is on.
+    /// Reads every row of `query`, reporting to the observer of [`super::RestOptions`]
+    /// when there is one and progress is on; the bar is sized by `count_query` first (a
+    /// failed count only leaves the bar without a total).
     pub(super) fn read_all(
         &self,
         what: TwinKind,
+        query: &str,
+        count_query: &str,
         visit: &mut dyn FnMut(Vec<Value>) -> Result<(), HubError>,
     ) -> Result<(), HubError> {
-        let query = format!("SELECT * FROM {}", what.collection());
         let observer = self.options.on_progress.as_ref().filter(|_| self.options.progress);
         let Some(observer) = observer else {
-            return self.query_pages(&query, visit).map(drop);
+            return self.query_pages(query, visit).map(drop);
         };
-        let mut progress =
-            ReadProgress { what, stage: ReadStage::Started, total: self.count(what.collection()), rows: 0, pages: 0 };
+        let mut progress = ReadProgress {
+            what,
+            stage: ReadStage::Started,
+            total: self.count(count_query).ok().flatten(),
+            rows: 0,
+            pages: 0,
+            page_size: self.options.page_size as u64,
+            page_interval: self.options.pacer.as_ref().map(|p| p.quota().interval(OperationClass::Queries)),
+        };
         observer.report(progress);
-        let result = self.query_pages(&query, &mut |rows| {
+        let result = self.query_pages(query, &mut |rows| {
             progress.rows += rows.len() as u64;
             progress.pages += 1;
             progress.stage = ReadStage::Page;

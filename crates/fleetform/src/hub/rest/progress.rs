@@ -11,7 +11,7 @@ pub enum TwinKind {
 }
 
 impl TwinKind {
-    /// The collection the query reads (`SELECT * FROM <collection>`).
+    /// The collection a whole read queries (`SELECT * FROM <collection>`).
     pub fn collection(self) -> &'static str {
         match self {
             TwinKind::Devices => "devices",
@@ -51,6 +51,25 @@ pub struct ReadProgress {
     pub rows: u64,
     /// Pages read so far.
     pub pages: u64,
+    /// Rows per full page (`x-ms-max-item-count`).
+    pub page_size: u64,
+    /// The time between pages the pacer allows, when requests are paced: what the time left
+    /// is computed from (the hub's quota, not the network, sets the pace of a large read).
+    pub page_interval: Option<std::time::Duration>,
+}
+
+impl ReadProgress {
+    /// Pages still to read, when the total is known.
+    pub fn pages_left(&self) -> Option<u64> {
+        let left = self.total?.saturating_sub(self.rows);
+        Some(left.div_ceil(self.page_size.max(1)))
+    }
+
+    /// The time the remaining pages take at the paced rate, when both are known.
+    pub fn paced_time_left(&self) -> Option<std::time::Duration> {
+        let interval = self.page_interval?;
+        Some(interval.saturating_mul(u32::try_from(self.pages_left()?).unwrap_or(u32::MAX)))
+    }
 }
 
 /// Receives [`ReadProgress`] reports, possibly from the thread that reads.

@@ -9,22 +9,28 @@ use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::header::HeaderMap;
 
 use super::error::{error_from, unreachable};
-use super::{HubError, RestHub};
+use super::{HubError, OperationClass, RestHub};
 
 impl RestHub {
-    /// Sends a request built by `build` and reads its whole body, retrying 429, 5xx and
+    /// Sends a request built by `build` (an operation of `class`, paced by the options'
+    /// pacer) and reads its whole body, retrying 429, 5xx and
     /// transport failures until the deadline (whether a transport failure may be retried
     /// is `replay`'s to say). Returns the first reply that is neither; the caller maps
     /// errors.
     pub(super) fn send(
         &self,
         operation: &str,
+        class: OperationClass,
         replay: Replay,
         build: &dyn Fn(&Client) -> RequestBuilder,
     ) -> Result<Reply, HubError> {
         let deadline = Instant::now() + self.options.deadline;
         let mut attempt: u32 = 0;
         loop {
+            // Every attempt is metered by the hub, a retry like the first.
+            if let Some(pacer) = &self.options.pacer {
+                pacer.acquire(class);
+            }
             let request = build(&self.client).header("Authorization", self.authorization()?);
             // The body is read inside the loop: a connection reset half-way through a
             // page is as retryable as one before the status line.
@@ -33,6 +39,7 @@ impl RestHub {
                 let headers = resp.headers().clone();
                 resp.bytes().map(|body| Reply { status, headers, body: body.to_vec(), attempts: attempt + 1 })
             });
+            self.stats.record(class, outcome.as_ref().map_or(0, |r| r.body.len()));
             let retry_in = match outcome {
                 Ok(reply) if reply.status.as_u16() == 401 => {
                     let code = reply.headers.get("iothub-errorcode").and_then(|v| v.to_str().ok());

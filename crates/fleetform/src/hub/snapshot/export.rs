@@ -45,6 +45,9 @@ pub fn snapshot_with(hub: &dyn Hub, out: &Path, redact: bool) -> Result<Snapshot
         }
     }
     let devices = Mutex::new(writer.devices_file(TwinFormat::JsonLines)?);
+    // Taken before the first page: every twin in the file is at least this recent, so an
+    // age computed from it is never understated.
+    let read_at = std::time::SystemTime::now();
     hub.device_batches(Projection::Full, &|batch| {
         let mut file = devices.lock().unwrap_or_else(|e| e.into_inner());
         batch.iter().try_for_each(|t| file.push(scrub(redactor.as_ref(), t.value()).as_ref())).map_err(HubError::from)
@@ -71,6 +74,7 @@ pub fn snapshot_with(hub: &dyn Hub, out: &Path, redact: bool) -> Result<Snapshot
     let modules = modules.into_inner().unwrap_or_else(|e| e.into_inner());
     let module_count = modules.records();
     modules.commit()?;
+    writer.write_twins_read_at(read_at)?;
     writer.write_configurations(&configurations)?;
     Ok(SnapshotSummary { configurations: configurations.len(), devices: device_count, module_twins: module_count })
 }

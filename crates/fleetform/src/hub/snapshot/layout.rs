@@ -7,6 +7,8 @@ pub const DEVICES_JSON: &str = "devices.json";
 pub const DEVICES_JSONL: &str = "devices.jsonl";
 pub const MODULES_JSON: &str = "modules.json";
 pub const MODULES_JSONL: &str = "modules.jsonl";
+/// When `fleetform snapshot` started reading the twins: `{"twinsReadAt": "<RFC 3339>"}`.
+pub const SNAPSHOT_INFO_FILE: &str = "snapshot.json";
 
 /// Which framing a twin file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

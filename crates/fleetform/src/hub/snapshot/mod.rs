@@ -30,7 +30,10 @@ mod writer;
 pub use error::SnapshotError;
 pub use export::{SnapshotSummary, snapshot_from, snapshot_with};
 pub use hub::SnapshotHub;
-pub use layout::{CONFIGURATIONS_FILE, DEVICES_JSON, DEVICES_JSONL, MODULES_JSON, MODULES_JSONL, TwinFile, TwinFormat};
+pub use layout::{
+    CONFIGURATIONS_FILE, DEVICES_JSON, DEVICES_JSONL, MODULES_JSON, MODULES_JSONL, SNAPSHOT_INFO_FILE, TwinFile,
+    TwinFormat,
+};
 pub use reader::{DeviceReader, ModuleReader, Snapshot, TwinReader, read_configurations};
 pub use writer::{SnapshotWriter, TwinFileWriter};
 

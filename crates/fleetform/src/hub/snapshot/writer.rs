@@ -9,7 +9,10 @@ use serde::Serialize;
 use crate::model::Configuration;
 use crate::util::atomic_file::{AtomicFile, sync_parent};
 
-use super::{CONFIGURATIONS_FILE, DEVICES_JSON, DEVICES_JSONL, MODULES_JSON, MODULES_JSONL, SnapshotError, TwinFormat};
+use super::{
+    CONFIGURATIONS_FILE, DEVICES_JSON, DEVICES_JSONL, MODULES_JSON, MODULES_JSONL, SNAPSHOT_INFO_FILE, SnapshotError,
+    TwinFormat,
+};
 
 /// Writes the files of a snapshot directory, each atomically. Apply rewrites
 /// `configurations.json` through this; `snapshot` and `hub generate` write whole ones.
@@ -55,6 +58,18 @@ impl SnapshotWriter {
         let path = self.dir.join(CONFIGURATIONS_FILE);
         let mut file = AtomicFile::create_private(&path)?;
         serde_json::to_writer_pretty(&mut file, configurations)
+            .map_err(io::Error::from)
+            .and_then(|()| file.write_all(b"\n"))
+            .map_err(|source| SnapshotError::Write { path: path.clone(), source })?;
+        Ok(file.commit()?)
+    }
+
+    /// Writes `snapshot.json`: when the twins were read (`plan --twins` says how old they are).
+    pub fn write_twins_read_at(&self, at: std::time::SystemTime) -> Result<u64, SnapshotError> {
+        let path = self.dir.join(SNAPSHOT_INFO_FILE);
+        let mut file = AtomicFile::create_private(&path)?;
+        let info = serde_json::json!({ "twinsReadAt": humantime::format_rfc3339_seconds(at).to_string() });
+        serde_json::to_writer_pretty(&mut file, &info)
             .map_err(io::Error::from)
             .and_then(|()| file.write_all(b"\n"))
             .map_err(|source| SnapshotError::Write { path: path.clone(), source })?;
