@@ -55,8 +55,10 @@ mod compile;
 mod error;
 mod eval;
 mod lexer;
+mod memo;
 mod on_hub;
 mod parser;
+pub(crate) mod project;
 #[cfg(test)]
 mod proptests;
 mod run;
@@ -69,7 +71,9 @@ pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, R
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
 pub use on_hub::{QueryOutput, QueryRunError, is_full_query, run_on_hub};
+pub use memo::{Combination, ConditionMemo};
 pub use parser::{MAX_DEPTH, parse_condition, parse_query};
+pub use project::TwinProjector;
 
 /// The longest query text, in characters, the hub accepts (target conditions and metrics).
 pub const MAX_QUERY_CHARS: usize = 8192;
