@@ -85,10 +85,8 @@ fn fleet(root: &Path, devices: usize) -> PathBuf {
 /// The target conditions of the generated deployments, as written in the KDL.
 fn target_conditions(fleet: &Path) -> Vec<String> {
     let kdl = std::fs::read_to_string(fleet.join("deployments/fleet.kdl")).expect("read deployments/fleet.kdl");
-    let targets: Vec<String> = kdl
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("target \"")?.strip_suffix('"').map(str::to_string))
-        .collect();
+    let targets: Vec<String> =
+        kdl.lines().filter_map(|l| l.trim().strip_prefix("target \"")?.strip_suffix('"').map(str::to_string)).collect();
     assert_eq!(targets.len(), DEPLOYMENTS, "expected one `target` line per generated deployment");
     targets
 }

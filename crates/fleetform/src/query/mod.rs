@@ -70,8 +70,8 @@ pub use ast::{
 pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
-pub use on_hub::{QueryOutput, QueryRunError, is_full_query, run_on_hub};
 pub use memo::{Combination, ConditionMemo};
+pub use on_hub::{QueryOutput, QueryRunError, is_full_query, run_on_hub};
 pub use parser::{MAX_DEPTH, parse_condition, parse_query};
 pub use project::TwinProjector;
 
