@@ -138,7 +138,6 @@ impl<'s> ConditionMemo<'s> {
                 c
             }
         };
-        drop(resolved);
         self.scratch = Some(scratch.recycle());
         found
     }
