@@ -159,7 +159,11 @@ impl ReadPaths {
     /// The paths, deduplicated and with paths under another one dropped. Property names
     /// are case-insensitive in the query language, so duplicates are found ignoring case.
     pub fn new(paths: impl IntoIterator<Item = TwinPath>) -> ReadPaths {
-        let lower = |p: &TwinPath| p.segments().iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        // Char by char, as the query language's name comparison folds case (`str::to_lowercase`
+        // would treat a final sigma apart and merge names the lookup tells apart).
+        let lower = |p: &TwinPath| {
+            p.segments().iter().map(|s| s.chars().flat_map(char::to_lowercase).collect::<String>()).collect::<Vec<_>>()
+        };
         let mut all: Vec<(Vec<String>, TwinPath)> = paths.into_iter().map(|p| (lower(&p), p)).collect();
         all.sort();
         let mut kept: Vec<(Vec<String>, TwinPath)> = Vec::new();

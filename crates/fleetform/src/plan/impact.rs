@@ -12,8 +12,8 @@ use super::redact::Redactor;
 use super::state::DeploymentState;
 use crate::merge::{self, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning};
 use crate::model::DeploymentId;
-use crate::model::{FleetRead, Projection, ReadError};
-use crate::query::{ConditionId, ConditionSet, Scratch, parse_condition};
+use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
+use crate::query::{ConditionId, ConditionMemo, ConditionSet, Tri, is_edge_device, parse_condition};
 
 /// The deployments a device gets: the standard one and the layered ones, in order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
@@ -112,8 +112,9 @@ pub fn impact(
     after: &DeploymentState,
     fleet: &dyn FleetRead,
     redactor: &Redactor,
+    also: &AlsoRead<'_>,
 ) -> Result<Impact, ReadError> {
-    let Fold { pairs, devices, edge_devices } = fold_devices(before, after, fleet)?;
+    let Fold { pairs, devices, edge_devices } = fold_devices(before, after, fleet, also)?;
     let (before, after) = (&before.deployments, &after.deployments);
 
     // The declared state, merged once per distinct stack: warnings, and the documents
@@ -155,11 +156,52 @@ pub fn impact(
     Ok(Impact { cohorts: sorted_cohorts(cohorts), totals, warnings, expected_applied })
 }
 
+/// What one thread has folded so far. Kept across batches (a pool of lanes, one per
+/// thread that visits at once), so that a combination of values is evaluated once per
+/// thread over the whole fleet, not once per batch.
+struct Lane<'s> {
+    memo: ConditionMemo<'s>,
+    /// Per combination: its index in `pairs`, once known.
+    pair_of: Vec<Option<u32>>,
+    /// Distinct match sets (combinations often differ only in deployments nobody targets).
+    pairs: Vec<(MatchSet, DeviceSample)>,
+    index: HashMap<MatchSet, u32>,
+    devices: u64,
+    edge_devices: u64,
+}
+
+impl<'s> Lane<'s> {
+    fn new(set: &'s ConditionSet) -> Self {
+        Lane {
+            memo: ConditionMemo::new(set),
+            pair_of: Vec::new(),
+            pairs: Vec::new(),
+            index: HashMap::new(),
+            devices: 0,
+            edge_devices: 0,
+        }
+    }
+}
+
 /// Per device: which deployments match before and after, as one set (after-indices
 /// shifted past the before ones) so that the lookup needs no copy.
-fn fold_devices(before: &DeploymentState, after: &DeploymentState, fleet: &dyn FleetRead) -> Result<Fold, ReadError> {
+/// Another fold that rides on the impact's pass over the fleet, so that a plan reads the
+/// twins once (over REST every page counts against the hub's query quota).
+pub struct AlsoRead<'a> {
+    /// The paths it reads, besides the target conditions'.
+    pub paths: Vec<TwinPath>,
+    /// Sees every batch of twins.
+    pub visit: &'a (dyn Fn(&[Twin]) + Sync),
+}
+
+fn fold_devices(
+    before: &DeploymentState,
+    after: &DeploymentState,
+    fleet: &dyn FleetRead,
+    also: &AlsoRead<'_>,
+) -> Result<Fold, ReadError> {
     // One condition set for both states: a condition shared by several deployments (or
-    // unchanged by the plan) is evaluated once per device.
+    // unchanged by the plan) is evaluated once per combination of the values it reads.
     let mut set = ConditionSet::new();
     let mut by_text: HashMap<String, Option<ConditionId>> = HashMap::new();
     let mut cond_of = |target: &str| -> Option<ConditionId> {
@@ -175,49 +217,72 @@ fn fold_devices(before: &DeploymentState, after: &DeploymentState, fleet: &dyn F
     let after_conds: Vec<Option<ConditionId>> = after.targets.iter().map(|t| cond_of(t)).collect();
 
     let shift = before.len() as u32;
-    let pairs: Mutex<Pairs> = Mutex::new(HashMap::new());
-    let totals = Mutex::new((0u64, 0u64));
-    fleet.device_batches(Projection::Paths(set.read_paths()), &|batch| {
-        let mut local: Pairs = HashMap::new();
-        let mut scratch = Scratch::new();
-        let mut edge = 0u64;
-        let count = batch.len() as u64;
+    let match_set = |outcomes: &[Tri]| {
         let mut both = MatchSet::new();
+        let targets = |c: &Option<ConditionId>| c.is_some_and(|c| outcomes.get(c).is_some_and(|t| t.is_true()));
+        for (i, c) in before_conds.iter().enumerate() {
+            if targets(c) {
+                both.insert(i as u32);
+            }
+        }
+        for (i, c) in after_conds.iter().enumerate() {
+            if targets(c) {
+                both.insert(shift + i as u32);
+            }
+        }
+        both
+    };
+    let idle: Mutex<Vec<Lane<'_>>> = Mutex::new(Vec::new());
+    let paths = ReadPaths::new(set.read_paths().paths().iter().cloned().chain(also.paths.iter().cloned()));
+    fleet.device_batches(Projection::Paths(paths), &|batch| {
+        (also.visit)(&batch);
+        let taken = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut lane = taken.unwrap_or_else(|| Lane::new(&set));
+        lane.devices += batch.len() as u64;
         for twin in &batch {
-            let resolved = set.resolve(twin.value(), &mut scratch);
-            if !resolved.is_edge() {
+            // Deployments target IoT Edge devices only (docs/hub-semantics.md#targeting).
+            if !is_edge_device(twin.value()) {
                 continue;
             }
-            edge += 1;
-            both.clear();
-            for (i, c) in before_conds.iter().enumerate() {
-                if c.is_some_and(|c| resolved.targets(c)) {
-                    both.insert(i as u32);
+            lane.edge_devices += 1;
+            let combination = lane.memo.classify(twin.value()) as usize;
+            if combination >= lane.pair_of.len() {
+                lane.pair_of.resize(combination + 1, None);
+            }
+            let pair = match lane.pair_of[combination] {
+                Some(pair) => pair,
+                None => {
+                    let both = match_set(lane.memo.outcomes(combination as u32));
+                    let next = lane.pairs.len() as u32;
+                    let pair = *lane.index.entry(both.clone()).or_insert(next);
+                    if pair == next {
+                        lane.pairs.push((both, DeviceSample::default()));
+                    }
+                    lane.pair_of[combination] = Some(pair);
+                    pair
                 }
-            }
-            for (i, c) in after_conds.iter().enumerate() {
-                if c.is_some_and(|c| resolved.targets(c)) {
-                    both.insert(shift + i as u32);
-                }
-            }
-            match local.get_mut(&both) {
-                Some(sample) => sample.add(twin.device_id()),
-                None => local.entry(both.clone()).or_default().add(twin.device_id()),
-            }
+            };
+            lane.pairs[pair as usize].1.add(twin.device_id());
         }
-        let mut global = pairs.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in local {
-            global.entry(k).or_default().merge(&v);
-        }
-        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
-        t.0 += count;
-        t.1 += edge;
+        idle.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
         Ok(())
     })?;
-    let (device_count, edge_count) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let lanes = idle.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (mut device_count, mut edge_count) = (0, 0);
+    let mut pairs: Pairs = HashMap::new();
+    for lane in lanes {
+        device_count += lane.devices;
+        edge_count += lane.edge_devices;
+        for (both, sample) in lane.pairs {
+            match pairs.get_mut(&both) {
+                Some(kept) => kept.merge(&sample),
+                None => {
+                    pairs.insert(both, sample);
+                }
+            }
+        }
+    }
     let pairs = pairs
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
         .into_iter()
         .map(|(both, devices)| MatchPair {
             before: both.iter().filter(|&i| i < shift).collect(),

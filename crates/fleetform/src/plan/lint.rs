@@ -5,7 +5,8 @@
 //!
 //! The statistics are a fold over device twins ([`FleetStats::observe`] takes one
 //! `&Twin`, [`FleetStats::merge`] joins two folds), so they can run inside any pass over
-//! the fleet. Today [`lint`] makes a pass of its own.
+//! the fleet: [`Lint`] rides on the impact's pass, and reads the fleet again only to
+//! suggest names for a path no twin has.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::manifest::Rendered;
 use crate::merge::{Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning};
-use crate::model::{FleetRead, Projection, ReadError, Twin};
+use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
 use crate::query::{CompiledCondition, Condition, ConditionRoot, Expr, ExprKind, Literal, Path, eq_ignore_case};
 
 /// How many distinct property names are kept per object a watched path passes through:
@@ -367,24 +368,69 @@ fn suggestion(path: &[String], stats: &PathStats) -> Option<String> {
     None
 }
 
-/// The fleet-aware warnings for the declared deployments, from a pass over `fleet`.
-pub fn lint(declared: &[Rendered], fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
-    let watches = Watches::of(declared);
-    if watches.queries.is_empty() {
-        return Ok(Vec::new());
+/// The fleet-aware checks of one plan: fed by the impact's pass over the fleet
+/// ([`Lint::paths`], [`Lint::observe`]), then [`Lint::finish`]ed.
+pub struct Lint {
+    watches: Watches,
+    total: Mutex<FleetStats>,
+}
+
+impl Lint {
+    pub fn new(declared: &[Rendered]) -> Lint {
+        let watches = Watches::of(declared);
+        let total = Mutex::new(FleetStats::new(&watches));
+        Lint { watches, total }
     }
-    let total = Mutex::new(FleetStats::new(&watches));
-    fleet.device_batches(Projection::Targeting, &|batch| {
-        let mut part = FleetStats::new(&watches);
-        for twin in &batch {
-            part.observe(&watches, twin);
+
+    /// The paths the watched queries read, for the pass's projection.
+    pub fn paths(&self) -> Vec<TwinPath> {
+        self.watches.paths.iter().map(|p| TwinPath::from_segments(p.clone())).collect()
+    }
+
+    pub fn observe(&self, batch: &[Twin]) {
+        if self.watches.queries.is_empty() {
+            return;
+        }
+        let mut part = FleetStats::new(&self.watches);
+        for twin in batch {
+            part.observe(&self.watches, twin);
         }
         // A poisoned lock means another batch panicked; its partial sums are still sums.
-        total.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
+        self.total.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
+    }
+
+    /// The warnings. The pass read only the watched paths, so the names beside a path no
+    /// twin has were not seen: only then is the fleet read again, whole, for "did you mean".
+    pub fn finish(self, fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
+        let mut stats = self.total.into_inner().unwrap_or_else(|e| e.into_inner());
+        if stats.edge_twins > 0 && stats.paths.iter().any(|p| p.by_type.iter().all(|s| s.count == 0)) {
+            let keys = Mutex::new(FleetStats::new(&self.watches));
+            fleet.device_batches(Projection::Targeting, &|batch| {
+                let mut part = FleetStats::new(&self.watches);
+                for twin in &batch {
+                    part.observe(&self.watches, twin);
+                }
+                keys.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
+                Ok(())
+            })?;
+            let keys = keys.into_inner().unwrap_or_else(|e| e.into_inner());
+            for (kept, seen) in stats.paths.iter_mut().zip(keys.paths) {
+                kept.keys = seen.keys;
+            }
+        }
+        Ok(stats.warnings(&self.watches))
+    }
+}
+
+/// The fleet-aware warnings for the declared deployments, from a pass over `fleet` of
+/// their own (tests; a plan uses [`Lint`] inside its single pass).
+pub fn lint(declared: &[Rendered], fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
+    let lint = Lint::new(declared);
+    fleet.device_batches(Projection::Paths(ReadPaths::new(lint.paths())), &|batch| {
+        lint.observe(&batch);
         Ok(())
     })?;
-    let stats = total.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(stats.warnings(&watches))
+    lint.finish(fleet)
 }
 
 #[cfg(test)]

@@ -152,10 +152,11 @@ pub fn plan(
     let before = state::before(&current)?;
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
-    let Impact { cohorts, totals, mut warnings, expected_applied } = impact::impact(&before, &after, fleet, &redactor)?;
-    // A second pass over the fleet for now: the statistics are a fold over `&Twin` meant to
-    // join the impact's single pass.
-    warnings.extend(lint::lint(&declared, fleet)?);
+    let lint = lint::Lint::new(&declared);
+    let also = impact::AlsoRead { paths: lint.paths(), visit: &|batch| lint.observe(batch) };
+    let Impact { cohorts, totals, mut warnings, expected_applied } =
+        impact::impact(&before, &after, fleet, &redactor, &also)?;
+    warnings.extend(lint.finish(fleet)?);
     warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
     Ok(Plan {
         hub: fleet.describe(),

@@ -323,6 +323,27 @@ impl ConditionSet {
         crate::model::ReadPaths::new(self.ends.iter().map(|&id| path_of(id)))
     }
 
+    /// The trie nodes of the paths conditions read, each once, without those below another
+    /// one: the values at these nodes decide every condition of the set. Unlike
+    /// [`ConditionSet::read_paths`] spellings that differ only in case stay apart, since the
+    /// lookup tries the exact name first and so may find different members for them.
+    pub(crate) fn deciding_nodes(&self) -> Vec<u32> {
+        let mut ends = self.ends.clone();
+        ends.sort_unstable();
+        ends.dedup();
+        let below_another = |&id: &u32| {
+            let mut up = self.trie[id as usize].parent;
+            while up != NO_PARENT {
+                if ends.binary_search(&up).is_ok() {
+                    return true;
+                }
+                up = self.trie[up as usize].parent;
+            }
+            false
+        };
+        ends.iter().copied().filter(|id| !below_another(id)).collect()
+    }
+
     /// How many distinct path prefixes the conditions read (the slots resolved per twin).
     pub fn slot_count(&self) -> usize {
         self.trie.len()
@@ -376,8 +397,9 @@ pub struct Resolved<'s, 't> {
 }
 
 impl<'s, 't> Resolved<'s, 't> {
+    /// The value at trie node `id` (a path prefix), resolved on first use.
     #[inline]
-    fn slot(&self, id: u32) -> Option<&'t Value> {
+    pub(crate) fn slot(&self, id: u32) -> Option<&'t Value> {
         let cell = self.slots.get(id as usize)?;
         if let Some(v) = cell.get() {
             return v;

@@ -55,8 +55,10 @@ mod compile;
 mod error;
 mod eval;
 mod lexer;
+mod memo;
 mod on_hub;
 mod parser;
+pub(crate) mod project;
 #[cfg(test)]
 mod proptests;
 mod run;
@@ -68,8 +70,10 @@ pub use ast::{
 pub use compile::{ClauseOutcome, CompiledCondition, ConditionId, ConditionSet, Resolved, Scratch, targets_device};
 pub use error::{QueryError, QueryErrorKind};
 pub use eval::{Tri, eq_ignore_case, is_edge_device};
+pub use memo::{Combination, ConditionMemo};
 pub use on_hub::{QueryOutput, QueryRunError, is_full_query, run_on_hub};
 pub use parser::{MAX_DEPTH, parse_condition, parse_query};
+pub use project::TwinProjector;
 
 /// The longest query text, in characters, the hub accepts (target conditions and metrics).
 pub const MAX_QUERY_CHARS: usize = 8192;

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{CompiledCondition, QueryError, parse_condition, parse_query, targets_device};
+use super::{CompiledCondition, ConditionSet, QueryError, parse_condition, parse_query, targets_device};
 use crate::model::{FleetRead, Projection, ReadError};
 
 /// What a query returned.
@@ -65,8 +65,12 @@ pub fn run_on_hub(fleet: &dyn FleetRead, text: &str) -> Result<QueryOutput, Quer
     if !is_full_query(text) {
         let cond = parse_condition(text).map_err(|e| QueryRunError::syntax(text, e))?;
         let compiled = CompiledCondition::new(&cond);
+        // Only the condition's own paths are read: a snapshot reader then builds a few
+        // values per twin instead of the whole tree.
+        let mut paths = ConditionSet::new();
+        paths.add(&cond);
         let found = Mutex::new(Vec::new());
-        fleet.device_batches(Projection::Targeting, &|batch| {
+        fleet.device_batches(Projection::Paths(paths.read_paths()), &|batch| {
             let ids: Vec<String> = batch
                 .iter()
                 .filter(|t| targets_device(&compiled, t.value()))

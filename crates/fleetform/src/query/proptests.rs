@@ -228,3 +228,46 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The plan's fast path (read only the conditions' paths from the twin's JSON, then
+    /// evaluate once per distinct combination of values) against plain evaluation of each
+    /// condition on the whole twin. Every twin is seen twice, once with a member no
+    /// condition reads, so that most of them hit the memo.
+    #[test]
+    fn projected_memo_agrees_with_plain_evaluation(
+        conds in prop::collection::vec(arb_condition(), 1..8),
+        twins in prop::collection::vec(arb_json(), 1..6),
+        unread in arb_json(),
+    ) {
+        let mut set = ConditionSet::new();
+        let compiled: Vec<CompiledCondition> = conds.iter().map(CompiledCondition::new).collect();
+        for c in &conds {
+            set.add(c);
+        }
+        let projector = TwinProjector::new(&set.read_paths());
+        let mut memo = ConditionMemo::new(&set);
+        let variants = twins.iter().cloned().chain(twins.iter().map(|t| match t {
+            Value::Object(m) => {
+                let mut m = m.clone();
+                m.insert("\u{1F4A4}unread".into(), unread.clone());
+                Value::Object(m)
+            }
+            other => other.clone(),
+        }));
+        for twin in variants {
+            let projected = projector.parse(twin.to_string().as_bytes())
+                .map_err(|e| TestCaseError::fail(format!("{twin}: {e}")))?;
+            prop_assert_eq!(is_edge_device(&projected), is_edge_device(&twin));
+            let combination = memo.classify(&projected);
+            let outcomes = memo.outcomes(combination);
+            prop_assert_eq!(outcomes.len(), compiled.len());
+            for (i, c) in compiled.iter().enumerate() {
+                prop_assert_eq!(outcomes[i], c.evaluate(&twin), "condition {} on {}", conds[i], twin);
+            }
+        }
+        prop_assert!(memo.combinations() <= twins.len() * 2);
+    }
+}

@@ -8,6 +8,7 @@ use crate::model::fleet::Projection;
 use crate::model::twin::TwinRecord;
 use crate::util::pool;
 
+use super::projection::Reading;
 use super::record::{SeenIds, duplicate, parse_record};
 use super::splitter::{RecordPos, open_splitter};
 use super::{SnapshotError, TwinFile, TwinFormat};
@@ -59,6 +60,7 @@ where
         return Ok((0..threads).map(|_| init()).collect());
     };
     let mut splitter = open_splitter(file)?;
+    let reading = Reading::new(projection);
     let stop = AtomicBool::new(false);
     let path = file.path.as_path();
     let (producer_error, results) = pool::fan_out(
@@ -96,7 +98,7 @@ where
             }
             producer_error
         },
-        |batches| worker::<T, A, F>(batches, &stop, init(), &fold, path, file.format, projection),
+        |batches| worker::<T, A, F>(batches, &stop, init(), &fold, path, file.format, &reading),
     );
 
     let mut first_error = producer_error;
@@ -143,7 +145,7 @@ fn worker<T, A, F>(
     fold: &F,
     path: &Path,
     format: TwinFormat,
-    projection: &Projection,
+    reading: &Reading,
 ) -> WorkerResult<A>
 where
     T: TwinRecord,
@@ -156,7 +158,7 @@ where
         for &(end, pos) in &batch.ends {
             let bytes = &batch.bytes[start..end];
             start = end;
-            let twin = match parse_record::<T>(bytes, pos, path, format, projection) {
+            let twin = match parse_record::<T>(bytes, pos, path, format, reading) {
                 Ok(twin) => twin,
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);

@@ -1,35 +1,15 @@
-//! [`Projection::Targeting`]: reading a twin without building what target conditions
-//! cannot reference, which dominates the cost of planning over a large snapshot.
+//! [`Projection::Targeting`] and [`Projection::Paths`]: reading a twin without building
+//! what target conditions cannot reference (or do not), which dominates the cost of
+//! planning over a large snapshot.
 
 use serde_json::Value;
 
 use crate::model::fleet::Projection;
+use crate::query::TwinProjector;
+use crate::query::project::Key;
 
 /// Top-level twin members [`Projection::Targeting`] keeps, besides `properties.reported`.
 const TARGETING_MEMBERS: [&str; 3] = ["deviceId", "capabilities", "tags"];
-
-/// A map key, borrowed from the input when it has no escapes (most keys): skipped
-/// members then cost no allocation at all.
-struct Key<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
 
 /// Builds the projected twin. Anything that is not an object becomes `null`, so that the
 /// caller reports "not a JSON object" exactly as for a full read.
@@ -84,34 +64,7 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
         Ok(Value::Object(out))
     }
 
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Value, S::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(Value::Null)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    crate::query::project::non_objects_are_null!();
 }
 
 /// Whether a value is a JSON object, read without building it.
@@ -167,15 +120,35 @@ impl<'de> serde::de::Visitor<'de> for IsObject {
     }
 }
 
-pub(super) fn parse_value(bytes: &[u8], projection: &Projection) -> Result<Value, serde_json::Error> {
-    match projection {
-        Projection::Full => serde_json::from_slice(bytes),
-        // Narrower projections are a promise of what is needed, not of what is absent.
-        Projection::Targeting | Projection::Paths(_) => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            let value = serde::de::DeserializeSeed::deserialize(TargetingVisitor { properties: false }, &mut de)?;
-            de.end()?;
-            Ok(value)
+/// A [`Projection`] made ready for reading many twins: [`Projection::Paths`] builds its
+/// path tree once per file, not once per twin.
+#[derive(Clone, Debug)]
+pub(super) enum Reading {
+    Full,
+    Targeting,
+    Paths(TwinProjector),
+}
+
+impl Reading {
+    pub(super) fn new(projection: &Projection) -> Reading {
+        match projection {
+            Projection::Full => Reading::Full,
+            Projection::Targeting => Reading::Targeting,
+            Projection::Paths(paths) => Reading::Paths(TwinProjector::new(paths)),
+        }
+    }
+
+    pub(super) fn parse(&self, bytes: &[u8]) -> Result<Value, serde_json::Error> {
+        match self {
+            Reading::Full => serde_json::from_slice(bytes),
+            // Narrower projections are a promise of what is needed, not of what is absent.
+            Reading::Targeting => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = serde::de::DeserializeSeed::deserialize(TargetingVisitor { properties: false }, &mut de)?;
+                de.end()?;
+                Ok(value)
+            }
+            Reading::Paths(projector) => projector.parse(bytes),
         }
     }
 }

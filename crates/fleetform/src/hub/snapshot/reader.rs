@@ -12,6 +12,7 @@ use crate::model::fleet::Projection;
 use crate::model::twin::{ModuleTwin, Twin, TwinRecord};
 
 use super::parallel::par_fold;
+use super::projection::Reading;
 use super::record::{SeenIds, duplicate, parse_record, syntax_error};
 use super::splitter::{RecordPos, Splitter, UTF8_BOM, open_splitter};
 use super::{
@@ -175,7 +176,7 @@ pub fn read_configurations(path: &Path) -> Result<Vec<Configuration>, SnapshotEr
 /// Streams twins of one kind from a snapshot file, in file order. After the first error
 /// the iterator ends: a file with a syntax error cannot be trusted past it.
 pub struct TwinReader<T> {
-    projection: Projection,
+    reading: Reading,
     splitter: Option<Splitter<BufReader<File>>>,
     record: Vec<u8>,
     seen: SeenIds,
@@ -188,7 +189,7 @@ pub type ModuleReader = TwinReader<ModuleTwin>;
 impl<T: TwinRecord> TwinReader<T> {
     fn open(file: Option<&TwinFile>, projection: Projection) -> Result<Self, SnapshotError> {
         Ok(TwinReader {
-            projection,
+            reading: Reading::new(&projection),
             splitter: file.map(open_splitter).transpose()?,
             record: Vec::new(),
             seen: SeenIds::default(),
@@ -204,7 +205,7 @@ impl<T: TwinRecord> TwinReader<T> {
         let Some(pos) = splitter.next_record(&mut self.record)? else {
             return Ok(None);
         };
-        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format, &self.projection)?;
+        let twin: T = parse_record(&self.record, pos, &splitter.path, splitter.format, &self.reading)?;
         if let Some(dup) = self.seen.check(&twin, pos.line) {
             return Err(duplicate(T::WHAT, &splitter.path, dup));
         }

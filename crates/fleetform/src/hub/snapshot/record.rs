@@ -1,13 +1,12 @@
 //! One record, one twin: parsing a record's bytes (whole or projected), errors placed at
 //! the record's position in its file, and the duplicate-id check.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
-use crate::model::fleet::Projection;
 use crate::model::twin::{TwinRecord, TwinShapeError};
 
-use super::projection::parse_value;
+use super::projection::Reading;
 use super::splitter::RecordPos;
 use super::{SnapshotError, TwinFormat};
 
@@ -35,9 +34,9 @@ pub(super) fn parse_record<T: TwinRecord>(
     pos: RecordPos,
     file: &Path,
     format: TwinFormat,
-    projection: &Projection,
+    reading: &Reading,
 ) -> Result<T, SnapshotError> {
-    let value = parse_value(bytes, projection).map_err(|e| {
+    let value = reading.parse(bytes).map_err(|e| {
         let help = match format {
             TwinFormat::JsonLines => {
                 "each line of a .jsonl file is one complete twin object; a pretty-printed array belongs in a .json file"
@@ -57,10 +56,12 @@ pub(super) fn parse_record<T: TwinRecord>(
 }
 
 /// Ids seen so far and the line each was first seen at. Keys are boxed strings (about
-/// 60 bytes per device all told), the one per-device cost the readers keep.
+/// 60 bytes per device all told), the one per-device cost the readers keep. Hashed with
+/// Fx, not SipHash: a million inserts of short ids showed SipHash in the plan's profile,
+/// and the ids come from the user's own snapshot file, not from a peer choosing collisions.
 #[derive(Default)]
 pub(super) struct SeenIds {
-    pub(super) lines: HashMap<Box<str>, u64>,
+    pub(super) lines: FxHashMap<Box<str>, u64>,
     key: String,
 }
 
@@ -91,6 +92,7 @@ pub(super) fn duplicate(what: &'static str, file: &Path, (key, first_line, line)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fleet::Projection;
     use crate::model::twin::Twin;
     use serde_json::json;
 
@@ -101,9 +103,14 @@ mod tests {
     #[test]
     fn error_inside_a_record_is_mapped_to_file_position() {
         let file = Path::new("devices.json");
-        let e =
-            parse_record::<Twin>(b"{\"deviceId\":\n  \"a\" x}", pos(10, 5), file, TwinFormat::Json, &Projection::Full)
-                .unwrap_err();
+        let e = parse_record::<Twin>(
+            b"{\"deviceId\":\n  \"a\" x}",
+            pos(10, 5),
+            file,
+            TwinFormat::Json,
+            &Reading::new(&Projection::Full),
+        )
+        .unwrap_err();
         match e {
             SnapshotError::Syntax { line, column, message, .. } => {
                 assert_eq!((line, column), (11, 7));
@@ -111,8 +118,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let e = parse_record::<Twin>(b"{\"deviceId\": x}", pos(10, 5), file, TwinFormat::Json, &Projection::Full)
-            .unwrap_err();
+        let e = parse_record::<Twin>(
+            b"{\"deviceId\": x}",
+            pos(10, 5),
+            file,
+            TwinFormat::Json,
+            &Reading::new(&Projection::Full),
+        )
+        .unwrap_err();
         assert!(matches!(e, SnapshotError::Syntax { line: 10, column: 18, .. }), "{e:?}");
     }
 
@@ -121,7 +134,8 @@ mod tests {
         let file = Path::new("devices.jsonl");
         let text = br#"{"deviceId":"d","etag":"AAA=","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
             "properties":{"desired":{"x":1,"$version":2},"reported":{"fw":"2.4.1"}},"x509Thumbprint":{"p":null}}"#;
-        let twin: Twin = parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Projection::Targeting).unwrap();
+        let twin: Twin =
+            parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Reading::new(&Projection::Targeting)).unwrap();
         assert_eq!(
             twin.value(),
             &json!({"deviceId":"d","Tags":{"a":{"b":1}},"capabilities":{"iotEdge":true},
@@ -134,15 +148,22 @@ mod tests {
             pos(4, 1),
             file,
             TwinFormat::JsonLines,
-            &Projection::Targeting,
+            &Reading::new(&Projection::Targeting),
         )
         .unwrap_err();
         assert!(matches!(e, SnapshotError::Syntax { line: 4, column: 27, .. }), "{e:?}");
         let e =
-            parse_record::<Twin>(b"[1]", pos(2, 1), file, TwinFormat::JsonLines, &Projection::Targeting).unwrap_err();
+            parse_record::<Twin>(b"[1]", pos(2, 1), file, TwinFormat::JsonLines, &Reading::new(&Projection::Targeting))
+                .unwrap_err();
         assert!(matches!(e, SnapshotError::NotAnObject { line: 2, .. }), "{e:?}");
-        let e =
-            parse_record::<Twin>(b"{} x", pos(2, 1), file, TwinFormat::JsonLines, &Projection::Targeting).unwrap_err();
+        let e = parse_record::<Twin>(
+            b"{} x",
+            pos(2, 1),
+            file,
+            TwinFormat::JsonLines,
+            &Reading::new(&Projection::Targeting),
+        )
+        .unwrap_err();
         assert!(matches!(e, SnapshotError::Syntax { column: 4, .. }), "{e:?}");
         // `desired` is dropped by the projection, but a wrong shape of it is still seen.
         for (text, wrong) in [
@@ -151,16 +172,24 @@ mod tests {
             (br#"{"deviceId":"d","properties":{"desired":{"a":{"b":1}},"reported":{}}}"#, false),
         ] {
             let twin: Twin =
-                parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Projection::Targeting).unwrap();
-            let full: Twin = parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Projection::Full).unwrap();
+                parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Reading::new(&Projection::Targeting))
+                    .unwrap();
+            let full: Twin =
+                parse_record(text, pos(1, 1), file, TwinFormat::JsonLines, &Reading::new(&Projection::Full)).unwrap();
             assert_eq!(crate::hub::shape::issues(&twin), crate::hub::shape::issues(&full));
             assert_eq!(
                 crate::hub::shape::issues(&twin).contains(&crate::hub::shape::ShapeIssue::DesiredNotObject),
                 wrong
             );
         }
-        let e = parse_record::<Twin>(br#"{"tags":{}}"#, pos(3, 1), file, TwinFormat::JsonLines, &Projection::Targeting)
-            .unwrap_err();
+        let e = parse_record::<Twin>(
+            br#"{"tags":{}}"#,
+            pos(3, 1),
+            file,
+            TwinFormat::JsonLines,
+            &Reading::new(&Projection::Targeting),
+        )
+        .unwrap_err();
         assert!(matches!(e, SnapshotError::MissingId { line: 3, .. }), "{e:?}");
     }
 
