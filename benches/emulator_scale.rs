@@ -28,7 +28,11 @@ fn main() {
     let mut server = Server::start(dir.path());
     let startup = started.elapsed();
     let after_load = vm_hwm_kib(server.child.id());
-    println!("start-up: {:.2} s (target < 10 s), VmHWM after load: {:.0} MiB", startup.as_secs_f64(), after_load as f64 / 1024.0);
+    println!(
+        "start-up: {:.2} s (target < 10 s), VmHWM after load: {:.0} MiB",
+        startup.as_secs_f64(),
+        after_load as f64 / 1024.0
+    );
 
     let all = server.page_through("SELECT * FROM devices");
     all.print("SELECT * FROM devices");
@@ -97,7 +101,8 @@ impl Server {
         }
         let url = url.expect("the banner names the URL");
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        let conn: ConnectionString = conn.expect("the banner has a connection string").parse().expect("a connection string");
+        let conn: ConnectionString =
+            conn.expect("the banner has a connection string").parse().expect("a connection string");
         let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 86_400;
         let auth = SasToken::new(&conn, expiry).header_value().to_string();
         Server { child, url, auth, client: reqwest::blocking::Client::new() }

@@ -185,7 +185,10 @@ fn projections_come_back_in_the_hubs_shape() {
     );
     // Names are matched ignoring case and come back spelt as in the twin: the query page's
     // `SELECT DeviceId, LastActivityTime` example returns `deviceId` and `lastActivityTime`.
-    let rows = hub.query("SELECT DeviceId, LastActivityTime FROM devices WHERE status = 'enabled' AND tags.location.floor = 1", &[]);
+    let rows = hub.query(
+        "SELECT DeviceId, LastActivityTime FROM devices WHERE status = 'enabled' AND tags.location.floor = 1",
+        &[],
+    );
     assert_eq!(rows.body, json!([{"deviceId": "edge-1", "lastActivityTime": "2026-05-07T00:50:38Z"}]));
     // An object-valued path comes back whole.
     let rows = hub.query("SELECT tags.location FROM devices WHERE deviceId = 'edge-3'", &[]);

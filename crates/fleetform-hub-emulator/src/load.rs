@@ -40,7 +40,11 @@ pub fn module_key(device: &str, module: &str) -> Box<str> {
 }
 
 /// Loads a twin file; `modules` says whether records are module twins.
-pub fn load(file: Option<&TwinFile>, modules: bool, slow: impl FnOnce() -> Result<Vec<serde_json::Value>, SnapshotError>) -> Result<Loaded, SnapshotError> {
+pub fn load(
+    file: Option<&TwinFile>,
+    modules: bool,
+    slow: impl FnOnce() -> Result<Vec<serde_json::Value>, SnapshotError>,
+) -> Result<Loaded, SnapshotError> {
     let Some(file) = file else {
         return Ok(Loaded { store: TwinStore::default(), positions: HashMap::new() });
     };

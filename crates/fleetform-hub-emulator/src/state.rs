@@ -22,8 +22,8 @@ use crate::store::{CorruptTwin, TwinStore};
 use fleetform::hub::connection::{self, SecretKey};
 use fleetform::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
 use fleetform::hub::{MAX_CONFIGURATIONS, Twin};
-use fleetform::model::ModuleTwin;
 use fleetform::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
+use fleetform::model::ModuleTwin;
 use fleetform::model::{Configuration, Etag, IfMatch, Metrics, Priority};
 use fleetform::query::{
     CompiledCondition, Condition, Query, Selection, is_edge_device, parse_condition, parse_query, targets_device,
@@ -175,6 +175,10 @@ pub struct Emulator {
     tracking: u64,
     /// Decompression buffer reused across requests.
     scratch: Vec<u8>,
+    /// Metric query text → row count, valid until twins or configurations change next:
+    /// clients poll configurations (and so every metric) far more often than anything
+    /// changes, and each count reads every twin.
+    counts: std::cell::RefCell<HashMap<String, i64>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -255,6 +259,7 @@ impl Emulator {
             quotas: Quotas::new(behaviour_quotas, now),
             tracking: 0,
             scratch: Vec::new(),
+            counts: Default::default(),
         };
         // A restart must not forget devices that have not reported yet.
         if emulator.behaviour.simulate_success_after.is_some() {
@@ -596,6 +601,7 @@ impl Emulator {
 
     fn after_change(&mut self, _now: Instant) {
         self.stats.configuration_changes += 1;
+        self.counts.get_mut().clear();
     }
 
     /// Writes configurations, then re-derives and writes twins.
@@ -816,6 +822,15 @@ impl Emulator {
 
     /// Rows a query returns (0 for one that does not parse: it was checked on PUT).
     fn count(&self, text: &str) -> i64 {
+        if let Some(&n) = self.counts.borrow().get(text) {
+            return n;
+        }
+        let n = self.count_now(text);
+        self.counts.borrow_mut().insert(text.to_string(), n);
+        n
+    }
+
+    fn count_now(&self, text: &str) -> i64 {
         let Ok(q) = parse_query(text) else {
             return 0;
         };
@@ -940,6 +955,9 @@ impl Emulator {
             }
         }
         self.scratch = scratch;
+        if devices_changed || modules_changed {
+            self.counts.get_mut().clear();
+        }
         Ok((devices_changed, modules_changed))
     }
 
@@ -949,8 +967,8 @@ impl Emulator {
         let mut created = false;
         let agent = self.module_index(device, EDGE_AGENT, &mut created);
         self.modules.read_into(agent, scratch)?;
-        let clean = serde_json::from_slice::<Light>(scratch)
-            .is_ok_and(|l| l.configurations.is_some_and(|c| c.is_empty()));
+        let clean =
+            serde_json::from_slice::<Light>(scratch).is_ok_and(|l| l.configurations.is_some_and(|c| c.is_empty()));
         if clean {
             return Ok(created);
         }
@@ -1026,6 +1044,7 @@ impl Emulator {
             self.modules.set_value(pos, &twin);
             self.stats.reports_simulated += 1;
         }
+        self.counts.get_mut().clear();
         self.persist_twins(false, true)
     }
 }
@@ -1378,7 +1397,8 @@ mod tests {
     fn unquoted_if_match_is_a_create_and_star_matches_any_etag() {
         let (_dir, mut emu) = emulator(2, Behaviour::default());
         let now = Instant::now();
-        let created = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).value().unwrap();
+        let created =
+            emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).value().unwrap();
         let etag = created["etag"].as_str().unwrap().to_string();
         let mut update = config("a", "tags.n = 1");
         update["priority"] = json!(4);

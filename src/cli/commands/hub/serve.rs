@@ -51,11 +51,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let simulate_success_after =
         args.simulate_success_after.map(|s| args::seconds("--simulate-success-after", s)).transpose()?;
     let quotas = match args.tier {
-        Some(tier) => Some(QuotaOptions {
-            tier,
-            units: args.units.unwrap_or(1),
-            window: args::duration(&args.quota_window)?,
-        }),
+        Some(tier) => {
+            Some(QuotaOptions { tier, units: args.units.unwrap_or(1), window: args::duration(&args.quota_window)? })
+        }
         None => None,
     };
     let behaviour = Behaviour {
