@@ -14,7 +14,7 @@ use fleetform::hub::snapshot::{SnapshotError, TwinFile, TwinFormat};
 use crate::store::TwinStore;
 
 /// How many leading twins make the compression dictionary.
-const SAMPLES: usize = 48;
+const SAMPLES: usize = 8;
 
 #[derive(serde::Deserialize)]
 struct Ids<'a> {
