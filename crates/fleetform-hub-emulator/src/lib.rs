@@ -10,7 +10,10 @@
 mod agent_desired;
 pub mod auth;
 pub mod generate;
+mod load;
+pub mod quota;
 pub mod state;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,7 +25,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-pub use state::{Behaviour, Emulator, Reply, Request, Stats};
+pub use quota::{ClassStats, OpClass, QuotaOptions, Tier};
+pub use state::{Behaviour, Body, Emulator, Reply, Request, Stats};
 
 use fleetform::hub::snapshot::SnapshotError;
 
@@ -51,6 +55,10 @@ pub enum EmulatorError {
     #[error("{0}")]
     #[diagnostic(code(fleetform::emulator::option))]
     BadOption(String),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Corrupt(#[from] store::CorruptTwin),
 }
 
 /// `fleetform hub serve` options.
@@ -72,6 +80,12 @@ pub struct Serving {
     pub url: String,
     /// The connection string whose key the emulator accepts, naming that host.
     pub connection_string: String,
+    /// Device and module twins held, and their compressed bytes.
+    pub devices: usize,
+    pub modules: usize,
+    pub packed_bytes: usize,
+    /// How long loading the state took.
+    pub loaded_in: std::time::Duration,
 }
 
 type Shared = Arc<Mutex<Emulator>>;
@@ -103,6 +117,7 @@ pub fn serve(options: ServeOptions, on_ready: impl FnOnce(&Serving)) -> Result<S
         let state = options.state.clone();
         let behaviour = options.behaviour.clone();
         let host_for_state = host.clone();
+        let loading = Instant::now();
         let mut emulator = tokio::task::spawn_blocking(move || Emulator::open(&state, host_for_state, behaviour))
             .await
             .map_err(|e| EmulatorError::BadOption(format!("loading the state failed: {e}")))??;
@@ -110,11 +125,19 @@ pub fn serve(options: ServeOptions, on_ready: impl FnOnce(&Serving)) -> Result<S
             emulator.accept_entra(verifier);
         }
         let connection = emulator.connection_string();
+        let (devices, modules, packed_bytes) = emulator.holding();
         let shared: Shared = Arc::new(Mutex::new(emulator));
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
-        on_ready(&Serving { url: format!("http://{host}"), connection_string: connection });
+        on_ready(&Serving {
+            url: format!("http://{host}"),
+            connection_string: connection,
+            devices,
+            modules,
+            packed_bytes,
+            loaded_in: loading.elapsed(),
+        });
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(io("serving HTTP"))?;
-        let stats = shared.lock().unwrap_or_else(|e| e.into_inner()).stats().clone();
+        let stats = shared.lock().unwrap_or_else(|e| e.into_inner()).stats();
         Ok(stats)
     })
 }
@@ -163,7 +186,10 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
 fn into_response(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
-        Some(body) => (status, axum::Json(body)).into_response(),
+        Some(Body::Json(body)) => (status, axum::Json(body)).into_response(),
+        Some(Body::Text(text)) => {
+            (status, [(axum::http::header::CONTENT_TYPE, "application/json; charset=utf-8")], text).into_response()
+        }
         None => status.into_response(),
     };
     for (name, value) in reply.headers {

@@ -16,12 +16,18 @@ use sha2::Digest;
 
 use crate::EmulatorError;
 use crate::agent_desired::edge_agent_desired;
+use crate::load::{self, module_key};
+use crate::quota::{ClassStats, OpClass, QuotaOptions, Quotas, Throttled};
+use crate::store::{CorruptTwin, TwinStore};
 use fleetform::hub::connection::{self, SecretKey};
 use fleetform::hub::snapshot::{self, AtomicFile, Snapshot, SnapshotWriter, TwinFormat};
 use fleetform::hub::{MAX_CONFIGURATIONS, Twin};
 use fleetform::merge::{self, EDGE_AGENT, EDGE_HUB, EffectiveManifest, MatchSet, MergeDeployment};
+use fleetform::model::ModuleTwin;
 use fleetform::model::{Configuration, Etag, IfMatch, Metrics, Priority};
-use fleetform::query::{CompiledCondition, Condition, parse_condition, parse_query, targets_device};
+use fleetform::query::{
+    CompiledCondition, Condition, Query, Selection, is_edge_device, parse_condition, parse_query, targets_device,
+};
 
 /// The service api-versions the emulator answers: the ones the az CLI's IoT extension has sent
 /// over its history (2019-10-01, 2020-09-30, 2021-04-12, 2024-03-31; the last is what it and
@@ -38,6 +44,8 @@ pub const TOO_MANY_CODE: &str = "TooManyConfigurationsOnHub";
 /// The file in the state directory holding the emulator's policy name and key.
 pub const KEY_FILE: &str = "emulator.json";
 const DEFAULT_PAGE: usize = 100;
+/// The largest query page the hub serves (docs/hub-semantics.md#query-paging).
+pub const MAX_PAGE: usize = 1000;
 
 /// How the emulator behaves beyond plain storage.
 #[derive(Clone, Debug, Default)]
@@ -51,18 +59,34 @@ pub struct Behaviour {
     /// Share (0–1) of requests answered 503.
     pub inject_503: f64,
     pub seed: u64,
+    /// Per-minute operation quotas of a tier (none: unthrottled).
+    pub quotas: Option<QuotaOptions>,
 }
 
-/// Counters exposed on `GET /emulator/stats`.
+/// Counters exposed on `GET /_emulator/stats` (and its older name `/emulator/stats`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
+    /// Requests with a supported api-version (the stats endpoint itself not counted).
     pub requests: u64,
     pub injected429: u64,
     pub injected503: u64,
     pub unauthorized: u64,
     pub configuration_changes: u64,
     pub reports_simulated: u64,
+    /// Answered 429 because a class was over its quota (`--tier`/`--units`).
+    pub throttled: u64,
+    /// Per operation class: authorized requests, quota 429s, rows and body bytes served.
+    pub classes: Classes,
+}
+
+/// [`ClassStats`] by operation class, keyed as in the JSON.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Classes {
+    pub queries: ClassStats,
+    pub configurations: ClassStats,
+    pub twin_reads: ClassStats,
 }
 
 /// One HTTP request, reduced to what the handlers need.
@@ -80,16 +104,49 @@ pub struct Request {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
+    /// Twins or result rows in the body, for the per-class counts.
+    pub rows: u64,
+}
+
+/// A reply body: a tree, or JSON text written straight from stored twins.
+#[derive(Debug)]
+pub enum Body {
+    Json(Value),
+    Text(Vec<u8>),
+}
+
+impl Body {
+    /// The body as a tree (tests and callers that inspect replies).
+    pub fn into_value(self) -> Value {
+        match self {
+            Body::Json(v) => v,
+            Body::Text(t) => serde_json::from_slice(&t).unwrap_or(Value::Null),
+        }
+    }
 }
 
 impl Reply {
     fn json(status: u16, body: Value) -> Reply {
-        Reply { status, headers: Vec::new(), body: Some(body) }
+        Reply { status, headers: Vec::new(), body: Some(Body::Json(body)), rows: 0 }
+    }
+
+    fn text(status: u16, body: Vec<u8>) -> Reply {
+        Reply { status, headers: Vec::new(), body: Some(Body::Text(body)), rows: 0 }
+    }
+
+    fn rows(mut self, rows: u64) -> Reply {
+        self.rows = rows;
+        self
     }
 
     fn empty(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: None }
+        Reply { status, headers: Vec::new(), body: None, rows: 0 }
+    }
+
+    /// The body as a tree, if any.
+    pub fn value(self) -> Option<Value> {
+        self.body.map(Body::into_value)
     }
 }
 
@@ -101,10 +158,12 @@ pub struct Emulator {
     key_name: String,
     key: SecretKey,
     configs: Vec<Configuration>,
-    devices: Vec<Value>,
-    device_pos: HashMap<String, usize>,
-    modules: Vec<Value>,
-    module_pos: HashMap<(String, String), usize>,
+    devices: TwinStore,
+    /// `deviceId` → position in `devices`.
+    device_pos: HashMap<Box<str>, u32>,
+    modules: TwinStore,
+    /// [`module_key`] → position in `modules`.
+    module_pos: HashMap<Box<str>, u32>,
     devices_format: TwinFormat,
     modules_format: TwinFormat,
     behaviour: Behaviour,
@@ -112,12 +171,14 @@ pub struct Emulator {
     /// Device → when its `$edgeAgent` desired document last changed, until it reports.
     pending: HashMap<String, Instant>,
     stats: Stats,
+    quotas: Quotas,
     tracking: u64,
-    /// Bumped on every change to twins or configurations.
-    generation: u64,
-    /// The last query's rows, so that paging through a result runs the query once rather
-    /// than once per page: (query text, generation, rows).
-    last_query: Option<(String, u64, std::sync::Arc<Vec<Value>>)>,
+    /// Decompression buffer reused across requests.
+    scratch: Vec<u8>,
+    /// Metric query text → row count, valid until twins or configurations change next:
+    /// clients poll configurations (and so every metric) far more often than anything
+    /// changes, and each count reads every twin.
+    counts: std::cell::RefCell<HashMap<String, i64>>,
     /// Whom Bearer tokens are trusted from; `None` refuses them (SAS only).
     entra: Option<crate::auth::EntraVerifier>,
 }
@@ -165,54 +226,67 @@ impl Emulator {
         }
         let devices_format = snap.devices_file().map_or(TwinFormat::JsonLines, |f| f.format);
         let modules_format = snap.modules_file().map_or(TwinFormat::JsonLines, |f| f.format);
-        let mut devices = Vec::new();
-        if snap.devices_file().is_some() {
-            for twin in snap.devices()? {
-                devices.push(twin?.into_value());
+        if let Some(q) = &behaviour.quotas {
+            if q.units == 0 {
+                return Err(EmulatorError::BadOption("--units 0: a hub has at least one unit".into()));
+            }
+            if q.window.is_zero() {
+                return Err(EmulatorError::BadOption("--quota-window 0: give a window longer than zero".into()));
             }
         }
-        let mut modules = Vec::new();
-        if snap.modules_file().is_some() {
-            for twin in snap.module_twins()? {
-                modules.push(twin?.into_value());
-            }
-        }
+        // The two files are independent: one thread each halves start-up on two cores.
+        let (devices, modules) = std::thread::scope(|scope| {
+            let modules = scope.spawn(|| {
+                load::load(snap.modules_file(), true, || {
+                    snap.module_twins()?.map(|t| t.map(ModuleTwin::into_value)).collect::<Result<Vec<_>, _>>()
+                })
+            });
+            let devices = load::load(snap.devices_file(), false, || {
+                snap.devices()?.map(|t| t.map(Twin::into_value)).collect::<Result<Vec<_>, _>>()
+            });
+            (devices, modules.join())
+        });
+        let devices = devices?;
+        let modules = modules.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let now = Instant::now();
+        let behaviour_quotas = behaviour.quotas.clone();
         let mut emulator = Emulator {
             dir: dir.to_path_buf(),
             host,
             key_name,
             key,
             configs,
-            devices,
-            device_pos: HashMap::new(),
-            modules,
-            module_pos: HashMap::new(),
+            devices: devices.store,
+            device_pos: devices.positions,
+            modules: modules.store,
+            module_pos: modules.positions,
             devices_format,
             modules_format,
             faults: ChaCha8Rng::seed_from_u64(behaviour.seed),
             behaviour,
             pending: HashMap::new(),
             stats: Stats::default(),
+            quotas: Quotas::new(behaviour_quotas, now),
             tracking: 0,
-            generation: 0,
-            last_query: None,
+            scratch: Vec::new(),
+            counts: Default::default(),
             entra: None,
         };
-        emulator.reindex();
-        let now = Instant::now();
         // A restart must not forget devices that have not reported yet.
         if emulator.behaviour.simulate_success_after.is_some() {
-            for m in &emulator.modules {
-                if str_at(m, "moduleId") == Some(EDGE_AGENT)
-                    && !agent_in_sync(m)
-                    && let Some(d) = str_at(m, "deviceId")
+            let mut scratch = Vec::new();
+            for i in 0..emulator.modules.len() {
+                let m = emulator.modules.value(i, &mut scratch)?;
+                if str_at(&m, "moduleId") == Some(EDGE_AGENT)
+                    && !agent_in_sync(&m)
+                    && let Some(d) = str_at(&m, "deviceId")
                 {
                     emulator.pending.insert(d.to_string(), now);
                 }
             }
         }
         // Twins follow from configurations; a crash between writing the two is healed here.
-        let (devices_changed, modules_changed) = emulator.reassign(now);
+        let (devices_changed, modules_changed) = emulator.reassign(now)?;
         emulator.persist_twins(devices_changed, modules_changed)?;
         Ok(emulator)
     }
@@ -232,30 +306,30 @@ impl Emulator {
         .expose()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.classes = Classes {
+            queries: self.quotas.class(OpClass::Queries),
+            configurations: self.quotas.class(OpClass::Configurations),
+            twin_reads: self.quotas.class(OpClass::TwinReads),
+        };
+        stats.throttled = OpClass::ALL.iter().map(|&c| self.quotas.class(c).throttled).sum();
+        stats
     }
 
-    fn reindex(&mut self) {
-        self.device_pos = self
-            .devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| Some((str_at(d, "deviceId")?.to_string(), i)))
-            .collect();
-        self.module_pos = self
-            .modules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, m)| Some(((str_at(m, "deviceId")?.to_string(), str_at(m, "moduleId")?.to_string()), i)))
-            .collect();
+    /// Twins held and their compressed size, for the start-up line.
+    pub fn holding(&self) -> (usize, usize, usize) {
+        (self.devices.len(), self.modules.len(), self.devices.packed_bytes() + self.modules.packed_bytes())
     }
 
     /// Answers one request.
     pub fn handle(&mut self, req: &Request, now: Instant) -> Reply {
         let path = req.path.trim_end_matches('/').to_string();
-        if path == "/emulator/stats" {
-            return Reply::json(200, serde_json::to_value(&self.stats).unwrap_or(Value::Null));
+        // The stats endpoint is the emulator's own (no hub has it): unauthenticated, not
+        // counted, never throttled. `/emulator/stats` is its older name.
+        if path == "/_emulator/stats" || path == "/emulator/stats" {
+            return Reply::json(200, serde_json::to_value(self.stats()).unwrap_or(Value::Null));
         }
         self.stats.requests += 1;
         let params = query_params(req.query.as_deref());
@@ -267,18 +341,50 @@ impl Emulator {
             }
             Some(_) => {}
         }
-        let header = req.headers.get("authorization").and_then(|v| v.to_str().ok());
-        let verdict = match header.and_then(crate::auth::bearer_token) {
-            Some(token) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-                crate::auth::check_bearer(self.entra.as_ref(), token, now).map_err(|r| r.to_string())
-            }
-            None => self.authorize(&req.headers).map_err(str::to_string),
-        };
-        if let Err(why) = verdict {
+        if let Err(why) = self.authenticate(&req.headers) {
             self.stats.unauthorized += 1;
             return self.error(401, "IotHubUnauthorizedAccess", &why);
         }
+        let class = op_class(&path);
+        if let Some(class) = class
+            && let Err(over) = self.quotas.admit(class, now)
+        {
+            return self.throttled(over);
+        }
+        let mut reply = self.dispatch(req, &path, &params, now);
+        if let Some(class) = class
+            && (200..300).contains(&reply.status)
+        {
+            // Counted as sent: the tree is written out here rather than by the HTTP layer.
+            if let Some(Body::Json(v)) = &reply.body {
+                reply.body = Some(Body::Text(serde_json::to_vec(v).unwrap_or_default()));
+            }
+            let bytes = match &reply.body {
+                Some(Body::Text(t)) => t.len() as u64,
+                _ => 0,
+            };
+            self.quotas.served(class, reply.rows, bytes);
+        }
+        reply
+    }
+
+    /// The hub's answer past a quota: 429 with its error body (docs/hub-semantics.md#quotas).
+    fn throttled(&mut self, over: Throttled) -> Reply {
+        let text = format!(
+            "{} are throttled at {} per {} s on {}x{} (fleetform hub serve --tier {} --units {}); retry in {:.1} s",
+            over.class.name(),
+            over.limit,
+            self.quotas.options().map_or(60, |o| o.window.as_secs().max(1)),
+            over.tier,
+            over.units,
+            over.tier,
+            over.units,
+            over.resets_in.as_secs_f64()
+        );
+        self.error(429, "ThrottlingException", &text)
+    }
+
+    fn dispatch(&mut self, req: &Request, path: &str, params: &HashMap<String, String>, now: Instant) -> Reply {
         let roll: f64 = self.faults.r#gen();
         if roll < self.behaviour.inject_429 {
             self.stats.injected429 += 1;
@@ -298,21 +404,21 @@ impl Emulator {
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (req.method.as_str(), segs.as_slice()) {
-            ("GET", ["configurations"]) => self.list(&params),
+            ("GET", ["configurations"]) => self.list(params),
             ("POST", ["configurations", "testQueries"]) => self.test_queries(&req.body),
             ("GET", ["configurations", id]) => match self.configs.iter().find(|c| c.id == *id) {
-                Some(c) => Reply::json(200, self.with_metrics(c)),
+                Some(c) => Reply::json(200, self.with_metrics(c)).rows(1),
                 None => self.not_found_config(id),
             },
             ("PUT", ["configurations", id]) => self.put(id, req, now),
             ("DELETE", ["configurations", id]) => self.delete(id, req, now),
             ("POST", ["devices", "query"]) => self.query(req),
             ("GET", ["twins", d]) => match self.device_pos.get(*d) {
-                Some(&i) => Reply::json(200, self.devices[i].clone()),
+                Some(&i) => self.stored(false, i as usize),
                 None => self.error(404, "DeviceNotFound", &format!("device {d} does not exist")),
             },
-            ("GET", ["twins", d, "modules", m]) => match self.module_pos.get(&(d.to_string(), m.to_string())) {
-                Some(&i) => Reply::json(200, self.modules[i].clone()),
+            ("GET", ["twins", d, "modules", m]) => match self.module_pos.get(&module_key(d, m)) {
+                Some(&i) => self.stored(true, i as usize),
                 None => self.error(404, "ModuleNotFound", &format!("module {m} on device {d} does not exist")),
             },
             (_, ["configurations", ..] | ["devices", "query"] | ["twins", ..]) => {
@@ -328,10 +434,21 @@ impl Emulator {
         Reply {
             status,
             headers: vec![("iothub-errorcode", code.to_string())],
-            body: Some(json!({
+            body: Some(Body::Json(json!({
                 "Message": format!("ErrorCode:{code};{text}"),
                 "ExceptionMessage": format!("Tracking ID:{tracking}-TimeStamp:{}", now_utc()),
-            })),
+            }))),
+            rows: 0,
+        }
+    }
+
+    /// One stored twin as its JSON text.
+    fn stored(&mut self, module: bool, index: usize) -> Reply {
+        let mut text = Vec::new();
+        let store = if module { &self.modules } else { &self.devices };
+        match store.read_into(index, &mut text) {
+            Ok(()) => Reply::text(200, text).rows(1),
+            Err(e) => self.error(500, "ServerError", &e.to_string()),
         }
     }
 
@@ -339,8 +456,21 @@ impl Emulator {
         self.error(404, "ConfigurationNotFound", &format!("configuration {id} does not exist"))
     }
 
+    /// Whether the request carries a credential this hub accepts. Today that is a SAS token;
+    /// another scheme is one more arm here.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), String> {
+        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
+        match header.and_then(crate::auth::bearer_token) {
+            Some(token) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                crate::auth::check_bearer(self.entra.as_ref(), token, now).map_err(|r| r.to_string())
+            }
+            None => self.check_sas(headers).map_err(str::to_string),
+        }
+    }
+
     /// Checks the SAS token: policy name, expiry, resource and signature.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+    fn check_sas(&self, headers: &HeaderMap) -> Result<(), &'static str> {
         let value =
             headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or("the Authorization header is missing")?;
         let sas =
@@ -373,7 +503,8 @@ impl Emulator {
             Some(Err(_)) => return self.error(400, "ArgumentInvalid", "top must be a non-negative integer"),
         };
         let list: Vec<Value> = self.configs.iter().take(top).map(|c| self.with_metrics(c)).collect();
-        Reply::json(200, Value::Array(list))
+        let n = list.len() as u64;
+        Reply::json(200, Value::Array(list)).rows(n)
     }
 
     fn put(&mut self, id: &str, req: &Request, now: Instant) -> Reply {
@@ -493,23 +624,22 @@ impl Emulator {
 
     fn after_change(&mut self, _now: Instant) {
         self.stats.configuration_changes += 1;
-        self.generation += 1;
+        self.counts.get_mut().clear();
     }
 
     /// Writes configurations, then re-derives and writes twins.
     fn save_all(&mut self, now: Instant) -> Result<(), EmulatorError> {
         SnapshotWriter::create(&self.dir)?.write_configurations(&self.configs)?;
-        let (d, m) = self.reassign(now);
+        let (d, m) = self.reassign(now)?;
         self.persist_twins(d, m)
     }
 
     fn persist_twins(&self, devices: bool, modules: bool) -> Result<(), EmulatorError> {
-        let writer = SnapshotWriter::create(&self.dir)?;
         if devices {
-            writer.write_devices(self.devices_format, &self.devices)?;
+            write_store(&self.dir, &self.devices, self.devices_format, false)?;
         }
         if modules {
-            writer.write_module_twins(self.modules_format, &self.modules)?;
+            write_store(&self.dir, &self.modules, self.modules_format, true)?;
         }
         Ok(())
     }
@@ -549,36 +679,135 @@ impl Emulator {
             match req.headers.get("x-ms-max-item-count").map(|v| v.to_str().ok().and_then(|s| s.parse::<usize>().ok()))
             {
                 None => DEFAULT_PAGE,
-                Some(Some(n)) if (1..=fleetform::hub::rest::MAX_PAGE_SIZE).contains(&n) => n,
-                Some(_) => return self.error(400, "ArgumentInvalid", "x-ms-max-item-count must be between 1 and 1000"),
+                Some(Some(n)) if (1..=MAX_PAGE).contains(&n) => n,
+                Some(_) => {
+                    return self.error(
+                        400,
+                        "ArgumentInvalid",
+                        &format!("x-ms-max-item-count must be between 1 and {MAX_PAGE}"),
+                    );
+                }
             };
-        let start = match req.headers.get("x-ms-continuation") {
-            None => 0,
+        let resume = match req.headers.get("x-ms-continuation") {
+            None => Resume::default(),
             Some(v) => match v.to_str().ok().and_then(decode_continuation) {
-                Some(n) => n,
+                Some(r) => r,
                 None => return self.error(400, "ArgumentInvalid", "x-ms-continuation is not a token this hub issued"),
             },
         };
-        let rows = match &self.last_query {
-            Some((t, g, rows)) if *t == text && *g == self.generation => rows.clone(),
-            _ => {
-                let rows = std::sync::Arc::new(if query.from_modules() {
-                    query.run(self.modules.iter())
-                } else {
-                    query.run(self.devices.iter())
-                });
-                self.last_query = Some((text.clone(), self.generation, rows.clone()));
-                rows
-            }
+        let result = if query.is_aggregate() || !query.group_by.is_empty() {
+            self.aggregate_page(&query, page, resume)
+        } else {
+            self.scan_page(&query, page, resume)
         };
-        let end = (start + page).min(rows.len());
-        let slice = rows.get(start.min(rows.len())..end).unwrap_or(&[]).to_vec();
-        let mut reply = Reply::json(200, Value::Array(slice));
-        reply.headers.push(("x-ms-item-type", "Twin".to_string()));
-        if end < rows.len() {
-            reply.headers.push(("x-ms-continuation", encode_continuation(end)));
+        match result {
+            Ok((body, rows, next)) => {
+                let mut reply = Reply::text(200, body).rows(rows);
+                reply.headers.push(("x-ms-item-type", "Twin".to_string()));
+                if let Some(next) = next {
+                    reply.headers.push(("x-ms-continuation", encode_continuation(next)));
+                }
+                reply
+            }
+            Err(e) => self.error(500, "ServerError", &e.to_string()),
         }
-        reply
+    }
+
+    /// One page of a plain query, scanned from where the last page stopped: only twins that
+    /// pass WHERE are parsed beyond their text, and `SELECT *` rows are the stored text.
+    fn scan_page(
+        &mut self,
+        query: &Query,
+        page: usize,
+        resume: Resume,
+    ) -> Result<(Vec<u8>, u64, Option<Resume>), CorruptTwin> {
+        let store = if query.from_modules() { &self.modules } else { &self.devices };
+        let filter = query.filter.as_ref().map(|_| CompiledCondition::new(&query.where_condition()));
+        let limit = query.top.map_or(u64::MAX, |n| n);
+        // The SELECT list alone, run over the page's passing twins at once.
+        let projection = match &query.selection {
+            Selection::All => None,
+            Selection::Items(_) => Some(Query { top: None, filter: None, ..query.clone() }),
+        };
+        let want = (page as u64).min(limit.saturating_sub(resume.returned)) as usize;
+        let mut body = Vec::with_capacity(page * 256);
+        body.push(b'[');
+        let mut picked: Vec<Value> = Vec::new();
+        let mut rows = 0usize;
+        let mut pos = resume.position as usize;
+        let scratch = &mut self.scratch;
+        while pos < store.len() && rows < want {
+            store.read_into(pos, scratch)?;
+            pos += 1;
+            if filter.is_none() && projection.is_none() {
+                if rows > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(scratch);
+                rows += 1;
+                continue;
+            }
+            let Ok(twin) = serde_json::from_slice::<Value>(scratch) else {
+                continue;
+            };
+            if filter.as_ref().is_some_and(|f| !f.matches(&twin)) {
+                continue;
+            }
+            rows += 1;
+            match projection {
+                Some(_) => picked.push(twin),
+                None => {
+                    if rows > 1 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(scratch);
+                }
+            }
+        }
+        if let Some(projection) = &projection {
+            for (i, row) in projection.run(picked.iter()).iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                serde_json::to_writer(&mut body, row).expect("writing JSON to memory");
+            }
+        }
+        body.push(b']');
+        let returned = resume.returned + rows as u64;
+        let next = (pos < store.len() && returned < limit).then_some(Resume { position: pos as u64, returned });
+        Ok((body, rows as u64, next))
+    }
+
+    /// One page of an aggregate query's rows (computed over every twin for each page: such
+    /// results are a few rows, and metrics are the common case).
+    fn aggregate_page(
+        &mut self,
+        query: &Query,
+        page: usize,
+        resume: Resume,
+    ) -> Result<(Vec<u8>, u64, Option<Resume>), CorruptTwin> {
+        let rows = self.run_query(query)?;
+        let start = (resume.position as usize).min(rows.len());
+        let end = (start + page).min(rows.len());
+        let body = serde_json::to_vec(&rows[start..end]).expect("writing JSON to memory");
+        let next = (end < rows.len()).then_some(Resume { position: end as u64, returned: end as u64 });
+        Ok((body, (end - start) as u64, next))
+    }
+
+    /// Every row of `query`, WHERE applied while streaming so that only passing twins become
+    /// trees.
+    fn run_query(&self, query: &Query) -> Result<Vec<Value>, CorruptTwin> {
+        let store = if query.from_modules() { &self.modules } else { &self.devices };
+        let filter = query.filter.as_ref().map(|_| CompiledCondition::new(&query.where_condition()));
+        let mut scratch = Vec::new();
+        let mut passing = Vec::new();
+        for i in 0..store.len() {
+            let twin = store.value(i, &mut scratch)?;
+            if filter.as_ref().is_none_or(|f| f.matches(&twin)) {
+                passing.push(twin);
+            }
+        }
+        Ok(Query { filter: None, ..query.clone() }.run(passing.iter()))
     }
 
     /// A configuration as GET returns it: with system metrics and custom metric results.
@@ -616,10 +845,24 @@ impl Emulator {
 
     /// Rows a query returns (0 for one that does not parse: it was checked on PUT).
     fn count(&self, text: &str) -> i64 {
+        if let Some(&n) = self.counts.borrow().get(text) {
+            return n;
+        }
+        let n = self.count_now(text);
+        self.counts.borrow_mut().insert(text.to_string(), n);
+        n
+    }
+
+    fn count_now(&self, text: &str) -> i64 {
         let Ok(q) = parse_query(text) else {
             return 0;
         };
-        let rows = if q.from_modules() { q.run(self.modules.iter()) } else { q.run(self.devices.iter()) };
+        if !q.is_aggregate() && q.group_by.is_empty() && q.top.is_none() {
+            return self.count_matching(&q);
+        }
+        let Ok(rows) = self.run_query(&q) else {
+            return 0;
+        };
         // A COUNT() query returns its count as a row; anything else counts rows.
         if q.is_aggregate()
             && rows.len() == 1
@@ -630,10 +873,22 @@ impl Emulator {
         i64::try_from(rows.len()).unwrap_or(i64::MAX)
     }
 
+    /// Twins passing a plain query's WHERE, without keeping any.
+    fn count_matching(&self, q: &Query) -> i64 {
+        let store = if q.from_modules() { &self.modules } else { &self.devices };
+        let Some(_) = &q.filter else {
+            return store.len() as i64;
+        };
+        let filter = CompiledCondition::new(&q.where_condition());
+        let mut scratch = Vec::new();
+        let n = (0..store.len()).filter(|&i| store.value(i, &mut scratch).is_ok_and(|t| filter.matches(&t))).count();
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
     /// Assigns deployments to devices as the hub does (docs/hub-semantics.md#standard-winner, #layered-stack, #merge-layered, #twin-status): `configurations`
     /// statuses on device and `$edgeAgent` twins, merged desired properties on module twins.
     /// Returns whether device twins and module twins changed.
-    fn reassign(&mut self, now: Instant) -> (bool, bool) {
+    fn reassign(&mut self, now: Instant) -> Result<(bool, bool), EmulatorError> {
         let mut deployments = Vec::new();
         let mut conditions = Vec::new();
         for c in &self.configs {
@@ -644,14 +899,35 @@ impl Emulator {
         }
         let mut manifests: HashMap<(Option<u32>, Vec<u32>, bool), EffectiveManifest> = HashMap::new();
         let (mut devices_changed, mut modules_changed) = (false, false);
+        let mut scratch = std::mem::take(&mut self.scratch);
         for i in 0..self.devices.len() {
-            let twin = &self.devices[i];
-            let Some(device_id) = str_at(twin, "deviceId").map(str::to_string) else {
+            self.devices.read_into(i, &mut scratch)?;
+            // With no deployment, a twin without statuses stays as it is: a light read of
+            // its ids and statuses decides that without building its tree (this is every
+            // device of a freshly generated hub at start-up).
+            if deployments.is_empty() {
+                let Ok(light) = serde_json::from_slice::<Light>(&scratch) else {
+                    continue;
+                };
+                if light.configurations.is_none_or(|c| c.is_empty()) {
+                    if light.capabilities.and_then(|c| c.iot_edge) == Some(true)
+                        && let Some(device) = light.device_id
+                    {
+                        let device = device.into_owned();
+                        modules_changed |= self.clear_agent_statuses(&device, &mut scratch)?;
+                    }
+                    continue;
+                }
+            }
+            let Ok(mut twin) = serde_json::from_slice::<Value>(&scratch) else {
+                continue;
+            };
+            let Some(device_id) = str_at(&twin, "deviceId").map(str::to_string) else {
                 continue;
             };
             let mut matches = MatchSet::new();
             for (k, cond) in conditions.iter().enumerate() {
-                if targets_device(cond, twin) {
+                if targets_device(cond, &twin) {
                     matches.insert(k as u32);
                 }
             }
@@ -664,12 +940,19 @@ impl Emulator {
                     (deployments[k as usize].id.to_string(), json!({ "status": status }))
                 })
                 .collect();
-            devices_changed |= set_configurations(&mut self.devices[i], &statuses);
-            if !Twin::from_value(self.devices[i].clone()).is_ok_and(|t| t.is_edge()) {
+            if set_configurations(&mut twin, &statuses) {
+                self.devices.set_value(i, &twin);
+                devices_changed = true;
+            }
+            if !is_edge_device(&twin) {
                 continue;
             }
             let agent = self.module_index(&device_id, EDGE_AGENT, &mut modules_changed);
-            modules_changed |= set_configurations(&mut self.modules[agent], &statuses);
+            let mut agent_twin = self.modules.value(agent, &mut scratch)?;
+            if set_configurations(&mut agent_twin, &statuses) {
+                self.modules.set_value(agent, &agent_twin);
+                modules_changed = true;
+            }
             let key = stack.merge_key();
             let manifest = manifests.entry(key).or_insert_with(|| merge::merge(&deployments, &stack));
             // With no deployment matching, the hub changes nothing on the device: it keeps its
@@ -684,7 +967,9 @@ impl Emulator {
             docs.extend(manifest.twins.iter().map(|(k, v)| (k.clone(), v.clone())));
             for (module, doc) in docs {
                 let pos = self.module_index(&device_id, &module, &mut modules_changed);
-                if set_desired(&mut self.modules[pos], doc) {
+                let mut module_twin = self.modules.value(pos, &mut scratch)?;
+                if set_desired(&mut module_twin, doc) {
+                    self.modules.set_value(pos, &module_twin);
                     modules_changed = true;
                     if module == EDGE_AGENT {
                         self.pending.insert(device_id.clone(), now);
@@ -692,15 +977,38 @@ impl Emulator {
                 }
             }
         }
-        (devices_changed, modules_changed)
+        self.scratch = scratch;
+        if devices_changed || modules_changed {
+            self.counts.get_mut().clear();
+        }
+        Ok((devices_changed, modules_changed))
+    }
+
+    /// Makes sure an Edge device outside every deployment has an `$edgeAgent` twin without
+    /// deployment statuses; whether that changed anything.
+    fn clear_agent_statuses(&mut self, device: &str, scratch: &mut Vec<u8>) -> Result<bool, EmulatorError> {
+        let mut created = false;
+        let agent = self.module_index(device, EDGE_AGENT, &mut created);
+        self.modules.read_into(agent, scratch)?;
+        let clean =
+            serde_json::from_slice::<Light>(scratch).is_ok_and(|l| l.configurations.is_some_and(|c| c.is_empty()));
+        if clean {
+            return Ok(created);
+        }
+        let mut twin = self.modules.value(agent, scratch)?;
+        if set_configurations(&mut twin, &Map::new()) {
+            self.modules.set_value(agent, &twin);
+            return Ok(true);
+        }
+        Ok(created)
     }
 
     /// The position of a module twin, created (as the hub creates `$edgeHub` and module
     /// twins when a deployment first names them) if missing.
     fn module_index(&mut self, device: &str, module: &str, created: &mut bool) -> usize {
-        let key = (device.to_string(), module.to_string());
+        let key = module_key(device, module);
         if let Some(&i) = self.module_pos.get(&key) {
-            return i;
+            return i as usize;
         }
         let mut twin = json!({
             "deviceId": device,
@@ -714,9 +1022,9 @@ impl Emulator {
         if module == EDGE_AGENT {
             twin["configurations"] = json!({});
         }
-        self.modules.push(twin);
+        self.modules.push_value(&twin);
         let i = self.modules.len() - 1;
-        self.module_pos.insert(key, i);
+        self.module_pos.insert(key, i as u32);
         *created = true;
         i
     }
@@ -735,11 +1043,13 @@ impl Emulator {
         }
         for device in &due {
             self.pending.remove(device);
-            let Some(&pos) = self.module_pos.get(&(device.clone(), EDGE_AGENT.to_string())) else {
+            let Some(&pos) = self.module_pos.get(&module_key(device, EDGE_AGENT)) else {
                 continue;
             };
+            let pos = pos as usize;
             let fails = fails(self.behaviour.seed, device, self.behaviour.simulate_failure_share);
-            let agent = &mut self.modules[pos];
+            let mut twin = self.modules.value(pos, &mut self.scratch)?;
+            let agent = &mut twin;
             let desired = agent.pointer("/properties/desired").cloned().unwrap_or(Value::Null);
             let version = desired.get("$version").cloned().unwrap_or(json!(1));
             let (code, description) = if desired.get("systemModules").is_none() {
@@ -754,9 +1064,10 @@ impl Emulator {
             reported.insert("lastDesiredStatus".into(), json!({ "code": code, "description": description }));
             let v = reported.get("$version").and_then(Value::as_i64).unwrap_or(0) + 1;
             reported.insert("$version".into(), json!(v));
+            self.modules.set_value(pos, &twin);
             self.stats.reports_simulated += 1;
-            self.generation += 1;
         }
+        self.counts.get_mut().clear();
         self.persist_twins(false, true)
     }
 }
@@ -911,13 +1222,81 @@ fn query_params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-fn encode_continuation(offset: usize) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("fleetform-emulator:{offset}"))
+/// Where the next page of a query starts: the twin (or, for aggregates, the result row)
+/// to look at next and how many rows earlier pages returned (for `TOP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Resume {
+    position: u64,
+    returned: u64,
 }
 
-fn decode_continuation(token: &str) -> Option<usize> {
+fn encode_continuation(r: Resume) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("fleetform-emulator:{}:{}", r.position, r.returned))
+}
+
+fn decode_continuation(token: &str) -> Option<Resume> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
-    String::from_utf8(bytes).ok()?.strip_prefix("fleetform-emulator:")?.parse().ok()
+    let text = String::from_utf8(bytes).ok()?;
+    let (position, returned) = text.strip_prefix("fleetform-emulator:")?.split_once(':')?;
+    Some(Resume { position: position.parse().ok()?, returned: returned.parse().ok()? })
+}
+
+/// Which throttled operation class a request path belongs to (none for paths the hub does
+/// not have; they are answered 404 without using a quota).
+fn op_class(path: &str) -> Option<OpClass> {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    match (segments.next(), segments.next()) {
+        (Some("configurations"), _) => Some(OpClass::Configurations),
+        (Some("devices"), Some("query")) => Some(OpClass::Queries),
+        (Some("twins"), _) => Some(OpClass::TwinReads),
+        _ => None,
+    }
+}
+
+/// What reassignment needs of a twin when no deployment exists, read without a tree.
+#[derive(serde::Deserialize)]
+struct Light<'a> {
+    #[serde(rename = "deviceId", borrow, default)]
+    device_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    capabilities: Option<LightCapabilities>,
+    #[serde(default)]
+    configurations: Option<Map<String, Value>>,
+}
+
+#[derive(serde::Deserialize)]
+struct LightCapabilities {
+    #[serde(rename = "iotEdge", default)]
+    iot_edge: Option<bool>,
+}
+
+/// Rewrites a twin file from a store: `.jsonl` straight from the stored text, a pretty
+/// `.json` through trees (hand-written snapshots, small).
+fn write_store(dir: &Path, store: &TwinStore, format: TwinFormat, modules: bool) -> Result<(), EmulatorError> {
+    let writer = SnapshotWriter::create(dir)?;
+    let mut scratch = Vec::new();
+    if format == TwinFormat::JsonLines {
+        let target = dir.join(if modules { snapshot::MODULES_JSONL } else { snapshot::DEVICES_JSONL });
+        let mut out = AtomicFile::create_private(&target).map_err(snapshot::SnapshotError::from)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+        for i in 0..store.len() {
+            store.read_into(i, &mut scratch)?;
+            std::io::Write::write_all(&mut w, &scratch)
+                .and_then(|()| std::io::Write::write_all(&mut w, b"\n"))
+                .map_err(|source| EmulatorError::Io { what: format!("writing {}", target.display()), source })?;
+        }
+        std::io::Write::flush(&mut w)
+            .map_err(|source| EmulatorError::Io { what: format!("writing {}", target.display()), source })?;
+        drop(w);
+        out.commit().map_err(snapshot::SnapshotError::from)?;
+        return Ok(());
+    }
+    let mut file = if modules { writer.module_twins_file(format)? } else { writer.devices_file(format)? };
+    for i in 0..store.len() {
+        file.push(&store.value(i, &mut scratch)?)?;
+    }
+    file.commit()?;
+    Ok(())
 }
 
 fn now_utc() -> String {
@@ -1031,7 +1410,7 @@ mod tests {
         assert_eq!(reply.status, 400);
         assert_eq!(reply.headers[0], ("iothub-errorcode", TOO_MANY_CODE.to_string()));
         // Every device carries the 100 statuses; only the newest equal-priority one applies.
-        let twin = emu.handle(&request(&emu, "GET", "/twins/d0", Value::Null, None), now).body.unwrap();
+        let twin = emu.handle(&request(&emu, "GET", "/twins/d0", Value::Null, None), now).value().unwrap();
         let statuses = twin["configurations"].as_object().unwrap();
         assert_eq!(statuses.len(), 100);
         assert_eq!(statuses.values().filter(|s| s["status"] == "Applied").count(), 1);
@@ -1041,7 +1420,8 @@ mod tests {
     fn unquoted_if_match_is_a_create_and_star_matches_any_etag() {
         let (_dir, mut emu) = emulator(2, Behaviour::default());
         let now = Instant::now();
-        let created = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).body.unwrap();
+        let created =
+            emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), None), now).value().unwrap();
         let etag = created["etag"].as_str().unwrap().to_string();
         let mut update = config("a", "tags.n = 1");
         update["priority"] = json!(4);
@@ -1050,7 +1430,7 @@ mod tests {
         let quoted = request(&emu, "PUT", "/configurations/a", update.clone(), Some(&format!("\"{etag}\"")));
         let reply = emu.handle(&quoted, now);
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.body.unwrap()["systemMetrics"]["results"]["targetedCount"], 1);
+        assert_eq!(reply.value().unwrap()["systemMetrics"]["results"]["targetedCount"], 1);
         let star = request(&emu, "PUT", "/configurations/a", update, Some("*"));
         assert_eq!(emu.handle(&star, now).status, 200);
         assert_eq!(emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, Some("*")), now).status, 204);
@@ -1058,17 +1438,18 @@ mod tests {
 
     #[test]
     fn continuation_tokens_round_trip_and_foreign_ones_are_refused() {
-        assert_eq!(decode_continuation(&encode_continuation(42)), Some(42));
+        let resume = Resume { position: 42, returned: 7 };
+        assert_eq!(decode_continuation(&encode_continuation(resume)), Some(resume));
         assert_eq!(decode_continuation("bm9wZQ=="), None);
         let (_dir, mut emu) = emulator(5, Behaviour::default());
         let mut req = request(&emu, "POST", "/devices/query", json!({"query": "SELECT * FROM devices"}), None);
         req.headers.insert("x-ms-max-item-count", "2".parse().unwrap());
         let first = emu.handle(&req, Instant::now());
-        assert_eq!(first.body.as_ref().unwrap().as_array().unwrap().len(), 2);
         let token = first.headers.iter().find(|(n, _)| *n == "x-ms-continuation").unwrap().1.clone();
+        assert_eq!(first.value().unwrap().as_array().unwrap().len(), 2);
         req.headers.insert("x-ms-continuation", token.parse().unwrap());
         let second = emu.handle(&req, Instant::now());
-        assert_eq!(second.body.unwrap()[0]["deviceId"], "d2");
+        assert_eq!(second.value().unwrap()[0]["deviceId"], "d2");
         req.headers.insert("x-ms-continuation", "garbage".parse().unwrap());
         assert_eq!(emu.handle(&req, Instant::now()).status, 400);
     }
@@ -1089,7 +1470,7 @@ mod tests {
         let saved = snapshot::read_configurations(&dir.path().join("configurations.json")).unwrap();
         assert!(saved[0].created_time_utc.is_some() && saved[0].etag.is_some());
         // The stamped deployment took part in assignment at once.
-        let agent = &emu.modules[emu.module_pos[&("d1".to_string(), EDGE_AGENT.to_string())]];
+        let agent = emu.modules.value(emu.module_pos[&module_key("d1", EDGE_AGENT)] as usize, &mut Vec::new()).unwrap();
         assert_eq!(agent["configurations"]["hand-written"]["status"], "Applied");
         #[cfg(unix)]
         {
@@ -1106,7 +1487,7 @@ mod tests {
         let applied = json!({"query": "SELECT deviceId FROM devices WHERE configurations.[[a]].status = 'Applied'"});
         let run = |emu: &mut Emulator| {
             let req = request(emu, "POST", "/devices/query", applied.clone(), None);
-            emu.handle(&req, now).body.unwrap().as_array().unwrap().len()
+            emu.handle(&req, now).value().unwrap().as_array().unwrap().len()
         };
         assert_eq!(run(&mut emu), 0);
         assert_eq!(run(&mut emu), 0);

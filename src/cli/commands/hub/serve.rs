@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fleetform_hub_emulator::{Behaviour, ServeOptions, Serving};
+use fleetform_hub_emulator::{Behaviour, ClassStats, QuotaOptions, ServeOptions, Serving, Stats, Tier};
 
 use crate::cli::args;
 use crate::cli::error::CommandError;
@@ -41,17 +41,35 @@ pub struct Args {
     /// The issuer's signing keys: a JSON Web Key Set file (what its jwks_uri serves).
     #[arg(long, value_name = "FILE", requires = "entra_issuer")]
     pub entra_jwks: Option<PathBuf>,
+    /// Enforce this IoT Hub tier's per-minute operation quotas (queries, configurations,
+    /// twin reads): past them requests get 429 ThrottlingException. No tier, no quotas.
+    #[arg(long, value_name = "F1|S1|S2|S3")]
+    pub tier: Option<Tier>,
+    /// Hub units the quotas scale with (needs --tier; F1 always has one).
+    #[arg(long, value_name = "N", requires = "tier")]
+    pub units: Option<u32>,
+    /// Length of one quota window: 60s on a hub; shorter rehearses the same request
+    /// counts faster (pair with FLEETFORM_QUOTA_WINDOW on the client).
+    #[arg(long, value_name = "DURATION", default_value = "60s", requires = "tier")]
+    pub quota_window: String,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let simulate_success_after =
         args.simulate_success_after.map(|s| args::seconds("--simulate-success-after", s)).transpose()?;
+    let quotas = match args.tier {
+        Some(tier) => {
+            Some(QuotaOptions { tier, units: args.units.unwrap_or(1), window: args::duration(&args.quota_window)? })
+        }
+        None => None,
+    };
     let behaviour = Behaviour {
         simulate_success_after,
         simulate_failure_share: args.simulate_failure_share,
         inject_429: args.inject_429,
         inject_503: args.inject_503,
         seed: args.seed,
+        quotas,
     };
     let entra = match (&args.entra_issuer, &args.entra_jwks) {
         (Some(issuer), Some(jwks)) => Some(fleetform_hub_emulator::auth::EntraVerifier::from_file(issuer, jwks)?),
@@ -65,16 +83,38 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     }
     let options = ServeOptions { state: args.state, listen: args.listen, behaviour, entra };
     let stats = fleetform_hub_emulator::serve(options, banner)?;
-    eprintln!(
-        "emulator stopped: {} requests, {} injected 429, {} injected 503, {} unauthorized",
-        stats.requests, stats.injected429, stats.injected503, stats.unauthorized
-    );
+    eprint!("{}", summary(&stats));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the emulator did, on stderr when it stops, one line per operation class.
+fn summary(stats: &Stats) -> String {
+    let mut out = format!(
+        "emulator stopped: {} requests, {} throttled 429, {} injected 429, {} injected 503, {} unauthorized\n",
+        stats.requests, stats.throttled, stats.injected429, stats.injected503, stats.unauthorized
+    );
+    let classes = [
+        ("queries", &stats.classes.queries),
+        ("configurations", &stats.classes.configurations),
+        ("twin reads", &stats.classes.twin_reads),
+    ];
+    for (name, ClassStats { requests, throttled, rows, bytes }) in classes {
+        out.push_str(&format!(
+            "  {name:<15} {requests:>9} requests {throttled:>7} throttled {rows:>10} rows {:>10.1} MiB\n",
+            *bytes as f64 / (1024.0 * 1024.0)
+        ));
+    }
+    out
 }
 
 /// On stdout, which scripts and tests read: the URL, then the connection string.
 fn banner(serving: &Serving) {
-    let Serving { url, connection_string } = serving;
+    let Serving { url, connection_string, devices, modules, packed_bytes, loaded_in } = serving;
+    eprintln!(
+        "loaded {devices} device twins and {modules} module twins ({:.1} MiB compressed) in {:.1} s",
+        *packed_bytes as f64 / (1024.0 * 1024.0),
+        loaded_in.as_secs_f64()
+    );
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "fleetform hub emulator listening on {url}");
     let _ = writeln!(out, "connection string: {connection_string}");
