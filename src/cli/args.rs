@@ -88,6 +88,7 @@ pub struct HubArgs {
 pub enum HubCredential {
     Auto,
     ClientSecret,
+    ClientCertificate,
     Workload,
     ManagedIdentity,
     AzureCli,
@@ -98,6 +99,7 @@ impl From<HubCredential> for CredentialKind {
         match choice {
             HubCredential::Auto => CredentialKind::Auto,
             HubCredential::ClientSecret => CredentialKind::ClientSecret,
+            HubCredential::ClientCertificate => CredentialKind::ClientCertificate,
             HubCredential::Workload => CredentialKind::Workload,
             HubCredential::ManagedIdentity => CredentialKind::ManagedIdentity,
             HubCredential::AzureCli => CredentialKind::AzureCli,

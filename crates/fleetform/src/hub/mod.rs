@@ -5,6 +5,7 @@
 //! [`open`] turns a `--hub` value into one of them.
 
 pub mod connection;
+pub mod certificate;
 pub mod credential;
 mod error;
 pub mod open;
