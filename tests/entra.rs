@@ -357,7 +357,8 @@ fn a_certificate_the_app_does_not_know_is_refused_with_the_authority_reason() {
     let work = tempfile::tempdir().unwrap();
     let path = work.path().join("other.pem");
     std::fs::write(&path, other).unwrap();
-    let out = with_certificate(&authority, &path, &["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS]);
+    let out =
+        with_certificate(&authority, &path, &["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let err = stderr(&out);
     assert!(err.contains("client-certificate credential failed") && err.contains("AADSTS700027"), "{err}");

@@ -209,7 +209,9 @@ async fn token_endpoint(State(shared): State<Arc<Shared>>, uri: axum::http::Uri,
 fn check_certificate_assertion(shared: &Shared, x5t: &str, assertion: &str) -> Result<(), String> {
     let certificates = shared.certificates.lock().unwrap();
     let Some((_, key)) = certificates.iter().find(|(t, _)| t == x5t) else {
-        return Err(format!("Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '{x5t}']"));
+        return Err(format!(
+            "Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '{x5t}']"
+        ));
     };
     let audience = shared.issuer.replace("/v2.0", "/oauth2/v2.0/token");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);

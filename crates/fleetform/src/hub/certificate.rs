@@ -31,7 +31,9 @@ pub enum CertificateError {
     #[error("cannot read the client certificate {}", path.display())]
     #[diagnostic(
         code(fleetform::hub::certificate_read),
-        help("AZURE_CLIENT_CERTIFICATE_PATH must name a readable PEM file holding the certificate and its private key")
+        help(
+            "AZURE_CLIENT_CERTIFICATE_PATH must name a readable PEM file holding the certificate and its private key"
+        )
     )]
     Read {
         path: PathBuf,
@@ -97,10 +99,7 @@ pub struct CertificateAssertion {
 
 impl fmt::Debug for CertificateAssertion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateAssertion")
-            .field("path", &self.path)
-            .field("x5t", &self.x5t)
-            .finish_non_exhaustive()
+        f.debug_struct("CertificateAssertion").field("path", &self.path).field("x5t", &self.x5t).finish_non_exhaustive()
     }
 }
 

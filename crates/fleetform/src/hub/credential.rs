@@ -16,9 +16,9 @@ use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
 use azure_core::time::OffsetDateTime;
 use azure_identity::{
-    AzureCliCredential, ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
 use super::certificate::{CertificateAssertion, CertificateError};
@@ -407,6 +407,8 @@ mod tests {
         assert_eq!(CredentialKind::detect(&all), CredentialKind::Workload);
         let secret = env_of(&[("AZURE_CLIENT_SECRET", "s"), ("IDENTITY_ENDPOINT", "http://x")]);
         assert_eq!(CredentialKind::detect(&secret), CredentialKind::ClientSecret);
+        let certificate = env_of(&[("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem"), ("MSI_ENDPOINT", "http://x")]);
+        assert_eq!(CredentialKind::detect(&certificate), CredentialKind::ClientCertificate);
         let msi = env_of(&[("AZURE_FEDERATED_TOKEN_FILE", ""), ("MSI_ENDPOINT", "http://x")]);
         assert_eq!(CredentialKind::detect(&msi), CredentialKind::ManagedIdentity);
         assert_eq!(CredentialKind::detect(&env_of(&[])), CredentialKind::AzureCli);

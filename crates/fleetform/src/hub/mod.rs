@@ -4,8 +4,8 @@
 //! implements [`Hub`], so plan, explain, query and apply work the same against each.
 //! [`open`] turns a `--hub` value into one of them.
 
-pub mod connection;
 pub mod certificate;
+pub mod connection;
 pub mod credential;
 mod error;
 pub mod open;
