@@ -190,3 +190,43 @@ fn jti() -> String {
     getrandom::getrandom(&mut bytes).expect("the operating system's random number generator is available");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<CertificateAssertion, CertificateError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pem");
+        std::fs::write(&path, text).unwrap();
+        CertificateAssertion::load(&path, "client".into(), "https://login.example/t/oauth2/v2.0/token".into())
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_file_that_is_not_pem_is_named_as_such() {
+        assert!(matches!(load_text("not a certificate"), Err(CertificateError::NotPem { .. })));
+    }
+
+    #[test]
+    fn an_encrypted_key_is_refused_with_what_to_do() {
+        let text = format!("{CERT}-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAEC\n-----END ENCRYPTED PRIVATE KEY-----\n");
+        let err = load_text(&text).unwrap_err();
+        assert!(matches!(err, CertificateError::EncryptedKey { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_key_without_a_certificate_has_no_thumbprint() {
+        let text = "-----BEGIN PRIVATE KEY-----\nAAEC\n-----END PRIVATE KEY-----\n";
+        assert!(matches!(load_text(text), Err(CertificateError::NoCertificate { .. })));
+    }
+
+    #[test]
+    fn a_damaged_key_fails_when_loaded_not_at_the_first_token_request() {
+        let text = format!("{CERT}-----BEGIN PRIVATE KEY-----\nAAEC\n-----END PRIVATE KEY-----\n");
+        let err = load_text(&text).unwrap_err();
+        assert!(matches!(err, CertificateError::BadKey { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("AAEC"), "no key bytes in the error");
+    }
+}
