@@ -49,9 +49,14 @@ fn plan_with_workload(authority: &Authority, endpoint: &str, token_file: &Path) 
 }
 
 fn with_workload(authority: &Authority, token_file: &Path, args: &[&str]) -> Output {
+    as_app(authority, "AZURE_FEDERATED_TOKEN_FILE", token_file, args)
+}
+
+/// `fleetform args` signed in as the test app registration, its credential in `variable`.
+fn as_app(authority: &Authority, variable: &str, value: &Path, args: &[&str]) -> Output {
     cli()
         .args(args)
-        .env("AZURE_FEDERATED_TOKEN_FILE", token_file)
+        .env(variable, value)
         .env("AZURE_CLIENT_ID", CLIENT_ID)
         .env("AZURE_TENANT_ID", TENANT)
         .env("AZURE_AUTHORITY_HOST", authority.url())
@@ -298,15 +303,7 @@ fn app_certificate(seed: u64) -> (String, String, String, String) {
 }
 
 fn with_certificate(authority: &Authority, path: &Path, args: &[&str]) -> Output {
-    cli()
-        .args(args)
-        .env("AZURE_CLIENT_ID", CLIENT_ID)
-        .env("AZURE_TENANT_ID", TENANT)
-        .env("AZURE_CLIENT_CERTIFICATE_PATH", path)
-        .env("AZURE_AUTHORITY_HOST", authority.url())
-        .env("SSL_CERT_FILE", &authority.ca_file)
-        .output()
-        .unwrap()
+    as_app(authority, "AZURE_CLIENT_CERTIFICATE_PATH", path, args)
 }
 
 #[test]
