@@ -49,9 +49,14 @@ fn plan_with_workload(authority: &Authority, endpoint: &str, token_file: &Path) 
 }
 
 fn with_workload(authority: &Authority, token_file: &Path, args: &[&str]) -> Output {
+    as_app(authority, "AZURE_FEDERATED_TOKEN_FILE", token_file, args)
+}
+
+/// `fleetform args` signed in as the test app registration, its credential in `variable`.
+fn as_app(authority: &Authority, variable: &str, value: &Path, args: &[&str]) -> Output {
     cli()
         .args(args)
-        .env("AZURE_FEDERATED_TOKEN_FILE", token_file)
+        .env(variable, value)
         .env("AZURE_CLIENT_ID", CLIENT_ID)
         .env("AZURE_TENANT_ID", TENANT)
         .env("AZURE_AUTHORITY_HOST", authority.url())
@@ -271,4 +276,109 @@ fn trust_test_ca(ca: &Path) {
     // SAFETY: no other thread of this test binary reads SSL_CERT_FILE; the children other
     // tests spawn get a cleared environment.
     unsafe { std::env::set_var("SSL_CERT_FILE", ca) };
+}
+
+/// An app certificate as `az ad sp create-for-rbac --create-cert` leaves it: one PEM with
+/// the certificate and its unencrypted PKCS#8 RSA key. Returns the PEM text, its `x5t`
+/// (base64url SHA-1 of the certificate DER, computed here) and the public key as JWK
+/// modulus and exponent.
+fn app_certificate(seed: u64) -> (String, String, String, String) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rand::SeedableRng as _;
+    use rsa::pkcs8::EncodePrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    use sha1::Digest as _;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let key_pem = private.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string();
+    let key = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "fleetform-ci");
+    let certificate = params.self_signed(&key).unwrap();
+    let x5t = URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(certificate.der()));
+    let modulus = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
+    let exponent = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
+    (format!("{}{key_pem}", certificate.pem()), x5t, modulus, exponent)
+}
+
+fn with_certificate(authority: &Authority, path: &Path, args: &[&str]) -> Output {
+    as_app(authority, "AZURE_CLIENT_CERTIFICATE_PATH", path, args)
+}
+
+#[test]
+fn a_client_certificate_signs_in_and_plans_like_a_key_does() {
+    let authority = authority(IOT_HUB_AUDIENCE, 3600);
+    let (hub, _state) = emulator(&authority);
+    let (pem, x5t, n, e) = app_certificate(1);
+    authority.register_certificate(&x5t, &n, &e);
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("fleetform-ci.pem");
+    std::fs::write(&path, &pem).unwrap();
+
+    // `auto` picks the certificate from AZURE_CLIENT_CERTIFICATE_PATH.
+    let plan = ["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS];
+    let out = with_certificate(&authority, &path, &plan);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let requests = authority.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    assert!(!requests[0].contains_key("client_secret"));
+    let header = jsonwebtoken::decode_header(&requests[0]["client_assertion"]).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    assert_eq!(header.x5t.as_deref(), Some(x5t.as_str()));
+    assert_no_token(&[&stdout(&out), &stderr(&out)], &authority.issued());
+    let key_body: String = pem.split("-----BEGIN PRIVATE KEY-----").nth(1).unwrap().lines().nth(1).unwrap().into();
+    assert!(!transcript(&out).contains(&key_body), "key material leaked");
+
+    let with_key =
+        cli().args(["plan", "--hub", &hub.connection, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS]).output().unwrap();
+    let sas_host = hub.url.trim_start_matches("http://");
+    assert_eq!(stdout(&out).replace(HUB_HOST, sas_host), stdout(&with_key));
+
+    // Asked for by name, with a fresh assertion (a new jti) for the new token request.
+    let named = ["plan", "--hub-credential", "client-certificate", "--hub", HUB_HOST, "--endpoint", &hub.url];
+    let out = with_certificate(&authority, &path, &[&named[..], &[EXAMPLE_DEPLOYMENTS]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let requests = authority.requests();
+    assert_ne!(requests[0]["client_assertion"], requests[1]["client_assertion"]);
+}
+
+#[test]
+fn a_certificate_the_app_does_not_know_is_refused_with_the_authority_reason() {
+    let authority = authority(IOT_HUB_AUDIENCE, 3600);
+    let (hub, _state) = emulator(&authority);
+    let (_, registered, n, e) = app_certificate(1);
+    authority.register_certificate(&registered, &n, &e);
+    let (other, other_x5t, _, _) = app_certificate(2);
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("other.pem");
+    std::fs::write(&path, other).unwrap();
+    let out =
+        with_certificate(&authority, &path, &["plan", "--hub", HUB_HOST, "--endpoint", &hub.url, EXAMPLE_DEPLOYMENTS]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("client-certificate credential failed") && err.contains("AADSTS700027"), "{err}");
+    assert!(err.contains(&other_x5t), "the authority names the thumbprint it did not find: {err}");
+}
+
+#[test]
+fn a_certificate_file_without_a_key_is_a_clear_error() {
+    let authority = authority(IOT_HUB_AUDIENCE, 3600);
+    let (pem, _, _, _) = app_certificate(1);
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("cert-only.pem");
+    let certificate_only = pem.split("-----BEGIN PRIVATE KEY-----").next().unwrap();
+    std::fs::write(&path, certificate_only).unwrap();
+    let plan = ["plan", "--hub", HUB_HOST, "--endpoint", "http://127.0.0.1:9", EXAMPLE_DEPLOYMENTS];
+    let out = with_certificate(&authority, &path, &plan);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let err = stderr(&out);
+    assert!(err.contains("holds no private key") && err.contains(path.to_str().unwrap()), "{err}");
+    assert!(authority.requests().is_empty(), "no sign-in is attempted without a key");
+
+    // A missing file names the path too.
+    let missing = work.path().join("nowhere.pem");
+    let err = stderr(&with_certificate(&authority, &missing, &plan));
+    assert!(err.contains("cannot read the client certificate") && err.contains("nowhere.pem"), "{err}");
 }

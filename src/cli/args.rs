@@ -77,7 +77,8 @@ pub struct HubArgs {
     pub quota_window: Option<Duration>,
     /// How to sign in with Entra ID when --hub is a host name: auto picks workload
     /// (AZURE_FEDERATED_TOKEN_FILE set), else client-secret (AZURE_CLIENT_SECRET), else
-    /// managed-identity (IDENTITY_ENDPOINT/MSI_ENDPOINT), else azure-cli. Given, any host
+    /// client-certificate (AZURE_CLIENT_CERTIFICATE_PATH, a PEM with certificate and RSA
+    /// key), else managed-identity (IDENTITY_ENDPOINT/MSI_ENDPOINT), else azure-cli. Given, any host
     /// name is signed in to.
     #[arg(long, env = "FLEETFORM_HUB_CREDENTIAL", value_name = "CREDENTIAL")]
     pub hub_credential: Option<HubCredential>,
@@ -88,6 +89,7 @@ pub struct HubArgs {
 pub enum HubCredential {
     Auto,
     ClientSecret,
+    ClientCertificate,
     Workload,
     ManagedIdentity,
     AzureCli,
@@ -98,6 +100,7 @@ impl From<HubCredential> for CredentialKind {
         match choice {
             HubCredential::Auto => CredentialKind::Auto,
             HubCredential::ClientSecret => CredentialKind::ClientSecret,
+            HubCredential::ClientCertificate => CredentialKind::ClientCertificate,
             HubCredential::Workload => CredentialKind::Workload,
             HubCredential::ManagedIdentity => CredentialKind::ManagedIdentity,
             HubCredential::AzureCli => CredentialKind::AzureCli,

@@ -50,6 +50,8 @@ struct Shared {
     settings: Mutex<Settings>,
     requests: Mutex<Vec<TokenRequest>>,
     issued: Mutex<Vec<String>>,
+    /// Certificates registered on the app: base64url SHA-1 thumbprint (`x5t`) and public key.
+    certificates: Mutex<Vec<(String, jsonwebtoken::DecodingKey)>>,
     signing: EncodingKey,
     issuer: String,
 }
@@ -88,6 +90,7 @@ impl Authority {
             settings: Mutex::new(settings),
             requests: Mutex::new(Vec::new()),
             issued: Mutex::new(Vec::new()),
+            certificates: Mutex::new(Vec::new()),
             signing,
             issuer: format!("https://{host}/{TENANT}/v2.0"),
         });
@@ -116,6 +119,13 @@ impl Authority {
     /// Every access token issued so far, to check none leaks into output.
     pub fn issued(&self) -> Vec<String> {
         self.shared.issued.lock().unwrap().clone()
+    }
+
+    /// Uploads a certificate to the app registration: its `x5t` thumbprint and RSA public
+    /// key (modulus and exponent, base64url), which client assertions are checked against.
+    pub fn register_certificate(&self, x5t: &str, modulus: &str, exponent: &str) {
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(modulus, exponent).unwrap();
+        self.shared.certificates.lock().unwrap().push((x5t.to_string(), key));
     }
 
     /// Signs a token as this authority would, for tests that need one without a request.
@@ -177,9 +187,13 @@ async fn token_endpoint(State(shared): State<Arc<Shared>>, uri: axum::http::Uri,
         if field("client_secret") != CLIENT_SECRET {
             return entra_error(7000215, "invalid_client", "invalid client secret provided");
         }
-    } else if field("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-        || field("client_assertion") != expected
-    {
+    } else if field("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+        return entra_error(700211, "invalid_client", "no matching federated identity record found");
+    } else if let Some(x5t) = jsonwebtoken::decode_header(field("client_assertion")).ok().and_then(|h| h.x5t) {
+        if let Err(reason) = check_certificate_assertion(&shared, &x5t, field("client_assertion")) {
+            return entra_error(700027, "invalid_client", &reason);
+        }
+    } else if field("client_assertion") != expected {
         return entra_error(700211, "invalid_client", "no matching federated identity record found");
     }
     let token = sign(&shared, &audience, lifetime);
@@ -187,6 +201,31 @@ async fn token_endpoint(State(shared): State<Arc<Shared>>, uri: axum::http::Uri,
     let body =
         json!({ "token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token });
     axum::Json(body).into_response()
+}
+
+/// The certificate credential's assertion as Microsoft documents it: RS256 over a
+/// registered certificate's key (found by `x5t`), `aud` the token endpoint, `iss` = `sub` =
+/// the client id, `jti`, `nbf`, `exp`.
+fn check_certificate_assertion(shared: &Shared, x5t: &str, assertion: &str) -> Result<(), String> {
+    let certificates = shared.certificates.lock().unwrap();
+    let Some((_, key)) = certificates.iter().find(|(t, _)| t == x5t) else {
+        return Err(format!(
+            "Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '{x5t}']"
+        ));
+    };
+    let audience = shared.issuer.replace("/v2.0", "/oauth2/v2.0/token");
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.sub = Some(CLIENT_ID.to_string());
+    validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(assertion, key, &validation)
+        .map_err(|e| format!("Client assertion is not valid: {e}"))?
+        .claims;
+    if claims["jti"].as_str().is_none_or(str::is_empty) {
+        return Err("Client assertion has no jti".into());
+    }
+    Ok(())
 }
 
 struct TlsListener {

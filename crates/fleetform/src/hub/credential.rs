@@ -16,11 +16,12 @@ use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::ClientOptions;
 use azure_core::time::OffsetDateTime;
 use azure_identity::{
-    AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
-    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 
+use super::certificate::{CertificateAssertion, CertificateError};
 use super::connection::{ConnectionString, SasToken};
 
 /// The scope of the IoT Hub data plane (docs/hub-semantics.md#entra-rbac).
@@ -38,6 +39,10 @@ pub enum CredentialKind {
     /// A service principal's client secret: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
     /// `AZURE_CLIENT_SECRET`.
     ClientSecret,
+    /// A service principal's certificate: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`,
+    /// `AZURE_CLIENT_CERTIFICATE_PATH` (a PEM file with the certificate and its unencrypted
+    /// RSA private key).
+    ClientCertificate,
     /// Workload identity federation: a federated token (GitHub Actions OIDC, AKS) in
     /// `AZURE_FEDERATED_TOKEN_FILE`, exchanged for `AZURE_CLIENT_ID` in `AZURE_TENANT_ID`.
     Workload,
@@ -54,6 +59,7 @@ impl CredentialKind {
         match self {
             CredentialKind::Auto => "auto",
             CredentialKind::ClientSecret => "client-secret",
+            CredentialKind::ClientCertificate => "client-certificate",
             CredentialKind::Workload => "workload",
             CredentialKind::ManagedIdentity => "managed-identity",
             CredentialKind::AzureCli => "azure-cli",
@@ -61,7 +67,7 @@ impl CredentialKind {
     }
 
     /// What `auto` means in this environment: a federated token file, then a client
-    /// secret, then an App Service / Functions / Arc managed-identity endpoint, and
+    /// secret, then a client certificate, then an App Service / Functions / Arc managed-identity endpoint, and
     /// otherwise the Azure CLI. Each is chosen by the variables it needs being set, never
     /// by trying one and falling back on failure: a sign-in that fails says why, instead
     /// of the error of the last credential tried. A VM's managed identity has no variable
@@ -73,6 +79,8 @@ impl CredentialKind {
             CredentialKind::Workload
         } else if set("AZURE_CLIENT_SECRET") {
             CredentialKind::ClientSecret
+        } else if set("AZURE_CLIENT_CERTIFICATE_PATH") {
+            CredentialKind::ClientCertificate
         } else if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") {
             CredentialKind::ManagedIdentity
         } else {
@@ -92,12 +100,16 @@ impl CredentialKind {
             CredentialKind::ClientSecret => {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the client secret has not expired or been rotated"
             }
+            CredentialKind::ClientCertificate => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the certificate in AZURE_CLIENT_CERTIFICATE_PATH is \
+                 the one uploaded to the app registration and has not expired"
+            }
             CredentialKind::ManagedIdentity => {
                 "check that this machine has a managed identity, and AZURE_CLIENT_ID if it is a user-assigned one"
             }
             CredentialKind::AzureCli | CredentialKind::Auto => {
-                "install the Azure CLI and run `az login` (or set AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_SECRET \
-                 to sign in another way; --hub-credential chooses)"
+                "install the Azure CLI and run `az login` (or set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_SECRET or \
+                 AZURE_CLIENT_CERTIFICATE_PATH to sign in another way; --hub-credential chooses)"
             }
         }
     }
@@ -118,7 +130,7 @@ pub enum CredentialError {
         code(fleetform::hub::credential_env),
         help(
             "set {name}, or choose another credential with --hub-credential \
-             (client-secret, workload, managed-identity, azure-cli)"
+             (client-secret, client-certificate, workload, managed-identity, azure-cli)"
         )
     )]
     MissingVariable { kind: CredentialKind, name: &'static str },
@@ -130,6 +142,10 @@ pub enum CredentialError {
         #[source]
         cause: azure_core::Error,
     },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Certificate(#[from] CertificateError),
 
     #[error("signing in to Entra ID with the {kind} credential failed (scope {IOT_HUB_SCOPE})")]
     #[diagnostic(code(fleetform::hub::credential_token))]
@@ -200,7 +216,7 @@ impl EntraCredential {
 
     /// The credential `kind` names, configured from the variables `env` returns
     /// (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
-    /// `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_AUTHORITY_HOST`). TLS trust follows the
+    /// `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_CERTIFICATE_PATH`, `AZURE_AUTHORITY_HOST`). TLS trust follows the
     /// platform's store, which `SSL_CERT_FILE` and `SSL_CERT_DIR` extend.
     pub fn new(kind: CredentialKind, env: &dyn Fn(&str) -> Option<String>) -> Result<EntraCredential, CredentialError> {
         let kind = match kind {
@@ -215,6 +231,8 @@ impl EntraCredential {
             env(name).filter(|v| !v.is_empty()).ok_or(CredentialError::MissingVariable { kind, name })
         };
         let setup = |cause| CredentialError::Setup { kind, cause };
+        let authority_host =
+            env("AZURE_AUTHORITY_HOST").filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.into());
         let client_options = ClientOptions { cloud: authority(env), ..Default::default() };
         let inner: Arc<dyn TokenCredential> = match kind {
             CredentialKind::Auto => unreachable!("resolved above"),
@@ -233,6 +251,17 @@ impl EntraCredential {
                 let secret = Secret::new(var("AZURE_CLIENT_SECRET")?);
                 let options = ClientSecretCredentialOptions { client_options };
                 ClientSecretCredential::new(&tenant, client, secret, Some(options)).map_err(setup)?
+            }
+            CredentialKind::ClientCertificate => {
+                let tenant = var("AZURE_TENANT_ID")?;
+                let client = var("AZURE_CLIENT_ID")?;
+                let path = PathBuf::from(var("AZURE_CLIENT_CERTIFICATE_PATH")?);
+                // The identity crate posts to `<authority>/<tenant>/oauth2/v2.0/token`; the
+                // assertion's `aud` must be that endpoint exactly.
+                let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", authority_host.trim_end_matches('/'));
+                let assertion = CertificateAssertion::load(&path, client.clone(), endpoint)?;
+                let options = ClientAssertionCredentialOptions { client_options };
+                ClientAssertionCredential::new(tenant, client, assertion, Some(options)).map_err(setup)?
             }
             CredentialKind::ManagedIdentity => {
                 let options = ManagedIdentityCredentialOptions {
@@ -348,6 +377,9 @@ impl HubSignIn {
     }
 }
 
+/// The public cloud's authority, where the identity crate signs in without `AZURE_AUTHORITY_HOST`.
+const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
 /// `AZURE_AUTHORITY_HOST` as the identity crate's cloud setting (sovereign clouds, a
 /// private authority); the public cloud without it.
 fn authority(env: &dyn Fn(&str) -> Option<String>) -> Option<Arc<CloudConfiguration>> {
@@ -375,6 +407,8 @@ mod tests {
         assert_eq!(CredentialKind::detect(&all), CredentialKind::Workload);
         let secret = env_of(&[("AZURE_CLIENT_SECRET", "s"), ("IDENTITY_ENDPOINT", "http://x")]);
         assert_eq!(CredentialKind::detect(&secret), CredentialKind::ClientSecret);
+        let certificate = env_of(&[("AZURE_CLIENT_CERTIFICATE_PATH", "/c.pem"), ("MSI_ENDPOINT", "http://x")]);
+        assert_eq!(CredentialKind::detect(&certificate), CredentialKind::ClientCertificate);
         let msi = env_of(&[("AZURE_FEDERATED_TOKEN_FILE", ""), ("MSI_ENDPOINT", "http://x")]);
         assert_eq!(CredentialKind::detect(&msi), CredentialKind::ManagedIdentity);
         assert_eq!(CredentialKind::detect(&env_of(&[])), CredentialKind::AzureCli);

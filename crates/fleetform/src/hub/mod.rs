@@ -4,6 +4,7 @@
 //! implements [`Hub`], so plan, explain, query and apply work the same against each.
 //! [`open`] turns a `--hub` value into one of them.
 
+pub mod certificate;
 pub mod connection;
 pub mod credential;
 mod error;
