@@ -86,6 +86,9 @@ pub struct Impact {
     pub warnings: Vec<Warning>,
     /// After apply: how many IoT Edge devices each deployment (by id) should be applied to.
     pub expected_applied: BTreeMap<String, u64>,
+    /// After apply: how many IoT Edge devices each deployment's (by id) target matches,
+    /// applied or not.
+    pub targeted: BTreeMap<String, u64>,
 }
 
 /// Devices sharing the same matches: before-indices, then after-indices shifted past them.
@@ -116,6 +119,12 @@ pub fn impact(
 ) -> Result<Impact, ReadError> {
     let Fold { pairs, devices, edge_devices } = fold_devices(before, after, fleet, also)?;
     let (before, after) = (&before.deployments, &after.deployments);
+    let mut targeted: BTreeMap<String, u64> = after.iter().map(|d| (d.id.to_string(), 0)).collect();
+    for p in &pairs {
+        for i in p.after.iter() {
+            *targeted.entry(after[i as usize].id.to_string()).or_default() += p.devices.count;
+        }
+    }
 
     // The declared state, merged once per distinct stack: warnings, and the documents
     // devices will run.
@@ -153,7 +162,7 @@ pub fn impact(
         }
         cohorts.entry((ib, ia, changes)).or_default().merge(sample);
     }
-    Ok(Impact { cohorts: sorted_cohorts(cohorts), totals, warnings, expected_applied })
+    Ok(Impact { cohorts: sorted_cohorts(cohorts), totals, warnings, expected_applied, targeted })
 }
 
 /// What one thread has folded so far. Kept across batches (a pool of lanes, one per

@@ -5,18 +5,18 @@
 //!
 //! The statistics are a fold over device twins ([`FleetStats::observe`] takes one
 //! `&Twin`, [`FleetStats::merge`] joins two folds), so they can run inside any pass over
-//! the fleet: [`Lint`] rides on the impact's pass, and reads the fleet again only to
-//! suggest names for a path no twin has.
+//! the fleet: [`Lint`] rides on the impact's pass (which also counts whom each target
+//! matches), and reads the fleet again only to suggest names for a path no twin has.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 
 use crate::manifest::Rendered;
 use crate::merge::{Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning};
-use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
-use crate::query::{CompiledCondition, Condition, ConditionRoot, Expr, ExprKind, Literal, Path, eq_ignore_case};
+use crate::model::{FleetRead, Projection, ReadError, Twin, TwinPath};
+use crate::query::{Condition, ConditionRoot, Expr, ExprKind, Literal, Path, eq_ignore_case};
 
 /// How many distinct property names are kept per object a watched path passes through:
 /// enough to suggest a near name, bounded however many distinct keys a fleet's tags have.
@@ -30,7 +30,6 @@ struct Query {
     /// before rollout).
     kind: QueryKind,
     metric: Option<String>,
-    condition: CompiledCondition,
     /// Comparisons of a path with a literal: (watched path index, comparison text, type).
     comparisons: Vec<(usize, String, JsonType)>,
     /// Every path the query reads (watched path indexes).
@@ -84,7 +83,6 @@ impl Watches {
             deployment: deployment.to_owned(),
             kind: if metric.is_some() { QueryKind::Metric } else { QueryKind::Target },
             metric: metric.map(str::to_owned),
-            condition: CompiledCondition::new(&condition),
             comparisons,
             reads,
         });
@@ -183,14 +181,13 @@ fn child<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
     map.get(name).or_else(|| map.iter().find(|(k, _)| eq_ignore_case(k, name)).map(|(_, v)| v))
 }
 
-/// The fold: statistics of the watched paths and the devices each query matches, over
-/// the IoT Edge twins (the only ones a deployment targets).
+/// The fold: statistics of the watched paths over the IoT Edge twins (the only ones a
+/// deployment targets). Which devices a target matches is the impact's pass's to say: it
+/// evaluates every target once per combination of values already.
 #[derive(Clone, Debug, Default)]
 pub struct FleetStats {
     edge_twins: u64,
     paths: Vec<PathStats>,
-    /// Per query: the IoT Edge devices it matches.
-    matched: Vec<DeviceSample>,
 }
 
 impl FleetStats {
@@ -202,7 +199,6 @@ impl FleetStats {
                 .iter()
                 .map(|p| PathStats { by_type: Default::default(), keys: vec![BTreeSet::new(); p.len()] })
                 .collect(),
-            matched: vec![DeviceSample::default(); watches.queries.len()],
         }
     }
 
@@ -243,11 +239,6 @@ impl FleetStats {
                 }
             }
         }
-        for (query, matched) in watches.queries.iter().zip(&mut self.matched) {
-            if query.condition.matches(twin.value()) {
-                matched.add(twin.device_id());
-            }
-        }
     }
 
     pub fn merge(&mut self, other: &FleetStats) {
@@ -265,19 +256,17 @@ impl FleetStats {
                 }
             }
         }
-        for (a, b) in self.matched.iter_mut().zip(&other.matched) {
-            a.merge(b);
-        }
     }
 
-    /// The findings. A fleet without IoT Edge twins tells nothing about paths or targets.
-    pub fn warnings(&self, watches: &Watches) -> Vec<Warning> {
+    /// The findings; `targeted` counts the IoT Edge devices each deployment's (by id)
+    /// target matches. A fleet without IoT Edge twins tells nothing about paths or targets.
+    pub fn warnings(&self, watches: &Watches, targeted: &BTreeMap<String, u64>) -> Vec<Warning> {
         let mut out = Vec::new();
         if self.edge_twins == 0 {
             return out;
         }
-        for (query, matched) in watches.queries.iter().zip(&self.matched) {
-            if query.kind == QueryKind::Target && matched.count == 0 {
+        for query in &watches.queries {
+            if query.kind == QueryKind::Target && targeted.get(&query.deployment).copied().unwrap_or(0) == 0 {
                 out.push(Warning::new(
                     Check::TargetsNoDevice { deployment: query.deployment.clone() },
                     &DeviceSample::default(),
@@ -388,29 +377,20 @@ impl Lint {
     }
 
     pub fn observe(&self, batch: &[Twin]) {
-        if self.watches.queries.is_empty() {
-            return;
+        if !self.watches.queries.is_empty() {
+            fold_into(&self.watches, &self.total, batch);
         }
-        let mut part = FleetStats::new(&self.watches);
-        for twin in batch {
-            part.observe(&self.watches, twin);
-        }
-        // A poisoned lock means another batch panicked; its partial sums are still sums.
-        self.total.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
     }
 
     /// The warnings. The pass read only the watched paths, so the names beside a path no
     /// twin has were not seen: only then is the fleet read again, whole, for "did you mean".
-    pub fn finish(self, fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
+    /// `targeted`: [`super::impact::Impact::targeted`] of the same pass.
+    pub fn finish(self, fleet: &dyn FleetRead, targeted: &BTreeMap<String, u64>) -> Result<Vec<Warning>, ReadError> {
         let mut stats = self.total.into_inner().unwrap_or_else(|e| e.into_inner());
         if stats.edge_twins > 0 && stats.paths.iter().any(|p| p.by_type.iter().all(|s| s.count == 0)) {
             let keys = Mutex::new(FleetStats::new(&self.watches));
             fleet.device_batches(Projection::Targeting, &|batch| {
-                let mut part = FleetStats::new(&self.watches);
-                for twin in &batch {
-                    part.observe(&self.watches, twin);
-                }
-                keys.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
+                fold_into(&self.watches, &keys, &batch);
                 Ok(())
             })?;
             let keys = keys.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -418,37 +398,49 @@ impl Lint {
                 kept.keys = seen.keys;
             }
         }
-        Ok(stats.warnings(&self.watches))
+        Ok(stats.warnings(&self.watches, targeted))
     }
 }
 
-/// The fleet-aware warnings for the declared deployments, from a pass over `fleet` of
-/// their own (tests; a plan uses [`Lint`] inside its single pass).
-pub fn lint(declared: &[Rendered], fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
-    let lint = Lint::new(declared);
-    fleet.device_batches(Projection::Paths(ReadPaths::new(lint.paths())), &|batch| {
-        lint.observe(&batch);
-        Ok(())
-    })?;
-    lint.finish(fleet)
+/// Folds `batch` into `total`, one lock per batch.
+fn fold_into(watches: &Watches, total: &Mutex<FleetStats>, batch: &[Twin]) {
+    let mut part = FleetStats::new(watches);
+    for twin in batch {
+        part.observe(watches, twin);
+    }
+    // A poisoned lock means another batch panicked; its partial sums are still sums.
+    total.lock().unwrap_or_else(|e| e.into_inner()).merge(&part);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::CompiledCondition;
     use serde_json::json;
 
     fn twin(id: &str, tags: Value) -> Twin {
         Twin::from_value(json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": tags})).unwrap()
     }
 
-    fn watches(condition: &str) -> Watches {
-        let mut w = Watches::default();
-        w.add("dep-1", None, crate::query::parse_condition(condition).unwrap());
-        w
+    /// The watches of one deployment's target, and the target itself.
+    struct Case {
+        w: Watches,
+        target: CompiledCondition,
     }
 
-    fn run(w: &Watches, twins: &[Twin]) -> Vec<Warning> {
+    fn watches(condition: &str) -> Case {
+        let mut w = Watches::default();
+        let parsed = crate::query::parse_condition(condition).unwrap();
+        let target = CompiledCondition::new(&parsed);
+        w.add("dep-1", None, parsed);
+        Case { w, target }
+    }
+
+    fn run(case: &Case, twins: &[Twin]) -> Vec<Warning> {
+        let w = &case.w;
+        // What the impact's pass counts, here from the plain evaluator.
+        let targeted = twins.iter().filter(|t| t.is_edge() && case.target.matches(t.value())).count() as u64;
+        let targeted = BTreeMap::from([("dep-1".to_string(), targeted)]);
         // Two folds merged, as batches from two threads are.
         let (a, b) = twins.split_at(twins.len() / 2);
         let mut left = FleetStats::new(w);
@@ -456,7 +448,7 @@ mod tests {
         let mut right = FleetStats::new(w);
         b.iter().for_each(|t| right.observe(w, t));
         left.merge(&right);
-        left.warnings(w)
+        left.warnings(w, &targeted)
     }
 
     #[test]

@@ -154,9 +154,9 @@ pub fn plan(
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
     let lint = lint::Lint::new(&declared);
     let also = impact::AlsoRead { paths: lint.paths(), visit: &|batch| lint.observe(batch) };
-    let Impact { cohorts, totals, mut warnings, expected_applied } =
+    let Impact { cohorts, totals, mut warnings, expected_applied, targeted } =
         impact::impact(&before, &after, fleet, &redactor, &also)?;
-    warnings.extend(lint.finish(fleet)?);
+    warnings.extend(lint.finish(fleet, &targeted)?);
     warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
     Ok(Plan {
         hub: fleet.describe(),
