@@ -74,10 +74,12 @@ impl<R: BufRead> Splitter<R> {
                 return Ok(None);
             }
             self.line += 1;
-            if out.last() == Some(&b'\n') {
+            // `out` may already hold earlier records of the batch: only this line's own
+            // bytes may be trimmed, or a blank line would eat the `\r` before it.
+            if out.len() > start && out.last() == Some(&b'\n') {
                 out.pop();
             }
-            if out.last() == Some(&b'\r') {
+            if out.len() > start && out.last() == Some(&b'\r') {
                 out.pop();
             }
             let mut column = 1;
@@ -278,6 +280,21 @@ mod tests {
 
     fn pos(line: u64, column: u64) -> RecordPos {
         RecordPos { line, column }
+    }
+
+    /// The batch reader appends several records to one buffer; a blank line after a
+    /// record ending in `\r\r` once trimmed into the record before it (found by fuzzing).
+    #[test]
+    fn blank_lines_never_trim_the_record_before_them() {
+        let text = b"M\xff3\r\r\n\n#\xff\r";
+        let mut s = Splitter::new(&text[..], PathBuf::from("t"), TwinFormat::JsonLines);
+        let mut out = Vec::new();
+        let mut starts = Vec::new();
+        while let Some(pos) = s.next_record(&mut out).unwrap() {
+            starts.push(pos);
+        }
+        assert_eq!(starts, vec![pos(1, 1), pos(3, 1)]);
+        assert_eq!(out, b"M\xff3\r#\xff");
     }
 
     #[test]
