@@ -198,6 +198,7 @@ fn deployment() -> impl Strategy<Value = Deployment> {
                 routes: routes.into_iter().map(|r| (r.name.clone(), r)).collect(),
                 twins: twin_settings,
                 adopt: None,
+                rollout: None,
                 origin: origin(),
             }
         })

@@ -103,6 +103,7 @@ impl<'a> Reader<'a> {
             routes: BTreeMap::new(),
             twins: Vec::new(),
             adopt: None,
+            rollout: None,
             origin: self.origin.clone(),
         };
         match kind {

@@ -235,5 +235,48 @@ pub struct Deployment {
     /// that this deployment takes over. When its content equals this deployment's, plan
     /// updates its labels in place instead of replacing it.
     pub adopt: Option<String>,
+    /// `rollout { … }`: a content change reaches the target wave by wave (issue #17).
+    pub rollout: Option<Rollout>,
+    pub origin: Origin,
+}
+
+/// How a content change of a deployment reaches its target: wave by wave, each wave
+/// promoted when its devices report success, the whole change rolled back when they fail.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    /// In order; the last one covers the rest of the deployment's target.
+    pub waves: Vec<Wave>,
+    pub promote: PromoteRule,
+    /// `None`: a failing wave waits for a person instead of rolling back.
+    pub rollback: Option<RollbackRule>,
+    pub origin: Origin,
+}
+
+/// One wave: the devices of the deployment's own target that also match `condition`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wave {
+    pub name: String,
+    /// `None`: everything the deployment's target matches (the last wave only).
+    pub condition: Option<QueryText>,
+    pub origin: Origin,
+}
+
+/// When a wave is promoted to the next one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromoteRule {
+    /// Share of the wave's targeted devices that must report success, 0.0..=1.0.
+    pub success: f64,
+    /// A wave with fewer targeted devices than this is never promoted automatically.
+    pub min_devices: u64,
+    /// How long the rule must have held since the wave started.
+    pub soak: std::time::Duration,
+    pub origin: Origin,
+}
+
+/// When a rollout is rolled back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollbackRule {
+    /// Share of the wave's targeted devices reporting failure that rolls back, 0.0..=1.0.
+    pub failure: f64,
     pub origin: Origin,
 }

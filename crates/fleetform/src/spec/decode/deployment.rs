@@ -106,6 +106,7 @@ impl Cx<'_> {
             routes,
             twins,
             adopt,
+            rollout: None,
             origin: self.origin(name_span),
         })
         .filter(|_| name_ok)
