@@ -10,6 +10,13 @@
 //!
 //! Run: `cargo bench --bench read_path` (READ_PATH_DEVICES=N to change the fleet, 20,000 by
 //! default).
+//!
+//! With `READ_PATH_TIER=S1` (or S2, S3) the emulator enforces that tier's quotas for one unit
+//! and the client paces itself to its default share of them, both over a metering window of
+//! `READ_PATH_WINDOW` (default `1s`: a minute's request counts in a second, so a 1M-device
+//! S1 read that takes 90 minutes on a hub is rehearsed in 90 s). The run then fails when the
+//! emulator answered any request with a quota 429 or when the paced plan read more pages
+//! than the unpaced one.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -17,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fleetform::hub::connection::ConnectionString;
-use fleetform::hub::rest::{MAX_PAGE_SIZE, OperationClass, Quota, RestHub, RestOptions, Tier};
+use fleetform::hub::rest::{MAX_PAGE_SIZE, OperationClass, Pacer, Quota, RestHub, RestOptions, Tier};
 use fleetform::hub::{Fleet, HubRead, SnapshotHub};
 use fleetform::manifest::{MapEnv, SecretMode, render_all};
 use serde_json::Value;
@@ -31,13 +38,18 @@ struct Emulator {
     child: Child,
     url: String,
     connection: String,
+    quota: Option<Quota>,
 }
 
 impl Emulator {
-    fn start(state: &Path) -> Emulator {
-        let mut child = Command::new(BIN)
-            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
-            .arg(state)
+    fn start(state: &Path, quota: Option<Quota>) -> Emulator {
+        let mut command = Command::new(BIN);
+        command.args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"]).arg(state);
+        if let Some(q) = &quota {
+            command.args(["--tier", tier_name(q.tier), "--units", &q.units.to_string(), "--quota-window"]);
+            command.arg(format!("{}ms", q.window.as_millis()));
+        }
+        let mut child = command
             .env_clear()
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -60,13 +72,22 @@ impl Emulator {
             let _ = child.kill();
             fail("the emulator did not print its banner");
         };
-        Emulator { child, url, connection }
+        Emulator { child, url, connection, quota }
     }
 
+    /// A client paced to the emulator's quota, when it has one.
     fn hub(&self) -> RestHub {
         let conn: ConnectionString = self.connection.parse().expect("the emulator's connection string parses");
-        RestHub::new(conn, RestOptions { endpoint: Some(self.url.clone()), progress: false, ..Default::default() })
+        let pacer = self.quota.map(|q| std::sync::Arc::new(Pacer::new(q)));
+        RestHub::new(conn, RestOptions { endpoint: Some(self.url.clone()), progress: false, pacer, ..Default::default() })
             .expect("the REST client starts")
+    }
+
+    /// The emulator's own counters (`GET /_emulator/stats`).
+    fn stats(&self) -> Value {
+        reqwest::blocking::get(format!("{}/_emulator/stats", self.url))
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| fail(&format!("the emulator's stats: {e}")))
     }
 }
 
@@ -97,6 +118,28 @@ fn plan_json(deployments: &Path, hub: &dyn HubRead) -> (Value, Duration) {
     (json, took)
 }
 
+fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::S1 => "S1",
+        Tier::S2 => "S2",
+        Tier::S3 => "S3",
+    }
+}
+
+/// `READ_PATH_TIER` and `READ_PATH_WINDOW`: the quota both sides keep, if any.
+fn quota_from_env() -> Option<Quota> {
+    let tier = match std::env::var("READ_PATH_TIER").ok()?.to_ascii_uppercase().as_str() {
+        "S1" => Tier::S1,
+        "S2" => Tier::S2,
+        "S3" => Tier::S3,
+        other => fail(&format!("READ_PATH_TIER={other}: expected S1, S2 or S3")),
+    };
+    let window = std::env::var("READ_PATH_WINDOW").unwrap_or_else(|_| "1s".into());
+    let window = humantime::parse_duration(&window)
+        .unwrap_or_else(|e| fail(&format!("READ_PATH_WINDOW={window}: {e} (e.g. 1s, 500ms)")));
+    Some(Quota { window, ..Quota::new(tier, 1) })
+}
+
 fn per_thousand(n: u64, edge: u64) -> f64 {
     n as f64 * 1000.0 / edge as f64
 }
@@ -122,7 +165,8 @@ fn main() {
     for name in ["configurations.json", "devices.jsonl", "modules.jsonl"] {
         std::fs::copy(hub_dir.join(name), state.join(name)).expect("the fleet copies");
     }
-    let emulator = Emulator::start(&state);
+    let quota = quota_from_env();
+    let emulator = Emulator::start(&state, quota);
 
     let snapshot = SnapshotHub::open(&hub_dir).unwrap_or_else(|e| fail(&format!("the snapshot: {e}")));
     let (offline, offline_took) = plan_json(&deployments, &snapshot);
@@ -131,6 +175,8 @@ fn main() {
     if online != offline {
         fail("the plan over REST differs from the plan from the snapshot");
     }
+    // Read before the unpaced comparison reads below add to the emulator's counts.
+    let served = emulator.stats();
     let edge = online["summary"]["edge_devices"].as_u64().unwrap_or(0).max(1);
     let stats = rest.stats();
     // One COUNT for the device total, then the pages.
@@ -161,6 +207,22 @@ fn main() {
     println!("read_path: {devices} devices, {edge} IoT Edge, {DEPLOYMENTS} deployments");
     println!("  plan from the snapshot:         {:>8.3} s", offline_took.as_secs_f64());
     println!("  plan over REST (emulator):      {:>8.3} s   identical JSON: yes", online_took.as_secs_f64());
+    if let Some(q) = &quota {
+        let throttled = served["throttled"].as_u64().unwrap_or(u64::MAX);
+        let queries = served["classes"]["queries"]["requests"].as_u64().unwrap_or(0);
+        let minutes = online_took.as_secs_f64() / q.window.as_secs_f64();
+        println!(
+            "  quota {}×{} (window {:?}, share {}: {} queries a window): {queries} queries served, {throttled} quota 429s; {minutes:.1} windows = {minutes:.1} min on a hub",
+            tier_name(q.tier),
+            q.units,
+            q.window,
+            q.share,
+            q.budget(OperationClass::Queries)
+        );
+        if throttled != 0 {
+            fail(&format!("the paced plan drew {throttled} quota 429s from the emulator"));
+        }
+    }
     println!(
         "  requests: {} queries ({pages} device pages, fewest possible {fewest}; 1 count), {} configuration, {} twin reads; 0 module-twin pages",
         stats.queries, stats.configurations, stats.twin_reads
