@@ -555,3 +555,40 @@ fn wait_names_a_deployment_outranked_on_every_device_and_exits_3() {
     // Targeted, but expected and applied nowhere.
     assert!(line.contains("applied 0/0") && !line.contains("targeted 0,"), "{}", transcript(&out));
 }
+
+/// Issue #16 item 7: a failure confined to one building (`hub serve
+/// --simulate-failure-where`) ends `apply --wait`, which names failing devices: all of
+/// them in building 12 (their ids start with `b12-` in the example), smallest ids first,
+/// with the 500 the emulator reports for the cohort.
+#[test]
+fn wait_names_the_failing_devices_of_a_failing_cohort() {
+    let server = start(&["--simulate-success-after", "1", "--simulate-failure-where", "tags.location.building = '12'"]);
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s", "--wait=60s", "--format", "json"]);
+    let out = cmd.arg(deployments()).env("FLEETFORM_WAIT_INTERVAL_MS", "200").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["wait"]["outcome"], "failed", "{v}");
+    let failed = v["wait"]["failed_devices"].as_array().expect("failing devices are named");
+    assert!(!failed.is_empty() && failed.len() <= 5, "{v}");
+    let ids: Vec<&str> = failed.iter().map(|f| f["device_id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|d| d.starts_with("b12-")), "only the cohort fails: {ids:?}");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+    assert!(failed.iter().all(|f| f["code"] == 500), "{v}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("  {} reports 500: simulated failure", ids[0])), "{}", transcript(&out));
+}
+
+#[test]
+fn a_bad_failure_cohort_condition_is_refused_at_start() {
+    let state = common::campus_hub_copy();
+    let out = cli()
+        .args(["hub", "serve", "--listen", "127.0.0.1:0", "--simulate-failure-where", "tags.x = "])
+        .arg("--state")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--simulate-failure-where"), "{}", transcript(&out));
+}

@@ -231,3 +231,73 @@ fn markdown_stays_under_the_comment_limit_on_a_large_fleet() {
     assert!(md.contains("more cohorts ("), "the tail is summarised with counts");
     assert!(md.contains("not shown to stay within the comment size limit"));
 }
+
+/// `plan --without-secrets` (issue #16 item 5): a reviewer with none of the example's
+/// secrets. The example reads ACR_PASSWORD (campus-base, campus-canary),
+/// VISION_REGISTRY_PASSWORD and CAMERA_API_TOKEN (conference-camera), and those three hold
+/// secrets, so their ids also depend on FLEETFORM_HASH_KEY; building-monitoring and
+/// route-override read no variable and keep their exact ids.
+#[test]
+fn plans_without_secrets_with_unknown_ids_and_refuses_to_save() {
+    let missing = ["ACR_PASSWORD", "CAMERA_API_TOKEN", "FLEETFORM_HASH_KEY", "VISION_REGISTRY_PASSWORD"];
+    let bare = |args: &[&str]| {
+        let mut cmd = fleetform();
+        cmd.args(["plan", "--hub", HUB, EXAMPLE_DEPLOYMENTS]).args(args).output().unwrap()
+    };
+    let text_out = bare(&["--without-secrets"]);
+    assert_eq!(text_out.status.code(), Some(0), "{}", transcript(&text_out));
+    let text = stdout(&text_out);
+    assert!(text.starts_with(&format!("!! Planned without secrets: {} not set.", missing.join(", "))), "{text}");
+    assert!(text.contains("campus-canary-<unknown: depends on ACR_PASSWORD, FLEETFORM_HASH_KEY>"), "{text}");
+    // Unaffected deployments are planned exactly, and the devices that change are the
+    // same 270 the plan with secrets finds (text_plan_of_the_example).
+    assert!(text.contains("update building-monitoring-9caefb77 in place"), "{text}");
+    assert!(text.contains("no change (route-override-e7029ec9)"), "{text}");
+    assert!(text.trim_end().ends_with("270 devices change."), "{text}");
+    // No id hashed over a placeholder is ever shown for the deployments that read secrets.
+    for name in ["campus-base", "campus-canary", "conference-camera"] {
+        let hashed = text.match_indices(&format!("{name}-")).any(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            rest.len() >= 8
+                && rest[..8].chars().all(|c| c.is_ascii_hexdigit())
+                && !["campus-base-85df888b", "conference-camera-9ace891d"].iter().any(|old| text[i..].starts_with(old))
+        });
+        assert!(!hashed, "{name} shows a hashed id without its secrets");
+    }
+
+    let json_out = bare(&["--without-secrets", "--format", "json"]);
+    assert_eq!(json_out.status.code(), Some(0), "{}", transcript(&json_out));
+    let v: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(v["without_secrets"]["missing"], serde_json::json!(missing));
+    assert_eq!(
+        v["without_secrets"]["unknown_ids"]["conference-camera"],
+        serde_json::json!(["CAMERA_API_TOKEN", "FLEETFORM_HASH_KEY", "VISION_REGISTRY_PASSWORD"])
+    );
+    assert!(v["without_secrets"]["unknown_ids"].get("building-monitoring").is_none());
+
+    // Markdown in CI implies it; the comment says what was missing.
+    let mut cmd = fleetform();
+    let md_out = cmd
+        .env("CI", "true")
+        .args(["plan", "--hub", HUB, EXAMPLE_DEPLOYMENTS, "--format", "markdown"])
+        .output()
+        .unwrap();
+    assert_eq!(md_out.status.code(), Some(0), "{}", transcript(&md_out));
+    assert!(stderr(&md_out).contains("implied by --format markdown with CI set"), "{}", transcript(&md_out));
+    let md = stdout(&md_out);
+    assert!(
+        md.contains("> [!NOTE]\n> Planned without secrets: ACR\\_PASSWORD")
+            || md.contains("> [!NOTE]\n> Planned without secrets: ACR_PASSWORD"),
+        "{md}"
+    );
+    insta::assert_snapshot!("plan_markdown_without_secrets", md);
+
+    // Without CI, a missing secret is still an error, and such a plan is never saved.
+    assert_eq!(bare(&[]).status.code(), Some(1));
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("plan.json");
+    let out = bare(&["--without-secrets", "--out", saved.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(stderr(&out).contains("cannot save a plan made without secrets"), "{}", transcript(&out));
+    assert!(!saved.exists());
+}

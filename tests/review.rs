@@ -513,3 +513,50 @@ fn status_names_a_sample_of_the_failing_devices_with_their_agent_status() {
     let other = v["managed"].as_array().unwrap().iter().find(|d| d["id"] != site.as_str()).unwrap();
     assert!(other.get("failed_devices").is_none(), "{other}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A twin setting moved to another `path` (issue #16 item 9).
+
+const SENSOR_TWIN: &str = r#"layered "sensor-interval" {
+    priority 30
+    target "tags.environment='prod'"
+    twin "SimulatedTemperatureSensor" path="SendInterval" { value 5 }
+}
+"#;
+
+#[test]
+fn a_twin_path_change_is_summarised_by_module_and_path_not_as_a_secret() {
+    // The hub runs the deployment as written with path="SendInterval"; the change writes
+    // the same setting one level up, path="SendInterval.value" → the whole subsection.
+    let repo = Repo::new(&[("sensor.kdl", SENSOR_TWIN)]);
+    let render =
+        fleetform().current_dir(repo.dir.path()).args(["render", "sensor-interval", "deployments"]).output().unwrap();
+    assert_eq!(render.status.code(), Some(0), "{}", transcript(&render));
+    let mut on_hub: Value = serde_json::from_slice(&render.stdout).unwrap();
+    on_hub["createdTimeUtc"] = json!("2026-01-01T00:00:00Z");
+    on_hub["etag"] = json!("\"1\"");
+    std::fs::write(repo.dir.path().join("hub/configurations.json"), serde_json::to_string(&[on_hub]).unwrap()).unwrap();
+    let moved = SENSOR_TWIN.replace(r#"path="SendInterval" { value 5 }"#, r#"path="SendInterval.value" "5""#);
+    std::fs::write(repo.dir.path().join("deployments/sensor.kdl"), &moved).unwrap();
+    let out = repo.plan(&["--format", "markdown"]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let md = stdout(&out);
+    assert!(!md.contains("runtime content"), "{md}");
+    assert!(!md.contains("sensitive value changed"), "{md}");
+    let rendered = html(&md);
+    // Hand-derived: the old copy writes key properties.desired.SendInterval = {"value":5},
+    // the new one properties.desired.SendInterval.value = 5; the merged documents are equal.
+    assert!(
+        rendered.contains(
+            "<li>~ twin SimulatedTemperatureSensor properties.desired.SendInterval.value: (not written) → 5</li>"
+        ),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(
+            "<li>~ twin SimulatedTemperatureSensor properties.desired.SendInterval: {\"value\":5} → (not written)</li>"
+        ),
+        "{rendered}"
+    );
+    assert!(!rendered.contains("<li>\n<ul>"), "{rendered}");
+}

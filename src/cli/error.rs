@@ -93,6 +93,15 @@ pub enum CommandError {
     #[error("cannot encode the plan: {reason}")]
     EncodePlan { reason: serde_json::Error },
 
+    #[error("cannot save a plan made without secrets ({}) for apply", missing.join(", "))]
+    #[diagnostic(
+        code(fleetform::plan_without_secrets),
+        help(
+            "the ids of the deployments that read them are unknown, so apply could not write them; set the variables and plan again with --out"
+        )
+    )]
+    SaveWithoutSecrets { missing: Vec<String> },
+
     /// `init` or `man --out` could not write its files.
     #[error(transparent)]
     #[diagnostic(transparent)]

@@ -54,6 +54,9 @@ pub struct Behaviour {
     pub simulate_success_after: Option<Duration>,
     /// Share (0–1) of devices that report failure (500) instead of success.
     pub simulate_failure_share: f64,
+    /// Devices whose twin matches this target condition report failure (500): a failure
+    /// confined to a cohort, the same devices on every run. Adds to the share above.
+    pub simulate_failure_where: Option<String>,
     /// Share (0–1) of requests answered 429.
     pub inject_429: f64,
     /// Share (0–1) of requests answered 503.
@@ -152,6 +155,8 @@ impl Reply {
 
 /// The hub the emulator serves.
 pub struct Emulator {
+    /// `--simulate-failure-where`, compiled.
+    failing_cohort: Option<CompiledCondition>,
     dir: PathBuf,
     /// `host:port`, as it appears in the printed connection string.
     host: String,
@@ -205,6 +210,12 @@ impl Emulator {
         if behaviour.inject_429 + behaviour.inject_503 > 1.0 {
             return Err(EmulatorError::BadOption("--inject-429 and --inject-503 add up to more than 1".into()));
         }
+        let failing_cohort = match &behaviour.simulate_failure_where {
+            Some(text) => Some(CompiledCondition::new(&parse_condition(text).map_err(|e| {
+                EmulatorError::BadOption(format!("--simulate-failure-where {text:?}: {}", e.message()))
+            })?)),
+            None => None,
+        };
         let (key_name, key) = load_or_create_key(dir)?;
         remove_stale_temp_files(dir);
         let snap = Snapshot::open(dir)?;
@@ -271,6 +282,7 @@ impl Emulator {
             scratch: Vec::new(),
             counts: Default::default(),
             entra: None,
+            failing_cohort,
         };
         // A restart must not forget devices that have not reported yet.
         if emulator.behaviour.simulate_success_after.is_some() {
@@ -1047,13 +1059,21 @@ impl Emulator {
                 continue;
             };
             let pos = pos as usize;
-            let fails = fails(self.behaviour.seed, device, self.behaviour.simulate_failure_share);
+            let in_cohort = match (&self.failing_cohort, self.device_pos.get(device.as_str())) {
+                (Some(cond), Some(&at)) => {
+                    self.devices.value(at as usize, &mut self.scratch).is_ok_and(|twin| cond.matches(&twin))
+                }
+                _ => false,
+            };
+            let fails = in_cohort || fails(self.behaviour.seed, device, self.behaviour.simulate_failure_share);
             let mut twin = self.modules.value(pos, &mut self.scratch)?;
             let agent = &mut twin;
             let desired = agent.pointer("/properties/desired").cloned().unwrap_or(Value::Null);
             let version = desired.get("$version").cloned().unwrap_or(json!(1));
             let (code, description) = if desired.get("systemModules").is_none() {
                 (417, "empty configuration: no standard deployment applies")
+            } else if in_cohort {
+                (500, "simulated failure (fleetform hub serve --simulate-failure-where)")
             } else if fails {
                 (500, "simulated failure (fleetform hub serve --simulate-failure-share)")
             } else {

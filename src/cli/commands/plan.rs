@@ -69,6 +69,13 @@ pub struct Args {
     /// With --twins, warn when the twins are older than this (e.g. 12h, 2d).
     #[arg(long, value_name = "AGE", default_value = "24h", requires = "twins")]
     pub twins_max_age: String,
+    /// Plan even when `(env)` / `(secret-env)` variables (or FLEETFORM_HASH_KEY) are not set,
+    /// for reviewers and pull requests from forks: the ids of deployments that read them
+    /// are shown as unknown, the rest is planned exactly, and the plan says which
+    /// variables were missing. Such a plan cannot be saved with --out. Implied by
+    /// `--format markdown` when CI is set (and --out is not).
+    #[arg(long)]
+    pub without_secrets: bool,
 }
 
 /// `plan` exit code: a warning named by `--fail-on` fired.
@@ -112,7 +119,28 @@ pub fn plan_against(
 pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
     let paths = &args.paths;
     let head = args.git.git_ref.as_deref();
-    let Some(rendered) = declared(paths, head)? else { return Ok(ExitCode::from(1)) };
+    // A markdown plan in CI is a review comment, never applied: a pull request from a fork
+    // has no secrets, and failing there would leave the reviewer with no plan at all. Apply
+    // still needs every value, so a missing secret cannot slip through to the hub.
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let implied = !args.without_secrets && args.format == PlanFormat::Markdown && ci && args.out.is_none();
+    let (rendered, without) = if args.without_secrets || implied {
+        let Some((rendered, without)) = declared_without_secrets(paths, head)? else { return Ok(ExitCode::from(1)) };
+        (rendered, without.is_partial().then_some(without))
+    } else {
+        let Some(rendered) = declared(paths, head)? else { return Ok(ExitCode::from(1)) };
+        (rendered, None)
+    };
+    if let Some(w) = &without {
+        if args.out.is_some() {
+            return Err(CommandError::SaveWithoutSecrets { missing: w.missing.clone() });
+        }
+        let why = if implied { " (implied by --format markdown with CI set)" } else { "" };
+        eprintln!(
+            "note: planning without {}{why}: the ids of the deployments that read them are unknown; this plan cannot be applied",
+            w.missing.join(", ")
+        );
+    }
     let prune = Prune { prune: args.prune, allow_empty: args.allow_empty };
     prune.check(paths, &rendered)?;
     let hub = match &args.twins {
@@ -126,7 +154,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         },
         None => None,
     };
-    let plan = plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune)?;
+    let mut plan = plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune)?;
+    plan.without_secrets = without;
     crate::cli::ui::warn_wrong_shapes(&hub);
     let mut stdout = std::io::stdout().lock();
     match args.format {
@@ -192,6 +221,27 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         (true, true) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// [`declared`] for `--without-secrets`: unset variables read as placeholders, and the
+/// deployments that read them get unknown ids.
+fn declared_without_secrets(
+    paths: &[PathBuf],
+    rev: Option<&str>,
+) -> Result<Option<(Vec<Rendered>, fleetform::plan::WithoutSecrets)>, CommandError> {
+    let ws = fleetform::git::load_workspace(paths, rev)?;
+    if !ws.problems.is_empty() {
+        print_problems(&ws.problems);
+        eprintln!("{} problem{} found; fix them before planning", ws.problems.len(), render::plural(ws.problems.len()));
+        return Ok(None);
+    }
+    match fleetform::plan::render_without_secrets(&ws.deployments, &ProcessEnv) {
+        Ok(r) => Ok(Some(r)),
+        Err(problems) => {
+            print_problems(&problems);
+            Ok(None)
+        }
+    }
 }
 
 /// `--twins DIR`: the hub the arguments name for the deployments, the snapshot in `dir` for

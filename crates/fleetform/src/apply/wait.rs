@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::status::{FAILED_SAMPLE, FailedDevice};
 use crate::hub::{Configuration, Hub, HubError};
 
 /// `apply --wait` exit code: written, but a deployment targets no device.
@@ -90,6 +91,11 @@ pub enum WaitOutcome {
     /// Devices reported failure for this deployment.
     Failed {
         deployment: WaitProgress,
+        /// Up to [`FAILED_SAMPLE`] of them (smallest ids first) with the agent's
+        /// `lastDesiredStatus`, from the `$edgeAgent` module twins, as `status` lists
+        /// them; empty when the hub serves no module twins.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        failed_devices: Vec<FailedDevice>,
     },
     TimedOut {
         deployments: Vec<WaitProgress>,
@@ -146,7 +152,8 @@ pub fn wait(
         }
         on_poll(&now);
         if let Some(failed) = now.iter().find(|p| p.reported_failed > 0) {
-            return Ok(WaitOutcome::Failed { deployment: failed.clone() });
+            let failed_devices = failed_sample(hub, &failed.id)?;
+            return Ok(WaitOutcome::Failed { deployment: failed.clone(), failed_devices });
         }
         if now.iter().all(WaitProgress::finished) {
             let idle: Vec<DeploymentId> = now.iter().filter(|p| p.targets_no_device()).map(|p| p.id.clone()).collect();
@@ -167,6 +174,23 @@ pub fn wait(
             std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
         }
     }
+}
+
+/// The failing devices of deployment `id`: one pass over the module twins, only once a
+/// count says some device failed (a count alone names no device to look at).
+fn failed_sample(hub: &dyn Hub, id: &DeploymentId) -> Result<Vec<FailedDevice>, HubError> {
+    let found = std::sync::Mutex::new(Vec::<FailedDevice>::new());
+    hub.module_batches(&|batch| {
+        let mut local: Vec<FailedDevice> =
+            batch.iter().filter_map(|agent| FailedDevice::of(agent, id.as_str())).collect();
+        let mut all = found.lock().unwrap_or_else(|e| e.into_inner());
+        all.append(&mut local);
+        // The smallest ids, whatever order the batches came in.
+        all.sort();
+        all.truncate(FAILED_SAMPLE);
+        Ok(())
+    })?;
+    Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 #[cfg(test)]

@@ -7,8 +7,13 @@
 //! fleet. Whatever the real hub currently runs does not enter into it, so the section
 //! shows the change under review alone, and it works offline against a snapshot.
 
-use crate::manifest::{Env, Rendered};
-use crate::model::{Configuration, FleetRead};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::manifest::{Env, HASH_KEY_VAR, LABEL_HASH, Rendered, SecretMode};
+use crate::model::{Configuration, DeploymentId, FleetRead};
+use crate::spec::Problem;
+use crate::spec::model::Deployment;
 
 use super::{Plan, PlanError, PlanOptions, plan};
 
@@ -37,6 +42,84 @@ fn process_hash_key() -> &'static str {
         getrandom::getrandom(&mut bytes).expect("the operating system's random number generator is available");
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     })
+}
+
+/// What a plan made without some `(env)` / `(secret-env)` values could not know
+/// (`plan --without-secrets`, for reviewers and pull requests from forks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WithoutSecrets {
+    /// The variables the deployments read that were not set, sorted: names only.
+    pub missing: Vec<String>,
+    /// Deployments whose id depends on a missing value, by name, with the variables it
+    /// depends on. The id is a hash over the content, so it is unknown without them.
+    pub unknown_ids: BTreeMap<String, Vec<String>>,
+}
+
+impl WithoutSecrets {
+    /// Whether anything was missing: such a plan cannot be saved or applied.
+    pub fn is_partial(&self) -> bool {
+        !self.missing.is_empty()
+    }
+}
+
+/// The id shown (and planned with) for a deployment whose id depends on `vars`: unique
+/// per name, not a valid hub id, so it can never be written.
+pub fn unknown_id(name: &str, vars: &[String]) -> DeploymentId {
+    DeploymentId(format!("{name}-<unknown: depends on {}>", vars.join(", ")))
+}
+
+/// An [`Env`] that answers as [`PlaceholderEnv`] and records which variables `real` lacks.
+struct Recording<'e> {
+    real: &'e dyn Env,
+    missing: RefCell<BTreeSet<String>>,
+}
+
+impl Env for Recording<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        if self.real.var(name).is_none() {
+            self.missing.borrow_mut().insert(name.to_string());
+        }
+        PlaceholderEnv(self.real).var(name)
+    }
+}
+
+/// Renders every deployment with the variables `env` lacks read as placeholders (a
+/// secret's under a key known to this process alone). A deployment that read a missing
+/// variable gets [`unknown_id`] and an unknown hash label in place of the hash of the
+/// placeholder, so no hash over a guessable value is ever shown or planned with. The
+/// hash key counts as missing only for deployments that hold secrets (the only ones
+/// whose hash it keys).
+pub fn render_without_secrets(
+    deployments: &[Deployment],
+    env: &dyn Env,
+) -> Result<(Vec<Rendered>, WithoutSecrets), Vec<Problem>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let mut info = WithoutSecrets::default();
+    let mut all_missing = BTreeSet::new();
+    for d in deployments {
+        let rec = Recording { real: env, missing: RefCell::new(BTreeSet::new()) };
+        match crate::manifest::render(d, &rec, SecretMode::Reveal) {
+            Ok(mut r) => {
+                let mut missing = rec.missing.into_inner();
+                if r.sensitive.is_empty() {
+                    missing.remove(HASH_KEY_VAR);
+                }
+                if !missing.is_empty() {
+                    let vars: Vec<String> = missing.iter().cloned().collect();
+                    r.configuration.id = unknown_id(&d.name.0, &vars);
+                    r.hash = "(unknown)".to_string();
+                    r.configuration.labels.insert(LABEL_HASH.to_string(), r.hash.clone());
+                    info.unknown_ids.insert(d.name.0.clone(), vars);
+                }
+                all_missing.extend(missing);
+                out.push(r);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    info.missing = all_missing.into_iter().collect();
+    if problems.is_empty() { Ok((out, info)) } else { Err(problems) }
 }
 
 /// The base commit's deployments as the hub's configurations would be had the base been

@@ -20,7 +20,9 @@ pub mod steps;
 use std::collections::BTreeMap;
 
 pub use actions::{Action, ActionKind, FieldChange, HubRef, adopt_ids, classify};
-pub use change::{PlaceholderEnv, base_configurations, change_plan};
+pub use change::{
+    PlaceholderEnv, WithoutSecrets, base_configurations, change_plan, render_without_secrets, unknown_id,
+};
 pub use diff::{Change, diff};
 pub use impact::{Cohort, DeviceTotals, Impact, StackIds};
 pub use redact::Redactor;
@@ -78,6 +80,8 @@ pub struct Plan {
     /// After apply: how many IoT Edge devices each deployment (by id) should be applied
     /// to, from the merge of the declared state; `apply --wait` waits for these counts.
     pub expected_applied: BTreeMap<String, u64>,
+    /// Set when planned without some secrets (`plan --without-secrets`).
+    pub without_secrets: Option<WithoutSecrets>,
 }
 
 impl Plan {
@@ -171,5 +175,6 @@ pub fn plan(
         declared,
         redactor,
         expected_applied,
+        without_secrets: None,
     })
 }

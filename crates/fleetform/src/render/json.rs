@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use super::output::{ActionOutput, ChangeOutput, CohortOutput, FieldChangeOutput, PlanOutput, Summary, WarningOutput};
+use super::output::{
+    ActionOutput, ChangeOutput, CohortOutput, FieldChangeOutput, PlanOutput, Summary, WarningOutput,
+    WithoutSecretsOutput,
+};
 use crate::plan::{ActionKind, Plan};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -61,6 +64,10 @@ pub fn plan_output<'a>(plan: &'a Plan, change: Option<&'a Plan>) -> PlanOutput<'
         cohorts: plan.cohorts.iter().map(CohortOutput::of).collect(),
         warnings: plan.warnings.iter().map(WarningOutput::of).collect(),
         change: change.map(|c| Box::new(plan_output(c, None))),
+        without_secrets: plan
+            .without_secrets
+            .as_ref()
+            .map(|w| WithoutSecretsOutput { missing: &w.missing, unknown_ids: &w.unknown_ids }),
     }
 }
 

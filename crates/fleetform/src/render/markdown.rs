@@ -31,6 +31,9 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
     let mut head = String::new();
     let _ = writeln!(head, "### {title}\n");
     let _ = writeln!(head, "**{}**\n", summary_line(plan));
+    if let Some(banner) = super::text::without_secrets_banner(plan) {
+        let _ = writeln!(head, "> [!NOTE]\n> {}\n", escape(&banner));
+    }
     if let Some(banner) = super::text::winner_flip_banner(plan) {
         let _ = writeln!(head, "> [!CAUTION]\n> {}\n", escape(&banner));
     }

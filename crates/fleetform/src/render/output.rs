@@ -39,6 +39,21 @@ pub struct PlanOutput<'a> {
     /// against the head), as a plan of its own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<Box<PlanOutput<'a>>>,
+    /// Present when planned without some `(env)` / `(secret-env)` values
+    /// (`plan --without-secrets`): such a plan cannot be saved or applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_secrets: Option<WithoutSecretsOutput<'a>>,
+}
+
+/// What a plan made without secrets could not know.
+#[derive(Serialize, JsonSchema)]
+pub struct WithoutSecretsOutput<'a> {
+    /// The variables the deployments read that were not set (names only), sorted.
+    pub missing: &'a [String],
+    /// Deployments whose new id depends on a missing value (the id hashes the content),
+    /// by name, with the variables; their `after` id is a marker
+    /// `<name>-<unknown: depends on VAR>`, not a hub id.
+    pub unknown_ids: &'a BTreeMap<String, Vec<String>>,
 }
 
 /// The plan in numbers.

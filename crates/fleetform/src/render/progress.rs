@@ -37,12 +37,21 @@ impl WaitOutcome {
                     if deployments.len() == 1 { "" } else { "s" }
                 )
             }
-            WaitOutcome::Failed { deployment } => {
-                format!(
+            WaitOutcome::Failed { deployment, failed_devices } => {
+                let mut out = format!(
                     "Rollout failed: deployment {} has devices reporting failure ({}).",
                     deployment.id,
                     deployment.counts()
-                )
+                );
+                if !failed_devices.is_empty() {
+                    out.push_str(&format!("\nFailing devices (first {}):", failed_devices.len()));
+                    for f in failed_devices {
+                        let why = if f.description.is_empty() { String::new() } else { format!(": {}", f.description) };
+                        out.push_str(&format!("\n  {} reports {}{why}", f.device_id, f.code));
+                    }
+                    out.push_str("\n`fleetform explain DEVICE` shows what one of them should run; `fleetform status` lists them again.");
+                }
+                out
             }
             WaitOutcome::TimedOut { deployments } => {
                 let pending: Vec<String> = deployments

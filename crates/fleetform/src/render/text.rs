@@ -57,6 +57,30 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// The sentence that heads a plan made without some secrets (`plan --without-secrets`):
+/// which were missing, whose ids are unknown, and that it cannot be applied.
+pub fn without_secrets_banner(plan: &Plan) -> Option<String> {
+    let w = plan.without_secrets.as_ref()?;
+    let names: Vec<&str> = w.unknown_ids.keys().map(String::as_str).collect();
+    let ids = if names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " The new id{} of {} {} unknown (the id hashes the content, secrets included), so {} shown as created or replaced even where the real plan would keep or update {} in place, and {} sensitive values are shown as changed.",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are" },
+            if names.len() == 1 { "it is" } else { "they are" },
+            if names.len() == 1 { "it" } else { "them" },
+            if names.len() == 1 { "its" } else { "their" },
+        )
+    };
+    Some(format!(
+        "Planned without secrets: {} not set.{ids} Everything else is planned exactly; this plan cannot be saved or applied.",
+        w.missing.join(", ")
+    ))
+}
+
 /// The sentence that heads a plan in which a replace changes the winner of an
 /// equal-priority tie (W014) on some devices: it is easy to miss as one cohort among many.
 pub fn winner_flip_banner(plan: &Plan) -> Option<String> {
@@ -81,6 +105,9 @@ pub fn winner_flip_banner(plan: &Plan) -> Option<String> {
 
 pub fn plan_text(plan: &Plan, paint: Paint) -> String {
     let mut out = String::new();
+    if let Some(banner) = without_secrets_banner(plan) {
+        let _ = writeln!(out, "{}\n", paint.fg(AnsiColor::Yellow, &format!("!! {banner}")));
+    }
     if let Some(banner) = winner_flip_banner(plan) {
         let _ = writeln!(out, "{}\n", paint.fg(AnsiColor::Red, &format!("!! {banner}")));
     }

@@ -25,6 +25,11 @@ pub struct Args {
     /// Share of devices (0 to 1) that report failure (500) instead of success.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub simulate_failure_share: f64,
+    /// Devices whose twin matches this target condition (e.g. "tags.location.building='43'")
+    /// report failure (500) instead of success: a failing cohort, the same devices every
+    /// run. Adds to --simulate-failure-share.
+    #[arg(long, value_name = "CONDITION")]
+    pub simulate_failure_where: Option<String>,
     /// Share of requests (0 to 1) answered 429 ThrottlingException.
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub inject_429: f64,
@@ -66,6 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let behaviour = Behaviour {
         simulate_success_after,
         simulate_failure_share: args.simulate_failure_share,
+        simulate_failure_where: args.simulate_failure_where,
         inject_429: args.inject_429,
         inject_503: args.inject_503,
         seed: args.seed,
