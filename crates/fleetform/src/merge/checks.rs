@@ -661,7 +661,8 @@ mod tests {
     fn warning_codes_parse_only_when_known() {
         assert_eq!("W012".parse::<WarningCode>(), Ok(WarningCode(12)));
         assert_eq!("w006".parse::<WarningCode>(), Ok(WarningCode(6)));
-        for bad in ["W12", "W0120", "E012", "W999", "W015", "", "W-01"] {
+        assert_eq!("W015".parse::<WarningCode>(), Ok(WarningCode(15)));
+        for bad in ["W12", "W0120", "E012", "W999", "W019", "", "W-01"] {
             assert!(bad.parse::<WarningCode>().is_err(), "{bad}");
         }
         assert_eq!(WarningCode(7).to_string(), "W007");
