@@ -111,6 +111,15 @@ fn a_self_metric_reaches_the_hub_with_the_real_id_and_follows_a_replace() {
         std::fs::write(ws.path().join("selfcheck.kdl"), selfcheck(image)).unwrap();
         let plan = server.run(&["plan", "--format", "json"], ws.path());
         assert!(plan.status.success(), "{}", transcript(&plan));
+        let plan_json = String::from_utf8_lossy(&plan.stdout).to_string();
+        assert!(!plan_json.contains("[[$self]]"), "the plan shows the query the hub stores: {plan_json}");
+        let diff = image.ends_with(":1.6").then(|| {
+            let out = server.run(&["plan", "--diff"], ws.path());
+            assert!(out.status.success(), "{}", transcript(&out));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(!text.contains("[[$self]]"), "{text}");
+            text
+        });
         let out = server.run(&["apply", "--auto-approve", "--timeout", "60s"], ws.path());
         assert!(out.status.success(), "{}", transcript(&out));
         let ours: Vec<Configuration> = server
@@ -123,6 +132,10 @@ fn a_self_metric_reaches_the_hub_with_the_real_id_and_follows_a_replace() {
         let metrics = c.metrics.as_ref().expect("custom metrics");
         let id = c.id.to_string();
         assert_eq!(metrics.queries["applied"], SELF_METRIC.replace("$self", &id));
+        if let Some(diff) = &diff {
+            // The replace's --diff shows the metric moving from the old id to the new one.
+            assert!(diff.contains(&format!("configurations.[[{id}]].status")), "{diff}");
+        }
         // The hub counts the metric over the real id: every device the deployment won.
         assert_eq!(metrics.results.get("applied").copied(), Some(expected), "{id}: {metrics:?}");
     }
