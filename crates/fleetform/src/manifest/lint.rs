@@ -184,6 +184,71 @@ fn image_version(image: &str) -> Option<[u32; 3]> {
 mod tests {
     use super::*;
 
+    fn codes_of(agent: &str, schema: &str, route: &str, metric: &str) -> Vec<u16> {
+        let text = format!(
+            "deployment \"a\" {{\n priority 1\n target \"*\"\n runtime schema=\"{schema}\" {{\n edge-agent image=\"{agent}\"\n edge-hub image=\"h:1.5\"\n }}\n module \"SimulatedTemperature\" image=\"m:1\"\n route \"r\" \"{route}\"\n metric \"m\" \"{metric}\"\n}}\n"
+        );
+        let ws =
+            crate::spec::Workspace::from_sources(vec![crate::spec::source::SourceFile::new("t.kdl", "t.kdl", text)]);
+        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+        lint_declared(&ws.deployments).iter().map(|c| c.code().0).collect()
+    }
+
+    /// Each warning fires on its case and stays quiet on the nearest correct one.
+    #[test]
+    fn each_warning_fires_on_its_case_only() {
+        let ok_route = "FROM /messages/modules/SimulatedTemperature/* INTO $upstream";
+        let ok_metric = "SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND properties.reported.lastDesiredStatus.code = 200 AND configurations.[[$self]].status = 'Applied'";
+        assert_eq!(codes_of("a:1.5", "1.1", ok_route, ok_metric), Vec::<u16>::new());
+        // An old agent is fine with schema 1.0; a floating 1.0 tag is the newest 1.0.x.
+        assert_eq!(codes_of("a:1.0.9", "1.0", ok_route, ok_metric), Vec::<u16>::new());
+        assert_eq!(codes_of("a:1.0", "1.1", ok_route, ok_metric), Vec::<u16>::new());
+        assert_eq!(codes_of("a:1.0.9", "1.1", ok_route, ok_metric), vec![17]);
+        assert_eq!(codes_of("a:1.0.10", "1.1", ok_route, ok_metric), Vec::<u16>::new());
+        // A module named nowhere near a declared one is W002's business in plan, not a typo.
+        assert_eq!(
+            codes_of("a:1.5", "1.1", "FROM /messages/modules/SimulatedTemprature/* INTO $upstream", ok_metric),
+            vec![18]
+        );
+        assert_eq!(
+            codes_of("a:1.5", "1.1", "FROM /messages/modules/Other/* INTO $upstream", ok_metric),
+            Vec::<u16>::new()
+        );
+        assert_eq!(
+            codes_of(
+                "a:1.5",
+                "1.1",
+                ok_route,
+                "SELECT deviceId FROM devices WHERE properties.reported.lastDesiredStatus.code = 200"
+            ),
+            vec![16]
+        );
+        // A device twin's own reported property is no module-twin property.
+        assert_eq!(
+            codes_of("a:1.5", "1.1", ok_route, "SELECT deviceId FROM devices WHERE properties.reported.firmware = '2'"),
+            Vec::<u16>::new()
+        );
+        assert_eq!(
+            codes_of(
+                "a:1.5",
+                "1.1",
+                ok_route,
+                "SELECT deviceId FROM devices WHERE configurations.[[a-0123abcd]].status = 'Applied'"
+            ),
+            vec![15]
+        );
+        // Not the shape of a fleetform id of a declared deployment.
+        assert_eq!(
+            codes_of(
+                "a:1.5",
+                "1.1",
+                ok_route,
+                "SELECT deviceId FROM devices WHERE configurations.[[legacy-0123abcd]].status = 'Applied'"
+            ),
+            Vec::<u16>::new()
+        );
+    }
+
     #[test]
     fn only_full_versions_of_an_image_tag_are_compared() {
         assert_eq!(image_version("mcr.microsoft.com/azureiotedge-agent:1.0.9"), Some([1, 0, 9]));
