@@ -30,19 +30,27 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
     let ok = ws.problems.is_empty();
     // Warnings do not make the files invalid: the hub accepts them, a reviewer should not.
     let warnings = fleetform::spec::ties::equal_priority_overlaps(&ws.deployments);
+    // What a deployment says that the hub accepts yet counts or runs wrong (W015 to W018).
+    let language: Vec<fleetform::merge::Warning> = fleetform::manifest::lint_declared(&ws.deployments)
+        .into_iter()
+        .map(|c| fleetform::merge::Warning::new(c, &Default::default()))
+        .collect();
     match format {
         Format::Json => {
             let mut json = fleetform::render::json::validate_json(&ws);
             if let serde_json::Value::Object(m) = &mut json {
+                let with_text = |mut v: serde_json::Value, text: String| {
+                    if let serde_json::Value::Object(o) = &mut v {
+                        o.insert("text".into(), text.into());
+                    }
+                    v
+                };
                 let list = warnings
                     .iter()
-                    .map(|w| {
-                        let mut v = serde_json::to_value(w).unwrap_or_default();
-                        if let serde_json::Value::Object(o) = &mut v {
-                            o.insert("text".into(), w.to_string().into());
-                        }
-                        v
-                    })
+                    .map(|w| with_text(serde_json::to_value(w).unwrap_or_default(), w.to_string()))
+                    .chain(
+                        language.iter().map(|w| with_text(serde_json::to_value(w).unwrap_or_default(), w.to_string())),
+                    )
                     .collect();
                 m.insert("warnings".into(), serde_json::Value::Array(list));
             }
@@ -50,6 +58,9 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         }
         Format::Text => {
             for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            for w in &language {
                 eprintln!("warning: {w}");
             }
             // A terminal is no use past a screenful or so; the count below stays exact.

@@ -6,15 +6,17 @@
 
 mod equiv;
 mod kdl;
+mod lint;
 mod read;
 mod render;
 
 pub use equiv::same_content;
 pub use kdl::{kdl_ident, kdl_string, to_kdl};
+pub use lint::{lint, lint_declared};
 pub use read::{ReadError, read};
 pub use render::{
-    Env, HASH_KEY_MIN_CHARS, HASH_KEY_VAR, HASH_SCHEME, MapEnv, ProcessEnv, Rendered, SecretMode, desired_documents,
-    legacy_hash, render, render_all, set_path,
+    Env, HASH_KEY_MIN_CHARS, HASH_KEY_VAR, HASH_SCHEME, MapEnv, ProcessEnv, Rendered, SELF_SEGMENT, SecretMode,
+    desired_documents, fill_self, legacy_hash, render, render_all, set_path,
 };
 
 /// What a sensitive value is replaced with in every output.

@@ -56,6 +56,9 @@ pub struct Rendered {
     pub sensitive: Vec<String>,
     /// The hub configuration this deployment adopts (`adopt "<id>"` in KDL), if any.
     pub adopt: Option<String>,
+    /// Each metric's query as written, before `[[$self]]` was filled in: what the
+    /// language-level warnings read (a literal id there was typed by hand).
+    pub written_metrics: BTreeMap<String, String>,
 }
 
 /// Renders every deployment, collecting every problem (missing variables).
@@ -100,10 +103,15 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
     labels.insert(LABEL_NAME.to_string(), d.name.0.clone());
     labels.insert(LABEL_HASH.to_string(), hash.clone());
     labels.insert(LABEL_HASH_SCHEME.to_string(), HASH_SCHEME.to_string());
+    let id = format!("{}-{}", d.name, &hash[..8]);
+    // `[[$self]]` becomes the id computed just above. No cycle: the hash covers
+    // modulesContent only (see `content_hash`), never metrics, target, priority or labels,
+    // which the hub lets change in place, so filling a metric cannot change the id it names.
     let metrics = (!d.metrics.is_empty()).then(|| Metrics {
         results: BTreeMap::new(),
-        queries: d.metrics.iter().map(|m| (m.name.clone(), m.query.text.clone())).collect(),
+        queries: d.metrics.iter().map(|m| (m.name.clone(), fill_self(&m.query.text, &id))).collect(),
     });
+    let written_metrics = d.metrics.iter().map(|m| (m.name.clone(), m.query.text.clone())).collect();
     let modules_content: BTreeMap<String, Map<String, Value>> = modules_content
         .into_iter()
         .map(|(k, v)| {
@@ -117,7 +125,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         })
         .collect();
     let configuration = Configuration {
-        id: format!("{}-{}", d.name, &hash[..8]).into(),
+        id: id.into(),
         schema_version: Some("1.0".to_string()),
         labels,
         content: ConfigurationContent { modules_content: Some(modules_content), ..Default::default() },
@@ -126,7 +134,16 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         metrics,
         ..Default::default()
     };
-    Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone() })
+    Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone(), written_metrics })
+}
+
+/// The segment a metric query writes for the id of its own deployment
+/// (schema/language.md "Target conditions and metric queries").
+pub const SELF_SEGMENT: &str = "[[$self]]";
+
+/// `query` with every `[[$self]]` replaced by `[[<id>]]`.
+pub fn fill_self(query: &str, id: &str) -> String {
+    query.replace(SELF_SEGMENT, &format!("[[{id}]]"))
 }
 
 /// Resolves every `(env)` value to the mask: what `validate` can know without the
@@ -573,7 +590,8 @@ pub fn set_path(root: &mut Value, path: &[String], value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{SourceFile, Workspace};
+    use crate::spec::Workspace;
+    use crate::spec::source::SourceFile;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef-ci";
 
@@ -700,5 +718,44 @@ deployment "kiosk" {
         let with = render(&deployment(&plain), &env(&[(HASH_KEY_VAR, KEY)]), SecretMode::Mask).unwrap();
         assert!(without.sensitive.is_empty());
         assert_eq!(without.configuration.id, with.configuration.id);
+    }
+}
+
+#[cfg(test)]
+mod self_tests {
+    use super::*;
+    use crate::spec::Workspace;
+    use crate::spec::source::SourceFile;
+
+    fn deployment(image: &str, metric: &str) -> Rendered {
+        let text = format!(
+            "deployment \"kiosk\" {{\n priority 1\n target \"*\"\n runtime {{\n edge-agent image=\"a:1.5\"\n edge-hub image=\"h:1.5\"\n }}\n module \"m\" image=\"{image}\"\n metric \"m\" \"{metric}\"\n}}\n"
+        );
+        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", text)]);
+        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
+        render(&ws.deployments[0], &MapEnv::default(), SecretMode::Mask).unwrap()
+    }
+
+    /// The filled-in metric names the id the same render gives the deployment, and a
+    /// change of content gives both a new id; a change of the metric alone keeps the id.
+    #[test]
+    fn self_is_filled_with_the_deployments_own_id_which_metrics_do_not_change() {
+        let q = "SELECT deviceId FROM devices WHERE configurations.[[$self]].status = 'Applied'";
+        let a = deployment("m:1", q);
+        let b = deployment("m:2", q);
+        for r in [&a, &b] {
+            let id = r.configuration.id.to_string();
+            assert!(id.starts_with("kiosk-") && id.len() == "kiosk-".len() + 8, "{id}");
+            let filled = &r.configuration.metrics.as_ref().unwrap().queries["m"];
+            assert_eq!(
+                filled,
+                &format!("SELECT deviceId FROM devices WHERE configurations.[[{id}]].status = 'Applied'")
+            );
+            assert_eq!(r.written_metrics["m"], q);
+        }
+        assert_ne!(a.configuration.id, b.configuration.id);
+        let other_metric =
+            deployment("m:1", "SELECT deviceId FROM devices WHERE configurations.[[$self]].status = 'Targeted'");
+        assert_eq!(a.configuration.id, other_metric.configuration.id);
     }
 }

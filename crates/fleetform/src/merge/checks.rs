@@ -86,6 +86,20 @@ pub enum Check {
     /// equal priority: the re-created one is newer, and the newest wins a tie
     /// (docs/hub-semantics.md#standard-winner).
     StandardWinnerFlips { priority: Priority, from: String, to: String },
+    /// A metric names a fleetform deployment id literally (`configurations.[[kiosk-1a2b3c4d]]`):
+    /// every content change of `names` re-creates it under a new id, and the metric then
+    /// counts nothing (schema/language.md "`$self`").
+    MetricNamesLiteralId { deployment: String, metric: String, id: String, names: String },
+    /// A `FROM devices` metric reads a reported property that only the runtime's module
+    /// twins carry (`$edgeAgent`, `$edgeHub`): a device twin does not have it, so the
+    /// metric counts no row for it (docs/hub-semantics.md#custom-metrics).
+    MetricReadsModuleTwinOnDevices { deployment: String, metric: String, path: String },
+    /// The edgeAgent image's tag is a version older than 1.0.10, which introduced schema
+    /// 1.1, while the deployment writes a newer schemaVersion (docs/hub-semantics.md#schema-versions).
+    RuntimeImageOlderThanSchema { deployment: String, module: String, image: String, schema: String },
+    /// A route reads from or sends to a module this deployment does not declare, one
+    /// letter or so off a module it does declare.
+    RouteModuleMisspelt { deployment: String, route: String, module: String, did_you_mean: String },
 }
 
 /// Which query of a deployment a finding is about.
@@ -195,7 +209,7 @@ impl Serialize for WarningCode {
 
 /// Why a text is not a warning code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("`{given}` is not a warning code (known: W001 to W014 and W020; README \"Reading a plan as a reviewer\")")]
+#[error("`{given}` is not a warning code (known: W001 to W018 and W020; README \"Reading a plan as a reviewer\")")]
 #[diagnostic(
     code(fleetform::warning_code),
     help(
@@ -222,7 +236,7 @@ impl std::str::FromStr for WarningCode {
 
 impl WarningCode {
     /// Every code a warning of `plan` or `validate` can carry.
-    pub const KNOWN: [WarningCode; 15] = [
+    pub const KNOWN: [WarningCode; 19] = [
         WarningCode(1),
         WarningCode(2),
         WarningCode(3),
@@ -237,6 +251,10 @@ impl WarningCode {
         WarningCode(12),
         WarningCode(13),
         WarningCode(14),
+        WarningCode(15),
+        WarningCode(16),
+        WarningCode(17),
+        WarningCode(18),
         WarningCode(20),
     ];
     /// `validate`: equal-priority standard deployments whose targets can overlap.
@@ -261,13 +279,25 @@ impl Check {
             Check::PathOnNoTwin { .. } => 12,
             Check::TargetsNoDevice { .. } => 13,
             Check::StandardWinnerFlips { .. } => 14,
+            Check::MetricNamesLiteralId { .. } => 15,
+            Check::MetricReadsModuleTwinOnDevices { .. } => 16,
+            Check::RuntimeImageOlderThanSchema { .. } => 17,
+            Check::RouteModuleMisspelt { .. } => 18,
         })
     }
 
     /// Fleet-wide findings about a query, not about the devices it concerns: their device
     /// count is not worth printing when it is 0.
     fn about_query(&self) -> bool {
-        matches!(self, Check::PathOnNoTwin { .. } | Check::TargetsNoDevice { .. })
+        matches!(
+            self,
+            Check::PathOnNoTwin { .. }
+                | Check::TargetsNoDevice { .. }
+                | Check::MetricNamesLiteralId { .. }
+                | Check::MetricReadsModuleTwinOnDevices { .. }
+                | Check::RuntimeImageOlderThanSchema { .. }
+                | Check::RouteModuleMisspelt { .. }
+        )
     }
 }
 
@@ -337,6 +367,30 @@ impl std::fmt::Display for Check {
             Check::TargetsNoDevice { deployment } => {
                 write!(f, "`{deployment}` targets no IoT Edge device of the fleet: apply would roll it out nowhere")
             }
+            Check::MetricNamesLiteralId { deployment, metric, id, names } if names == deployment => write!(
+                f,
+                "`{deployment}` metric `{metric}` names `{id}` literally: this id changes with every content change, and the metric then counts nothing; write configurations.[[$self]]"
+            ),
+            Check::MetricNamesLiteralId { deployment, metric, id, names } => write!(
+                f,
+                "`{deployment}` metric `{metric}` names `{id}` literally: that id of `{names}` changes with every content change of `{names}`, and the metric then counts nothing"
+            ),
+            Check::MetricReadsModuleTwinOnDevices { deployment, metric, path } => write!(
+                f,
+                "`{deployment}` metric `{metric}` reads `{path}` FROM devices, but only the runtime's module twins report it, so no device twin row matches; write SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND …"
+            ),
+            Check::RuntimeImageOlderThanSchema { deployment, module, image, schema } => {
+                let setting =
+                    if module == "edgeAgent" { "runtime schema=\"1.0\"" } else { "edge-hub … schema=\"1.0\"" };
+                write!(
+                    f,
+                    "`{deployment}` pairs {module} image `{image}` with ${module} schemaVersion {schema}: schema 1.1 came with IoT Edge 1.0.10, which an older {module} does not read (the agent reports 412, invalid schema version); use an image of 1.0.10 or later, or `{setting}`"
+                )
+            }
+            Check::RouteModuleMisspelt { deployment, route, module, did_you_mean } => write!(
+                f,
+                "`{deployment}` route `{route}` names module `{module}`, which it does not declare; did you mean `{did_you_mean}`?"
+            ),
         }
     }
 }
@@ -607,7 +661,8 @@ mod tests {
     fn warning_codes_parse_only_when_known() {
         assert_eq!("W012".parse::<WarningCode>(), Ok(WarningCode(12)));
         assert_eq!("w006".parse::<WarningCode>(), Ok(WarningCode(6)));
-        for bad in ["W12", "W0120", "E012", "W999", "W015", "", "W-01"] {
+        assert_eq!("W015".parse::<WarningCode>(), Ok(WarningCode(15)));
+        for bad in ["W12", "W0120", "E012", "W999", "W019", "", "W-01"] {
             assert!(bad.parse::<WarningCode>().is_err(), "{bad}");
         }
         assert_eq!(WarningCode(7).to_string(), "W007");

@@ -162,6 +162,7 @@ pub fn plan(
         impact::impact(&before, &after, fleet, &redactor, &also)?;
     warnings.extend(lint.finish(fleet, &targeted)?);
     warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
+    warnings.extend(crate::manifest::lint(&declared).into_iter().map(|c| Warning::new(c, &Default::default())));
     Ok(Plan {
         hub: fleet.describe(),
         hub_id: fleet.identity(),

@@ -50,9 +50,11 @@ pub(super) fn check_queries(
 ) {
     if let Some(t) = target {
         check_target(t, problems);
+        check_self_refs(t, false, problems);
     }
     for m in metrics {
         check_metric(&m.query, problems);
+        check_self_refs(&m.query, true, problems);
     }
     for r in routes.values() {
         check_route(&r.text, problems);
@@ -444,4 +446,92 @@ fn check_route(q: &QueryText, problems: &mut Vec<Problem>) {
         }
         problems.push(p);
     }
+}
+
+/// `$self` (schema/language.md "Target conditions and metric queries"): written
+/// `configurations.[[$self]]`, in metric queries only, and filled in by render with the
+/// deployment's id. Anything close to it is almost surely meant to be it, and would
+/// otherwise read a configuration that never exists, so a metric that counts 0 forever.
+fn check_self_refs(q: &QueryText, in_metric: bool, problems: &mut Vec<Problem>) {
+    const SELF: &str = "$self";
+    let text = q.text.as_str();
+    let mut bracketed = Vec::new();
+    let mut from = 0;
+    while let Some(open) = text[from..].find("[[").map(|i| from + i) {
+        let Some(close) = text[open + 2..].find("]]").map(|i| open + 2 + i) else { break };
+        bracketed.push((open, close + 2));
+        let inner = &text[open + 2..close];
+        let span = q.span_of(open, close + 2 - open);
+        let before = text[..open].trim_end();
+        let after_configurations = before.len() >= "configurations.".len()
+            && before[before.len() - "configurations.".len()..].eq_ignore_ascii_case("configurations.");
+        if inner == SELF {
+            if !in_metric {
+                problems.push(self_outside_metric(q, span));
+            } else if !after_configurations {
+                problems.push(
+                    Problem::new(Code::InvalidQuery, &q.origin.file, span, "`[[$self]]` names this deployment's configuration", "not after `configurations.`")
+                        .with_help("write `configurations.[[$self]].status = 'Applied'`: $self is a configuration id, so it stands only after `configurations.`"),
+                );
+            }
+        } else if near_self(inner) && (after_configurations || inner.starts_with('$')) {
+            problems.push(
+                Problem::new(Code::InvalidQuery, &q.origin.file, span, format!("`[[{inner}]]` is not a deployment reference"), "did you mean `[[$self]]`?")
+                    .with_help("write `configurations.[[$self]]` for this deployment's own id; fleetform fills it in when it renders the deployment"),
+            );
+        }
+        from = close + 2;
+    }
+    // `$self` outside `[[ ]]`: the query language reads `configurations.$self` as a
+    // property named `$self`, which no twin has.
+    for (at, word) in dollar_words(text) {
+        if bracketed.iter().any(|&(a, b)| at >= a && at < b) || !(word == SELF || near_self(word)) {
+            continue;
+        }
+        let span = q.span_of(at, word.len());
+        if !in_metric {
+            problems.push(self_outside_metric(q, span));
+        } else {
+            problems.push(
+                Problem::new(
+                    Code::InvalidQuery,
+                    &q.origin.file,
+                    span,
+                    format!("`{word}` outside `[[ ]]` reads a property of that name"),
+                    "write `[[$self]]`",
+                )
+                .with_help("write `configurations.[[$self]].status = 'Applied'`"),
+            );
+        }
+    }
+}
+
+/// Whether `word` is a misspelling or another case of `$self` (not `$self` itself).
+fn near_self(word: &str) -> bool {
+    word != "$self"
+        && (word.eq_ignore_ascii_case("self")
+            || word.eq_ignore_ascii_case("$self")
+            || (word.starts_with('$') && crate::suggest::did_you_mean(word, ["$self"]).is_some()))
+}
+
+/// Each `$word` of a query with its byte offset (inside strings too: a reference there is
+/// as wrong as anywhere).
+fn dollar_words(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    for (i, c) in text.char_indices() {
+        if c != '$' {
+            continue;
+        }
+        let end =
+            text[i + 1..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(text.len(), |n| i + 1 + n);
+        if end > i + 1 {
+            out.push((i, &text[i..end]));
+        }
+    }
+    out
+}
+
+fn self_outside_metric(q: &QueryText, span: miette::SourceSpan) -> Problem {
+    Problem::new(Code::InvalidQuery, &q.origin.file, span, "`$self` may only appear in metric queries", "in a target condition")
+        .with_help("a target condition selects devices by their twins; `configurations.[[$self]]` is for metrics that count this deployment's devices")
 }

@@ -133,3 +133,58 @@ fn schema_file_matches_the_parser() {
     .collect();
     assert_eq!(props, parser_props);
 }
+
+/// A deployment with `target` and one `metric`, as written; the problems and, for each,
+/// the text its span covers.
+fn self_case(target: &str, metric: &str) -> (Vec<Deployment>, Vec<(String, String)>) {
+    let text = format!(
+        "deployment \"d\" {{\n    priority 1\n    target \"{target}\"\n    runtime {{\n        edge-agent image=\"a:1.5\"\n        edge-hub image=\"h:1.5\"\n    }}\n    metric \"m\" \"{metric}\"\n}}\n"
+    );
+    let file = Arc::new(SourceFile::new("t.kdl", "t.kdl", text.clone()));
+    let mut problems = Vec::new();
+    let ds = parse_file(&file, &mut problems);
+    let found = problems
+        .iter()
+        .map(|p| (p.to_string(), text[p.span.offset()..p.span.offset() + p.span.len()].to_string()))
+        .collect();
+    (ds, found)
+}
+
+#[test]
+fn self_inside_configurations_brackets_is_a_valid_metric_reference() {
+    let (ds, p) = self_case(
+        "*",
+        "SELECT deviceId FROM devices.modules WHERE moduleId = '$edgeAgent' AND configurations.[[$self]].status = 'Applied'",
+    );
+    assert!(p.is_empty(), "{p:?}");
+    assert!(ds[0].metrics[0].query.text.contains("[[$self]]"));
+}
+
+#[test]
+fn self_misspelt_or_misplaced_is_an_error_on_the_exact_characters() {
+    let q = |cond: &str| format!("SELECT deviceId FROM devices WHERE {cond}");
+    for (metric, covered, says) in [
+        (q("configurations.[[$slef]].status = 'Applied'"), "[[$slef]]", "`[[$slef]]` is not a deployment reference"),
+        (q("configurations.[[self]].status = 'Applied'"), "[[self]]", "`[[self]]` is not a deployment reference"),
+        (q("configurations.[[$SELF]].status = 'Applied'"), "[[$SELF]]", "`[[$SELF]]` is not a deployment reference"),
+        (q("configurations.$self.status = 'Applied'"), "$self", "outside `[[ ]]`"),
+        (q("tags.[[$self]] = 'x'"), "[[$self]]", "names this deployment's configuration"),
+    ] {
+        let (_, p) = self_case("*", &metric);
+        assert_eq!(p.len(), 1, "{metric}: {p:?}");
+        assert!(p[0].0.contains(says), "{metric}: {}", p[0].0);
+        assert_eq!(p[0].1, covered, "{metric}");
+    }
+    // `$version` and `$edgeAgent` are not near `$self`: nothing to say.
+    let (_, p) = self_case("*", &q("properties.desired.$version = 1 AND moduleId = '$edgeAgent'"));
+    assert!(p.is_empty(), "{p:?}");
+}
+
+#[test]
+fn self_in_a_target_condition_is_an_error() {
+    let (_, p) = self_case("configurations.[[$self]].status = 'Applied'", "SELECT deviceId FROM devices");
+    assert!(
+        p.iter().any(|(m, covered)| m.contains("only appear in metric queries") && covered == "[[$self]]"),
+        "{p:?}"
+    );
+}
