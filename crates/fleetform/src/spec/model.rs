@@ -280,3 +280,24 @@ pub struct RollbackRule {
     pub failure: f64,
     pub origin: Origin,
 }
+
+impl Rollout {
+    /// The target condition the new deployment carries on the hub while waves
+    /// `0..=through` are out: `(target) AND ((w0) OR … OR (w_through))`, or the target
+    /// itself once the last wave is reached. It only ever widens, so no device the target
+    /// matches is ever matched by neither the old nor the new deployment (docs/rollouts.md).
+    pub fn wave_target(&self, target: &str, through: usize) -> String {
+        let conditions: Vec<&str> =
+            self.waves.iter().take(through + 1).map_while(|w| w.condition.as_ref().map(|q| q.text.trim())).collect();
+        if through + 1 >= self.waves.len() || conditions.len() < through + 1 {
+            return target.to_string();
+        }
+        let waves = if conditions.len() == 1 {
+            format!("({})", conditions[0])
+        } else {
+            format!("({})", conditions.iter().map(|c| format!("({c})")).collect::<Vec<_>>().join(" OR "))
+        };
+        // `*` is a whole condition of its own in the query language, not an operand.
+        if target.trim() == "*" { waves } else { format!("({}) AND {waves}", target.trim()) }
+    }
+}

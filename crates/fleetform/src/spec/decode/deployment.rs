@@ -14,9 +14,9 @@ use crate::spec::model::*;
 use crate::spec::rules::{self, *};
 
 pub(super) const DEPLOYMENT_CHILDREN: &[&str] =
-    &["priority", "target", "label", "metric", "runtime", "module", "route", "twin", "adopt"];
+    &["priority", "target", "label", "metric", "runtime", "module", "route", "twin", "adopt", "rollout"];
 pub(super) const LAYERED_CHILDREN: &[&str] =
-    &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt"];
+    &["priority", "target", "label", "metric", "registry", "module", "route", "twin", "adopt", "rollout"];
 
 /// What the children of one deployment node decoded to so far. `None` is "not given, or
 /// given but invalid"; the node's own text tells the two apart where it matters.
@@ -33,6 +33,8 @@ struct Parts {
     routes: BTreeMap<String, Route>,
     twins: Vec<TwinSetting>,
     adopt: Option<String>,
+    /// `Some(None)`: a `rollout` node that was reported broken.
+    rollout: Option<Option<Rollout>>,
     /// Every `module` node seen, valid or not: the hub's limit counts what is written.
     module_count: usize,
 }
@@ -73,10 +75,14 @@ impl Cx<'_> {
                     }
                 }
                 "twin" => self.top_level_twin(child, &mut parts),
+                "rollout" if !self.once(child, parts.rollout.is_some()) => parts.rollout = Some(self.rollout(child)),
                 _ => {}
             }
         }
         self.required_children(node, kind, &name, name_span, &parts);
+        if let (Some(Some(r)), Some(target)) = (&parts.rollout, &parts.target) {
+            self.rollout_fits_target(r, target.as_ref());
+        }
         checks::check_deployment_parts(
             kind,
             &parts.modules,
@@ -92,7 +98,20 @@ impl Cx<'_> {
             self.problems,
         );
 
-        let Parts { priority, target, labels, metrics, runtime, registries, modules, routes, twins, adopt, .. } = parts;
+        let Parts {
+            priority,
+            target,
+            labels,
+            metrics,
+            runtime,
+            registries,
+            modules,
+            routes,
+            twins,
+            adopt,
+            rollout,
+            ..
+        } = parts;
         Some(Deployment {
             name: DeploymentName(name),
             kind,
@@ -106,7 +125,10 @@ impl Cx<'_> {
             routes,
             twins,
             adopt,
-            rollout: None,
+            rollout: match rollout {
+                None => None,
+                Some(r) => Some(r?),
+            },
             origin: self.origin(name_span),
         })
         .filter(|_| name_ok)

@@ -10,6 +10,7 @@ mod deployment;
 mod json;
 mod module;
 mod registry;
+mod rollout;
 mod route;
 mod runtime;
 

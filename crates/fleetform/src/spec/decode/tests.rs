@@ -116,6 +116,7 @@ fn schema_file_matches_the_parser() {
         runtime::AGENT_CHILDREN,
         runtime::HUB_CHILDREN,
         module::MODULE_CHILDREN,
+        rollout::ROLLOUT_CHILDREN,
         &["deployment", "layered"],
     ]
     .concat()
@@ -125,6 +126,8 @@ fn schema_file_matches_the_parser() {
     assert_eq!(nodes, parser_nodes);
     let parser_props: std::collections::BTreeSet<String> = [
         runtime::RUNTIME_PROPS,
+        rollout::PROMOTE_PROPS,
+        rollout::ROLLBACK_PROPS,
         &["image", "version", "schema", "ttl", "max-size-bytes", "path", "priority", "address", "username", "password"],
     ]
     .concat()
