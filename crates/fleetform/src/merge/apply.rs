@@ -59,12 +59,43 @@ pub(crate) fn write_path(doc: &mut Value, path: &TwinPath, value: &Value) {
 /// layered deployments matched (the device gets no full manifest), `unmanaged` when nothing
 /// did (the device keeps what it runs).
 pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifest {
+    merge_with(deployments, stack, true)
+}
+
+/// [`merge`] for a caller that throws the provenance away: it is still recorded where it
+/// finds conflicts (two applied layered deployments of one priority), and left empty
+/// otherwise. Recording it was a fifth of merging a large fleet for nothing.
+pub(crate) fn merge_documents(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifest {
+    merge_with(deployments, stack, false)
+}
+
+/// Whether a write by one applied layered deployment can replace one by another of the
+/// same priority: the only case in which the replaced origins make a conflict.
+fn layered_priorities_collide(deployments: &[MergeDeployment], stack: &Stack) -> bool {
+    let mut seen = Vec::new();
+    for index in stack.applied_indices() {
+        let Some(d) = deployments.get(index as usize) else {
+            continue;
+        };
+        if d.kind != ConfigurationKind::Layered {
+            continue;
+        }
+        if seen.contains(&d.priority) {
+            return true;
+        }
+        seen.push(d.priority);
+    }
+    false
+}
+
+fn merge_with(deployments: &[MergeDeployment], stack: &Stack, keep_provenance: bool) -> EffectiveManifest {
     if stack.standard_index().is_none() {
         let no_standard = stack.skipped.iter().any(|s| s.reason == SkipReason::NoStandard);
         return EffectiveManifest::empty(no_standard, !no_standard);
     }
     let mut docs: BTreeMap<String, Value> = BTreeMap::new();
     let mut provenance = Provenance::default();
+    let record = keep_provenance || layered_priorities_collide(deployments, stack);
     let mut conflicts = BTreeSet::new();
     // Layered writers of each module and route, in the order applied: two equal-priority
     // layered deployments touching one module or route collide even when their paths inside
@@ -84,7 +115,8 @@ pub fn merge(deployments: &[MergeDeployment], stack: &Stack) -> EffectiveManifes
             for (path, value) in writes {
                 let doc = docs.entry(twin.clone()).or_insert_with(|| Value::Object(Map::new()));
                 write_path(doc, &path, value);
-                let replaced = provenance.record(twin, path.segments(), value, writer);
+                let replaced =
+                    if record { provenance.record(twin, path.segments(), value, writer) } else { Vec::new() };
                 if d.kind != ConfigurationKind::Layered {
                     continue;
                 }

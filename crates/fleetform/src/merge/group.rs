@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::apply::merge_documents;
 use super::checks::{Check, DeviceSample, Warning, manifest_checks, stack_checks};
 use super::{EffectiveManifest, MatchSet, MergeDeployment, Stack, merge, stack};
 use crate::model::ConfigurationKind;
@@ -180,8 +181,19 @@ impl<'d> Grouper<'d> {
         // Merge and check each distinct stack once, on every core: merging is pure, and
         // with thousands of distinct stacks it is most of the work.
         let merged = parallel_map(&distinct, |&i| {
-            let manifest = merge(deployments, &stacked[i].2);
-            let checks = manifest_checks(&manifest);
+            // Provenance only names the deployment a finding blames (`from`), never
+            // decides whether there is one: merge without it, and again with it only
+            // for the few stacks that have findings.
+            let stack = &stacked[i].2;
+            let mut manifest = match keep {
+                Keep::Full => merge(deployments, stack),
+                Keep::Documents | Keep::Nothing => merge_documents(deployments, stack),
+            };
+            let mut checks = manifest_checks(&manifest);
+            if !matches!(keep, Keep::Full) && !checks.is_empty() {
+                manifest = merge(deployments, stack);
+                checks = manifest_checks(&manifest);
+            }
             let kept = match keep {
                 Keep::Full => Some(manifest),
                 Keep::Documents => {

@@ -162,7 +162,20 @@ pub fn impact(
         }
         cohorts.entry((ib, ia, changes)).or_default().merge(sample);
     }
+    drop(after_groups);
+    drop_elsewhere((merged, cache_b));
     Ok(Impact { cohorts: sorted_cohorts(cohorts), totals, warnings, expected_applied, targeted })
+}
+
+/// Frees `value` on a thread of its own. The merged documents are a JSON tree per module
+/// and distinct stack: at 100k devices freeing them took a tenth of the plan's CPU on the
+/// thread that still has to render, while the other core idled. If the process exits
+/// first, the OS reclaims the memory all the same.
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    if std::thread::Builder::new().name("drop".into()).spawn(move || drop(value)).is_err() {
+        // No thread to be had: the value was moved into the failed closure and is
+        // freed here, as it would have been without this helper.
+    }
 }
 
 /// What one thread has folded so far. Kept across batches (a pool of lanes, one per
