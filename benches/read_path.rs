@@ -79,8 +79,11 @@ impl Emulator {
     fn hub(&self) -> RestHub {
         let conn: ConnectionString = self.connection.parse().expect("the emulator's connection string parses");
         let pacer = self.quota.map(|q| std::sync::Arc::new(Pacer::new(q)));
-        RestHub::new(conn, RestOptions { endpoint: Some(self.url.clone()), progress: false, pacer, ..Default::default() })
-            .expect("the REST client starts")
+        RestHub::new(
+            conn,
+            RestOptions { endpoint: Some(self.url.clone()), progress: false, pacer, ..Default::default() },
+        )
+        .expect("the REST client starts")
     }
 
     /// The emulator's own counters (`GET /_emulator/stats`).
