@@ -13,6 +13,7 @@ pub mod diff;
 pub mod impact;
 pub mod lint;
 pub mod redact;
+pub mod rollout;
 pub mod saved;
 pub mod state;
 pub mod steps;
