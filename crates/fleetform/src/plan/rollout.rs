@@ -10,8 +10,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::manifest::LABEL_NAME;
-use crate::model::{Configuration, DeploymentId};
+use super::actions::{Action, ActionKind, HubRef};
+use super::impact::{AlsoRead, StackIds};
+use super::state::DeploymentState;
+use super::steps::StepOp;
+use crate::manifest::{LABEL_HASH, LABEL_NAME, Rendered};
+use crate::merge::{self, Check, CreatedAt, DeviceSample, MatchSet, MergeDeployment, Stack};
+use crate::model::{Configuration, ConfigurationKind, DeploymentId, Etag, FleetRead, Priority, ReadError};
 use crate::spec::model::Rollout;
 
 /// On N: the id of the old deployment it replaces.
@@ -37,7 +42,7 @@ pub const LABEL_ROLLED_BACK_FAILED: &str = "fleetform-rolled-back-failed";
 pub const LABEL_ROLLED_BACK_TARGETED: &str = "fleetform-rolled-back-targeted";
 /// On O: the rule's failure share, in parts per million (label values stay digits).
 pub const LABEL_ROLLED_BACK_FAILURE_PPM: &str = "fleetform-rolled-back-failure-ppm";
-/// On O: up to [`FAILED_SAMPLE`](crate::apply::status::FAILED_SAMPLE) failing device ids,
+/// On O: up to [`FAILED_SAMPLE`] failing device ids,
 /// comma-separated, when every one of them is made of label-safe characters.
 pub const LABEL_ROLLED_BACK_DEVICES: &str = "fleetform-rolled-back-devices";
 
@@ -128,7 +133,11 @@ impl std::fmt::Display for WaitReason {
                 percent(*success)
             ),
             WaitReason::Soaking { remaining_secs } => {
-                write!(f, "soaking: {} left", humantime::format_duration(std::time::Duration::from_secs(*remaining_secs)))
+                write!(
+                    f,
+                    "soaking: {} left",
+                    humantime::format_duration(std::time::Duration::from_secs(*remaining_secs))
+                )
             }
             WaitReason::BadLabels { problem } => write!(f, "{problem}"),
         }
@@ -266,7 +275,8 @@ pub struct Inputs<'a> {
 pub fn decide(i: &Inputs<'_>) -> Decision {
     let rolling: Vec<&Configuration> = i.on_hub.iter().copied().filter(|c| c.labels.contains_key(LABEL_FROM)).collect();
     if let Some(n) = (!rolling.is_empty()).then(|| super::actions::newest(&rolling)) {
-        let Some(o) = i.on_hub.iter().copied().find(|c| Some(c.id.as_str()) == n.labels.get(LABEL_FROM).map(|s| s.as_str()))
+        let Some(o) =
+            i.on_hub.iter().copied().find(|c| Some(c.id.as_str()) == n.labels.get(LABEL_FROM).map(|s| s.as_str()))
         else {
             // O is gone (a completion stopped half-way, or deleted by hand): the ordinary
             // update gives N the declared target and fields at once.
@@ -302,7 +312,14 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 reported_failed: record.failed,
                 ..Default::default()
             });
-            return Decision::RollBack { old, new, wave: record.wave, metrics, failure: record.failure, recorded: true };
+            return Decision::RollBack {
+                old,
+                new,
+                wave: record.wave,
+                metrics,
+                failure: record.failure,
+                recorded: true,
+            };
         }
         let wait = |wave: usize, metrics: Option<WaveMetrics>, why: WaitReason| Decision::Wait {
             old: old.clone(),
@@ -329,7 +346,11 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         }
         let promote = &i.rollout.promote;
         if m.targeted < 0 || (m.targeted as u64) < promote.min_devices {
-            return wait(wave, Some(m), WaitReason::TooFewDevices { targeted: m.targeted, min_devices: promote.min_devices });
+            return wait(
+                wave,
+                Some(m),
+                WaitReason::TooFewDevices { targeted: m.targeted, min_devices: promote.min_devices },
+            );
         }
         // A wave that targets no device (min-devices=0) has nothing to wait for.
         if m.targeted > 0 && WaveMetrics::share(m.reported_successful, m.targeted) < promote.success {
@@ -374,6 +395,507 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 }
 
 use Decision::Ordinary;
+
+/// Why a step of a rollout is written (the steps' `reason`).
+pub const REASON_START: &str = "rollout start";
+pub const REASON_RESTART: &str = "rollout restart";
+pub const REASON_PROMOTE: &str = "rollout promote";
+pub const REASON_COMPLETE: &str = "rollout complete";
+pub const REASON_RECORD: &str = "rollback record";
+pub const REASON_ROLLBACK: &str = "rollback";
+pub const REASON_CLEAR_RECORD: &str = "clear rollback record";
+
+/// One write of a rollout's transition, before [`super::steps`] orders it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedWrite {
+    pub op: StepOp,
+    pub id: DeploymentId,
+    pub priority: Priority,
+    pub etag: Option<Etag>,
+    pub reason: &'static str,
+}
+
+/// Where a wave stands relative to the hub and this apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaveStatus {
+    /// Out and promoted past.
+    Done,
+    /// The wave the new deployment covers through on the hub now.
+    Current,
+    /// The wave this apply widens the new deployment to.
+    Next,
+    Pending,
+}
+
+/// Devices that move together in one wave: same stack before, same after.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct WaveCohort {
+    pub count: u64,
+    /// Up to 5 device ids, smallest first.
+    pub samples: Vec<String>,
+    pub stack_before: StackIds,
+    pub stack_after: StackIds,
+}
+
+/// One wave of a rollout, as the merge engine evaluates it over the fleet.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct WavePlan {
+    pub index: usize,
+    pub name: String,
+    /// The wave's own condition (`None` for the last wave: the rest of the target).
+    pub condition: Option<String>,
+    /// The new deployment's target condition while this wave is out.
+    pub target: String,
+    /// IoT Edge devices that target matches: what the hub will report as `targetedCount`.
+    pub targeted: u64,
+    /// Devices whose stack changes when this wave goes out.
+    pub moves: u64,
+    pub samples: Vec<String>,
+    pub cohorts: Vec<WaveCohort>,
+    pub status: WaveStatus,
+}
+
+/// The rules a rollout is decided by, as declared.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct RolloutRules {
+    pub success: f64,
+    pub min_devices: u64,
+    pub soak_secs: u64,
+    /// `None`: a failing wave waits.
+    pub rollback_failure: Option<f64>,
+}
+
+/// One deployment's rollout in a plan: what the next apply does and the whole wave plan.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct RolloutPlan {
+    /// The deployment's name.
+    pub name: String,
+    /// `standard` or `layered`.
+    pub kind: String,
+    pub next: Decision,
+    pub rules: RolloutRules,
+    /// Empty when the decision names no old deployment to roll from.
+    pub waves: Vec<WavePlan>,
+    /// Devices that go back to the old deployment if the rollout is rolled back after
+    /// this apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_moves: Option<u64>,
+    /// The declared target `T` and priority, before the plan gave the new deployment its
+    /// wave's target and the old deployment's priority.
+    #[serde(skip)]
+    target: String,
+    #[serde(skip)]
+    declared_priority: Priority,
+}
+
+impl RolloutPlan {
+    /// The (old, new) pair whose tie is intended, and an unfinished new one a restart deletes.
+    pub fn pair(&self) -> Option<(DeploymentId, DeploymentId, Option<DeploymentId>)> {
+        match &self.next {
+            Decision::Start { old, new, replaces, .. } => Some((old.clone(), new.clone(), replaces.clone())),
+            Decision::Wait { old, new, .. }
+            | Decision::Promote { old, new, .. }
+            | Decision::Complete { old, new, .. }
+            | Decision::RollBack { old, new, .. } => Some((old.clone(), new.clone(), None)),
+            Decision::Refuse { old, unfinished, .. } => Some((old.clone(), unfinished.clone(), None)),
+            Decision::Ordinary | Decision::RolledBack { .. } => None,
+        }
+    }
+}
+
+/// What [`plan_rollouts`] changed.
+#[derive(Default)]
+pub struct Adjusted {
+    pub rollouts: Vec<RolloutPlan>,
+    /// Old deployments rewritten in place (a rollback record written or cleared): the
+    /// configuration apply sends, not declared in any file.
+    pub extra: Vec<Rendered>,
+}
+
+fn hub_ref(c: &Configuration) -> HubRef {
+    HubRef { id: c.id.clone(), etag: c.etag.clone(), priority: c.priority, kind: c.kind() }
+}
+
+/// O as apply rewrites it: its labels changed, its content the hub's own.
+fn rewritten(o: &Configuration, labels: BTreeMap<String, String>) -> Rendered {
+    let mut configuration = o.clone();
+    configuration.labels = labels;
+    configuration.system_metrics = None;
+    Rendered {
+        hash: o.labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+        configuration,
+        sensitive: Vec::new(),
+        adopt: None,
+        written_metrics: BTreeMap::new(),
+        rollout: None,
+    }
+}
+
+fn in_progress_labels(labels: &mut BTreeMap<String, String>, old: &DeploymentId, wave: usize, now: u64) {
+    labels.insert(LABEL_FROM.into(), old.to_string());
+    labels.insert(LABEL_WAVE.into(), wave.to_string());
+    labels.insert(LABEL_WAVE_STARTED.into(), now.to_string());
+    labels.insert(LABEL_STATE.into(), STATE_IN_PROGRESS.into());
+}
+
+/// Decides every declared rollout and turns the decisions into the actions' writes:
+/// the declared new deployment takes the target, priority and labels of the state it
+/// moves to (what create and update send), and old deployments whose labels change are
+/// returned in [`Adjusted::extra`].
+pub fn plan_rollouts(
+    declared: &mut [Rendered],
+    current: &[Configuration],
+    actions: &mut [Action],
+    now: u64,
+    restart: bool,
+    fleet: &dyn FleetRead,
+) -> Result<Adjusted, ReadError> {
+    let mut out = Adjusted::default();
+    for r in declared.iter_mut() {
+        let Some(rollout) = r.rollout.clone() else { continue };
+        let target = r.configuration.target_condition.clone();
+        if target.trim().is_empty() {
+            continue;
+        }
+        let Some(name) = r.configuration.labels.get(LABEL_NAME).cloned() else { continue };
+        let on_hub = named(current, &name);
+        let decision =
+            decide(&Inputs { declared: &r.configuration.id, rollout: &rollout, on_hub: on_hub.clone(), now, restart });
+        if decision == Ordinary {
+            continue;
+        }
+        let by_id = |id: &DeploymentId| on_hub.iter().copied().find(|c| &c.id == id);
+        let declared_priority = r.configuration.priority;
+        let mut writes = Vec::new();
+        let mut field_changes = Vec::new();
+        let mut after = Some(r.configuration.id.clone());
+        let write = |op, c: &Configuration, priority, reason| PlannedWrite {
+            op,
+            id: c.id.clone(),
+            priority,
+            etag: if op == StepOp::Create { None } else { c.etag.clone() },
+            reason,
+        };
+        match &decision {
+            Decision::Start { old, replaces, clear_record, .. } => {
+                let Some(o) = by_id(old) else { continue };
+                r.configuration.priority = o.priority;
+                r.configuration.target_condition = rollout.wave_target(&target, 0);
+                in_progress_labels(&mut r.configuration.labels, old, 0, now);
+                writes.push(write(StepOp::Create, &r.configuration, o.priority, REASON_START));
+                if let Some(n) = replaces.as_ref().and_then(by_id) {
+                    writes.push(write(StepOp::Delete, n, n.priority, REASON_RESTART));
+                }
+                if *clear_record {
+                    let mut labels = o.labels.clone();
+                    labels.retain(|k, _| !RECORD_LABELS.contains(&k.as_str()));
+                    out.extra.push(rewritten(o, labels));
+                    writes.push(write(StepOp::Update, o, o.priority, REASON_CLEAR_RECORD));
+                }
+            }
+            Decision::Wait { new, .. } => {
+                if let Some(n) = by_id(new) {
+                    r.configuration.priority = n.priority;
+                    r.configuration.target_condition = n.target_condition.clone();
+                    r.configuration.labels = n.labels.clone();
+                }
+            }
+            Decision::Promote { old, new, to, .. } => {
+                let Some(n) = by_id(new) else { continue };
+                r.configuration.priority = n.priority;
+                r.configuration.target_condition = rollout.wave_target(&target, *to);
+                in_progress_labels(&mut r.configuration.labels, old, *to, now);
+                field_changes = super::actions::field_changes(n, &r.configuration);
+                field_changes.retain(|f| f.field != format!("labels.{LABEL_WAVE_STARTED}"));
+                writes.push(write(StepOp::Update, n, n.priority, REASON_PROMOTE));
+            }
+            Decision::Complete { old, new, .. } => {
+                let (Some(o), Some(n)) = (by_id(old), by_id(new)) else { continue };
+                field_changes = super::actions::field_changes(n, &r.configuration);
+                writes.push(write(StepOp::Update, n, declared_priority, REASON_COMPLETE));
+                writes.push(write(StepOp::Delete, o, o.priority, REASON_COMPLETE));
+            }
+            Decision::RollBack { old, new, wave, metrics, failure, recorded } => {
+                let (Some(o), Some(n)) = (by_id(old), by_id(new)) else { continue };
+                if !recorded {
+                    let record = RollbackRecord {
+                        new: new.clone(),
+                        wave: *wave,
+                        at: Some(now),
+                        failed: metrics.reported_failed,
+                        targeted: metrics.targeted,
+                        failure: *failure,
+                        failing_devices: failing_devices(fleet, new)?,
+                    };
+                    let mut labels = o.labels.clone();
+                    labels.extend(record.labels());
+                    out.extra.push(rewritten(o, labels));
+                    writes.push(write(StepOp::Update, o, o.priority, REASON_RECORD));
+                }
+                writes.push(write(StepOp::Delete, n, n.priority, REASON_ROLLBACK));
+                after = Some(old.clone());
+            }
+            Decision::Refuse { unfinished, .. } => after = Some(unfinished.clone()),
+            Decision::RolledBack { old, .. } => after = Some(old.clone()),
+            Decision::Ordinary => {}
+        }
+        if let Some(a) = actions.iter_mut().find(|a| a.name == name && a.action != ActionKind::Unmanaged) {
+            a.action = ActionKind::Rollout;
+            a.before = on_hub.iter().map(|c| hub_ref(c)).collect();
+            a.after = after;
+            a.priority = r.configuration.priority;
+            a.field_changes = field_changes;
+            a.writes = writes;
+        }
+        out.rollouts.push(RolloutPlan {
+            name,
+            kind: r.configuration.kind().word().to_string(),
+            next: decision,
+            rules: RolloutRules {
+                success: rollout.promote.success,
+                min_devices: rollout.promote.min_devices,
+                soak_secs: rollout.promote.soak.as_secs(),
+                rollback_failure: rollout.rollback.as_ref().map(|rb| rb.failure),
+            },
+            waves: Vec::new(),
+            rollback_moves: None,
+            target,
+            declared_priority,
+        });
+    }
+    Ok(out)
+}
+
+/// Up to [`FAILED_SAMPLE`] devices whose `$edgeAgent` reports failing at deployment
+/// `new` (the rows `reportedFailedCount` counts, docs/hub-semantics.md#system-metrics),
+/// for the rollback record: once N is deleted, no twin names them any more.
+pub fn failing_devices(fleet: &dyn FleetRead, new: &str) -> Result<Vec<String>, ReadError> {
+    let found = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    fleet.module_batches(&|batch| {
+        for agent in &batch {
+            let failing = || -> Option<String> {
+                if agent.get("moduleId")?.as_str()? != "$edgeAgent" {
+                    return None;
+                }
+                if agent.get("configurations")?.get(new)?.get("status")?.as_str()? != "Applied" {
+                    return None;
+                }
+                let reported = agent.pointer("/properties/reported")?;
+                if reported.get("lastDesiredVersion")? != agent.pointer("/properties/desired/$version")? {
+                    return None;
+                }
+                let code = reported.get("lastDesiredStatus")?.get("code")?.as_i64()?;
+                (code != 200).then(|| agent.get("deviceId")?.as_str().map(String::from)).flatten()
+            };
+            if let Some(id) = failing() {
+                found.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().take(FAILED_SAMPLE).collect())
+}
+
+/// How many failing devices a rollback record names.
+pub const FAILED_SAMPLE: usize = 5;
+
+/// A state of the rollout that breaks the invariant: a device that runs a standard
+/// deployment before the rollout runs none in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broken {
+    pub name: String,
+    pub state: String,
+    pub devices: DeviceSample,
+}
+
+/// Evaluates every state of each rollout (before it, each wave, complete) per device with
+/// the merge engine: the devices each wave moves, and the invariant that no device that
+/// runs a standard deployment before the rollout is left without one in any state, and
+/// that every device of the target runs one once it completes.
+pub fn evaluate_waves(
+    rollouts: &mut [RolloutPlan],
+    current: &[Configuration],
+    declared: &[Rendered],
+    fleet: &dyn FleetRead,
+) -> Result<Vec<Broken>, super::PlanError> {
+    let mut broken = Vec::new();
+    for plan in rollouts.iter_mut() {
+        let Some((old, new, _)) = plan.pair() else { continue };
+        if matches!(plan.next, Decision::Refuse { .. }) {
+            continue;
+        }
+        let (Some(o), Some(r)) =
+            (current.iter().find(|c| c.id == old), declared.iter().find(|r| r.configuration.id == new))
+        else {
+            continue;
+        };
+        let Some(rollout) = r.rollout.as_ref() else { continue };
+        let existing = |c: &Configuration| match MergeDeployment::existing(c) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(super::PlanError::BadHubConfiguration {
+                id: c.id.to_string(),
+                problem: "no IoT Edge content".into(),
+            }),
+            Err(e) => Err(super::PlanError::BadHubConfiguration { id: c.id.to_string(), problem: e.to_string() }),
+        };
+        let mut universe = DeploymentState::default();
+        let name = plan.name.as_str();
+        for c in current.iter().filter(|c| c.is_edge() && c.labels.get(LABEL_NAME).map(String::as_str) != Some(name)) {
+            universe.deployments.push(existing(c)?);
+            universe.targets.push(c.target_condition.clone());
+        }
+        let base: Vec<u32> = (0..universe.len() as u32).collect();
+        let o_index = universe.len() as u32;
+        universe.deployments.push(existing(o)?);
+        universe.targets.push(o.target_condition.clone());
+        // N is newer than O: as it is on the hub, or created by this apply.
+        let created = match current.iter().find(|c| c.id == new) {
+            Some(n) => existing(n)?.created,
+            None => CreatedAt::Pending(0),
+        };
+        let Some(mut n) = MergeDeployment::from_configuration(&r.configuration, created) else { continue };
+        let waves = rollout.waves.len();
+        let first_n = universe.len() as u32;
+        for k in 0..waves {
+            n.priority = o.priority;
+            universe.deployments.push(n.clone());
+            universe.targets.push(rollout.wave_target(&plan.target, k));
+        }
+        n.priority = plan.declared_priority;
+        let final_index = universe.len() as u32;
+        universe.deployments.push(n);
+        universe.targets.push(plan.target.clone());
+
+        let mut states: Vec<(String, Vec<u32>)> = vec![("before the rollout".into(), [&base[..], &[o_index]].concat())];
+        for (k, w) in rollout.waves.iter().enumerate() {
+            states.push((format!("wave {} ({})", k + 1, w.name), [&base[..], &[o_index, first_n + k as u32]].concat()));
+        }
+        states.push(("the completed rollout".into(), [&base[..], &[final_index]].concat()));
+        let state_deployments: Vec<Vec<MergeDeployment>> = states
+            .iter()
+            .map(|(_, idx)| idx.iter().map(|&i| universe.deployments[i as usize].clone()).collect())
+            .collect();
+
+        let none = AlsoRead { paths: Vec::new(), visit: &|_| {} };
+        let fold = super::impact::fold_devices(&universe, &DeploymentState::default(), fleet, &none)?;
+        let current_wave = match &plan.next {
+            Decision::Start { .. } => Some(0),
+            Decision::Wait { wave, .. } => Some(*wave),
+            Decision::Promote { to, .. } => Some(*to),
+            _ => None,
+        };
+        let hub_wave = match &plan.next {
+            Decision::Wait { wave, .. } | Decision::Complete { wave, .. } | Decision::RollBack { wave, .. } => {
+                Some(*wave)
+            }
+            Decision::Promote { from, .. } => Some(*from),
+            _ => None,
+        };
+        let mut moved: Vec<BTreeMap<(StackIds, StackIds), DeviceSample>> = vec![BTreeMap::new(); waves];
+        let mut targeted = vec![0u64; waves];
+        let mut back = 0u64;
+        let mut lost: BTreeMap<usize, DeviceSample> = BTreeMap::new();
+        for pair in &fold.pairs {
+            let stacks: Vec<Stack> = states
+                .iter()
+                .zip(&state_deployments)
+                .map(|((_, idx), ds)| {
+                    let m = MatchSet::from_indices(
+                        idx.iter().enumerate().filter(|(_, i)| pair.before.contains(**i)).map(|(j, _)| j as u32),
+                    );
+                    merge::stack(ds, &m)
+                })
+                .collect();
+            let had = stacks[0].standard.is_some();
+            for (s, stack) in stacks.iter().enumerate().skip(1) {
+                let in_t = pair.before.contains(final_index) && r.configuration.kind() == ConfigurationKind::Standard;
+                if stack.standard.is_none() && (had || (s == states.len() - 1 && in_t)) {
+                    lost.entry(s).or_default().merge(&pair.devices);
+                }
+            }
+            for k in 0..waves {
+                if pair.before.contains(first_n + k as u32) {
+                    targeted[k] += pair.devices.count;
+                }
+                let (b, a) = (StackIds::of(&stacks[k]), StackIds::of(&stacks[k + 1]));
+                if b != a {
+                    moved[k].entry((b, a)).or_default().merge(&pair.devices);
+                }
+            }
+            if let Some(w) = current_wave
+                && StackIds::of(&stacks[w + 1]) != StackIds::of(&stacks[0])
+            {
+                back += pair.devices.count;
+            }
+        }
+        for (s, devices) in lost {
+            broken.push(Broken { name: plan.name.clone(), state: states[s].0.clone(), devices });
+        }
+        plan.rollback_moves = current_wave.map(|_| back);
+        plan.waves = rollout
+            .waves
+            .iter()
+            .enumerate()
+            .map(|(k, w)| {
+                let mut cohorts: Vec<WaveCohort> = std::mem::take(&mut moved[k])
+                    .into_iter()
+                    .map(|((stack_before, stack_after), d)| WaveCohort {
+                        count: d.count,
+                        samples: d.samples,
+                        stack_before,
+                        stack_after,
+                    })
+                    .collect();
+                cohorts.sort_by(|x, y| y.count.cmp(&x.count).then_with(|| x.samples.cmp(&y.samples)));
+                let mut all = DeviceSample::default();
+                for c in &cohorts {
+                    all.merge(&DeviceSample { count: c.count, samples: c.samples.clone() });
+                }
+                let status = match (hub_wave, current_wave) {
+                    (_, Some(c)) if c == k && hub_wave != Some(k) => WaveStatus::Next,
+                    (Some(h), _) if h == k => WaveStatus::Current,
+                    (Some(h), _) if k < h => WaveStatus::Done,
+                    _ => WaveStatus::Pending,
+                };
+                WavePlan {
+                    index: k,
+                    name: w.name.clone(),
+                    condition: w.condition.as_ref().map(|q| q.text.clone()),
+                    target: rollout.wave_target(&plan.target, k),
+                    targeted: targeted[k],
+                    moves: all.count,
+                    samples: all.samples,
+                    cohorts,
+                    status,
+                }
+            })
+            .collect();
+    }
+    Ok(broken)
+}
+
+/// Whether `check` is the tie of a rollout's old and new deployment, which the scheme
+/// relies on (the newest of equal priority wins): not worth a warning.
+pub fn intended_tie(rollouts: &[RolloutPlan], check: &Check) -> bool {
+    let pairs: Vec<(DeploymentId, DeploymentId, Option<DeploymentId>)> =
+        rollouts.iter().filter_map(RolloutPlan::pair).collect();
+    let ours = |ids: &[&str]| {
+        pairs.iter().any(|(o, n, r)| {
+            ids.iter().all(|id| *id == o.as_str() || *id == n.as_str() || r.as_ref().is_some_and(|r| r.as_str() == *id))
+        })
+    };
+    match check {
+        Check::EqualPriorityStandards { winner, losers, .. } => {
+            let mut ids: Vec<&str> = losers.iter().map(String::as_str).collect();
+            ids.push(winner);
+            ours(&ids)
+        }
+        Check::EqualPriorityLayeredOverlap { winner, loser, .. } => ours(&[winner, loser]),
+        Check::StandardWinnerFlips { from, to, .. } => ours(&[from, to]),
+        _ => false,
+    }
+}
 
 /// The configurations on the hub that carry `name`'s `fleetform-name`.
 pub fn named<'a>(hub: &'a [Configuration], name: &str) -> Vec<&'a Configuration> {
@@ -436,7 +958,12 @@ deployment "base" {{
         let w = wave.to_string();
         let mut n = config(
             "base-new",
-            &[(LABEL_FROM, "base-old"), (LABEL_WAVE, &w), (LABEL_WAVE_STARTED, "1000"), (LABEL_STATE, STATE_IN_PROGRESS)],
+            &[
+                (LABEL_FROM, "base-old"),
+                (LABEL_WAVE, &w),
+                (LABEL_WAVE_STARTED, "1000"),
+                (LABEL_STATE, STATE_IN_PROGRESS),
+            ],
         );
         n.created_time_utc = Some("2026-01-02T00:00:00Z".into());
         if let Some((targeted, ok, failed)) = m {
@@ -533,7 +1060,10 @@ deployment "base" {{
         // 100 targeted, 98 succeed (promote holds) and 6 fail (above 5%): rolled back.
         // The emulator counts a device once, but the rule must not depend on that.
         let d = at(0, (100, 98, 6), SOAKED);
-        assert!(matches!(&d, Decision::RollBack { wave: 0, failure, recorded: false, .. } if *failure == 0.05), "{d:?}");
+        assert!(
+            matches!(&d, Decision::RollBack { wave: 0, failure, recorded: false, .. } if *failure == 0.05),
+            "{d:?}"
+        );
         // Exactly 5 of 100 is not more than 5%: no rollback (and 95% < 98%: waits).
         assert!(matches!(at(0, (100, 95, 5), SOAKED), Decision::Wait { why: WaitReason::BelowSuccess { .. }, .. }));
         // Failures roll back during the soak too, and below min-devices.
@@ -606,7 +1136,8 @@ deployment "base" {{
             decide_with(&r, &hub, "base-new", 9999, false),
             Decision::RolledBack { old: "base-old".into(), record: record.clone() }
         );
-        let retry = Decision::Start { old: "base-old".into(), new: "base-new".into(), replaces: None, clear_record: true };
+        let retry =
+            Decision::Start { old: "base-old".into(), new: "base-new".into(), replaces: None, clear_record: true };
         assert_eq!(decide_with(&r, &hub, "base-new", 9999, true), retry);
         let other = decide_with(&r, &hub, "base-other", 9999, false);
         assert!(matches!(other, Decision::Start { clear_record: true, .. }), "{other:?}");

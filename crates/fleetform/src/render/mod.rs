@@ -10,6 +10,7 @@ pub mod markdown;
 pub mod output;
 pub mod progress;
 pub mod read_progress;
+pub mod rollout;
 pub mod status;
 pub mod text;
 
@@ -22,8 +23,14 @@ pub fn summary_line(plan: &Plan) -> String {
     }
     let deletes = plan.count(ActionKind::Delete);
     let devices = plan.totals.changed;
+    let advancing = plan.actions.iter().filter(|a| a.action == ActionKind::Rollout && !a.writes.is_empty()).count();
+    let rollouts = if advancing == 0 {
+        String::new()
+    } else {
+        format!(", {advancing} rollout{} to advance", if advancing == 1 { "" } else { "s" })
+    };
     format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete. {} device{} change{}.",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete{rollouts}. {} device{} change{}.",
         plan.count(ActionKind::Create),
         plan.count(ActionKind::Update),
         plan.count(ActionKind::Replace),
