@@ -91,7 +91,6 @@ fn extra(image: &str) -> String {
 
 struct Server {
     process: common::EmulatorProcess,
-    state: PathBuf,
     _dir: tempfile::TempDir,
     files: tempfile::TempDir,
 }
@@ -103,7 +102,7 @@ fn start(flags: &[&str]) -> Server {
     let lines: Vec<String> = fleet_devices().iter().map(|d| d.to_string()).collect();
     std::fs::write(state.join("devices.jsonl"), lines.join("\n") + "\n").unwrap();
     let process = common::EmulatorProcess::start(&state, flags);
-    Server { process, state, _dir: dir, files: tempfile::tempdir().unwrap() }
+    Server { process, _dir: dir, files: tempfile::tempdir().unwrap() }
 }
 
 impl Server {
