@@ -247,6 +247,17 @@ fn a_three_wave_rollout_is_promoted_over_successive_applies() {
         "the O/N tie is intended: {warnings:?}"
     );
 
+    // What a reviewer sees: the rollout section of the text plan and of the PR comment.
+    let section = |text: &str, from: &str, to: &str| -> String {
+        let start = text.find(from).unwrap_or_else(|| panic!("{from} in {text}"));
+        let end = text[start..].find(to).map_or(text.len(), |e| start + e);
+        text[start..end].to_string()
+    };
+    let out = server.command(&["plan"]).arg(&paths).output().unwrap();
+    insta::assert_snapshot!("rollout_plan_text", section(&stdout(&out), "Rollouts (", "Device impact"));
+    let out = server.command(&["plan", "--format", "markdown"]).arg(&paths).output().unwrap();
+    insta::assert_snapshot!("rollout_plan_markdown", section(&stdout(&out), "#### Rollouts", "<details>"));
+
     // Start: N on the canary devices only, O untouched everywhere else.
     let out = server.apply(&paths, &[]);
     assert_eq!(code(&out), Some(10), "{}", transcript(&out));
