@@ -399,8 +399,12 @@ fn new_content_mid_rollout_is_refused_with_13() {
     assert_eq!(code(&out), Some(13), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--restart-rollout"), "{}", transcript(&out));
     assert_eq!(server.hub().configurations().unwrap().len(), before.len(), "nothing written");
-    let out = server.apply(&newer, &["--restart-rollout"]);
+    let out = server.apply(&newer, &["--restart-rollout", "--format", "json"]);
     assert_eq!(code(&out), Some(10), "{}", transcript(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let next = &v["rollouts"][0]["next"];
+    assert_eq!(next["decision"], "start", "{v}");
+    assert!(next["replaces"].as_str().is_some_and(|r| r != old), "{v}");
     let ids: Vec<String> = server.named("base").iter().map(|c| c.id.to_string()).collect();
     assert_eq!(ids.len(), 2, "O and the newest N: {ids:?}");
     assert_eq!(ids[0], old);

@@ -179,7 +179,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
             code = ExitCode::from(c);
         }
         if json {
-            println!("{}", render::json::apply_unchanged_json(source));
+            let mut v = render::json::apply_unchanged_json(source);
+            if !first.rollouts.is_empty() {
+                v["rollouts"] = serde_json::to_value(&first.rollouts).unwrap_or_default();
+            }
+            println!("{v}");
         } else if source == "plan" && first.rollouts.is_empty() {
             // A fresh plan's text already ends with this line.
             println!("No changes. The hub matches the repository.");
@@ -309,7 +313,12 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         }
     }
     if json {
-        super::print_json(&render::json::apply_json(source, &report, wait_outcome.as_ref()));
+        let mut v = render::json::apply_json(source, &report, wait_outcome.as_ref());
+        // The decisions of the last round, as `plan --format json` shows them.
+        if !latest.is_empty() {
+            v["rollouts"] = serde_json::to_value(&latest).unwrap_or_default();
+        }
+        super::print_json(&v);
     }
     let interrupted_run = matches!(last.stopped, Some(apply::Stop::Interrupted))
         || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }))
