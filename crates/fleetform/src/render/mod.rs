@@ -19,6 +19,14 @@ use crate::plan::{ActionKind, Plan};
 /// `Plan: 1 to create, 1 to update, 1 to replace, 0 to delete. 120 devices change.`
 pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
+        if !plan.rollouts.is_empty() {
+            // The hub is not what the files declare: a rollout waits, or stays rolled back.
+            let n = plan.rollouts.len();
+            return format!(
+                "No changes now: {n} rollout{} in progress or rolled back (see Rollouts).",
+                if n == 1 { "" } else { "s" }
+            );
+        }
         return "No changes. The hub matches the repository.".to_string();
     }
     let deletes = plan.count(ActionKind::Delete);
