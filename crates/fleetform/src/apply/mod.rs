@@ -235,7 +235,11 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
         return Err(StepError::HashMismatch { step: step.number, id: step.id.to_string() });
     }
     let mut config = r.configuration.clone();
-    if let Some(commit) = &options.commit {
+    // A rollback record on the old deployment changes its labels, not its content: it
+    // still holds the content of the commit it was applied from.
+    let record = [crate::plan::rollout::REASON_RECORD, crate::plan::rollout::REASON_CLEAR_RECORD]
+        .contains(&step.reason.as_str());
+    if let Some(commit) = options.commit.as_ref().filter(|_| !record) {
         config.labels.insert(LABEL_COMMIT.to_string(), commit.clone());
     }
     Ok(config)
