@@ -663,6 +663,42 @@ deployment "base" {
     }
 
     #[test]
+    fn a_rollout_that_would_leave_devices_without_a_standard_deployment_is_refused() {
+        let (dir, hub) = empty_hub();
+        let devices = serde_json::json!([
+            {"deviceId": "a", "capabilities": {"iotEdge": true}, "tags": {"env": "prod", "ring": "canary"}},
+            {"deviceId": "b", "capabilities": {"iotEdge": true}, "tags": {"env": "prod"}}
+        ]);
+        std::fs::write(dir.path().join("devices.json"), devices.to_string()).unwrap();
+        let hub = {
+            drop(hub);
+            SnapshotHub::open(dir.path()).unwrap()
+        };
+        let old = rendered(ROLLING);
+        let no = AtomicBool::new(false);
+        execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        // The same name as a layered deployment: once O is deleted, nothing is left under it.
+        let layered = r#"
+layered "base" {
+    priority 10
+    target "tags.env='prod'"
+    rollout {
+        wave "canary" "tags.ring='canary'"
+        wave "rest"
+        promote success=1.0
+    }
+    module "M" image="m:2.0"
+}
+"#;
+        let current = hub.configurations().unwrap();
+        let err =
+            crate::plan::plan(rendered(layered), current, &crate::hub::Fleet(&hub), &Default::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(&err, crate::plan::PlanError::RolloutInvariant { count: 2, .. }), "{text}");
+        assert!(text.contains("in the completed rollout") && text.contains("a, b"), "{text}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
