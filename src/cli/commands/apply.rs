@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use fleetform::apply::{self, ApplyError};
 use fleetform::hub::rest::RestOptions;
+use fleetform::plan::{Decision, RolloutPlan};
 use fleetform::render;
 
 use crate::cli::args::{self, Format, HubArgs, Prune, RefArg};
@@ -45,7 +46,14 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub timeout: String,
     /// After the writes, wait until the created and updated deployments are applied
-    /// and reported successful by their devices (default 15m when given bare).
+    /// and reported successful by their devices (default 15m when given bare). For a
+    /// deployment with `rollout`, drive the whole rollout in this run: poll the wave's
+    /// metrics, promote, until it completes or rolls back.
+    ///
+    /// Exit codes with rollouts: 0 complete (or none in progress), 10 a rollout started
+    /// or a wave was promoted, 11 a rollout waits (rule not met, soaking, or --wait timed
+    /// out), 12 rolled back (now or earlier), 13 refused: new content while a rollout is
+    /// unfinished (--restart-rollout).
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
     pub wait: Option<String>,
     /// Apply even when the deployment files have uncommitted changes (the
@@ -55,6 +63,11 @@ pub struct Args {
     pub allow_dirty: bool,
     #[command(flatten)]
     pub git: RefArg,
+    /// For a deployment with `rollout`: retry a content that was rolled back, or start
+    /// new content over an unfinished rollout (deleting the unfinished new deployment)
+    /// instead of refusing with exit 13 (docs/rollouts.md).
+    #[arg(long)]
+    pub restart_rollout: bool,
     /// text, or json (one report object on stdout; the plan goes to stderr).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -102,7 +115,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         }
     };
 
-    let (steps, declared_now, expected_applied, source) = match saved {
+    let restart = args.restart_rollout;
+    let (first, source) = match saved {
         Some(saved) => {
             if args.prune {
                 eprintln!("note: --prune is ignored with a plan file: the plan already says what it deletes");
@@ -117,55 +131,178 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
             }
             // The file is only a request: what is carried out must be what planning from
             // the repository and the hub gives now, so a hand-edited step is refused.
-            let rederived = super::plan::plan_against(rendered.clone(), current, hub.as_ref(), saved.prune)?;
+            let rederived = super::plan::plan_against(rendered.clone(), current, hub.as_ref(), saved.prune, restart)?;
             let problems = apply::unjustified_steps(&saved.steps, &rederived.steps);
             if !problems.is_empty() {
                 return Err(ApplyError::Altered { problems }.into());
             }
             say(&render::apply::saved_plan_heading(&saved));
-            (saved.steps, rendered, saved.expected_applied, "plan")
+            let round = Round {
+                steps: saved.steps,
+                write: rederived.to_write(),
+                expected: saved.expected_applied,
+                rollouts: rederived.rollouts,
+            };
+            (round, "plan")
         }
         None => {
-            let plan = super::plan::plan_against(rendered, hub.configurations()?, hub.as_ref(), args.prune)?;
+            let plan =
+                super::plan::plan_against(rendered.clone(), hub.configurations()?, hub.as_ref(), args.prune, restart)?;
             let paint = render::text::Paint { color: ui.color_stdout && !json };
             say(&render::text::plan_text(&plan, paint));
+            if refused(&plan.rollouts) {
+                return Ok(ExitCode::from(EXIT_ROLLOUT_REFUSED));
+            }
             if plan.has_changes() && !args.auto_approve && ui::confirm_apply(&plan.hub) != Some(true) {
                 return Ok(ExitCode::from(1));
             }
-            (plan.steps, plan.declared, plan.expected_applied, "repository")
+            let round = Round {
+                write: plan.to_write(),
+                steps: plan.steps,
+                expected: plan.expected_applied,
+                rollouts: plan.rollouts,
+            };
+            (round, "repository")
         }
     };
-    if steps.is_empty() {
+    if refused(&first.rollouts) {
+        return Ok(ExitCode::from(EXIT_ROLLOUT_REFUSED));
+    }
+    let in_progress = |rollouts: &[RolloutPlan]| rollouts.iter().any(|r| rollout_in_progress(&r.next));
+    let drive = wait_for.is_some() && in_progress(&first.rollouts);
+    if first.steps.is_empty() && !drive {
+        let mut code = ExitCode::SUCCESS;
+        for r in &first.rollouts {
+            say(&format!("{}\n", render::rollout::transition_line(r)));
+        }
+        if let Some(c) = rollout_exit(&first.rollouts) {
+            code = ExitCode::from(c);
+        }
         if json {
-            println!("{}", render::json::apply_unchanged_json(source));
-        } else if source == "plan" {
+            let mut v = render::json::apply_unchanged_json(source);
+            if !first.rollouts.is_empty() {
+                v["rollouts"] = serde_json::to_value(&first.rollouts).unwrap_or_default();
+            }
+            println!("{v}");
+        } else if source == "plan" && first.rollouts.is_empty() {
             // A fresh plan's text already ends with this line.
             println!("No changes. The hub matches the repository.");
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
 
     let interrupted = ui::interrupt_between_steps();
     let commit = revisions::source_commit(&paths, rev)?;
-    let total = steps.len();
     let options = apply::ApplyOptions { commit };
-    let report = apply::execute(hub.as_ref(), &steps, &declared_now, &options, &interrupted, &mut |r| {
-        eprintln!("{}", render::apply::step_line(r, total));
-    });
+    let run_round = |round: &Round| -> apply::ApplyReport {
+        let total = round.steps.len();
+        apply::execute(hub.as_ref(), &round.steps, &round.write, &options, &interrupted, &mut |r| {
+            eprintln!("{}", render::apply::step_line(r, total));
+        })
+    };
+    // Re-reads the hub and decides again; later rounds only carry rollout transitions.
+    let replan = || -> Result<Round, CommandError> {
+        let plan =
+            super::plan::plan_against(rendered.clone(), hub.configurations()?, hub.as_ref(), args.prune, restart)?;
+        let steps: Vec<_> = plan.steps.iter().filter(|s| is_rollout_step(&s.reason)).cloned().collect();
+        if steps.len() < plan.steps.len() {
+            eprintln!(
+                "note: the hub changed beyond the rollouts since this apply started; only rollout steps are run now: plan again for the rest"
+            );
+        }
+        let steps = steps.into_iter().enumerate().map(|(i, mut s)| {
+            s.number = i + 1;
+            s
+        });
+        Ok(Round {
+            steps: steps.collect(),
+            write: plan.to_write(),
+            expected: plan.expected_applied,
+            rollouts: plan.rollouts,
+        })
+    };
+
+    let report = run_round(&first);
     if !json {
         print!("{}", report.summary_text());
     } else {
         eprint!("{}", report.summary_text());
     }
+    let mut latest = first.rollouts.clone();
+    let mut last = report.clone();
+    let mut retries = 0;
+    // Another apply changed N or O between our read and our write (HTTP 412): read the
+    // hub again and decide again, so that a wave is promoted once.
+    while !last.completed() && !latest.is_empty() && raced(&last) && retries < RACE_RETRIES {
+        retries += 1;
+        eprintln!("note: the hub changed during this apply (HTTP 412): reading it again and deciding again");
+        let round = replan()?;
+        last = run_round(&round);
+        latest = round.rollouts;
+    }
+    if last.completed() {
+        for r in &latest {
+            say(&format!("{}\n", render::rollout::transition_line(r)));
+        }
+    }
+    let mut rollout_timed_out = false;
+    if drive || (wait_for.is_some() && last.completed() && in_progress(&latest)) {
+        let limit = wait_for.unwrap_or_default();
+        let deadline = std::time::Instant::now() + limit;
+        let interval = wait_interval().unwrap_or(apply::WaitOptions::DEFAULT_INTERVAL);
+        let mut said: Vec<String> = Vec::new();
+        while last.completed() && in_progress(&latest) {
+            if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                rollout_timed_out = true;
+                break;
+            }
+            let until = now + interval.min(deadline - now);
+            while std::time::Instant::now() < until && !interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(50).min(interval));
+            }
+            let round = replan()?;
+            last = if round.steps.is_empty() { last } else { run_round(&round) };
+            if last.completed() {
+                for r in &round.rollouts {
+                    let line = render::rollout::transition_line(r);
+                    // A rollout that waits says so once, not on every poll.
+                    if !said.contains(&line) {
+                        say(&format!("{line}\n"));
+                        said.push(line);
+                    }
+                }
+            }
+            latest = round.rollouts;
+        }
+        if rollout_timed_out {
+            say(&format!(
+                "Rollout wait timed out after {}: still in progress; the next apply continues where this one stopped.\n",
+                humantime::format_duration(limit)
+            ));
+        }
+    }
     let mut wait_outcome = None;
     if report.completed()
         && let Some(limit) = wait_for
     {
-        let ids = report.written_ids();
+        // Deployments outside the rollouts: the ordinary wait for their devices.
+        let rolling: Vec<String> = first
+            .rollouts
+            .iter()
+            .filter_map(|r| r.pair())
+            .flat_map(|(o, n, x)| [Some(o), Some(n), x])
+            .flatten()
+            .map(|id| id.to_string())
+            .collect();
+        let ids: Vec<_> = report.written_ids().into_iter().filter(|id| !rolling.contains(&id.to_string())).collect();
         if !ids.is_empty() {
-            let mut options = apply::WaitOptions::new(limit, expected_applied);
-            if let Some(ms) = std::env::var(WAIT_INTERVAL_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                options.interval = std::time::Duration::from_millis(ms);
+            let mut options = apply::WaitOptions::new(limit, first.expected.clone());
+            if let Some(interval) = wait_interval() {
+                options.interval = interval;
             }
             let mut display = render::progress::ProgressDisplay::new(std::io::stderr().is_terminal());
             let outcome = apply::wait(hub.as_ref(), &ids, &options, &interrupted, &mut |p| display.show(p));
@@ -176,19 +313,103 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         }
     }
     if json {
-        super::print_json(&render::json::apply_json(source, &report, wait_outcome.as_ref()));
+        let mut v = render::json::apply_json(source, &report, wait_outcome.as_ref());
+        // The decisions of the last round, as `plan --format json` shows them.
+        if !latest.is_empty() {
+            v["rollouts"] = serde_json::to_value(&latest).unwrap_or_default();
+        }
+        super::print_json(&v);
     }
-    let interrupted_run = matches!(report.stopped, Some(apply::Stop::Interrupted))
-        || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }));
+    let interrupted_run = matches!(last.stopped, Some(apply::Stop::Interrupted))
+        || matches!(wait_outcome, Some(apply::WaitOutcome::Interrupted { .. }))
+        || (interrupted.load(std::sync::atomic::Ordering::SeqCst) && in_progress(&latest));
     Ok(if interrupted_run {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if !report.completed() {
+    } else if !report.completed() || !last.completed() {
         ExitCode::from(1)
     } else if let Some(w) = wait_outcome.as_ref().filter(|w| !w.succeeded()) {
         ExitCode::from(w.exit_code())
+    } else if let Some(code) = rollout_exit(&latest) {
+        ExitCode::from(code)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `apply` exit codes for rollouts (README "Exit codes", docs/rollouts.md).
+pub const EXIT_ROLLOUT_ADVANCED: u8 = 10;
+pub const EXIT_ROLLOUT_WAITING: u8 = 11;
+pub const EXIT_ROLLED_BACK: u8 = 12;
+pub const EXIT_ROLLOUT_REFUSED: u8 = 13;
+
+/// How often a 412 during a rollout is re-read and re-decided before apply gives up.
+const RACE_RETRIES: usize = 3;
+
+/// One plan's worth of writes: the steps, what they write, and the rollouts they advance.
+struct Round {
+    steps: Vec<fleetform::plan::Step>,
+    write: Vec<fleetform::manifest::Rendered>,
+    expected: std::collections::BTreeMap<String, u64>,
+    rollouts: Vec<RolloutPlan>,
+}
+
+fn wait_interval() -> Option<std::time::Duration> {
+    std::env::var(WAIT_INTERVAL_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
+}
+
+fn is_rollout_step(reason: &str) -> bool {
+    use fleetform::plan::rollout as r;
+    [
+        r::REASON_START,
+        r::REASON_RESTART,
+        r::REASON_PROMOTE,
+        r::REASON_COMPLETE,
+        r::REASON_RECORD,
+        r::REASON_ROLLBACK,
+        r::REASON_CLEAR_RECORD,
+    ]
+    .contains(&reason)
+}
+
+/// Whether the run stopped on an etag mismatch.
+fn raced(report: &apply::ApplyReport) -> bool {
+    report
+        .results
+        .iter()
+        .any(|r| r.status == apply::StepStatus::Failed && r.message.as_deref().is_some_and(|m| m.contains("HTTP 412")))
+}
+
+fn refused(rollouts: &[RolloutPlan]) -> bool {
+    let refusals: Vec<&RolloutPlan> = rollouts.iter().filter(|r| matches!(r.next, Decision::Refuse { .. })).collect();
+    for r in &refusals {
+        eprintln!("error: rollout of {}: {}", r.name, render::rollout::decision_text(r));
+    }
+    if !refusals.is_empty() {
+        eprintln!("Nothing was changed.");
+    }
+    !refusals.is_empty()
+}
+
+fn rollout_in_progress(d: &Decision) -> bool {
+    matches!(d, Decision::Start { .. } | Decision::Promote { .. } | Decision::Wait { .. })
+}
+
+/// The exit code the rollouts of the last round call for, if any: rolled back beats
+/// advanced beats waiting; a completed rollout is success.
+fn rollout_exit(rollouts: &[RolloutPlan]) -> Option<u8> {
+    let any = |f: fn(&Decision) -> bool| rollouts.iter().any(|r| f(&r.next));
+    if any(|d| matches!(d, Decision::RollBack { .. } | Decision::RolledBack { .. })) {
+        Some(EXIT_ROLLED_BACK)
+    } else if any(|d| matches!(d, Decision::Start { .. } | Decision::Promote { .. })) {
+        Some(EXIT_ROLLOUT_ADVANCED)
+    } else if any(|d| matches!(d, Decision::Wait { .. })) {
+        Some(EXIT_ROLLOUT_WAITING)
+    } else {
+        None
+    }
 }
 
 /// Refuses deployment files with uncommitted changes, or whose state git cannot tell.

@@ -42,6 +42,10 @@ pub struct Args {
     /// Also show replaced and updated deployments as a unified diff of their JSON.
     #[arg(long)]
     pub diff: bool,
+    /// Plan as `apply --restart-rollout` would: retry a rolled-back content, or start new
+    /// content over an unfinished rollout (docs/rollouts.md).
+    #[arg(long)]
+    pub restart_rollout: bool,
     /// Save the plan for `fleetform apply PLANFILE` (no secrets are written). With
     /// FLEETFORM_HASH_KEY set the file is sealed with a MAC: apply then refuses any edit.
     #[arg(long, value_name = "FILE")]
@@ -112,8 +116,9 @@ pub fn plan_against(
     current: Vec<Configuration>,
     hub: &dyn Hub,
     prune: bool,
+    restart_rollout: bool,
 ) -> Result<Plan, PlanError> {
-    fleetform::plan::plan(declared, current, &Fleet(hub), &PlanOptions { prune })
+    fleetform::plan::plan(declared, current, &Fleet(hub), &PlanOptions { prune, restart_rollout, now: None })
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
@@ -154,7 +159,8 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         },
         None => None,
     };
-    let mut plan = plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune)?;
+    let mut plan =
+        plan_against(rendered, hub.as_ref().configurations()?, hub.as_ref(), prune.prune, args.restart_rollout)?;
     plan.without_secrets = without;
     crate::cli::ui::warn_wrong_shapes(&hub);
     let mut stdout = std::io::stdout().lock();

@@ -22,7 +22,9 @@ use crate::model::DeploymentId;
 use crate::plan::{Step, StepOp, actions::field_changes};
 
 pub use stale::{Staleness, check_saved, load_plan_file, unjustified_steps};
-pub use status::{DeploymentStatus, FailedDevice, StatusReport, compare_with_head, sample_failed_devices, status};
+pub use status::{
+    DeploymentStatus, FailedDevice, RolloutStatus, StatusReport, compare_with_head, sample_failed_devices, status,
+};
 pub use wait::{WaitOptions, WaitOutcome, WaitProgress, wait};
 
 /// Why apply could not start or load its input.
@@ -233,7 +235,11 @@ fn to_write(step: &Step, declared: &[Rendered], options: &ApplyOptions) -> Resul
         return Err(StepError::HashMismatch { step: step.number, id: step.id.to_string() });
     }
     let mut config = r.configuration.clone();
-    if let Some(commit) = &options.commit {
+    // A rollback record on the old deployment changes its labels, not its content: it
+    // still holds the content of the commit it was applied from.
+    let record = [crate::plan::rollout::REASON_RECORD, crate::plan::rollout::REASON_CLEAR_RECORD]
+        .contains(&step.reason.as_str());
+    if let Some(commit) = options.commit.as_ref().filter(|_| !record) {
         config.labels.insert(LABEL_COMMIT.to_string(), commit.clone());
     }
     Ok(config)
@@ -586,6 +592,110 @@ layered "extra" {
         assert_eq!(report.stopped, Some(Stop::Failed { step: 1 }));
         assert!(report.results[0].message.as_deref().unwrap().contains("plan again"), "{:?}", report.results[0]);
         assert_eq!(hub.configuration(&created.id).unwrap(), created, "nothing written");
+    }
+
+    const ROLLING: &str = r#"
+deployment "base" {
+    priority 10
+    target "tags.env='prod'"
+    rollout {
+        wave "canary" "tags.ring='canary'"
+        wave "rest"
+        promote success=1.0
+    }
+    runtime {
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "M" image="m:1.0"
+}
+"#;
+
+    #[test]
+    fn a_rollout_starts_beside_the_old_deployment_and_waits_without_metrics() {
+        let (dir, hub) = empty_hub();
+        let twin = |id: &str, ring: Option<&str>| {
+            let mut tags = serde_json::json!({"env": "prod"});
+            if let Some(r) = ring {
+                tags["ring"] = r.into();
+            }
+            serde_json::json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": tags})
+        };
+        let devices = serde_json::json!([twin("a", Some("canary")), twin("b", None), twin("c", None)]);
+        std::fs::write(dir.path().join("devices.json"), devices.to_string()).unwrap();
+        let hub = {
+            drop(hub);
+            SnapshotHub::open(dir.path()).unwrap()
+        };
+        let old = rendered(ROLLING);
+        let no = AtomicBool::new(false);
+        execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        let o = hub.configurations().unwrap()[0].clone();
+
+        let new = rendered(&ROLLING.replace("m:1.0", "m:2.0"));
+        let current = hub.configurations().unwrap();
+        let plan = crate::plan::plan(new.clone(), current, &crate::hub::Fleet(&hub), &Default::default()).unwrap();
+        assert_eq!(plan.steps.len(), 1, "{:?}", plan.steps);
+        assert_eq!((plan.steps[0].op, plan.steps[0].reason.as_str()), (StepOp::Create, "rollout start"));
+        let waves: Vec<(u64, u64)> = plan.rollouts[0].waves.iter().map(|w| (w.targeted, w.moves)).collect();
+        assert_eq!(waves, [(1, 1), (3, 2)], "device a first, then b and c");
+        assert!(plan.warnings.iter().all(|w| w.code.to_string() != "W006"), "{:?}", plan.warnings);
+        let report = execute(&hub, &plan.steps, &plan.to_write(), &ApplyOptions::default(), &no, &mut |_| {});
+        assert!(report.completed(), "{}", report.summary_text());
+        let on_hub = hub.configurations().unwrap();
+        assert_eq!(on_hub.len(), 2);
+        assert_eq!(hub.configuration(&o.id).unwrap(), o, "O is not touched");
+        let n = on_hub.iter().find(|c| c.id != o.id).unwrap();
+        assert_eq!(n.target_condition, "(tags.env='prod') AND (tags.ring='canary')");
+        assert_eq!(n.priority, o.priority);
+        assert_eq!(n.labels.get(crate::plan::rollout::LABEL_FROM), Some(&o.id.to_string()));
+        assert_eq!(n.labels.get(crate::plan::rollout::LABEL_WAVE).map(String::as_str), Some("0"));
+
+        // A snapshot reports no metrics: the next plan waits and writes nothing.
+        let again =
+            crate::plan::plan(new, hub.configurations().unwrap(), &crate::hub::Fleet(&hub), &Default::default())
+                .unwrap();
+        assert!(again.steps.is_empty(), "{:?}", again.steps);
+        assert!(matches!(
+            again.rollouts[0].next,
+            crate::plan::Decision::Wait { why: crate::plan::rollout::WaitReason::NoMetrics, .. }
+        ));
+    }
+
+    #[test]
+    fn a_rollout_that_would_leave_devices_without_a_standard_deployment_is_refused() {
+        let (dir, hub) = empty_hub();
+        let devices = serde_json::json!([
+            {"deviceId": "a", "capabilities": {"iotEdge": true}, "tags": {"env": "prod", "ring": "canary"}},
+            {"deviceId": "b", "capabilities": {"iotEdge": true}, "tags": {"env": "prod"}}
+        ]);
+        std::fs::write(dir.path().join("devices.json"), devices.to_string()).unwrap();
+        let hub = {
+            drop(hub);
+            SnapshotHub::open(dir.path()).unwrap()
+        };
+        let old = rendered(ROLLING);
+        let no = AtomicBool::new(false);
+        execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        // The same name as a layered deployment: once O is deleted, nothing is left under it.
+        let layered = r#"
+layered "base" {
+    priority 10
+    target "tags.env='prod'"
+    rollout {
+        wave "canary" "tags.ring='canary'"
+        wave "rest"
+        promote success=1.0
+    }
+    module "M" image="m:2.0"
+}
+"#;
+        let current = hub.configurations().unwrap();
+        let err =
+            crate::plan::plan(rendered(layered), current, &crate::hub::Fleet(&hub), &Default::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(&err, crate::plan::PlanError::RolloutInvariant { count: 2, .. }), "{text}");
+        assert!(text.contains("in the completed rollout") && text.contains("a, b"), "{text}");
     }
 
     #[test]

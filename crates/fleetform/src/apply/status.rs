@@ -42,6 +42,60 @@ pub struct DeploymentStatus {
     /// failure for this deployment, from the module twins: a count alone names no device.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_devices: Vec<FailedDevice>,
+    /// A rollout this deployment takes part in (docs/rollouts.md): in progress (on the new
+    /// deployment) or rolled back (the record on the old one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// What the rollout labels on a deployment say.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum RolloutStatus {
+    /// This is the new deployment N, rolling out over `from`.
+    InProgress {
+        from: String,
+        /// 0-based index of the wave N covers through (`None`: the label is unreadable).
+        wave: Option<usize>,
+        /// Since the wave started.
+        age_secs: Option<u64>,
+    },
+    /// This is the old deployment O; the new one was rolled back and deleted.
+    RolledBack {
+        new: String,
+        wave: usize,
+        failed: i64,
+        targeted: i64,
+        /// The rule that fired: `rollback failure=<share>`.
+        failure: f64,
+        failing_devices: Vec<String>,
+        /// Since the rollback.
+        age_secs: Option<u64>,
+    },
+}
+
+impl RolloutStatus {
+    fn of(c: &Configuration, now: u64) -> Option<RolloutStatus> {
+        use crate::plan::rollout::{LABEL_FROM, LABEL_WAVE, LABEL_WAVE_STARTED, RollbackRecord};
+        let since = |t: u64| now.checked_sub(t);
+        if let Some(from) = c.labels.get(LABEL_FROM) {
+            return Some(RolloutStatus::InProgress {
+                from: from.clone(),
+                wave: c.labels.get(LABEL_WAVE).and_then(|w| w.parse().ok()),
+                age_secs: c.labels.get(LABEL_WAVE_STARTED).and_then(|t| t.parse().ok()).and_then(since),
+            });
+        }
+        let r = RollbackRecord::on(c)?;
+        Some(RolloutStatus::RolledBack {
+            new: r.new.to_string(),
+            wave: r.wave,
+            failed: r.failed,
+            targeted: r.targeted,
+            failure: r.failure,
+            failing_devices: r.failing_devices,
+            age_secs: r.at.and_then(since),
+        })
+    }
 }
 
 /// How many failed devices `status` names per deployment.
@@ -148,6 +202,13 @@ impl DeploymentStatus {
             system_metrics,
             metrics: c.metrics.as_ref().map(|m| m.results.clone()).unwrap_or_default(),
             failed_devices: Vec::new(),
+            rollout: managed
+                .then(|| {
+                    let now =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    RolloutStatus::of(c, now)
+                })
+                .flatten(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Rendered {
     /// Each metric's query as written, before `[[$self]]` was filled in: what the
     /// language-level warnings read (a literal id there was typed by hand).
     pub written_metrics: BTreeMap<String, String>,
+    /// `rollout { … }`: not content, so not in the hash; plan reads it (issue #17).
+    pub rollout: Option<crate::spec::model::Rollout>,
 }
 
 /// Renders every deployment, collecting every problem (missing variables).
@@ -134,7 +136,7 @@ pub fn render(d: &Deployment, env: &dyn Env, mode: SecretMode) -> Result<Rendere
         metrics,
         ..Default::default()
     };
-    Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone(), written_metrics })
+    Ok(Rendered { configuration, hash, sensitive, adopt: d.adopt.clone(), written_metrics, rollout: d.rollout.clone() })
 }
 
 /// The segment a metric query writes for the id of its own deployment

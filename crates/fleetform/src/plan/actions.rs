@@ -26,6 +26,9 @@ pub enum ActionKind {
     /// An IoT Edge deployment fleetform does not manage: never touched.
     Unmanaged,
     NoOp,
+    /// A content change rolled out wave by wave (`rollout { … }`, docs/rollouts.md): the
+    /// next transition of its rollout, or a rollout that waits, is refused or was rolled back.
+    Rollout,
 }
 
 impl ActionKind {
@@ -38,11 +41,15 @@ impl ActionKind {
             ActionKind::Orphan => "!",
             ActionKind::Unmanaged => "?",
             ActionKind::NoOp => "=",
+            ActionKind::Rollout => "~>",
         }
     }
 
     pub fn changes_hub(self) -> bool {
-        matches!(self, ActionKind::Create | ActionKind::Update | ActionKind::Replace | ActionKind::Delete)
+        matches!(
+            self,
+            ActionKind::Create | ActionKind::Update | ActionKind::Replace | ActionKind::Delete | ActionKind::Rollout
+        )
     }
 }
 
@@ -83,6 +90,10 @@ pub struct Action {
     pub priority: Priority,
     pub kind: ConfigurationKind,
     pub field_changes: Vec<FieldChange>,
+    /// For [`ActionKind::Rollout`]: the writes of the transition (the plan's JSON shows
+    /// them as steps and the rollout itself under `rollouts`).
+    #[serde(skip)]
+    pub writes: Vec<super::rollout::PlannedWrite>,
 }
 
 /// Classifies every declared and every hub deployment. `hub` is the hub's whole list;
@@ -109,6 +120,7 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
                 priority: c.priority,
                 kind: c.kind(),
                 field_changes: Vec::new(),
+                writes: Vec::new(),
             }),
         }
     }
@@ -150,6 +162,7 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
             priority: c.priority,
             kind: c.kind(),
             field_changes,
+            writes: Vec::new(),
         });
     }
     for (name, configs) in managed {
@@ -162,6 +175,7 @@ pub fn classify(declared: &[Rendered], hub: &[Configuration], prune: bool) -> Ve
             priority: newest.priority,
             kind: newest.kind(),
             field_changes: Vec::new(),
+            writes: Vec::new(),
         });
     }
     actions.sort_by(|a, b| a.name.cmp(&b.name).then(a.action.cmp(&b.action)));
@@ -265,6 +279,7 @@ impl std::fmt::Display for ActionKind {
             ActionKind::Orphan => "orphan",
             ActionKind::Unmanaged => "unmanaged",
             ActionKind::NoOp => "no-op",
+            ActionKind::Rollout => "rollout",
         })
     }
 }
@@ -428,6 +443,7 @@ deployment "base" {
             priority: Priority(prio),
             kind: ConfigurationKind::Standard,
             field_changes: vec![],
+            writes: vec![],
         };
         let s = steps(&[
             mk("a", 10, ActionKind::Create, &[]),

@@ -44,10 +44,15 @@ pub fn content_changes(
     redactor: &Redactor,
 ) -> BTreeMap<String, Vec<Change>> {
     let mut out = BTreeMap::new();
-    for a in actions.iter().filter(|a| a.action == ActionKind::Replace) {
-        // Compare with the newest copy on the hub.
-        let copies: Vec<&Configuration> =
-            a.before.iter().filter_map(|b| current.iter().find(|c| c.id == b.id)).collect();
+    for a in actions.iter().filter(|a| matches!(a.action, ActionKind::Replace | ActionKind::Rollout)) {
+        // Compare with the newest copy on the hub (for a rollout: with the old content).
+        let copies: Vec<&Configuration> = a
+            .before
+            .iter()
+            .filter(|b| a.action == ActionKind::Replace || a.after.as_ref() != Some(&b.id))
+            .filter_map(|b| current.iter().find(|c| c.id == b.id))
+            .filter(|c| a.action == ActionKind::Replace || !c.labels.contains_key(super::rollout::LABEL_FROM))
+            .collect();
         if copies.is_empty() {
             continue;
         }

@@ -26,7 +26,7 @@ pub struct StackIds {
 }
 
 impl StackIds {
-    fn of(stack: &Stack) -> Self {
+    pub(crate) fn of(stack: &Stack) -> Self {
         let without_standard =
             stack.skipped.iter().filter(|s| s.reason == merge::SkipReason::NoStandard).map(|s| s.id.clone()).collect();
         StackIds { standard: stack.standard.clone(), layered: stack.layered.clone(), without_standard }
@@ -95,15 +95,15 @@ pub struct Impact {
 type Pairs = HashMap<MatchSet, DeviceSample>;
 
 /// The IoT Edge devices that match the same deployments before and the same after.
-struct MatchPair {
-    before: MatchSet,
-    after: MatchSet,
-    devices: DeviceSample,
+pub(super) struct MatchPair {
+    pub(super) before: MatchSet,
+    pub(super) after: MatchSet,
+    pub(super) devices: DeviceSample,
 }
 
 /// One pass over the fleet.
-struct Fold {
-    pairs: Vec<MatchPair>,
+pub(super) struct Fold {
+    pub(super) pairs: Vec<MatchPair>,
     /// Every device twin read.
     devices: u64,
     edge_devices: u64,
@@ -216,7 +216,7 @@ pub struct AlsoRead<'a> {
     pub visit: &'a (dyn Fn(&[Twin]) + Sync),
 }
 
-fn fold_devices(
+pub(super) fn fold_devices(
     before: &DeploymentState,
     after: &DeploymentState,
     fleet: &dyn FleetRead,

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod impact;
 pub mod lint;
 pub mod redact;
+pub mod rollout;
 pub mod saved;
 pub mod state;
 pub mod steps;
@@ -26,6 +27,7 @@ pub use change::{
 pub use diff::{Change, diff};
 pub use impact::{Cohort, DeviceTotals, Impact, StackIds};
 pub use redact::Redactor;
+pub use rollout::{Decision, RolloutPlan};
 pub use saved::{SavedConfiguration, SavedPlan};
 pub use state::DeploymentState;
 pub use steps::{Step, StepOp, steps};
@@ -49,12 +51,29 @@ pub enum PlanError {
         )
     )]
     BadHubConfiguration { id: String, problem: String },
+    /// A rollout's state would leave devices without a standard deployment.
+    #[error(
+        "the rollout of {name} would leave {count} device{} without a standard deployment in {state} (e.g. {samples})",
+        if *.count == 1 { "" } else { "s" }
+    )]
+    #[diagnostic(
+        code(fleetform::plan::rollout_invariant),
+        help(
+            "every device that runs a standard deployment before a rollout must run one in every wave (docs/rollouts.md); the old deployment's target must cover the new target, or roll the change out at once by removing `rollout`"
+        )
+    )]
+    RolloutInvariant { name: String, state: String, count: u64, samples: String },
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     /// Delete managed deployments that are no longer declared.
     pub prune: bool,
+    /// `--restart-rollout`: retry a rolled-back content, or start a new content over an
+    /// unfinished rollout (docs/rollouts.md).
+    pub restart_rollout: bool,
+    /// Unix seconds rollouts are decided at (soaks, wave start labels); `None`: the clock.
+    pub now: Option<u64>,
 }
 
 /// A complete plan.
@@ -82,6 +101,12 @@ pub struct Plan {
     pub expected_applied: BTreeMap<String, u64>,
     /// Set when planned without some secrets (`plan --without-secrets`).
     pub without_secrets: Option<WithoutSecrets>,
+    /// Deployments with `rollout` whose content is rolling out: the next transition and
+    /// the wave plan (docs/rollouts.md).
+    pub rollouts: Vec<RolloutPlan>,
+    /// Old deployments of rollouts rewritten in place (a rollback record written or
+    /// cleared): apply writes these besides `declared` (real content: never print).
+    pub rollout_writes: Vec<Rendered>,
 }
 
 impl Plan {
@@ -91,6 +116,11 @@ impl Plan {
 
     pub fn has_changes(&self) -> bool {
         !self.steps.is_empty()
+    }
+
+    /// What apply writes: the declared deployments and the rewritten old ones.
+    pub fn to_write(&self) -> Vec<Rendered> {
+        self.declared.iter().chain(&self.rollout_writes).cloned().collect()
     }
 
     /// True when `other` makes the same writes (op, deployment, id, priority, in order)
@@ -150,7 +180,12 @@ pub fn plan(
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     adopt_ids(&mut declared, &current);
-    let actions = classify(&declared, &current, opts.prune);
+    let mut actions = classify(&declared, &current, opts.prune);
+    let now = opts.now.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    });
+    let rollout::Adjusted { mut rollouts, extra: rollout_writes } =
+        rollout::plan_rollouts(&mut declared, &current, &mut actions, now, opts.restart_rollout, fleet)?;
     let steps = steps(&actions);
     let redactor = Redactor::new(&declared, &current);
     let before = state::before(&current)?;
@@ -163,6 +198,18 @@ pub fn plan(
     warnings.extend(lint.finish(fleet, &targeted)?);
     warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
     warnings.extend(crate::manifest::lint(&declared).into_iter().map(|c| Warning::new(c, &Default::default())));
+    if !rollouts.is_empty() {
+        warnings.retain(|w| !rollout::intended_tie(&rollouts, &w.check));
+        let broken = rollout::evaluate_waves(&mut rollouts, &current, &declared, fleet)?;
+        if let Some(b) = broken.into_iter().next() {
+            return Err(PlanError::RolloutInvariant {
+                name: b.name,
+                state: b.state,
+                count: b.devices.count,
+                samples: b.devices.samples.join(", "),
+            });
+        }
+    }
     Ok(Plan {
         hub: fleet.describe(),
         hub_id: fleet.identity(),
@@ -177,5 +224,7 @@ pub fn plan(
         redactor,
         expected_applied,
         without_secrets: None,
+        rollouts,
+        rollout_writes,
     })
 }

@@ -62,7 +62,7 @@ pub fn after(
         declared.iter().map(|r| (r.configuration.id.as_str(), &r.configuration)).collect();
     let kept_declared: Vec<&str> = actions
         .iter()
-        .filter(|a| matches!(a.action, ActionKind::NoOp | ActionKind::Update))
+        .filter(|a| matches!(a.action, ActionKind::NoOp | ActionKind::Update | ActionKind::Rollout))
         .filter_map(|a| a.after.as_deref())
         .collect();
     let mut out = DeploymentState::default();

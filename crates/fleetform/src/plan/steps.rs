@@ -29,8 +29,10 @@ pub struct Step {
     pub priority: Priority,
     /// For updates and deletes: the etag the plan saw (sent as `If-Match`).
     pub etag: Option<Etag>,
-    /// Why: `create`, `update`, `replace`, `delete`, or `stale copy` (a leftover of an
-    /// interrupted replace).
+    /// Why: `create`, `update`, `replace`, `delete`, `stale copy` (a leftover of an
+    /// interrupted replace), or a rollout's transition (docs/rollouts.md): `rollout start`,
+    /// `rollout restart`, `rollout promote`, `rollout complete`, `rollback record`,
+    /// `rollback`, `clear rollback record`.
     pub reason: String,
 }
 
@@ -69,6 +71,12 @@ pub fn steps(actions: &[Action]) -> Vec<Step> {
             ActionKind::Delete => {
                 for b in &a.before {
                     deletes.push(step(StepOp::Delete, &b.id, b.priority, b.etag.clone(), "delete"));
+                }
+            }
+            ActionKind::Rollout => {
+                for w in &a.writes {
+                    let s = step(w.op, &w.id, w.priority, w.etag.clone(), w.reason);
+                    if w.op == StepOp::Delete { deletes.push(s) } else { writes.push(s) }
                 }
             }
             ActionKind::Orphan | ActionKind::Unmanaged | ActionKind::NoOp => {}

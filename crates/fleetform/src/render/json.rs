@@ -68,6 +68,7 @@ pub fn plan_output<'a>(plan: &'a Plan, change: Option<&'a Plan>) -> PlanOutput<'
             .without_secrets
             .as_ref()
             .map(|w| WithoutSecretsOutput { missing: &w.missing, unknown_ids: &w.unknown_ids }),
+        rollouts: &plan.rollouts,
     }
 }
 

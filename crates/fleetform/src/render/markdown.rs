@@ -59,6 +59,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
             ActionKind::Orphan => "orphaned, kept (`--prune` deletes it)".to_string(),
             ActionKind::Unmanaged => "unmanaged, not touched".to_string(),
             ActionKind::NoOp => "no change".to_string(),
+            ActionKind::Rollout => format!("rollout → `{}`", a.after.as_deref().unwrap_or("")),
         };
         let _ = writeln!(
             head,
@@ -91,6 +92,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
         }
     }
     head.push_str(&details);
+    head.push_str(&super::rollout::rollouts_markdown(&plan.rollouts));
     if !plan.steps.is_empty() {
         let _ = writeln!(head, "\n<details><summary>Steps apply will run ({})</summary>\n", plan.steps.len());
         for s in &plan.steps {

@@ -10,6 +10,7 @@ pub mod markdown;
 pub mod output;
 pub mod progress;
 pub mod read_progress;
+pub mod rollout;
 pub mod status;
 pub mod text;
 
@@ -18,12 +19,26 @@ use crate::plan::{ActionKind, Plan};
 /// `Plan: 1 to create, 1 to update, 1 to replace, 0 to delete. 120 devices change.`
 pub fn summary_line(plan: &Plan) -> String {
     if !plan.has_changes() {
+        if !plan.rollouts.is_empty() {
+            // The hub is not what the files declare: a rollout waits, or stays rolled back.
+            let n = plan.rollouts.len();
+            return format!(
+                "No changes now: {n} rollout{} in progress or rolled back (see Rollouts).",
+                if n == 1 { "" } else { "s" }
+            );
+        }
         return "No changes. The hub matches the repository.".to_string();
     }
     let deletes = plan.count(ActionKind::Delete);
     let devices = plan.totals.changed;
+    let advancing = plan.actions.iter().filter(|a| a.action == ActionKind::Rollout && !a.writes.is_empty()).count();
+    let rollouts = if advancing == 0 {
+        String::new()
+    } else {
+        format!(", {advancing} rollout{} to advance", if advancing == 1 { "" } else { "s" })
+    };
     format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete. {} device{} change{}.",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete{rollouts}. {} device{} change{}.",
         plan.count(ActionKind::Create),
         plan.count(ActionKind::Update),
         plan.count(ActionKind::Replace),

@@ -43,6 +43,10 @@ pub struct PlanOutput<'a> {
     /// (`plan --without-secrets`): such a plan cannot be saved or applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub without_secrets: Option<WithoutSecretsOutput<'a>>,
+    /// Deployments with `rollout` whose content rolls out wave by wave: the next
+    /// transition and every wave's devices (docs/rollouts.md). Absent when there is none.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub rollouts: &'a [crate::plan::RolloutPlan],
 }
 
 /// What a plan made without secrets could not know.

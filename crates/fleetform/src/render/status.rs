@@ -2,7 +2,36 @@
 
 use std::fmt::Write;
 
-use crate::apply::{DeploymentStatus, StatusReport};
+use crate::apply::{DeploymentStatus, RolloutStatus, StatusReport};
+
+fn age(secs: Option<u64>) -> String {
+    secs.map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+        .unwrap_or_else(|| "(unknown)".into())
+}
+
+fn rollout(out: &mut String, r: &RolloutStatus) {
+    match r {
+        RolloutStatus::InProgress { from, wave, age_secs } => {
+            let wave = wave.map_or("(unreadable wave label)".to_string(), |w| format!("wave {}", w + 1));
+            let _ = writeln!(out, "      rollout in progress: replacing {from}, {wave} out for {}", age(*age_secs));
+        }
+        RolloutStatus::RolledBack { new, wave, failed, targeted, failure, failing_devices, age_secs } => {
+            let _ = writeln!(
+                out,
+                "      rolled back: {new} in wave {}, {} ago: {failed} of {targeted} devices reported failure, rule rollback failure={failure} fired",
+                wave + 1,
+                age(*age_secs)
+            );
+            if !failing_devices.is_empty() {
+                let _ = writeln!(out, "      failing devices: {}", failing_devices.join(", "));
+            }
+            let _ = writeln!(
+                out,
+                "      apply leaves it rolled back: `apply --restart-rollout` retries that content, a new commit starts a new rollout"
+            );
+        }
+    }
+}
 
 fn entry(out: &mut String, d: &DeploymentStatus, managed: bool) {
     if managed {
@@ -32,6 +61,9 @@ fn entry(out: &mut String, d: &DeploymentStatus, managed: bool) {
             let _ = writeln!(out, "      devices: (no metrics from this hub)");
         }
     }
+    if let Some(r) = &d.rollout {
+        rollout(out, r);
+    }
     if !d.failed_devices.is_empty() {
         let _ = writeln!(out, "      failing devices (first {}):", d.failed_devices.len());
         for f in &d.failed_devices {
@@ -54,6 +86,10 @@ pub fn status_text(report: &StatusReport) -> String {
     }
     for d in &report.managed {
         entry(&mut out, d, true);
+    }
+    let rolling = report.managed.iter().filter(|d| matches!(d.rollout, Some(RolloutStatus::InProgress { .. }))).count();
+    if rolling > 0 {
+        let _ = writeln!(out, "\nRollouts in progress: {rolling}");
     }
     if !report.unmanaged.is_empty() {
         let _ =

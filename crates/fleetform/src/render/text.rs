@@ -38,6 +38,7 @@ impl Paint {
             ActionKind::Delete => self.fg(AnsiColor::Red, text),
             ActionKind::Orphan => self.fg(AnsiColor::Yellow, text),
             ActionKind::Unmanaged | ActionKind::NoOp => self.dim(text),
+            ActionKind::Rollout => self.fg(AnsiColor::Cyan, text),
         }
     }
 }
@@ -54,6 +55,7 @@ fn describe(a: &Action) -> String {
         }
         ActionKind::Unmanaged => "unmanaged, never touched (not created by fleetform)".to_string(),
         ActionKind::NoOp => format!("no change ({})", a.after.as_deref().unwrap_or("")),
+        ActionKind::Rollout => format!("rollout {} → {}", before.join(", "), a.after.as_deref().unwrap_or("")),
     }
 }
 
@@ -161,6 +163,11 @@ pub fn plan_text(plan: &Plan, paint: Paint) -> String {
             };
             let _ = writeln!(out, "  {:>2}. {verb} {}  priority {}  [{}]{why}", s.number, s.id, s.priority, s.name);
         }
+    }
+
+    if !plan.rollouts.is_empty() {
+        let _ = writeln!(out, "\n{}", paint.bold("Rollouts (docs/rollouts.md)"));
+        out.push_str(&super::rollout::rollouts_text(&plan.rollouts));
     }
 
     let t = &plan.totals;
