@@ -13,6 +13,7 @@ pub mod diff;
 pub mod impact;
 pub mod lint;
 pub mod redact;
+pub mod running;
 pub mod saved;
 pub mod state;
 pub mod steps;
@@ -26,6 +27,7 @@ pub use change::{
 pub use diff::{Change, diff};
 pub use impact::{Cohort, DeviceTotals, Impact, StackIds};
 pub use redact::Redactor;
+pub use running::{Fate, Running, RunningModule};
 pub use saved::{SavedConfiguration, SavedPlan};
 pub use state::DeploymentState;
 pub use steps::{Step, StepOp, steps};
@@ -55,6 +57,9 @@ pub enum PlanError {
 pub struct PlanOptions {
     /// Delete managed deployments that are no longer declared.
     pub prune: bool,
+    /// Do not read what devices the deployments cannot tell about run (the `--base`
+    /// section compares two declared states, not what the hub runs).
+    pub without_running_before: bool,
 }
 
 /// A complete plan.
@@ -157,7 +162,11 @@ pub fn plan(
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
     let lint = lint::Lint::new(&declared);
-    let also = impact::AlsoRead { paths: lint.paths(), visit: &|batch| lint.observe(batch) };
+    let also = impact::AlsoRead {
+        paths: lint.paths(),
+        visit: &|batch| lint.observe(batch),
+        running_before: !opts.without_running_before,
+    };
     let Impact { cohorts, totals, mut warnings, expected_applied, targeted } =
         impact::impact(&before, &after, fleet, &redactor, &also)?;
     warnings.extend(lint.finish(fleet, &targeted)?);
