@@ -154,7 +154,7 @@ pub fn impact(
     let mut cohorts: HashMap<CohortKey, DeviceSample> = HashMap::new();
     // Cohorts whose devices' modules only their agents can tell: their devices, with what
     // is declared for them.
-    let mut unknown: Vec<(CohortKey, BTreeMap<String, Option<String>>, &[String])> = Vec::new();
+    let mut unknown: Vec<Unknown<'_>> = Vec::new();
     let mut totals = DeviceTotals { devices, edge_devices, ..Default::default() };
     for MatchPair { before: b, after: a, devices: sample, device_ids } in &pairs {
         let Some(group) = after_groups.get(a) else { continue };
@@ -189,11 +189,15 @@ pub fn impact(
 
 type CohortKey = (StackIds, StackIds, Vec<Change>);
 
+/// A cohort's devices whose modules only their agents can tell: the cohort, the modules
+/// declared for them (name → image), their ids.
+type Unknown<'p> = (CohortKey, BTreeMap<String, Option<String>>, &'p [String]);
+
 /// What the devices of `unknown` run, by cohort: one read of their `$edgeAgent` twins,
 /// nothing at all when there are none.
 fn running_before(
     fleet: &dyn FleetRead,
-    unknown: &[(CohortKey, BTreeMap<String, Option<String>>, &[String])],
+    unknown: &[Unknown<'_>],
     edge_devices: u64,
     redactor: &Redactor,
 ) -> Result<HashMap<CohortKey, Vec<Running>>, ReadError> {

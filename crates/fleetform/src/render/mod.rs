@@ -52,29 +52,6 @@ pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(super::thousands(0), "0");
-        assert_eq!(super::thousands(999), "999");
-        assert_eq!(super::thousands(1000), "1,000");
-        assert_eq!(super::thousands(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn enum_words_pad_in_columns() {
-        use crate::model::ConfigurationKind;
-        use crate::plan::{ActionKind, StepOp};
-        assert_eq!(format!("{:<8}|", ConfigurationKind::Layered), "layered |");
-        assert_eq!(ConfigurationKind::DeviceManagement.to_string(), "device management");
-        assert_eq!(format!("{:>7}", StepOp::Delete), " delete");
-        assert_eq!(ActionKind::NoOp.to_string(), "no-op");
-        assert_eq!(super::plural(1), "");
-        assert_eq!(super::plural(0), "s");
-    }
-}
-
 /// At most this many groups of what a cohort's devices run today are printed.
 const MAX_RUNNING_GROUPS: usize = 5;
 
@@ -111,4 +88,27 @@ pub fn running_lines(c: &crate::plan::Cohort) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1000), "1,000");
+        assert_eq!(super::thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn enum_words_pad_in_columns() {
+        use crate::model::ConfigurationKind;
+        use crate::plan::{ActionKind, StepOp};
+        assert_eq!(format!("{:<8}|", ConfigurationKind::Layered), "layered |");
+        assert_eq!(ConfigurationKind::DeviceManagement.to_string(), "device management");
+        assert_eq!(format!("{:>7}", StepOp::Delete), " delete");
+        assert_eq!(ActionKind::NoOp.to_string(), "no-op");
+        assert_eq!(super::plural(1), "");
+        assert_eq!(super::plural(0), "s");
+    }
 }
