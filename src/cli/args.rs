@@ -56,6 +56,15 @@ pub struct HubArgs {
     /// sovereign cloud.
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub access: HubAccess,
+}
+
+/// How fleetform reaches a hub beyond naming it: pacing and sign-in. Apart from
+/// [`HubArgs`] so that `validate`, which reads a hub only when `--hub` is on its command
+/// line (never from FLEETFORM_HUB), shares them.
+#[derive(clap::Args)]
+pub struct HubAccess {
     /// The hub's tier. With it, requests are paced to stay within --hub-share of the hub's
     /// per-minute quotas (queries 20/unit on S1 and S2, 1,000/unit on S3; deployments
     /// 20/unit). Without it, requests go as fast as the hub answers, backing off on 429.
@@ -150,7 +159,7 @@ impl HubArgs {
             None => self.quota()?.map(|q| Arc::new(Pacer::new(q))),
         };
         let options = RestOptions { on_progress, pacer, ..options };
-        let credential = self.hub_credential.map(CredentialKind::from);
+        let credential = self.access.hub_credential.map(CredentialKind::from);
         let opened = fleetform::hub::open_signed_in(self.hub.as_deref(), self.endpoint.as_deref(), credential, options);
         opened.map_err(|e| match e {
             HubError::Spec(reason) => CommandError::HubArg { reason, given: self.hub.clone() },
@@ -160,6 +169,13 @@ impl HubArgs {
 }
 
 impl HubArgs {
+    /// The hub's quotas and fleetform's share of them, when the tier is known.
+    pub fn quota(&self) -> Result<Option<Quota>, CommandError> {
+        self.access.quota()
+    }
+}
+
+impl HubAccess {
     /// The hub's quotas and fleetform's share of them, when the tier is known.
     pub fn quota(&self) -> Result<Option<Quota>, CommandError> {
         let Some(tier) = self.hub_tier else { return Ok(None) };

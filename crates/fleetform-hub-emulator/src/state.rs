@@ -683,6 +683,16 @@ impl Emulator {
         else {
             return self.error(400, "ArgumentInvalid", "the body must be {\"query\": \"SELECT ...\"}");
         };
+        // The hub's limit on query text (docs/hub-semantics.md#query-language), so that a
+        // reader that packs queries (plan's `$edgeAgent` reads) is held to it here too.
+        let chars = text.chars().count();
+        if chars > fleetform::query::MAX_QUERY_CHARS {
+            return self.error(
+                400,
+                "ArgumentInvalid",
+                &format!("query: {chars} characters, over the limit of {}", fleetform::query::MAX_QUERY_CHARS),
+            );
+        }
         let query = match parse_query(&text) {
             Ok(q) => q,
             Err(e) => return self.error(400, "ArgumentInvalid", &format!("query: {}", e.message())),

@@ -92,16 +92,22 @@ pub enum FailOn {
     Code(fleetform::merge::WarningCode),
 }
 
-fn parse_fail_on(s: &str) -> Result<FailOn, fleetform::merge::BadWarningCode> {
+pub fn parse_fail_on(s: &str) -> Result<FailOn, fleetform::merge::BadWarningCode> {
     if s.trim().eq_ignore_ascii_case("all") { Ok(FailOn::All) } else { s.trim().parse().map(FailOn::Code) }
 }
 
 /// The codes of `plan`'s warnings (and of the `--base` section's) that `--fail-on` names.
 fn failing(fail_on: &[FailOn], plans: &[&Plan]) -> Vec<fleetform::merge::WarningCode> {
-    let mut hit: Vec<_> = plans
-        .iter()
-        .flat_map(|p| &p.warnings)
-        .map(|w| w.code)
+    failing_codes(fail_on, plans.iter().flat_map(|p| &p.warnings).map(|w| w.code))
+}
+
+/// Which of `codes` `--fail-on` names, each once, in order (plan's and validate's).
+pub fn failing_codes(
+    fail_on: &[FailOn],
+    codes: impl IntoIterator<Item = fleetform::merge::WarningCode>,
+) -> Vec<fleetform::merge::WarningCode> {
+    let mut hit: Vec<_> = codes
+        .into_iter()
         .filter(|code| fail_on.iter().any(|f| *f == FailOn::All || *f == FailOn::Code(*code)))
         .collect();
     hit.sort();
@@ -118,7 +124,12 @@ pub fn plan_against(
     prune: bool,
     restart_rollout: bool,
 ) -> Result<Plan, PlanError> {
-    fleetform::plan::plan(declared, current, &Fleet(hub), &PlanOptions { prune, restart_rollout, now: None })
+    fleetform::plan::plan(
+        declared,
+        current,
+        &Fleet(hub),
+        &PlanOptions { prune, restart_rollout, now: None, ..Default::default() },
+    )
 }
 
 pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {

@@ -21,7 +21,7 @@ pub use open::{
 };
 pub use snapshot::{Snapshot, SnapshotError, SnapshotHub, SnapshotSummary, snapshot_from, snapshot_with};
 
-pub use crate::model::{Configuration, Etag, IfMatch, Twin};
+pub use crate::model::{AgentReport, Configuration, Etag, IfMatch, Twin};
 
 /// The most configurations a standard hub holds (docs/hub-semantics.md#limits).
 pub const MAX_CONFIGURATIONS: usize = 100;
@@ -56,6 +56,23 @@ pub trait HubRead: Send + Sync {
         &self,
         visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError>;
+
+    /// What the `$edgeAgent` twins of `devices` report running, in batches (see
+    /// [`FleetRead::agent_reports`]). By default the module twins are scanned.
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        let _ = edge_devices;
+        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
+        self.module_batches(&|batch| {
+            let reports: Vec<AgentReport> =
+                batch.iter().filter_map(|m| AgentReport::of_module_twin(m, &wanted)).collect();
+            if reports.is_empty() { Ok(()) } else { visit(reports) }
+        })
+    }
 
     /// One configuration (`GET /configurations/{id}`), with its metrics where the hub
     /// computes them; [`HubError::NotFound`] when it does not exist.
@@ -115,6 +132,15 @@ impl FleetRead for Fleet<'_> {
         visit: &(dyn Fn(Vec<serde_json::Value>) -> Result<(), ReadError> + Sync),
     ) -> Result<(), ReadError> {
         self.0.module_batches(&|batch| visit(batch).map_err(HubError::Read)).map_err(read_error)
+    }
+
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError> {
+        self.0.agent_reports(devices, edge_devices, &|batch| visit(batch).map_err(HubError::Read)).map_err(read_error)
     }
 }
 

@@ -255,6 +255,16 @@ impl HubRead for TwinsFromSnapshot {
         self.twins.module_batches(visit)
     }
 
+    /// From the snapshot, like the device twins: what the devices ran when it was taken.
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        self.twins.agent_reports(devices, edge_devices, visit)
+    }
+
     fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
         self.live.configuration(id)
     }

@@ -224,6 +224,15 @@ impl HubRead for ShapeChecked {
         self.inner.module_batches(visit)
     }
 
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        self.inner.agent_reports(devices, edge_devices, visit)
+    }
+
     fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
         self.inner.configuration(id)
     }

@@ -48,7 +48,7 @@ pub use stack::{SkipReason, Skipped, Stack, stack};
 pub use view::{Entry, ExplainView, ManifestView, RemovedPart, RouteEntry, TwinView, explain};
 
 /// The module twin that carries the agent's desired document.
-pub const EDGE_AGENT: &str = "$edgeAgent";
+pub use crate::model::EDGE_AGENT;
 /// The module twin that carries the edge hub's desired document (routes).
 pub const EDGE_HUB: &str = "$edgeHub";
 

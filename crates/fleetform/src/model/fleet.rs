@@ -86,6 +86,56 @@ pub trait FleetRead: Send + Sync {
     /// Hands every module twin (`SELECT * FROM devices.modules` rows) to `visit`, in
     /// batches like [`FleetRead::device_batches`].
     fn module_batches(&self, visit: &(dyn Fn(Vec<Value>) -> Result<(), ReadError> + Sync)) -> Result<(), ReadError>;
+
+    /// Hands `visit` what the `$edgeAgent` twin of each of `devices` reports running, in
+    /// batches. A device without an `$edgeAgent` twin gets no report. `plan` calls this only
+    /// for devices whose modules it cannot infer (unmanaged today, or about to get a
+    /// deployment without modules). `edge_devices`, the fleet's IoT Edge devices, is what
+    /// reading every agent twin instead would cost: a backend that can ask for just these
+    /// devices does, unless asking costs more. By default the module twins are scanned.
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), ReadError> + Sync),
+    ) -> Result<(), ReadError> {
+        let _ = edge_devices;
+        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
+        self.module_batches(&|batch| {
+            let reports: Vec<AgentReport> =
+                batch.iter().filter_map(|m| AgentReport::of_module_twin(m, &wanted)).collect();
+            if reports.is_empty() { Ok(()) } else { visit(reports) }
+        })
+    }
+}
+
+/// The module twin of the IoT Edge agent, which reports what the device runs.
+pub const EDGE_AGENT: &str = "$edgeAgent";
+
+/// What one device's `$edgeAgent` twin reports running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentReport {
+    pub device_id: String,
+    /// `properties.reported.modules`: module name → what the agent reports of it (its
+    /// `settings.image`, `runtimeStatus`…); system modules are reported apart and are not
+    /// in it. `None` when the twin reports no such map (an agent that never connected).
+    pub modules: Option<Value>,
+}
+
+impl AgentReport {
+    /// The report of `twin`, a module twin as `SELECT * FROM devices.modules` returns it,
+    /// when it is the `$edgeAgent` twin of one of `wanted`.
+    pub fn of_module_twin(twin: &Value, wanted: &std::collections::HashSet<&str>) -> Option<AgentReport> {
+        if twin.get("moduleId").and_then(Value::as_str) != Some(EDGE_AGENT) {
+            return None;
+        }
+        let device = twin.get("deviceId").and_then(Value::as_str)?;
+        if !wanted.contains(device) {
+            return None;
+        }
+        let modules = twin.pointer("/properties/reported/modules").filter(|m| m.is_object()).cloned();
+        Some(AgentReport { device_id: device.to_string(), modules })
+    }
 }
 
 /// A fleet held in memory: twins built by a test, or read once and planned against

@@ -154,8 +154,12 @@ pub fn change_plan(
     on_hub: &[Configuration],
     fleet: &dyn FleetRead,
 ) -> Result<Plan, PlanError> {
-    let mut p =
-        plan(head, base_configurations(base, on_hub), fleet, &PlanOptions { prune: true, ..Default::default() })?;
+    let mut p = plan(
+        head,
+        base_configurations(base, on_hub),
+        fleet,
+        &PlanOptions { prune: true, without_running_before: true, ..Default::default() },
+    )?;
     // The base is not a hub anyone can apply to: the plan names it, not the fleet.
     p.hub = format!("declared at {label}, devices of {}", fleet.describe());
     p.hub_id = p.hub.clone();

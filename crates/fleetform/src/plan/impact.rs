@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::diff::{Change, diff};
 use super::redact::Redactor;
+use super::running::{self, Running, RunningGroups};
 use super::state::DeploymentState;
 use crate::merge::{self, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning};
-use crate::model::DeploymentId;
+use crate::model::{AgentReport, ConfigurationKind, DeploymentId};
 use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
 use crate::query::{ConditionId, ConditionMemo, ConditionSet, Tri, is_edge_device, parse_condition};
 
@@ -61,6 +62,10 @@ pub struct Cohort {
     pub stack_after: StackIds,
     /// Empty when only the stack changes (same manifest from other deployments).
     pub changes: Vec<Change>,
+    /// What the devices run today, as their `$edgeAgent` twins report it, grouped: only for
+    /// cohorts whose devices' modules the deployments cannot tell ([`running::needs_report`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub running_before: Vec<Running>,
 }
 
 /// Device counts over the whole fleet.
@@ -92,13 +97,16 @@ pub struct Impact {
 }
 
 /// Devices sharing the same matches: before-indices, then after-indices shifted past them.
-type Pairs = HashMap<MatchSet, DeviceSample>;
+type Pairs = HashMap<MatchSet, (DeviceSample, Option<Vec<String>>)>;
 
 /// The IoT Edge devices that match the same deployments before and the same after.
 pub(super) struct MatchPair {
     pub(super) before: MatchSet,
     pub(super) after: MatchSet,
     pub(super) devices: DeviceSample,
+    /// Every device id, kept only where the agent's report may be needed
+    /// ([`AlsoRead::running_before`]): the ordinary plan keeps none.
+    pub(super) device_ids: Option<Vec<String>>,
 }
 
 /// One pass over the fleet.
@@ -143,9 +151,12 @@ pub fn impact(
     let after_groups: HashMap<&MatchSet, &merge::Group> = merged.groups.iter().map(|g| (&g.matches, g)).collect();
 
     let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
-    let mut cohorts: HashMap<(StackIds, StackIds, Vec<Change>), DeviceSample> = HashMap::new();
+    let mut cohorts: HashMap<CohortKey, DeviceSample> = HashMap::new();
+    // Cohorts whose devices' modules only their agents can tell: their devices, with what
+    // is declared for them.
+    let mut unknown: Vec<Unknown<'_>> = Vec::new();
     let mut totals = DeviceTotals { devices, edge_devices, ..Default::default() };
-    for MatchPair { before: b, after: a, devices: sample } in &pairs {
+    for MatchPair { before: b, after: a, devices: sample, device_ids } in &pairs {
         let Some(group) = after_groups.get(a) else { continue };
         let Some(ma) = merged.manifest(group.manifest) else { continue };
         let sb = merge::stack(before, b);
@@ -160,11 +171,61 @@ pub fn impact(
         } else {
             totals.changed += sample.count;
         }
-        cohorts.entry((ib, ia, changes)).or_default().merge(sample);
+        let key = (ib, ia, changes);
+        if let Some(ids) = device_ids
+            && !key.2.is_empty()
+            && running::needs_report(&cache_b[&mb], ma)
+        {
+            unknown.push((key.clone(), running::declared_modules(ma, redactor), ids));
+        }
+        cohorts.entry(key).or_default().merge(sample);
     }
+    let running = running_before(fleet, &unknown, edge_devices, redactor)?;
+    drop(unknown);
     drop(after_groups);
     drop_elsewhere((merged, cache_b));
-    Ok(Impact { cohorts: sorted_cohorts(cohorts), totals, warnings, expected_applied, targeted })
+    Ok(Impact { cohorts: sorted_cohorts(cohorts, running), totals, warnings, expected_applied, targeted })
+}
+
+type CohortKey = (StackIds, StackIds, Vec<Change>);
+
+/// A cohort's devices whose modules only their agents can tell: the cohort, the modules
+/// declared for them (name → image), their ids.
+type Unknown<'p> = (CohortKey, BTreeMap<String, Option<String>>, &'p [String]);
+
+/// What the devices of `unknown` run, by cohort: one read of their `$edgeAgent` twins,
+/// nothing at all when there are none.
+fn running_before(
+    fleet: &dyn FleetRead,
+    unknown: &[Unknown<'_>],
+    edge_devices: u64,
+    redactor: &Redactor,
+) -> Result<HashMap<CohortKey, Vec<Running>>, ReadError> {
+    if unknown.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut devices: Vec<String> = unknown.iter().flat_map(|(_, _, ids)| ids.iter().cloned()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    let reports: Mutex<HashMap<String, Option<serde_json::Value>>> = Mutex::new(HashMap::new());
+    fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
+        let mut reports = reports.lock().unwrap_or_else(|e| e.into_inner());
+        for r in batch {
+            reports.insert(r.device_id, r.modules);
+        }
+        Ok(())
+    })?;
+    drop(devices);
+    let reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut groups: HashMap<CohortKey, RunningGroups> = HashMap::new();
+    for (key, declared, ids) in unknown {
+        let g = groups.entry(key.clone()).or_default();
+        for id in *ids {
+            let reported = reports.get(id).and_then(Option::as_ref);
+            g.add(id, running::running_modules(reported, declared, redactor));
+        }
+    }
+    Ok(groups.into_iter().map(|(k, g)| (k, g.finish())).collect())
 }
 
 /// Frees `value` on a thread of its own. The merged documents are a JSON tree per module
@@ -185,8 +246,9 @@ struct Lane<'s> {
     memo: ConditionMemo<'s>,
     /// Per combination: its index in `pairs`, once known.
     pair_of: Vec<Option<u32>>,
-    /// Distinct match sets (combinations often differ only in deployments nobody targets).
-    pairs: Vec<(MatchSet, DeviceSample)>,
+    /// Distinct match sets (combinations often differ only in deployments nobody targets),
+    /// with their device ids where [`AlsoRead::running_before`] may need them.
+    pairs: Vec<(MatchSet, DeviceSample, Option<Vec<String>>)>,
     index: HashMap<MatchSet, u32>,
     devices: u64,
     edge_devices: u64,
@@ -214,6 +276,10 @@ pub struct AlsoRead<'a> {
     pub paths: Vec<TwinPath>,
     /// Sees every batch of twins.
     pub visit: &'a (dyn Fn(&[Twin]) + Sync),
+    /// Whether to read, for the devices whose modules the deployments cannot tell, what
+    /// their agents report running ([`Cohort::running_before`]). Off for the `--base`
+    /// section, which compares two declared states and not what the hub runs.
+    pub running_before: bool,
 }
 
 pub(super) fn fold_devices(
@@ -239,6 +305,26 @@ pub(super) fn fold_devices(
     let after_conds: Vec<Option<ConditionId>> = after.targets.iter().map(|t| cond_of(t)).collect();
 
     let shift = before.len() as u32;
+    // Which match sets may need the agent's report, decided once per set from the kinds
+    // alone (the merge that settles it comes after the pass): no standard deployment
+    // before and one after, or a standard one after that declares no modules.
+    let is_standard = |d: &MergeDeployment| d.kind == ConfigurationKind::Standard;
+    let before_standard: Vec<bool> = before.deployments.iter().map(is_standard).collect();
+    let after_standard: Vec<bool> = after.deployments.iter().map(is_standard).collect();
+    let after_empty: Vec<bool> = after.deployments.iter().map(|d| is_standard(d) && declares_no_modules(d)).collect();
+    let may_need_report = |both: &MatchSet| {
+        let mut standard_before = false;
+        let (mut standard_after, mut empty_after) = (false, false);
+        for i in both.iter() {
+            if i < shift {
+                standard_before |= before_standard[i as usize];
+            } else {
+                standard_after |= after_standard[(i - shift) as usize];
+                empty_after |= after_empty[(i - shift) as usize];
+            }
+        }
+        also.running_before && standard_after && (!standard_before || empty_after)
+    };
     let match_set = |outcomes: &[Tri]| {
         let mut both = MatchSet::new();
         let targets = |c: &Option<ConditionId>| c.is_some_and(|c| outcomes.get(c).is_some_and(|t| t.is_true()));
@@ -278,13 +364,18 @@ pub(super) fn fold_devices(
                     let next = lane.pairs.len() as u32;
                     let pair = *lane.index.entry(both.clone()).or_insert(next);
                     if pair == next {
-                        lane.pairs.push((both, DeviceSample::default()));
+                        let ids = may_need_report(&both).then(Vec::new);
+                        lane.pairs.push((both, DeviceSample::default(), ids));
                     }
                     lane.pair_of[combination] = Some(pair);
                     pair
                 }
             };
-            lane.pairs[pair as usize].1.add(twin.device_id());
+            let (_, sample, ids) = &mut lane.pairs[pair as usize];
+            sample.add(twin.device_id());
+            if let Some(ids) = ids {
+                ids.push(twin.device_id().to_string());
+            }
         }
         idle.lock().unwrap_or_else(|e| e.into_inner()).push(lane);
         Ok(())
@@ -295,35 +386,52 @@ pub(super) fn fold_devices(
     for lane in lanes {
         device_count += lane.devices;
         edge_count += lane.edge_devices;
-        for (both, sample) in lane.pairs {
+        for (both, sample, ids) in lane.pairs {
             match pairs.get_mut(&both) {
-                Some(kept) => kept.merge(&sample),
+                Some((kept, kept_ids)) => {
+                    kept.merge(&sample);
+                    if let (Some(k), Some(i)) = (kept_ids, ids) {
+                        k.extend(i);
+                    }
+                }
                 None => {
-                    pairs.insert(both, sample);
+                    pairs.insert(both, (sample, ids));
                 }
             }
         }
     }
     let pairs = pairs
         .into_iter()
-        .map(|(both, devices)| MatchPair {
+        .map(|(both, (devices, device_ids))| MatchPair {
             before: both.iter().filter(|&i| i < shift).collect(),
             after: both.iter().filter(|&i| i >= shift).map(|i| i - shift).collect(),
             devices,
+            device_ids,
         })
         .collect();
     Ok(Fold { pairs, devices: device_count, edge_devices: edge_count })
 }
 
-fn sorted_cohorts(cohorts: HashMap<(StackIds, StackIds, Vec<Change>), DeviceSample>) -> Vec<Cohort> {
+/// Whether a deployment's `$edgeAgent` content declares no modules: on its own it removes
+/// every module from the devices it applies to (docs/hub-semantics.md#unmanaged).
+fn declares_no_modules(d: &MergeDeployment) -> bool {
+    let Some(agent) = d.content.get(crate::model::EDGE_AGENT) else { return true };
+    let whole = agent.get("properties.desired").and_then(|p| p.get("modules"));
+    let dotted = agent.get("properties.desired.modules");
+    let named = agent.keys().any(|k| k.starts_with("properties.desired.modules."));
+    !named && [whole, dotted].into_iter().flatten().all(|m| m.as_object().is_none_or(|m| m.is_empty()))
+}
+
+fn sorted_cohorts(
+    cohorts: HashMap<CohortKey, DeviceSample>,
+    mut running: HashMap<CohortKey, Vec<Running>>,
+) -> Vec<Cohort> {
     let mut cohorts: Vec<Cohort> = cohorts
         .into_iter()
-        .map(|((stack_before, stack_after, changes), s)| Cohort {
-            count: s.count,
-            samples: s.samples,
-            stack_before,
-            stack_after,
-            changes,
+        .map(|(key, s)| {
+            let running_before = running.remove(&key).unwrap_or_default();
+            let (stack_before, stack_after, changes) = key;
+            Cohort { count: s.count, samples: s.samples, stack_before, stack_after, changes, running_before }
         })
         .collect();
     cohorts.sort_by(|x, y| {

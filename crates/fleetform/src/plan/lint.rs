@@ -15,8 +15,11 @@ use serde_json::{Map, Value};
 
 use crate::manifest::Rendered;
 use crate::merge::{Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning};
-use crate::model::{FleetRead, Projection, ReadError, Twin, TwinPath};
-use crate::query::{Condition, ConditionRoot, Expr, ExprKind, Literal, Path, eq_ignore_case};
+use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
+use crate::query::{
+    Condition, ConditionId, ConditionMemo, ConditionRoot, ConditionSet, Expr, ExprKind, Literal, Path, eq_ignore_case,
+    is_edge_device,
+};
 
 /// How many distinct property names are kept per object a watched path passes through:
 /// enough to suggest a near name, bounded however many distinct keys a fleet's tags have.
@@ -400,6 +403,53 @@ impl Lint {
         }
         Ok(stats.warnings(&self.watches, targeted))
     }
+}
+
+/// The fleet checks alone, without a plan (`validate --hub`): the same [`Lint`] over one
+/// pass that reads what the declared targets and watched queries read, counting the IoT
+/// Edge devices each declared target matches as the plan's pass does (a condition that is
+/// empty or does not parse matches nothing, as on the hub).
+pub fn check_fleet(declared: &[Rendered], fleet: &dyn FleetRead) -> Result<Vec<Warning>, ReadError> {
+    let lint = Lint::new(declared);
+    let mut set = ConditionSet::new();
+    let targets: Vec<Option<ConditionId>> = declared
+        .iter()
+        .map(|r| {
+            let text = &r.configuration.target_condition;
+            if text.trim().is_empty() {
+                return None;
+            }
+            crate::query::parse_condition(text).ok().map(|c| set.add(&c))
+        })
+        .collect();
+    let paths = ReadPaths::new(set.read_paths().paths().iter().cloned().chain(lint.paths()));
+    let matched = Mutex::new(vec![0u64; declared.len()]);
+    fleet.device_batches(Projection::Paths(paths), &|batch| {
+        lint.observe(&batch);
+        let mut memo = ConditionMemo::new(&set);
+        let mut here = vec![0u64; declared.len()];
+        for twin in &batch {
+            if !is_edge_device(twin.value()) {
+                continue;
+            }
+            let combination = memo.classify(twin.value());
+            let outcomes = memo.outcomes(combination);
+            for (n, c) in here.iter_mut().zip(&targets) {
+                if c.is_some_and(|c| outcomes.get(c).is_some_and(|t| t.is_true())) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut total = matched.lock().unwrap_or_else(|e| e.into_inner());
+        for (t, h) in total.iter_mut().zip(here) {
+            *t += h;
+        }
+        Ok(())
+    })?;
+    let matched = matched.into_inner().unwrap_or_else(|e| e.into_inner());
+    let targeted: BTreeMap<String, u64> =
+        declared.iter().zip(matched).map(|(r, n)| (r.configuration.id.to_string(), n)).collect();
+    lint.finish(fleet, &targeted)
 }
 
 /// Folds `batch` into `total`, one lock per batch.

@@ -14,6 +14,7 @@ pub mod impact;
 pub mod lint;
 pub mod redact;
 pub mod rollout;
+pub mod running;
 pub mod saved;
 pub mod state;
 pub mod steps;
@@ -28,6 +29,7 @@ pub use diff::{Change, diff};
 pub use impact::{Cohort, DeviceTotals, Impact, StackIds};
 pub use redact::Redactor;
 pub use rollout::{Decision, RolloutPlan};
+pub use running::{Fate, Running, RunningModule};
 pub use saved::{SavedConfiguration, SavedPlan};
 pub use state::DeploymentState;
 pub use steps::{Step, StepOp, steps};
@@ -74,6 +76,9 @@ pub struct PlanOptions {
     pub restart_rollout: bool,
     /// Unix seconds rollouts are decided at (soaks, wave start labels); `None`: the clock.
     pub now: Option<u64>,
+    /// Do not read what devices the deployments cannot tell about run (the `--base`
+    /// section compares two declared states, not what the hub runs).
+    pub without_running_before: bool,
 }
 
 /// A complete plan.
@@ -192,7 +197,11 @@ pub fn plan(
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
     let lint = lint::Lint::new(&declared);
-    let also = impact::AlsoRead { paths: lint.paths(), visit: &|batch| lint.observe(batch) };
+    let also = impact::AlsoRead {
+        paths: lint.paths(),
+        visit: &|batch| lint.observe(batch),
+        running_before: !opts.without_running_before,
+    };
     let Impact { cohorts, totals, mut warnings, expected_applied, targeted } =
         impact::impact(&before, &after, fleet, &redactor, &also)?;
     warnings.extend(lint.finish(fleet, &targeted)?);

@@ -777,7 +777,7 @@ pub fn evaluate_waves(
             .map(|(_, idx)| idx.iter().map(|&i| universe.deployments[i as usize].clone()).collect())
             .collect();
 
-        let none = AlsoRead { paths: Vec::new(), visit: &|_| {} };
+        let none = AlsoRead { paths: Vec::new(), visit: &|_| {}, running_before: false };
         let fold = super::impact::fold_devices(&universe, &DeploymentState::default(), fleet, &none)?;
         let current_wave = match &plan.next {
             Decision::Start { .. } => Some(0),

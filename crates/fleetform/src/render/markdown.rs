@@ -197,6 +197,12 @@ fn cohort_markdown(c: &Cohort) -> String {
         if c.count == 1 { "" } else { "s" },
         c.samples.iter().map(|d| format!("`{}`", escape(d))).collect::<Vec<_>>().join(", ")
     );
+    if let Some((head, groups)) = super::running_lines(c).split_first() {
+        let _ = writeln!(s, "- {}", item(head));
+        for g in groups {
+            let _ = writeln!(s, "  - {}", item(g.trim_start()));
+        }
+    }
     if c.changes.is_empty() {
         let _ = writeln!(s, "- same manifest, from other deployments");
     }

@@ -67,6 +67,44 @@ pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// At most this many groups of what a cohort's devices run today are printed.
+const MAX_RUNNING_GROUPS: usize = 5;
+
+/// What a cohort's devices run today, where the plan read it ([`crate::plan::Cohort::running_before`]):
+/// a heading, then one indented line per group of devices running the same modules. Empty
+/// when the plan did not read it.
+pub fn running_lines(c: &crate::plan::Cohort) -> Vec<String> {
+    if c.running_before.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec!["running today, as their $edgeAgent reports:".to_string()];
+    for r in c.running_before.iter().take(MAX_RUNNING_GROUPS) {
+        // One group of the whole cohort: its samples are the cohort's, shown just above.
+        if r.count == c.count {
+            let all = if r.count == 1 { "1 device".to_string() } else { format!("all {} devices", thousands(r.count)) };
+            lines.push(format!("  {all}: {r}"));
+            continue;
+        }
+        let more = if r.count > r.samples.len() as u64 { ", …" } else { "" };
+        lines.push(format!(
+            "  {} device{} (e.g. {}{more}): {r}",
+            thousands(r.count),
+            plural(r.count as usize),
+            r.samples.join(", ")
+        ));
+    }
+    if c.running_before.len() > MAX_RUNNING_GROUPS {
+        let rest = &c.running_before[MAX_RUNNING_GROUPS..];
+        let devices: u64 = rest.iter().map(|r| r.count).sum();
+        lines.push(format!(
+            "  … {} more groups ({} devices); --format json lists them all",
+            rest.len(),
+            thousands(devices)
+        ));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::explain::{Candidate, State};
 use crate::merge::{Check, ManifestView, Skipped, Warning};
 use crate::model::{DeploymentId, Priority};
-use crate::plan::{ActionKind, Change, Cohort, StackIds, Step};
+use crate::plan::{ActionKind, Change, Cohort, Running, StackIds, Step};
 
 /// `plan --format json`.
 #[derive(Serialize, JsonSchema)]
@@ -144,6 +144,12 @@ pub struct CohortOutput<'a> {
     pub stack_after: &'a StackIds,
     /// Empty when only the stack changes.
     pub changes: Vec<ChangeOutput<'a>>,
+    /// What the devices run today, from their `$edgeAgent` twins, in groups of devices that
+    /// run the same modules, largest first. Present only where the deployments cannot tell:
+    /// devices no standard deployment reaches today that get one, and devices that get a
+    /// deployment without modules.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub running_before: &'a [Running],
 }
 
 impl<'a> CohortOutput<'a> {
@@ -154,6 +160,7 @@ impl<'a> CohortOutput<'a> {
             stack_before: &c.stack_before,
             stack_after: &c.stack_after,
             changes: c.changes.iter().map(ChangeOutput::of).collect(),
+            running_before: &c.running_before,
         }
     }
 }

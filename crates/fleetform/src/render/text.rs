@@ -220,6 +220,9 @@ fn cohort_text(out: &mut String, c: &Cohort, paint: Paint) {
     let _ = writeln!(out, "  {} {noun}: {stacks}", paint.bold(&n));
     let more = if c.count > c.samples.len() as u64 { ", …" } else { "" };
     let _ = writeln!(out, "      {}", paint.dim(&format!("e.g. {}{more}", c.samples.join(", "))));
+    for line in super::running_lines(c) {
+        let _ = writeln!(out, "      {line}");
+    }
     if c.changes.is_empty() {
         let _ = writeln!(out, "      same manifest, from other deployments");
     }

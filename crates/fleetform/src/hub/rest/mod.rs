@@ -401,6 +401,43 @@ impl HubRead for RestHub {
         )
     }
 
+    /// Only the asked devices' `$edgeAgent` twins, and of them only the reported modules
+    /// map: `SELECT deviceId, properties.reported.modules AS m FROM devices.modules WHERE
+    /// moduleId = '$edgeAgent' AND deviceId IN [...]`, as many devices per query as the
+    /// hub's 8192 characters of query text hold ([`projection::agent_module_queries`]).
+    /// When that takes more queries than reading every agent twin's map a page at a time
+    /// (a first plan, where most of the fleet is unmanaged), every agent twin is read
+    /// instead and the others dropped. Either way each query is paced like any other.
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        let queries = projection::agent_module_queries(devices);
+        let scan_pages = edge_devices.div_ceil(self.options.page_size as u64).max(1);
+        if queries.len() as u64 <= scan_pages {
+            for query in queries {
+                self.query_pages(&query, &mut |rows| {
+                    let reports: Vec<crate::model::AgentReport> =
+                        rows.into_iter().filter_map(projection::agent_report).collect();
+                    if reports.is_empty() { Ok(()) } else { visit(reports) }
+                })?;
+            }
+            return Ok(());
+        }
+        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
+        self.query_pages(&projection::all_agent_modules_query(), &mut |rows| {
+            let reports: Vec<crate::model::AgentReport> = rows
+                .into_iter()
+                .filter_map(projection::agent_report)
+                .filter(|r| wanted.contains(r.device_id.as_str()))
+                .collect();
+            if reports.is_empty() { Ok(()) } else { visit(reports) }
+        })?;
+        Ok(())
+    }
+
     fn configuration(&self, id: &str) -> Result<Configuration, HubError> {
         RestHub::configuration(self, id)
     }

@@ -10,8 +10,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::{ReadPaths, Twin, TwinPath};
-use crate::query::{Path, eq_ignore_case};
+use crate::model::{AgentReport, EDGE_AGENT, ReadPaths, Twin, TwinPath};
+use crate::query::{Literal, MAX_QUERY_CHARS, Path, eq_ignore_case};
 
 use super::HubError;
 
@@ -72,6 +72,62 @@ impl ProjectedQuery {
         }
         Twin::from_value(twin).map_err(|shape| HubError::TwinWithoutId { shape })
     }
+}
+
+/// The column holding an `$edgeAgent` twin's reported modules map.
+const MODULES_COLUMN: &str = "m";
+
+/// The queries that read the reported modules of the `$edgeAgent` twins of `devices`, each
+/// within the hub's [`MAX_QUERY_CHARS`] (docs/hub-semantics.md#query-language): the ids
+/// packed into `deviceId IN [...]` lists, in the order given. An id too long to fit even
+/// alone cannot be a device id (the hub caps them at 128 characters) and is left out.
+pub fn agent_module_queries(devices: &[String]) -> Vec<String> {
+    let head = format!("{} AND deviceId IN [", all_agent_modules_query());
+    let tail = "]";
+    let room = MAX_QUERY_CHARS - head.chars().count() - tail.len();
+    let mut queries = Vec::new();
+    let mut list = String::new();
+    let mut used = 0;
+    for id in devices {
+        let literal = Literal::String(id.clone()).to_string();
+        let len = literal.chars().count();
+        if len > room {
+            continue;
+        }
+        if !list.is_empty() && used + 2 + len > room {
+            queries.push(format!("{head}{list}{tail}"));
+            list.clear();
+            used = 0;
+        }
+        if !list.is_empty() {
+            list.push_str(", ");
+            used += 2;
+        }
+        list.push_str(&literal);
+        used += len;
+    }
+    if !list.is_empty() {
+        queries.push(format!("{head}{list}{tail}"));
+    }
+    queries
+}
+
+/// The query of every `$edgeAgent` twin's reported modules map.
+pub fn all_agent_modules_query() -> String {
+    format!(
+        "SELECT deviceId, properties.reported.modules AS {MODULES_COLUMN} FROM devices.modules WHERE moduleId = {}",
+        Literal::String(EDGE_AGENT.to_string())
+    )
+}
+
+/// A row of an [`agent_module_queries`] (or [`all_agent_modules_query`]) query as a report; `None` for a row without a
+/// device id. A row without the column is an agent that reports no modules map (the hub
+/// leaves undefined values out).
+pub fn agent_report(row: Value) -> Option<AgentReport> {
+    let Value::Object(mut row) = row else { return None };
+    let device_id = take_ignoring_case(&mut row, "deviceId")?.as_str()?.to_string();
+    let modules = row.remove(MODULES_COLUMN).filter(Value::is_object);
+    Some(AgentReport { device_id, modules })
 }
 
 /// Whether the query selects `path` whatever the conditions say.
@@ -216,5 +272,46 @@ mod tests {
         let q = ProjectedQuery::new(&ReadPaths::default());
         assert!(matches!(q.twin(json!({"iotEdge": true})), Err(HubError::TwinWithoutId { .. })));
         assert!(matches!(q.twin(json!([1])), Err(HubError::TwinWithoutId { .. })));
+    }
+
+    #[test]
+    fn agent_module_queries_pack_every_device_once_within_the_query_limit() {
+        // Apostrophes are valid in device ids; 2,000 ids of 40 characters do not fit one query.
+        let mut devices: Vec<String> = (0..2000).map(|i| format!("device-with-a-long-name-{i:016}")).collect();
+        devices.push("o'brien".to_string());
+        let queries = agent_module_queries(&devices);
+        assert!(queries.len() > 1, "{}", queries.len());
+        let mut seen = Vec::new();
+        for q in &queries {
+            assert!(q.chars().count() <= MAX_QUERY_CHARS, "{}", q.chars().count());
+            let parsed = parse_query(q).unwrap();
+            assert!(parsed.from_modules());
+            // Each query matches exactly the agent twins of its own devices.
+            let cond = crate::query::CompiledCondition::new(&parsed.where_condition());
+            for d in &devices {
+                if cond.matches(&json!({"deviceId": d, "moduleId": "$edgeAgent"})) {
+                    seen.push(d.clone());
+                }
+                assert!(!cond.matches(&json!({"deviceId": d, "moduleId": "$edgeHub"})));
+            }
+        }
+        seen.sort();
+        devices.sort();
+        assert_eq!(seen, devices);
+        // Every query but the last is full: the next id (at most 44 characters quoted) did
+        // not fit, so there are no more queries than the ids need.
+        for q in &queries[..queries.len() - 1] {
+            assert!(q.chars().count() > MAX_QUERY_CHARS - 46, "{}", q.chars().count());
+        }
+        assert!(agent_module_queries(&[]).is_empty());
+    }
+
+    #[test]
+    fn agent_rows_become_reports_and_a_missing_column_is_no_modules_map() {
+        let r = agent_report(json!({"deviceId": "d1", "m": {"sim": {"settings": {"image": "a:1"}}}})).unwrap();
+        assert_eq!(r.device_id, "d1");
+        assert_eq!(r.modules, Some(json!({"sim": {"settings": {"image": "a:1"}}})));
+        assert_eq!(agent_report(json!({"deviceId": "d2"})).unwrap().modules, None);
+        assert_eq!(agent_report(json!({"m": {}})), None);
     }
 }
