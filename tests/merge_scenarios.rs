@@ -667,6 +667,30 @@ mod properties {
                     json_of(&fleet.merged(&ds, kept))
                 );
             }
+            // Visiting each manifest as it is merged sees the documents the full fleet
+            // keeps, once per distinct stack, with the same groups and warnings.
+            let mut visited = fleetform::merge::Grouper::new(&ds);
+            for (i, s) in sets.iter().enumerate() {
+                visited.add(&format!("dev{i:03}"), s);
+            }
+            let stacked = visited.stack_groups();
+            prop_assert_eq!(stacked.manifest_count(), fleet.manifests.len());
+            for g in &fleet.groups {
+                let (s, m) = stacked.group_of(&g.matches).unwrap();
+                prop_assert_eq!(ids(s), ids(&g.stack));
+                prop_assert_eq!(m, g.manifest);
+            }
+            let documents = |m: &EffectiveManifest| {
+                serde_json::json!([m.no_standard, m.unmanaged, m.edge_agent, m.edge_hub, m.twins])
+            };
+            let (streamed, seen) = stacked.finish_each(|id, m| (id, documents(m)));
+            prop_assert!(streamed.manifests.is_empty());
+            prop_assert_eq!(&streamed.warnings, &fleet.warnings);
+            prop_assert_eq!(seen.len(), fleet.manifests.len());
+            for (at, (id, docs)) in seen.iter().enumerate() {
+                prop_assert_eq!(id.0 as usize, at);
+                prop_assert_eq!(docs, &documents(&fleet.manifests[at]));
+            }
             let unmanaged = sets.iter().filter(|s| s.is_empty()).count() as u64;
             let reported = fleet
                 .warnings

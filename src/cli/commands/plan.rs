@@ -202,7 +202,14 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         },
         PlanFormat::Json => {
             let json = render::json::plan_json_with_change(&plan, change.as_ref());
-            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+            // Straight to the pipe: a 1M-device plan's JSON is tens of megabytes, which
+            // a string would hold a second time.
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdout);
+            let _ = serde_json::to_writer_pretty(&mut out, &json).map_err(std::io::Error::from).and_then(|()| {
+                writeln!(out)?;
+                out.flush()
+            });
+            drop(out);
         }
     }
     if args.diff {

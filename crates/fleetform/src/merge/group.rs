@@ -163,6 +163,13 @@ impl<'d> Grouper<'d> {
     }
 
     fn finish_with(self, keep: Keep) -> Fleet {
+        self.stack_groups().finish_inner(keep, |_, _| ()).0
+    }
+
+    /// Stacks every group and numbers the distinct stacks, merging nothing yet: the
+    /// caller can see which groups share a manifest before the manifests exist, then
+    /// merge with [`Stacked::finish_each`].
+    pub fn stack_groups(self) -> Stacked<'d> {
         let deployments = self.deployments;
         // Stack every group, and number the distinct stacks in first-seen order.
         let mut by_stack: HashMap<(Option<u32>, Vec<u32>, bool), ManifestId> = HashMap::new();
@@ -177,10 +184,53 @@ impl<'d> Grouper<'d> {
             }
             stacked.push((matches, devices, stack, id));
         }
+        Stacked { deployments, index: self.index, stacked, distinct, device_groups: self.device_groups }
+    }
+}
 
+/// A [`Grouper`]'s groups, stacked, with their distinct stacks numbered but not merged.
+pub struct Stacked<'d> {
+    deployments: &'d [MergeDeployment],
+    index: HashMap<MatchSet, GroupId>,
+    stacked: Vec<(MatchSet, DeviceSample, Stack, ManifestId)>,
+    /// Per distinct stack: the first group that has it.
+    distinct: Vec<usize>,
+    device_groups: Vec<GroupId>,
+}
+
+impl Stacked<'_> {
+    /// Number of distinct stacks: the manifests [`Stacked::finish_each`] merges.
+    pub fn manifest_count(&self) -> usize {
+        self.distinct.len()
+    }
+
+    /// The stack of the group of `matches`, and the manifest it shares with others.
+    pub fn group_of(&self, matches: &MatchSet) -> Option<(&Stack, ManifestId)> {
+        let id = self.index.get(matches)?;
+        let (_, _, stack, manifest) = self.stacked.get(id.0 as usize)?;
+        Some((stack, *manifest))
+    }
+
+    /// Like [`Grouper::finish_without_manifests`], but hands each merged manifest (its
+    /// documents; provenance only where a finding needs it) to `visit` on the thread that
+    /// merged it, and frees it there. Results come back indexed by [`ManifestId`]. Holding
+    /// every distinct stack's documents at once was most of a large plan's memory, and
+    /// faulting that memory in most of its time.
+    pub fn finish_each<R: Send>(self, visit: impl Fn(ManifestId, &EffectiveManifest) -> R + Sync) -> (Fleet, Vec<R>) {
+        self.finish_inner(Keep::Nothing, visit)
+    }
+
+    fn finish_inner<R: Send>(
+        self,
+        keep: Keep,
+        visit: impl Fn(ManifestId, &EffectiveManifest) -> R + Sync,
+    ) -> (Fleet, Vec<R>) {
+        let Stacked { deployments, stacked, distinct, device_groups, .. } = self;
         // Merge and check each distinct stack once, on every core: merging is pure, and
         // with thousands of distinct stacks it is most of the work.
-        let merged = parallel_map(&distinct, |&i| {
+        let numbered: Vec<(ManifestId, usize)> =
+            distinct.iter().enumerate().map(|(m, &i)| (ManifestId(m as u32), i)).collect();
+        let merged = parallel_map(&numbered, |&(id, i)| {
             // Provenance only names the deployment a finding blames (`from`), never
             // decides whether there is one: merge without it, and again with it only
             // for the few stacks that have findings.
@@ -194,6 +244,7 @@ impl<'d> Grouper<'d> {
                 manifest = merge(deployments, stack);
                 checks = manifest_checks(&manifest);
             }
+            let visited = visit(id, &manifest);
             let kept = match keep {
                 Keep::Full => Some(manifest),
                 Keep::Documents => {
@@ -201,15 +252,16 @@ impl<'d> Grouper<'d> {
                 }
                 Keep::Nothing => None,
             };
-            (checks, kept)
+            (checks, kept, visited)
         });
         let mut manifest_findings = Vec::with_capacity(merged.len());
         let mut manifests = Vec::new();
-        for (checks, kept) in merged {
+        let mut visits = Vec::with_capacity(merged.len());
+        for (checks, kept, visited) in merged {
             manifest_findings.push(checks);
             manifests.extend(kept);
+            visits.push(visited);
         }
-
         let mut findings: BTreeMap<Check, DeviceSample> = BTreeMap::new();
         // Per deployment: the devices it matches, and how many it applies to.
         let mut matched: Vec<DeviceSample> = vec![DeviceSample::default(); deployments.len()];
@@ -245,12 +297,13 @@ impl<'d> Grouper<'d> {
             }
         }
 
-        Fleet {
+        let fleet = Fleet {
             groups,
             manifests,
             warnings: findings.into_iter().map(|(check, devices)| Warning::new(check, &devices)).collect(),
-            device_groups: self.device_groups,
-        }
+            device_groups,
+        };
+        (fleet, visits)
     }
 }
 

@@ -42,7 +42,7 @@ use crate::model::{Configuration, ConfigurationKind, Priority};
 
 pub use apply::merge;
 pub use checks::{BadWarningCode, Check, DeviceSample, JsonType, QueryKind, TypeCount, Warning, WarningCode};
-pub use group::{Fleet, Group, GroupId, Grouper, ManifestId, merge_fleet};
+pub use group::{Fleet, Group, GroupId, Grouper, ManifestId, Stacked, merge_fleet};
 pub use provenance::{Conflict, Origin, PathOrigin, ProvPath, Provenance};
 pub use stack::{SkipReason, Skipped, Stack, stack};
 pub use view::{Entry, ExplainView, ManifestView, RemovedPart, RouteEntry, TwinView, explain};

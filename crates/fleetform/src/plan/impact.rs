@@ -134,35 +134,68 @@ pub fn impact(
         }
     }
 
+    // The current state's manifests, merged once per distinct stack of a pair.
+    let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
+    let before_of: Vec<(StackIds, ManifestKey)> = pairs
+        .iter()
+        .map(|p| {
+            let sb = merge::stack(before, &p.before);
+            let key = cached(&mut cache_b, before, &sb, p.before.is_empty());
+            (StackIds::of(&sb), key)
+        })
+        .collect();
+
     // The declared state, merged once per distinct stack: warnings, and the documents
-    // devices will run.
+    // devices will run, each diffed against the pairs' current ones as soon as it is
+    // merged and freed then (holding them all was most of the plan's memory).
     let mut grouper = Grouper::new(after);
     for p in &pairs {
         grouper.add_devices(&p.after, &p.devices);
     }
-    let merged = grouper.finish_documents();
-    let warnings = merged.warnings.clone();
+    let stacked = grouper.stack_groups();
+    let mut pairs_of: Vec<Vec<usize>> = vec![Vec::new(); stacked.manifest_count()];
+    let mut after_of: Vec<Option<StackIds>> = Vec::with_capacity(pairs.len());
+    for (i, p) in pairs.iter().enumerate() {
+        let group = stacked.group_of(&p.after);
+        if let Some((_, manifest)) = group {
+            pairs_of[manifest.0 as usize].push(i);
+        }
+        after_of.push(group.map(|(stack, _)| StackIds::of(stack)));
+    }
+    let (merged, diffs) = stacked.finish_each(|manifest, ma| {
+        pairs_of[manifest.0 as usize]
+            .iter()
+            .map(|&i| {
+                let mb = &cache_b[&before_of[i].1];
+                // Only these pairs can need their agents' reports, and only while `ma` is
+                // still in hand: it is freed once this visit returns.
+                let declared = (pairs[i].device_ids.is_some() && running::needs_report(mb, ma))
+                    .then(|| running::declared_modules(ma, redactor));
+                (i, (diff(mb, ma, redactor), declared))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut changes_of: Vec<Option<(Vec<Change>, Option<Declared>)>> = vec![None; pairs.len()];
+    for (i, changes) in diffs.into_iter().flatten() {
+        changes_of[i] = Some(changes);
+    }
+    let warnings = merged.warnings;
     let mut expected_applied: BTreeMap<String, u64> = after.iter().map(|d| (d.id.to_string(), 0)).collect();
     for g in &merged.groups {
         for id in g.stack.standard.iter().chain(&g.stack.layered) {
             *expected_applied.entry(id.to_string()).or_default() += g.devices;
         }
     }
-    let after_groups: HashMap<&MatchSet, &merge::Group> = merged.groups.iter().map(|g| (&g.matches, g)).collect();
 
-    let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
     let mut cohorts: HashMap<CohortKey, DeviceSample> = HashMap::new();
     // Cohorts whose devices' modules only their agents can tell: their devices, with what
     // is declared for them.
     let mut unknown: Vec<Unknown<'_>> = Vec::new();
     let mut totals = DeviceTotals { devices, edge_devices, ..Default::default() };
-    for MatchPair { before: b, after: a, devices: sample, device_ids } in &pairs {
-        let Some(group) = after_groups.get(a) else { continue };
-        let Some(ma) = merged.manifest(group.manifest) else { continue };
-        let sb = merge::stack(before, b);
-        let mb = cached(&mut cache_b, before, &sb, b.is_empty());
-        let changes = diff(&cache_b[&mb], ma, redactor);
-        let (ib, ia) = (StackIds::of(&sb), StackIds::of(&group.stack));
+    for ((MatchPair { devices: sample, device_ids, .. }, (ib, _)), (ia, changes)) in
+        pairs.iter().zip(before_of).zip(after_of.into_iter().zip(changes_of))
+    {
+        let (Some(ia), Some((changes, declared))) = (ia, changes) else { continue };
         if changes.is_empty() && ib == ia {
             continue;
         }
@@ -172,26 +205,27 @@ pub fn impact(
             totals.changed += sample.count;
         }
         let key = (ib, ia, changes);
-        if let Some(ids) = device_ids
+        if let (Some(ids), Some(declared)) = (device_ids, declared)
             && !key.2.is_empty()
-            && running::needs_report(&cache_b[&mb], ma)
         {
-            unknown.push((key.clone(), running::declared_modules(ma, redactor), ids));
+            unknown.push((key.clone(), declared, ids));
         }
         cohorts.entry(key).or_default().merge(sample);
     }
     let running = running_before(fleet, &unknown, edge_devices, redactor)?;
     drop(unknown);
-    drop(after_groups);
-    drop_elsewhere((merged, cache_b));
+    drop_elsewhere(cache_b);
     Ok(Impact { cohorts: sorted_cohorts(cohorts, running), totals, warnings, expected_applied, targeted })
 }
 
 type CohortKey = (StackIds, StackIds, Vec<Change>);
 
+/// The modules declared for a cohort's devices: name → image.
+type Declared = BTreeMap<String, Option<String>>;
+
 /// A cohort's devices whose modules only their agents can tell: the cohort, the modules
-/// declared for them (name → image), their ids.
-type Unknown<'p> = (CohortKey, BTreeMap<String, Option<String>>, &'p [String]);
+/// declared for them, their ids.
+type Unknown<'p> = (CohortKey, Declared, &'p [String]);
 
 /// What the devices of `unknown` run, by cohort: one read of their `$edgeAgent` twins,
 /// nothing at all when there are none.

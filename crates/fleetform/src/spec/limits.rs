@@ -46,6 +46,9 @@ pub fn hub_twin_size(value: &serde_json::Value) -> usize {
     use serde_json::Value;
     match value {
         Value::Object(map) => map.iter().map(|(k, v)| k.len() + hub_twin_size(v)).sum(),
+        // ASCII (nearly every string) has only C0 controls and DEL: count bytes, not
+        // chars; a plan counts every string of every merged document.
+        Value::String(s) if s.is_ascii() => s.bytes().filter(|b| !b.is_ascii_control()).count(),
         Value::String(s) => s.chars().filter(|c| !c.is_control()).count(),
         Value::Number(_) => 8,
         Value::Bool(_) => 4,
@@ -166,7 +169,8 @@ mod tests {
         // Worked by hand: "a" (1) + "héllo" (5 characters, 6 bytes) = 6; "n" (1) + 8 = 9;
         // "flag" (4) + 4 = 8; "obj" (3) + ["x" (1) + "t\u{1}ab\u{85}" (3 after dropping
         // a C0 and a C1 control)] = 7; "ünï" (5 UTF-8 bytes) + "" (0) = 5; "z" (1) + null
-        // (0) = 1. Total 6 + 9 + 8 + 7 + 5 + 1 = 36.
+        // (0) = 1; "q" (1) + "a\u{7f}\tb" (2: ASCII, DEL and tab are controls) = 3.
+        // Total 6 + 9 + 8 + 7 + 5 + 1 + 3 = 39.
         let doc = serde_json::json!({
             "a": "héllo",
             "n": 12345.5,
@@ -174,10 +178,11 @@ mod tests {
             "obj": { "x": "t\u{1}ab\u{85}" },
             "ünï": "",
             "z": null,
+            "q": "a\u{7f}\tb",
         });
-        assert_eq!(hub_twin_size(&doc), 36);
+        assert_eq!(hub_twin_size(&doc), 39);
         // The JSON text is longer: the rule is not the serialised length.
-        assert!(serde_json::to_string(&doc).unwrap().len() > 36);
+        assert!(serde_json::to_string(&doc).unwrap().len() > 39);
     }
 
     #[test]

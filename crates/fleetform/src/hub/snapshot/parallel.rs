@@ -2,6 +2,7 @@
 //! parse, check ids and fold, and the first error (by line) wins as it would serially.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::model::fleet::Projection;
@@ -21,10 +22,26 @@ const BATCH_RECORDS: usize = 4096;
 
 /// Records cut from the file, parsed by one worker: `bytes` holds them back to back and
 /// `ends[i]` is where record `i` ends.
-#[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
     ends: Vec<(usize, RecordPos)>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        // Room for the last record that crosses the limit, so the buffer rarely grows.
+        Batch { bytes: Vec::with_capacity(BATCH_BYTES + BATCH_BYTES / 4), ends: Vec::with_capacity(BATCH_RECORDS) }
+    }
+
+    fn recycle(mut self, spare: &Mutex<Vec<Batch>>) {
+        self.bytes.clear();
+        self.ends.clear();
+        let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
+        // The queue holds at most `2 × threads` batches; a few more in hand is plenty.
+        if spare.len() < 8 {
+            spare.push(self);
+        }
+    }
 }
 
 struct WorkerResult<A> {
@@ -62,6 +79,9 @@ where
     let mut splitter = open_splitter(file)?;
     let reading = Reading::new(projection);
     let stop = AtomicBool::new(false);
+    // Spent batches go back to the producer: a fresh 1 MiB buffer per batch, grown by
+    // doubling, cost a copy of every byte read and a page fault for every new page.
+    let spare: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
     let path = file.path.as_path();
     let (producer_error, results) = pool::fan_out(
         threads,
@@ -71,7 +91,7 @@ where
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let mut batch = Batch::default();
+                let mut batch = spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(Batch::new);
                 let filled = loop {
                     match splitter.next_record(&mut batch.bytes) {
                         Ok(Some(pos)) => {
@@ -98,7 +118,7 @@ where
             }
             producer_error
         },
-        |batches| worker::<T, A, F>(batches, &stop, init(), &fold, path, file.format, &reading),
+        |batches| worker::<T, A, F>(batches, &stop, &spare, init(), &fold, path, file.format, &reading),
     );
 
     let mut first_error = producer_error;
@@ -138,9 +158,11 @@ where
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker<T, A, F>(
     batches: pool::Intake<'_, Batch>,
     stop: &AtomicBool,
+    spare: &Mutex<Vec<Batch>>,
     mut acc: A,
     fold: &F,
     path: &Path,
@@ -177,6 +199,7 @@ where
                 fold(&mut acc, twin);
             }
         }
+        batch.recycle(spare);
     }
     WorkerResult { acc, seen, first_error }
 }
