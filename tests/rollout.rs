@@ -346,6 +346,9 @@ fn a_failing_wave_rolls_back_and_every_device_ends_on_the_old_content() {
     assert_eq!(code(&out), Some(12), "{}", transcript(&out));
     assert!(stdout(&out).contains("rolled back earlier"), "{}", transcript(&out));
     assert_eq!(server.named("base").len(), 1);
+    // The hub is not on the declared content: a drift check must not read it as in sync.
+    let out = server.command(&["plan", "--detailed-exitcode"]).arg(&paths).output().unwrap();
+    assert_eq!(code(&out), Some(2), "rolled back is out of sync: {}", transcript(&out));
 
     // status names the rollback, the rule and the failing devices.
     let out = server.command(&["status"]).output().unwrap();
@@ -399,6 +402,8 @@ fn new_content_mid_rollout_is_refused_with_13() {
     assert_eq!(code(&out), Some(13), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--restart-rollout"), "{}", transcript(&out));
     assert_eq!(server.hub().configurations().unwrap().len(), before.len(), "nothing written");
+    let out = server.command(&["plan", "--detailed-exitcode"]).arg(&newer).output().unwrap();
+    assert_eq!(code(&out), Some(2), "a refused rollout is out of sync: {}", transcript(&out));
     let out = server.apply(&newer, &["--restart-rollout", "--format", "json"]);
     assert_eq!(code(&out), Some(10), "{}", transcript(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

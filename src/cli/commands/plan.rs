@@ -50,7 +50,8 @@ pub struct Args {
     /// FLEETFORM_HASH_KEY set the file is sealed with a MAC: apply then refuses any edit.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Exit 0 when there are no changes, 2 when there are, 1 on errors.
+    /// Exit 0 when the hub matches the repository, 2 when it does not (changes to write,
+    /// or a rollout under way, refused or rolled back), 1 on errors.
     #[arg(long)]
     pub detailed_exitcode: bool,
     #[command(flatten)]
@@ -241,7 +242,7 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
         eprintln!("error: the plan has warnings that --fail-on names: {} (exit {EXIT_FAIL_ON})", codes.join(", "));
         return Ok(ExitCode::from(EXIT_FAIL_ON));
     }
-    Ok(match (args.detailed_exitcode, plan.has_changes()) {
+    Ok(match (args.detailed_exitcode, plan.out_of_sync()) {
         (true, true) => ExitCode::from(2),
         _ => ExitCode::SUCCESS,
     })

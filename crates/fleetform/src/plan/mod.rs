@@ -123,6 +123,13 @@ impl Plan {
         !self.steps.is_empty()
     }
 
+    /// Whether the hub does not hold what the repository declares: changes to write, or a
+    /// rollout still under way, refused or rolled back (its waits write nothing, yet the
+    /// hub is not in sync, and a drift check must not read that as "in sync").
+    pub fn out_of_sync(&self) -> bool {
+        self.has_changes() || self.rollouts.iter().any(|r| !matches!(r.next, rollout::Decision::Ordinary))
+    }
+
     /// What apply writes: the declared deployments and the rewritten old ones.
     pub fn to_write(&self) -> Vec<Rendered> {
         self.declared.iter().chain(&self.rollout_writes).cloned().collect()

@@ -106,17 +106,27 @@ pub fn running_modules(
     let mut out: Vec<RunningModule> = map
         .iter()
         .map(|(name, m)| {
-            let image = m.pointer("/settings/image").map(|v| redact.text(v));
+            let image = m.pointer("/settings/image").map(|v| printable(&redact.text(v)));
             let (fate, image_after) = match declared.get(name) {
                 None => (Fate::Removed, None),
                 Some(after) if after.is_some() && *after == image => (Fate::Kept, None),
                 Some(after) => (Fate::Replaced, after.clone()),
             };
-            RunningModule { module: name.clone(), image, fate, image_after }
+            RunningModule { module: printable(name), image, fate, image_after }
         })
         .collect();
     out.sort();
     Some(out)
+}
+
+/// A device writes its agent's report, so what it says reaches terminals, CI logs and pull
+/// requests only with control characters (terminal escape sequences among them) spelt out
+/// as `\u{…}`.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
 /// Devices grouped by what they run, largest group first.
@@ -188,5 +198,13 @@ mod tests {
                 "unknown: no $edgeAgent report of the modules"
             ]
         );
+    }
+
+    #[test]
+    fn what_a_device_reports_reaches_output_without_control_characters() {
+        let reported = json!({ "Weird\u{1b}[31mRED": { "settings": { "image": "x\u{7}y:1" } } });
+        let got = running_modules(Some(&reported), &BTreeMap::new(), &Redactor::default()).unwrap();
+        assert_eq!(got[0].module, "Weird\\u{1b}[31mRED");
+        assert_eq!(got[0].image.as_deref(), Some("x\\u{7}y:1"));
     }
 }
