@@ -46,21 +46,6 @@ pub const LABEL_ROLLED_BACK_FAILURE_PPM: &str = "fleetform-rolled-back-failure-p
 /// comma-separated, when every one of them is made of label-safe characters.
 pub const LABEL_ROLLED_BACK_DEVICES: &str = "fleetform-rolled-back-devices";
 
-/// Every label a rollout writes, on N or on O.
-pub const ROLLOUT_LABELS: [&str; 11] = [
-    LABEL_FROM,
-    LABEL_WAVE,
-    LABEL_WAVE_STARTED,
-    LABEL_STATE,
-    LABEL_ROLLED_BACK,
-    LABEL_ROLLED_BACK_WAVE,
-    LABEL_ROLLED_BACK_AT,
-    LABEL_ROLLED_BACK_FAILED,
-    LABEL_ROLLED_BACK_TARGETED,
-    LABEL_ROLLED_BACK_FAILURE_PPM,
-    LABEL_ROLLED_BACK_DEVICES,
-];
-
 /// The labels of a rollback record on O.
 pub const RECORD_LABELS: [&str; 7] = [
     LABEL_ROLLED_BACK,

@@ -462,16 +462,21 @@ impl Cx<'_> {
         true
     }
 
-    /// Reports a node given twice; returns true when it was.
+    /// Reports a node given twice in a deployment; returns true when it was.
     fn once(&mut self, node: &KdlNode, seen: bool) -> bool {
+        let help = format!("a deployment has one `{}`; keep one", node.name().value());
+        self.once_in(node, seen, &help)
+    }
+
+    /// Reports a node given twice, with `help` saying what its parent allows.
+    fn once_in(&mut self, node: &KdlNode, seen: bool, help: &str) -> bool {
         if seen {
-            let name = node.name().value();
             self.err(
                 Code::Duplicate,
                 node.name().span(),
-                format!("`{name}` is given twice"),
+                format!("`{}` is given twice", node.name().value()),
                 "second one",
-                Some(format!("a deployment has one `{name}`; keep one")),
+                Some(help.to_owned()),
             );
         }
         seen

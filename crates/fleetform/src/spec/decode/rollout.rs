@@ -54,8 +54,12 @@ impl Cx<'_> {
                     Some(w) => waves.push(w),
                     None => broken = true,
                 },
-                "promote" if !self.once_in_rollout(child, promote.is_some()) => promote = Some(self.promote(child)),
-                "rollback" if !self.once_in_rollout(child, rollback.is_some()) => {
+                "promote" if !self.once_in(child, promote.is_some(), "a rollout has one `promote` rule; keep one") => {
+                    promote = Some(self.promote(child))
+                }
+                "rollback"
+                    if !self.once_in(child, rollback.is_some(), "a rollout has one `rollback` rule; keep one") =>
+                {
                     rollback = Some(self.rollback_rule(child))
                 }
                 _ => {}
@@ -82,20 +86,6 @@ impl Cx<'_> {
             return None;
         }
         Some(Rollout { waves, promote, rollback, origin })
-    }
-
-    fn once_in_rollout(&mut self, node: &KdlNode, seen: bool) -> bool {
-        if seen {
-            let name = node.name().value();
-            self.err(
-                Code::Duplicate,
-                node.name().span(),
-                format!("`{name}` is given twice"),
-                "second one",
-                Some(format!("a rollout has one `{name}` rule; keep one")),
-            );
-        }
-        seen
     }
 
     /// `wave "name" ["condition"]`.
