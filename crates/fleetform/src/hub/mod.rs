@@ -66,12 +66,7 @@ pub trait HubRead: Send + Sync {
         visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {
         let _ = edge_devices;
-        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
-        self.module_batches(&|batch| {
-            let reports: Vec<AgentReport> =
-                batch.iter().filter_map(|m| AgentReport::of_module_twin(m, &wanted)).collect();
-            if reports.is_empty() { Ok(()) } else { visit(reports) }
-        })
+        AgentReport::scan(devices, |each| self.module_batches(each), visit)
     }
 
     /// One configuration (`GET /configurations/{id}`), with its metrics where the hub

@@ -100,12 +100,7 @@ pub trait FleetRead: Send + Sync {
         visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), ReadError> + Sync),
     ) -> Result<(), ReadError> {
         let _ = edge_devices;
-        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
-        self.module_batches(&|batch| {
-            let reports: Vec<AgentReport> =
-                batch.iter().filter_map(|m| AgentReport::of_module_twin(m, &wanted)).collect();
-            if reports.is_empty() { Ok(()) } else { visit(reports) }
-        })
+        AgentReport::scan(devices, |each| self.module_batches(each), visit)
     }
 }
 
@@ -123,6 +118,21 @@ pub struct AgentReport {
 }
 
 impl AgentReport {
+    /// The reports of `devices` from a scan of every module twin (`module_batches`): the
+    /// default of both read traits, [`FleetRead`] and the hub's, each with its own error.
+    pub fn scan<E>(
+        devices: &[String],
+        module_batches: impl FnOnce(&(dyn Fn(Vec<Value>) -> Result<(), E> + Sync)) -> Result<(), E>,
+        visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), E> + Sync),
+    ) -> Result<(), E> {
+        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
+        module_batches(&|batch| {
+            let reports: Vec<AgentReport> =
+                batch.iter().filter_map(|m| AgentReport::of_module_twin(m, &wanted)).collect();
+            if reports.is_empty() { Ok(()) } else { visit(reports) }
+        })
+    }
+
     /// The report of `twin`, a module twin as `SELECT * FROM devices.modules` returns it,
     /// when it is the `$edgeAgent` twin of one of `wanted`.
     pub fn of_module_twin(twin: &Value, wanted: &std::collections::HashSet<&str>) -> Option<AgentReport> {
