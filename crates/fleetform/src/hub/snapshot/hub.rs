@@ -1,12 +1,16 @@
 //! A snapshot directory as a hub: reads stream from its files, writes rewrite
 //! `configurations.json` like the hub's own API would change its registry.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use base64::Engine;
+use serde_json::Value;
 
 use crate::hub::{Configuration, Etag, HubError, HubRead, HubWrite, IfMatch, MAX_CONFIGURATIONS, Projection, Twin};
+use crate::model::twin::ModuleTwin;
+use crate::model::{AgentReport, EDGE_AGENT};
 
 use super::{CONFIGURATIONS_FILE, Snapshot, SnapshotWriter, read_configurations};
 
@@ -118,6 +122,53 @@ impl HubRead for SnapshotHub {
         }
         Ok(())
     }
+
+    /// Reads `modules.jsonl` on all cores keeping only what the agents report (ids and
+    /// `properties.reported.modules`), instead of the default's serial scan of whole
+    /// module twins: at 100k devices that scan was a fifth of an empty-hub plan's
+    /// instructions, on one core. Reports reach `visit` in no particular order.
+    fn agent_reports(
+        &self,
+        devices: &[String],
+        edge_devices: u64,
+        visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), HubError> + Sync),
+    ) -> Result<(), HubError> {
+        const BATCH: usize = 2048;
+        let _ = edge_devices;
+        if self.snapshot.modules_file().is_none() || devices.is_empty() {
+            return Ok(());
+        }
+        let wanted: HashSet<&str> = devices.iter().map(String::as_str).collect();
+        let failure: Mutex<Option<HubError>> = Mutex::new(None);
+        let leftovers = self.snapshot.par_fold_agent_twins(0, Vec::new, |batch: &mut Vec<AgentReport>, twin| {
+            let Some(report) = agent_report(twin, &wanted) else { return };
+            batch.push(report);
+            if batch.len() == BATCH
+                && let Err(e) = visit(std::mem::take(batch))
+            {
+                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        })?;
+        for batch in leftovers.into_iter().filter(|b| !b.is_empty()) {
+            visit(batch)?;
+        }
+        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`AgentReport::of_module_twin`] taking the reported modules out of the twin instead of
+/// cloning them.
+fn agent_report(twin: ModuleTwin, wanted: &HashSet<&str>) -> Option<AgentReport> {
+    if twin.module_id() != EDGE_AGENT || !wanted.contains(twin.device_id()) {
+        return None;
+    }
+    let device_id = twin.device_id().to_string();
+    let mut value = twin.into_value();
+    let modules = value.pointer_mut("/properties/reported/modules").filter(|m| m.is_object()).map(Value::take);
+    Some(AgentReport { device_id, modules })
 }
 
 impl HubWrite for SnapshotHub {
@@ -176,6 +227,7 @@ impl HubWrite for SnapshotHub {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::hub::SnapshotError;
     use crate::model::Priority;
 
     pub(crate) fn hub_with_devices() -> (tempfile::TempDir, SnapshotHub) {
@@ -220,6 +272,57 @@ pub(crate) mod tests {
         }
         let over = hub.create_configuration(&Configuration { id: "one-more".into(), ..Default::default() });
         assert!(matches!(over, Err(HubError::TooManyConfigurations { limit: 100 })));
+    }
+
+    #[test]
+    fn agent_reports_keep_only_the_wanted_agents_modules() {
+        let (dir, _) = hub_with_devices();
+        let lines = [
+            r#"{"deviceId":"d1","moduleId":"$edgeAgent","properties":{"desired":{"big":[1,2,{"x":"y"}]},"reported":{"runtime":{"t":1},"modules":{"web":{"settings":{"image":"nginx:1.24"}}}}}}"#,
+            r#"{"deviceId":"d1","moduleId":"web","properties":{"reported":{"modules":{"no":{}}}}}"#,
+            r#"{"properties":{"reported":{"modules":"not a map"}},"moduleId":"$edgeAgent","deviceId":"d2"}"#,
+            r#"{"deviceId":"d3","moduleId":"$edgeAgent","properties":{"reported":{"modules":{"a":{}}}}}"#,
+            r#"{"deviceId":"d4","moduleId":"$edgeAgent","properties":{"reported":{"Modules":{"a":{}},"modules":{"old":{}}},"reported":{"modules":{"new":{}}}}}"#,
+            r#"{"deviceId":"d5","moduleId":"$edgeAgent","properties":[1]}"#,
+        ];
+        std::fs::write(dir.path().join("modules.jsonl"), lines.join("\n")).unwrap();
+        let hub = SnapshotHub::open(dir.path()).unwrap();
+        let wanted: Vec<String> = ["d1", "d2", "d4", "d5"].map(String::from).to_vec();
+        let got = Mutex::new(Vec::new());
+        hub.agent_reports(&wanted, 5, &|batch| {
+            got.lock().unwrap().extend(batch);
+            Ok(())
+        })
+        .unwrap();
+        let mut got = got.into_inner().unwrap();
+        got.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        let want = |id: &str, modules: Option<Value>| AgentReport { device_id: id.into(), modules };
+        assert_eq!(
+            got,
+            [
+                want("d1", Some(serde_json::json!({"web":{"settings":{"image":"nginx:1.24"}}}))),
+                want("d2", None),
+                // The later of two `reported` members counts, as in a full read.
+                want("d4", Some(serde_json::json!({"new":{}}))),
+                want("d5", None),
+            ]
+        );
+
+        // A member that is skipped is still checked, and the error placed in the file.
+        std::fs::write(
+            dir.path().join("modules.jsonl"),
+            format!("{}\n{}\n", lines[0], r#"{"deviceId":"d2","moduleId":"m","etag":[1,}"#),
+        )
+        .unwrap();
+        let e = hub.agent_reports(&wanted, 5, &|_| Ok(())).unwrap_err();
+        assert!(matches!(e, HubError::Snapshot(SnapshotError::Syntax { line: 2, column: 43, .. })), "{e:?}");
+        // So is a twin given twice.
+        std::fs::write(dir.path().join("modules.jsonl"), format!("{}\n{}\n", lines[0], lines[0])).unwrap();
+        let e = hub.agent_reports(&wanted, 5, &|_| Ok(())).unwrap_err();
+        assert!(
+            matches!(&e, HubError::Snapshot(SnapshotError::Duplicate { key, line: 2, first_line: 1, .. }) if key == "d1/$edgeAgent"),
+            "{e:?}"
+        );
     }
 
     #[test]

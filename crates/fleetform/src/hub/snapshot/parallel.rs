@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::model::fleet::Projection;
 use crate::model::twin::TwinRecord;
 use crate::util::pool;
 
@@ -61,7 +60,7 @@ fn keep_first(slot: &mut Option<SnapshotError>, e: SnapshotError) {
 /// the batches in flight plus the id set, whatever the fleet size.
 pub(super) fn par_fold<T, A, I, F>(
     file: Option<&TwinFile>,
-    projection: &Projection,
+    reading: Reading,
     threads: usize,
     init: I,
     fold: F,
@@ -77,7 +76,6 @@ where
         return Ok((0..threads).map(|_| init()).collect());
     };
     let mut splitter = open_splitter(file)?;
-    let reading = Reading::new(projection);
     let stop = AtomicBool::new(false);
     // Spent batches go back to the producer: a fresh 1 MiB buffer per batch, grown by
     // doubling, cost a copy of every byte read and a page fault for every new page.

@@ -67,6 +67,60 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
     crate::query::project::non_objects_are_null!();
 }
 
+/// The members of a module twin that say what a device's agent reports running, by exact
+/// name as `AgentReport::of_module_twin` looks them up: `deviceId` and `moduleId` at the
+/// top, then `properties` → `reported` → `modules`. Everything else is checked as JSON and
+/// skipped: a module twin is mostly the agent's runtime and system-module reports, which
+/// building as `Value`s (and freeing) made reading `modules.jsonl` a fifth of an empty-hub
+/// plan's instructions. Non-objects become `null`, as [`TargetingVisitor`] does.
+struct AgentVisitor {
+    /// How deep in the kept path this map is (0: the twin itself).
+    depth: u8,
+}
+
+impl AgentVisitor {
+    /// The path to the reported modules, one member name per depth; the last is kept whole.
+    const PATH: [&'static str; 3] = ["properties", "reported", "modules"];
+    /// Kept whole at the top, besides the path.
+    const IDS: [&'static str; 2] = ["deviceId", "moduleId"];
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for AgentVisitor {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AgentVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a module twin object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        let mut out = serde_json::Map::new();
+        let depth = usize::from(self.depth);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            // A later duplicate replaces an earlier member, as in a full read.
+            let whole = key == Self::PATH[depth] && depth + 1 == Self::PATH.len();
+            if whole || (depth == 0 && Self::IDS.contains(&key.as_ref())) {
+                out.insert(key.into_owned(), map.next_value::<Value>()?);
+            } else if key == Self::PATH[depth] {
+                let inner = map.next_value_seed(AgentVisitor { depth: self.depth + 1 })?;
+                out.insert(key.into_owned(), inner);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    crate::query::project::non_objects_are_null!();
+}
+
 /// Whether a value is a JSON object, read without building it.
 struct IsObject;
 
@@ -127,6 +181,8 @@ pub(super) enum Reading {
     Full,
     Targeting,
     Paths(TwinProjector),
+    /// Module twins read for `$edgeAgent` reports only ([`AgentVisitor`]).
+    AgentReports,
 }
 
 impl Reading {
@@ -149,6 +205,12 @@ impl Reading {
                 Ok(value)
             }
             Reading::Paths(projector) => projector.parse(bytes),
+            Reading::AgentReports => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = serde::de::DeserializeSeed::deserialize(AgentVisitor { depth: 0 }, &mut de)?;
+                de.end()?;
+                Ok(value)
+            }
         }
     }
 }

@@ -114,7 +114,7 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, Twin) + Sync,
     {
-        par_fold::<Twin, A, I, F>(self.devices.as_ref(), &self.projection, threads, init, fold)
+        par_fold::<Twin, A, I, F>(self.devices.as_ref(), Reading::new(&self.projection), threads, init, fold)
     }
 
     /// [`Snapshot::par_fold_devices`] for module twins.
@@ -124,7 +124,20 @@ impl Snapshot {
         I: Fn() -> A + Sync,
         F: Fn(&mut A, ModuleTwin) + Sync,
     {
-        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), &Projection::Full, threads, init, fold)
+        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), Reading::Full, threads, init, fold)
+    }
+
+    /// [`Snapshot::par_fold_module_twins`] keeping of each module twin only its ids and
+    /// `properties.reported.modules` (what an `$edgeAgent` twin reports running); the
+    /// rest is checked as JSON, ids are checked for duplicates, and errors are placed as
+    /// for a full read.
+    pub fn par_fold_agent_twins<A, I, F>(&self, threads: usize, init: I, fold: F) -> Result<Vec<A>, SnapshotError>
+    where
+        A: Send,
+        I: Fn() -> A + Sync,
+        F: Fn(&mut A, ModuleTwin) + Sync,
+    {
+        par_fold::<ModuleTwin, A, I, F>(self.modules.as_ref(), Reading::AgentReports, threads, init, fold)
     }
 
     /// Calls `f` for every device twin on `threads` worker threads (0 = all cores).
