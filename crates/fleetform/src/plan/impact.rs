@@ -2,9 +2,13 @@
 //! twins once; the declared state merged once per distinct stack; devices grouped into
 //! cohorts by their change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+// Fx, not SipHash: cohort keys hash whole change lists (module names, images, twin paths),
+// and SipHash over them was 7% of a 20k plan's instructions. The keys come from the user's
+// own deployments and fleet, not from a peer choosing collisions.
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::diff::{Change, diff};
@@ -97,7 +101,7 @@ pub struct Impact {
 }
 
 /// Devices sharing the same matches: before-indices, then after-indices shifted past them.
-type Pairs = HashMap<MatchSet, (DeviceSample, Option<Vec<String>>)>;
+type Pairs = FxHashMap<MatchSet, (DeviceSample, Option<Vec<String>>)>;
 
 /// The IoT Edge devices that match the same deployments before and the same after.
 pub(super) struct MatchPair {
@@ -135,7 +139,7 @@ pub fn impact(
     }
 
     // The current state's manifests, merged once per distinct stack of a pair.
-    let mut cache_b: HashMap<ManifestKey, EffectiveManifest> = HashMap::new();
+    let mut cache_b: FxHashMap<ManifestKey, EffectiveManifest> = FxHashMap::default();
     let before_of: Vec<(StackIds, ManifestKey)> = pairs
         .iter()
         .map(|p| {
@@ -187,7 +191,7 @@ pub fn impact(
         }
     }
 
-    let mut cohorts: HashMap<CohortKey, DeviceSample> = HashMap::new();
+    let mut cohorts: FxHashMap<CohortKey, DeviceSample> = FxHashMap::default();
     // Cohorts whose devices' modules only their agents can tell: their devices, with what
     // is declared for them.
     let mut unknown: Vec<Unknown<'_>> = Vec::new();
@@ -234,14 +238,14 @@ fn running_before(
     unknown: &[Unknown<'_>],
     edge_devices: u64,
     redactor: &Redactor,
-) -> Result<HashMap<CohortKey, Vec<Running>>, ReadError> {
+) -> Result<FxHashMap<CohortKey, Vec<Running>>, ReadError> {
     if unknown.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(FxHashMap::default());
     }
     let mut devices: Vec<String> = unknown.iter().flat_map(|(_, _, ids)| ids.iter().cloned()).collect();
     devices.sort_unstable();
     devices.dedup();
-    let reports: Mutex<HashMap<String, Option<serde_json::Value>>> = Mutex::new(HashMap::new());
+    let reports: Mutex<FxHashMap<String, Option<serde_json::Value>>> = Mutex::new(FxHashMap::default());
     fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
         let mut reports = reports.lock().unwrap_or_else(|e| e.into_inner());
         for r in batch {
@@ -251,7 +255,7 @@ fn running_before(
     })?;
     drop(devices);
     let reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut groups: HashMap<CohortKey, RunningGroups> = HashMap::new();
+    let mut groups: FxHashMap<CohortKey, RunningGroups> = FxHashMap::default();
     for (key, declared, ids) in unknown {
         let g = groups.entry(key.clone()).or_default();
         for id in *ids {
@@ -283,7 +287,7 @@ struct Lane<'s> {
     /// Distinct match sets (combinations often differ only in deployments nobody targets),
     /// with their device ids where [`AlsoRead::running_before`] may need them.
     pairs: Vec<(MatchSet, DeviceSample, Option<Vec<String>>)>,
-    index: HashMap<MatchSet, u32>,
+    index: FxHashMap<MatchSet, u32>,
     devices: u64,
     edge_devices: u64,
 }
@@ -294,7 +298,7 @@ impl<'s> Lane<'s> {
             memo: ConditionMemo::new(set),
             pair_of: Vec::new(),
             pairs: Vec::new(),
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             devices: 0,
             edge_devices: 0,
         }
@@ -325,7 +329,7 @@ pub(super) fn fold_devices(
     // One condition set for both states: a condition shared by several deployments (or
     // unchanged by the plan) is evaluated once per combination of the values it reads.
     let mut set = ConditionSet::new();
-    let mut by_text: HashMap<String, Option<ConditionId>> = HashMap::new();
+    let mut by_text: FxHashMap<String, Option<ConditionId>> = FxHashMap::default();
     let mut cond_of = |target: &str| -> Option<ConditionId> {
         *by_text.entry(target.to_string()).or_insert_with(|| {
             // An empty or unparsable condition targets nothing, as on the hub.
@@ -416,7 +420,7 @@ pub(super) fn fold_devices(
     })?;
     let lanes = idle.into_inner().unwrap_or_else(|e| e.into_inner());
     let (mut device_count, mut edge_count) = (0, 0);
-    let mut pairs: Pairs = HashMap::new();
+    let mut pairs: Pairs = FxHashMap::default();
     for lane in lanes {
         device_count += lane.devices;
         edge_count += lane.edge_devices;
@@ -457,8 +461,8 @@ fn declares_no_modules(d: &MergeDeployment) -> bool {
 }
 
 fn sorted_cohorts(
-    cohorts: HashMap<CohortKey, DeviceSample>,
-    mut running: HashMap<CohortKey, Vec<Running>>,
+    cohorts: FxHashMap<CohortKey, DeviceSample>,
+    mut running: FxHashMap<CohortKey, Vec<Running>>,
 ) -> Vec<Cohort> {
     let mut cohorts: Vec<Cohort> = cohorts
         .into_iter()
@@ -481,7 +485,7 @@ fn sorted_cohorts(
 type ManifestKey = (Option<u32>, Vec<u32>, bool);
 
 fn cached(
-    cache: &mut HashMap<ManifestKey, EffectiveManifest>,
+    cache: &mut FxHashMap<ManifestKey, EffectiveManifest>,
     deployments: &[MergeDeployment],
     stack: &Stack,
     matched_nothing: bool,

@@ -4,8 +4,10 @@
 //! For those devices only, the plan reads what their `$edgeAgent` twin reports running and
 //! says which modules the change removes, replaces or keeps.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
+
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -131,7 +133,7 @@ fn printable(text: &str) -> String {
 
 /// Devices grouped by what they run, largest group first.
 #[derive(Default)]
-pub struct RunningGroups(HashMap<Option<Vec<RunningModule>>, DeviceSample>);
+pub struct RunningGroups(FxHashMap<Option<Vec<RunningModule>>, DeviceSample>);
 
 impl RunningGroups {
     pub fn add(&mut self, device: &str, modules: Option<Vec<RunningModule>>) {
