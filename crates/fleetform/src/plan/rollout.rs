@@ -231,6 +231,9 @@ pub enum Decision {
     Refuse { old: DeploymentId, unfinished: DeploymentId, declared: DeploymentId, wave: usize },
     /// This content was rolled back; it stays so until `--restart-rollout` or new content.
     RolledBack { old: DeploymentId, record: RollbackRecord },
+    /// N is in progress but O, which it replaces, was deleted outside fleetform: apply
+    /// refuses (13) until `--restart-rollout` gives the deployment its whole target at once.
+    OldGone { old: DeploymentId, new: DeploymentId, wave: usize },
 }
 
 impl Decision {
@@ -263,9 +266,20 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         let Some(o) =
             i.on_hub.iter().copied().find(|c| Some(c.id.as_str()) == n.labels.get(LABEL_FROM).map(|s| s.as_str()))
         else {
-            // O is gone (a completion stopped half-way, or deleted by hand): the ordinary
-            // update gives N the declared target and fields at once.
-            return Ordinary;
+            let wave = n.labels.get(LABEL_WAVE).and_then(|w| w.parse::<usize>().ok());
+            // A completion updates N (dropping these labels) before it deletes O, so N still
+            // naming a missing O means O was deleted outside fleetform: the devices of the
+            // waves not yet reached lost this deployment. Widening N at once is the repair,
+            // but it skips the waves, so a person says so (fail closed). At the last wave N
+            // already targets all of T and nothing was lost: the ordinary update finishes.
+            if i.restart || wave.is_some_and(|w| w + 1 >= i.rollout.waves.len()) {
+                return Ordinary;
+            }
+            return Decision::OldGone {
+                old: n.labels.get(LABEL_FROM).cloned().unwrap_or_default().into(),
+                new: n.id.clone(),
+                wave: wave.unwrap_or(0),
+            };
         };
         let wave = n.labels.get(LABEL_WAVE).and_then(|w| w.parse::<usize>().ok());
         if &n.id != i.declared {
@@ -484,7 +498,7 @@ impl RolloutPlan {
             | Decision::Complete { old, new, .. }
             | Decision::RollBack { old, new, .. } => Some((old.clone(), new.clone(), None)),
             Decision::Refuse { old, unfinished, .. } => Some((old.clone(), unfinished.clone(), None)),
-            Decision::Ordinary | Decision::RolledBack { .. } => None,
+            Decision::Ordinary | Decision::RolledBack { .. } | Decision::OldGone { .. } => None,
         }
     }
 }
@@ -622,6 +636,7 @@ pub fn plan_rollouts(
                 after = Some(old.clone());
             }
             Decision::Refuse { unfinished, .. } => after = Some(unfinished.clone()),
+            Decision::OldGone { new, .. } => after = Some(new.clone()),
             Decision::RolledBack { old, .. } => after = Some(old.clone()),
             Decision::Ordinary => {}
         }
@@ -1102,6 +1117,19 @@ deployment "base" {{
     }
 
     #[test]
+    fn an_old_deployment_deleted_by_hand_mid_rollout_is_refused_unless_restarted() {
+        let r = rollout(PROMOTE, ROLLBACK);
+        // O (base-old) is gone; N still says it replaces it, at wave 1.
+        let hub = [n_at(1, Some((10, 10, 0)))];
+        let gone = Decision::OldGone { old: "base-old".into(), new: "base-new".into(), wave: 1 };
+        assert_eq!(decide_with(&r, &hub, "base-new", SOAKED, false), gone);
+        assert_eq!(decide_with(&r, &hub, "base-newer", SOAKED, false), gone, "new content too");
+        assert!(!gone.writes());
+        // --restart-rollout: the ordinary update gives the declared content the whole target.
+        assert_eq!(decide_with(&r, &hub, "base-new", SOAKED, true), Ordinary);
+    }
+
+    #[test]
     fn a_rolled_back_content_stays_rolled_back_and_other_content_starts_again() {
         let r = rollout(PROMOTE, ROLLBACK);
         let record = RollbackRecord {
@@ -1157,7 +1185,8 @@ deployment "base" {{
     }
 
     #[test]
-    fn o_gone_mid_rollout_is_ordinary() {
+    fn o_gone_at_the_last_wave_is_ordinary() {
+        // N already targets the whole of T: deleting O lost no device.
         let r = rollout(PROMOTE, ROLLBACK);
         assert_eq!(decide_with(&r, &[n_at(2, Some((1, 1, 0)))], "base-new", SOAKED, false), Ordinary);
     }

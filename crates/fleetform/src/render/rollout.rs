@@ -63,6 +63,10 @@ pub fn decision_text(plan: &RolloutPlan) -> String {
             "refused: the declared content {declared} is new while {unfinished} is still rolling out ({}); apply exits 13 and writes nothing. `apply --restart-rollout` deletes {unfinished} and starts over from {old}",
             wave_name(plan, *wave)
         ),
+        Decision::OldGone { old, new, wave } => format!(
+            "refused: {old}, which {new} replaces, is gone from the hub (deleted outside fleetform while {} was rolling out): the devices of the later waves run neither; apply exits 13 and writes nothing. `apply --restart-rollout` gives {new} the whole target now, skipping the remaining waves",
+            wave_name(plan, *wave)
+        ),
         Decision::RolledBack { old, record } => {
             let devices = if record.failing_devices.is_empty() {
                 String::new()
@@ -195,6 +199,8 @@ pub fn transition_line(plan: &RolloutPlan) -> String {
             metrics.targeted
         ),
         Decision::Wait { .. } => format!("rollout {name}: {}", decision_text(plan)),
-        Decision::Refuse { .. } | Decision::RolledBack { .. } => format!("rollout {name}: {}", decision_text(plan)),
+        Decision::Refuse { .. } | Decision::RolledBack { .. } | Decision::OldGone { .. } => {
+            format!("rollout {name}: {}", decision_text(plan))
+        }
     }
 }
