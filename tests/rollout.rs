@@ -404,6 +404,20 @@ fn new_content_mid_rollout_is_refused_with_13() {
     assert_eq!(server.hub().configurations().unwrap().len(), before.len(), "nothing written");
     let out = server.command(&["plan", "--detailed-exitcode"]).arg(&newer).output().unwrap();
     assert_eq!(code(&out), Some(2), "a refused rollout is out of sync: {}", transcript(&out));
+    let text = stdout(&out);
+    let new = server.named("base")[1].id.to_string();
+    // The action line names the ids on the hub and that nothing is written; the summary
+    // says apply refuses the whole run, as it then does.
+    assert!(text.contains(&format!("rollout {old}, {new}: nothing written (see Rollouts)")), "{text}");
+    assert!(
+        text.contains("Apply refuses it all and writes nothing (exit 13)") || text.contains("No changes now"),
+        "{text}"
+    );
+    // Back to O's content with --restart-rollout: the line names the unfinished N it deletes.
+    let back = server.declare(&files("1.0"));
+    let out = server.command(&["plan", "--restart-rollout"]).arg(&back).output().unwrap();
+    assert!(stdout(&out).contains(&format!("update {old} in place, delete {new}")), "{}", transcript(&out));
+    let newer = server.declare(&files("3.0"));
     let out = server.apply(&newer, &["--restart-rollout", "--format", "json"]);
     assert_eq!(code(&out), Some(10), "{}", transcript(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

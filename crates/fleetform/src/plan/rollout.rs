@@ -486,6 +486,9 @@ pub struct RolloutPlan {
     target: String,
     #[serde(skip)]
     declared_priority: Priority,
+    /// The declared content's id, which a refused or rolled-back decision does not write.
+    #[serde(skip)]
+    declared: DeploymentId,
 }
 
 impl RolloutPlan {
@@ -662,6 +665,7 @@ pub fn plan_rollouts(
             rollback_moves: None,
             target,
             declared_priority,
+            declared: r.configuration.id.clone(),
         });
     }
     Ok(out)
@@ -895,6 +899,17 @@ pub fn intended_tie(rollouts: &[RolloutPlan], check: &Check) -> bool {
         Check::StandardWinnerFlips { from, to, .. } => ours(&[from, to]),
         _ => false,
     }
+}
+
+/// Whether `check` is about a declared content that this apply does not write because
+/// its rollout is refused or was rolled back: "targets no device" would then describe a
+/// deployment the hub never gets, not the fleet.
+pub fn held_back(rollouts: &[RolloutPlan], check: &Check) -> bool {
+    let Check::TargetsNoDevice { deployment } = check else { return false };
+    rollouts.iter().any(|r| {
+        matches!(r.next, Decision::Refuse { .. } | Decision::RolledBack { .. } | Decision::OldGone { .. })
+            && r.declared.as_str() == deployment
+    })
 }
 
 /// The configurations on the hub that carry `name`'s `fleetform-name`.

@@ -204,3 +204,25 @@ pub fn transition_line(plan: &RolloutPlan) -> String {
         }
     }
 }
+
+/// A rollout action's line names exactly the writes apply makes, in order, with their
+/// ids: which id "the" deployment has differs between a start, a refusal and a rollback,
+/// and the writes never do. `quote` wraps each id (markdown's backticks).
+pub fn writes_text(a: &crate::plan::Action, quote: &str) -> String {
+    if a.writes.is_empty() {
+        return "nothing written (see Rollouts)".to_string();
+    }
+    let writes: Vec<String> = a
+        .writes
+        .iter()
+        .map(|w| {
+            let op = match w.op {
+                crate::plan::StepOp::Create => "create",
+                crate::plan::StepOp::Update => "update",
+                crate::plan::StepOp::Delete => "delete",
+            };
+            format!("{op} {quote}{}{quote}", w.id)
+        })
+        .collect();
+    writes.join(", ")
+}
