@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{cli, transcript};
 use fleetform::hub::connection::ConnectionString;
 use fleetform::hub::rest::{RestHub, RestOptions};
-use fleetform::hub::{Configuration, HubRead};
+use fleetform::hub::{Configuration, HubRead, HubWrite, IfMatch};
 use fleetform::manifest::LABEL_NAME;
 
 /// The fleet: 11 production IoT Edge devices, one staging, one production non-Edge.
@@ -404,6 +404,20 @@ fn new_content_mid_rollout_is_refused_with_13() {
     assert_eq!(server.hub().configurations().unwrap().len(), before.len(), "nothing written");
     let out = server.command(&["plan", "--detailed-exitcode"]).arg(&newer).output().unwrap();
     assert_eq!(code(&out), Some(2), "a refused rollout is out of sync: {}", transcript(&out));
+    let text = stdout(&out);
+    let new = server.named("base")[1].id.to_string();
+    // The action line names the ids on the hub and that nothing is written; the summary
+    // says apply refuses the whole run, as it then does.
+    assert!(text.contains(&format!("rollout {old}, {new}: nothing written (see Rollouts)")), "{text}");
+    assert!(
+        text.contains("Apply refuses it all and writes nothing (exit 13)") || text.contains("No changes now"),
+        "{text}"
+    );
+    // Back to O's content with --restart-rollout: the line names the unfinished N it deletes.
+    let back = server.declare(&files("1.0"));
+    let out = server.command(&["plan", "--restart-rollout"]).arg(&back).output().unwrap();
+    assert!(stdout(&out).contains(&format!("update {old} in place, delete {new}")), "{}", transcript(&out));
+    let newer = server.declare(&files("3.0"));
     let out = server.apply(&newer, &["--restart-rollout", "--format", "json"]);
     assert_eq!(code(&out), Some(10), "{}", transcript(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -505,4 +519,32 @@ fn an_apply_killed_during_a_promotion_converges_on_the_next_run() {
     assert_ne!(left[0].id, old.as_str());
     assert_eq!(left[0].target_condition, "tags.env='prod'");
     assert_eq!(on(&server.applied(), &left[0].id), sorted(&all_prod()));
+}
+
+#[test]
+fn an_old_deployment_deleted_by_hand_mid_rollout_is_refused_until_restarted() {
+    let server = start(&["--simulate-success-after", "0.3"]);
+    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
+    let (old, paths) = v1_then_v2(&server, files, "base");
+    assert_eq!(code(&server.apply(&paths, &[])), Some(10), "wave 1 started");
+    let new = server.named("base")[1].id.to_string();
+    // Someone deletes O in the portal: the devices outside the canary wave lose "base".
+    server.hub().delete_configuration(&old, &IfMatch::Any).unwrap();
+    let before = server.hub().configurations().unwrap();
+    let out = server.apply(&paths, &[]);
+    assert_eq!(code(&out), Some(13), "{}", transcript(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{old}, which {new} replaces, is gone from the hub")), "{}", transcript(&out));
+    assert!(err.contains("--restart-rollout"), "{}", transcript(&out));
+    assert_eq!(server.hub().configurations().unwrap(), before, "nothing written");
+    let out = server.command(&["plan"]).arg(&paths).output().unwrap();
+    assert!(stdout(&out).contains("is gone from the hub"), "{}", transcript(&out));
+    // The restart gives N the whole target at once.
+    let out = server.apply(&paths, &["--restart-rollout"]);
+    assert_eq!(code(&out), Some(0), "{}", transcript(&out));
+    let now = server.named("base");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!((now[0].id.to_string(), now[0].target_condition.as_str()), (new.clone(), "tags.env='prod'"));
+    server.settle(&new);
+    assert_eq!(on(&server.applied(), &new), sorted(&all_prod()));
 }

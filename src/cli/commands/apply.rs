@@ -53,7 +53,7 @@ pub struct Args {
     /// Exit codes with rollouts: 0 complete (or none in progress), 10 a rollout started
     /// or a wave was promoted, 11 a rollout waits (rule not met, soaking, or --wait timed
     /// out), 12 rolled back (now or earlier), 13 refused: new content while a rollout is
-    /// unfinished (--restart-rollout).
+    /// unfinished, or its old deployment deleted outside fleetform (--restart-rollout).
     #[arg(long, value_name = "DURATION", num_args = 0..=1, require_equals = true, default_missing_value = "15m")]
     pub wait: Option<String>,
     /// Apply even when the deployment files have uncommitted changes (the
@@ -64,7 +64,8 @@ pub struct Args {
     #[command(flatten)]
     pub git: RefArg,
     /// For a deployment with `rollout`: retry a content that was rolled back, or start
-    /// new content over an unfinished rollout (deleting the unfinished new deployment)
+    /// new content over an unfinished rollout (deleting the unfinished new deployment),
+    /// or give a rollout whose old deployment was deleted by hand its whole target now,
     /// instead of refusing with exit 13 (docs/rollouts.md).
     #[arg(long)]
     pub restart_rollout: bool,
@@ -383,7 +384,8 @@ fn raced(report: &apply::ApplyReport) -> bool {
 }
 
 fn refused(rollouts: &[RolloutPlan]) -> bool {
-    let refusals: Vec<&RolloutPlan> = rollouts.iter().filter(|r| matches!(r.next, Decision::Refuse { .. })).collect();
+    let refusals: Vec<&RolloutPlan> =
+        rollouts.iter().filter(|r| matches!(r.next, Decision::Refuse { .. } | Decision::OldGone { .. })).collect();
     for r in &refusals {
         eprintln!("error: rollout of {}: {}", r.name, render::rollout::decision_text(r));
     }

@@ -215,7 +215,7 @@ pub fn plan(
     warnings.extend(winner_flips(&actions, &before, &after, &cohorts));
     warnings.extend(crate::manifest::lint(&declared).into_iter().map(|c| Warning::new(c, &Default::default())));
     if !rollouts.is_empty() {
-        warnings.retain(|w| !rollout::intended_tie(&rollouts, &w.check));
+        warnings.retain(|w| !rollout::intended_tie(&rollouts, &w.check) && !rollout::held_back(&rollouts, &w.check));
         let broken = rollout::evaluate_waves(&mut rollouts, &current, &declared, fleet)?;
         if let Some(b) = broken.into_iter().next() {
             return Err(PlanError::RolloutInvariant {

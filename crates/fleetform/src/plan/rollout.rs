@@ -231,6 +231,9 @@ pub enum Decision {
     Refuse { old: DeploymentId, unfinished: DeploymentId, declared: DeploymentId, wave: usize },
     /// This content was rolled back; it stays so until `--restart-rollout` or new content.
     RolledBack { old: DeploymentId, record: RollbackRecord },
+    /// N is in progress but O, which it replaces, was deleted outside fleetform: apply
+    /// refuses (13) until `--restart-rollout` gives the deployment its whole target at once.
+    OldGone { old: DeploymentId, new: DeploymentId, wave: usize },
 }
 
 impl Decision {
@@ -263,9 +266,20 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         let Some(o) =
             i.on_hub.iter().copied().find(|c| Some(c.id.as_str()) == n.labels.get(LABEL_FROM).map(|s| s.as_str()))
         else {
-            // O is gone (a completion stopped half-way, or deleted by hand): the ordinary
-            // update gives N the declared target and fields at once.
-            return Ordinary;
+            let wave = n.labels.get(LABEL_WAVE).and_then(|w| w.parse::<usize>().ok());
+            // A completion updates N (dropping these labels) before it deletes O, so N still
+            // naming a missing O means O was deleted outside fleetform: the devices of the
+            // waves not yet reached lost this deployment. Widening N at once is the repair,
+            // but it skips the waves, so a person says so (fail closed). At the last wave N
+            // already targets all of T and nothing was lost: the ordinary update finishes.
+            if i.restart || wave.is_some_and(|w| w + 1 >= i.rollout.waves.len()) {
+                return Ordinary;
+            }
+            return Decision::OldGone {
+                old: n.labels.get(LABEL_FROM).cloned().unwrap_or_default().into(),
+                new: n.id.clone(),
+                wave: wave.unwrap_or(0),
+            };
         };
         let wave = n.labels.get(LABEL_WAVE).and_then(|w| w.parse::<usize>().ok());
         if &n.id != i.declared {
@@ -472,6 +486,9 @@ pub struct RolloutPlan {
     target: String,
     #[serde(skip)]
     declared_priority: Priority,
+    /// The declared content's id, which a refused or rolled-back decision does not write.
+    #[serde(skip)]
+    declared: DeploymentId,
 }
 
 impl RolloutPlan {
@@ -484,7 +501,7 @@ impl RolloutPlan {
             | Decision::Complete { old, new, .. }
             | Decision::RollBack { old, new, .. } => Some((old.clone(), new.clone(), None)),
             Decision::Refuse { old, unfinished, .. } => Some((old.clone(), unfinished.clone(), None)),
-            Decision::Ordinary | Decision::RolledBack { .. } => None,
+            Decision::Ordinary | Decision::RolledBack { .. } | Decision::OldGone { .. } => None,
         }
     }
 }
@@ -622,6 +639,7 @@ pub fn plan_rollouts(
                 after = Some(old.clone());
             }
             Decision::Refuse { unfinished, .. } => after = Some(unfinished.clone()),
+            Decision::OldGone { new, .. } => after = Some(new.clone()),
             Decision::RolledBack { old, .. } => after = Some(old.clone()),
             Decision::Ordinary => {}
         }
@@ -647,6 +665,7 @@ pub fn plan_rollouts(
             rollback_moves: None,
             target,
             declared_priority,
+            declared: r.configuration.id.clone(),
         });
     }
     Ok(out)
@@ -882,6 +901,17 @@ pub fn intended_tie(rollouts: &[RolloutPlan], check: &Check) -> bool {
     }
 }
 
+/// Whether `check` is about a declared content that this apply does not write because
+/// its rollout is refused or was rolled back: "targets no device" would then describe a
+/// deployment the hub never gets, not the fleet.
+pub fn held_back(rollouts: &[RolloutPlan], check: &Check) -> bool {
+    let Check::TargetsNoDevice { deployment } = check else { return false };
+    rollouts.iter().any(|r| {
+        matches!(r.next, Decision::Refuse { .. } | Decision::RolledBack { .. } | Decision::OldGone { .. })
+            && r.declared.as_str() == deployment
+    })
+}
+
 /// The configurations on the hub that carry `name`'s `fleetform-name`.
 pub fn named<'a>(hub: &'a [Configuration], name: &str) -> Vec<&'a Configuration> {
     hub.iter().filter(|c| c.is_edge() && c.labels.get(LABEL_NAME).map(String::as_str) == Some(name)).collect()
@@ -1102,6 +1132,19 @@ deployment "base" {{
     }
 
     #[test]
+    fn an_old_deployment_deleted_by_hand_mid_rollout_is_refused_unless_restarted() {
+        let r = rollout(PROMOTE, ROLLBACK);
+        // O (base-old) is gone; N still says it replaces it, at wave 1.
+        let hub = [n_at(1, Some((10, 10, 0)))];
+        let gone = Decision::OldGone { old: "base-old".into(), new: "base-new".into(), wave: 1 };
+        assert_eq!(decide_with(&r, &hub, "base-new", SOAKED, false), gone);
+        assert_eq!(decide_with(&r, &hub, "base-newer", SOAKED, false), gone, "new content too");
+        assert!(!gone.writes());
+        // --restart-rollout: the ordinary update gives the declared content the whole target.
+        assert_eq!(decide_with(&r, &hub, "base-new", SOAKED, true), Ordinary);
+    }
+
+    #[test]
     fn a_rolled_back_content_stays_rolled_back_and_other_content_starts_again() {
         let r = rollout(PROMOTE, ROLLBACK);
         let record = RollbackRecord {
@@ -1157,7 +1200,8 @@ deployment "base" {{
     }
 
     #[test]
-    fn o_gone_mid_rollout_is_ordinary() {
+    fn o_gone_at_the_last_wave_is_ordinary() {
+        // N already targets the whole of T: deleting O lost no device.
         let r = rollout(PROMOTE, ROLLBACK);
         assert_eq!(decide_with(&r, &[n_at(2, Some((1, 1, 0)))], "base-new", SOAKED, false), Ordinary);
     }

@@ -59,7 +59,7 @@ pub fn plan_markdown_titled(plan: &Plan, title: &str, max_chars: usize) -> Strin
             ActionKind::Orphan => "orphaned, kept (`--prune` deletes it)".to_string(),
             ActionKind::Unmanaged => "unmanaged, not touched".to_string(),
             ActionKind::NoOp => "no change".to_string(),
-            ActionKind::Rollout => format!("rollout → `{}`", a.after.as_deref().unwrap_or("")),
+            ActionKind::Rollout => format!("rollout: {}", super::rollout::writes_text(a, "`")),
         };
         let _ = writeln!(
             head,

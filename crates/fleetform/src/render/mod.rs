@@ -37,8 +37,25 @@ pub fn summary_line(plan: &Plan) -> String {
     } else {
         format!(", {advancing} rollout{} to advance", if advancing == 1 { "" } else { "s" })
     };
+    // Apply refuses the whole run, not only the refused rollout: its writes and the other
+    // deployments' are ordered by priority together, and a half-applied order is what
+    // the invariants forbid. The plan must not promise the other steps.
+    let refused = plan
+        .rollouts
+        .iter()
+        .filter(|r| matches!(r.next, crate::plan::Decision::Refuse { .. } | crate::plan::Decision::OldGone { .. }))
+        .count();
+    let refusal = if refused == 0 {
+        String::new()
+    } else {
+        format!(
+            " Apply refuses it all and writes nothing (exit 13) while {} rollout{} refused (see Rollouts; `apply --restart-rollout`).",
+            refused,
+            if refused == 1 { " is" } else { "s are" }
+        )
+    };
     format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete{rollouts}. {} device{} change{}.",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete{rollouts}. {} device{} change{}.{refusal}",
         plan.count(ActionKind::Create),
         plan.count(ActionKind::Update),
         plan.count(ActionKind::Replace),

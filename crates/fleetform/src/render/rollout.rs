@@ -63,6 +63,10 @@ pub fn decision_text(plan: &RolloutPlan) -> String {
             "refused: the declared content {declared} is new while {unfinished} is still rolling out ({}); apply exits 13 and writes nothing. `apply --restart-rollout` deletes {unfinished} and starts over from {old}",
             wave_name(plan, *wave)
         ),
+        Decision::OldGone { old, new, wave } => format!(
+            "refused: {old}, which {new} replaces, is gone from the hub (deleted outside fleetform while {} was rolling out): the devices of the later waves run neither; apply exits 13 and writes nothing. `apply --restart-rollout` gives {new} the whole target now, skipping the remaining waves",
+            wave_name(plan, *wave)
+        ),
         Decision::RolledBack { old, record } => {
             let devices = if record.failing_devices.is_empty() {
                 String::new()
@@ -195,6 +199,30 @@ pub fn transition_line(plan: &RolloutPlan) -> String {
             metrics.targeted
         ),
         Decision::Wait { .. } => format!("rollout {name}: {}", decision_text(plan)),
-        Decision::Refuse { .. } | Decision::RolledBack { .. } => format!("rollout {name}: {}", decision_text(plan)),
+        Decision::Refuse { .. } | Decision::RolledBack { .. } | Decision::OldGone { .. } => {
+            format!("rollout {name}: {}", decision_text(plan))
+        }
     }
+}
+
+/// A rollout action's line names exactly the writes apply makes, in order, with their
+/// ids: which id "the" deployment has differs between a start, a refusal and a rollback,
+/// and the writes never do. `quote` wraps each id (markdown's backticks).
+pub fn writes_text(a: &crate::plan::Action, quote: &str) -> String {
+    if a.writes.is_empty() {
+        return "nothing written (see Rollouts)".to_string();
+    }
+    let writes: Vec<String> = a
+        .writes
+        .iter()
+        .map(|w| {
+            let op = match w.op {
+                crate::plan::StepOp::Create => "create",
+                crate::plan::StepOp::Update => "update",
+                crate::plan::StepOp::Delete => "delete",
+            };
+            format!("{op} {quote}{}{quote}", w.id)
+        })
+        .collect();
+    writes.join(", ")
 }

@@ -47,7 +47,18 @@ fn describe(a: &Action) -> String {
     let before: Vec<&str> = a.before.iter().map(|b| b.id.as_str()).collect();
     match a.action {
         ActionKind::Create => format!("create {}", a.after.as_deref().unwrap_or("")),
-        ActionKind::Update => format!("update {} in place", a.after.as_deref().unwrap_or("")),
+        ActionKind::Update => {
+            let after = a.after.as_deref().unwrap_or("");
+            // Other copies of the deployment on the hub (an unfinished rollout's new one after
+            // `--restart-rollout` back to the old content, an interrupted replace) are deleted
+            // by the same apply; the line names them so that it names every id written.
+            let stale: Vec<&str> = before.iter().copied().filter(|id| *id != after).collect();
+            if stale.is_empty() {
+                format!("update {after} in place")
+            } else {
+                format!("update {after} in place, delete {}", stale.join(", "))
+            }
+        }
         ActionKind::Replace => format!("replace {} with {}", before.join(", "), a.after.as_deref().unwrap_or("")),
         ActionKind::Delete => format!("delete {}", before.join(", ")),
         ActionKind::Orphan => {
@@ -55,7 +66,7 @@ fn describe(a: &Action) -> String {
         }
         ActionKind::Unmanaged => "unmanaged, never touched (not created by fleetform)".to_string(),
         ActionKind::NoOp => format!("no change ({})", a.after.as_deref().unwrap_or("")),
-        ActionKind::Rollout => format!("rollout {} → {}", before.join(", "), a.after.as_deref().unwrap_or("")),
+        ActionKind::Rollout => format!("rollout {}: {}", before.join(", "), super::rollout::writes_text(a, "")),
     }
 }
 

@@ -394,14 +394,21 @@ fn forbidden_path_hint(path: &str) -> Option<String> {
 }
 
 fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
+    check_condition(q, "target condition", problems);
+}
+
+/// A condition in the target grammar, named in messages as `what`: a wave's condition
+/// is checked like a target (it becomes part of one on the hub) but is not the target,
+/// and a reader must be sent to the right line of the rollout.
+pub(super) fn check_condition(q: &QueryText, what: &str, problems: &mut Vec<Problem>) {
     if let Some(err) = query::check_query_length(&q.text) {
-        problems.push(query_problem(q, &err, "target condition"));
+        problems.push(query_problem(q, &err, what));
         return;
     }
     match query::parse_condition(&q.text) {
         Ok(cond) => {
             for err in query::check_target_condition(&cond) {
-                let mut p = query_problem(q, &err, "target condition");
+                let mut p = query_problem(q, &err, what);
                 if let query::QueryErrorKind::ForbiddenPath(path) = &err.kind
                     && let Some(hint) = forbidden_path_hint(path)
                 {
@@ -410,7 +417,7 @@ fn check_target(q: &QueryText, problems: &mut Vec<Problem>) {
                 problems.push(p);
             }
         }
-        Err(err) => problems.push(query_problem(q, &err, "target condition")),
+        Err(err) => problems.push(query_problem(q, &err, what)),
     }
 }
 
@@ -452,7 +459,7 @@ fn check_route(q: &QueryText, problems: &mut Vec<Problem>) {
 /// `configurations.[[$self]]`, in metric queries only, and filled in by render with the
 /// deployment's id. Anything close to it is almost surely meant to be it, and would
 /// otherwise read a configuration that never exists, so a metric that counts 0 forever.
-fn check_self_refs(q: &QueryText, in_metric: bool, problems: &mut Vec<Problem>) {
+pub(super) fn check_self_refs(q: &QueryText, in_metric: bool, problems: &mut Vec<Problem>) {
     const SELF: &str = "$self";
     let text = q.text.as_str();
     let mut bracketed = Vec::new();

@@ -134,7 +134,8 @@ impl Cx<'_> {
                 let before = self.problems.len();
                 // Checked like a target: the wave's devices are `(target) AND (condition)`
                 // on the hub, so the condition obeys the target grammar (§7, §13).
-                checks::check_queries(Some(&q), &[], &BTreeMap::new(), self.problems);
+                checks::check_condition(&q, &format!("wave \"{name}\" condition"), self.problems);
+                checks::check_self_refs(&q, false, self.problems);
                 if self.problems.len() > before {
                     return None;
                 }
@@ -269,13 +270,28 @@ impl Cx<'_> {
                 self.err(
                     Code::WrongType,
                     span,
-                    format!("{what}=\"{text}\" is not a duration: {e}"),
+                    format!("{what}=\"{text}\" is not a duration ({})", duration_problem(&e)),
                     "not a duration",
                     Some("write a duration such as \"30m\", \"2h\" or \"1h 30m\"".into()),
                 );
                 None
             }
         }
+    }
+}
+
+/// humantime's own messages name byte offsets ("expected number at 0") and list every unit
+/// spelling it knows; a reader of a rollout needs to know which part is wrong.
+fn duration_problem(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("\"{unit}\" is not a unit: use s, m, h or d")
+        }
+        humantime::DurationError::NumberExpected(_) | humantime::DurationError::InvalidCharacter(_) => {
+            "a duration is a number followed by a unit".to_string()
+        }
+        humantime::DurationError::NumberOverflow => "the number is too large".to_string(),
+        humantime::DurationError::Empty => "it is empty".to_string(),
     }
 }
 
@@ -408,9 +424,22 @@ mod tests {
             ),
             (
                 "        wave \"a\" \"tags.ring='a'\"\n        wave \"b\"\n        promote success=0.9 soak=\"soon\"",
-                "soak=\"soon\" is not a duration",
+                "soak=\"soon\" is not a duration (a duration is a number followed by a unit)",
                 2,
                 34,
+            ),
+            (
+                "        wave \"a\" \"tags.ring='a'\"\n        wave \"b\"\n        promote success=0.9 soak=\"30x\"",
+                "soak=\"30x\" is not a duration (\"x\" is not a unit: use s, m, h or d)",
+                2,
+                34,
+            ),
+            (
+                // Named as the wave's condition, not the deployment's target (which is fine).
+                "        wave \"canary\" \"tags.ring = = 'a'\"\n        wave \"b\"\n        promote success=0.9",
+                "wave \"canary\" condition: expected a value",
+                0,
+                36,
             ),
             (
                 "        wave \"a\" \"tags.ring='a'\"\n        wave \"b\"\n        promote success=0.9\n        rollback failure=-0.1",
