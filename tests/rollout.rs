@@ -116,6 +116,8 @@ impl Server {
         let mut cmd = cli();
         cmd.args(args).args(["--hub", &self.process.connection, "--endpoint", &self.process.url]);
         cmd.env("FLEETFORM_WAIT_INTERVAL_MS", "200");
+        // The emulator recomputes metrics on every read; IoT Hub every five minutes.
+        cmd.env("FLEETFORM_METRICS_INTERVAL", "0s");
         cmd
     }
 
@@ -268,6 +270,28 @@ fn a_three_wave_rollout_is_promoted_over_successive_applies() {
     let applied = server.applied();
     assert_eq!(on(&applied, &new), sorted(&WAVE1));
     assert_eq!(on(&applied, &old), sorted(&[&WAVE2[..], &WAVE3[..]].concat()));
+
+    // Against IoT Hub's five-minute metric runs (the default), the canary's counts are not
+    // trusted before the hub has recomputed them, even once every device reported.
+    server.settle(&new);
+    let before = server.hub().configuration(&new).unwrap().etag;
+    let mut cmd = server.command(&["apply", "--auto-approve", "--timeout", "60s"]);
+    let out = cmd.arg(&paths).env_remove("FLEETFORM_METRICS_INTERVAL").output().unwrap();
+    assert_eq!(code(&out), Some(11), "{}", transcript(&out));
+    assert!(
+        stdout(&out).contains("wait in wave 1 (canary): the hub recomputes metrics every 5m, so its counts may still be the previous wave's"),
+        "{}",
+        transcript(&out)
+    );
+    assert_eq!(server.hub().configuration(&new).unwrap().etag, before, "a wait writes nothing");
+    let mut cmd = server.command(&["plan"]);
+    let out = cmd.arg(&paths).env("FLEETFORM_METRICS_INTERVAL", "five").output().unwrap();
+    assert_eq!(code(&out), Some(1), "{}", transcript(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FLEETFORM_METRICS_INTERVAL=\"five\" is not a duration"),
+        "{}",
+        transcript(&out)
+    );
 
     // Before the devices report, a scheduled apply waits and leaves the hub alone.
     let before = server.hub().configuration(&new).unwrap().etag;
@@ -519,6 +543,29 @@ fn an_apply_killed_during_a_promotion_converges_on_the_next_run() {
     assert_ne!(left[0].id, old.as_str());
     assert_eq!(left[0].target_condition, "tags.env='prod'");
     assert_eq!(on(&server.applied(), &left[0].id), sorted(&all_prod()));
+}
+
+#[test]
+fn a_wave_smaller_than_min_devices_is_warned_in_the_plan() {
+    let server = start(&[]);
+    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true).replace("min-devices=1", "min-devices=3"))];
+    let v1 = server.declare(&files("1.0"));
+    assert_eq!(code(&server.apply(&v1, &[])), Some(0));
+    let plan = server.plan_json(&server.declare(&files("2.0")));
+    let w021: Vec<&serde_json::Value> =
+        plan["warnings"].as_array().unwrap().iter().filter(|w| w["code"] == "W021").collect();
+    // Hand-computed: the canary targets 2 devices, fewer than 3; the next waves 6 and 11.
+    assert_eq!(w021.len(), 1, "{}", plan["warnings"]);
+    assert_eq!(
+        (&w021[0]["deployment"], &w021[0]["wave"], &w021[0]["targeted"], &w021[0]["min_devices"]),
+        (&"base".into(), &"canary".into(), &2.into(), &3.into())
+    );
+    let out = server.command(&["plan"]).arg(server.declare(&files("2.0"))).output().unwrap();
+    assert!(
+        stdout(&out).contains("W021 `base` rollout wave `canary` targets 2 IoT Edge devices, fewer than min-devices=3"),
+        "{}",
+        transcript(&out)
+    );
 }
 
 #[test]

@@ -84,6 +84,10 @@ pub enum CommandError {
     #[error("{flag} {value}: give a number of seconds, e.g. 5")]
     NotSeconds { flag: &'static str, value: f64 },
 
+    #[error("{name}={value:?} is not a duration")]
+    #[diagnostic(help("{hint}"))]
+    BadEnvDuration { name: &'static str, value: String, hint: &'static str },
+
     #[error("cannot create {}: {reason}", path.display())]
     CreateDir { path: PathBuf, reason: std::io::Error },
 

@@ -10,7 +10,7 @@ use fleetform::hub::{Fleet, Hub, SnapshotHub, TwinsFromSnapshot, TwinsReadAt, tw
 use fleetform::manifest::{self, ProcessEnv, Rendered, SecretMode};
 use fleetform::model::Configuration;
 use fleetform::model::ReadError;
-use fleetform::plan::{Plan, PlanError, PlanOptions};
+use fleetform::plan::{Plan, PlanOptions};
 use fleetform::render;
 
 use crate::cli::args::{HubArgs, PlanFormat, Prune, RefArg, duration};
@@ -124,14 +124,32 @@ pub fn plan_against(
     hub: &dyn Hub,
     prune: bool,
     restart_rollout: bool,
-) -> Result<Plan, PlanError> {
-    fleetform::plan::plan(
+) -> Result<Plan, CommandError> {
+    let metrics_interval = metrics_interval()?;
+    Ok(fleetform::plan::plan(
         declared,
         current,
         &Fleet(hub),
-        &PlanOptions { prune, restart_rollout, now: None, ..Default::default() },
-    )
+        &PlanOptions { prune, restart_rollout, now: None, metrics_interval, ..Default::default() },
+    )?)
 }
+
+/// How often the hub recomputes deployment metrics, which a rollout waits for after each
+/// widening: IoT Hub's five minutes unless `FLEETFORM_METRICS_INTERVAL` says otherwise (the
+/// emulator recomputes on every read, so rehearsals against it set `0s`).
+fn metrics_interval() -> Result<Option<u64>, CommandError> {
+    let Ok(value) = std::env::var(METRICS_INTERVAL_ENV) else { return Ok(None) };
+    let bad = || CommandError::BadEnvDuration {
+        name: METRICS_INTERVAL_ENV,
+        value: value.clone(),
+        hint: "write e.g. 5m or 0s (the emulator recomputes metrics on every read), or unset it for IoT Hub's 5m",
+    };
+    let parsed = fleetform::apply::parse_duration(&value).map_err(|_| bad())?;
+    Ok(Some(parsed.as_secs()))
+}
+
+/// Overrides the hub's metric interval (README "Progressive rollouts").
+pub const METRICS_INTERVAL_ENV: &str = "FLEETFORM_METRICS_INTERVAL";
 
 pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
     let paths = &args.paths;

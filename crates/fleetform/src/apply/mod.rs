@@ -611,25 +611,33 @@ deployment "base" {
 }
 "#;
 
-    #[test]
-    fn a_rollout_starts_beside_the_old_deployment_and_waits_without_metrics() {
+    /// A snapshot hub of prod IoT Edge devices (`(id, ring)`) with [`ROLLING`] (v1) applied.
+    fn rolled_v1(devices: &[(&str, Option<&str>)]) -> (tempfile::TempDir, SnapshotHub) {
         let (dir, hub) = empty_hub();
-        let twin = |id: &str, ring: Option<&str>| {
-            let mut tags = serde_json::json!({"env": "prod"});
-            if let Some(r) = ring {
-                tags["ring"] = r.into();
-            }
-            serde_json::json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": tags})
-        };
-        let devices = serde_json::json!([twin("a", Some("canary")), twin("b", None), twin("c", None)]);
-        std::fs::write(dir.path().join("devices.json"), devices.to_string()).unwrap();
-        let hub = {
-            drop(hub);
-            SnapshotHub::open(dir.path()).unwrap()
-        };
+        drop(hub);
+        let twins: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|(id, ring)| {
+                let mut tags = serde_json::json!({"env": "prod"});
+                if let Some(r) = ring {
+                    tags["ring"] = (*r).into();
+                }
+                serde_json::json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": tags})
+            })
+            .collect();
+        std::fs::write(dir.path().join("devices.json"), serde_json::Value::from(twins).to_string()).unwrap();
+        let hub = SnapshotHub::open(dir.path()).unwrap();
         let old = rendered(ROLLING);
         let no = AtomicBool::new(false);
-        execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        let report = execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        assert!(report.completed(), "{}", report.summary_text());
+        (dir, hub)
+    }
+
+    #[test]
+    fn a_rollout_starts_beside_the_old_deployment_and_waits_without_metrics() {
+        let (_dir, hub) = rolled_v1(&[("a", Some("canary")), ("b", None), ("c", None)]);
+        let no = AtomicBool::new(false);
         let o = hub.configurations().unwrap()[0].clone();
 
         let new = rendered(&ROLLING.replace("m:1.0", "m:2.0"));
@@ -664,19 +672,7 @@ deployment "base" {
 
     #[test]
     fn a_rollout_that_would_leave_devices_without_a_standard_deployment_is_refused() {
-        let (dir, hub) = empty_hub();
-        let devices = serde_json::json!([
-            {"deviceId": "a", "capabilities": {"iotEdge": true}, "tags": {"env": "prod", "ring": "canary"}},
-            {"deviceId": "b", "capabilities": {"iotEdge": true}, "tags": {"env": "prod"}}
-        ]);
-        std::fs::write(dir.path().join("devices.json"), devices.to_string()).unwrap();
-        let hub = {
-            drop(hub);
-            SnapshotHub::open(dir.path()).unwrap()
-        };
-        let old = rendered(ROLLING);
-        let no = AtomicBool::new(false);
-        execute(&hub, &plan_steps(&old, &hub), &old, &ApplyOptions::default(), &no, &mut |_| {});
+        let (_dir, hub) = rolled_v1(&[("a", Some("canary")), ("b", None)]);
         // The same name as a layered deployment: once O is deleted, nothing is left under it.
         let layered = r#"
 layered "base" {
@@ -696,6 +692,54 @@ layered "base" {
         let text = err.to_string();
         assert!(matches!(&err, crate::plan::PlanError::RolloutInvariant { count: 2, .. }), "{text}");
         assert!(text.contains("in the completed rollout") && text.contains("a, b"), "{text}");
+    }
+
+    #[test]
+    fn an_old_deployment_recreated_after_the_new_one_breaks_the_rollout() {
+        let (dir, hub) = rolled_v1(&[("a", Some("canary")), ("b", None)]);
+        let new = rendered(&ROLLING.replace("m:1.0", "m:2.0"));
+        let plan = crate::plan::plan(
+            new.clone(),
+            hub.configurations().unwrap(),
+            &crate::hub::Fleet(&hub),
+            &Default::default(),
+        )
+        .unwrap();
+        let no = AtomicBool::new(false);
+        let report = execute(&hub, &plan.steps, &plan.to_write(), &ApplyOptions::default(), &no, &mut |_| {});
+        assert!(report.completed(), "{}", report.summary_text());
+        // O deleted and created again by hand, same id and content: now it is the newer of the
+        // two at their priority, so it wins the tie on the canary and N reaches nobody.
+        let file = dir.path().join("configurations.json");
+        let mut on_hub: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let o = on_hub
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c["labels"][crate::plan::rollout::LABEL_FROM].is_null())
+            .unwrap();
+        o["createdTimeUtc"] = "2099-01-01T00:00:00Z".into();
+        std::fs::write(&file, on_hub.to_string()).unwrap();
+        drop(hub);
+        let hub = SnapshotHub::open(dir.path()).unwrap();
+        let err = crate::plan::plan(new, hub.configurations().unwrap(), &crate::hub::Fleet(&hub), &Default::default())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                &err,
+                crate::plan::PlanError::RolloutInvariant {
+                    rule: crate::plan::rollout::Invariant::NotMoved,
+                    count: 1,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text,
+            "the rollout of base would leave on the old content devices the waves so far reach in wave 1 (canary): 1 device (e.g. a)"
+        );
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub enum Check {
     /// A route reads from or sends to a module this deployment does not declare, one
     /// letter or so off a module it does declare.
     RouteModuleMisspelt { deployment: String, route: String, module: String, did_you_mean: String },
+    /// A wave of a rollout targets fewer IoT Edge devices than its `min-devices`: the
+    /// rollout will stop at that wave until a person lowers `min-devices` (docs/rollouts.md).
+    WaveBelowMinDevices { deployment: String, wave: String, targeted: u64, min_devices: u64 },
 }
 
 /// Which query of a deployment a finding is about.
@@ -209,7 +212,9 @@ impl Serialize for WarningCode {
 
 /// Why a text is not a warning code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
-#[error("`{given}` is not a warning code (known: W001 to W018 and W020; README \"Reading a plan as a reviewer\")")]
+#[error(
+    "`{given}` is not a warning code (known: W001 to W018, W020 and W021; README \"Reading a plan as a reviewer\")"
+)]
 #[diagnostic(
     code(fleetform::warning_code),
     help(
@@ -236,7 +241,7 @@ impl std::str::FromStr for WarningCode {
 
 impl WarningCode {
     /// Every code a warning of `plan` or `validate` can carry.
-    pub const KNOWN: [WarningCode; 19] = [
+    pub const KNOWN: [WarningCode; 20] = [
         WarningCode(1),
         WarningCode(2),
         WarningCode(3),
@@ -256,6 +261,7 @@ impl WarningCode {
         WarningCode(17),
         WarningCode(18),
         WarningCode(20),
+        WarningCode(21),
     ];
     /// `validate`: equal-priority standard deployments whose targets can overlap.
     pub const VALIDATE_EQUAL_PRIORITY: WarningCode = WarningCode(20);
@@ -283,6 +289,7 @@ impl Check {
             Check::MetricReadsModuleTwinOnDevices { .. } => 16,
             Check::RuntimeImageOlderThanSchema { .. } => 17,
             Check::RouteModuleMisspelt { .. } => 18,
+            Check::WaveBelowMinDevices { .. } => 21,
         })
     }
 
@@ -297,6 +304,7 @@ impl Check {
                 | Check::MetricReadsModuleTwinOnDevices { .. }
                 | Check::RuntimeImageOlderThanSchema { .. }
                 | Check::RouteModuleMisspelt { .. }
+                | Check::WaveBelowMinDevices { .. }
         )
     }
 }
@@ -390,6 +398,11 @@ impl std::fmt::Display for Check {
             Check::RouteModuleMisspelt { deployment, route, module, did_you_mean } => write!(
                 f,
                 "`{deployment}` route `{route}` names module `{module}`, which it does not declare; did you mean `{did_you_mean}`?"
+            ),
+            Check::WaveBelowMinDevices { deployment, wave, targeted, min_devices } => write!(
+                f,
+                "`{deployment}` rollout wave `{wave}` targets {targeted} IoT Edge device{}, fewer than min-devices={min_devices}: the rollout will stop there until a person lowers min-devices",
+                if *targeted == 1 { "" } else { "s" }
             ),
         }
     }

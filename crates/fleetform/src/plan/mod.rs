@@ -53,18 +53,27 @@ pub enum PlanError {
         )
     )]
     BadHubConfiguration { id: String, problem: String },
-    /// A rollout's state would leave devices without a standard deployment.
+    /// A rollout's state breaks an invariant of the scheme for some devices.
     #[error(
-        "the rollout of {name} would leave {count} device{} without a standard deployment in {state} (e.g. {samples})",
+        "the rollout of {name} {rule} in {state}: {count} device{} (e.g. {samples})",
         if *.count == 1 { "" } else { "s" }
     )]
-    #[diagnostic(
-        code(fleetform::plan::rollout_invariant),
-        help(
+    #[diagnostic(code(fleetform::plan::rollout_invariant), help("{}", invariant_help(*rule)))]
+    RolloutInvariant { name: String, state: String, rule: rollout::Invariant, count: u64, samples: String },
+}
+
+fn invariant_help(rule: rollout::Invariant) -> &'static str {
+    match rule {
+        rollout::Invariant::NoStandard => {
             "every device that runs a standard deployment before a rollout must run one in every wave (docs/rollouts.md); the old deployment's target must cover the new target, or roll the change out at once by removing `rollout`"
-        )
-    )]
-    RolloutInvariant { name: String, state: String, count: u64, samples: String },
+        }
+        rollout::Invariant::NotMoved | rollout::Invariant::MovedEarly => {
+            "the new deployment must win the tie with the old one exactly on the devices of the waves so far, as the newer of equal priority (docs/rollouts.md); was the old deployment re-created by hand during the rollout? `apply --restart-rollout` starts over from it"
+        }
+        rollout::Invariant::OthersChanged => {
+            "a rollout moves devices between its own old and new deployment only, at the old one's priority (docs/rollouts.md \"Invariants\"); check the priorities of the deployments these devices run"
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -76,6 +85,9 @@ pub struct PlanOptions {
     pub restart_rollout: bool,
     /// Unix seconds rollouts are decided at (soaks, wave start labels); `None`: the clock.
     pub now: Option<u64>,
+    /// Seconds between the hub's metric runs, which a rollout waits for after each widening;
+    /// `None`: IoT Hub's five minutes ([`rollout::METRICS_INTERVAL_SECS`]).
+    pub metrics_interval: Option<u64>,
     /// Do not read what devices the deployments cannot tell about run (the `--base`
     /// section compares two declared states, not what the hub runs).
     pub without_running_before: bool,
@@ -196,8 +208,15 @@ pub fn plan(
     let now = opts.now.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
-    let rollout::Adjusted { mut rollouts, extra: rollout_writes } =
-        rollout::plan_rollouts(&mut declared, &current, &mut actions, now, opts.restart_rollout, fleet)?;
+    let rollout::Adjusted { mut rollouts, extra: rollout_writes } = rollout::plan_rollouts(
+        &mut declared,
+        &current,
+        &mut actions,
+        now,
+        opts.restart_rollout,
+        opts.metrics_interval.unwrap_or(rollout::METRICS_INTERVAL_SECS),
+        fleet,
+    )?;
     let steps = steps(&actions);
     let redactor = Redactor::new(&declared, &current);
     let before = state::before(&current)?;
@@ -217,10 +236,12 @@ pub fn plan(
     if !rollouts.is_empty() {
         warnings.retain(|w| !rollout::intended_tie(&rollouts, &w.check) && !rollout::held_back(&rollouts, &w.check));
         let broken = rollout::evaluate_waves(&mut rollouts, &current, &declared, fleet)?;
+        warnings.extend(rollout::small_waves(&rollouts).into_iter().map(|c| Warning::new(c, &Default::default())));
         if let Some(b) = broken.into_iter().next() {
             return Err(PlanError::RolloutInvariant {
                 name: b.name,
                 state: b.state,
+                rule: b.rule,
                 count: b.devices.count,
                 samples: b.devices.samples.join(", "),
             });

@@ -99,6 +99,9 @@ pub enum WaitReason {
     BelowSuccess { successful: i64, targeted: i64, success: f64 },
     /// The promote rule holds, but the soak has not passed since the wave started.
     Soaking { remaining_secs: u64 },
+    /// The hub has not necessarily recomputed the metrics since the wave started: the
+    /// counts may still be the previous wave's (docs/hub-semantics.md#system-metrics).
+    MetricsNotRecomputed { remaining_secs: u64, interval_secs: u64 },
     /// N's rollout labels cannot be read (edited by hand?).
     BadLabels { problem: String },
 }
@@ -124,6 +127,12 @@ impl std::fmt::Display for WaitReason {
                     humantime::format_duration(std::time::Duration::from_secs(*remaining_secs))
                 )
             }
+            WaitReason::MetricsNotRecomputed { remaining_secs, interval_secs } => write!(
+                f,
+                "the hub recomputes metrics every {}, so its counts may still be the previous wave's: {} left",
+                humantime::format_duration(std::time::Duration::from_secs(*interval_secs)),
+                humantime::format_duration(std::time::Duration::from_secs(*remaining_secs))
+            ),
             WaitReason::BadLabels { problem } => write!(f, "{problem}"),
         }
     }
@@ -257,7 +266,14 @@ pub struct Inputs<'a> {
     pub now: u64,
     /// `--restart-rollout`.
     pub restart: bool,
+    /// How often the hub recomputes system metrics, in seconds ([`METRICS_INTERVAL_SECS`]).
+    pub metrics_interval: u64,
 }
+
+/// IoT Hub runs an automatic configuration, and its metric queries, shortly after it is
+/// created and then every five minutes (docs/hub-semantics.md#system-metrics): counts read
+/// sooner after a widening may still describe the narrower target.
+pub const METRICS_INTERVAL_SECS: u64 = 300;
 
 /// The next transition of one deployment's rollout.
 pub fn decide(i: &Inputs<'_>) -> Decision {
@@ -343,6 +359,23 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         {
             return Decision::RollBack { old, new, wave, metrics: m, failure: rule.failure, recorded: false };
         }
+        let Some(started) = n.labels.get(LABEL_WAVE_STARTED).and_then(|s| s.parse::<u64>().ok()) else {
+            let problem = format!(
+                "label {LABEL_WAVE_STARTED} on {new} is not Unix seconds; fix the label or apply with --restart-rollout"
+            );
+            return wait(wave, Some(m), WaitReason::BadLabels { problem });
+        };
+        // Failures counted before a recompute are still N's failures (rolled back above);
+        // successes and targeted counts may be the previous wave's, so nothing else is
+        // decided on them until the hub has run the metric queries again.
+        let recomputed = started.saturating_add(i.metrics_interval);
+        if i.now < recomputed {
+            let why = WaitReason::MetricsNotRecomputed {
+                remaining_secs: recomputed - i.now,
+                interval_secs: i.metrics_interval,
+            };
+            return wait(wave, Some(m), why);
+        }
         let promote = &i.rollout.promote;
         if m.targeted < 0 || (m.targeted as u64) < promote.min_devices {
             return wait(
@@ -360,12 +393,6 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             };
             return wait(wave, Some(m), why);
         }
-        let Some(started) = n.labels.get(LABEL_WAVE_STARTED).and_then(|s| s.parse::<u64>().ok()) else {
-            let problem = format!(
-                "label {LABEL_WAVE_STARTED} on {new} is not Unix seconds; fix the label or apply with --restart-rollout"
-            );
-            return wait(wave, Some(m), WaitReason::BadLabels { problem });
-        };
         let ends = started.saturating_add(promote.soak.as_secs());
         if i.now < ends {
             return wait(wave, Some(m), WaitReason::Soaking { remaining_secs: ends - i.now });
@@ -551,6 +578,7 @@ pub fn plan_rollouts(
     actions: &mut [Action],
     now: u64,
     restart: bool,
+    metrics_interval: u64,
     fleet: &dyn FleetRead,
 ) -> Result<Adjusted, ReadError> {
     let mut out = Adjusted::default();
@@ -562,8 +590,14 @@ pub fn plan_rollouts(
         }
         let Some(name) = r.configuration.labels.get(LABEL_NAME).cloned() else { continue };
         let on_hub = named(current, &name);
-        let decision =
-            decide(&Inputs { declared: &r.configuration.id, rollout: &rollout, on_hub: on_hub.clone(), now, restart });
+        let decision = decide(&Inputs {
+            declared: &r.configuration.id,
+            rollout: &rollout,
+            on_hub: on_hub.clone(),
+            now,
+            restart,
+            metrics_interval,
+        });
         if decision == Ordinary {
             continue;
         }
@@ -704,13 +738,81 @@ pub fn failing_devices(fleet: &dyn FleetRead, new: &str) -> Result<Vec<String>, 
 /// How many failing devices a rollback record names.
 pub const FAILED_SAMPLE: usize = 5;
 
-/// A state of the rollout that breaks the invariant: a device that runs a standard
-/// deployment before the rollout runs none in it.
+/// A state of the rollout that breaks one of its invariants (docs/rollouts.md "Invariants").
 #[derive(Clone, Debug, PartialEq)]
 pub struct Broken {
     pub name: String,
     pub state: String,
+    pub rule: Invariant,
     pub devices: DeviceSample,
+}
+
+/// Which invariant of the scheme a state breaks for a device. Declared in the order they
+/// are reported: the first broken one is the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// (1) It ran a standard deployment before the rollout and runs none.
+    NoStandard,
+    /// (2) It ran the old deployment and the waves so far reach it, but it does not run the
+    /// new one (the new one loses the tie it must win).
+    NotMoved,
+    /// (2) It ran the old deployment and the waves so far do not reach it, but it does not
+    /// run the old one any more, or it runs the new one.
+    MovedEarly,
+    /// (3) A deployment other than the rollout's own applies differently: a layered one
+    /// (standard rollouts) or the standard one (layered rollouts).
+    OthersChanged,
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Invariant::NoStandard => "would leave them without a standard deployment",
+            Invariant::NotMoved => "would leave on the old content devices the waves so far reach",
+            Invariant::MovedEarly => "would move off the old content devices no wave so far reaches",
+            Invariant::OthersChanged => "would change which other deployments apply on them",
+        })
+    }
+}
+
+/// The invariants (2) and (3) for one device in a wave state, from its stack before the
+/// rollout and in the state: `in_waves` says whether the new deployment's target in that
+/// state matches it. They concern the devices the old deployment reached; invariant (1) is
+/// checked over every device and state by the caller.
+pub fn wave_state_breaks(
+    before: &Stack,
+    state: &Stack,
+    old: &DeploymentId,
+    new: &DeploymentId,
+    in_waves: bool,
+    kind: ConfigurationKind,
+) -> Option<Invariant> {
+    let runs = |s: &Stack, id: &DeploymentId| s.standard.as_ref() == Some(id) || s.layered.contains(id);
+    // Devices O did not reach are the declared change's (a wider target, say), not the
+    // scheme's: their stacks change as an ordinary update would change them.
+    if !runs(before, old) {
+        return None;
+    }
+    if in_waves && !runs(state, new) {
+        return Some(Invariant::NotMoved);
+    }
+    // Layered: O stays on every device of T until the rollout completes (the merge engine
+    // applies both equal-priority layered deployments, docs/rollouts.md).
+    let keeps_old = !in_waves || kind == ConfigurationKind::Layered;
+    if !in_waves && runs(state, new) || keeps_old && !runs(state, old) {
+        return Some(Invariant::MovedEarly);
+    }
+    let others_changed = match kind {
+        ConfigurationKind::Standard => {
+            let others =
+                |s: &Stack| s.layered.iter().filter(|id| *id != old && *id != new).cloned().collect::<Vec<_>>();
+            others(before) != others(state)
+        }
+        ConfigurationKind::Layered => before.standard != state.standard,
+        // Not an IoT Edge deployment: never rolled out.
+        ConfigurationKind::DeviceManagement => false,
+    };
+    others_changed.then_some(Invariant::OthersChanged)
 }
 
 /// Evaluates every state of each rollout (before it, each wave, complete) per device with
@@ -799,7 +901,8 @@ pub fn evaluate_waves(
         let mut moved: Vec<BTreeMap<(StackIds, StackIds), DeviceSample>> = vec![BTreeMap::new(); waves];
         let mut targeted = vec![0u64; waves];
         let mut back = 0u64;
-        let mut lost: BTreeMap<usize, DeviceSample> = BTreeMap::new();
+        let mut lost: BTreeMap<(Invariant, usize), DeviceSample> = BTreeMap::new();
+        let kind = r.configuration.kind();
         for pair in &fold.pairs {
             let stacks: Vec<Stack> = states
                 .iter()
@@ -813,9 +916,14 @@ pub fn evaluate_waves(
                 .collect();
             let had = stacks[0].standard.is_some();
             for (s, stack) in stacks.iter().enumerate().skip(1) {
-                let in_t = pair.before.contains(final_index) && r.configuration.kind() == ConfigurationKind::Standard;
+                let in_t = pair.before.contains(final_index) && kind == ConfigurationKind::Standard;
                 if stack.standard.is_none() && (had || (s == states.len() - 1 && in_t)) {
-                    lost.entry(s).or_default().merge(&pair.devices);
+                    lost.entry((Invariant::NoStandard, s)).or_default().merge(&pair.devices);
+                } else if s <= waves {
+                    let in_waves = pair.before.contains(first_n + s as u32 - 1);
+                    if let Some(rule) = wave_state_breaks(&stacks[0], stack, &old, &new, in_waves, kind) {
+                        lost.entry((rule, s)).or_default().merge(&pair.devices);
+                    }
                 }
             }
             for k in 0..waves {
@@ -833,8 +941,8 @@ pub fn evaluate_waves(
                 back += pair.devices.count;
             }
         }
-        for (s, devices) in lost {
-            broken.push(Broken { name: plan.name.clone(), state: states[s].0.clone(), devices });
+        for ((rule, s), devices) in lost {
+            broken.push(Broken { name: plan.name.clone(), state: states[s].0.clone(), rule, devices });
         }
         plan.rollback_moves = current_wave.map(|_| back);
         plan.waves = rollout
@@ -877,6 +985,23 @@ pub fn evaluate_waves(
             .collect();
     }
     Ok(broken)
+}
+
+/// W021: waves not yet promoted past that target fewer devices than `min-devices`, where
+/// the rollout would wait for a person (the plan's count is what the hub will report).
+pub fn small_waves(rollouts: &[RolloutPlan]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for r in rollouts {
+        for w in r.waves.iter().filter(|w| w.status != WaveStatus::Done && w.targeted < r.rules.min_devices) {
+            out.push(Check::WaveBelowMinDevices {
+                deployment: r.name.clone(),
+                wave: w.name.clone(),
+                targeted: w.targeted,
+                min_devices: r.rules.min_devices,
+            });
+        }
+    }
+    out
 }
 
 /// Whether `check` is the tie of a rollout's old and new deployment, which the scheme
@@ -998,7 +1123,14 @@ deployment "base" {{
 
     fn decide_with(r: &Rollout, hub: &[Configuration], declared: &str, now: u64, restart: bool) -> Decision {
         let declared: DeploymentId = declared.into();
-        decide(&Inputs { declared: &declared, rollout: r, on_hub: hub.iter().collect(), now, restart })
+        decide(&Inputs {
+            declared: &declared,
+            rollout: r,
+            on_hub: hub.iter().collect(),
+            now,
+            restart,
+            metrics_interval: 0,
+        })
     }
 
     const PROMOTE: &str = "promote success=0.98 min-devices=5 soak=\"30m\"";
@@ -1055,6 +1187,37 @@ deployment "base" {{
         let d = at(1, (100, 100, 0), SOAKED - 1);
         assert!(matches!(&d, Decision::Wait { wave: 1, why: WaitReason::Soaking { remaining_secs: 1 }, .. }), "{d:?}");
         assert!(matches!(at(1, (100, 100, 0), SOAKED), Decision::Promote { from: 1, to: 2, .. }));
+    }
+
+    #[test]
+    fn counts_read_before_the_hub_recomputes_them_decide_nothing_but_a_rollback() {
+        // Wave 1 went out at 1000; the hub runs metric queries every 300 s, so until 1300 the
+        // counts may be wave 0's: all successful there, yet they say nothing of wave 1.
+        let r = rollout("promote success=0.98 min-devices=0 soak=\"0s\"", ROLLBACK);
+        let declared: DeploymentId = "base-new".into();
+        let decide_at = |m: (i64, i64, i64), now: u64| {
+            let hub = [config("base-old", &[]), n_at(1, Some(m))];
+            decide(&Inputs {
+                declared: &declared,
+                rollout: &r,
+                on_hub: hub.iter().collect(),
+                now,
+                restart: false,
+                metrics_interval: METRICS_INTERVAL_SECS,
+            })
+        };
+        assert!(matches!(
+            decide_at((10, 10, 0), 1299),
+            Decision::Wait { why: WaitReason::MetricsNotRecomputed { remaining_secs: 1, interval_secs: 300 }, .. }
+        ));
+        assert!(matches!(decide_at((10, 10, 0), 1300), Decision::Promote { from: 1, to: 2, .. }));
+        // Failures are the new content's whichever wave they were counted in.
+        assert!(matches!(decide_at((10, 4, 6), 1001), Decision::RollBack { wave: 1, .. }));
+        let text = WaitReason::MetricsNotRecomputed { remaining_secs: 60, interval_secs: 300 }.to_string();
+        assert_eq!(
+            text,
+            "the hub recomputes metrics every 5m, so its counts may still be the previous wave's: 1m left"
+        );
     }
 
     #[test]
