@@ -546,6 +546,41 @@ fn an_apply_killed_during_a_promotion_converges_on_the_next_run() {
 }
 
 #[test]
+fn a_saved_plan_starts_a_rollout_and_a_plan_saved_before_it_is_then_stale() {
+    let server = start(&["--simulate-success-after", "0.3"]);
+    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
+    let (old, paths) = v1_then_v2(&server, files, "base");
+    let saved = |name: &str| {
+        let file = server.files.path().join(name);
+        let out = server.command(&["plan"]).arg("--out").arg(&file).arg(&paths).output().unwrap();
+        assert_eq!(code(&out), Some(0), "{}", transcript(&out));
+        file
+    };
+    let (first, second) = (saved("first.plan"), saved("second.plan"));
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!((&steps[0]["op"], &steps[0]["reason"]), (&"create".into(), &"rollout start".into()), "{steps:?}");
+
+    let out = server.command(&["apply", "--auto-approve"]).arg(&first).arg(&paths).output().unwrap();
+    assert_eq!(code(&out), Some(10), "{}", transcript(&out));
+    assert!(stdout(&out).contains("rollout base: started wave 1 (canary)"), "{}", transcript(&out));
+    let on_hub = server.named("base");
+    assert_eq!(on_hub.len(), 2, "{on_hub:?}");
+    let new = on_hub.iter().find(|c| c.id != old.as_str()).unwrap();
+    assert_eq!(new.target_condition, "(tags.env='prod') AND (tags.ring='canary')");
+    assert_eq!(server.hub().configuration(&old).unwrap().target_condition, "tags.env='prod'", "O untouched");
+
+    // The second plan was made before the start: carrying it out would start it again.
+    let etag = server.hub().configuration(&new.id).unwrap().etag;
+    let out = server.command(&["apply", "--auto-approve"]).arg(&second).arg(&paths).output().unwrap();
+    assert_eq!(code(&out), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale"), "{}", transcript(&out));
+    assert_eq!(server.named("base").len(), 2, "nothing created");
+    assert_eq!(server.hub().configuration(&new.id).unwrap().etag, etag, "nothing written");
+}
+
+#[test]
 fn a_wave_smaller_than_min_devices_is_warned_in_the_plan() {
     let server = start(&[]);
     let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true).replace("min-devices=1", "min-devices=3"))];
