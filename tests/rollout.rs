@@ -630,3 +630,49 @@ fn an_old_deployment_deleted_by_hand_mid_rollout_is_refused_until_restarted() {
     server.settle(&new);
     assert_eq!(on(&server.applied(), &new), sorted(&all_prod()));
 }
+
+#[test]
+fn counts_read_between_the_hubs_metric_runs_promote_a_failing_wave_unless_the_client_waits() {
+    // The emulator recounts metrics every 3 s, as IoT Hub does every five minutes; the
+    // client waits a second longer than that after each widening (the write lands a little
+    // after the wave-started label's second).
+    let flags = [
+        "--simulate-success-after",
+        "0.3",
+        "--simulate-failure-where",
+        "tags.flaky = true",
+        "--metrics-interval",
+        "3s",
+    ];
+    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
+    let run = |server: &Server, paths: &Path, interval: &str| {
+        let mut cmd = server.command(&["apply", "--auto-approve", "--wait=60s", "--timeout", "60s"]);
+        cmd.arg(paths).env("FLEETFORM_METRICS_INTERVAL", interval).output().unwrap()
+    };
+
+    // Trusting every read: right after the widening to wave 2 the hub still shows wave 1's
+    // 2 of 2 successes, so the rollout runs to the end and d-b1, d-b2 keep failing on N.
+    let server = start(&flags);
+    let (old, paths) = v1_then_v2(&server, files, "base");
+    let out = run(&server, &paths, "0s");
+    assert_eq!(code(&out), Some(0), "{}", transcript(&out));
+    assert!(!stdout(&out).contains("rolled back"), "{}", transcript(&out));
+    let left = server.named("base");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].id, old.as_str());
+    assert_eq!(on(&server.applied(), &left[0].id), sorted(&all_prod()), "the failing devices run N");
+
+    // Waiting one metric run after each widening: wave 2's failures are seen, and rolled back.
+    let server = start(&flags);
+    let (old, paths) = v1_then_v2(&server, files, "base");
+    let out = run(&server, &paths, "4s");
+    assert_eq!(code(&out), Some(12), "{}", transcript(&out));
+    assert!(
+        stdout(&out).contains("rollout base: rolled back in wave 2 (b20): 2 of 6 devices reported failure"),
+        "{}",
+        transcript(&out)
+    );
+    assert!(stdout(&out).contains("the hub recomputes metrics every 4s"), "{}", transcript(&out));
+    assert_eq!(server.named("base").iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
+    assert_eq!(on(&server.applied(), &old), sorted(&all_prod()), "every device is back on O");
+}

@@ -2,7 +2,7 @@
 //! the state directory, and the REST subset of docs/hub-semantics.md#rest-api as a synchronous request →
 //! reply function (the HTTP layer in `mod.rs` only moves bytes).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,6 +64,10 @@ pub struct Behaviour {
     pub seed: u64,
     /// Per-minute operation quotas of a tier (none: unthrottled).
     pub quotas: Option<QuotaOptions>,
+    /// Recount a configuration's metrics at most this often, as IoT Hub's five-minute
+    /// configuration runs do (docs/hub-semantics.md#system-metrics); between runs reads return the
+    /// last run's counts. `None` recounts on every read.
+    pub metrics_interval: Option<Duration>,
 }
 
 /// Counters exposed on `GET /_emulator/stats` (and its older name `/emulator/stats`).
@@ -90,6 +94,13 @@ pub struct Classes {
     pub queries: ClassStats,
     pub configurations: ClassStats,
     pub twin_reads: ClassStats,
+}
+
+/// What one metric run of a configuration counted, and when.
+struct MetricRun {
+    at: Instant,
+    system: Option<Metrics>,
+    custom: BTreeMap<String, i64>,
 }
 
 /// One HTTP request, reduced to what the handlers need.
@@ -184,6 +195,8 @@ pub struct Emulator {
     /// clients poll configurations (and so every metric) far more often than anything
     /// changes, and each count reads every twin.
     counts: std::cell::RefCell<HashMap<String, i64>>,
+    /// Configuration id → its last metric run, under [`Behaviour::metrics_interval`].
+    runs: std::cell::RefCell<HashMap<String, MetricRun>>,
     /// Whom Bearer tokens are trusted from; `None` refuses them (SAS only).
     entra: Option<crate::auth::EntraVerifier>,
 }
@@ -281,6 +294,7 @@ impl Emulator {
             tracking: 0,
             scratch: Vec::new(),
             counts: Default::default(),
+            runs: Default::default(),
             entra: None,
             failing_cohort,
         };
@@ -416,10 +430,10 @@ impl Emulator {
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (req.method.as_str(), segs.as_slice()) {
-            ("GET", ["configurations"]) => self.list(params),
+            ("GET", ["configurations"]) => self.list(params, now),
             ("POST", ["configurations", "testQueries"]) => self.test_queries(&req.body),
             ("GET", ["configurations", id]) => match self.configs.iter().find(|c| c.id == *id) {
-                Some(c) => Reply::json(200, self.with_metrics(c)).rows(1),
+                Some(c) => Reply::json(200, self.with_metrics(c, now)).rows(1),
                 None => self.not_found_config(id),
             },
             ("PUT", ["configurations", id]) => self.put(id, req, now),
@@ -508,13 +522,13 @@ impl Emulator {
         Ok(())
     }
 
-    fn list(&mut self, params: &HashMap<String, String>) -> Reply {
+    fn list(&mut self, params: &HashMap<String, String>, now: Instant) -> Reply {
         let top = match params.get("top").map(|t| t.parse::<usize>()) {
             None => MAX_CONFIGURATIONS,
             Some(Ok(n)) => n,
             Some(Err(_)) => return self.error(400, "ArgumentInvalid", "top must be a non-negative integer"),
         };
-        let list: Vec<Value> = self.configs.iter().take(top).map(|c| self.with_metrics(c)).collect();
+        let list: Vec<Value> = self.configs.iter().take(top).map(|c| self.with_metrics(c, now)).collect();
         let n = list.len() as u64;
         Reply::json(200, Value::Array(list)).rows(n)
     }
@@ -609,7 +623,7 @@ impl Emulator {
         };
         self.after_change(now);
         match self.save_all(now) {
-            Ok(()) => Reply::json(status, self.with_metrics(&stored)),
+            Ok(()) => Reply::json(status, self.with_metrics(&stored, now)),
             Err(e) => self.error(500, "ServerError", &format!("the emulator could not save its state: {e}")),
         }
     }
@@ -627,6 +641,7 @@ impl Emulator {
             );
         }
         self.configs.remove(pos);
+        self.runs.get_mut().remove(id);
         self.after_change(now);
         match self.save_all(now) {
             Ok(()) => Reply::empty(204),
@@ -832,9 +847,20 @@ impl Emulator {
         Ok(Query { filter: None, ..query.clone() }.run(passing.iter()))
     }
 
-    /// A configuration as GET returns it: with system metrics and custom metric results.
-    fn with_metrics(&self, c: &Configuration) -> Value {
+    /// A configuration as GET returns it: with system metrics and custom metric results,
+    /// from the last metric run when runs are scheduled (an update does not rerun them).
+    fn with_metrics(&self, c: &Configuration, now: Instant) -> Value {
         let mut out = c.clone();
+        if let Some(every) = self.behaviour.metrics_interval
+            && let Some(run) = self.runs.borrow().get(c.id.as_str())
+            && now.duration_since(run.at) < every
+        {
+            out.system_metrics.clone_from(&run.system);
+            let mut custom = out.metrics.take().unwrap_or_default();
+            custom.results = custom.queries.keys().filter_map(|k| Some((k.clone(), *run.custom.get(k)?))).collect();
+            out.metrics = Some(custom);
+            return serde_json::to_value(&out).unwrap_or(Value::Null);
+        }
         if c.is_edge() {
             let id = &c.id;
             let applied = format!(
@@ -861,6 +887,10 @@ impl Emulator {
         }
         let mut custom = out.metrics.take().unwrap_or_default();
         custom.results = custom.queries.iter().map(|(name, q)| (name.clone(), self.count(q))).collect();
+        if self.behaviour.metrics_interval.is_some() {
+            let run = MetricRun { at: now, system: out.system_metrics.clone(), custom: custom.results.clone() };
+            self.runs.borrow_mut().insert(c.id.to_string(), run);
+        }
         out.metrics = Some(custom);
         serde_json::to_value(&out).unwrap_or(Value::Null)
     }
@@ -1464,6 +1494,39 @@ mod tests {
         let star = request(&emu, "PUT", "/configurations/a", update, Some("*"));
         assert_eq!(emu.handle(&star, now).status, 200);
         assert_eq!(emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, Some("*")), now).status, 204);
+    }
+
+    #[test]
+    fn scheduled_metric_runs_keep_the_last_counts_until_the_interval_passes() {
+        let every = Duration::from_secs(300);
+        let (_dir, mut emu) = emulator(4, Behaviour { metrics_interval: Some(every), ..Default::default() });
+        let t0 = Instant::now();
+        let targeted = |emu: &mut Emulator, at: Instant| {
+            let reply = emu.handle(&request(emu, "GET", "/configurations/a", Value::Null, None), at);
+            reply.value().unwrap()["systemMetrics"]["results"]["targetedCount"].as_i64().unwrap()
+        };
+        let created = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "tags.n = 1"), None), t0);
+        assert_eq!(created.value().unwrap()["systemMetrics"]["results"]["targetedCount"], 1, "run on creation");
+        // Widened to all four devices 10 s later: the target applies at once, the count does not.
+        let widen = request(&emu, "PUT", "/configurations/a", config("a", "*"), Some("*"));
+        let reply = emu.handle(&widen, t0 + Duration::from_secs(10)).value().unwrap();
+        assert_eq!(reply["targetCondition"], "*");
+        assert_eq!(reply["systemMetrics"]["results"]["targetedCount"], 1);
+        assert_eq!(targeted(&mut emu, t0 + every - Duration::from_millis(1)), 1, "still the creation run");
+        assert_eq!(targeted(&mut emu, t0 + every), 4, "the next run counts the new target");
+        assert_eq!(targeted(&mut emu, t0 + every + Duration::from_secs(1)), 4);
+        // A deleted and re-created configuration is counted afresh.
+        assert_eq!(
+            emu.handle(&request(&emu, "DELETE", "/configurations/a", Value::Null, Some("*")), t0 + every).status,
+            204
+        );
+        let again = emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "tags.n = 2"), None), t0 + every);
+        assert_eq!(again.value().unwrap()["systemMetrics"]["results"]["targetedCount"], 1);
+        // Without a schedule every read recounts.
+        let (_dir, mut emu) = emulator(4, Behaviour::default());
+        emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "tags.n = 1"), None), t0);
+        emu.handle(&request(&emu, "PUT", "/configurations/a", config("a", "*"), Some("*")), t0);
+        assert_eq!(targeted(&mut emu, t0), 4);
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack of these ids alone, for tests of what reads stacks by id.
+    #[cfg(test)]
+    pub(crate) fn of_ids(standard: Option<&str>, layered: &[&str]) -> Stack {
+        Stack {
+            standard: standard.map(DeploymentId::from),
+            layered: layered.iter().map(|&id| DeploymentId::from(id)).collect(),
+            skipped: Vec::new(),
+            standard_index: None,
+            layered_indices: Vec::new(),
+        }
+    }
+
     /// Index (into the deployment list) of the applied standard deployment.
     pub fn standard_index(&self) -> Option<u32> {
         self.standard_index

@@ -368,10 +368,12 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         // Failures counted before a recompute are still N's failures (rolled back above);
         // successes and targeted counts may be the previous wave's, so nothing else is
         // decided on them until the hub has run the metric queries again.
+        // The label is whole seconds, so the widening happened up to a second after it: a
+        // read counts as recomputed only once more than a whole interval has passed.
         let recomputed = started.saturating_add(i.metrics_interval);
-        if i.now < recomputed {
+        if i.metrics_interval > 0 && i.now <= recomputed {
             let why = WaitReason::MetricsNotRecomputed {
-                remaining_secs: recomputed - i.now,
+                remaining_secs: recomputed + 1 - i.now,
                 interval_secs: i.metrics_interval,
             };
             return wait(wave, Some(m), why);
@@ -1191,8 +1193,8 @@ deployment "base" {{
 
     #[test]
     fn counts_read_before_the_hub_recomputes_them_decide_nothing_but_a_rollback() {
-        // Wave 1 went out at 1000; the hub runs metric queries every 300 s, so until 1300 the
-        // counts may be wave 0's: all successful there, yet they say nothing of wave 1.
+        // Wave 1 went out in second 1000; the hub runs metric queries every 300 s, so up to
+        // and including second 1300 the counts may be wave 0's: all successful there, yet they say nothing of wave 1.
         let r = rollout("promote success=0.98 min-devices=0 soak=\"0s\"", ROLLBACK);
         let declared: DeploymentId = "base-new".into();
         let decide_at = |m: (i64, i64, i64), now: u64| {
@@ -1207,10 +1209,10 @@ deployment "base" {{
             })
         };
         assert!(matches!(
-            decide_at((10, 10, 0), 1299),
+            decide_at((10, 10, 0), 1300),
             Decision::Wait { why: WaitReason::MetricsNotRecomputed { remaining_secs: 1, interval_secs: 300 }, .. }
         ));
-        assert!(matches!(decide_at((10, 10, 0), 1300), Decision::Promote { from: 1, to: 2, .. }));
+        assert!(matches!(decide_at((10, 10, 0), 1301), Decision::Promote { from: 1, to: 2, .. }));
         // Failures are the new content's whichever wave they were counted in.
         assert!(matches!(decide_at((10, 4, 6), 1001), Decision::RollBack { wave: 1, .. }));
         let text = WaitReason::MetricsNotRecomputed { remaining_secs: 60, interval_secs: 300 }.to_string();
@@ -1218,6 +1220,33 @@ deployment "base" {{
             text,
             "the hub recomputes metrics every 5m, so its counts may still be the previous wave's: 1m left"
         );
+    }
+
+    #[test]
+    fn every_invariant_of_a_wave_state_has_its_own_verdict() {
+        use ConfigurationKind::{Layered, Standard};
+        let (o, n): (DeploymentId, DeploymentId) = ("o".into(), "n".into());
+        let s = |standard: Option<&str>, layered: &[&str]| Stack::of_ids(standard, layered);
+        let check = |before: &Stack, state: &Stack, in_waves: bool, kind| {
+            wave_state_breaks(before, state, &o, &n, in_waves, kind)
+        };
+        // Standard rollout; the device ran O under layered L before.
+        let before = s(Some("o"), &["l"]);
+        assert_eq!(check(&before, &s(Some("n"), &["l"]), true, Standard), None, "in the waves, on N");
+        assert_eq!(check(&before, &s(Some("o"), &["l"]), false, Standard), None, "outside them, still on O");
+        assert_eq!(check(&before, &s(Some("o"), &["l"]), true, Standard), Some(Invariant::NotMoved));
+        assert_eq!(check(&before, &s(Some("n"), &["l"]), false, Standard), Some(Invariant::MovedEarly));
+        assert_eq!(check(&before, &s(Some("x"), &["l"]), false, Standard), Some(Invariant::MovedEarly), "off O");
+        assert_eq!(check(&before, &s(Some("n"), &[]), true, Standard), Some(Invariant::OthersChanged), "L lost");
+        assert_eq!(check(&before, &s(Some("n"), &["l", "m"]), true, Standard), Some(Invariant::OthersChanged));
+        // A device O never reached is the declared change's, whatever happens to it.
+        assert_eq!(check(&s(Some("x"), &[]), &s(Some("n"), &[]), false, Standard), None);
+        // Layered rollout over standard B: O stays on every device until the end.
+        let before = s(Some("b"), &["o"]);
+        assert_eq!(check(&before, &s(Some("b"), &["o", "n"]), true, Layered), None);
+        assert_eq!(check(&before, &s(Some("b"), &["n"]), true, Layered), Some(Invariant::MovedEarly), "O dropped");
+        assert_eq!(check(&before, &s(Some("c"), &["o", "n"]), true, Layered), Some(Invariant::OthersChanged));
+        assert_eq!(check(&before, &s(Some("b"), &["o"]), true, Layered), Some(Invariant::NotMoved));
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct Args {
     /// counts faster (pair with FLEETFORM_QUOTA_WINDOW on the client).
     #[arg(long, value_name = "DURATION", default_value = "60s", requires = "tier")]
     pub quota_window: String,
+    /// Recount each deployment's metrics at most this often, as IoT Hub's configuration
+    /// runs do (every 5m); between runs reads return the last run's counts (e.g. a wave
+    /// just widened still shows the wave before). Not given: recounted on every read.
+    #[arg(long, value_name = "DURATION")]
+    pub metrics_interval: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -76,6 +81,7 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
         inject_503: args.inject_503,
         seed: args.seed,
         quotas,
+        metrics_interval: args.metrics_interval.as_deref().map(args::duration).transpose()?,
     };
     let entra = match (&args.entra_issuer, &args.entra_jwks) {
         (Some(issuer), Some(jwks)) => Some(fleetform_hub_emulator::auth::EntraVerifier::from_file(issuer, jwks)?),
