@@ -184,3 +184,63 @@ fn problems_in_the_files_skip_the_fleet_and_exit_1() {
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     assert!(!stderr(&out).contains("W013"), "{}", transcript(&out));
 }
+
+#[test]
+fn rollout_wave_conditions_are_checked_against_the_fleet_too() {
+    let (_dir, hub, deployments) = fleet();
+    for name in ["floors.kdl", "typo.kdl", "nobody.kdl"] {
+        std::fs::remove_file(deployments.join(name)).unwrap();
+    }
+    // By hand: no twin has `tags.location.flor` (one letter from `floor`), and all five
+    // IoT Edge twins hold the building as the string "20", never the number 20.
+    let waved = r#"deployment "waved" {
+    priority 10
+    target "tags.environment = 'prod'"
+    runtime {
+        edge-agent image="mcr.microsoft.com/azureiotedge-agent:1.5"
+        edge-hub image="mcr.microsoft.com/azureiotedge-hub:1.5"
+    }
+    module "web" image="nginx:1.25"
+    rollout {
+        wave "second-floor" "tags.location.flor = 2"
+        wave "b20" "tags.location.building = 20"
+        wave "all"
+        promote success=1.0
+    }
+}
+"#;
+    std::fs::write(deployments.join("waved.kdl"), waved).unwrap();
+    let id = ids(&deployments, &hub);
+    let id = &id["waved"];
+    let out = run(&["--twins", hub.to_str().unwrap()], &deployments);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let err = stderr(&out);
+    let fleet_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: W01")).collect();
+    assert_eq!(fleet_lines.len(), 2, "{err}");
+    assert!(fleet_lines[0].starts_with(&format!("warning: W011 `{id}` rollout wave `b20` condition: `tags.location.building = 20` compares with a number, but `tags.location.building` is a string on most IoT Edge twins that have it (string 5)")), "{err}");
+    assert_eq!(
+        fleet_lines[1],
+        format!(
+            "warning: W012 `{id}` rollout wave `second-floor` condition reads `tags.location.flor`, which no IoT Edge twin of the fleet has; did you mean `tags.location.floor`?"
+        ),
+        "{err}"
+    );
+    let out = run(&["--twins", hub.to_str().unwrap(), "--format", "json"], &deployments);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: Vec<(&Value, &Value, &Value, &Value)> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "W011" || w["code"] == "W012")
+        .map(|w| (&w["code"], &w["query"], &w["wave"], &w["path"]))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (&json!("W011"), &json!("wave"), &json!("b20"), &json!("tags.location.building")),
+            (&json!("W012"), &json!("wave"), &json!("second-floor"), &json!("tags.location.flor")),
+        ],
+        "{v:#}"
+    );
+    assert!(v["warnings"].as_array().unwrap().iter().all(|w| w.get("metric").is_none()), "{v:#}");
+}

@@ -63,6 +63,9 @@ pub enum Check {
         /// The metric's name, for a metric query.
         #[serde(skip_serializing_if = "Option::is_none")]
         metric: Option<String>,
+        /// The wave's name, for a rollout wave's condition.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
         path: String,
         /// The comparison as written.
         comparison: String,
@@ -76,6 +79,8 @@ pub enum Check {
         query: QueryKind,
         #[serde(skip_serializing_if = "Option::is_none")]
         metric: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
         path: String,
         /// The path with its first unknown segment replaced by the closest existing one.
         did_you_mean: Option<String>,
@@ -113,14 +118,18 @@ pub enum QueryKind {
     Target,
     /// A custom metric (its name is beside it).
     Metric,
+    /// The condition of a rollout wave (its name is beside it).
+    Wave,
 }
 
-/// "target" or "metric `name`", as the messages name a query.
-fn query_label(kind: QueryKind, metric: &Option<String>) -> String {
-    match (kind, metric) {
-        (QueryKind::Metric, Some(name)) => format!("metric `{name}`"),
-        (QueryKind::Metric, None) => "metric".to_owned(),
-        (QueryKind::Target, _) => "target".to_owned(),
+/// "target", "metric `name`" or "rollout wave `name` condition", as the messages name a query.
+fn query_label(kind: QueryKind, metric: &Option<String>, wave: &Option<String>) -> String {
+    match (kind, metric, wave) {
+        (QueryKind::Metric, Some(name), _) => format!("metric `{name}`"),
+        (QueryKind::Metric, None, _) => "metric".to_owned(),
+        (QueryKind::Wave, _, Some(name)) => format!("rollout wave `{name}` condition"),
+        (QueryKind::Wave, _, None) => "rollout wave condition".to_owned(),
+        (QueryKind::Target, ..) => "target".to_owned(),
     }
 }
 
@@ -346,8 +355,17 @@ impl std::fmt::Display for Check {
             Check::Unmanaged => {
                 f.write_str("devices matched by no deployment are unmanaged and keep their current modules")
             }
-            Check::LiteralTypeMismatch { deployment, query, metric, path, comparison, literal_type, fleet_types } => {
-                let query = query_label(*query, metric);
+            Check::LiteralTypeMismatch {
+                deployment,
+                query,
+                metric,
+                wave,
+                path,
+                comparison,
+                literal_type,
+                fleet_types,
+            } => {
+                let query = query_label(*query, metric, wave);
                 let counts: Vec<String> =
                     fleet_types.iter().map(|t| format!("{} {}", t.json_type.word(), t.twins)).collect();
                 let most = fleet_types.first().map_or(JsonType::Null, |t| t.json_type);
@@ -360,8 +378,8 @@ impl std::fmt::Display for Check {
                     most.example()
                 )
             }
-            Check::PathOnNoTwin { deployment, query, metric, path, did_you_mean } => {
-                let query = query_label(*query, metric);
+            Check::PathOnNoTwin { deployment, query, metric, wave, path, did_you_mean } => {
+                let query = query_label(*query, metric, wave);
                 write!(f, "`{deployment}` {query} reads `{path}`, which no IoT Edge twin of the fleet has")?;
                 match did_you_mean {
                     Some(p) => write!(f, "; did you mean `{p}`?"),

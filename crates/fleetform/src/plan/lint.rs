@@ -33,6 +33,7 @@ struct Query {
     /// before rollout).
     kind: QueryKind,
     metric: Option<String>,
+    wave: Option<String>,
     /// Comparisons of a path with a literal: (watched path index, comparison text, type).
     comparisons: Vec<(usize, String, JsonType)>,
     /// Every path the query reads (watched path indexes).
@@ -59,7 +60,8 @@ impl Watches {
         self.paths.len() - 1
     }
 
-    fn add(&mut self, deployment: &str, metric: Option<&str>, condition: Condition) {
+    /// One query: `name` is the metric's or the wave's.
+    fn add(&mut self, deployment: &str, kind: QueryKind, name: Option<&str>, condition: Condition) {
         let mut comparisons = Vec::new();
         let mut reads = Vec::new();
         if let ConditionRoot::Expr(e) = &condition.root {
@@ -84,14 +86,16 @@ impl Watches {
         }
         self.queries.push(Query {
             deployment: deployment.to_owned(),
-            kind: if metric.is_some() { QueryKind::Metric } else { QueryKind::Target },
-            metric: metric.map(str::to_owned),
+            kind,
+            metric: name.filter(|_| kind == QueryKind::Metric).map(str::to_owned),
+            wave: name.filter(|_| kind == QueryKind::Wave).map(str::to_owned),
             comparisons,
             reads,
         });
     }
 
-    /// The target condition and every `FROM devices` metric of each declared deployment.
+    /// The target condition, every `FROM devices` metric and every rollout wave's condition
+    /// of each declared deployment.
     /// Text that does not parse is left to `validate`, which reports it with its position.
     pub fn of(declared: &[Rendered]) -> Watches {
         let mut w = Watches::default();
@@ -99,14 +103,21 @@ impl Watches {
             let c = &r.configuration;
             let id = c.id.to_string();
             if let Ok(condition) = crate::query::parse_condition(&c.target_condition) {
-                w.add(&id, None, condition);
+                w.add(&id, QueryKind::Target, None, condition);
+            }
+            for wave in r.rollout.iter().flat_map(|r| &r.waves) {
+                if let Some(text) = &wave.condition
+                    && let Ok(condition) = crate::query::parse_condition(&text.text)
+                {
+                    w.add(&id, QueryKind::Wave, Some(&wave.name), condition);
+                }
             }
             for (name, text) in c.metrics.iter().flat_map(|m| &m.queries) {
                 // Module-twin metrics read module twins, which this fold does not see.
                 if let Ok(q) = crate::query::parse_query(text)
                     && !q.from_modules()
                 {
-                    w.add(&id, Some(name), q.where_condition());
+                    w.add(&id, QueryKind::Metric, Some(name), q.where_condition());
                 }
             }
         }
@@ -286,6 +297,7 @@ impl FleetStats {
                         deployment: query.deployment.clone(),
                         query: query.kind,
                         metric: query.metric.clone(),
+                        wave: query.wave.clone(),
                         path: watches.paths[i].join("."),
                         did_you_mean: suggestion(&watches.paths[i], stats),
                     },
@@ -336,6 +348,7 @@ fn type_mismatch(
             deployment: query.deployment.clone(),
             query: query.kind,
             metric: query.metric.clone(),
+            wave: query.wave.clone(),
             path: path.join("."),
             comparison: comparison.to_owned(),
             literal_type: literal,
@@ -482,7 +495,7 @@ mod tests {
         let mut w = Watches::default();
         let parsed = crate::query::parse_condition(condition).unwrap();
         let target = CompiledCondition::new(&parsed);
-        w.add("dep-1", None, parsed);
+        w.add("dep-1", QueryKind::Target, None, parsed);
         Case { w, target }
     }
 
@@ -539,6 +552,7 @@ mod tests {
                     deployment: "dep-1".into(),
                     query: QueryKind::Target,
                     metric: None,
+                    wave: None,
                     path: "tags.enviroment".into(),
                     did_you_mean: Some("tags.environment".into()),
                 },
