@@ -503,49 +503,6 @@ fn two_concurrent_applies_promote_a_wave_once() {
 }
 
 #[test]
-fn an_apply_killed_during_a_promotion_converges_on_the_next_run() {
-    let server = start(&["--simulate-success-after", "0.3"]);
-    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
-    let (old, paths) = v1_then_v2(&server, files, "base");
-    // kill -9 at several points of runs that would start, promote or complete.
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        assert!(Instant::now() < deadline, "the rollout did not complete");
-        let mut child = server
-            .command(&["apply", "--auto-approve", "--timeout", "60s"])
-            .arg(&paths)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        if kills < 3 {
-            std::thread::sleep(Duration::from_millis(150 + 100 * kills));
-            let _ = child.kill();
-            let _ = child.wait();
-            kills += 1;
-            continue;
-        }
-        let _ = child.wait();
-        let out = server.apply(&paths, &[]);
-        match code(&out) {
-            Some(0) if stdout(&out).contains("No changes") || server.named("base").len() == 1 => break,
-            Some(0 | 10 | 11) => {
-                if let Some(n) = server.named("base").iter().find(|c| c.id != old.as_str()) {
-                    server.settle(&n.id);
-                }
-            }
-            _ => panic!("{}", transcript(&out)),
-        }
-    }
-    let left = server.named("base");
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert_ne!(left[0].id, old.as_str());
-    assert_eq!(left[0].target_condition, "tags.env='prod'");
-    assert_eq!(on(&server.applied(), &left[0].id), sorted(&all_prod()));
-}
-
-#[test]
 fn a_saved_plan_starts_a_rollout_and_a_plan_saved_before_it_is_then_stale() {
     let server = start(&["--simulate-success-after", "0.3"]);
     let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
@@ -675,4 +632,73 @@ fn counts_read_between_the_hubs_metric_runs_promote_a_failing_wave_unless_the_cl
     assert!(stdout(&out).contains("the hub recomputes metrics every 4s"), "{}", transcript(&out));
     assert_eq!(server.named("base").iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
     assert_eq!(on(&server.applied(), &old), sorted(&all_prod()), "every device is back on O");
+}
+
+#[test]
+fn an_apply_killed_after_each_write_of_a_rollout_converges_and_makes_no_write_twice() {
+    // Every deployment write is held 5 s before its reply, announced on the emulator's
+    // stdout: each apply below is killed right there, after the write and before it learns
+    // the write happened, so every write of the rollout is interrupted once, in turn.
+    let server = start(&["--simulate-success-after", "0.3", "--hold-writes", "5s"]);
+    let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
+    let (old, paths) = v1_then_v2(&server, files, "base");
+    while server.process.next_line(Duration::from_millis(10)).is_some() {} // v1's own write
+    let targets = [
+        "(tags.env='prod') AND (tags.ring='canary')",
+        "(tags.env='prod') AND ((tags.ring='canary') OR (tags.building='20'))",
+        "tags.env='prod'",
+    ];
+    let mut killed_after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        assert!(Instant::now() < deadline, "the rollout did not complete; killed after {killed_after:?}");
+        let mut child = server
+            .command(&["apply", "--auto-approve", "--timeout", "60s"])
+            .arg(&paths)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let exited = loop {
+            if let Some(line) = server.process.next_line(Duration::from_millis(20))
+                && let Some(write) = line.strip_prefix("held: ")
+            {
+                assert!(child.try_wait().unwrap().is_none(), "the client got its reply before the kill");
+                let _ = child.kill(); // SIGKILL
+                let _ = child.wait();
+                killed_after.push(write.to_string());
+                break None;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+        };
+        // Whatever was cut short, the hub is in one of the rollout's states.
+        let now = server.named("base");
+        if now.len() == 2 {
+            assert_eq!(now[0].id, old.as_str());
+            assert_eq!(now[0].target_condition, "tags.env='prod'", "O untouched while N rolls out");
+            assert!(targets.contains(&now[1].target_condition.as_str()), "{:?}", now[1].target_condition);
+        } else {
+            assert_eq!(now.len(), 1, "{now:?}");
+        }
+        match exited.map(|s| s.code()) {
+            None => {}
+            // A run that wrote nothing finished: the rollout is done, or waits for the wave.
+            Some(Some(0)) if now.len() == 1 && now[0].id != old.as_str() => break,
+            Some(Some(0 | 11)) => std::thread::sleep(Duration::from_millis(200)),
+            Some(other) => panic!("apply exited {other:?}; killed after {killed_after:?}"),
+        }
+    }
+    let left = server.named("base");
+    let new = left[0].id.to_string();
+    assert_eq!(left[0].target_condition, "tags.env='prod'");
+    assert!(left[0].labels.keys().all(|k| !k.starts_with("fleetform-rollout")), "{:?}", left[0].labels);
+    // Hand-listed, each once: create N at the canary, widen it twice, drop its rollout
+    // labels, delete O. A write repeated after a kill would show up twice here.
+    let put = format!("PUT /configurations/{new}");
+    let expected = [put.clone(), put.clone(), put.clone(), put, format!("DELETE /configurations/{old}")];
+    assert_eq!(killed_after, expected);
+    server.settle(&new);
+    assert_eq!(on(&server.applied(), &new), sorted(&all_prod()));
 }

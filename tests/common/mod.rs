@@ -117,6 +117,8 @@ pub struct EmulatorProcess {
     child: std::process::Child,
     pub url: String,
     pub connection: String,
+    /// What it prints on stdout after its banner, line by line (read on, so it never blocks).
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl EmulatorProcess {
@@ -155,7 +157,12 @@ impl EmulatorProcess {
         }
         let url = url.unwrap_or_default();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        EmulatorProcess { child, url, connection: connection.unwrap_or_default() }
+        EmulatorProcess { child, url, connection: connection.unwrap_or_default(), lines: rx }
+    }
+
+    /// The next line it prints on stdout, if one comes within `wait`.
+    pub fn next_line(&self, wait: std::time::Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
     }
 }
 

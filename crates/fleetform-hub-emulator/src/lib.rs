@@ -71,6 +71,10 @@ pub struct ServeOptions {
     pub behaviour: Behaviour,
     /// Whom Entra ID Bearer tokens are trusted from (`--entra-issuer`, `--entra-jwks`).
     pub entra: Option<auth::EntraVerifier>,
+    /// After each configuration write it makes, print `held: METHOD PATH` on stdout and
+    /// delay the reply this long (`--hold-writes`): a test kills its client there, after the
+    /// write and before the client learns of it, at every write in turn.
+    pub hold_writes: Option<std::time::Duration>,
 }
 
 /// What a running emulator serves, for its caller to announce.
@@ -89,6 +93,12 @@ pub struct Serving {
 }
 
 type Shared = Arc<Mutex<Emulator>>;
+
+#[derive(Clone)]
+struct App {
+    emulator: Shared,
+    hold_writes: Option<std::time::Duration>,
+}
 
 /// Runs the emulator until Ctrl-C or SIGTERM. `on_ready` sees what it serves once it
 /// accepts connections (port 0 is resolved by then); the counts of what it did come back
@@ -127,7 +137,9 @@ pub fn serve(options: ServeOptions, on_ready: impl FnOnce(&Serving)) -> Result<S
         let connection = emulator.connection_string();
         let (devices, modules, packed_bytes) = emulator.holding();
         let shared: Shared = Arc::new(Mutex::new(emulator));
-        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(App { emulator: shared.clone(), hold_writes: options.hold_writes });
         on_ready(&Serving {
             url: format!("http://{host}"),
             connection_string: connection,
@@ -163,7 +175,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = app.emulator;
     let request = Request {
         method: method.as_str().to_string(),
         path: uri.path().to_string(),
@@ -177,6 +190,20 @@ async fn handle(State(shared): State<Shared>, method: Method, uri: Uri, headers:
         emulator.handle(&request, Instant::now())
     })
     .await;
+    let wrote = matches!(method, Method::PUT | Method::DELETE) && uri.path().starts_with("/configurations/");
+    if let (Some(hold), Ok(r)) = (app.hold_writes, &reply)
+        && wrote
+        && (200..300).contains(&r.status)
+    {
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (its reader gone) must not fail the request.
+            let _ = writeln!(out, "held: {method} {}", uri.path());
+            let _ = out.flush();
+        }
+        tokio::time::sleep(hold).await;
+    }
     match reply {
         Ok(reply) => into_response(reply),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the emulator failed handling this request").into_response(),

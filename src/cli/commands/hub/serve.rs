@@ -62,6 +62,11 @@ pub struct Args {
     /// just widened still shows the wave before). Not given: recounted on every read.
     #[arg(long, value_name = "DURATION")]
     pub metrics_interval: Option<String>,
+    /// After each deployment write it makes, print `held: METHOD PATH` on stdout and delay
+    /// the reply this long: a fault rehearsal that kills the client there, after the write
+    /// and before the client learns of it.
+    #[arg(long, value_name = "DURATION")]
+    pub hold_writes: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CommandError> {
@@ -93,7 +98,8 @@ pub fn run(args: Args) -> Result<ExitCode, CommandError> {
             fleetform_hub_emulator::auth::IOT_HUB_AUDIENCE
         );
     }
-    let options = ServeOptions { state: args.state, listen: args.listen, behaviour, entra };
+    let hold_writes = args.hold_writes.as_deref().map(args::duration).transpose()?;
+    let options = ServeOptions { state: args.state, listen: args.listen, behaviour, entra, hold_writes };
     let stats = fleetform_hub_emulator::serve(options, banner)?;
     eprint!("{}", summary(&stats));
     Ok(ExitCode::SUCCESS)
