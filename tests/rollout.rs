@@ -558,6 +558,19 @@ fn a_wave_smaller_than_min_devices_is_warned_in_the_plan() {
         "{}",
         transcript(&out)
     );
+    // A misspelt wave path is found once, as the wave's: the wave target the rollout builds
+    // from it is not checked again as the deployment's target.
+    let misspelt =
+        files("2.0").into_iter().map(|(n, t)| (n, t.replace("tags.ring=", "tags.rign="))).collect::<Vec<_>>();
+    let plan = server.plan_json(&server.declare(&misspelt));
+    let w012: Vec<(&serde_json::Value, &serde_json::Value, &serde_json::Value)> = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "W012")
+        .map(|w| (&w["query"], &w["wave"], &w["path"]))
+        .collect();
+    assert_eq!(w012, [(&"wave".into(), &"canary".into(), &"tags.rign".into())], "{}", plan["warnings"]);
 }
 
 #[test]
@@ -590,8 +603,9 @@ fn an_old_deployment_deleted_by_hand_mid_rollout_is_refused_until_restarted() {
 
 #[test]
 fn counts_read_between_the_hubs_metric_runs_promote_a_failing_wave_unless_the_client_waits() {
-    // The emulator recounts metrics every 3 s, as IoT Hub does every five minutes; the
-    // client waits a second longer than that after each widening (the write lands a little
+    // The emulator recounts metrics every 8 s, as IoT Hub does every five minutes (long
+    // enough for the trusting client's three writes between two runs); the client waits a
+    // second longer than that after each widening (the write lands a little
     // after the wave-started label's second).
     let flags = [
         "--simulate-success-after",
@@ -599,7 +613,7 @@ fn counts_read_between_the_hubs_metric_runs_promote_a_failing_wave_unless_the_cl
         "--simulate-failure-where",
         "tags.flaky = true",
         "--metrics-interval",
-        "3s",
+        "8s",
     ];
     let files = |v: &str| vec![("base.kdl", base(&format!("m:{v}"), true))];
     let run = |server: &Server, paths: &Path, interval: &str| {
@@ -622,14 +636,14 @@ fn counts_read_between_the_hubs_metric_runs_promote_a_failing_wave_unless_the_cl
     // Waiting one metric run after each widening: wave 2's failures are seen, and rolled back.
     let server = start(&flags);
     let (old, paths) = v1_then_v2(&server, files, "base");
-    let out = run(&server, &paths, "4s");
+    let out = run(&server, &paths, "9s");
     assert_eq!(code(&out), Some(12), "{}", transcript(&out));
     assert!(
         stdout(&out).contains("rollout base: rolled back in wave 2 (b20): 2 of 6 devices reported failure"),
         "{}",
         transcript(&out)
     );
-    assert!(stdout(&out).contains("the hub recomputes metrics every 4s"), "{}", transcript(&out));
+    assert!(stdout(&out).contains("the hub recomputes metrics every 9s"), "{}", transcript(&out));
     assert_eq!(server.named("base").iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [old.as_str()]);
     assert_eq!(on(&server.applied(), &old), sorted(&all_prod()), "every device is back on O");
 }

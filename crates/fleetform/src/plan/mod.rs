@@ -208,6 +208,9 @@ pub fn plan(
     let now = opts.now.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
+    // The fleet checks read the targets as declared: a rollout narrows them to its wave
+    // below, and each wave's condition is checked as itself.
+    let lint = lint::Lint::new(&declared);
     let rollout::Adjusted { mut rollouts, extra: rollout_writes } = rollout::plan_rollouts(
         &mut declared,
         &current,
@@ -222,7 +225,6 @@ pub fn plan(
     let before = state::before(&current)?;
     let after = state::after(&current, &declared, &actions, &steps)?;
     let content_changes = content::content_changes(&actions, &current, &declared, &redactor);
-    let lint = lint::Lint::new(&declared);
     let also = impact::AlsoRead {
         paths: lint.paths(),
         visit: &|batch| lint.observe(batch),

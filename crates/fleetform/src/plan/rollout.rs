@@ -373,7 +373,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         let recomputed = started.saturating_add(i.metrics_interval);
         if i.metrics_interval > 0 && i.now <= recomputed {
             let why = WaitReason::MetricsNotRecomputed {
-                remaining_secs: recomputed + 1 - i.now,
+                remaining_secs: (recomputed - i.now).saturating_add(1),
                 interval_secs: i.metrics_interval,
             };
             return wait(wave, Some(m), why);
