@@ -570,3 +570,21 @@ fn devices_that_match_no_deployment_keep_their_desired_properties() {
         "FROM /messages/* INTO $upstream"
     );
 }
+
+#[test]
+fn a_bad_metrics_interval_or_hold_is_refused_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("configurations.json"), "[]").unwrap();
+    for flag in ["--metrics-interval", "--hold-writes"] {
+        let out = common::cli()
+            .args(["hub", "serve", "--listen", "127.0.0.1:0", "--state"])
+            .arg(dir.path())
+            .args([flag, "five"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag}: {}", common::transcript(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("five"), "{flag}: {err}");
+        assert!(out.stdout.is_empty(), "{flag}: nothing served: {}", common::transcript(&out));
+    }
+}

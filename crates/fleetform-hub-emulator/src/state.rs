@@ -850,49 +850,59 @@ impl Emulator {
     /// A configuration as GET returns it: with system metrics and custom metric results,
     /// from the last metric run when runs are scheduled (an update does not rerun them).
     fn with_metrics(&self, c: &Configuration, now: Instant) -> Value {
+        let due =
+            |run: &MetricRun| self.behaviour.metrics_interval.is_none_or(|every| now.duration_since(run.at) >= every);
+        let last =
+            self.runs.borrow().get(c.id.as_str()).filter(|r| !due(r)).map(|r| (r.system.clone(), r.custom.clone()));
+        let (system, counts) = match last {
+            Some(last) => last,
+            None => {
+                let counted = self.metric_run(c);
+                if self.behaviour.metrics_interval.is_some() {
+                    let run = MetricRun { at: now, system: counted.0.clone(), custom: counted.1.clone() };
+                    self.runs.borrow_mut().insert(c.id.to_string(), run);
+                }
+                counted
+            }
+        };
         let mut out = c.clone();
-        if let Some(every) = self.behaviour.metrics_interval
-            && let Some(run) = self.runs.borrow().get(c.id.as_str())
-            && now.duration_since(run.at) < every
-        {
-            out.system_metrics.clone_from(&run.system);
-            let mut custom = out.metrics.take().unwrap_or_default();
-            custom.results = custom.queries.keys().filter_map(|k| Some((k.clone(), *run.custom.get(k)?))).collect();
-            out.metrics = Some(custom);
-            return serde_json::to_value(&out).unwrap_or(Value::Null);
-        }
-        if c.is_edge() {
-            let id = &c.id;
-            let applied = format!(
-                "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'"
-            );
-            let reported = "properties.desired.$version = properties.reported.lastDesiredVersion";
-            let success = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code = 200");
-            let failed = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code != 200");
-            let targeted = match c.target_condition.trim() {
-                "*" => "select deviceId from devices where capabilities.iotEdge = true".to_string(),
-                t => format!("select deviceId from devices where capabilities.iotEdge = true and {t}"),
-            };
-            let targeted_count = if c.target_condition.trim().is_empty() { 0 } else { self.count(&targeted) };
-            let mut m = Metrics::default();
-            m.results.insert("targetedCount".into(), targeted_count);
-            m.results.insert("appliedCount".into(), self.count(&applied));
-            m.results.insert("reportedSuccessfulCount".into(), self.count(&success));
-            m.results.insert("reportedFailedCount".into(), self.count(&failed));
-            m.queries.insert("targetedCount".into(), targeted);
-            m.queries.insert("appliedCount".into(), applied);
-            m.queries.insert("reportedSuccessfulCount".into(), success);
-            m.queries.insert("reportedFailedCount".into(), failed);
-            out.system_metrics = Some(m);
-        }
+        out.system_metrics = system;
         let mut custom = out.metrics.take().unwrap_or_default();
-        custom.results = custom.queries.iter().map(|(name, q)| (name.clone(), self.count(q))).collect();
-        if self.behaviour.metrics_interval.is_some() {
-            let run = MetricRun { at: now, system: out.system_metrics.clone(), custom: custom.results.clone() };
-            self.runs.borrow_mut().insert(c.id.to_string(), run);
-        }
+        // A metric added since the last run has no count until the next one.
+        custom.results = custom.queries.keys().filter_map(|k| Some((k.clone(), *counts.get(k)?))).collect();
         out.metrics = Some(custom);
         serde_json::to_value(&out).unwrap_or(Value::Null)
+    }
+
+    /// One metric run of `c`: its system metrics (IoT Edge deployments) and the count of
+    /// each custom metric query.
+    fn metric_run(&self, c: &Configuration) -> (Option<Metrics>, BTreeMap<String, i64>) {
+        let custom = c.metrics.iter().flat_map(|m| &m.queries).map(|(name, q)| (name.clone(), self.count(q))).collect();
+        if !c.is_edge() {
+            return (c.system_metrics.clone(), custom);
+        }
+        let id = &c.id;
+        let applied = format!(
+            "select deviceId from devices.modules where moduleId = '$edgeAgent' and configurations.[[{id}]].status = 'Applied'"
+        );
+        let reported = "properties.desired.$version = properties.reported.lastDesiredVersion";
+        let success = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code = 200");
+        let failed = format!("{applied} and {reported} and properties.reported.lastDesiredStatus.code != 200");
+        let targeted = match c.target_condition.trim() {
+            "*" => "select deviceId from devices where capabilities.iotEdge = true".to_string(),
+            t => format!("select deviceId from devices where capabilities.iotEdge = true and {t}"),
+        };
+        let targeted_count = if c.target_condition.trim().is_empty() { 0 } else { self.count(&targeted) };
+        let mut m = Metrics::default();
+        m.results.insert("targetedCount".into(), targeted_count);
+        m.results.insert("appliedCount".into(), self.count(&applied));
+        m.results.insert("reportedSuccessfulCount".into(), self.count(&success));
+        m.results.insert("reportedFailedCount".into(), self.count(&failed));
+        m.queries.insert("targetedCount".into(), targeted);
+        m.queries.insert("appliedCount".into(), applied);
+        m.queries.insert("reportedSuccessfulCount".into(), success);
+        m.queries.insert("reportedFailedCount".into(), failed);
+        (Some(m), custom)
     }
 
     /// Rows a query returns (0 for one that does not parse: it was checked on PUT).

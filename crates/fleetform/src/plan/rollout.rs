@@ -1194,7 +1194,8 @@ deployment "base" {{
     #[test]
     fn counts_read_before_the_hub_recomputes_them_decide_nothing_but_a_rollback() {
         // Wave 1 went out in second 1000; the hub runs metric queries every 300 s, so up to
-        // and including second 1300 the counts may be wave 0's: all successful there, yet they say nothing of wave 1.
+        // and including second 1300 the counts may be wave 0's: all successful there, yet
+        // they say nothing of wave 1.
         let r = rollout("promote success=0.98 min-devices=0 soak=\"0s\"", ROLLBACK);
         let declared: DeploymentId = "base-new".into();
         let decide_at = |m: (i64, i64, i64), now: u64| {
