@@ -220,11 +220,11 @@ pub fn run(args: Args, ui: &Ui) -> Result<ExitCode, CommandError> {
             }
         },
         PlanFormat::Json => {
-            let json = render::json::plan_json_with_change(&plan, change.as_ref());
             // Straight to the pipe: a 1M-device plan's JSON is tens of megabytes, which
             // a string would hold a second time.
             let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdout);
-            let _ = serde_json::to_writer_pretty(&mut out, &json).map_err(std::io::Error::from).and_then(|()| {
+            let written = render::json::write_plan_json(&plan, change.as_ref(), &mut out);
+            let _ = written.map_err(std::io::Error::from).and_then(|()| {
                 writeln!(out)?;
                 out.flush()
             });

@@ -95,7 +95,8 @@ fn merge_with(deployments: &[MergeDeployment], stack: &Stack, keep_provenance: b
     }
     let mut docs: BTreeMap<String, Value> = BTreeMap::new();
     let mut provenance = Provenance::default();
-    let record = keep_provenance || layered_priorities_collide(deployments, stack);
+    let collide = layered_priorities_collide(deployments, stack);
+    let record = keep_provenance || collide;
     let mut conflicts = BTreeSet::new();
     // Layered writers of each module and route, in the order applied: two equal-priority
     // layered deployments touching one module or route collide even when their paths inside
@@ -112,12 +113,20 @@ fn merge_with(deployments: &[MergeDeployment], stack: &Stack, keep_provenance: b
             let mut writes: Vec<(TwinPath, &Value)> =
                 keys.iter().filter_map(|(k, v)| Some((desired_path(k)?, v))).collect();
             writes.sort_by(|a, b| a.0.cmp(&b.0));
+            if writes.is_empty() {
+                continue;
+            }
+            let doc = match docs.entry(twin.clone()) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(Value::Object(Map::new())),
+            };
             for (path, value) in writes {
-                let doc = docs.entry(twin.clone()).or_insert_with(|| Value::Object(Map::new()));
                 write_path(doc, &path, value);
                 let replaced =
                     if record { provenance.record(twin, path.segments(), value, writer) } else { Vec::new() };
-                if d.kind != ConfigurationKind::Layered {
+                // Only layered deployments of one priority can collide, and most stacks
+                // have none: their granules were a tenth of merging a large fleet.
+                if d.kind != ConfigurationKind::Layered || !collide {
                     continue;
                 }
                 if let Some(granule) = granule(twin, path.segments()) {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 // Fx, not SipHash: cohort keys hash whole change lists (module names, images, twin paths),
 // and SipHash over them was 7% of a 20k plan's instructions. The keys come from the user's
@@ -167,6 +168,8 @@ pub fn impact(
         after_of.push(group.map(|(stack, _)| StackIds::of(stack)));
     }
     let (merged, diffs) = stacked.finish_each(|manifest, ma| {
+        // The same for every pair of this manifest: made once, for the first that needs it.
+        let mut declared_here: Option<Declared> = None;
         pairs_of[manifest.0 as usize]
             .iter()
             .map(|&i| {
@@ -174,7 +177,7 @@ pub fn impact(
                 // Only these pairs can need their agents' reports, and only while `ma` is
                 // still in hand: it is freed once this visit returns.
                 let declared = (pairs[i].device_ids.is_some() && running::needs_report(mb, ma))
-                    .then(|| running::declared_modules(ma, redactor));
+                    .then(|| declared_here.get_or_insert_with(|| running::declared_modules(ma, redactor)).clone());
                 (i, (diff(mb, ma, redactor), declared))
             })
             .collect::<Vec<_>>()
@@ -232,7 +235,10 @@ type Declared = BTreeMap<String, Option<String>>;
 type Unknown<'p> = (CohortKey, Declared, &'p [String]);
 
 /// What the devices of `unknown` run, by cohort: one read of their `$edgeAgent` twins,
-/// nothing at all when there are none.
+/// nothing at all when there are none. Each report is compared with its cohort's
+/// declaration as it arrives, on the reading threads, and only the groups are kept: holding
+/// every report until the read ended was a map of every unmanaged device's id and modules
+/// (a million of them on an empty hub).
 fn running_before(
     fleet: &dyn FleetRead,
     unknown: &[Unknown<'_>],
@@ -242,28 +248,55 @@ fn running_before(
     if unknown.is_empty() {
         return Ok(FxHashMap::default());
     }
-    let mut devices: Vec<String> = unknown.iter().flat_map(|(_, _, ids)| ids.iter().cloned()).collect();
+    // Several pairs can end in one cohort: each cohort once, and per device the cohort and
+    // the declaration (the pair's) it is compared with.
+    let mut cohort_of: FxHashMap<&CohortKey, usize> = FxHashMap::default();
+    let mut cohorts: Vec<&CohortKey> = Vec::new();
+    let mut owner: FxHashMap<&str, Owner> = FxHashMap::default();
+    for (u, (key, _, ids)) in unknown.iter().enumerate() {
+        let c = *cohort_of.entry(key).or_insert_with(|| {
+            cohorts.push(key);
+            cohorts.len() - 1
+        });
+        for id in *ids {
+            owner.insert(id.as_str(), Owner { cohort: c, pair: u, reported: AtomicBool::new(false) });
+        }
+    }
+    drop(cohort_of);
+    let mut devices: Vec<String> = owner.keys().map(|id| (*id).to_string()).collect();
     devices.sort_unstable();
-    devices.dedup();
-    let reports: Mutex<FxHashMap<String, Option<serde_json::Value>>> = Mutex::new(FxHashMap::default());
+    let groups: Vec<Mutex<RunningGroups>> = cohorts.iter().map(|_| Mutex::default()).collect();
     fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
-        let mut reports = reports.lock().unwrap_or_else(|e| e.into_inner());
-        for r in batch {
-            reports.insert(r.device_id, r.modules);
+        for r in &batch {
+            // A device is reported once (the snapshot refuses duplicates, the hub returns
+            // one row per twin); should one come twice, the first counts.
+            let Some(o) = owner.get(r.device_id.as_str()) else { continue };
+            if o.reported.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            let modules = running::running_modules(r.modules.as_ref(), &unknown[o.pair].1, redactor);
+            groups[o.cohort].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
         }
         Ok(())
     })?;
     drop(devices);
-    let reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut groups: FxHashMap<CohortKey, RunningGroups> = FxHashMap::default();
-    for (key, declared, ids) in unknown {
-        let g = groups.entry(key.clone()).or_default();
-        for id in *ids {
-            let reported = reports.get(id).and_then(Option::as_ref);
-            g.add(id, running::running_modules(reported, declared, redactor));
+    let mut groups: Vec<RunningGroups> =
+        groups.into_iter().map(|g| g.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    // No report at all: what the device runs is unknown.
+    for (id, o) in &owner {
+        if !o.reported.load(Ordering::Relaxed) {
+            groups[o.cohort].add(id, None);
         }
     }
-    Ok(groups.into_iter().map(|(k, g)| (k, g.finish())).collect())
+    Ok(cohorts.into_iter().zip(groups).map(|(k, g)| (k.clone(), g.finish())).collect())
+}
+
+/// A device whose agent's report is read: its cohort, the pair whose declaration it is
+/// compared with (an index in `unknown`), and whether a report came.
+struct Owner {
+    cohort: usize,
+    pair: usize,
+    reported: AtomicBool,
 }
 
 /// Frees `value` on a thread of its own. The merged documents are a JSON tree per module

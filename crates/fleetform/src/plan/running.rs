@@ -82,19 +82,17 @@ impl fmt::Display for Running {
 /// changes: the device is unmanaged (or has no standard deployment) today and gets a
 /// standard one, or the deployment it gets declares no modules at all.
 pub fn needs_report(before: &EffectiveManifest, after: &EffectiveManifest) -> bool {
-    after.is_managed() && (!before.is_managed() || declared_modules_of(after).is_empty())
+    after.is_managed() && (!before.is_managed() || after.modules().is_none_or(|m| m.is_empty()))
 }
 
 /// The declared modules of a merged manifest: name → image, redacted.
 pub fn declared_modules(after: &EffectiveManifest, redact: &Redactor) -> BTreeMap<String, Option<String>> {
-    declared_modules_of(after)
-        .iter()
+    after
+        .modules()
+        .into_iter()
+        .flatten()
         .map(|(name, m)| (name.clone(), m.pointer("/settings/image").map(|v| redact.text(v))))
         .collect()
-}
-
-fn declared_modules_of(after: &EffectiveManifest) -> serde_json::Map<String, Value> {
-    after.modules().cloned().unwrap_or_default()
 }
 
 /// What one device runs, against what is declared for it: `None` when its agent reports

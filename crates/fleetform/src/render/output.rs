@@ -154,12 +154,17 @@ pub struct CohortOutput<'a> {
 
 impl<'a> CohortOutput<'a> {
     pub fn of(c: &'a Cohort) -> Self {
+        CohortOutput { changes: c.changes.iter().map(ChangeOutput::of).collect(), ..CohortOutput::of_unchanged(c) }
+    }
+
+    /// All but the changes, which are left empty.
+    pub(crate) fn of_unchanged(c: &'a Cohort) -> Self {
         CohortOutput {
             count: c.count,
             samples: &c.samples,
             stack_before: &c.stack_before,
             stack_after: &c.stack_after,
-            changes: c.changes.iter().map(ChangeOutput::of).collect(),
+            changes: Vec::new(),
             running_before: &c.running_before,
         }
     }

@@ -69,7 +69,7 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
 
 /// The members of a module twin that say what a device's agent reports running, by exact
 /// name as `AgentReport::of_module_twin` looks them up: `deviceId` and `moduleId` at the
-/// top, then `properties` → `reported` → `modules`. Everything else is checked as JSON and
+/// top, then `properties` → `reported` → `modules` ([`ModuleImages`]). Everything else is checked as JSON and
 /// skipped: a module twin is mostly the agent's runtime and system-module reports, which
 /// building as `Value`s (and freeing) made reading `modules.jsonl` a fifth of an empty-hub
 /// plan's instructions. Non-objects become `null`, as [`TargetingVisitor`] does.
@@ -79,7 +79,7 @@ struct AgentVisitor {
 }
 
 impl AgentVisitor {
-    /// The path to the reported modules, one member name per depth; the last is kept whole.
+    /// The path to the reported modules, one member name per depth.
     const PATH: [&'static str; 3] = ["properties", "reported", "modules"];
     /// Kept whole at the top, besides the path.
     const IDS: [&'static str; 2] = ["deviceId", "moduleId"];
@@ -105,14 +105,87 @@ impl<'de> serde::de::Visitor<'de> for AgentVisitor {
         let depth = usize::from(self.depth);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             // A later duplicate replaces an earlier member, as in a full read.
-            let whole = key == Self::PATH[depth] && depth + 1 == Self::PATH.len();
-            if whole || (depth == 0 && Self::IDS.contains(&key.as_ref())) {
+            let last = key == Self::PATH[depth] && depth + 1 == Self::PATH.len();
+            if last {
+                out.insert(key.into_owned(), map.next_value_seed(ModuleImages)?);
+            } else if depth == 0 && Self::IDS.contains(&key.as_ref()) {
                 out.insert(key.into_owned(), map.next_value::<Value>()?);
             } else if key == Self::PATH[depth] {
                 let inner = map.next_value_seed(AgentVisitor { depth: self.depth + 1 })?;
                 out.insert(key.into_owned(), inner);
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
+    crate::query::project::non_objects_are_null!();
+}
+
+/// The agent's reported `modules`: every module by name, holding only `settings.image`,
+/// all a plan shows of what a device runs ([`crate::plan::Running`]); the rest of a
+/// module's report (status, exit codes, start times) was most of what was built. A module
+/// that is not an object stands as `null`, which has no image either.
+struct ModuleImages;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ModuleImages {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ModuleImages {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reported modules")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            out.insert(key.into_owned(), map.next_value_seed(Only(&["settings", "image"]))?);
+        }
+        Ok(Value::Object(out))
+    }
+
+    crate::query::project::non_objects_are_null!();
+}
+
+/// An object holding only the member at this path (by exact name), the last kept whole.
+struct Only(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Only {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Only {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.0 {
+                [name] if key == *name => {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                }
+                [name, rest @ ..] if key == *name => {
+                    out.insert(key.into_owned(), map.next_value_seed(Only(rest))?);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
             }
         }
         Ok(Value::Object(out))
@@ -212,5 +285,43 @@ impl Reading {
                 Ok(value)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Reading;
+
+    #[test]
+    fn agent_reports_keep_each_modules_image_and_nothing_else() {
+        let twin = json!({
+            "deviceId": "d1", "moduleId": "$edgeAgent", "etag": "x",
+            "properties": {"desired": {"modules": {"A": {}}}, "reported": {
+                "runtime": {"type": "docker"},
+                "systemModules": {"edgeHub": {"settings": {"image": "hub:1.5"}}},
+                "modules": {
+                    "A": {"status": "running", "exitCode": 0, "settings": {"image": "a:1", "createOptions": "{}"}},
+                    "B": {"settings": "not an object"},
+                    "C": 7,
+                    "D": {"settings": {"image": {"odd": true}}},
+                },
+            }},
+        });
+        let read = Reading::AgentReports.parse(twin.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            read,
+            json!({"deviceId": "d1", "moduleId": "$edgeAgent", "properties": {"reported": {"modules": {
+                "A": {"settings": {"image": "a:1"}},
+                "B": {"settings": null},
+                "C": null,
+                "D": {"settings": {"image": {"odd": true}}},
+            }}}})
+        );
+        // A `modules` that is not an object stands as `null`: no report of modules.
+        let odd = json!({"deviceId": "d1", "moduleId": "$edgeAgent", "properties": {"reported": {"modules": "x"}}});
+        let read = Reading::AgentReports.parse(odd.to_string().as_bytes()).unwrap();
+        assert_eq!(read["properties"]["reported"]["modules"], serde_json::Value::Null);
     }
 }
