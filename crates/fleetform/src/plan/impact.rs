@@ -197,10 +197,10 @@ pub fn impact(
     let mut cohorts: FxHashMap<CohortKey, DeviceSample> = FxHashMap::default();
     // Cohorts whose devices' modules only their agents can tell: their devices, with what
     // is declared for them.
-    let mut unknown: Vec<Unknown<'_>> = Vec::new();
+    let mut unknown: Vec<Unknown> = Vec::new();
     let mut totals = DeviceTotals { devices, edge_devices, ..Default::default() };
     for ((MatchPair { devices: sample, device_ids, .. }, (ib, _)), (ia, changes)) in
-        pairs.iter().zip(before_of).zip(after_of.into_iter().zip(changes_of))
+        pairs.into_iter().zip(before_of).zip(after_of.into_iter().zip(changes_of))
     {
         let (Some(ia), Some((changes, declared))) = (ia, changes) else { continue };
         if changes.is_empty() && ib == ia {
@@ -217,10 +217,9 @@ pub fn impact(
         {
             unknown.push((key.clone(), declared, ids));
         }
-        cohorts.entry(key).or_default().merge(sample);
+        cohorts.entry(key).or_default().merge(&sample);
     }
-    let running = running_before(fleet, &unknown, edge_devices, redactor)?;
-    drop(unknown);
+    let running = running_before(fleet, unknown, edge_devices, redactor)?;
     drop_elsewhere(cache_b);
     Ok(Impact { cohorts: sorted_cohorts(cohorts, running), totals, warnings, expected_applied, targeted })
 }
@@ -231,8 +230,8 @@ type CohortKey = (StackIds, StackIds, Vec<Change>);
 type Declared = BTreeMap<String, Option<String>>;
 
 /// A cohort's devices whose modules only their agents can tell: the cohort, the modules
-/// declared for them, their ids.
-type Unknown<'p> = (CohortKey, Declared, &'p [String]);
+/// declared for them, their ids (moved out of the pass's pairs: a million on an empty hub).
+type Unknown = (CohortKey, Declared, Vec<String>);
 
 /// What the devices of `unknown` run, by cohort: one read of their `$edgeAgent` twins,
 /// nothing at all when there are none. Each report is compared with its cohort's
@@ -241,7 +240,7 @@ type Unknown<'p> = (CohortKey, Declared, &'p [String]);
 /// (a million of them on an empty hub).
 fn running_before(
     fleet: &dyn FleetRead,
-    unknown: &[Unknown<'_>],
+    mut unknown: Vec<Unknown>,
     edge_devices: u64,
     redactor: &Redactor,
 ) -> Result<FxHashMap<CohortKey, Vec<Running>>, ReadError> {
@@ -249,54 +248,58 @@ fn running_before(
         return Ok(FxHashMap::default());
     }
     // Several pairs can end in one cohort: each cohort once, and per device the cohort and
-    // the declaration (the pair's) it is compared with.
-    let mut cohort_of: FxHashMap<&CohortKey, usize> = FxHashMap::default();
+    // the declaration (the pair's) it is compared with. The ids are moved, not copied: the
+    // list the read is given is the one the reports are looked up in.
+    let mut cohort_of: FxHashMap<&CohortKey, u32> = FxHashMap::default();
     let mut cohorts: Vec<&CohortKey> = Vec::new();
-    let mut owner: FxHashMap<&str, Owner> = FxHashMap::default();
-    for (u, (key, _, ids)) in unknown.iter().enumerate() {
+    let mut declared: Vec<&Declared> = Vec::with_capacity(unknown.len());
+    let mut owned: Vec<(String, Owner)> = Vec::new();
+    for (key, decl, ids) in &mut unknown {
         let c = *cohort_of.entry(key).or_insert_with(|| {
             cohorts.push(key);
-            cohorts.len() - 1
+            (cohorts.len() - 1) as u32
         });
-        for id in *ids {
-            owner.insert(id.as_str(), Owner { cohort: c, pair: u, reported: AtomicBool::new(false) });
-        }
+        let pair = declared.len() as u32;
+        declared.push(decl);
+        owned.extend(std::mem::take(ids).into_iter().map(|id| (id, Owner { cohort: c, pair })));
     }
     drop(cohort_of);
-    let mut devices: Vec<String> = owner.keys().map(|id| (*id).to_string()).collect();
-    devices.sort_unstable();
+    owned.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let (devices, owners): (Vec<String>, Vec<Owner>) = owned.into_iter().unzip();
+    let index: FxHashMap<&str, u32> = devices.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
+    let reported: Vec<AtomicBool> = devices.iter().map(|_| AtomicBool::new(false)).collect();
     let groups: Vec<Mutex<RunningGroups>> = cohorts.iter().map(|_| Mutex::default()).collect();
     fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
         for r in &batch {
+            let Some(&i) = index.get(r.device_id.as_str()) else { continue };
             // A device is reported once (the snapshot refuses duplicates, the hub returns
             // one row per twin); should one come twice, the first counts.
-            let Some(o) = owner.get(r.device_id.as_str()) else { continue };
-            if o.reported.swap(true, Ordering::Relaxed) {
+            if reported[i as usize].swap(true, Ordering::Relaxed) {
                 continue;
             }
-            let modules = running::running_modules(r.modules.as_ref(), &unknown[o.pair].1, redactor);
-            groups[o.cohort].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
+            let o = &owners[i as usize];
+            let modules = running::running_modules(r.modules.as_ref(), declared[o.pair as usize], redactor);
+            groups[o.cohort as usize].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
         }
         Ok(())
     })?;
-    drop(devices);
+    drop(index);
     let mut groups: Vec<RunningGroups> =
         groups.into_iter().map(|g| g.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
     // No report at all: what the device runs is unknown.
-    for (id, o) in &owner {
-        if !o.reported.load(Ordering::Relaxed) {
-            groups[o.cohort].add(id, None);
+    for ((id, o), seen) in devices.iter().zip(&owners).zip(&reported) {
+        if !seen.load(Ordering::Relaxed) {
+            groups[o.cohort as usize].add(id, None);
         }
     }
     Ok(cohorts.into_iter().zip(groups).map(|(k, g)| (k.clone(), g.finish())).collect())
 }
 
-/// A device whose agent's report is read: its cohort, the pair whose declaration it is
-/// compared with (an index in `unknown`), and whether a report came.
+/// A device whose agent's report is read: its cohort and the pair whose declaration it is
+/// compared with (indices in `running_before`'s lists).
 struct Owner {
-    cohort: usize,
-    pair: usize,
-    reported: AtomicBool,
+    cohort: u32,
+    pair: u32,
 }
 
 /// Frees `value` on a thread of its own. The merged documents are a JSON tree per module
