@@ -116,10 +116,10 @@ fn merge_with(deployments: &[MergeDeployment], stack: &Stack, keep_provenance: b
             if writes.is_empty() {
                 continue;
             }
-            let doc = match docs.entry(twin.clone()) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => v.insert(Value::Object(Map::new())),
-            };
+            if !docs.contains_key(twin) {
+                docs.insert(twin.clone(), Value::Object(Map::new()));
+            }
+            let Some(doc) = docs.get_mut(twin) else { continue };
             for (path, value) in writes {
                 write_path(doc, &path, value);
                 let replaced =

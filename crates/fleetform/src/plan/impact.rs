@@ -265,21 +265,36 @@ fn running_before(
     }
     drop(cohort_of);
     owned.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let (devices, owners): (Vec<String>, Vec<Owner>) = owned.into_iter().unzip();
+    // One entry per distinct id, and all its occurrences: a fleet read over REST may list a
+    // device twice (pages overlap while devices are added), and each occurrence is counted
+    // in its cohort with the one report, as the pass counted it.
+    let mut devices: Vec<String> = Vec::with_capacity(owned.len());
+    let mut owners: Vec<Owner> = Vec::with_capacity(owned.len());
+    let mut first_owner: Vec<u32> = Vec::with_capacity(owned.len() + 1);
+    for (id, o) in owned {
+        if devices.last() != Some(&id) {
+            first_owner.push(owners.len() as u32);
+            devices.push(id);
+        }
+        owners.push(o);
+    }
+    first_owner.push(owners.len() as u32);
+    let owners_of = |i: usize| &owners[first_owner[i] as usize..first_owner[i + 1] as usize];
     let index: FxHashMap<&str, u32> = devices.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
     let reported: Vec<AtomicBool> = devices.iter().map(|_| AtomicBool::new(false)).collect();
     let groups: Vec<Mutex<RunningGroups>> = cohorts.iter().map(|_| Mutex::default()).collect();
     fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
         for r in &batch {
             let Some(&i) = index.get(r.device_id.as_str()) else { continue };
-            // A device is reported once (the snapshot refuses duplicates, the hub returns
-            // one row per twin); should one come twice, the first counts.
+            // An agent twin is reported once (the snapshot refuses duplicates, the hub
+            // returns one row per twin); should one come twice, the first counts.
             if reported[i as usize].swap(true, Ordering::Relaxed) {
                 continue;
             }
-            let o = &owners[i as usize];
-            let modules = running::running_modules(r.modules.as_ref(), declared[o.pair as usize], redactor);
-            groups[o.cohort as usize].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
+            for o in owners_of(i as usize) {
+                let modules = running::running_modules(r.modules.as_ref(), declared[o.pair as usize], redactor);
+                groups[o.cohort as usize].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
+            }
         }
         Ok(())
     })?;
@@ -287,9 +302,11 @@ fn running_before(
     let mut groups: Vec<RunningGroups> =
         groups.into_iter().map(|g| g.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
     // No report at all: what the device runs is unknown.
-    for ((id, o), seen) in devices.iter().zip(&owners).zip(&reported) {
+    for (i, (id, seen)) in devices.iter().zip(&reported).enumerate() {
         if !seen.load(Ordering::Relaxed) {
-            groups[o.cohort as usize].add(id, None);
+            for o in owners_of(i) {
+                groups[o.cohort as usize].add(id, None);
+            }
         }
     }
     Ok(cohorts.into_iter().zip(groups).map(|(k, g)| (k.clone(), g.finish())).collect())
@@ -535,4 +552,55 @@ fn cached(
         ..merge::merge(deployments, stack)
     });
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::manifest::{MapEnv, SecretMode, render_all};
+    use crate::model::{Twin, Twins};
+    use crate::plan::{Fate, PlaceholderEnv, PlanOptions, plan};
+    use crate::spec::{SourceFile, Workspace};
+
+    const DECLARED: &str = r#"
+deployment "a" {
+    priority 10
+    target "tags.environment='prod'"
+    runtime {
+        edge-agent image="agent:1.5"
+        edge-hub image="hub:1.5"
+    }
+    module "M" image="m:1.0"
+}
+"#;
+
+    fn device(id: &str) -> Twin {
+        Twin::from_value(json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": {"environment": "prod"}}))
+            .unwrap()
+    }
+
+    /// A device listed twice (REST pages that overlap) is counted twice by the pass, and
+    /// both occurrences get its one agent report, as they did when every report was kept.
+    #[test]
+    fn a_device_read_twice_gets_its_agents_report_both_times() {
+        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", DECLARED.to_string())]);
+        let declared = render_all(&ws.deployments, &PlaceholderEnv(&MapEnv::default()), SecretMode::Reveal).unwrap();
+        let mut fleet = Twins::new("fleet", ["d1", "d1", "d2", "d3"].map(device).to_vec());
+        fleet.modules = vec![json!({"deviceId": "d1", "moduleId": "$edgeAgent",
+            "properties": {"reported": {"modules": {"X": {"settings": {"image": "x:1"}}}}}})];
+        let p = plan(declared, Vec::new(), &fleet, &PlanOptions::default()).unwrap();
+        assert_eq!(p.cohorts.len(), 1);
+        assert_eq!(p.cohorts[0].count, 4);
+        let running = &p.cohorts[0].running_before;
+        type Group<'r> = (u64, Vec<&'r str>, Option<Vec<(&'r str, Fate)>>);
+        let got: Vec<Group<'_>> = running
+            .iter()
+            .map(|r| {
+                let modules = r.modules.as_ref().map(|ms| ms.iter().map(|m| (m.module.as_str(), m.fate)).collect());
+                (r.count, r.samples.iter().map(String::as_str).collect(), modules)
+            })
+            .collect();
+        assert_eq!(got, [(2, vec!["d1"], Some(vec![("X", Fate::Removed)])), (2, vec!["d2", "d3"], None)]);
+    }
 }

@@ -172,6 +172,8 @@ impl<'m> Sorted<'m> {
         let mut members: Vec<(&str, Member<'_>)> = rest.iter().map(|(k, v)| (k.as_str(), Member::Value(v))).collect();
         members.extend(extra);
         members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // An extra member must not also be in `rest`: a `Value` would hold it once.
+        debug_assert!(members.windows(2).all(|w| w[0].0 != w[1].0), "a member twice");
         Sorted(members)
     }
 }
@@ -267,15 +269,31 @@ layered "b" {
     fn the_streamed_plan_is_the_value_pretty_printed() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub/devices.json");
         let values: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let fleet = Twins::new("campus", values.into_iter().map(|v| Twin::from_value(v).unwrap()).collect());
-        let head_text = BASE.replace("m:1.0", "m:2.0");
-        let head = plan(rendered(&head_text), Vec::new(), &fleet, &PlanOptions::default()).unwrap();
+        let prod = values.iter().find(|v| v["tags"]["environment"] == "prod").unwrap()["deviceId"].clone();
+        let mut fleet = Twins::new("campus", values.into_iter().map(|v| Twin::from_value(v).unwrap()).collect());
+        // One agent that reports a module: its cohort prints what its devices run today.
+        fleet.modules = vec![serde_json::json!({"deviceId": prod, "moduleId": "$edgeAgent",
+            "properties": {"reported": {"modules": {"X": {"settings": {"image": "x:1"}}}}}})];
+        // A route added: its own `text` member gives way to the change's line in the JSON.
+        let head_text = BASE.replace("m:1.0", "m:2.0").replace(
+            "    module \"M\" image=\"m:2.0\"\n",
+            "    module \"M\" image=\"m:2.0\"\n    route \"r\" \"FROM /messages/* INTO $upstream\"\n",
+        );
+        let mut head = plan(rendered(&head_text), Vec::new(), &fleet, &PlanOptions::default()).unwrap();
         let change = change_plan("main", &rendered(BASE), rendered(&head_text), &[], &fleet).unwrap();
         assert!(head.cohorts.len() > 1 && !change.cohorts.is_empty(), "the fixture must have cohorts to stream");
-        for with in [None, Some(&change)] {
+        assert!(head.cohorts.iter().any(|c| !c.running_before.is_empty()), "a cohort must show what it runs");
+        let text = format!("{:?}", head.cohorts);
+        assert!(text.contains("RouteAdded") && text.contains("ModuleAdded"), "{text}");
+        let plain = head.clone();
+        head.without_secrets = Some(crate::plan::WithoutSecrets {
+            missing: vec!["TOKEN".into()],
+            unknown_ids: [("a".to_string(), vec!["TOKEN".to_string()])].into(),
+        });
+        for (head, with) in [(&plain, None), (&plain, Some(&change)), (&head, Some(&change))] {
             let mut streamed = Vec::new();
-            write_plan_json(&head, with, &mut streamed).unwrap();
-            let whole = serde_json::to_vec_pretty(&plan_json_with_change(&head, with)).unwrap();
+            write_plan_json(head, with, &mut streamed).unwrap();
+            let whole = serde_json::to_vec_pretty(&plan_json_with_change(head, with)).unwrap();
             assert_eq!(String::from_utf8(streamed).unwrap(), String::from_utf8(whole).unwrap());
         }
     }

@@ -69,10 +69,12 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
 
 /// The members of a module twin that say what a device's agent reports running, by exact
 /// name as `AgentReport::of_module_twin` looks them up: `deviceId` and `moduleId` at the
-/// top, then `properties` → `reported` → `modules` ([`ModuleImages`]). Everything else is checked as JSON and
-/// skipped: a module twin is mostly the agent's runtime and system-module reports, which
-/// building as `Value`s (and freeing) made reading `modules.jsonl` a fifth of an empty-hub
-/// plan's instructions. Non-objects become `null`, as [`TargetingVisitor`] does.
+/// top, then `properties` → `reported` → `modules` ([`ModuleImages`]). Everything else is
+/// checked as JSON syntax and skipped (as every unread member is: a number out of `f64`'s
+/// range or a lone surrogate escape there is not looked at): a module twin is mostly the
+/// agent's runtime and system-module reports, which building as `Value`s (and freeing) made
+/// reading `modules.jsonl` a fifth of an empty-hub plan's instructions. Non-objects become
+/// `null`, as [`TargetingVisitor`] does.
 struct AgentVisitor {
     /// How deep in the kept path this map is (0: the twin itself).
     depth: u8,
