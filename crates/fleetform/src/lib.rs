@@ -42,4 +42,6 @@ pub mod render;
 pub mod route;
 pub mod spec;
 pub mod suggest;
+#[cfg(test)]
+mod test_support;
 pub mod util;

@@ -169,16 +169,9 @@ pub fn change_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{MapEnv, SecretMode, render_all};
     use crate::model::{Twin, Twins};
     use crate::plan::ActionKind;
-    use crate::spec::{SourceFile, Workspace};
-
-    fn rendered(text: &str) -> Vec<Rendered> {
-        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", text.to_string())]);
-        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
-        render_all(&ws.deployments, &PlaceholderEnv(&MapEnv::default()), SecretMode::Reveal).unwrap()
-    }
+    use crate::test_support::{campus_fleet, rendered};
 
     const BASE: &str = r#"
 deployment "a" {
@@ -197,14 +190,6 @@ layered "gone" {
     module "G" image="g:1"
 }
 "#;
-
-    /// The campus example's device twins, as the snapshot holds them.
-    fn campus_fleet() -> Twins {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub/devices.json");
-        let values: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let twins = values.into_iter().map(|v| Twin::from_value(v).unwrap()).collect();
-        Twins::new("snapshot examples/campus/hub", twins)
-    }
 
     #[test]
     fn change_against_the_campus_snapshot() {

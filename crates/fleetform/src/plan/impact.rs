@@ -558,22 +558,9 @@ fn cached(
 mod tests {
     use serde_json::json;
 
-    use crate::manifest::{MapEnv, SecretMode, render_all};
     use crate::model::{Twin, Twins};
-    use crate::plan::{Fate, PlaceholderEnv, PlanOptions, plan};
-    use crate::spec::{SourceFile, Workspace};
-
-    const DECLARED: &str = r#"
-deployment "a" {
-    priority 10
-    target "tags.environment='prod'"
-    runtime {
-        edge-agent image="agent:1.5"
-        edge-hub image="hub:1.5"
-    }
-    module "M" image="m:1.0"
-}
-"#;
+    use crate::plan::{Fate, PlanOptions, plan};
+    use crate::test_support::{PROD_STANDARD, rendered};
 
     fn device(id: &str) -> Twin {
         Twin::from_value(json!({"deviceId": id, "capabilities": {"iotEdge": true}, "tags": {"environment": "prod"}}))
@@ -584,8 +571,7 @@ deployment "a" {
     /// both occurrences get its one agent report, as they did when every report was kept.
     #[test]
     fn a_device_read_twice_gets_its_agents_report_both_times() {
-        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", DECLARED.to_string())]);
-        let declared = render_all(&ws.deployments, &PlaceholderEnv(&MapEnv::default()), SecretMode::Reveal).unwrap();
+        let declared = rendered(PROD_STANDARD);
         let mut fleet = Twins::new("fleet", ["d1", "d1", "d2", "d3"].map(device).to_vec());
         fleet.modules = vec![json!({"deviceId": "d1", "moduleId": "$edgeAgent",
             "properties": {"reported": {"modules": {"X": {"settings": {"image": "x:1"}}}}}})];

@@ -237,50 +237,36 @@ pub fn apply_json(source: &str, report: &crate::apply::ApplyReport, wait: Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{MapEnv, SecretMode, render_all};
-    use crate::model::{Twin, Twins};
-    use crate::plan::{PlaceholderEnv, PlanOptions, change_plan, plan};
-    use crate::spec::{SourceFile, Workspace};
+    use crate::plan::{PlanOptions, change_plan, plan};
+    use crate::test_support::{PROD_STANDARD, campus_fleet, rendered};
 
-    fn rendered(text: &str) -> Vec<crate::manifest::Rendered> {
-        let ws = Workspace::from_sources(vec![SourceFile::new("t.kdl", "t.kdl", text.to_string())]);
-        assert!(ws.problems.is_empty(), "{:?}", ws.problems);
-        render_all(&ws.deployments, &PlaceholderEnv(&MapEnv::default()), SecretMode::Reveal).unwrap()
-    }
-
-    const BASE: &str = r#"
-deployment "a" {
-    priority 10
-    target "tags.environment='prod'"
-    runtime {
-        edge-agent image="agent:1.5"
-        edge-hub image="hub:1.5"
-    }
-    module "M" image="m:1.0"
-}
+    /// [`PROD_STANDARD`] and a layered deployment for building 20.
+    fn base() -> String {
+        let layered = r#"
 layered "b" {
     priority 20
     target "tags.location.building='20'"
     module "G" image="g:1"
 }
 "#;
+        format!("{PROD_STANDARD}{layered}")
+    }
 
     #[test]
     fn the_streamed_plan_is_the_value_pretty_printed() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/campus/hub/devices.json");
-        let values: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let prod = values.iter().find(|v| v["tags"]["environment"] == "prod").unwrap()["deviceId"].clone();
-        let mut fleet = Twins::new("campus", values.into_iter().map(|v| Twin::from_value(v).unwrap()).collect());
+        let mut fleet = campus_fleet();
+        let prod = fleet.devices.iter().find(|t| t.value()["tags"]["environment"] == "prod").unwrap().device_id();
+        let prod = prod.to_string();
         // One agent that reports a module: its cohort prints what its devices run today.
         fleet.modules = vec![serde_json::json!({"deviceId": prod, "moduleId": "$edgeAgent",
             "properties": {"reported": {"modules": {"X": {"settings": {"image": "x:1"}}}}}})];
         // A route added: its own `text` member gives way to the change's line in the JSON.
-        let head_text = BASE.replace("m:1.0", "m:2.0").replace(
+        let head_text = base().replace("m:1.0", "m:2.0").replace(
             "    module \"M\" image=\"m:2.0\"\n",
             "    module \"M\" image=\"m:2.0\"\n    route \"r\" \"FROM /messages/* INTO $upstream\"\n",
         );
         let mut head = plan(rendered(&head_text), Vec::new(), &fleet, &PlanOptions::default()).unwrap();
-        let change = change_plan("main", &rendered(BASE), rendered(&head_text), &[], &fleet).unwrap();
+        let change = change_plan("main", &rendered(&base()), rendered(&head_text), &[], &fleet).unwrap();
         assert!(head.cohorts.len() > 1 && !change.cohorts.is_empty(), "the fixture must have cohorts to stream");
         assert!(head.cohorts.iter().any(|c| !c.running_before.is_empty()), "a cohort must show what it runs");
         let text = format!("{:?}", head.cohorts);
