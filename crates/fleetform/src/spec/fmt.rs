@@ -3,8 +3,9 @@
 //! The `kdl` crate's own autoformat drops end-of-line comments and rewrites raw strings
 //! (which makes JSON create options unreadable), so the layout is printed here from the
 //! parsed document and the decoration it preserves: indentation is four spaces per level,
-//! one node per line, one space between entries, at most one blank line in a row, and
-//! values exactly as written.
+//! one node per line (a `\` line continuation keeps its line break, and the continued
+//! line is indented one level deeper), one space between entries, at most one blank line
+//! in a row, and values exactly as written.
 
 use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode};
 
