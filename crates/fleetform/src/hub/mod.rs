@@ -61,7 +61,7 @@ pub trait HubRead: Send + Sync {
     /// [`FleetRead::agent_reports`]). By default the module twins are scanned.
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {
@@ -131,7 +131,7 @@ impl FleetRead for Fleet<'_> {
 
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), ReadError> + Sync),
     ) -> Result<(), ReadError> {

@@ -258,7 +258,7 @@ impl HubRead for TwinsFromSnapshot {
     /// From the snapshot, like the device twins: what the devices ran when it was taken.
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {

@@ -226,7 +226,7 @@ impl HubRead for ShapeChecked {
 
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {

@@ -9,7 +9,7 @@ pub mod twin;
 pub mod twin_path;
 
 pub use configuration::{Configuration, ConfigurationContent, ConfigurationKind, Metrics};
-pub use fleet::{AgentReport, EDGE_AGENT, FleetRead, Projection, ReadError, ReadPaths, Twins};
+pub use fleet::{AgentReport, DeviceIds, EDGE_AGENT, FleetRead, Projection, ReadError, ReadPaths, Twins};
 pub use ids::{DeploymentId, DeploymentName, Etag, EtagError, IdError, IfMatch, Priority, PriorityError};
 pub use twin::{ModuleTwin, Twin, TwinShapeError};
 pub use twin_path::{TwinPath, TwinPathError};

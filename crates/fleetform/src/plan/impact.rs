@@ -17,7 +17,7 @@ use super::redact::Redactor;
 use super::running::{self, Running, RunningGroups};
 use super::state::DeploymentState;
 use crate::merge::{self, DeviceSample, EffectiveManifest, Grouper, MatchSet, MergeDeployment, Stack, Warning};
-use crate::model::{AgentReport, ConfigurationKind, DeploymentId};
+use crate::model::{AgentReport, ConfigurationKind, DeploymentId, DeviceIds};
 use crate::model::{FleetRead, Projection, ReadError, ReadPaths, Twin, TwinPath};
 use crate::query::{ConditionId, ConditionMemo, ConditionSet, Tri, is_edge_device, parse_condition};
 
@@ -280,29 +280,29 @@ fn running_before(
     }
     first_owner.push(owners.len() as u32);
     let owners_of = |i: usize| &owners[first_owner[i] as usize..first_owner[i + 1] as usize];
-    let index: FxHashMap<&str, u32> = devices.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
-    let reported: Vec<AtomicBool> = devices.iter().map(|_| AtomicBool::new(false)).collect();
+    // Sorted and distinct already: kept in this order, so positions index `owners`.
+    let devices = DeviceIds::new(devices);
+    let reported: Vec<AtomicBool> = (0..devices.len()).map(|_| AtomicBool::new(false)).collect();
     let groups: Vec<Mutex<RunningGroups>> = cohorts.iter().map(|_| Mutex::default()).collect();
     fleet.agent_reports(&devices, edge_devices, &|batch: Vec<AgentReport>| {
         for r in &batch {
-            let Some(&i) = index.get(r.device_id.as_str()) else { continue };
+            let Some(i) = devices.position(&r.device_id) else { continue };
             // An agent twin is reported once (the snapshot refuses duplicates, the hub
             // returns one row per twin); should one come twice, the first counts.
-            if reported[i as usize].swap(true, Ordering::Relaxed) {
+            if reported[i].swap(true, Ordering::Relaxed) {
                 continue;
             }
-            for o in owners_of(i as usize) {
+            for o in owners_of(i) {
                 let modules = running::running_modules(r.modules.as_ref(), declared[o.pair as usize], redactor);
                 groups[o.cohort as usize].lock().unwrap_or_else(|e| e.into_inner()).add(&r.device_id, modules);
             }
         }
         Ok(())
     })?;
-    drop(index);
     let mut groups: Vec<RunningGroups> =
         groups.into_iter().map(|g| g.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
     // No report at all: what the device runs is unknown.
-    for (i, (id, seen)) in devices.iter().zip(&reported).enumerate() {
+    for (i, (id, seen)) in devices.as_slice().iter().zip(&reported).enumerate() {
         if !seen.load(Ordering::Relaxed) {
             for o in owners_of(i) {
                 groups[o.cohort as usize].add(id, None);

@@ -410,11 +410,11 @@ impl HubRead for RestHub {
     /// instead and the others dropped. Either way each query is paced like any other.
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<crate::model::AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {
-        let queries = projection::agent_module_queries(devices);
+        let queries = projection::agent_module_queries(devices.as_slice());
         let scan_pages = edge_devices.div_ceil(self.options.page_size as u64).max(1);
         if queries.len() as u64 <= scan_pages {
             for query in queries {
@@ -426,12 +426,11 @@ impl HubRead for RestHub {
             }
             return Ok(());
         }
-        let wanted: std::collections::HashSet<&str> = devices.iter().map(String::as_str).collect();
         self.query_pages(&projection::all_agent_modules_query(), &mut |rows| {
             let reports: Vec<crate::model::AgentReport> = rows
                 .into_iter()
                 .filter_map(projection::agent_report)
-                .filter(|r| wanted.contains(r.device_id.as_str()))
+                .filter(|r| devices.contains(&r.device_id))
                 .collect();
             if reports.is_empty() { Ok(()) } else { visit(reports) }
         })?;

@@ -128,7 +128,7 @@ impl HubRead for SnapshotHub {
     /// instructions, on one core. Reports reach `visit` in no particular order.
     fn agent_reports(
         &self,
-        devices: &[String],
+        devices: &crate::model::DeviceIds,
         edge_devices: u64,
         visit: &(dyn Fn(Vec<AgentReport>) -> Result<(), HubError> + Sync),
     ) -> Result<(), HubError> {
@@ -137,12 +137,9 @@ impl HubRead for SnapshotHub {
         if self.snapshot.modules_file().is_none() || devices.is_empty() {
             return Ok(());
         }
-        // Fx, not SipHash: a million device ids of the user's own snapshot, looked up once
-        // per agent twin; SipHash and its key compares were most of this scan's own time.
-        let wanted: rustc_hash::FxHashSet<&str> = devices.iter().map(String::as_str).collect();
         let failure: Mutex<Option<HubError>> = Mutex::new(None);
         let leftovers = self.snapshot.par_fold_agent_twins(0, Vec::new, |batch: &mut Vec<AgentReport>, twin| {
-            let Some(report) = agent_report(twin, &wanted) else { return };
+            let Some(report) = agent_report(twin, devices) else { return };
             batch.push(report);
             if batch.len() == BATCH
                 && let Err(e) = visit(std::mem::take(batch))
@@ -162,7 +159,7 @@ impl HubRead for SnapshotHub {
 
 /// [`AgentReport::of_module_twin`] taking the reported modules out of the twin instead of
 /// cloning them.
-fn agent_report(twin: ModuleTwin, wanted: &rustc_hash::FxHashSet<&str>) -> Option<AgentReport> {
+fn agent_report(twin: ModuleTwin, wanted: &crate::model::DeviceIds) -> Option<AgentReport> {
     if twin.module_id() != EDGE_AGENT || !wanted.contains(twin.device_id()) {
         return None;
     }
@@ -288,7 +285,7 @@ pub(crate) mod tests {
         ];
         std::fs::write(dir.path().join("modules.jsonl"), lines.join("\n")).unwrap();
         let hub = SnapshotHub::open(dir.path()).unwrap();
-        let wanted: Vec<String> = ["d1", "d2", "d4", "d5"].map(String::from).to_vec();
+        let wanted: crate::model::DeviceIds = ["d5", "d2", "d4", "d1"].map(String::from).into_iter().collect();
         let got = Mutex::new(Vec::new());
         hub.agent_reports(&wanted, 5, &|batch| {
             got.lock().unwrap().extend(batch);
