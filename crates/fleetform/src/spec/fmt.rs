@@ -42,7 +42,7 @@ fn write_nodes(doc: &KdlDocument, level: usize, mut at_line_start: bool, out: &m
 /// `blank_ok` says whether a blank line may be kept before the first comment;
 /// `at_line_start` says whether the text starts on a fresh line.
 fn write_comment_lines(text: &str, level: usize, blank_ok: bool, at_line_start: bool, out: &mut String) {
-    let segments: Vec<&str> = text.split('\n').collect();
+    let segments: Vec<&str> = lines(text).collect();
     let last = segments.len() - 1;
     let mut pending_blank = false;
     let mut emitted_any = false;
@@ -120,7 +120,7 @@ fn write_node(node: &KdlNode, level: usize, out: &mut String) {
             let out = &mut *line.out;
             // A comment right after `{` stays on that line.
             let leading = doc_fmt.map_or("", |f| f.leading.as_str());
-            let first_line = leading.split('\n').next().unwrap_or("").trim();
+            let first_line = lines(leading).next().unwrap_or("").trim();
             if !first_line.is_empty() {
                 out.push(' ');
                 out.push_str(first_line);
@@ -176,7 +176,7 @@ impl NodeLine<'_> {
     /// Only the space at either end of each line changes: a continuation's `\` keeps
     /// the line break it needs, and a slashdashed string stays a valid (unused) string.
     fn decoration(&mut self, text: &str) {
-        for (i, segment) in text.split('\n').enumerate() {
+        for (i, segment) in lines(text).enumerate() {
             if i > 0 {
                 while self.out.ends_with(' ') {
                     self.out.pop();
@@ -188,6 +188,30 @@ impl NodeLine<'_> {
             self.token(segment.trim());
         }
     }
+}
+
+/// `text` cut at every KDL newline (CRLF as one; CR, LF, NEL, VT, FF, LS and PS alone):
+/// a continuation may end with any of them, and a line cut only at `\n` would run the
+/// next line into it.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s
+            .char_indices()
+            .find(|&(_, c)| matches!(c, '\r' | '\n' | '\u{85}' | '\u{b}' | '\u{c}' | '\u{2028}' | '\u{2029}'))
+        {
+            None => {
+                rest = None;
+                Some(s)
+            }
+            Some((at, c)) => {
+                let width = if s[at..].starts_with("\r\n") { 2 } else { c.len_utf8() };
+                rest = Some(&s[at + width..]);
+                Some(&s[..at])
+            }
+        }
+    })
 }
 
 fn indent(level: usize, out: &mut String) {
@@ -280,6 +304,12 @@ mod tests {
             "a 1 /- \"x\\\\\" \\\n 2\n",
             "a 1 /- {\n  b \"\\\\\"\n }\n",
             "a \\\n (t)1 \\ // c\n k=2\n",
+            // Every KDL newline ends a continuation, not only LF.
+            "a 1 \\\r\n 2\r\nb\r\n",
+            "a 1 \\\u{b}@\n",
+            "q\n.......... \\\u{b}@",
+            "a 1 \\ // c\u{c} 2\u{2028}b \\\u{85}3\u{2029}",
+            "a 1 \\\r 2\r",
         ];
         for case in cases {
             let once = format_source(case).unwrap();
