@@ -69,25 +69,46 @@ impl<'de> serde::de::Visitor<'de> for TargetingVisitor {
 
 /// The members of a module twin that say what a device's agent reports running, by exact
 /// name as `AgentReport::of_module_twin` looks them up: `deviceId` and `moduleId` at the
-/// top, then `properties` → `reported` → `modules` ([`ModuleImages`]). Everything else is
-/// checked as JSON syntax and skipped (as every unread member is: a number out of `f64`'s
-/// range or a lone surrogate escape there is not looked at): a module twin is mostly the
-/// agent's runtime and system-module reports, which building as `Value`s (and freeing) made
-/// reading `modules.jsonl` a fifth of an empty-hub plan's instructions. Non-objects become
-/// `null`, as [`TargetingVisitor`] does.
-struct AgentVisitor {
-    /// How deep in the kept path this map is (0: the twin itself).
-    depth: u8,
+/// top, then `properties` → `reported` → `modules`, and of every module there only
+/// `settings.image`, all a plan shows of what a device runs ([`crate::plan::Running`]).
+/// Everything else is checked as JSON syntax and skipped (as every unread member is: a
+/// number out of `f64`'s range or a lone surrogate escape there is not looked at): a module
+/// twin is mostly the agent's runtime and system-module reports and each module's status,
+/// exit codes and start times, which building as `Value`s (and freeing) made reading
+/// `modules.jsonl` a fifth of an empty-hub plan's instructions. A module or container that
+/// is not an object stands as `null`, which has no image either, as [`TargetingVisitor`]
+/// does.
+const AGENT_REPORT: Pick = Pick {
+    path: &[
+        Step::Member("properties"),
+        Step::Member("reported"),
+        Step::Member("modules"),
+        Step::Every,
+        Step::Member("settings"),
+        Step::Member("image"),
+    ],
+    whole: &["deviceId", "moduleId"],
+};
+
+/// One step of a [`Pick`]'s path.
+#[derive(Clone, Copy)]
+enum Step {
+    /// The member of this exact name.
+    Member(&'static str),
+    /// Every member.
+    Every,
 }
 
-impl AgentVisitor {
-    /// The path to the reported modules, one member name per depth.
-    const PATH: [&'static str; 3] = ["properties", "reported", "modules"];
-    /// Kept whole at the top, besides the path.
-    const IDS: [&'static str; 2] = ["deviceId", "moduleId"];
+/// An object holding only the members on `path`, the last step's kept whole, and the
+/// members named in `whole` kept whole beside them. A later duplicate replaces an earlier
+/// member, as in a full read.
+#[derive(Clone, Copy)]
+struct Pick {
+    path: &'static [Step],
+    whole: &'static [&'static str],
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for AgentVisitor {
+impl<'de> serde::de::DeserializeSeed<'de> for Pick {
     type Value = Value;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
@@ -95,80 +116,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for AgentVisitor {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for AgentVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a module twin object")
-    }
-
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
-        let mut out = serde_json::Map::new();
-        let depth = usize::from(self.depth);
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            // A later duplicate replaces an earlier member, as in a full read.
-            let last = key == Self::PATH[depth] && depth + 1 == Self::PATH.len();
-            if last {
-                out.insert(key.into_owned(), map.next_value_seed(ModuleImages)?);
-            } else if depth == 0 && Self::IDS.contains(&key.as_ref()) {
-                out.insert(key.into_owned(), map.next_value::<Value>()?);
-            } else if key == Self::PATH[depth] {
-                let inner = map.next_value_seed(AgentVisitor { depth: self.depth + 1 })?;
-                out.insert(key.into_owned(), inner);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(Value::Object(out))
-    }
-
-    crate::query::project::non_objects_are_null!();
-}
-
-/// The agent's reported `modules`: every module by name, holding only `settings.image`,
-/// all a plan shows of what a device runs ([`crate::plan::Running`]); the rest of a
-/// module's report (status, exit codes, start times) was most of what was built. A module
-/// that is not an object stands as `null`, which has no image either.
-struct ModuleImages;
-
-impl<'de> serde::de::DeserializeSeed<'de> for ModuleImages {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ModuleImages {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the reported modules")
-    }
-
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
-        let mut out = serde_json::Map::new();
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            out.insert(key.into_owned(), map.next_value_seed(Only(&["settings", "image"]))?);
-        }
-        Ok(Value::Object(out))
-    }
-
-    crate::query::project::non_objects_are_null!();
-}
-
-/// An object holding only the member at this path (by exact name), the last kept whole.
-struct Only(&'static [&'static str]);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Only {
-    type Value = Value;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Only {
+impl<'de> serde::de::Visitor<'de> for Pick {
     type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,17 +125,18 @@ impl<'de> serde::de::Visitor<'de> for Only {
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
         let mut out = serde_json::Map::new();
+        let rest = self.path.get(1..).unwrap_or_default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match self.0 {
-                [name] if key == *name => {
-                    out.insert(key.into_owned(), map.next_value::<Value>()?);
-                }
-                [name, rest @ ..] if key == *name => {
-                    out.insert(key.into_owned(), map.next_value_seed(Only(rest))?);
-                }
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
+            let on_path = self.path.first().is_some_and(|step| match step {
+                Step::Member(name) => key == *name,
+                Step::Every => true,
+            });
+            if on_path && !rest.is_empty() {
+                out.insert(key.into_owned(), map.next_value_seed(Pick { path: rest, whole: &[] })?);
+            } else if on_path || self.whole.contains(&key.as_ref()) {
+                out.insert(key.into_owned(), map.next_value::<Value>()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
         Ok(Value::Object(out))
@@ -256,7 +205,7 @@ pub(super) enum Reading {
     Full,
     Targeting,
     Paths(TwinProjector),
-    /// Module twins read for `$edgeAgent` reports only ([`AgentVisitor`]).
+    /// Module twins read for `$edgeAgent` reports only ([`AGENT_REPORT`]).
     AgentReports,
 }
 
@@ -282,7 +231,7 @@ impl Reading {
             Reading::Paths(projector) => projector.parse(bytes),
             Reading::AgentReports => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
-                let value = serde::de::DeserializeSeed::deserialize(AgentVisitor { depth: 0 }, &mut de)?;
+                let value = serde::de::DeserializeSeed::deserialize(AGENT_REPORT, &mut de)?;
                 de.end()?;
                 Ok(value)
             }
