@@ -281,6 +281,7 @@ fn running_before(
     first_owner.push(owners.len() as u32);
     let owners_of = |i: usize| &owners[first_owner[i] as usize..first_owner[i + 1] as usize];
     // Sorted and distinct already: kept in this order, so positions index `owners`.
+    debug_assert!(devices.windows(2).all(|w| w[0] < w[1]), "ids sorted and distinct");
     let devices = DeviceIds::new(devices);
     let reported: Vec<AtomicBool> = (0..devices.len()).map(|_| AtomicBool::new(false)).collect();
     let groups: Vec<Mutex<RunningGroups>> = cohorts.iter().map(|_| Mutex::default()).collect();

@@ -17,6 +17,11 @@ pub fn format_source(text: &str) -> Result<String, KdlError> {
     let mut out = String::with_capacity(text.len());
     write_nodes(&doc, 0, true, &mut out);
     if let Some(fmt) = doc.format() {
+        // The parser gives a document's leading comments to its first node; with no node
+        // (a file of comments, or of slashdashed nodes only) they stay here.
+        if doc.nodes().is_empty() {
+            write_comment_lines(&fmt.leading, 0, false, true, &mut out);
+        }
         write_comment_lines(&fmt.trailing, 0, !doc.nodes().is_empty(), true, &mut out);
     }
     while out.ends_with("\n\n") {
@@ -34,7 +39,7 @@ fn write_nodes(doc: &KdlDocument, level: usize, mut at_line_start: bool, out: &m
         let leading = fmt.map_or("", |f| f.leading.as_str());
         write_comment_lines(leading, level, i > 0, at_line_start, out);
         write_node(node, level, out);
-        at_line_start = fmt.is_none_or(|f| f.terminator.ends_with('\n') || f.terminator.is_empty());
+        at_line_start = fmt.is_none_or(|f| f.terminator.is_empty() || lines(&f.terminator).nth(1).is_some());
     }
 }
 
@@ -65,7 +70,13 @@ fn write_comment_lines(text: &str, level: usize, blank_ok: bool, at_line_start: 
         emitted_any = true;
         let indent = seg.len() - seg.trim_start().len();
         let base = *base_indent.get_or_insert(indent);
-        let keep = &seg[indent.min(base)..];
+        // Byte counts of different lines' whitespace: cut on a character (a no-break
+        // space is two bytes).
+        let mut cut = indent.min(base);
+        while !seg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let keep = &seg[cut..];
         for _ in 0..level {
             out.push_str(INDENT);
         }
@@ -80,18 +91,12 @@ fn write_comment_lines(text: &str, level: usize, blank_ok: bool, at_line_start: 
 fn write_node(node: &KdlNode, level: usize, out: &mut String) {
     indent(level, out);
     let mut line = NodeLine { out, level, fresh: true };
-    let mut head = String::new();
-    if let Some(ty) = node.ty() {
-        head.push('(');
-        head.push_str(ty.repr().unwrap_or(ty.value()));
-        head.push(')');
-    }
-    head.push_str(&node.name().to_string());
-    line.token(&head);
+    let fmt = node.format();
+    let around_ty = fmt.map(|f| [f.before_ty_name.as_str(), f.after_ty_name.as_str(), f.after_ty.as_str()]);
+    line.annotated(node.ty(), around_ty, &node.name().to_string());
     for entry in node.entries() {
         write_entry(entry, &mut line);
     }
-    let fmt = node.format();
     if let Some(f) = fmt
         && node.children().is_none()
     {
@@ -118,14 +123,11 @@ fn write_node(node: &KdlNode, level: usize, out: &mut String) {
         } else {
             line.token("{");
             let out = &mut *line.out;
-            // A comment right after `{` stays on that line.
-            let leading = doc_fmt.map_or("", |f| f.leading.as_str());
-            let first_line = lines(leading).next().unwrap_or("").trim();
-            if !first_line.is_empty() {
-                out.push(' ');
-                out.push_str(first_line);
-            }
             out.push('\n');
+            // The parser gives the text after `{` to the first child, as its leading
+            // comments: a comment there is written on the line after `{`.
+            let leading = doc_fmt.map_or("", |f| f.leading.as_str());
+            write_comment_lines(leading, level + 1, false, true, out);
             write_nodes(children, level + 1, false, out);
             write_comment_lines(inner_trailing, level + 1, true, true, out);
             while out.ends_with("\n\n") {
@@ -161,6 +163,39 @@ struct NodeLine<'a> {
 }
 
 impl NodeLine<'_> {
+    /// [`NodeLine::decoration`], after which the next token follows without a space
+    /// when the decoration was only spaces.
+    fn tight_after(&mut self, text: &str) {
+        self.decoration(text);
+        if text.trim().is_empty() {
+            self.fresh = true;
+        }
+    }
+
+    /// `(type)text`, tight as usual; spaced, keeping them, when comments or a line
+    /// continuation sit inside or after the type annotation (`around`: before the type's
+    /// name, after it, after the `)`).
+    fn annotated(&mut self, ty: Option<&kdl::KdlIdentifier>, around: Option<[&str; 3]>, text: &str) {
+        let Some(ty) = ty else {
+            self.token(text);
+            return;
+        };
+        let name = ty.repr().unwrap_or(ty.value());
+        match around {
+            Some([before, after, outside]) if [before, after, outside].iter().any(|d| !d.trim().is_empty()) => {
+                self.token("(");
+                self.fresh = before.trim().is_empty();
+                self.decoration(before);
+                self.token(name);
+                self.tight_after(after);
+                self.token(")");
+                self.tight_after(outside);
+                self.token(text);
+            }
+            _ => self.token(&format!("({name}){text}")),
+        }
+    }
+
     fn token(&mut self, text: &str) {
         if text.is_empty() {
             return;
@@ -226,21 +261,28 @@ fn write_entry(entry: &KdlEntry, line: &mut NodeLine) {
     if let Some(f) = fmt {
         line.decoration(&f.leading);
     }
-    let mut text = String::new();
-    if let Some(name) = entry.name() {
-        text.push_str(&name.to_string());
-        text.push('=');
+    let value = match fmt {
+        Some(f) if !f.value_repr.is_empty() => f.value_repr.clone(),
+        _ => entry.value().to_string(),
+    };
+    let around_ty = fmt.map(|f| [f.before_ty_name.as_str(), f.after_ty_name.as_str(), f.after_ty.as_str()]);
+    match entry.name() {
+        None => line.annotated(entry.ty(), around_ty, &value),
+        Some(name) => {
+            let around_eq = fmt.map_or(["", ""], |f| [f.after_key.as_str(), f.after_eq.as_str()]);
+            if around_eq.iter().all(|d| d.trim().is_empty()) {
+                line.token(&format!("{name}="));
+                line.fresh = true;
+            } else {
+                // Comments or a line continuation around `=`: kept, spaced.
+                line.token(&name.to_string());
+                line.tight_after(around_eq[0]);
+                line.token("=");
+                line.tight_after(around_eq[1]);
+            }
+            line.annotated(entry.ty(), around_ty, &value);
+        }
     }
-    if let Some(ty) = entry.ty() {
-        text.push('(');
-        text.push_str(ty.repr().unwrap_or(ty.value()));
-        text.push(')');
-    }
-    match fmt {
-        Some(f) if !f.value_repr.is_empty() => text.push_str(&f.value_repr),
-        _ => text.push_str(&entry.value().to_string()),
-    }
-    line.token(&text);
     if let Some(f) = fmt {
         line.decoration(&f.trailing);
     }
@@ -310,12 +352,32 @@ mod tests {
             "q\n.......... \\\u{b}@",
             "a 1 \\ // c\u{c} 2\u{2028}b \\\u{85}3\u{2029}",
             "a 1 \\\r 2\r",
+            // Found by review: whitespace of two bytes before a comment, comments around
+            // `=` and type annotations, blank lines after other newlines.
+            " // a\n\u{a0}// b\nn\n",
+            "a k= \\ // why\n 1\n",
+            "(t) \\ // c\n a\n",
+            "a ( /* c */ t)1 k=(u) /* d */ 2\n",
+            "a\r\rb\n",
         ];
         for case in cases {
             let once = format_source(case).unwrap();
+            for comment in ["// why", "// c", "/* c */", "/* d */"] {
+                assert_eq!(case.contains(comment), once.contains(comment), "{case:?} gave {once:?}");
+            }
             let twice = format_source(&once).unwrap_or_else(|e| panic!("{case:?} gave {once:?}, not KDL: {e}"));
             assert_eq!(once, twice, "{case:?}");
             assert_eq!(bare(case), bare(&once), "{case:?} gave {once:?}");
         }
+    }
+
+    #[test]
+    fn a_file_of_comments_keeps_them() {
+        // Found by review: with no node the parser keeps the comments on the document,
+        // and `fmt` wrote an empty file.
+        assert_eq!(format_source("// TODO\n\n  // later\n").unwrap(), "// TODO\n\n// later\n");
+        let skipped = "/- deployment a {\n    b\n}\n";
+        assert_eq!(format_source(skipped).unwrap(), skipped);
+        assert_eq!(format_source("a { // c\n b\n}\n").unwrap(), "a {\n    // c\n    b\n}\n");
     }
 }
